@@ -6,20 +6,17 @@ use futures::future::join_all;
 
 use super::{ListingEntry, ListingError, ListingQuery, ListingSource};
 
-struct Cursor<T> {
-    buffer: VecDeque<ListingEntry<T>>,
-    /// The last name fetched: the marker of the next page.
-    last: Option<String>,
-    exhausted: bool,
-}
-
 /// Produces one page of the merged listing of `sources`, as one Swift account holding
 /// all their names would answer `query`.
 ///
-/// Sources are asked for pages of at most the remaining page size, concurrently, and only
-/// when the merge needs their next entry; a source is asked again (with its last name as
-/// the marker) only when its page ran out while it may have more. Entries with the same
+/// Each source is asked once, concurrently, for one page of `query.limit` entries; the
+/// pages are merged in byte order (descending when reversed) and entries with the same
 /// name from several sources (a `subdir` present on many clusters) appear once.
+///
+/// One page per source is always enough: a source's page holds `limit` distinct names,
+/// and every name taken from it is either emitted or equal to the name just emitted, so
+/// by the time any page runs dry the merged page is full. Memory is bounded by one page
+/// per source.
 pub async fn merge_page<S>(
     sources: &mut [S],
     query: &ListingQuery,
@@ -33,81 +30,34 @@ where
     if limit == 0 {
         return Ok(out);
     }
-    let mut cursors: Vec<Cursor<S::Item>> = sources
-        .iter()
-        .map(|_| Cursor {
-            buffer: VecDeque::new(),
-            last: None,
-            exhausted: false,
-        })
-        .collect();
-    let mut first = true;
-    loop {
-        // Refill every cursor whose buffer ran dry and that may have more.
-        let remaining = limit - out.len();
-        let wanted: Vec<usize> = cursors
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.buffer.is_empty() && !c.exhausted)
-            .map(|(i, _)| i)
-            .collect();
-        if !wanted.is_empty() {
-            let queries: Vec<ListingQuery> = wanted
-                .iter()
-                .map(|&i| {
-                    let mut q = query.clone();
-                    q.limit = remaining;
-                    if !first {
-                        q.marker = cursors[i].last.clone();
-                    }
-                    q
-                })
-                .collect();
-            let fetches = sources
-                .iter_mut()
-                .enumerate()
-                .filter(|(i, _)| wanted.contains(i))
-                .zip(queries.iter())
-                .map(|((i, s), q)| async move { (i, s.fetch(q).await) });
-            for (i, result) in join_all(fetches).await {
-                let page = result.map_err(|source| ListingError::Source { index: i, source })?;
-                let cursor = &mut cursors[i];
-                cursor.exhausted = page.len() < remaining;
-                if let Some(last) = page.last() {
-                    cursor.last = Some(last.name().to_owned());
-                }
-                cursor.buffer.extend(page);
-            }
-        }
-        first = false;
-
-        // Take the smallest (largest when reversed) head among the cursors.
-        let mut best: Option<usize> = None;
-        for (i, c) in cursors.iter().enumerate() {
-            let Some(head) = c.buffer.front() else {
-                continue;
-            };
-            let better = match best.and_then(|b| cursors[b].buffer.front()) {
+    let pages = join_all(sources.iter_mut().map(|s| s.fetch(query))).await;
+    let mut heads: Vec<VecDeque<ListingEntry<S::Item>>> = Vec::with_capacity(pages.len());
+    for (index, page) in pages.into_iter().enumerate() {
+        let page = page.map_err(|source| ListingError::Source { index, source })?;
+        heads.push(page.into());
+    }
+    while out.len() < limit {
+        // The smallest (largest when reversed) head among the sources.
+        let mut best: Option<(usize, &str)> = None;
+        for (i, h) in heads.iter().enumerate() {
+            let Some(head) = h.front() else { continue };
+            let better = match best {
                 None => true,
-                Some(cur) if query.reverse => head.name() > cur.name(),
-                Some(cur) => head.name() < cur.name(),
+                Some((_, cur)) if query.reverse => head.name() > cur,
+                Some((_, cur)) => head.name() < cur,
             };
             if better {
-                best = Some(i);
+                best = Some((i, head.name()));
             }
         }
-        let Some(b) = best else {
-            return Ok(out);
-        };
-        let Some(entry) = cursors[b].buffer.pop_front() else {
-            return Ok(out);
+        let Some((i, _)) = best else { break };
+        let Some(entry) = heads[i].pop_front() else {
+            break;
         };
         if out.last().is_some_and(|prev| prev.name() == entry.name()) {
             continue;
         }
         out.push(entry);
-        if out.len() == limit {
-            return Ok(out);
-        }
     }
+    Ok(out)
 }

@@ -4,7 +4,7 @@
 //! federation must answer an account `GET` exactly as one Swift account would: the same
 //! `limit`, `marker`, `end_marker`, `prefix`, `delimiter` (with `subdir` roll-ups, each
 //! once) and `reverse` semantics. [`merge_page`] does that over any number of
-//! [`ListingSource`]s, pulling pages lazily and holding at most one page per source.
+//! [`ListingSource`]s, asking each for one page concurrently and holding no more.
 //!
 //! ```
 //! use federation_core::listing::{merge_page, ListingEntry, ListingQuery, VecSource};

@@ -1,5 +1,7 @@
 //! An in-memory listing source with Swift's account-server algorithm.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use super::{ListingEntry, ListingQuery, ListingSource, SourceError};
@@ -11,12 +13,12 @@ use super::{ListingEntry, ListingQuery, ListingSource, SourceError};
 /// Useful for tests, benchmarks, and for listing records the federation holds itself.
 #[derive(Debug, Clone, Default)]
 pub struct VecSource {
-    names: Vec<String>,
+    names: Arc<[String]>,
     fetches: usize,
 }
 
 impl VecSource {
-    /// A source over `names` (sorted and deduplicated here).
+    /// A source over `names` (sorted and deduplicated here). Clones share the names.
     pub fn new<I, S>(names: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -25,7 +27,10 @@ impl VecSource {
         let mut names: Vec<String> = names.into_iter().map(Into::into).collect();
         names.sort_unstable();
         names.dedup();
-        Self { names, fetches: 0 }
+        Self {
+            names: names.into(),
+            fetches: 0,
+        }
     }
 
     /// How many pages were fetched from this source.

@@ -277,9 +277,12 @@ pub(crate) fn pick_max<K: PartialOrd>(
     let mut best: Option<(&ClusterStatus, K)> = None;
     for c in ok {
         let k = key(c);
-        match &best {
-            Some((_, bk)) if !(k > *bk) => {}
-            _ => best = Some((c, k)),
+        let better = match &best {
+            None => true,
+            Some((_, bk)) => k.partial_cmp(bk) == Some(std::cmp::Ordering::Greater),
+        };
+        if better {
+            best = Some((c, k));
         }
     }
     best.map(|(c, _)| c.id().clone())
