@@ -1,0 +1,330 @@
+"""Start and stop real peers on loopback: single-node OpenStack Swift clusters,
+memcached, and our own Rust servers.
+
+Every process is started in its own session and stopped by its PID (its process
+group), also when a test fails. Nothing here touches /etc: each Swift cluster
+lives in its own directory, and each of its servers starts through a wrapper
+that points Swift at that directory before the server's code runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = ROOT / ".venv" / "bin"
+
+# The users every cluster knows (tempauth): account, user, key.
+USERS = [("test", "tester", "testing"), ("test2", "tester2", "testing2")]
+
+WRAPPER = r"""
+import importlib, sys
+swift_dir, module = sys.argv[1], sys.argv[2]
+from swift.common import utils
+utils.set_swift_dir(swift_dir)
+from swift.common import constraints, storage_policy
+storage_policy.reload_storage_policies()
+constraints.reload_constraints()
+sys.argv = [module] + sys.argv[3:]
+sys.exit(importlib.import_module(module).main())
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 30.0, ok=(200,), headers=None) -> None:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            req = urllib.request.Request(url, headers=headers or {})
+            with urllib.request.urlopen(req, timeout=2) as r:
+                if r.status in ok:
+                    return
+                last = r.status
+        except urllib.error.HTTPError as e:
+            if e.code in ok:
+                return
+            last = e.code
+        except OSError as e:
+            last = e
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer in {timeout}s (last: {last})")
+
+
+@dataclass
+class Proc:
+    """One process we started."""
+
+    name: str
+    popen: subprocess.Popen
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 10.0) -> None:
+        if not self.alive():
+            return
+        try:
+            os.killpg(self.popen.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.popen.wait(5)
+
+
+def spawn(name: str, argv: list[str], log: Path, env=None, cwd=None) -> Proc:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    out = open(log, "ab")
+    popen = subprocess.Popen(
+        argv,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )
+    out.close()
+    return Proc(name, popen, log)
+
+
+def _conf(path: Path, text: str) -> None:
+    path.write_text(text.lstrip())
+
+
+@dataclass
+class SwiftCluster:
+    """A single-node Swift cluster (proxy with tempauth, account, container and
+    object servers, container updater, its own memcached) in `base`."""
+
+    name: str
+    base: Path
+    policy: str = "standard"
+    procs: list[Proc] = field(default_factory=list)
+    ports: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.ports['proxy']}"
+
+    @property
+    def auth_url(self) -> str:
+        return f"{self.endpoint}/auth/v1.0"
+
+    def write_config(self) -> None:
+        if self.base.exists():
+            shutil.rmtree(self.base)
+        dev = self.base / "srv" / "d1"
+        dev.mkdir(parents=True)
+        for k in ("proxy", "account", "container", "object", "memcached"):
+            self.ports[k] = free_port()
+        d = self.base
+        _conf(d / "swift.conf", f"""
+[swift-hash]
+swift_hash_path_suffix = stackfed-{self.name}-suffix
+swift_hash_path_prefix = stackfed-{self.name}-prefix
+
+[storage-policy:0]
+name = {self.policy}
+default = yes
+""")
+        common = f"""
+[DEFAULT]
+bind_ip = 127.0.0.1
+workers = 0
+user = root
+swift_dir = {d}
+devices = {d / "srv"}
+mount_check = false
+log_level = WARNING
+"""
+        users = "\n".join(f"user_{a}_{u} = {k} .admin" for a, u, k in USERS)
+        _conf(d / "proxy-server.conf", f"""
+{common}
+bind_port = {self.ports['proxy']}
+log_name = proxy-{self.name}
+
+[pipeline:main]
+pipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_formats tempauth copy dlo slo versioned_writes symlink proxy-logging proxy-server
+
+[app:proxy-server]
+use = egg:swift#proxy
+account_autocreate = true
+allow_account_management = true
+
+[filter:tempauth]
+use = egg:swift#tempauth
+token_life = 86400
+{users}
+
+[filter:cache]
+use = egg:swift#memcache
+memcache_servers = 127.0.0.1:{self.ports['memcached']}
+
+[filter:catch_errors]
+use = egg:swift#catch_errors
+[filter:gatekeeper]
+use = egg:swift#gatekeeper
+[filter:healthcheck]
+use = egg:swift#healthcheck
+[filter:proxy-logging]
+use = egg:swift#proxy_logging
+[filter:listing_formats]
+use = egg:swift#listing_formats
+[filter:copy]
+use = egg:swift#copy
+[filter:dlo]
+use = egg:swift#dlo
+[filter:slo]
+use = egg:swift#slo
+[filter:versioned_writes]
+use = egg:swift#versioned_writes
+allow_versioned_writes = true
+[filter:symlink]
+use = egg:swift#symlink
+""")
+        for kind, egg in (("account", "account"), ("container", "container"), ("object", "object")):
+            _conf(d / f"{kind}-server.conf", f"""
+{common}
+bind_port = {self.ports[kind]}
+log_name = {kind}-{self.name}
+
+[pipeline:main]
+pipeline = healthcheck {kind}-server
+
+[app:{kind}-server]
+use = egg:swift#{egg}
+
+[filter:healthcheck]
+use = egg:swift#healthcheck
+
+[{kind}-replicator]
+[{kind}-auditor]
+[account-reaper]
+[container-updater]
+interval = 1
+[object-updater]
+interval = 1
+""")
+        builder = str(VENV_BIN / "swift-ring-builder")
+        for ring in ("account", "container", "object"):
+            b = str(d / f"{ring}.builder")
+            subprocess.run([builder, b, "create", "8", "1", "1"], check=True, capture_output=True)
+            subprocess.run(
+                [builder, b, "add", f"r1z1-127.0.0.1:{self.ports[ring]}/d1", "100"],
+                check=True, capture_output=True,
+            )
+            # rebalance exits 1 with a warning about balance on a 1-device ring.
+            r = subprocess.run([builder, b, "rebalance"], capture_output=True)
+            if r.returncode not in (0, 1):
+                raise RuntimeError(f"ring {ring}: {r.stdout!r} {r.stderr!r}")
+
+    def _server(self, module: str, conf: str, extra=()) -> Proc:
+        argv = [str(VENV_BIN / "python"), "-c", WRAPPER, str(self.base), module,
+                str(self.base / conf), "-v", *extra]
+        tag = module.rsplit(".", 2)[-2]
+        return spawn(f"{self.name}-{tag}", argv, self.base / "log" / f"{tag}.log")
+
+    def start(self) -> None:
+        """Writes the configuration, starts every process, waits until the proxy
+        authenticates, and creates the accounts."""
+        self.write_config()
+        mc = shutil.which("memcached")
+        if not mc:
+            raise RuntimeError("memcached is not installed (apt-get install -y memcached)")
+        self.procs.append(spawn(
+            f"{self.name}-memcached",
+            [mc, "-l", "127.0.0.1", "-p", str(self.ports["memcached"]), "-U", "0", "-u", "root", "-m", "32"],
+            self.base / "log" / "memcached.log",
+        ))
+        try:
+            for module, conf in (
+                ("swift.account.server", "account-server.conf"),
+                ("swift.container.server", "container-server.conf"),
+                ("swift.obj.server", "object-server.conf"),
+                ("swift.proxy.server", "proxy-server.conf"),
+            ):
+                self.procs.append(self._server(module, conf))
+            self.procs.append(self._server("swift.container.updater", "container-server.conf"))
+            for k in ("account", "container", "object", "proxy"):
+                wait_http(f"http://127.0.0.1:{self.ports[k]}/healthcheck", timeout=60)
+            for a, u, k in USERS:
+                url, token = self.authenticate(f"{a}:{u}", k)
+                req = urllib.request.Request(url, method="POST", headers={"X-Auth-Token": token})
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    assert r.status == 204, r.status
+        except BaseException:
+            self.stop()
+            raise
+
+    def authenticate(self, user: str, key: str) -> tuple[str, str]:
+        req = urllib.request.Request(self.auth_url, headers={"X-Auth-User": user, "X-Auth-Key": key})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.headers["X-Storage-Url"], r.headers["X-Auth-Token"]
+
+    def stop(self) -> None:
+        for p in reversed(self.procs):
+            p.stop()
+        self.procs.clear()
+
+    def logs(self) -> str:
+        out = []
+        for f in sorted((self.base / "log").glob("*.log")):
+            out.append(f"--- {f}\n" + f.read_text(errors="replace")[-4000:])
+        return "\n".join(out)
+
+
+def start_clusters(base: Path, names: list[str]) -> list[SwiftCluster]:
+    clusters: list[SwiftCluster] = []
+    try:
+        for n in names:
+            c = SwiftCluster(n, base / n)
+            clusters.append(c)
+            c.start()
+    except BaseException:
+        for c in clusters:
+            c.stop()
+        raise
+    return clusters
+
+
+if __name__ == "__main__":
+    # Manual check: python tests/interop/peers.py DIR → starts two clusters, prints
+    # their endpoints, stops them on Ctrl-C.
+    base = Path(sys.argv[1] if len(sys.argv) > 1 else ROOT / ".run" / "swift")
+    cs = start_clusters(base, ["east", "west"])
+    print(json.dumps({c.name: c.endpoint for c in cs}))
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for c in cs:
+            c.stop()
