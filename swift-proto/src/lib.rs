@@ -1,29 +1,41 @@
 //! # swift-proto
 //!
-//! The OpenStack Swift wire protocol for the stackfed federation: request paths, header
-//! classes, listing formats and errors, a client for backend clusters, and the federation
-//! service built on `federation-core`. Its first piece is the header class that carries
-//! container attributes, which the federation keeps and never sends to a backend:
+//! The OpenStack Swift wire protocol for the stackfed federation, on top of
+//! `federation-core`:
+//!
+//! - [`path`], [`headers`], [`listing`], [`error`], [`info`]: request paths and their
+//!   validation, header classes (attributes, usage counters, hop-by-hop), account listings
+//!   as JSON, XML and plain text both ways, Swift-style errors, `/info` merging;
+//! - [`client`]: a pooled, streaming HTTP/1.1 client for backend clusters;
+//! - [`auth`]: one proxy token standing for a token on every cluster (tempauth), or
+//!   pass-through;
+//! - [`service`]: the [`FederationService`] that presents many clusters as one Swift
+//!   endpoint, and [`server::serve`] to run it; [`config`] builds it from TOML.
 //!
 //! ```
-//! use swift_proto::attribute_key;
-//! assert_eq!(attribute_key("X-Container-Attr-Tier"), Some("tier".to_owned()));
-//! assert_eq!(attribute_key("X-Container-Meta-Tier"), None);
+//! use swift_proto::path::SwiftPath;
+//! match SwiftPath::parse("/v1/AUTH_test/photos/2024/cat.jpg").unwrap() {
+//!     SwiftPath::Object { container, object, .. } => {
+//!         assert_eq!(container.as_str(), "photos");
+//!         assert_eq!(object, "2024/cat.jpg");
+//!     }
+//!     other => panic!("{other:?}"),
+//! }
 //! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod auth;
+pub mod body;
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod headers;
+pub mod info;
+pub mod listing;
+pub mod path;
+pub mod server;
+pub mod service;
+
 pub use federation_core;
-
-/// The prefix of container attribute headers (case-insensitive on the wire).
-pub const CONTAINER_ATTR_PREFIX: &str = "x-container-attr-";
-
-/// The attribute key (lower case, prefix removed) of an `X-Container-Attr-*` header, or
-/// `None` for any other header or an empty key.
-pub fn attribute_key(header: &str) -> Option<String> {
-    let lower = header.to_ascii_lowercase();
-    lower
-        .strip_prefix(CONTAINER_ATTR_PREFIX)
-        .filter(|k| !k.is_empty())
-        .map(str::to_owned)
-}
+pub use service::FederationService;

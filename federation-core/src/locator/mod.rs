@@ -37,7 +37,9 @@ use std::time::Duration;
 use crate::attrs::{AttributeStore, Attributes, ContainerRecord, NewContainer, StoreError};
 use crate::cluster::{ClusterId, ClusterRegistry};
 use crate::name::{AccountName, ContainerName};
-use crate::placement::{PlacementError, PlacementPolicy, PlacementRequest};
+use crate::placement::{
+    ClusterFilter, PlacementError, PlacementPolicy, PlacementRequest, Rejection,
+};
 
 use cache::{key, RecordCache};
 
@@ -154,8 +156,20 @@ impl Locator {
     /// `created: false`). `attributes` are stored with a new record.
     pub async fn place(
         &self,
+        request: PlacementRequest,
+        attributes: Attributes,
+    ) -> Result<Placement, LocateError> {
+        self.place_filtered(request, attributes, None).await
+    }
+
+    /// [`place`](Self::place), considering only the clusters `filter` admits (for a
+    /// constraint of this one request, such as a storage policy only some clusters
+    /// offer). Clusters it refuses are named in a [`PlacementError::NoFit`].
+    pub async fn place_filtered(
+        &self,
         mut request: PlacementRequest,
         attributes: Attributes,
+        filter: Option<&dyn ClusterFilter>,
     ) -> Result<Placement, LocateError> {
         if let Some(record) = self.locate(&request.account, &request.container).await? {
             return Ok(Placement {
@@ -167,7 +181,27 @@ impl Locator {
             request.footprint = self.footprint(&request.account).await?;
         }
         let snapshot = self.registry.snapshot();
-        let cluster = self.policy.place_among(&request, &snapshot)?;
+        let mut candidates = Vec::with_capacity(snapshot.len());
+        let mut refused = Vec::new();
+        for c in snapshot.iter() {
+            match filter.map_or(Ok(()), |f| f.check(&request, c)) {
+                Ok(()) => candidates.push(c),
+                Err(reason) => refused.push(Rejection {
+                    cluster: c.id().clone(),
+                    reason,
+                }),
+            }
+        }
+        let cluster = match self.policy.place(&request, &candidates) {
+            Err(PlacementError::NoFit { rejections }) => {
+                refused.extend(rejections);
+                return Err(PlacementError::NoFit {
+                    rejections: refused,
+                }
+                .into());
+            }
+            other => other?,
+        };
         let new = NewContainer::new(request.account.clone(), request.container.clone(), cluster)
             .attributes(attributes)
             .policy(self.policy.name());

@@ -1,0 +1,103 @@
+//! The Swift federation proxy: one Swift endpoint over several Swift clusters.
+//!
+//! ```text
+//! cargo run --example swift-federation-proxy -- --config proxy.toml
+//! ```
+//!
+//! All logic lives in `swift-proto` and `federation-core`; this binary reads the
+//! configuration, sets up logging and serves until Ctrl-C or SIGTERM.
+#![allow(missing_docs)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use stackfed::swift_proto::config::ProxyConfig;
+use stackfed::swift_proto::server::serve;
+
+/// Swift cluster federation proxy.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// TOML configuration (listen, auth, store, clusters, policy).
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Override the listen address (e.g. 127.0.0.1:0 for any free port).
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let mut config = ProxyConfig::from_file(&args.config).map_err(|e| e.to_string())?;
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    let service = config.build().map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(%addr, clusters = config.clusters.len(), policy = service.locator().policy().name(), "listening");
+    // A machine-readable line for scripts that start the proxy on port 0.
+    println!("listening on http://{addr}");
+    serve(
+        listener,
+        service,
+        shutdown_signal(),
+        Duration::from_secs(10),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("swift-federation-proxy: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("swift-federation-proxy: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! The proxy's configuration, read from TOML, and the wiring it describes.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use federation_core::attrs::{AttributeStore, MemoryStore, SqliteStore};
+use federation_core::placement::PolicyConfig;
+use federation_core::{ClusterRegistry, ClusterSpec, Locator};
+use serde::Deserialize;
+
+use crate::auth::AuthMode;
+use crate::client::{BackendClient, Timeouts};
+use crate::service::FederationService;
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The text is not a valid configuration.
+    #[error("invalid configuration: {0}")]
+    Parse(#[from] toml::de::Error),
+    /// A value is unusable.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Where container records are kept.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum StoreConfig {
+    /// A SQLite file (the default: `federation.db` in the working directory).
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// In memory: lost at exit.
+    Memory,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self::Sqlite {
+            path: PathBuf::from("federation.db"),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+fn default_cache_capacity() -> usize {
+    federation_core::locator::DEFAULT_CACHE_CAPACITY
+}
+
+fn default_cache_ttl() -> f64 {
+    federation_core::locator::DEFAULT_CACHE_TTL.as_secs_f64()
+}
+
+fn default_connect() -> f64 {
+    3.0
+}
+
+fn default_response() -> f64 {
+    60.0
+}
+
+/// The whole proxy configuration.
+///
+/// ```
+/// let cfg = swift_proto::config::ProxyConfig::from_toml(r#"
+///     listen = "127.0.0.1:0"
+///     auth = "tempauth"
+///     store = { kind = "memory" }
+///     [[clusters]]
+///     id = "east"
+///     endpoint = "http://127.0.0.1:8081"
+///     capacity_bytes = 1000000
+///     [policy]
+///     kind = "most-free"
+/// "#).unwrap();
+/// assert_eq!(cfg.clusters.len(), 1);
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ProxyConfig {
+    /// Address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// How credentials are handled.
+    #[serde(default)]
+    pub auth: AuthMode,
+    /// The attribute store.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// Records cached by the locator.
+    #[serde(default = "default_cache_capacity")]
+    pub cache_capacity: usize,
+    /// Seconds a cached record is trusted.
+    #[serde(default = "default_cache_ttl")]
+    pub cache_ttl_seconds: f64,
+    /// Seconds to connect to a cluster.
+    #[serde(default = "default_connect")]
+    pub connect_timeout_seconds: f64,
+    /// Seconds for a cluster to start answering.
+    #[serde(default = "default_response")]
+    pub response_timeout_seconds: f64,
+    /// The clusters.
+    pub clusters: Vec<ClusterSpec>,
+    /// The placement policy.
+    #[serde(default)]
+    pub policy: PolicyConfig,
+}
+
+fn seconds(name: &str, v: f64) -> Result<Duration, ConfigError> {
+    Duration::try_from_secs_f64(v).map_err(|_| {
+        ConfigError::Invalid(format!("{name} must be a non-negative number of seconds"))
+    })
+}
+
+impl ProxyConfig {
+    /// Parses and checks a configuration.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let cfg: Self = toml::from_str(text)?;
+        cfg.policy
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if cfg.clusters.is_empty() {
+            return Err(ConfigError::Invalid(
+                "at least one cluster is needed".into(),
+            ));
+        }
+        seconds("cache_ttl_seconds", cfg.cache_ttl_seconds)?;
+        seconds("connect_timeout_seconds", cfg.connect_timeout_seconds)?;
+        seconds("response_timeout_seconds", cfg.response_timeout_seconds)?;
+        Ok(cfg)
+    }
+
+    /// Reads and checks a configuration file.
+    pub fn from_file(path: impl Into<PathBuf>) -> Result<Self, ConfigError> {
+        let path = path.into();
+        let text =
+            std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path, source })?;
+        Self::from_toml(&text)
+    }
+
+    /// Builds the service this configuration describes (opens the store; must run
+    /// inside a Tokio runtime).
+    pub fn build(&self) -> Result<FederationService, ConfigError> {
+        let registry = ClusterRegistry::new(self.clusters.clone())
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let store: Arc<dyn AttributeStore> = match &self.store {
+            StoreConfig::Memory => Arc::new(MemoryStore::new()),
+            StoreConfig::Sqlite { path } => Arc::new(
+                SqliteStore::open(path)
+                    .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?,
+            ),
+        };
+        let locator = Locator::with_cache(
+            store,
+            Arc::new(registry),
+            self.policy.build().into(),
+            self.cache_capacity,
+            seconds("cache_ttl_seconds", self.cache_ttl_seconds)?,
+        );
+        let client = BackendClient::new(Timeouts {
+            connect: seconds("connect_timeout_seconds", self.connect_timeout_seconds)?,
+            response: seconds("response_timeout_seconds", self.response_timeout_seconds)?,
+        });
+        Ok(FederationService::new(Arc::new(locator), client, self.auth))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_bad_configurations() {
+        assert!(ProxyConfig::from_toml("clusters = []").is_err());
+        assert!(ProxyConfig::from_toml("bogus = 1\nclusters = []").is_err());
+        let neg = r#"
+            cache_ttl_seconds = -1
+            [[clusters]]
+            id = "a"
+            endpoint = "http://127.0.0.1:1"
+            capacity_bytes = 1
+        "#;
+        assert!(ProxyConfig::from_toml(neg).is_err());
+    }
+}

@@ -1,0 +1,541 @@
+//! Listing wire formats: query parameters, content negotiation, and the JSON, XML and
+//! plain-text bodies of account listings, both ways.
+
+use federation_core::listing::{ListingEntry, ListingQuery, MAX_LISTING_LIMIT};
+use serde_json::{Map, Value};
+
+use crate::error::SwiftError;
+
+/// What Swift says about a container in an account listing besides its name (`count`,
+/// `bytes`, `last_modified`, `storage_policy`, …), kept as the backend sent it.
+pub type ContainerInfo = Map<String, Value>;
+
+/// An account listing entry.
+pub type AccountEntry = ListingEntry<ContainerInfo>;
+
+/// A listing's output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListingFormat {
+    /// `text/plain`: one name per line; an empty listing is 204.
+    Plain,
+    /// `application/json`.
+    Json,
+    /// `application/xml` or `text/xml` (the content type the client asked for).
+    Xml(&'static str),
+}
+
+impl ListingFormat {
+    /// The response's content type.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Plain => "text/plain; charset=utf-8",
+            Self::Json => "application/json; charset=utf-8",
+            Self::Xml("text/xml") => "text/xml; charset=utf-8",
+            Self::Xml(_) => "application/xml; charset=utf-8",
+        }
+    }
+
+    /// Chooses the format as Swift does: the `format` query parameter (`json`, `xml`,
+    /// anything else plain) wins over the `Accept` header, whose best match among
+    /// `text/plain`, `application/json`, `application/xml`, `text/xml` is taken;
+    /// 406 when none is acceptable.
+    pub fn negotiate(format: Option<&str>, accept: Option<&str>) -> Result<Self, SwiftError> {
+        if let Some(f) = format.filter(|f| !f.is_empty()) {
+            return Ok(match f.to_ascii_lowercase().as_str() {
+                "json" => Self::Json,
+                "xml" => Self::Xml("application/xml"),
+                _ => Self::Plain,
+            });
+        }
+        let Some(accept) = accept.map(str::trim).filter(|a| !a.is_empty()) else {
+            return Ok(Self::Plain);
+        };
+        const OFFERS: [(&str, ListingFormat); 4] = [
+            ("text/plain", ListingFormat::Plain),
+            ("application/json", ListingFormat::Json),
+            ("application/xml", ListingFormat::Xml("application/xml")),
+            ("text/xml", ListingFormat::Xml("text/xml")),
+        ];
+        let ranges = parse_accept(accept)?;
+        let mut best: Option<(f32, usize, ListingFormat)> = None;
+        for (offer, fmt) in OFFERS {
+            // The most specific range that matches decides the offer's quality.
+            let q = ranges
+                .iter()
+                .filter_map(|(range, q)| specificity(range, offer).map(|s| (s, *q)))
+                .max_by_key(|(s, _)| *s)
+                .map(|(_, q)| q);
+            if let Some(q) = q.filter(|q| *q > 0.0) {
+                if best.is_none_or(|(bq, _, _)| q > bq) {
+                    best = Some((q, 0, fmt));
+                }
+            }
+        }
+        best.map(|(_, _, f)| f)
+            .ok_or_else(|| SwiftError::status(http::StatusCode::NOT_ACCEPTABLE))
+    }
+}
+
+fn parse_accept(accept: &str) -> Result<Vec<(String, f32)>, SwiftError> {
+    let mut out = Vec::new();
+    for part in accept.split(',') {
+        let mut pieces = part.split(';');
+        let range = pieces.next().unwrap_or("").trim().to_ascii_lowercase();
+        if range.is_empty() {
+            continue;
+        }
+        if !range.contains('/') {
+            return Err(SwiftError::bad_request("Invalid Accept header"));
+        }
+        let mut q = 1.0f32;
+        for p in pieces {
+            if let Some(v) = p.trim().strip_prefix("q=") {
+                q = v
+                    .parse()
+                    .map_err(|_| SwiftError::bad_request("Invalid Accept header"))?;
+            }
+        }
+        out.push((range, q));
+    }
+    Ok(out)
+}
+
+/// How specifically `range` matches `offer` (2 exact, 1 `type/*`, 0 `*/*`), if at all.
+fn specificity(range: &str, offer: &str) -> Option<u8> {
+    if range == offer {
+        return Some(2);
+    }
+    if range == "*/*" {
+        return Some(0);
+    }
+    let (rt, rs) = range.split_once('/')?;
+    let (ot, _) = offer.split_once('/')?;
+    (rs == "*" && rt == ot).then_some(1)
+}
+
+fn truthy(v: &str) -> bool {
+    matches!(
+        v.to_ascii_lowercase().as_str(),
+        "true" | "1" | "yes" | "on" | "t" | "y"
+    )
+}
+
+/// Parses listing parameters from a query string, refusing what Swift refuses with
+/// Swift's answers: a limit that is not a non-negative integer or is over 10,000 (412),
+/// a delimiter of more than one character or above U+00FE (412).
+pub fn parse_query(query: Option<&str>) -> Result<(ListingQuery, Option<String>), SwiftError> {
+    let mut q = ListingQuery::new();
+    let mut format = None;
+    for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match k.as_ref() {
+            "limit" => {
+                let n: i64 = v.trim().parse().map_err(|_| {
+                    SwiftError::precondition_failed("Value of limit must be a positive integer")
+                })?;
+                if n < 0 {
+                    return Err(SwiftError::precondition_failed(
+                        "Value of limit must be a positive integer",
+                    ));
+                }
+                let n = usize::try_from(n).unwrap_or(usize::MAX);
+                if n > MAX_LISTING_LIMIT {
+                    return Err(SwiftError::precondition_failed(format!(
+                        "Maximum limit is {MAX_LISTING_LIMIT}"
+                    )));
+                }
+                q = q.limit(n);
+            }
+            "marker" => q = q.marker(v.into_owned()),
+            "end_marker" => q = q.end_marker(v.into_owned()),
+            "prefix" => q = q.prefix(v.into_owned()),
+            "delimiter" if !v.is_empty() => {
+                let mut chars = v.chars();
+                match (chars.next(), chars.next()) {
+                    (Some(c), None) if u32::from(c) <= 254 => q = q.delimiter(c),
+                    _ => return Err(SwiftError::precondition_failed("Bad delimiter")),
+                }
+            }
+            "reverse" => q = q.reverse(truthy(&v)),
+            "format" => format = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    Ok((q, format))
+}
+
+/// The query string that asks a backend for `query` as JSON.
+pub fn backend_query(query: &ListingQuery) -> String {
+    let mut s = url::form_urlencoded::Serializer::new(String::new());
+    s.append_pair("format", "json");
+    s.append_pair("limit", &query.limit.to_string());
+    if let Some(m) = &query.marker {
+        s.append_pair("marker", m);
+    }
+    if let Some(m) = &query.end_marker {
+        s.append_pair("end_marker", m);
+    }
+    if let Some(p) = &query.prefix {
+        s.append_pair("prefix", p);
+    }
+    if let Some(d) = query.delimiter {
+        s.append_pair("delimiter", d.encode_utf8(&mut [0; 4]));
+    }
+    if query.reverse {
+        s.append_pair("reverse", "true");
+    }
+    s.finish()
+}
+
+/// A listing body that could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed listing: {0}")]
+pub struct MalformedListing(pub String);
+
+/// Decodes a JSON account listing (as Swift's `format=json` sends it).
+pub fn decode_json(body: &[u8]) -> Result<Vec<AccountEntry>, MalformedListing> {
+    let items: Vec<Map<String, Value>> =
+        serde_json::from_slice(body).map_err(|e| MalformedListing(e.to_string()))?;
+    items
+        .into_iter()
+        .map(|mut item| {
+            if let Some(Value::String(s)) = item.remove("subdir") {
+                return Ok(ListingEntry::Subdir { name: s });
+            }
+            match item.remove("name") {
+                Some(Value::String(name)) => Ok(ListingEntry::Item { name, data: item }),
+                _ => Err(MalformedListing(
+                    "an entry has neither name nor subdir".into(),
+                )),
+            }
+        })
+        .collect()
+}
+
+/// Decodes a plain-text listing (one name per line; subdirs cannot be told apart from
+/// names there, so they come back as items).
+pub fn decode_plain(body: &str) -> Vec<AccountEntry> {
+    body.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| ListingEntry::Item {
+            name: l.to_owned(),
+            data: Map::new(),
+        })
+        .collect()
+}
+
+/// Decodes an XML account listing as Swift writes it.
+pub fn decode_xml(body: &str) -> Result<Vec<AccountEntry>, MalformedListing> {
+    let mut out = Vec::new();
+    let mut rest = body;
+    loop {
+        let next = match (rest.find("<container>"), rest.find("<subdir ")) {
+            (None, None) => return Ok(out),
+            (Some(ci), Some(si)) if si < ci => Err(si),
+            (Some(ci), _) => Ok(ci),
+            (None, Some(si)) => Err(si),
+        };
+        match next {
+            Ok(ci) => {
+                let end = rest[ci..]
+                    .find("</container>")
+                    .ok_or_else(|| MalformedListing("unclosed <container>".into()))?;
+                let inner = &rest[ci + "<container>".len()..ci + end];
+                let mut name = None;
+                let mut data = Map::new();
+                for field in ["name", "count", "bytes", "last_modified", "storage_policy"] {
+                    let open = format!("<{field}>");
+                    let close = format!("</{field}>");
+                    if let Some(a) = inner.find(&open) {
+                        let b = inner[a..]
+                            .find(&close)
+                            .ok_or_else(|| MalformedListing(format!("unclosed <{field}>")))?;
+                        let text = xml_unescape(&inner[a + open.len()..a + b]);
+                        match field {
+                            "name" => name = Some(text),
+                            "count" | "bytes" => {
+                                let n: u64 = text
+                                    .parse()
+                                    .map_err(|_| MalformedListing(format!("bad {field}")))?;
+                                data.insert(field.into(), Value::from(n));
+                            }
+                            _ => {
+                                data.insert(field.into(), Value::String(text));
+                            }
+                        }
+                    }
+                }
+                let name = name.ok_or_else(|| MalformedListing("container without name".into()))?;
+                out.push(ListingEntry::Item { name, data });
+                rest = &rest[ci + end..];
+            }
+            Err(si) => {
+                let tail = &rest[si..];
+                let a = tail
+                    .find("name=\"")
+                    .ok_or_else(|| MalformedListing("subdir without name".into()))?;
+                let b = tail[a + 6..]
+                    .find('"')
+                    .ok_or_else(|| MalformedListing("unclosed subdir name".into()))?;
+                out.push(ListingEntry::Subdir {
+                    name: xml_unescape(&tail[a + 6..a + 6 + b]),
+                });
+                rest = &tail[a + 6 + b..];
+            }
+        }
+    }
+}
+
+fn xml_escape(s: &str, attr: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' if attr => out.push_str("&quot;"),
+            '\n' if attr => out.push_str("&#10;"),
+            '\r' if attr => out.push_str("&#13;"),
+            '\t' if attr => out.push_str("&#09;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn xml_unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        let Some(end) = tail.find(';') else {
+            out.push_str(tail);
+            return out;
+        };
+        let ent = &tail[1..end];
+        let decoded = match ent {
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            _ => ent
+                .strip_prefix("#x")
+                .and_then(|h| u32::from_str_radix(h, 16).ok())
+                .or_else(|| ent.strip_prefix('#').and_then(|d| d.parse().ok()))
+                .and_then(char::from_u32),
+        };
+        match decoded {
+            Some(c) => {
+                out.push(c);
+                rest = &tail[end + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &tail[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Encodes an account listing in `format`, as Swift's `listing_formats` does. Returns
+/// `None` where Swift answers 204 (an empty plain-text listing).
+pub fn encode(format: ListingFormat, account: &str, entries: &[AccountEntry]) -> Option<Vec<u8>> {
+    match format {
+        ListingFormat::Plain => {
+            if entries.is_empty() {
+                return None;
+            }
+            let mut out = String::new();
+            for e in entries {
+                out.push_str(e.name());
+                out.push('\n');
+            }
+            Some(out.into_bytes())
+        }
+        ListingFormat::Json => {
+            let items: Vec<Value> = entries
+                .iter()
+                .map(|e| match e {
+                    ListingEntry::Subdir { name } => {
+                        let mut m = Map::new();
+                        m.insert("subdir".into(), Value::String(name.clone()));
+                        Value::Object(m)
+                    }
+                    ListingEntry::Item { name, data } => {
+                        let mut m = Map::new();
+                        m.insert("name".into(), Value::String(name.clone()));
+                        for (k, v) in data {
+                            m.insert(k.clone(), v.clone());
+                        }
+                        Value::Object(m)
+                    }
+                })
+                .collect();
+            serde_json::to_vec(&items).ok()
+        }
+        ListingFormat::Xml(_) => {
+            let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+            out.push_str(&format!(
+                "<account name=\"{}\">\n",
+                xml_escape(account, true)
+            ));
+            for e in entries {
+                match e {
+                    ListingEntry::Subdir { name } => {
+                        out.push_str(&format!("<subdir name=\"{}\" />", xml_escape(name, true)));
+                    }
+                    ListingEntry::Item { name, data } => {
+                        out.push_str("<container><name>");
+                        out.push_str(&xml_escape(name, false));
+                        out.push_str("</name>");
+                        for field in ["count", "bytes", "last_modified", "storage_policy"] {
+                            if let Some(v) = data.get(field) {
+                                out.push_str(&format!(
+                                    "<{field}>{}</{field}>",
+                                    xml_escape(&value_text(v), false)
+                                ));
+                            }
+                        }
+                        out.push_str("</container>");
+                    }
+                }
+                out.push('\n');
+            }
+            out.push_str("</account>");
+            Some(out.into_bytes())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(name: &str, count: u64) -> AccountEntry {
+        let mut data = Map::new();
+        data.insert("count".into(), count.into());
+        data.insert("bytes".into(), (count * 10).into());
+        data.insert("last_modified".into(), "2026-11-22T03:22:46.614410".into());
+        data.insert("storage_policy".into(), "standard".into());
+        ListingEntry::Item {
+            name: name.into(),
+            data,
+        }
+    }
+
+    #[test]
+    fn negotiates_like_swift() {
+        use ListingFormat::*;
+        assert_eq!(ListingFormat::negotiate(None, None).unwrap(), Plain);
+        assert_eq!(
+            ListingFormat::negotiate(Some("json"), Some("text/xml")).unwrap(),
+            Json
+        );
+        assert_eq!(ListingFormat::negotiate(Some("JSON"), None).unwrap(), Json);
+        assert_eq!(
+            ListingFormat::negotiate(Some("bogus"), None).unwrap(),
+            Plain
+        );
+        assert_eq!(
+            ListingFormat::negotiate(None, Some("application/json")).unwrap(),
+            Json
+        );
+        assert_eq!(
+            ListingFormat::negotiate(None, Some("text/xml")).unwrap(),
+            Xml("text/xml")
+        );
+        assert_eq!(
+            ListingFormat::negotiate(None, Some("application/xml;q=0.5, application/json;q=0.9"))
+                .unwrap(),
+            Json
+        );
+        assert_eq!(ListingFormat::negotiate(None, Some("*/*")).unwrap(), Plain);
+        assert_eq!(
+            ListingFormat::negotiate(None, Some("image/png"))
+                .unwrap_err()
+                .status,
+            406
+        );
+        assert_eq!(
+            ListingFormat::negotiate(None, Some("garbage"))
+                .unwrap_err()
+                .status,
+            400
+        );
+    }
+
+    #[test]
+    fn query_validation() {
+        let (q, f) = parse_query(Some(
+            "limit=3&marker=a&prefix=p&delimiter=%2F&reverse=on&format=xml",
+        ))
+        .unwrap();
+        assert_eq!(q.limit, 3);
+        assert_eq!(q.marker.as_deref(), Some("a"));
+        assert_eq!(q.delimiter, Some('/'));
+        assert!(q.reverse);
+        assert_eq!(f.as_deref(), Some("xml"));
+        for bad in [
+            "limit=x",
+            "limit=-1",
+            "limit=10001",
+            "delimiter=ab",
+            "delimiter=%C4%80",
+        ] {
+            assert_eq!(parse_query(Some(bad)).unwrap_err().status, 412, "{bad}");
+        }
+        assert_eq!(parse_query(Some("limit=10000")).unwrap().0.limit, 10000);
+    }
+
+    #[test]
+    fn formats_round_trip() {
+        let entries = vec![
+            item("a&b <c>", 1),
+            ListingEntry::Subdir {
+                name: "d\"/".into(),
+            },
+            item("zé", 2),
+        ];
+        let json = encode(ListingFormat::Json, "AUTH_t", &entries).unwrap();
+        assert_eq!(decode_json(&json).unwrap(), entries);
+        let xml = String::from_utf8(
+            encode(ListingFormat::Xml("application/xml"), "AUTH_t", &entries).unwrap(),
+        )
+        .unwrap();
+        assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<account name=\"AUTH_t\">\n<container><name>a&amp;b &lt;c&gt;</name><count>1</count>"), "{xml}");
+        assert!(xml.contains("<subdir name=\"d&quot;/\" />"), "{xml}");
+        assert_eq!(decode_xml(&xml).unwrap(), entries);
+        let plain =
+            String::from_utf8(encode(ListingFormat::Plain, "AUTH_t", &entries).unwrap()).unwrap();
+        assert_eq!(plain, "a&b <c>\nd\"/\nzé\n");
+        assert_eq!(decode_plain(&plain).len(), 3);
+        assert_eq!(encode(ListingFormat::Plain, "AUTH_t", &[]), None);
+        assert_eq!(encode(ListingFormat::Json, "AUTH_t", &[]).unwrap(), b"[]");
+        assert!(decode_json(b"{\"not\": \"a list\"}").is_err());
+        assert!(decode_json(b"[{\"count\": 1}]").is_err());
+    }
+
+    #[test]
+    fn backend_query_carries_everything() {
+        let q = ListingQuery::new()
+            .limit(5)
+            .marker("m n")
+            .prefix("p")
+            .delimiter('/')
+            .reverse(true);
+        assert_eq!(
+            backend_query(&q),
+            "format=json&limit=5&marker=m+n&prefix=p&delimiter=%2F&reverse=true"
+        );
+    }
+}

@@ -1,0 +1,197 @@
+//! Request paths: what a request is addressed to, validated.
+
+use federation_core::{AccountName, ContainerName};
+use http::StatusCode;
+use percent_encoding::percent_decode_str;
+
+use crate::error::SwiftError;
+
+/// The longest object name Swift accepts, in bytes.
+pub const MAX_OBJECT_NAME_LENGTH: usize = 1024;
+
+/// What a request path addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SwiftPath {
+    /// `/info`: the cluster's capabilities.
+    Info,
+    /// `/healthcheck`.
+    Healthcheck,
+    /// `/auth/v1.0` (or `/auth/v1`, `/v1.0`): tempauth-style authentication.
+    Auth,
+    /// `/v1/{account}`.
+    Account {
+        /// The account.
+        account: AccountName,
+    },
+    /// `/v1/{account}/{container}`.
+    Container {
+        /// The account.
+        account: AccountName,
+        /// The container (valid for Swift, at most 256 bytes).
+        container: ContainerName,
+    },
+    /// `/v1/{account}/{container}/{object}`.
+    Object {
+        /// The account.
+        account: AccountName,
+        /// The container.
+        container: ContainerName,
+        /// The object's name: non-empty UTF-8, may contain `/`.
+        object: String,
+    },
+}
+
+/// Why a path is refused, with the answer Swift gives.
+fn invalid_utf8() -> SwiftError {
+    SwiftError::precondition_failed("Invalid UTF8 or contains NULL")
+}
+
+impl SwiftPath {
+    /// Parses the path of a request URI (still percent-encoded), as Swift does: decode,
+    /// require UTF-8 without NUL (else 412), then split into at most account, container
+    /// and object. Unknown paths answer 404, as Swift's proxy does. A container name over
+    /// 256 bytes is a 400 with Swift's message.
+    pub fn parse(raw: &str) -> Result<Self, SwiftError> {
+        let bytes: Vec<u8> = percent_decode_str(raw).collect();
+        let path = String::from_utf8(bytes).map_err(|_| invalid_utf8())?;
+        if path.contains('\0') {
+            return Err(invalid_utf8());
+        }
+        match path.as_str() {
+            "/info" => return Ok(Self::Info),
+            "/healthcheck" => return Ok(Self::Healthcheck),
+            "/auth/v1.0" | "/auth/v1.0/" | "/auth/v1" | "/v1.0" => return Ok(Self::Auth),
+            _ => {}
+        }
+        let rest = path
+            .strip_prefix("/v1/")
+            .or_else(|| path.strip_prefix("/v1.0/"))
+            .ok_or_else(SwiftError::not_found)?;
+        let mut parts = rest.splitn(3, '/');
+        let account = parts.next().unwrap_or_default();
+        let container = parts.next();
+        let object = parts.next();
+        let account = AccountName::new(account).map_err(|_| SwiftError::not_found())?;
+        let Some(container) = container.filter(|c| !c.is_empty()) else {
+            // "/v1/a/" addresses the account, "/v1/a//o" nothing.
+            return if object.is_some() {
+                Err(SwiftError::not_found())
+            } else {
+                Ok(Self::Account { account })
+            };
+        };
+        let container = ContainerName::new(container).map_err(|e| match e {
+            federation_core::NameError::TooLong { len, max, .. } => {
+                SwiftError::bad_request(format!("Container name length of {len} longer than {max}"))
+            }
+            _ => SwiftError::not_found(),
+        })?;
+        match object {
+            None | Some("") => Ok(Self::Container { account, container }),
+            Some(object) => Ok(Self::Object {
+                account,
+                container,
+                object: object.to_owned(),
+            }),
+        }
+    }
+
+    /// Checks the object name's length, as Swift does on PUT (400 with its message).
+    pub fn check_object_name(object: &str) -> Result<(), SwiftError> {
+        if object.len() > MAX_OBJECT_NAME_LENGTH {
+            return Err(SwiftError::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "Object name length of {} longer than {MAX_OBJECT_NAME_LENGTH}",
+                    object.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Percent-encodes a path segment for a backend request (everything but unreserved
+/// characters; `/` kept when `keep_slash`, for object names).
+pub fn encode_segment(segment: &str, keep_slash: bool) -> String {
+    use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+    const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    const OBJECT: &AsciiSet = &SEGMENT.remove(b'/');
+    utf8_percent_encode(segment, if keep_slash { OBJECT } else { SEGMENT }).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Result<SwiftPath, SwiftError> {
+        SwiftPath::parse(s)
+    }
+
+    #[test]
+    fn parses_levels() {
+        assert_eq!(p("/info").unwrap(), SwiftPath::Info);
+        assert_eq!(p("/auth/v1.0").unwrap(), SwiftPath::Auth);
+        assert!(matches!(
+            p("/v1/AUTH_t").unwrap(),
+            SwiftPath::Account { .. }
+        ));
+        assert!(matches!(
+            p("/v1/AUTH_t/").unwrap(),
+            SwiftPath::Account { .. }
+        ));
+        assert!(matches!(
+            p("/v1/AUTH_t/c").unwrap(),
+            SwiftPath::Container { .. }
+        ));
+        let SwiftPath::Object {
+            container, object, ..
+        } = p("/v1/AUTH_t/c%20x/a/b//c").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(container.as_str(), "c x");
+        assert_eq!(object, "a/b//c");
+        // An encoded slash in the container position splits like a real one (Swift
+        // decodes before splitting).
+        let SwiftPath::Object {
+            container, object, ..
+        } = p("/v1/AUTH_t/c%2Fd").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((container.as_str(), object.as_str()), ("c", "d"));
+    }
+
+    #[test]
+    fn refuses_like_swift() {
+        assert_eq!(p("/v1/AUTH_t/%FF").unwrap_err().status, 412);
+        assert_eq!(p("/v1/AUTH_t/a%00b").unwrap_err().status, 412);
+        assert_eq!(p("/v2/AUTH_t").unwrap_err().status, 404);
+        assert_eq!(p("/v1/").unwrap_err().status, 404);
+        assert_eq!(p("/v1/AUTH_t//o").unwrap_err().status, 404);
+        let long = "x".repeat(257);
+        let e = p(&format!("/v1/AUTH_t/{long}")).unwrap_err();
+        assert_eq!(e.status, 400);
+        assert_eq!(
+            e.message.as_deref(),
+            Some("Container name length of 257 longer than 256")
+        );
+        assert!(SwiftPath::check_object_name(&"o".repeat(1025)).is_err());
+        assert!(SwiftPath::check_object_name(&"o".repeat(1024)).is_ok());
+    }
+
+    #[test]
+    fn encodes_segments_round_trip() {
+        let name = "a b/ü?#%&+";
+        let enc = encode_segment(name, true);
+        assert_eq!(enc, "a%20b/%C3%BC%3F%23%25%26%2B");
+        let back: Vec<u8> = percent_decode_str(&enc).collect();
+        assert_eq!(String::from_utf8(back).unwrap(), name);
+        assert_eq!(encode_segment("a/b", false), "a%2Fb");
+    }
+}
