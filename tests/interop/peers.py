@@ -328,3 +328,82 @@ if __name__ == "__main__":
     finally:
         for c in cs:
             c.stop()
+
+
+def cargo_example(name: str) -> Path:
+    """Builds one of the workspace's examples (debug profile) and returns its path."""
+    subprocess.run(
+        ["cargo", "build", "--quiet", "--locked", "--example", name],
+        cwd=ROOT, check=True,
+    )
+    path = ROOT / "target" / "debug" / "examples" / name
+    if not path.exists():
+        raise RuntimeError(f"{path} was not built")
+    return path
+
+
+@dataclass
+class FederationProxy:
+    """Our swift-federation-proxy, in front of some clusters."""
+
+    base: Path
+    clusters: list[SwiftCluster]
+    policy_toml: str = (
+        'kind = "first-of"\n'
+        'policies = [{ kind = "pin" }, { kind = "service-level", then = { kind = "rendezvous" } }]\n'
+    )
+    labels: dict[str, dict[str, str]] = field(default_factory=dict)
+    store: str = "sqlite"
+    proc: Proc | None = None
+    port: int = 0
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def auth_url(self) -> str:
+        return f"{self.endpoint}/auth/v1.0"
+
+    def write_config(self) -> Path:
+        self.base.mkdir(parents=True, exist_ok=True)
+        lines = ['auth = "tempauth"']
+        if self.store == "sqlite":
+            lines.append(f'store = {{ kind = "sqlite", path = "{self.base / "federation.db"}" }}')
+        else:
+            lines.append('store = { kind = "memory" }')
+        for c in self.clusters:
+            lines += ["", "[[clusters]]", f'id = "{c.name}"', f'endpoint = "{c.endpoint}"',
+                      "capacity_bytes = 1_000_000_000_000"]
+            labels = self.labels.get(c.name, {})
+            if labels:
+                inner = ", ".join(f'{k} = "{v}"' for k, v in labels.items())
+                lines.append(f"labels = {{ {inner} }}")
+        lines += ["", "[policy]", self.policy_toml]
+        path = self.base / "proxy.toml"
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    def start(self, binary: Path) -> None:
+        conf = self.write_config()
+        self.port = free_port()
+        self.proc = spawn(
+            "federation-proxy",
+            [str(binary), "--config", str(conf), "--listen", f"127.0.0.1:{self.port}"],
+            self.base / "proxy.log",
+            env={"RUST_LOG": os.environ.get("RUST_LOG", "info")},
+        )
+        try:
+            wait_http(f"{self.endpoint}/healthcheck", timeout=30)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.stop()
+            self.proc = None
+
+    def log(self) -> str:
+        p = self.base / "proxy.log"
+        return p.read_text(errors="replace")[-6000:] if p.exists() else ""

@@ -1,0 +1,55 @@
+"""Fixtures: two real Swift clusters and our federation proxy in front of them.
+
+Started once per test session, stopped (by PID) at the end, also on failure."""
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import peers  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def workdir():
+    with tempfile.TemporaryDirectory(prefix="stackfed-interop-") as d:
+        yield Path(d)
+
+
+@pytest.fixture(scope="session")
+def clusters(workdir):
+    cs = peers.start_clusters(workdir / "swift", ["east", "west"])
+    yield {c.name: c for c in cs}
+    for c in cs:
+        c.stop()
+
+
+@pytest.fixture(scope="session")
+def proxy_binary():
+    return peers.cargo_example("swift-federation-proxy")
+
+
+@pytest.fixture(scope="session")
+def proxy(workdir, clusters, proxy_binary):
+    p = peers.FederationProxy(
+        workdir / "proxy",
+        list(clusters.values()),
+        labels={"east": {"tier": "gold", "region": "east"},
+                "west": {"tier": "silver", "region": "west"}},
+    )
+    p.start(proxy_binary)
+    yield p
+    p.stop()
+    if os.environ.get("STACKFED_SHOW_LOGS"):
+        print(p.log())
+
+
+def pytest_runtest_makereport(item, call):
+    # On failure, attach the proxy's log tail to the report.
+    if call.when == "call" and call.excinfo is not None:
+        proxy = item.funcargs.get("proxy")
+        if proxy is not None:
+            item.add_report_section("call", "proxy log", proxy.log())

@@ -1,0 +1,419 @@
+"""The federation proxy, driven by real Swift clients, over two real Swift clusters.
+
+Every claim is checked against the clusters directly, with their own credentials."""
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import time
+import uuid
+import xml.etree.ElementTree as ET
+
+import pytest
+import requests
+from swiftclient import client as swc
+from swiftclient.exceptions import ClientException
+
+import peers
+
+USER, KEY = "test:tester", "testing"
+
+
+def conn(auth_url, user=USER, key=KEY):
+    return swc.Connection(authurl=auth_url, user=user, key=key, retries=0)
+
+
+def uniq(prefix="c"):
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def where(clusters, name, user=USER, key=KEY):
+    """The clusters that really hold container `name`."""
+    found = []
+    for c in clusters.values():
+        try:
+            conn(c.auth_url, user, key).head_container(name)
+            found.append(c.name)
+        except ClientException as e:
+            assert e.http_status == 404, e
+    return found
+
+
+def cluster_of(proxy_conn, name):
+    return proxy_conn.head_container(name)["x-container-attr-cluster"]
+
+
+@pytest.fixture
+def fed(proxy):
+    return conn(proxy.auth_url)
+
+
+def test_auth_hands_out_a_proxy_url(proxy, fed):
+    url, token = fed.get_auth()
+    assert url == f"{proxy.endpoint}/v1/AUTH_test"
+    assert token.startswith("AUTH_tk")
+    with pytest.raises(ClientException) as e:
+        conn(proxy.auth_url, key="wrong").get_auth()
+    assert e.value.http_status == 401
+    r = requests.get(f"{proxy.endpoint}/v1/AUTH_test", headers={"X-Auth-Token": "AUTH_tkbogus"})
+    assert r.status_code == 401
+
+
+def test_containers_spread_over_both_clusters_and_live_on_one(clusters, fed):
+    names = [uniq("spread") for _ in range(16)]
+    for n in names:
+        fed.put_container(n)
+    placed = {}
+    for n in names:
+        holders = where(clusters, n)
+        assert len(holders) == 1, (n, holders)
+        assert cluster_of(fed, n) == holders[0]
+        placed[n] = holders[0]
+    assert set(placed.values()) == {"east", "west"}, placed
+    for n in names:
+        fed.delete_container(n)
+        assert where(clusters, n) == []
+
+
+def test_service_level_and_pin(clusters, fed, proxy):
+    gold, silver, pinned = uniq("gold"), uniq("silver"), uniq("pinned")
+    fed.put_container(gold, headers={"X-Container-Attr-Tier": "gold"})
+    fed.put_container(silver, headers={"X-Container-Attr-Tier": "silver"})
+    fed.put_container(pinned, headers={"X-Container-Attr-Cluster": "west", "X-Container-Attr-Tier": "gold"})
+    assert where(clusters, gold) == ["east"]
+    assert where(clusters, silver) == ["west"]
+    assert where(clusters, pinned) == ["west"]
+    # No cluster offers platinum: 400, nothing anywhere, no record.
+    bad = uniq("platinum")
+    with pytest.raises(ClientException) as e:
+        fed.put_container(bad, headers={"X-Container-Attr-Tier": "platinum"})
+    assert e.value.http_status == 400
+    assert "platinum" in e.value.http_response_content.decode()
+    assert where(clusters, bad) == []
+    with pytest.raises(ClientException) as e:
+        fed.head_container(bad)
+    assert e.value.http_status == 404
+    with pytest.raises(ClientException) as e:
+        fed.put_container(uniq("x"), headers={"X-Container-Attr-Cluster": "nowhere"})
+    assert e.value.http_status == 400
+    # A container never moves.
+    with pytest.raises(ClientException) as e:
+        fed.post_container(gold, headers={"X-Container-Attr-Cluster": "west"})
+    assert e.value.http_status == 409
+    for n in (gold, silver, pinned):
+        fed.delete_container(n)
+
+
+def test_attributes_round_trip_and_never_reach_the_backend(clusters, fed):
+    n = uniq("attrs")
+    fed.put_container(n, headers={"X-Container-Attr-Owner": "ops", "X-Container-Meta-Color": "blue"})
+    h = fed.head_container(n)
+    assert h["x-container-attr-owner"] == "ops"
+    assert h["x-container-meta-color"] == "blue"
+    home = clusters[h["x-container-attr-cluster"]]
+    direct = conn(home.auth_url).head_container(n)
+    assert direct["x-container-meta-color"] == "blue"
+    assert not any(k.startswith("x-container-attr-") for k in direct), direct
+    fed.post_container(n, headers={"X-Container-Attr-Owner": "", "X-Container-Attr-Team": "storage ✓"})
+    h, _ = fed.get_container(n)
+    assert "x-container-attr-owner" not in h
+    assert h["x-container-attr-team"] == "storage ✓"
+    # Too long a value: 400, nothing changed.
+    with pytest.raises(ClientException) as e:
+        fed.post_container(n, headers={"X-Container-Attr-Team": "v" * 300})
+    assert e.value.http_status == 400
+    assert fed.head_container(n)["x-container-attr-team"] == "storage ✓"
+    fed.delete_container(n)
+
+
+def test_objects_stream_through_identical_with_ranges(clusters, fed):
+    n = uniq("objects")
+    fed.put_container(n)
+    home = clusters[cluster_of(fed, n)]
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    etag = fed.put_object(n, "dir/blob.bin", data)
+    assert etag == hashlib.md5(data).hexdigest()
+
+    # Chunked upload (no Content-Length) from a generator.
+    def chunks():
+        for i in range(0, len(data), 65536):
+            yield data[i:i + 65536]
+
+    fed.put_object(n, "chunked.bin", chunks())
+    for name in ("dir/blob.bin", "chunked.bin"):
+        _, body = fed.get_object(n, name)
+        assert body == data
+        h, part = fed.get_object(n, name, headers={"Range": "bytes=100-65635"})
+        assert part == data[100:65636]
+        assert h["content-range"] == f"bytes 100-65635/{len(data)}"
+        # It is really on the container's cluster.
+        _, direct = conn(home.auth_url).get_object(n, name)
+        assert direct == data
+    # Object listing and metadata pass through.
+    _, listing = fed.get_container(n)
+    assert sorted(o["name"] for o in listing) == ["chunked.bin", "dir/blob.bin"]
+    fed.post_object(n, "chunked.bin", headers={"X-Object-Meta-K": "v"})
+    assert fed.head_object(n, "chunked.bin")["x-object-meta-k"] == "v"
+    # Deleting a non-empty container is refused and loses nothing.
+    with pytest.raises(ClientException) as e:
+        fed.delete_container(n)
+    assert e.value.http_status == 409
+    assert fed.head_container(n)["x-container-object-count"] == "2"
+    for name in ("dir/blob.bin", "chunked.bin"):
+        fed.delete_object(n, name)
+    fed.delete_container(n)
+    assert where(clusters, n) == []
+    with pytest.raises(ClientException) as e:
+        fed.get_object(n, "chunked.bin")
+    assert e.value.http_status == 404
+
+
+def utf8_sorted(names, reverse=False):
+    return sorted(names, key=lambda s: s.encode(), reverse=reverse)
+
+
+def model(names, prefix="", delimiter=None, marker=None, end_marker=None, reverse=False, limit=10000):
+    lower, upper = (end_marker, marker) if reverse else (marker, end_marker)
+    out = set()
+    for n in names:
+        b = n.encode()
+        if prefix and not n.startswith(prefix):
+            continue
+        if lower and not b > lower.encode():
+            continue
+        if upper and not b < upper.encode():
+            continue
+        if delimiter and delimiter in n[len(prefix):]:
+            d = n[: len(prefix) + n[len(prefix):].index(delimiter) + 1]
+            if d != lower:
+                out.add(("subdir", d))
+            continue
+        out.add(("name", n))
+    entries = sorted(out, key=lambda e: e[1].encode(), reverse=reverse)
+    return entries[:limit]
+
+
+def entries_of(listing):
+    return [("subdir", e["subdir"]) if "subdir" in e else ("name", e["name"]) for e in listing]
+
+
+@pytest.fixture(scope="module")
+def listing_account(clusters, proxy):
+    """Account test2, holding a set of containers spread over both clusters."""
+    fed = conn(proxy.auth_url, "test2:tester2", "testing2")
+    names = ["alpha", "logs-2024", "logs-2025", "logs.old", "photos", "zebra", "é-acute",
+             "中文", "𝄞music", "a-b-c", "a0", "a.x", "Upper", "~tilde"]
+    for i, n in enumerate(names):
+        fed.put_container(n, headers={"X-Container-Attr-Cluster": "east" if i % 2 else "west"})
+        fed.put_object(n, "o", b"x" * (i + 1))
+    return fed, names
+
+
+def test_merged_listings_equal_the_union(clusters, listing_account):
+    fed, names = listing_account
+    # The containers really are on both clusters.
+    direct = {c: {e["name"] for e in conn(cl.auth_url, "test2:tester2", "testing2").get_account(full_listing=True)[1]}
+              for c, cl in clusters.items()}
+    assert direct["east"] and direct["west"]
+    assert direct["east"] | direct["west"] == set(names)
+    cases = [
+        {}, {"prefix": "logs"}, {"delimiter": "-"}, {"prefix": "logs-", "delimiter": "-"},
+        {"marker": "logs"}, {"end_marker": "photos"}, {"marker": "a", "end_marker": "zz"},
+        {"reverse": True}, {"reverse": True, "marker": "photos", "end_marker": "a0"},
+        {"delimiter": "-", "reverse": True}, {"limit": 3}, {"limit": 3, "marker": "logs-2024"},
+        {"prefix": "é"}, {"delimiter": "."}, {"marker": "a-b", "delimiter": "-"},
+        {"prefix": "a", "delimiter": "-", "limit": 2},
+    ]
+    for q in cases:
+        kwargs = dict(q)
+        reverse = kwargs.pop("reverse", False)
+        url, token = fed.get_auth()
+        params = {"format": "json", **kwargs}
+        if reverse:
+            params["reverse"] = "true"
+        r = requests.get(url, params=params, headers={"X-Auth-Token": token})
+        assert r.status_code == 200, (q, r.status_code, r.text)
+        listing = r.json()
+        expected = model(names, reverse=reverse, **kwargs)
+        assert entries_of(listing) == expected, q
+
+
+def test_paging_through_the_merged_listing(listing_account):
+    fed, names = listing_account
+    for page in (1, 2, 5):
+        seen, marker = [], ""
+        while True:
+            _, listing = fed.get_account(marker=marker, limit=page)
+            if not listing:
+                break
+            assert len(listing) <= page
+            seen += [e["name"] for e in listing]
+            marker = listing[-1]["name"]
+        assert seen == utf8_sorted(names), page
+    # swiftclient's own full listing pages with markers too.
+    _, full = fed.get_account(full_listing=True, limit=4)
+    assert [e["name"] for e in full] == utf8_sorted(names)
+
+
+def test_listing_formats(proxy, listing_account):
+    fed, names = listing_account
+    url, token = fed.get_auth()
+    h = {"X-Auth-Token": token}
+    plain = requests.get(url, headers=h)
+    assert plain.status_code == 200
+    assert plain.headers["content-type"] == "text/plain; charset=utf-8"
+    assert plain.text.splitlines() == utf8_sorted(names)
+    js = requests.get(url + "?format=json", headers=h).json()
+    assert [e["name"] for e in js] == utf8_sorted(names)
+    assert all({"count", "bytes", "last_modified"} <= set(e) for e in js)
+    x = requests.get(url, headers={**h, "Accept": "application/xml"})
+    assert x.headers["content-type"] == "application/xml; charset=utf-8"
+    root = ET.fromstring(x.content)
+    assert root.tag == "account" and root.get("name") == "AUTH_test2"
+    assert [c.findtext("name") for c in root.findall("container")] == utf8_sorted(names)
+    sub = ET.fromstring(requests.get(url + "?format=xml&delimiter=-", headers=h).content)
+    assert sorted(s.get("name") for s in sub.findall("subdir")) == ["a-", "logs-", "é-"]
+    # Empty results: 204 in plain text, 200 with [] in JSON, as Swift answers.
+    assert requests.get(url + "?prefix=nothing", headers=h).status_code == 204
+    r = requests.get(url + "?prefix=nothing&format=json", headers=h)
+    assert (r.status_code, r.json()) == (200, [])
+    # Bad parameters: Swift's answers.
+    for q in ("limit=10001", "limit=-1", "delimiter=ab"):
+        assert requests.get(f"{url}?{q}", headers=h).status_code == 412, q
+    assert requests.get(url, headers={**h, "Accept": "image/png"}).status_code == 406
+
+
+def test_account_usage_is_summed(clusters, listing_account):
+    fed, names = listing_account
+
+    def direct_sum():
+        tot = {"x-account-container-count": 0, "x-account-object-count": 0, "x-account-bytes-used": 0}
+        for c in clusters.values():
+            h = conn(c.auth_url, "test2:tester2", "testing2").head_account()
+            for k in tot:
+                tot[k] += int(h[k])
+        return tot
+
+    deadline = time.time() + 20
+    while True:
+        want = direct_sum()
+        got = fed.head_account()
+        if want["x-account-object-count"] == len(names) or time.time() > deadline:
+            break
+        time.sleep(0.5)
+    assert want["x-account-container-count"] == len(names)
+    assert want["x-account-bytes-used"] == sum(range(1, len(names) + 1))
+    for k, v in want.items():
+        assert int(got[k]) == v, (k, got)
+    # Per-policy counters are summed too.
+    assert int(got["x-account-storage-policy-standard-bytes-used"]) == want["x-account-bytes-used"]
+    h, _ = fed.get_account()
+    assert int(h["x-account-container-count"]) == len(names)
+
+
+def test_account_metadata_reaches_every_cluster(clusters, fed):
+    key = uuid.uuid4().hex
+    fed.post_account(headers={"X-Account-Meta-Temp-Url-Key": key, "X-Account-Meta-Color": "teal"})
+    for c in clusters.values():
+        h = conn(c.auth_url).head_account()
+        assert h["x-account-meta-temp-url-key"] == key, c.name
+        assert h["x-account-meta-color"] == "teal"
+    assert fed.head_account()["x-account-meta-color"] == "teal"
+
+
+def test_swift_cli(proxy, clusters, tmp_path):
+    swift = str(peers.VENV_BIN / "swift")
+    base = [swift, "-A", proxy.auth_url, "-U", USER, "-K", KEY]
+    src = tmp_path / "up"
+    src.mkdir()
+    (src / "a.txt").write_bytes(b"hello federation\n")
+    (src / "big.bin").write_bytes(os.urandom(2 * 1024 * 1024))
+    n = uniq("cli")
+    subprocess.run(base + ["upload", n, "a.txt", "big.bin"], cwd=src, check=True, capture_output=True)
+    out = subprocess.run(base + ["list", n], check=True, capture_output=True, text=True).stdout
+    assert out.split() == ["a.txt", "big.bin"]
+    dst = tmp_path / "down"
+    dst.mkdir()
+    subprocess.run(base + ["download", n], cwd=dst, check=True, capture_output=True)
+    for f in ("a.txt", "big.bin"):
+        assert (dst / f).read_bytes() == (src / f).read_bytes()
+    stat = subprocess.run(base + ["stat", n], check=True, capture_output=True, text=True).stdout
+    assert "Objects: 2" in stat
+    assert len(where(clusters, n)) == 1
+    subprocess.run(base + ["delete", n], check=True, capture_output=True)
+    assert where(clusters, n) == []
+
+
+def raw(proxy, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as s:
+        s.sendall(request)
+        s.shutdown(socket.SHUT_WR)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    return out
+
+
+def test_bad_input_is_refused_and_writes_nothing(proxy, clusters, fed):
+    url, token = fed.get_auth()
+    h = {"X-Auth-Token": token}
+    long = "x" * 257
+    r = requests.put(f"{url}/{long}", headers=h)
+    assert r.status_code == 400
+    assert "Container name length of 257 longer than 256" in r.text
+    assert where(clusters, long[:256]) == []
+    r = requests.put(f"{url}/bad%FFname", headers=h)
+    assert r.status_code == 412
+    assert "Invalid UTF8" in r.text
+    r = requests.put(f"{url}/nul%00name", headers=h)
+    assert r.status_code == 412
+    n = uniq("bad")
+    fed.put_container(n)
+    r = requests.put(f"{url}/{n}/{'o' * 1025}", headers=h, data=b"x")
+    assert r.status_code == 400
+    _, objs = fed.get_container(n)
+    assert objs == []
+    # A header with CR/LF smuggled into its value never reaches a handler.
+    resp = raw(proxy, (f"PUT /v1/AUTH_test/{n}/o HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {token}\r\n"
+                       f"X-Object-Meta-A: a\rX-Evil: 1\r\nContent-Length: 1\r\n\r\nx").encode())
+    assert resp.startswith(b"HTTP/1.1 400"), resp[:100]
+    _, objs = fed.get_container(n)
+    assert objs == []
+    # The backend refuses a container (metadata too long): no record, no container.
+    m = uniq("refused")
+    r = requests.put(f"{url}/{m}", headers={**h, "X-Container-Meta-Big": "v" * 300})
+    assert r.status_code == 400
+    assert where(clusters, m) == []
+    assert requests.head(f"{url}/{m}", headers=h).status_code == 404
+    # A storage policy no cluster offers.
+    r = requests.put(f"{url}/{m}", headers={**h, "X-Storage-Policy": "no-such-policy"})
+    assert r.status_code == 400
+    assert where(clusters, m) == []
+    # Unknown paths and methods.
+    assert requests.get(f"{proxy.endpoint}/v2/AUTH_test", headers=h).status_code == 404
+    assert requests.delete(url, headers=h).status_code == 405
+    fed.delete_container(n)
+
+
+def test_info_reports_strictest_constraints_and_the_federation(proxy, clusters):
+    info = requests.get(f"{proxy.endpoint}/info").json()
+    direct = [requests.get(f"{c.endpoint}/info").json() for c in clusters.values()]
+    assert info["swift"]["max_file_size"] == min(d["swift"]["max_file_size"] for d in direct)
+    fed = info["federation"]
+    assert [c["id"] for c in fed["clusters"]] == ["east", "west"]
+    assert fed["placement_policy"] == "first-of"
+    assert "standard" in [p["name"] for p in info["swift"]["policies"]]
+
+
+def test_concurrent_creates_of_one_name_agree(clusters, proxy):
+    import concurrent.futures as cf
+
+    n = uniq("race")
+    conns = [conn(proxy.auth_url) for _ in range(8)]
+    with cf.ThreadPoolExecutor(8) as ex:
+        list(ex.map(lambda c: c.put_container(n), conns))
+    assert len(where(clusters, n)) == 1
+    assert cluster_of(conns[0], n) == where(clusters, n)[0]
+    conns[0].delete_container(n)
