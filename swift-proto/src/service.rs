@@ -46,6 +46,12 @@ const TRANS_ID: &str = "x-trans-id";
 
 type Result<T, E = SwiftError> = std::result::Result<T, E>;
 
+/// Storage policy names offered by each cluster.
+type PoliciesByCluster = BTreeMap<ClusterId, Vec<String>>;
+
+/// The merged `/info`, when it was fetched, and each cluster's policies.
+type CachedInfo = (Instant, Value, PoliciesByCluster);
+
 /// See the [module docs](self). Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct FederationService {
@@ -58,7 +64,7 @@ struct Inner {
     client: BackendClient,
     mode: AuthMode,
     sessions: Sessions,
-    info: Mutex<Option<(Instant, Value, BTreeMap<ClusterId, Vec<String>>)>>,
+    info: Mutex<Option<CachedInfo>>,
 }
 
 /// Who the request acts as, towards the clusters.
