@@ -284,6 +284,22 @@ interval = 1
             self.stop()
             raise
 
+    def restart_memcached(self) -> None:
+        """Restarts the cluster's memcached on the same port: tempauth forgets every
+        token it issued (as when tokens expire)."""
+        mc = next(p for p in self.procs if p.name.endswith("-memcached"))
+        mc.stop()
+        fresh = spawn(mc.name, mc.popen.args, mc.log)
+        self.procs[self.procs.index(mc)] = fresh
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.ports["memcached"]), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise TimeoutError("memcached did not come back")
+
     def authenticate(self, user: str, key: str) -> tuple[str, str]:
         req = urllib.request.Request(self.auth_url, headers={"X-Auth-User": user, "X-Auth-Key": key})
         with urllib.request.urlopen(req, timeout=10) as r:

@@ -417,3 +417,24 @@ def test_concurrent_creates_of_one_name_agree(clusters, proxy):
     assert len(where(clusters, n)) == 1
     assert cluster_of(conns[0], n) == where(clusters, n)[0]
     conns[0].delete_container(n)
+
+
+def test_cluster_tokens_are_renewed(clusters, proxy):
+    fed = conn(proxy.auth_url)
+    n = uniq("renew")
+    fed.put_container(n, headers={"X-Container-Attr-Cluster": "east"})
+    fed.put_object(n, "o", b"data")
+    fed.get_auth()
+    old_direct = conn(clusters["east"].auth_url)
+    old_direct.get_auth()
+    # East forgets every token: the proxy's token for east is now refused there...
+    clusters["east"].restart_memcached()
+    with pytest.raises(ClientException) as e:
+        swc.head_container(old_direct.url, old_direct.token, n)
+    assert e.value.http_status == 401
+    # ...but the client's proxy token keeps working: the proxy renews east's token.
+    # (Raw HTTP with the same token: swiftclient would re-authenticate by itself.)
+    r = requests.get(f"{fed.url}/{n}/o", headers={"X-Auth-Token": fed.token})
+    assert (r.status_code, r.content) == (200, b"data")
+    fed.delete_object(n, "o")
+    fed.delete_container(n)
