@@ -423,3 +423,112 @@ class FederationProxy:
     def log(self) -> str:
         p = self.base / "proxy.log"
         return p.read_text(errors="replace")[-6000:] if p.exists() else ""
+
+
+@dataclass
+class GlanceCentral:
+    """A real Glance API (from the venv) under gunicorn: SQLite database, file store,
+    no Keystone (every request is an admin without a project). Its access log counts
+    the requests it served."""
+
+    base: Path
+    port: int = 0
+    proc: Proc | None = None
+    workers: int = 2
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def access_log(self) -> Path:
+        return self.base / "access.log"
+
+    def write_config(self) -> Path:
+        conf = self.base / "etc"
+        if not conf.exists():
+            conf.mkdir(parents=True)
+            for d in ("images", "staging", "tasks"):
+                (self.base / d).mkdir(exist_ok=True)
+            paste = Path(sys.prefix) / "etc" / "glance" / "glance-api-paste.ini"
+            if not paste.exists():
+                paste = ROOT / ".venv" / "etc" / "glance" / "glance-api-paste.ini"
+            shutil.copy(paste, conf / "glance-api-paste.ini")
+            (conf / "policy.yaml").write_text('"context_is_admin": "@"\n')
+        if not self.port:
+            self.port = free_port()
+        _conf(conf / "glance-api.conf", f"""
+[DEFAULT]
+enabled_backends = fs:file
+worker_self_reference_url = http://127.0.0.1:{self.port}
+image_size_cap = 10737418240
+log_file = {self.base / "glance-api.log"}
+debug = false
+
+[database]
+connection = sqlite:///{self.base / "glance.sqlite"}
+
+[glance_store]
+default_backend = fs
+
+[fs]
+filesystem_store_datadir = {self.base / "images"}
+
+[os_glance_staging_store]
+filesystem_store_datadir = {self.base / "staging"}
+
+[os_glance_tasks_store]
+filesystem_store_datadir = {self.base / "tasks"}
+
+[oslo_policy]
+enforce_new_defaults = false
+enforce_scope = false
+policy_file = {conf / "policy.yaml"}
+
+[paste_deploy]
+config_file = {conf / "glance-api-paste.ini"}
+""")
+        return conf
+
+    def start(self) -> None:
+        conf = self.write_config()
+        env = {"OS_GLANCE_CONFIG_DIR": str(conf)}
+        db = self.base / "glance.sqlite"
+        if not db.exists():
+            r = subprocess.run(
+                [str(VENV_BIN / "glance-manage"), "--config-dir", str(conf), "db_sync"],
+                capture_output=True, env={**os.environ, **env},
+            )
+            if r.returncode != 0:
+                raise RuntimeError(f"glance-manage db_sync failed: {r.stderr.decode()[-2000:]}")
+        self.proc = spawn(
+            "glance-api",
+            [str(VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{self.port}",
+             "--workers", str(self.workers), "--threads", "4", "--timeout", "300",
+             "--access-logfile", str(self.access_log), "glance.wsgi.api:application"],
+            self.base / "gunicorn.log", env=env,
+        )
+        try:
+            wait_http(f"{self.endpoint}/versions", timeout=60)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.stop()
+            self.proc = None
+
+    def requests_for(self, path_part: str) -> int:
+        """How many requests whose line contains `path_part` the access log shows."""
+        if not self.access_log.exists():
+            return 0
+        return sum(path_part in line for line in self.access_log.read_text().splitlines())
+
+    def logs(self) -> str:
+        out = []
+        for f in ("gunicorn.log", "glance-api.log"):
+            p = self.base / f
+            if p.exists():
+                out.append(f"--- {p}\n" + p.read_text(errors="replace")[-4000:])
+        return "\n".join(out)
