@@ -1,9 +1,22 @@
 //! # image-cache-core
 //!
 //! The protocol-agnostic core of an image cache that keeps serving when its upstream is
-//! gone: image records, and (to come) the `Upstream`, `MetadataStore` and `BlobStore`
-//! traits with their backends and the caching engine. `glance-proto` speaks Glance's
-//! wire protocol on top of it.
+//! gone. It caches image **metadata and data**:
+//!
+//! - [`record`]: [`ImageRecord`] (typed fields the cache reasons about, the rest verbatim);
+//! - [`upstream`]: the [`Upstream`](upstream::Upstream) trait (get metadata, open data,
+//!   ranges) and the request context used for access checks;
+//! - [`meta`]: the [`MetadataStore`](meta::MetadataStore) trait with SQLite and memory
+//!   backends; [`blob`]: the [`BlobStore`](blob::BlobStore) trait with filesystem
+//!   (incomplete → fsync → rename) and memory backends; one conformance suite per trait;
+//! - [`engine`]: [`ImageCache`](engine::ImageCache): metadata read-through with a
+//!   freshness window and bounded stale serving; data hits streamed from the blob store,
+//!   ranges too; a miss filled by exactly one upstream fetch however many clients ask,
+//!   each client streamed bytes as they arrive; data verified against `os_hash_value`
+//!   and `checksum` before commit, quarantined on mismatch; reconciliation at start so a
+//!   crash never leaves anything partial or unverified servable;
+//! - [`list`]: Glance's filters, sort keys, marker and limit over cached records;
+//! - [`hash`]: the verifier.
 //!
 //! Image ids are validated before they are used anywhere, and are never used as paths:
 //!
@@ -16,55 +29,15 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-use std::fmt;
+pub mod blob;
+pub mod engine;
+pub mod hash;
+mod id;
+pub mod list;
+pub mod meta;
+pub mod record;
+pub mod upstream;
 
-/// A Glance image id: a UUID in its canonical 8-4-4-4-12 hexadecimal form, stored in
-/// lower case.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ImageId(String);
-
-impl ImageId {
-    /// Parses a UUID in 8-4-4-4-12 hex form (either case); `None` for anything else.
-    pub fn parse(text: &str) -> Option<Self> {
-        let b = text.as_bytes();
-        if b.len() != 36 {
-            return None;
-        }
-        let ok = b.iter().enumerate().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => *c == b'-',
-            _ => c.is_ascii_hexdigit(),
-        });
-        ok.then(|| Self(text.to_ascii_lowercase()))
-    }
-
-    /// The id, lower case.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for ImageId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_canonical_uuids() {
-        assert!(ImageId::parse("00000000-0000-0000-0000-000000000000").is_some());
-        for bad in [
-            "",
-            "00000000000000000000000000000000",
-            "00000000-0000-0000-0000-00000000000g",
-            "00000000-0000-0000-0000-0000000000000",
-            "0000000/-0000-0000-0000-000000000000",
-            "00000000-0000-0000-0000-00000000000é",
-        ] {
-            assert!(ImageId::parse(bad).is_none(), "{bad:?}");
-        }
-    }
-}
+pub use engine::{CacheConfig, CacheError, ImageCache};
+pub use id::ImageId;
+pub use record::{ImageRecord, ImageStatus, Visibility};

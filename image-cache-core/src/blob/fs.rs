@@ -1,0 +1,284 @@
+//! Blobs as files: `incomplete/` while written, fsync, then renamed into `images/`.
+
+use std::fs::File;
+use std::io::SeekFrom;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use super::{check_range, BlobError, BlobRead, BlobStore, BlobTap, BlobWriter};
+use crate::id::ImageId;
+use crate::upstream::ByteRange;
+
+const READ_CHUNK: usize = 256 * 1024;
+
+/// A blob store in a directory:
+///
+/// - `images/{id}`: committed, verified blobs (the file name is the validated id);
+/// - `incomplete/{id}.{n}`: blobs being written; cleared at start;
+/// - `quarantine/{id}.{n}`: blobs that failed verification, never served.
+///
+/// A commit fsyncs the file, renames it into `images/` and fsyncs the directory, so after
+/// a crash a blob is either wholly there or not at all.
+#[derive(Debug, Clone)]
+pub struct FsBlobStore {
+    root: PathBuf,
+    counter: Arc<AtomicU64>,
+}
+
+fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> impl std::future::Future<Output = Result<T, BlobError>> {
+    async move {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| BlobError::Io(std::io::Error::other(e)))?
+            .map_err(BlobError::Io)
+    }
+}
+
+impl FsBlobStore {
+    /// Opens (creating) the directory layout under `root`.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, BlobError> {
+        let root = root.into();
+        for d in ["images", "incomplete", "quarantine"] {
+            std::fs::create_dir_all(root.join(d))?;
+        }
+        Ok(Self {
+            root,
+            counter: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// The directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn image_path(&self, id: &ImageId) -> PathBuf {
+        self.root.join("images").join(id.as_str())
+    }
+}
+
+#[async_trait]
+impl BlobStore for FsBlobStore {
+    async fn create(&self, id: &ImageId) -> Result<Box<dyn BlobWriter>, BlobError> {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.root.join("incomplete").join(format!(
+            "{}.{}.{n}",
+            id.as_str(),
+            std::process::id()
+        ));
+        let path = tmp.clone();
+        let file = blocking(move || {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)
+        })
+        .await?;
+        Ok(Box::new(FsWriter {
+            file: Arc::new(file),
+            tmp,
+            dest: self.image_path(id),
+            quarantine: self.root.join("quarantine").join(format!(
+                "{}.{}.{n}",
+                id.as_str(),
+                std::process::id()
+            )),
+            written: Arc::new(AtomicU64::new(0)),
+        }))
+    }
+
+    async fn open(
+        &self,
+        id: &ImageId,
+        range: Option<ByteRange>,
+    ) -> Result<Option<BlobRead>, BlobError> {
+        let mut file = match tokio::fs::File::open(self.image_path(id)).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let size = file.metadata().await?.len();
+        let (start, len) = check_range(range, size)?;
+        file.seek(SeekFrom::Start(start)).await?;
+        let stream = futures::stream::unfold((file, len), |(mut file, left)| async move {
+            if left == 0 {
+                return None;
+            }
+            let want = usize::try_from(left).unwrap_or(READ_CHUNK).min(READ_CHUNK);
+            let mut buf = BytesMut::zeroed(want);
+            match file.read(&mut buf).await {
+                Ok(0) => Some((
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "blob shrank",
+                    )),
+                    (file, 0),
+                )),
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok(buf.freeze()), (file, left - n as u64)))
+                }
+                Err(e) => Some((Err(e), (file, 0))),
+            }
+        });
+        Ok(Some(BlobRead {
+            size,
+            stream: Box::pin(stream),
+        }))
+    }
+
+    async fn remove(&self, id: &ImageId) -> Result<(), BlobError> {
+        match tokio::fs::remove_file(self.image_path(id)).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<(ImageId, u64)>, BlobError> {
+        let dir = self.root.join("images");
+        blocking(move || {
+            let mut out = Vec::new();
+            for entry in std::fs::read_dir(dir)? {
+                let entry = entry?;
+                let name = entry.file_name();
+                // Anything that is not a valid id is not ours to serve.
+                if let Some(id) = name.to_str().and_then(ImageId::parse) {
+                    out.push((id, entry.metadata()?.len()));
+                }
+            }
+            out.sort();
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn clear_incomplete(&self) -> Result<usize, BlobError> {
+        let dir = self.root.join("incomplete");
+        blocking(move || {
+            let mut n = 0;
+            for entry in std::fs::read_dir(dir)? {
+                std::fs::remove_file(entry?.path())?;
+                n += 1;
+            }
+            Ok(n)
+        })
+        .await
+    }
+}
+
+struct FsWriter {
+    file: Arc<File>,
+    tmp: PathBuf,
+    dest: PathBuf,
+    quarantine: PathBuf,
+    written: Arc<AtomicU64>,
+}
+
+struct FsTap {
+    file: Arc<File>,
+    written: Arc<AtomicU64>,
+}
+
+#[async_trait]
+impl BlobWriter for FsWriter {
+    async fn write(&mut self, data: Bytes) -> Result<(), BlobError> {
+        let file = self.file.clone();
+        let at = self.written.load(Ordering::Acquire);
+        let len = data.len() as u64;
+        blocking(move || file.write_all_at(&data, at)).await?;
+        self.written.store(at + len, Ordering::Release);
+        Ok(())
+    }
+
+    fn tap(&self) -> Arc<dyn BlobTap> {
+        Arc::new(FsTap {
+            file: self.file.clone(),
+            written: self.written.clone(),
+        })
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), BlobError> {
+        let Self {
+            file, tmp, dest, ..
+        } = *self;
+        blocking(move || {
+            file.sync_all()?;
+            std::fs::rename(&tmp, &dest)?;
+            if let Some(dir) = dest.parent() {
+                File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn abort(self: Box<Self>, quarantine: bool) -> Result<(), BlobError> {
+        let Self {
+            tmp, quarantine: q, ..
+        } = *self;
+        blocking(move || {
+            if quarantine {
+                std::fs::rename(&tmp, &q)
+            } else {
+                std::fs::remove_file(&tmp)
+            }
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl BlobTap for FsTap {
+    async fn read_at(&self, offset: u64, max: usize) -> Result<Bytes, BlobError> {
+        let written = self.written.load(Ordering::Acquire);
+        if offset >= written {
+            return Ok(Bytes::new());
+        }
+        let n = usize::try_from(written - offset).unwrap_or(max).min(max);
+        let file = self.file.clone();
+        blocking(move || {
+            let mut buf = vec![0u8; n];
+            file.read_exact_at(&mut buf, offset)?;
+            Ok(Bytes::from(buf))
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        super::super::conformance::run_all(&FsBlobStore::open(dir.path()).unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn a_crash_leaves_nothing_servable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path()).unwrap();
+        let id = ImageId::parse("11111111-2222-3333-4444-555555555555").unwrap();
+        let mut w = store.create(&id).await.unwrap();
+        w.write(Bytes::from_static(b"partial")).await.unwrap();
+        // Simulate a crash: the writer is dropped without commit or abort.
+        std::mem::forget(w);
+        let store = FsBlobStore::open(dir.path()).unwrap();
+        assert!(store.open(&id, None).await.unwrap().is_none());
+        assert_eq!(store.clear_incomplete().await.unwrap(), 1);
+        assert!(store.list().await.unwrap().is_empty());
+        // Stray files that are not ids are never listed.
+        std::fs::write(dir.path().join("images").join("..evil"), b"x").unwrap();
+        assert!(store.list().await.unwrap().is_empty());
+    }
+}

@@ -1,0 +1,371 @@
+use std::sync::atomic::AtomicBool;
+
+use async_trait::async_trait;
+use futures::TryStreamExt;
+use md5::Digest;
+
+use super::*;
+use crate::blob::{FsBlobStore, MemoryBlobStore};
+use crate::meta::{MemoryMetadataStore, SqliteMetadataStore};
+use crate::record::Visibility;
+use crate::upstream::UpstreamData;
+
+/// A scripted upstream: one image, optionally serving corrupted bytes, optionally down.
+#[derive(Debug)]
+struct Scripted {
+    record: Mutex<Option<ImageRecord>>,
+    data: Vec<u8>,
+    corrupt: AtomicBool,
+    down: AtomicBool,
+    opens: AtomicU64,
+    chunk_delay: Duration,
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn id() -> ImageId {
+    ImageId::parse("aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee").unwrap()
+}
+
+impl Scripted {
+    fn new(size: usize, visibility: Visibility, delay_ms: u64) -> Arc<Self> {
+        let data: Vec<u8> = (0..size).map(|i| (i * 7 % 256) as u8).collect();
+        let mut r = ImageRecord::new(id(), visibility);
+        r.size = Some(size as u64);
+        r.checksum = Some(hex(&md5::Md5::digest(&data)));
+        r.os_hash_algo = Some("sha512".into());
+        r.os_hash_value = Some(hex(&sha2::Sha512::digest(&data)));
+        r.owner = Some("owner-project".into());
+        Arc::new(Self {
+            record: Mutex::new(Some(r)),
+            data,
+            corrupt: AtomicBool::new(false),
+            down: AtomicBool::new(false),
+            opens: AtomicU64::new(0),
+            chunk_delay: Duration::from_millis(delay_ms),
+        })
+    }
+}
+
+#[async_trait]
+impl Upstream for Scripted {
+    async fn get(
+        &self,
+        _: &ImageId,
+        _: &RequestContext,
+    ) -> Result<Option<ImageRecord>, UpstreamError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(UpstreamError::Unavailable("down".into()));
+        }
+        Ok(self.record.lock().unwrap().clone())
+    }
+
+    async fn open(
+        &self,
+        _: &ImageId,
+        _: Option<ByteRange>,
+        _: &RequestContext,
+    ) -> Result<Option<UpstreamData>, UpstreamError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(UpstreamError::Unavailable("down".into()));
+        }
+        self.opens.fetch_add(1, Ordering::SeqCst);
+        let mut data = self.data.clone();
+        if self.corrupt.load(Ordering::SeqCst) {
+            data[0] ^= 1;
+        }
+        let delay = self.chunk_delay;
+        let chunks: Vec<Bytes> = data.chunks(64 * 1024).map(Bytes::copy_from_slice).collect();
+        let stream = futures::stream::iter(chunks).then(move |c| async move {
+            tokio::time::sleep(delay).await;
+            Ok::<_, std::io::Error>(c)
+        });
+        use futures::StreamExt;
+        Ok(Some(UpstreamData {
+            total_size: Some(data.len() as u64),
+            stream: Box::pin(stream),
+        }))
+    }
+}
+
+async fn cache_over(up: Arc<Scripted>, blobs: Arc<dyn BlobStore>, cfg: CacheConfig) -> ImageCache {
+    ImageCache::open(up, Arc::new(MemoryMetadataStore::new()), blobs, cfg)
+        .await
+        .unwrap()
+        .0
+}
+
+async fn body(d: ImageData) -> Result<Vec<u8>, std::io::Error> {
+    let chunks: Vec<Bytes> = d.stream.try_collect().await?;
+    Ok(chunks.concat())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_misses_make_one_fetch_and_all_get_the_bytes() {
+    let up = Scripted::new(2 * 1024 * 1024 + 3, Visibility::Public, 5);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = cache_over(
+        up.clone(),
+        Arc::new(FsBlobStore::open(dir.path()).unwrap()),
+        CacheConfig::default(),
+    )
+    .await;
+    let ctx = RequestContext::admin();
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let (cache, ctx) = (cache.clone(), ctx.clone());
+            tokio::spawn(async move {
+                let range = (i % 4 == 0).then_some(RangeSpec::From {
+                    first: 100_000,
+                    last: Some(1_500_000),
+                });
+                let d = cache.data(&id(), range, &ctx).await.unwrap();
+                (range.is_some(), body(d).await.unwrap())
+            })
+        })
+        .collect();
+    for t in tasks {
+        let (ranged, got) = t.await.unwrap();
+        if ranged {
+            assert_eq!(got, &up.data[100_000..=1_500_000]);
+        } else {
+            assert_eq!(got, up.data);
+        }
+    }
+    assert_eq!(up.opens.load(Ordering::SeqCst), 1, "one upstream fetch");
+    assert_eq!(cache.upstream_data_fetches(), 1);
+    // Now a hit: served from the blob, no new fetch.
+    let d = cache
+        .data(&id(), Some(RangeSpec::Suffix(10)), &ctx)
+        .await
+        .unwrap();
+    assert_eq!(d.source, DataSource::Cache);
+    assert_eq!(body(d).await.unwrap(), &up.data[up.data.len() - 10..]);
+    assert_eq!(up.opens.load(Ordering::SeqCst), 1);
+    assert!(matches!(
+        cache
+            .data(
+                &id(),
+                Some(RangeSpec::From {
+                    first: 10_000_000,
+                    last: None
+                }),
+                &ctx
+            )
+            .await,
+        Err(CacheError::BadRange { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupted_data_is_quarantined_and_never_served() {
+    let up = Scripted::new(300_000, Visibility::Public, 0);
+    up.corrupt.store(true, Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = cache_over(
+        up.clone(),
+        Arc::new(FsBlobStore::open(dir.path()).unwrap()),
+        CacheConfig::default(),
+    )
+    .await;
+    let ctx = RequestContext::admin();
+    let d = cache.data(&id(), None, &ctx).await.unwrap();
+    assert!(
+        body(d).await.is_err(),
+        "the stream breaks instead of completing"
+    );
+    // Give the fill task a moment to finish its bookkeeping.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(cache.metadata().cache_entry(&id()).await.unwrap().is_none());
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("images"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("quarantine"))
+            .unwrap()
+            .count(),
+        1
+    );
+    // The next request tries again and, with good data, succeeds.
+    up.corrupt.store(false, Ordering::SeqCst);
+    let d = cache.data(&id(), None, &ctx).await.unwrap();
+    assert_eq!(body(d).await.unwrap(), up.data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_serves_cached_metadata_and_data_but_only_so_long() {
+    let up = Scripted::new(1000, Visibility::Public, 0);
+    let cfg = CacheConfig::default()
+        .freshness(Duration::ZERO)
+        .max_stale(Duration::from_millis(300));
+    let cache = cache_over(up.clone(), Arc::new(MemoryBlobStore::new()), cfg).await;
+    let ctx = RequestContext::admin();
+    body(cache.data(&id(), None, &ctx).await.unwrap())
+        .await
+        .unwrap();
+    up.down.store(true, Ordering::SeqCst);
+    let served = cache.image(&id(), &ctx).await.unwrap();
+    assert!(served.stale);
+    let d = cache.data(&id(), None, &ctx).await.unwrap();
+    assert!(d.stale);
+    assert_eq!(body(d).await.unwrap(), up.data);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert!(matches!(
+        cache.image(&id(), &ctx).await,
+        Err(CacheError::Unavailable(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uncached_data_offline_is_unavailable_and_deleted_images_are_dropped() {
+    let up = Scripted::new(1000, Visibility::Public, 0);
+    let cache = cache_over(
+        up.clone(),
+        Arc::new(MemoryBlobStore::new()),
+        CacheConfig::default().freshness(Duration::ZERO),
+    )
+    .await;
+    let ctx = RequestContext::admin();
+    cache.image(&id(), &ctx).await.unwrap();
+    up.down.store(true, Ordering::SeqCst);
+    assert!(matches!(
+        cache.data(&id(), None, &ctx).await,
+        Err(CacheError::Unavailable(_))
+    ));
+    up.down.store(false, Ordering::SeqCst);
+    body(cache.data(&id(), None, &ctx).await.unwrap())
+        .await
+        .unwrap();
+    *up.record.lock().unwrap() = None;
+    assert!(matches!(
+        cache.image(&id(), &ctx).await,
+        Err(CacheError::NotFound(_))
+    ));
+    assert!(cache.metadata().get(&id()).await.unwrap().is_none());
+    assert!(cache.metadata().cache_entry(&id()).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statuses_and_access() {
+    let up = Scripted::new(10, Visibility::Private, 0);
+    let cache = cache_over(
+        up.clone(),
+        Arc::new(MemoryBlobStore::new()),
+        CacheConfig::default(),
+    )
+    .await;
+    let owner = RequestContext {
+        project_id: Some("owner-project".into()),
+        ..RequestContext::default()
+    };
+    let other = RequestContext {
+        project_id: Some("someone-else".into()),
+        ..RequestContext::default()
+    };
+    body(cache.data(&id(), None, &owner).await.unwrap())
+        .await
+        .unwrap();
+    up.down.store(true, Ordering::SeqCst);
+    // Offline, the cached private image is served to its owner only.
+    assert!(cache.image(&id(), &owner).await.is_ok());
+    assert!(matches!(
+        cache.image(&id(), &other).await,
+        Err(CacheError::NotFound(_))
+    ));
+    assert!(cache.data(&id(), None, &other).await.is_err());
+    assert_eq!(cache.visible_records(&other).await.unwrap().len(), 0);
+    assert_eq!(cache.visible_records(&owner).await.unwrap().len(), 1);
+    up.down.store(false, Ordering::SeqCst);
+    let mut r = up.record.lock().unwrap().clone().unwrap();
+    r.status = ImageStatus::Deactivated;
+    *up.record.lock().unwrap() = Some(r.clone());
+    let admin = RequestContext::admin();
+    let fresh = cache_over(
+        up.clone(),
+        Arc::new(MemoryBlobStore::new()),
+        CacheConfig::default(),
+    )
+    .await;
+    assert!(matches!(
+        fresh.data(&id(), None, &admin).await,
+        Err(CacheError::Deactivated(_))
+    ));
+    r.status = ImageStatus::Queued;
+    *up.record.lock().unwrap() = Some(r);
+    let fresh = cache_over(
+        up.clone(),
+        Arc::new(MemoryBlobStore::new()),
+        CacheConfig::default(),
+    )
+    .await;
+    assert!(matches!(
+        fresh.data(&id(), None, &admin).await,
+        Err(CacheError::NoData(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_makes_metadata_and_files_agree() {
+    let up = Scripted::new(5000, Visibility::Public, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let meta_path = dir.path().join("meta.db");
+    let blobs_dir = dir.path().join("blobs");
+    {
+        let meta = Arc::new(SqliteMetadataStore::open(&meta_path).unwrap());
+        let blobs = Arc::new(FsBlobStore::open(&blobs_dir).unwrap());
+        let (cache, _) = ImageCache::open(up.clone(), meta, blobs, CacheConfig::default())
+            .await
+            .unwrap();
+        body(
+            cache
+                .data(&id(), None, &RequestContext::admin())
+                .await
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+    // A blob nobody verified (as if committed, then a crash before the bookkeeping).
+    let orphan = blobs_dir
+        .join("images")
+        .join("bbbbbbbb-bbbb-4ccc-8ddd-eeeeeeeeeeee");
+    std::fs::write(&orphan, b"unverified").unwrap();
+    // A partial write.
+    std::fs::write(blobs_dir.join("incomplete").join("x.1.2"), b"partial").unwrap();
+    let meta = Arc::new(SqliteMetadataStore::open(&meta_path).unwrap());
+    let blobs = Arc::new(FsBlobStore::open(&blobs_dir).unwrap());
+    let (_, report) = ImageCache::open(
+        up.clone(),
+        meta.clone(),
+        blobs.clone(),
+        CacheConfig::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        report,
+        Reconciled {
+            incomplete_removed: 1,
+            orphan_blobs_removed: 1,
+            stale_entries_cleared: 0
+        }
+    );
+    assert!(!orphan.exists());
+    // A record whose blob went missing is cleared.
+    std::fs::remove_file(blobs_dir.join("images").join(id().as_str())).unwrap();
+    let (cache, report) = ImageCache::open(up.clone(), meta, blobs, CacheConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(report.stale_entries_cleared, 1);
+    let d = cache
+        .data(&id(), None, &RequestContext::admin())
+        .await
+        .unwrap();
+    assert_eq!(d.source, DataSource::Fill);
+    assert_eq!(body(d).await.unwrap(), up.data);
+}

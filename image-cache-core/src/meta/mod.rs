@@ -1,0 +1,80 @@
+//! Metadata stores: image records and the cache's bookkeeping about their data.
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+mod memory;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+pub use memory::MemoryMetadataStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteMetadataStore;
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::id::ImageId;
+use crate::record::ImageRecord;
+
+/// A record as stored, with when it was last confirmed by the upstream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRecord {
+    /// The record.
+    pub record: ImageRecord,
+    /// When the upstream last confirmed it, milliseconds since the Unix epoch.
+    pub fetched_at_ms: u64,
+}
+
+/// What the cache knows about an image's data it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheEntry {
+    /// The image.
+    pub id: ImageId,
+    /// Bytes held.
+    pub size: u64,
+    /// When the data was committed, ms since the epoch.
+    pub cached_at_ms: u64,
+    /// When it was last read, ms since the epoch.
+    pub last_access_ms: u64,
+    /// How many times it was read.
+    pub hits: u64,
+    /// Whether eviction must leave it alone.
+    pub pinned: bool,
+}
+
+/// Errors from a metadata store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MetaError {
+    /// Busy or unreachable: retry.
+    #[error("metadata store unavailable: {0}")]
+    Unavailable(String),
+    /// Damaged or incompatible data: an operator must look.
+    #[error("metadata store damaged or incompatible: {0}")]
+    Internal(String),
+}
+
+/// Image records and cache bookkeeping.
+#[async_trait]
+pub trait MetadataStore: Send + Sync + fmt::Debug + 'static {
+    /// Inserts or replaces a record (bookkeeping is kept).
+    async fn put(&self, record: &ImageRecord, fetched_at_ms: u64) -> Result<(), MetaError>;
+    /// One record.
+    async fn get(&self, id: &ImageId) -> Result<Option<StoredRecord>, MetaError>;
+    /// Every record.
+    async fn list(&self) -> Result<Vec<StoredRecord>, MetaError>;
+    /// Forgets a record and its bookkeeping.
+    async fn remove(&self, id: &ImageId) -> Result<(), MetaError>;
+    /// Records that the image's data is held (`size` bytes), now.
+    async fn set_cached(&self, id: &ImageId, size: u64, now_ms: u64) -> Result<(), MetaError>;
+    /// Records that the image's data is no longer held.
+    async fn clear_cached(&self, id: &ImageId) -> Result<(), MetaError>;
+    /// Counts a read of the data.
+    async fn touch(&self, id: &ImageId, now_ms: u64) -> Result<(), MetaError>;
+    /// Bookkeeping for one image's data, if held.
+    async fn cache_entry(&self, id: &ImageId) -> Result<Option<CacheEntry>, MetaError>;
+    /// Bookkeeping of all data held.
+    async fn cache_entries(&self) -> Result<Vec<CacheEntry>, MetaError>;
+}

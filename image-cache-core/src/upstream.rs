@@ -1,0 +1,162 @@
+//! The upstream: where images come from (the central Glance, for the edge).
+
+use std::fmt;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::Stream;
+
+use crate::id::ImageId;
+use crate::record::ImageRecord;
+
+/// A stream of image bytes.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
+
+/// A byte range, both ends included, as in HTTP `Range: bytes=first-last`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    /// The first byte.
+    pub first: u64,
+    /// The last byte (inclusive).
+    pub last: u64,
+}
+
+impl ByteRange {
+    /// The number of bytes in the range.
+    pub fn len(&self) -> u64 {
+        self.last - self.first + 1
+    }
+
+    /// Never empty: a range holds at least one byte.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+/// A `Range` request before it is resolved against an image's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeSpec {
+    /// `bytes=first-` or `bytes=first-last`.
+    From {
+        /// The first byte.
+        first: u64,
+        /// The last byte, if given (clamped to the size).
+        last: Option<u64>,
+    },
+    /// `bytes=-n`: the last `n` bytes.
+    Suffix(u64),
+}
+
+impl RangeSpec {
+    /// The bytes this asks for in an image of `size` bytes; `None` when it cannot be
+    /// satisfied (HTTP 416).
+    pub fn resolve(self, size: u64) -> Option<ByteRange> {
+        match self {
+            Self::From { first, last } => {
+                if first >= size {
+                    return None;
+                }
+                let last = last.map_or(size - 1, |l| l.min(size - 1));
+                (first <= last).then_some(ByteRange { first, last })
+            }
+            Self::Suffix(0) => None,
+            Self::Suffix(n) => Some(ByteRange {
+                first: size.saturating_sub(n),
+                last: size.checked_sub(1)?,
+            }),
+        }
+    }
+}
+
+/// The identity a request acts as: what the cache checks access with, and the headers
+/// forwarded to the upstream as the client sent them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestContext {
+    /// Headers that carry identity (`X-Auth-Token`, `X-Identity-Status`, `X-Project-Id`,
+    /// `X-Roles`, …), forwarded verbatim.
+    pub identity_headers: Vec<(String, String)>,
+    /// The caller's project, if known.
+    pub project_id: Option<String>,
+    /// Whether the caller is an admin (sees every image).
+    pub is_admin: bool,
+}
+
+impl RequestContext {
+    /// An admin context with no identity headers (no-auth deployments, tests).
+    pub fn admin() -> Self {
+        Self {
+            is_admin: true,
+            ..Self::default()
+        }
+    }
+
+    /// Whether the caller may see `record` on cached metadata alone: admins see all;
+    /// public and community images are everyone's; private and shared ones their
+    /// owner's. For anyone else a shared image must be confirmed by the upstream
+    /// (membership), so offline it is refused.
+    pub fn may_see(&self, record: &crate::record::ImageRecord) -> bool {
+        use crate::record::Visibility::*;
+        self.is_admin
+            || matches!(record.visibility, Public | Community)
+            || (record.owner.is_some() && record.owner == self.project_id)
+    }
+}
+
+/// Why the upstream could not answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpstreamError {
+    /// The upstream cannot be reached or is failing (5xx, timeouts): serve from cache
+    /// if allowed, else answer 503.
+    #[error("upstream unavailable: {0}")]
+    Unavailable(String),
+    /// The upstream refused the request (4xx other than 404): pass the status on.
+    #[error("upstream refused the request with {status}")]
+    Refused {
+        /// The upstream's status.
+        status: u16,
+        /// Its body.
+        body: Bytes,
+        /// Its content type, if any.
+        content_type: Option<String>,
+    },
+    /// The upstream sent something unreadable.
+    #[error("upstream sent an invalid answer: {0}")]
+    Invalid(String),
+}
+
+/// An image's data as the upstream serves it.
+pub struct UpstreamData {
+    /// Total size of the image (not of the range), when known.
+    pub total_size: Option<u64>,
+    /// The bytes (of the range, if one was asked for).
+    pub stream: ByteStream,
+}
+
+impl fmt::Debug for UpstreamData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamData")
+            .field("total_size", &self.total_size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where images come from.
+#[async_trait]
+pub trait Upstream: Send + Sync + fmt::Debug + 'static {
+    /// One image's metadata; `Ok(None)` when the upstream says it does not exist.
+    async fn get(
+        &self,
+        id: &ImageId,
+        ctx: &RequestContext,
+    ) -> Result<Option<ImageRecord>, UpstreamError>;
+
+    /// An image's data (a range of it, if given); `Ok(None)` when the image is gone.
+    async fn open(
+        &self,
+        id: &ImageId,
+        range: Option<ByteRange>,
+        ctx: &RequestContext,
+    ) -> Result<Option<UpstreamData>, UpstreamError>;
+}
