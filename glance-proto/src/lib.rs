@@ -1,31 +1,34 @@
 //! # glance-proto
 //!
-//! The OpenStack Glance v2 wire protocol for the stackfed edge cache: image JSON, list
-//! queries, `/versions`, schemas and errors, a client for the central Glance, and the edge
-//! service built on `image-cache-core`. Its first piece is the routing of image paths,
-//! which validates ids before anything else sees them:
+//! The OpenStack Glance v2 wire protocol for the stackfed edge cache, on top of
+//! `image-cache-core`:
+//!
+//! - [`image`]: the flat image JSON (custom properties at the top level), both ways;
+//! - [`query`]: list query parameters (filters, sort keys, marker, limit) with Glance's
+//!   refusals; [`error`]: Glance-style errors (plain text, JSON or HTML);
+//! - [`client`]: a streaming client for the central Glance that implements
+//!   `image_cache_core::upstream::Upstream`;
+//! - [`service`]: the [`EdgeService`](service::EdgeService) (`/versions`, `/v2/images…`,
+//!   `/v2/schemas/…`, writes forwarded, `/healthcheck`); [`server::serve`] runs it;
+//!   [`config`] builds it from TOML.
 //!
 //! ```
-//! use glance_proto::image_path;
-//! let id = image_path("/v2/images/9b2c1f4e-3a5d-4c6b-8e7f-0123456789ab/file").unwrap();
-//! assert_eq!(id.0.as_str(), "9b2c1f4e-3a5d-4c6b-8e7f-0123456789ab");
-//! assert_eq!(id.1, Some("file"));
-//! assert!(image_path("/v2/images/../../secret").is_none());
+//! use glance_proto::query::parse_list_query;
+//! let q = parse_list_query(Some("limit=10&sort=name:asc&os_distro=ubuntu")).unwrap();
+//! assert_eq!(q.limit, 10);
+//! assert!(parse_list_query(Some("sort_key=colour")).is_err());
 //! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod body;
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod image;
+pub mod query;
+pub mod server;
+pub mod service;
+
 pub use image_cache_core;
-
-use image_cache_core::ImageId;
-
-/// Splits `/v2/images/{id}[/{rest}]` into the validated id and the rest; `None` when the
-/// path is not an image path or the id is not a UUID.
-pub fn image_path(path: &str) -> Option<(ImageId, Option<&str>)> {
-    let tail = path.strip_prefix("/v2/images/")?;
-    let (id, rest) = match tail.split_once('/') {
-        Some((id, rest)) => (id, Some(rest)),
-        None => (tail, None),
-    };
-    Some((ImageId::parse(id)?, rest))
-}
+pub use service::EdgeService;

@@ -31,15 +31,13 @@ pub struct FsBlobStore {
     counter: Arc<AtomicU64>,
 }
 
-fn blocking<T: Send + 'static>(
+async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
-) -> impl std::future::Future<Output = Result<T, BlobError>> {
-    async move {
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| BlobError::Io(std::io::Error::other(e)))?
-            .map_err(BlobError::Io)
-    }
+) -> Result<T, BlobError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| BlobError::Io(std::io::Error::other(e)))?
+        .map_err(BlobError::Io)
 }
 
 impl FsBlobStore {

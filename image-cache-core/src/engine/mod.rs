@@ -265,6 +265,21 @@ impl ImageCache {
         Ok(())
     }
 
+    /// Marks an image's cached metadata as needing confirmation by the upstream before it
+    /// is served fresh again (after a write went through to the upstream).
+    pub async fn expire(&self, id: &ImageId) -> Result<(), CacheError> {
+        if let Some(s) = self.inner.meta.get(id).await? {
+            self.inner.meta.put(&s.record, 0).await?;
+        }
+        Ok(())
+    }
+
+    /// How many images' data the cache holds, and their total size.
+    pub async fn usage(&self) -> Result<(usize, u64), CacheError> {
+        let entries = self.inner.meta.cache_entries().await?;
+        Ok((entries.len(), entries.iter().map(|e| e.size).sum()))
+    }
+
     /// One image's metadata: from the cache while fresh (and the caller may see it on
     /// cached metadata alone), else from the upstream (recorded); when the upstream is
     /// unreachable, the cached copy if it is not older than `max_stale` (stale).

@@ -1,0 +1,98 @@
+//! The Glance edge cache: a Glance v2 endpoint in front of one central Glance that keeps
+//! serving cached images when the central is unreachable.
+//!
+//! ```text
+//! cargo run --example glance-edge-cache -- --config edge.toml
+//! ```
+//!
+//! All logic lives in `glance-proto` and `image-cache-core`; this binary reads the
+//! configuration, sets up logging and serves until Ctrl-C or SIGTERM.
+#![allow(missing_docs)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use stackfed::glance_proto::config::EdgeConfig;
+use stackfed::glance_proto::server::serve;
+
+/// Glance edge cache.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// TOML configuration (listen, central_url, cache_dir, freshness_seconds, max_stale_seconds, identity).
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Override the listen address.
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let mut config = EdgeConfig::from_file(&args.config).map_err(|e| e.to_string())?;
+    if let Some(l) = args.listen {
+        config.listen = l;
+    }
+    let (service, report) = config.build().await.map_err(|e| e.to_string())?;
+    tracing::info!(?report, "cache reconciled");
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(%addr, central = %config.central_url, cache_dir = %config.cache_dir.display(), "listening");
+    println!("listening on http://{addr}");
+    serve(
+        listener,
+        service,
+        shutdown_signal(),
+        Duration::from_secs(10),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("glance-edge-cache: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("glance-edge-cache: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

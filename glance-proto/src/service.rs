@@ -1,0 +1,584 @@
+//! The edge service: a Glance v2 API in front of one central Glance, serving metadata
+//! and data from its cache, and reads even while the central is unreachable.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
+use image_cache_core::engine::{ImageCache, ImageData};
+use image_cache_core::upstream::{RangeSpec, RequestContext, UpstreamError};
+use image_cache_core::{CacheError, ImageId};
+use serde_json::{json, Value};
+
+use crate::body::{boxed, empty, from_stream, full, Body, BoxError};
+use crate::client::CentralClient;
+use crate::error::GlanceError;
+use crate::image::to_json;
+use crate::query::parse_list_query;
+
+/// The header that marks an answer served from cache while the central could not
+/// confirm it.
+pub const STALE_HEADER: &str = "x-edge-stale";
+
+/// How requests are identified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IdentityMode {
+    /// No authentication: every request is an admin (as Glance's `noauth` context).
+    #[default]
+    NoAuth,
+    /// Identity from trusted headers set by an authenticating front end
+    /// (`X-Identity-Status: Confirmed`, `X-Project-Id`, `X-Roles`), forwarded to the central.
+    TrustedHeaders,
+}
+
+const IDENTITY_HEADERS: [&str; 7] = [
+    "x-auth-token",
+    "x-identity-status",
+    "x-project-id",
+    "x-tenant-id",
+    "x-user-id",
+    "x-roles",
+    "x-domain-id",
+];
+
+type Result<T, E = GlanceError> = std::result::Result<T, E>;
+
+/// See the [module docs](self). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct EdgeService {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    cache: ImageCache,
+    central: CentralClient,
+    mode: IdentityMode,
+    documents: Mutex<HashMap<String, (HeaderMap, Bytes)>>,
+}
+
+fn cache_error(e: CacheError, id: &ImageId) -> GlanceError {
+    match e {
+        CacheError::NotFound(_) => GlanceError::no_image(id.as_str()),
+        CacheError::Deactivated(_) => GlanceError::new(
+            StatusCode::FORBIDDEN,
+            "The requested image has been deactivated. Image data download is forbidden.",
+        ),
+        CacheError::BadRange { size } => GlanceError::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            format!("Requested range not satisfiable for an image of {size} bytes"),
+        ),
+        CacheError::Unavailable(m) => GlanceError::unavailable(format!(
+            "The central image service is unreachable and this edge cannot answer alone: {m}"
+        )),
+        CacheError::Refused(UpstreamError::Refused { status, body, .. }) => GlanceError::new(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+            String::from_utf8_lossy(&body).trim().to_owned(),
+        ),
+        other => GlanceError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+    }
+}
+
+fn json_response(status: StatusCode, doc: &Value, stale: bool) -> Response<Body> {
+    let text = doc.to_string();
+    let len = text.len();
+    let mut r = Response::new(full(text));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=UTF-8"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if stale {
+        h.insert(
+            HeaderName::from_static(STALE_HEADER),
+            HeaderValue::from_static("true"),
+        );
+    }
+    r
+}
+
+/// Parses a `Range` header: one `bytes=` range, else `None` (ignored, as RFC 9110 allows
+/// for a malformed one); several ranges are not supported (416).
+fn parse_range(headers: &HeaderMap) -> Result<Option<RangeSpec>, ()> {
+    let Some(v) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
+        return Ok(None);
+    };
+    let Some(spec) = v.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Err(());
+    }
+    let (a, b) = match spec.split_once('-') {
+        Some(x) => x,
+        None => return Ok(None),
+    };
+    let (a, b) = (a.trim(), b.trim());
+    Ok(match (a.is_empty(), b.is_empty()) {
+        (true, false) => b.parse().ok().map(RangeSpec::Suffix),
+        (false, true) => a
+            .parse()
+            .ok()
+            .map(|first| RangeSpec::From { first, last: None }),
+        (false, false) => match (a.parse::<u64>(), b.parse::<u64>()) {
+            (Ok(first), Ok(last)) if first <= last => Some(RangeSpec::From {
+                first,
+                last: Some(last),
+            }),
+            (Ok(_), Ok(_)) => return Err(()),
+            _ => None,
+        },
+        (true, true) => None,
+    })
+}
+
+impl EdgeService {
+    /// A service over `cache`, forwarding to `central`.
+    pub fn new(cache: ImageCache, central: CentralClient, mode: IdentityMode) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                cache,
+                central,
+                mode,
+                documents: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The cache.
+    pub fn cache(&self) -> &ImageCache {
+        &self.inner.cache
+    }
+
+    /// Answers one request; errors become Glance-style responses.
+    pub async fn handle<B>(&self, req: http::Request<B>) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let (parts, body) = req.into_parts();
+        match self.route(&parts, boxed(body)).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(status = %e.status, error = %e.message, "request refused");
+                e.into_response(&parts.headers)
+            }
+        }
+    }
+
+    fn context(&self, headers: &HeaderMap) -> Result<RequestContext> {
+        let mut ctx = RequestContext::default();
+        for name in IDENTITY_HEADERS {
+            if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
+                ctx.identity_headers.push((name.to_owned(), v.to_owned()));
+            }
+        }
+        match self.inner.mode {
+            IdentityMode::NoAuth => ctx.is_admin = true,
+            IdentityMode::TrustedHeaders => {
+                let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+                if get("x-identity-status") != Some("Confirmed") {
+                    return Err(GlanceError::new(StatusCode::UNAUTHORIZED, "This server could not verify that you are authorized to access the document you requested."));
+                }
+                ctx.project_id = get("x-project-id")
+                    .or_else(|| get("x-tenant-id"))
+                    .map(str::to_owned);
+                ctx.is_admin = get("x-roles")
+                    .is_some_and(|r| r.split(',').any(|x| x.trim().eq_ignore_ascii_case("admin")));
+            }
+        }
+        Ok(ctx)
+    }
+
+    async fn route(&self, parts: &Parts, body: Body) -> Result<Response<Body>> {
+        let path = parts.uri.path();
+        let get = parts.method == Method::GET;
+        if path == "/healthcheck" {
+            return Ok(self.health().await);
+        }
+        if get && (path == "/" || path == "/versions") {
+            return self.versions(parts, path == "/").await;
+        }
+        if path.starts_with("/v2/schemas/") && get {
+            return self.document(parts).await;
+        }
+        if get && path == "/v2/images" {
+            return self.list(parts).await;
+        }
+        if let Some(rest) = path.strip_prefix("/v2/images/") {
+            let (id_text, tail) = rest
+                .split_once('/')
+                .map_or((rest, None), |(a, b)| (a, Some(b)));
+            let id = ImageId::parse(id_text);
+            match (&parts.method, id, tail) {
+                (&Method::GET, Some(id), None) => return self.show(parts, &id).await,
+                (&Method::GET, Some(id), Some("file")) => return self.download(parts, &id).await,
+                (_, None, _) => return Err(GlanceError::no_image(id_text)),
+                _ => {}
+            }
+        }
+        self.forward(parts, body).await
+    }
+
+    async fn health(&self) -> Response<Body> {
+        let reachable = self.inner.central.reachable().await;
+        let (images, bytes) = self.inner.cache.usage().await.unwrap_or((0, 0));
+        json_response(
+            StatusCode::OK,
+            &json!({
+                "status": "ok",
+                "central": {"url": self.inner.central.base().as_str(), "reachable": reachable},
+                "cache": {"images": images, "bytes": bytes},
+            }),
+            false,
+        )
+    }
+
+    /// `GET /` (300) and `/versions` (200): the central's list, links on our host.
+    async fn versions(&self, parts: &Parts, root: bool) -> Result<Response<Body>> {
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        let mut doc = match self.cached_document("/versions", &HeaderMap::new()).await {
+            Some((_, body)) => serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null),
+            None => Value::Null,
+        };
+        if doc.get("versions").is_none() {
+            doc = json!({"versions": [{"id": "v2.15", "status": "CURRENT", "links": [{"rel": "self", "href": ""}]}]});
+        }
+        if let Some(vs) = doc.get_mut("versions").and_then(Value::as_array_mut) {
+            for v in vs {
+                if let Some(links) = v.get_mut("links").and_then(Value::as_array_mut) {
+                    for l in links {
+                        l["href"] = Value::String(format!("http://{host}/v2/"));
+                    }
+                }
+            }
+        }
+        let status = if root {
+            StatusCode::MULTIPLE_CHOICES
+        } else {
+            StatusCode::OK
+        };
+        Ok(json_response(status, &doc, false))
+    }
+
+    /// A document that rarely changes (`/versions`, schemas): from the central when it
+    /// answers, else the last copy.
+    async fn cached_document(&self, path: &str, headers: &HeaderMap) -> Option<(HeaderMap, Bytes)> {
+        match self.inner.central.fetch(path, headers).await {
+            Ok((s, h, b)) if s.is_success() || s == StatusCode::MULTIPLE_CHOICES => {
+                self.inner
+                    .documents
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(path.to_owned(), (h.clone(), b.clone()));
+                Some((h, b))
+            }
+            _ => self
+                .inner
+                .documents
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(path)
+                .cloned(),
+        }
+    }
+
+    async fn document(&self, parts: &Parts) -> Result<Response<Body>> {
+        let ctx = self.context(&parts.headers)?;
+        let (_, body) = self
+            .cached_document(parts.uri.path(), &crate::client::identity(&ctx))
+            .await
+            .ok_or_else(|| {
+                GlanceError::unavailable(
+                    "The central image service is unreachable and this document is not cached",
+                )
+            })?;
+        let doc: Value = serde_json::from_slice(&body)
+            .map_err(|_| GlanceError::unavailable("bad document from the central"))?;
+        Ok(json_response(StatusCode::OK, &doc, false))
+    }
+
+    async fn show(&self, parts: &Parts, id: &ImageId) -> Result<Response<Body>> {
+        let ctx = self.context(&parts.headers)?;
+        let served = self
+            .inner
+            .cache
+            .image(id, &ctx)
+            .await
+            .map_err(|e| cache_error(e, id))?;
+        Ok(json_response(
+            StatusCode::OK,
+            &to_json(&served.value),
+            served.stale,
+        ))
+    }
+
+    async fn download(&self, parts: &Parts, id: &ImageId) -> Result<Response<Body>> {
+        let ctx = self.context(&parts.headers)?;
+        let range = match parse_range(&parts.headers) {
+            Ok(r) => r,
+            Err(()) => {
+                return Err(GlanceError::new(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    "Multiple or inverted ranges are not supported",
+                ));
+            }
+        };
+        let data = match self.inner.cache.data(id, range, &ctx).await {
+            Ok(d) => d,
+            Err(CacheError::NoData(_)) => {
+                let mut r = Response::new(empty());
+                *r.status_mut() = StatusCode::NO_CONTENT;
+                return Ok(r);
+            }
+            Err(CacheError::BadRange { size }) => {
+                let mut r = GlanceError::new(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    "Requested range not satisfiable",
+                )
+                .into_response(&parts.headers);
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                    r.headers_mut().insert(header::CONTENT_RANGE, v);
+                }
+                return Ok(r);
+            }
+            Err(e) => return Err(cache_error(e, id)),
+        };
+        Ok(data_response(data))
+    }
+
+    async fn list(&self, parts: &Parts) -> Result<Response<Body>> {
+        let ctx = self.context(&parts.headers)?;
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map_or("/v2/images", |p| p.as_str());
+        let mut h = crate::client::identity(&ctx);
+        h.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        match self.inner.central.fetch(pq, &h).await {
+            Ok((StatusCode::OK, _, body)) => {
+                let doc: Value = serde_json::from_slice(&body)
+                    .map_err(|_| GlanceError::unavailable("bad listing from the central"))?;
+                let records: Vec<_> = doc
+                    .get("images")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|i| crate::image::from_json(i.clone()).ok())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if let Err(e) = self.inner.cache.record_seen(&records).await {
+                    tracing::warn!(error = %e, "could not record listed images");
+                }
+                Ok(json_response(StatusCode::OK, &doc, false))
+            }
+            Ok((status, headers, body)) if !status.is_server_error() => {
+                let mut r = Response::new(full(body));
+                *r.status_mut() = status;
+                if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+                    r.headers_mut().insert(header::CONTENT_TYPE, ct.clone());
+                }
+                Ok(r)
+            }
+            _ => self.list_offline(parts, &ctx).await,
+        }
+    }
+
+    /// The listing from cached metadata, with Glance's query semantics.
+    async fn list_offline(&self, parts: &Parts, ctx: &RequestContext) -> Result<Response<Body>> {
+        let query = parse_list_query(parts.uri.query())?;
+        let records = self
+            .inner
+            .cache
+            .visible_records(ctx)
+            .await
+            .map_err(|e| GlanceError::unavailable(e.to_string()))?;
+        let (page, more) = query.apply(records).map_err(|e| match e {
+            image_cache_core::list::ListError::UnknownMarker(m) => {
+                GlanceError::bad_request(format!("No image found with ID {m}"))
+            }
+            other => GlanceError::bad_request(other.to_string()),
+        })?;
+        let params: Vec<(String, String)> =
+            url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+                .filter(|(k, _)| k != "marker")
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+        let encode = |extra: Option<&str>| {
+            let mut s = url::form_urlencoded::Serializer::new(String::new());
+            for (k, v) in &params {
+                s.append_pair(k, v);
+            }
+            if let Some(m) = extra {
+                s.append_pair("marker", m);
+            }
+            let q = s.finish();
+            if q.is_empty() {
+                "/v2/images".to_owned()
+            } else {
+                format!("/v2/images?{q}")
+            }
+        };
+        let mut doc = json!({
+            "images": page.iter().map(to_json).collect::<Vec<_>>(),
+            "first": encode(None),
+            "schema": "/v2/schemas/images",
+        });
+        if more {
+            if let Some(last) = page.last() {
+                doc["next"] = Value::String(encode(Some(last.id.as_str())));
+            }
+        }
+        Ok(json_response(StatusCode::OK, &doc, true))
+    }
+
+    /// Anything else (writes, members, tasks, …) goes to the central, streamed both ways;
+    /// 503 when it is unreachable.
+    async fn forward(&self, parts: &Parts, body: Body) -> Result<Response<Body>> {
+        let ctx = self.context(&parts.headers)?;
+        let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut headers = parts.headers.clone();
+        headers.remove(header::HOST);
+        if self.inner.mode == IdentityMode::TrustedHeaders {
+            // Only what we vouched for travels on.
+            for n in IDENTITY_HEADERS {
+                headers.remove(n);
+            }
+            for (k, v) in crate::client::identity(&ctx) {
+                if let Some(k) = k {
+                    headers.insert(k, v);
+                }
+            }
+        }
+        let resp = self
+            .inner
+            .central
+            .send(parts.method.clone(), pq, &headers, body)
+            .await
+            .map_err(|e| GlanceError::unavailable(format!(
+                "The central image service is unreachable; {} is not possible from this edge while it is offline ({e})",
+                if parts.method == Method::GET { "this request" } else { "changing images" }
+            )))?;
+        let status = resp.status();
+        if status.is_success() && parts.method != Method::GET {
+            self.after_write(parts).await;
+        }
+        let (p, b) = resp.into_parts();
+        let mut r = Response::new(boxed(b));
+        *r.status_mut() = p.status;
+        for (k, v) in &p.headers {
+            if k != header::CONNECTION && k != header::TRANSFER_ENCODING {
+                r.headers_mut().append(k.clone(), v.clone());
+            }
+        }
+        Ok(r)
+    }
+
+    async fn after_write(&self, parts: &Parts) {
+        let Some(rest) = parts.uri.path().strip_prefix("/v2/images/") else {
+            return;
+        };
+        let Some(id) = ImageId::parse(rest.split('/').next().unwrap_or("")) else {
+            return;
+        };
+        let result = if parts.method == Method::DELETE && !rest.contains('/') {
+            self.inner.cache.forget(&id).await
+        } else {
+            self.inner.cache.expire(&id).await
+        };
+        if let Err(e) = result {
+            tracing::warn!(image = %id, error = %e, "could not update the cache after a write");
+        }
+    }
+}
+
+fn data_response(data: ImageData) -> Response<Body> {
+    let ImageData {
+        record,
+        stale,
+        size,
+        range,
+        stream,
+        ..
+    } = data;
+    let mut r = Response::new(from_stream(stream));
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    if let Some(md5) = record
+        .checksum
+        .as_deref()
+        .and_then(|c| HeaderValue::from_str(c).ok())
+    {
+        h.insert(HeaderName::from_static("content-md5"), md5);
+    }
+    if stale {
+        h.insert(
+            HeaderName::from_static(STALE_HEADER),
+            HeaderValue::from_static("true"),
+        );
+    }
+    match range {
+        Some(rg) => {
+            *r.status_mut() = StatusCode::PARTIAL_CONTENT;
+            let h = r.headers_mut();
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(rg.len()));
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{size}", rg.first, rg.last))
+            {
+                h.insert(header::CONTENT_RANGE, v);
+            }
+        }
+        None => {
+            r.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+        }
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(v: &str) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        m.insert(header::RANGE, HeaderValue::from_str(v).unwrap());
+        m
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(
+            parse_range(&h("bytes=0-9")),
+            Ok(Some(RangeSpec::From {
+                first: 0,
+                last: Some(9)
+            }))
+        );
+        assert_eq!(
+            parse_range(&h("bytes=5-")),
+            Ok(Some(RangeSpec::From {
+                first: 5,
+                last: None
+            }))
+        );
+        assert_eq!(parse_range(&h("bytes=-5")), Ok(Some(RangeSpec::Suffix(5))));
+        assert_eq!(parse_range(&h("bytes=0-1,3-4")), Err(()));
+        assert_eq!(parse_range(&h("bytes=9-1")), Err(()));
+        assert_eq!(parse_range(&h("items=0-1")), Ok(None));
+        assert_eq!(parse_range(&h("bytes=x-y")), Ok(None));
+        assert_eq!(parse_range(&HeaderMap::new()), Ok(None));
+    }
+}
