@@ -532,3 +532,58 @@ config_file = {conf / "glance-api-paste.ini"}
             if p.exists():
                 out.append(f"--- {p}\n" + p.read_text(errors="replace")[-4000:])
         return "\n".join(out)
+
+
+@dataclass
+class GlanceEdge:
+    """Our glance-edge-cache, in front of a central Glance."""
+
+    base: Path
+    central_url: str
+    freshness_seconds: float = 0.0
+    identity: str = "no-auth"
+    proc: Proc | None = None
+    port: int = 0
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.base / "cache"
+
+    def start(self, binary: Path) -> None:
+        self.base.mkdir(parents=True, exist_ok=True)
+        if not self.port:
+            self.port = free_port()
+        conf = self.base / "edge.toml"
+        conf.write_text(
+            f'listen = "127.0.0.1:{self.port}"\n'
+            f'central_url = "{self.central_url}"\n'
+            f'cache_dir = "{self.cache_dir}"\n'
+            f"freshness_seconds = {self.freshness_seconds}\n"
+            f'identity = "{self.identity}"\n'
+            "connect_timeout_seconds = 1\n"
+        )
+        self.proc = spawn("glance-edge", [str(binary), "--config", str(conf)], self.base / "edge.log",
+                          env={"RUST_LOG": os.environ.get("RUST_LOG", "info")})
+        try:
+            wait_http(f"{self.endpoint}/healthcheck", timeout=30)
+        except BaseException:
+            self.stop()
+            raise
+
+    def kill9(self) -> None:
+        if self.proc:
+            self.proc.stop(sig=signal.SIGKILL)
+            self.proc = None
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.stop()
+            self.proc = None
+
+    def log(self) -> str:
+        p = self.base / "edge.log"
+        return p.read_text(errors="replace")[-6000:] if p.exists() else ""

@@ -1,0 +1,226 @@
+"""The Glance edge cache in front of a real central Glance, driven by the real `glance`
+CLI, openstacksdk and raw HTTP: online, with the central stopped, and after restarts."""
+
+import concurrent.futures as cf
+import hashlib
+import json
+import os
+import subprocess
+import time
+
+import pytest
+import requests
+
+import peers
+
+
+@pytest.fixture(scope="module")
+def central(workdir):
+    g = peers.GlanceCentral(workdir / "glance-central")
+    g.start()
+    yield g
+    g.stop()
+
+
+@pytest.fixture(scope="module")
+def edge_binary():
+    return peers.cargo_example("glance-edge-cache")
+
+
+@pytest.fixture(scope="module")
+def edge(workdir, central, edge_binary):
+    e = peers.GlanceEdge(workdir / "glance-edge", central.endpoint)
+    e.start(edge_binary)
+    yield e
+    e.stop()
+
+
+def glance(url, *args, check=True):
+    return subprocess.run(
+        [str(peers.VENV_BIN / "glance"), "--os-image-url", url, "--os-auth-token", "noauth",
+         "--os-image-api-version", "2", *args],
+        capture_output=True, text=True, check=check, timeout=120,
+    )
+
+
+def upload(central_url, path, name, disk_format, **props):
+    out = glance(central_url, "image-create", "--name", name, "--disk-format", disk_format,
+                 "--container-format", "bare", "--visibility", "public", "--file", str(path),
+                 *[a for k, v in props.items() for a in ("--property", f"{k}={v}")])
+    for line in out.stdout.splitlines():
+        cells = [c.strip() for c in line.split("|")]
+        if len(cells) > 2 and cells[1] == "id":
+            return cells[2]
+    raise AssertionError(out.stdout + out.stderr)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory, central):
+    """A real qcow2 (made with qemu-img) and raw images of tens of MiB, on the central."""
+    d = tmp_path_factory.mktemp("images")
+    raw_src = d / "seed.raw"
+    raw_src.write_bytes(os.urandom(3 * 1024 * 1024))
+    qcow = d / "small.qcow2"
+    subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw_src), str(qcow)], check=True)
+    out = {}
+    out["qcow2"] = (upload(central.endpoint, qcow, "cirros-ish", "qcow2", os_distro="cirros"), qcow.read_bytes())
+    for name, mib in (("raw-a", 24), ("raw-b", 20), ("raw-c", 16), ("raw-d", 12)):
+        p = d / f"{name}.raw"
+        p.write_bytes(os.urandom(mib * 1024 * 1024))
+        out[name] = (upload(central.endpoint, p, name, "raw", os_distro="ubuntu"), p.read_bytes())
+    return out
+
+
+def md5(b):
+    return hashlib.md5(b).hexdigest()
+
+
+def test_versions_and_schemas(edge):
+    r = requests.get(edge.endpoint + "/")
+    assert r.status_code == 300
+    assert all(l["href"] == f"http://127.0.0.1:{edge.port}/v2/" for v in r.json()["versions"] for l in v["links"])
+    assert requests.get(edge.endpoint + "/versions").status_code == 200
+    s = requests.get(edge.endpoint + "/v2/schemas/image")
+    assert s.status_code == 200 and s.json()["name"] == "image"
+
+
+def test_list_show_download_with_the_glance_cli(edge, images, tmp_path):
+    out = glance(edge.endpoint, "image-list", "--sort-key", "name", "--sort-dir", "asc").stdout
+    names = [c.split("|")[2].strip() for c in out.splitlines() if c.startswith("| ") and "ID" not in c]
+    assert names == sorted(k if k != "qcow2" else "cirros-ish" for k in images)
+    out = glance(edge.endpoint, "image-list", "--property-filter", "os_distro=cirros").stdout
+    assert images["qcow2"][0] in out and images["raw-a"][0] not in out
+    img_id, data = images["qcow2"]
+    show = glance(edge.endpoint, "image-show", img_id).stdout
+    assert md5(data) in show
+    target = tmp_path / "down.qcow2"
+    glance(edge.endpoint, "image-download", "--file", str(target), img_id)
+    assert target.read_bytes() == data
+    # qemu-img agrees it is still a qcow2.
+    info = subprocess.run(["qemu-img", "info", "--output=json", str(target)], capture_output=True, text=True, check=True)
+    assert json.loads(info.stdout)["format"] == "qcow2"
+
+
+def test_paging_filters_sort_over_http(edge, images):
+    r = requests.get(edge.endpoint + "/v2/images", params={"limit": 2, "sort": "name:asc"})
+    body = r.json()
+    assert len(body["images"]) == 2 and "next" in body
+    seen = [i["name"] for i in body["images"]]
+    while "next" in body:
+        body = requests.get(edge.endpoint + body["next"]).json()
+        seen += [i["name"] for i in body["images"]]
+    assert seen == sorted(seen) and len(seen) == len(images)
+    assert requests.get(edge.endpoint + "/v2/images", params={"sort_key": "colour"}).status_code == 400
+    assert requests.get(edge.endpoint + "/v2/images/not-a-uuid").status_code == 404
+    assert requests.get(edge.endpoint + "/v2/images/00000000-0000-4000-8000-000000000000").status_code == 404
+
+
+def test_openstacksdk(edge, images):
+    import openstack
+
+    conn = openstack.connect(auth_type="none", image_endpoint_override=edge.endpoint,
+                             load_yaml_config=False, load_envvars=False)
+    listed = {i.id for i in conn.image.images()}
+    assert {v[0] for v in images.values()} <= listed
+    img_id, data = images["raw-d"]
+    img = conn.image.get_image(img_id)
+    assert img.checksum == md5(data)
+    got = conn.image.download_image(img, stream=False)
+    assert got.content == data
+
+
+def test_ranges(edge, images):
+    img_id, data = images["raw-c"]
+    url = f"{edge.endpoint}/v2/images/{img_id}/file"
+    # A range on a miss, then ranges on the hit.
+    for _ in range(2):
+        r = requests.get(url, headers={"Range": "bytes=100-1099"})
+        assert r.status_code == 206
+        assert r.content == data[100:1100]
+        assert r.headers["Content-Range"] == f"bytes 100-1099/{len(data)}"
+        assert r.headers["Content-MD5"] == md5(data)
+    r = requests.get(url, headers={"Range": "bytes=-10"})
+    assert (r.status_code, r.content) == (206, data[-10:])
+    r = requests.get(url, headers={"Range": f"bytes={len(data)}-"})
+    assert r.status_code == 416
+    assert r.headers["Content-Range"] == f"bytes */{len(data)}"
+    r = requests.get(url)
+    assert r.status_code == 200 and r.content == data and r.headers["Content-MD5"] == md5(data)
+
+
+def test_concurrent_downloads_make_one_upstream_fetch(edge, central, images):
+    img_id, data = images["raw-a"]
+    before = central.requests_for(f"/v2/images/{img_id}/file")
+
+    def get(_):
+        r = requests.get(f"{edge.endpoint}/v2/images/{img_id}/file", timeout=120)
+        return r.status_code, hashlib.sha256(r.content).hexdigest()
+
+    with cf.ThreadPoolExecutor(20) as ex:
+        results = list(ex.map(get, range(20)))
+    assert results == [(200, hashlib.sha256(data).hexdigest())] * 20
+    assert central.requests_for(f"/v2/images/{img_id}/file") - before == 1
+
+
+def test_offline_reads_work_and_writes_are_refused(edge, central, images):
+    cached_id, cached = images["raw-a"]
+    uncached_id, _ = images["raw-b"]
+    qcow_id, qcow = images["qcow2"]
+    # Warm metadata for every image (listing) and data for raw-a and the qcow2 (earlier tests).
+    requests.get(edge.endpoint + "/v2/images").raise_for_status()
+    central.stop()
+    try:
+        r = requests.get(edge.endpoint + "/v2/images", params={"sort": "name:asc"})
+        assert r.status_code == 200 and r.headers.get("x-edge-stale") == "true"
+        assert [i["name"] for i in r.json()["images"]] == sorted(i["name"] for i in r.json()["images"])
+        assert len(r.json()["images"]) == len(images)
+        r = requests.get(edge.endpoint + "/v2/images", params={"os_distro": "cirros"})
+        assert [i["id"] for i in r.json()["images"]] == [qcow_id]
+        out = glance(edge.endpoint, "image-show", cached_id).stdout
+        assert md5(cached) in out
+        r = requests.get(f"{edge.endpoint}/v2/images/{cached_id}/file")
+        assert r.status_code == 200 and r.content == cached
+        r = requests.get(f"{edge.endpoint}/v2/images/{qcow_id}/file", headers={"Range": "bytes=0-3"})
+        assert (r.status_code, r.content) == (206, qcow[:4])
+        r = requests.get(f"{edge.endpoint}/v2/images/{uncached_id}/file")
+        assert r.status_code == 503
+        assert "unreachable" in r.text
+        r = requests.post(edge.endpoint + "/v2/images", json={"name": "new", "disk_format": "raw", "container_format": "bare"})
+        assert r.status_code == 503 and "unreachable" in r.text
+        r = requests.delete(f"{edge.endpoint}/v2/images/{cached_id}")
+        assert r.status_code == 503
+        health = requests.get(edge.endpoint + "/healthcheck").json()
+        assert health["central"]["reachable"] is False
+    finally:
+        central.start()
+    # Back online: fresh answers and writes go through.
+    r = requests.get(f"{edge.endpoint}/v2/images/{uncached_id}")
+    assert r.status_code == 200 and "x-edge-stale" not in r.headers
+    assert requests.get(edge.endpoint + "/healthcheck").json()["central"]["reachable"] is True
+    r = requests.post(edge.endpoint + "/v2/images", json={"name": "made-via-edge", "disk_format": "raw", "container_format": "bare"})
+    assert r.status_code == 201
+    new_id = r.json()["id"]
+    assert requests.delete(f"{edge.endpoint}/v2/images/{new_id}").status_code == 204
+    assert requests.get(f"{central.endpoint}/v2/images/{new_id}").status_code == 404
+
+
+def test_kill_9_during_a_fill_serves_only_verified_data(edge, central, images, edge_binary):
+    img_id, data = images["raw-b"]
+    url = f"{edge.endpoint}/v2/images/{img_id}/file"
+    with requests.get(url, stream=True, timeout=60) as r:
+        assert r.status_code == 200
+        first = next(r.iter_content(64 * 1024))
+        assert first == data[: len(first)]
+        edge.kill9()
+    incomplete = list((edge.cache_dir / "blobs" / "incomplete").iterdir())
+    committed = list((edge.cache_dir / "blobs" / "images").iterdir())
+    edge.start(edge_binary)
+    assert "cache reconciled" in edge.log()
+    assert list((edge.cache_dir / "blobs" / "incomplete").iterdir()) == []
+    for f in (edge.cache_dir / "blobs" / "images").iterdir():
+        # Anything still servable verifies against its image's checksum.
+        rec = requests.get(f"{central.endpoint}/v2/images/{f.name}").json()
+        assert md5(f.read_bytes()) == rec["checksum"], f
+    r = requests.get(url)
+    assert r.status_code == 200 and md5(r.content) == md5(data)
+    assert incomplete or committed  # the kill really happened mid-fill or just after
