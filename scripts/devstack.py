@@ -1,6 +1,7 @@
 """Runs the local federation until Ctrl-C; see scripts/run."""
 
 import argparse
+import shutil
 import signal
 import sys
 import time
@@ -26,16 +27,24 @@ def main() -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    clusters, proxy = [], None
+    clusters, proxy, central, edge = [], None, None, None
     try:
         print("stackfed: starting Swift clusters east (tier=gold) and west (tier=silver)", flush=True)
         clusters = peers.start_clusters(base / "swift", ["east", "west"])
+        # The clusters start empty each run, so the proxy's records must too.
+        shutil.rmtree(base / "proxy", ignore_errors=True)
         proxy = peers.FederationProxy(
             base / "proxy", clusters,
             labels={"east": {"tier": "gold"}, "west": {"tier": "silver"}},
         )
         proxy.start(peers.ROOT / "target" / "debug" / "examples" / "swift-federation-proxy")
+        print("stackfed: starting the central Glance and the edge cache", flush=True)
+        central = peers.GlanceCentral(base / "glance-central")
+        central.start()
+        edge = peers.GlanceEdge(base / "glance-edge", central.endpoint, freshness_seconds=30)
+        edge.start(peers.ROOT / "target" / "debug" / "examples" / "glance-edge-cache")
         swift = f"{peers.VENV_BIN / 'swift'} -A {proxy.auth_url} -U test:tester -K testing"
+        gl = f"{peers.VENV_BIN / 'glance'} --os-auth-token noauth --os-image-url"
         print(f"""
 stackfed federation is up:
   proxy     {proxy.endpoint}   (log: {proxy.base / 'proxy.log'})
@@ -50,12 +59,23 @@ Try:
   {swift} stat                  # usage summed over both clusters
   curl -s {proxy.endpoint}/info | python3 -m json.tool
 
+glance edge cache is up:
+  edge      {edge.endpoint}   (log: {edge.base / 'edge.log'}, cache: {edge.cache_dir})
+  central   {central.endpoint}   (real Glance, no Keystone)
+
+Try:
+  qemu-img create -f qcow2 /tmp/demo.qcow2 64M
+  {gl} {central.endpoint} image-create --name demo --disk-format qcow2 --container-format bare --visibility public --file /tmp/demo.qcow2
+  {gl} {edge.endpoint} image-list
+  {gl} {edge.endpoint} image-download --file /tmp/demo-copy.qcow2 <ID>
+  curl -s {edge.endpoint}/healthcheck
+
 Ctrl-C stops everything.""", flush=True)
         started = time.monotonic()
         while not stopping:
             if args.for_seconds and time.monotonic() - started > args.for_seconds:
                 break
-            for p in [proxy.proc] + [q for c in clusters for q in c.procs]:
+            for p in [proxy.proc, central.proc, edge.proc] + [q for c in clusters for q in c.procs]:
                 if p is not None and not p.alive():
                     print(f"stackfed: {p.name} exited; see {p.log}", file=sys.stderr)
                     return 1
@@ -63,8 +83,9 @@ Ctrl-C stops everything.""", flush=True)
         return 0
     finally:
         print("stackfed: stopping", flush=True)
-        if proxy:
-            proxy.stop()
+        for x in (edge, central, proxy):
+            if x:
+                x.stop()
         for c in clusters:
             c.stop()
 
