@@ -8,7 +8,7 @@
 //!   refusals; [`error`]: Glance-style errors (plain text, JSON or HTML);
 //! - [`client`]: a streaming client for the central Glance that implements
 //!   `image_cache_core::upstream::Upstream`;
-//! - [`service`]: the [`EdgeService`](service::EdgeService) (`/versions`, `/v2/images…`,
+//! - [`service`]: the [`EdgeService`] (`/versions`, `/v2/images…`,
 //!   `/v2/schemas/…`, writes forwarded, `/healthcheck`); [`server::serve`] runs it;
 //!   [`config`] builds it from TOML.
 //!

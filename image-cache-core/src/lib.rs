@@ -9,7 +9,7 @@
 //! - [`meta`]: the [`MetadataStore`](meta::MetadataStore) trait with SQLite and memory
 //!   backends; [`blob`]: the [`BlobStore`](blob::BlobStore) trait with filesystem
 //!   (incomplete → fsync → rename) and memory backends; one conformance suite per trait;
-//! - [`engine`]: [`ImageCache`](engine::ImageCache): metadata read-through with a
+//! - [`engine`]: [`ImageCache`]: metadata read-through with a
 //!   freshness window and bounded stale serving; data hits streamed from the blob store,
 //!   ranges too; a miss filled by exactly one upstream fetch however many clients ask,
 //!   each client streamed bytes as they arrive; data verified against `os_hash_value`
