@@ -54,12 +54,16 @@ impl GlanceError {
             self.status.canonical_reason().unwrap_or("Error")
         );
         let title = self.status.canonical_reason().unwrap_or("Error");
-        let (ctype, body) = if accept.contains("application/json") {
+        // As webob negotiates: JSON when asked for, HTML for `text/html` or `*/*`
+        // (what browsers and most HTTP clients send), plain text otherwise.
+        let html = accept.contains("html") || accept.contains("*/*") || accept.contains("text/*");
+        let json = accept.contains("application/json") && !accept.contains("html");
+        let (ctype, body) = if json {
             (
                 "application/json",
                 json!({"message": self.message, "code": code, "title": title}).to_string(),
             )
-        } else if accept.contains("text/html") {
+        } else if html {
             (
                 "text/html; charset=UTF-8",
                 format!(

@@ -150,6 +150,10 @@ pub struct ImageRecord {
     pub created_at: String,
     /// Last update as the upstream wrote it (ISO 8601).
     pub updated_at: String,
+    /// Projects the image is shared with that accepted it (Glance's image members with
+    /// status `accepted`); they may see a `shared` image. Empty until learned.
+    #[serde(default)]
+    pub members: Vec<String>,
     /// Everything else, verbatim.
     pub properties: BTreeMap<String, Value>,
 }
@@ -168,6 +172,7 @@ impl ImageRecord {
             owner: None,
             created_at: String::new(),
             updated_at: String::new(),
+            members: Vec::new(),
             properties: BTreeMap::new(),
         }
     }

@@ -92,14 +92,17 @@ impl RequestContext {
     }
 
     /// Whether the caller may see `record` on cached metadata alone: admins see all;
-    /// public and community images are everyone's; private and shared ones their
-    /// owner's. For anyone else a shared image must be confirmed by the upstream
-    /// (membership), so offline it is refused.
+    /// public and community images are everyone's; private ones their owner's; shared
+    /// ones their owner's and their accepted members'. Anyone else is refused, online
+    /// (after the upstream is asked) and offline alike.
     pub fn may_see(&self, record: &crate::record::ImageRecord) -> bool {
         use crate::record::Visibility::*;
+        let project = self.project_id.as_deref();
         self.is_admin
             || matches!(record.visibility, Public | Community)
-            || (record.owner.is_some() && record.owner == self.project_id)
+            || (project.is_some() && record.owner.as_deref() == project)
+            || (record.visibility == Shared
+                && project.is_some_and(|p| record.members.iter().any(|m| m == p)))
     }
 }
 

@@ -224,3 +224,18 @@ def test_kill_9_during_a_fill_serves_only_verified_data(edge, central, images, e
     r = requests.get(url)
     assert r.status_code == 200 and md5(r.content) == md5(data)
     assert incomplete or committed  # the kill really happened mid-fill or just after
+
+
+@pytest.mark.parametrize("accept", [None, "*/*", "text/html", "application/json", "text/plain", "application/xml"])
+def test_errors_look_like_glance(edge, central, accept):
+    headers = {"Accept": accept} if accept else {}
+    path = "/v2/images/00000000-0000-4000-8000-000000000000"
+    # requests adds "Accept: */*" unless told otherwise; send exactly what we mean.
+    s = requests.Session()
+    s.headers.pop("Accept", None)
+    theirs = s.get(central.endpoint + path, headers=headers)
+    ours = s.get(edge.endpoint + path, headers=headers)
+    assert ours.status_code == theirs.status_code == 404
+    ct = lambda r: r.headers["Content-Type"].split(";")[0]
+    assert ct(ours) == ct(theirs), (accept, theirs.text)
+    assert "No image found with ID" in ours.text

@@ -280,6 +280,25 @@ async fn statuses_and_access() {
     assert!(cache.data(&id(), None, &other).await.is_err());
     assert_eq!(cache.visible_records(&other).await.unwrap().len(), 0);
     assert_eq!(cache.visible_records(&owner).await.unwrap().len(), 1);
+    // Shared with an accepted member: visible to that member only.
+    let mut shared = up.record.lock().unwrap().clone().unwrap();
+    shared.visibility = Visibility::Shared;
+    shared.members = vec!["member-project".into()];
+    cache.metadata().put(&shared, now_ms()).await.unwrap();
+    let member = RequestContext {
+        project_id: Some("member-project".into()),
+        ..RequestContext::default()
+    };
+    assert!(cache.image(&id(), &member).await.is_ok());
+    assert!(matches!(
+        cache.image(&id(), &other).await,
+        Err(CacheError::NotFound(_))
+    ));
+    cache
+        .metadata()
+        .put(&up.record.lock().unwrap().clone().unwrap(), now_ms())
+        .await
+        .unwrap();
     up.down.store(false, Ordering::SeqCst);
     let mut r = up.record.lock().unwrap().clone().unwrap();
     r.status = ImageStatus::Deactivated;
