@@ -294,11 +294,8 @@ async fn statuses_and_access() {
         cache.image(&id(), &other).await,
         Err(CacheError::NotFound(_))
     ));
-    cache
-        .metadata()
-        .put(&up.record.lock().unwrap().clone().unwrap(), now_ms())
-        .await
-        .unwrap();
+    let original = up.record.lock().unwrap().clone().unwrap();
+    cache.metadata().put(&original, now_ms()).await.unwrap();
     up.down.store(false, Ordering::SeqCst);
     let mut r = up.record.lock().unwrap().clone().unwrap();
     r.status = ImageStatus::Deactivated;
