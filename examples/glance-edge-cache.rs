@@ -14,6 +14,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+
+mod common;
 use stackfed::glance_proto::config::EdgeConfig;
 use stackfed::glance_proto::server::serve;
 
@@ -27,21 +29,6 @@ struct Args {
     /// Override the listen address.
     #[arg(long)]
     listen: Option<std::net::SocketAddr>,
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = ctrl_c => {},
-                _ = term.recv() => {},
-            }
-        }
-        Err(_) => {
-            let _ = ctrl_c.await;
-        }
-    }
 }
 
 async fn run(args: Args) -> Result<(), String> {
@@ -60,7 +47,7 @@ async fn run(args: Args) -> Result<(), String> {
     serve(
         listener,
         service,
-        shutdown_signal(),
+        stackfed::http::shutdown_signal(),
         Duration::from_secs(10),
     )
     .await
@@ -70,29 +57,5 @@ async fn run(args: Args) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("glance-edge-cache: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("glance-edge-cache: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::run_main("glance-edge-cache", run(Args::parse()))
 }

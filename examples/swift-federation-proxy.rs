@@ -13,6 +13,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+
+mod common;
 use stackfed::swift_proto::config::ProxyConfig;
 use stackfed::swift_proto::server::serve;
 
@@ -26,27 +28,6 @@ struct Args {
     /// Override the listen address (e.g. 127.0.0.1:0 for any free port).
     #[arg(long)]
     listen: Option<std::net::SocketAddr>,
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }
 
 async fn run(args: Args) -> Result<(), String> {
@@ -65,7 +46,7 @@ async fn run(args: Args) -> Result<(), String> {
     serve(
         listener,
         service,
-        shutdown_signal(),
+        stackfed::http::shutdown_signal(),
         Duration::from_secs(10),
     )
     .await
@@ -75,29 +56,5 @@ async fn run(args: Args) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("swift-federation-proxy: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("swift-federation-proxy: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::run_main("swift-federation-proxy", run(Args::parse()))
 }

@@ -14,4 +14,5 @@
 pub use federation_core;
 pub use glance_proto;
 pub use image_cache_core;
+pub use stackfed_http as http;
 pub use swift_proto;
