@@ -16,6 +16,7 @@
 //!   and `checksum` before commit, quarantined on mismatch; reconciliation at start so a
 //!   crash never leaves anything partial or unverified servable;
 //! - [`list`]: Glance's filters, sort keys, marker and limit over cached records;
+//! - [`eviction`]: the size budget's admission and LRU eviction plan;
 //! - [`hash`]: the verifier.
 //!
 //! Image ids are validated before they are used anywhere, and are never used as paths:
@@ -31,6 +32,7 @@
 
 pub mod blob;
 pub mod engine;
+pub mod eviction;
 pub mod hash;
 mod id;
 pub mod list;

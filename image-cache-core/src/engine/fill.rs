@@ -50,6 +50,23 @@ impl FillSlot {
         let _ = self.tap.set(tap);
     }
 
+    /// Waits for the fill to end: `Ok` when verified and committed.
+    pub(crate) async fn wait(&self) -> Result<(), CacheError> {
+        let mut rx = self.state.subscribe();
+        loop {
+            match rx.borrow_and_update().clone() {
+                FillState::Done { .. } => return Ok(()),
+                FillState::Failed(e) => return Err(CacheError::Unavailable(e)),
+                _ => {}
+            }
+            if rx.changed().await.is_err() {
+                return Err(CacheError::Unavailable(
+                    "fill ended without an outcome".into(),
+                ));
+            }
+        }
+    }
+
     pub(crate) fn finished(&self) -> bool {
         matches!(
             *self.state.borrow(),
@@ -136,4 +153,40 @@ impl FillSlot {
             });
         Ok(Box::pin(stream))
     }
+}
+
+/// Streams `stream` through `verifier`, holding the last piece back until the whole is
+/// verified (so a corrupted image never arrives complete).
+pub(crate) fn verified(
+    stream: ByteStream,
+    verifier: crate::hash::Verifier,
+    size: Option<u64>,
+) -> ByteStream {
+    use futures::StreamExt;
+    let state = (stream, Some(verifier), None::<Bytes>);
+    Box::pin(futures::stream::unfold(
+        state,
+        move |(mut stream, mut verifier, mut held)| async move {
+            loop {
+                match stream.next().await {
+                    Some(Ok(chunk)) => {
+                        if let Some(v) = verifier.as_mut() {
+                            v.update(&chunk);
+                        }
+                        if let Some(prev) = held.replace(chunk) {
+                            return Some((Ok(prev), (stream, verifier, held)));
+                        }
+                    }
+                    Some(Err(e)) => return Some((Err(e), (stream, None, None))),
+                    None => {
+                        let v = verifier.take()?;
+                        return match v.finish(size) {
+                            Ok(()) => held.take().map(|last| (Ok(last), (stream, None, None))),
+                            Err(e) => Some((Err(std::io::Error::other(e)), (stream, None, None))),
+                        };
+                    }
+                }
+            }
+        },
+    ))
 }

@@ -2,7 +2,7 @@
 
 mod fill;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -15,6 +15,7 @@ use crate::meta::{MetaError, MetadataStore};
 use crate::record::{ImageRecord, ImageStatus};
 use crate::upstream::{ByteRange, ByteStream, RangeSpec, RequestContext, Upstream, UpstreamError};
 
+use crate::eviction::{plan_admission, Admission, Resident};
 use fill::{FillSlot, FillState};
 
 /// How the cache treats time.
@@ -28,6 +29,12 @@ pub struct CacheConfig {
     pub max_stale: Duration,
     /// Size of the pieces streamed to clients waiting on a fill.
     pub chunk_size: usize,
+    /// The most bytes of image data the cache may hold (`None`: no limit). Enforced at
+    /// admission: a fill starts only after enough least recently used, unpinned, unread
+    /// images were evicted; an image that cannot fit streams through uncached.
+    pub max_bytes: Option<u64>,
+    /// How many prefetches (queued images, background fills) run at once.
+    pub prefetch_concurrency: usize,
 }
 
 impl Default for CacheConfig {
@@ -36,6 +43,8 @@ impl Default for CacheConfig {
             freshness: Duration::from_secs(30),
             max_stale: Duration::from_secs(7 * 24 * 3600),
             chunk_size: 256 * 1024,
+            max_bytes: None,
+            prefetch_concurrency: 2,
         }
     }
 }
@@ -50,6 +59,18 @@ impl CacheConfig {
     /// Sets how long stale metadata may be served while the upstream is down.
     pub fn max_stale(mut self, d: Duration) -> Self {
         self.max_stale = d;
+        self
+    }
+
+    /// Sets the size budget.
+    pub fn max_bytes(mut self, bytes: Option<u64>) -> Self {
+        self.max_bytes = bytes;
+        self
+    }
+
+    /// Sets how many prefetches run at once (at least 1).
+    pub fn prefetch_concurrency(mut self, n: usize) -> Self {
+        self.prefetch_concurrency = n.max(1);
         self
     }
 }
@@ -103,6 +124,9 @@ pub enum DataSource {
     Cache,
     /// A fill in progress (this request started it or joined it).
     Fill,
+    /// Straight from the upstream, not cached (a range on a miss, or an image the size
+    /// budget cannot take).
+    Upstream,
 }
 
 /// Image data ready to stream.
@@ -157,6 +181,62 @@ struct Inner {
     config: CacheConfig,
     fills: Mutex<HashMap<ImageId, Arc<FillSlot>>>,
     upstream_data_fetches: AtomicU64,
+    /// Serialises admission decisions against the budget.
+    admission: tokio::sync::Mutex<()>,
+    /// Bytes promised to fills in progress.
+    reserved: Mutex<u64>,
+    /// Open readers of cached blobs, per image: those are never evicted.
+    readers: Mutex<HashMap<ImageId, usize>>,
+    /// Images waiting for a prefetch to start.
+    queued: Mutex<BTreeSet<ImageId>>,
+    prefetch: Arc<tokio::sync::Semaphore>,
+}
+
+/// What admission decided for a miss.
+enum Admitted {
+    /// A fill is running (started now or before).
+    Fill(Arc<FillSlot>),
+    /// The image became cached meanwhile.
+    Cached,
+    /// It will not be cached: stream it through.
+    Bypass,
+}
+
+/// Counts an open reader of a cached blob for as long as it lives.
+struct ReadGuard {
+    inner: Arc<Inner>,
+    id: ImageId,
+}
+
+impl ReadGuard {
+    fn new(inner: &Arc<Inner>, id: &ImageId) -> Self {
+        *inner
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(id.clone())
+            .or_insert(0) += 1;
+        Self {
+            inner: inner.clone(),
+            id: id.clone(),
+        }
+    }
+}
+
+impl Drop for ReadGuard {
+    fn drop(&mut self) {
+        let mut readers = self
+            .inner
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = readers.get_mut(&self.id) {
+            *n -= 1;
+            if *n == 0 {
+                readers.remove(&self.id);
+            }
+        }
+    }
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -187,6 +267,13 @@ impl ImageCache {
                 config,
                 fills: Mutex::new(HashMap::new()),
                 upstream_data_fetches: AtomicU64::new(0),
+                admission: tokio::sync::Mutex::new(()),
+                reserved: Mutex::new(0),
+                readers: Mutex::new(HashMap::new()),
+                queued: Mutex::new(BTreeSet::new()),
+                prefetch: Arc::new(tokio::sync::Semaphore::new(
+                    config.prefetch_concurrency.max(1),
+                )),
             }),
         };
         let report = cache.reconcile().await?;
@@ -263,6 +350,105 @@ impl ImageCache {
         self.inner.meta.remove(id).await?;
         self.inner.blobs.remove(id).await?;
         Ok(())
+    }
+
+    /// Queues an image for caching (Glance's `PUT /v2/cache/{id}`, prefetch): fetched in
+    /// the background, at most `prefetch_concurrency` at a time, subject to the budget.
+    pub fn queue(&self, id: &ImageId, ctx: &RequestContext) {
+        let newly = self
+            .inner
+            .queued
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id.clone());
+        if !newly {
+            return;
+        }
+        let (this, id, ctx) = (self.clone(), id.clone(), ctx.clone());
+        tokio::spawn(async move {
+            let Ok(_permit) = this.inner.prefetch.clone().acquire_owned().await else {
+                return;
+            };
+            // Still wanted? (The queue may have been cleared meanwhile.)
+            if !this
+                .inner
+                .queued
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&id)
+            {
+                return;
+            }
+            tracing::info!(image = %id, "prefetch started");
+            let outcome = async {
+                let record = this.image(&id, &ctx).await?.value;
+                if record.status != ImageStatus::Active {
+                    return Ok(false);
+                }
+                match this.admit(&record, &ctx).await? {
+                    Admitted::Fill(slot) => slot.wait().await.map(|()| true),
+                    Admitted::Cached => Ok(true),
+                    Admitted::Bypass => Ok(false),
+                }
+            }
+            .await;
+            match outcome {
+                Ok(true) => tracing::info!(image = %id, "prefetch done: cached"),
+                Ok(false) => tracing::info!(image = %id, "prefetch done: not cacheable"),
+                Err(e) => tracing::warn!(image = %id, error = %e, "prefetch failed"),
+            }
+        });
+    }
+
+    /// Images queued for caching whose fill has not started.
+    pub fn queued(&self) -> Vec<ImageId> {
+        self.inner
+            .queued
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Empties the queue; returns how many were dropped.
+    pub fn clear_queue(&self) -> usize {
+        let mut q = self
+            .inner
+            .queued
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let n = q.len();
+        q.clear();
+        n
+    }
+
+    /// The images whose data is cached.
+    pub async fn cached(&self) -> Result<Vec<crate::meta::CacheEntry>, CacheError> {
+        Ok(self.inner.meta.cache_entries().await?)
+    }
+
+    /// Drops an image's cached data (its metadata stays). Readers already streaming it
+    /// finish undisturbed. Returns whether there was any.
+    pub async fn delete_cached(&self, id: &ImageId) -> Result<bool, CacheError> {
+        let had = self.inner.meta.cache_entry(id).await?.is_some();
+        self.inner.meta.clear_cached(id).await?;
+        self.inner.blobs.remove(id).await?;
+        Ok(had)
+    }
+
+    /// Drops all cached data; returns how many images.
+    pub async fn clear_cached(&self) -> Result<usize, CacheError> {
+        let entries = self.inner.meta.cache_entries().await?;
+        for e in &entries {
+            self.delete_cached(&e.id).await?;
+        }
+        Ok(entries.len())
+    }
+
+    /// Pins (never evicted) or unpins an image.
+    pub async fn set_pinned(&self, id: &ImageId, pinned: bool) -> Result<(), CacheError> {
+        Ok(self.inner.meta.set_pinned(id, pinned).await?)
     }
 
     /// Marks an image's cached metadata as needing confirmation by the upstream before it
@@ -366,50 +552,198 @@ impl ImageCache {
             Some(spec) => Some(spec.resolve(size).ok_or(CacheError::BadRange { size })?),
         };
         if cached.is_some() {
-            if let Some(read) = i.blobs.open(id, range).await? {
-                i.meta.touch(id, now_ms()).await?;
-                return Ok(ImageData {
-                    record,
-                    stale: served.stale,
-                    size,
-                    range,
-                    source: DataSource::Cache,
-                    stream: read.stream,
-                });
+            if let Some(data) = self.open_cached(&record, served.stale, size, range).await? {
+                return Ok(data);
             }
             // The entry lied (blob removed behind our back): fill again.
             i.meta.clear_cached(id).await?;
         }
-        let slot = self.fill(&record, ctx);
-        let stream = slot
-            .subscribe(
-                range.map_or(0, |r| r.first),
-                range.map_or(size, |r| r.len()),
-                i.config.chunk_size,
-            )
-            .await?;
-        Ok(ImageData {
-            record,
-            stale: served.stale,
+        let admitted = match (self.running_fill(id), range) {
+            (Some(slot), _) => Admitted::Fill(slot),
+            // A range on a miss: answer it from the upstream now, fill in the background.
+            (None, Some(_)) => {
+                self.queue(id, ctx);
+                Admitted::Bypass
+            }
+            (None, None) => self.admit(&record, ctx).await?,
+        };
+        match admitted {
+            Admitted::Fill(slot) => {
+                let stream = slot
+                    .subscribe(
+                        range.map_or(0, |r| r.first),
+                        range.map_or(size, |r| r.len()),
+                        i.config.chunk_size,
+                    )
+                    .await?;
+                Ok(ImageData {
+                    record,
+                    stale: served.stale,
+                    size,
+                    range,
+                    source: DataSource::Fill,
+                    stream,
+                })
+            }
+            Admitted::Cached => match self.open_cached(&record, served.stale, size, range).await? {
+                Some(data) => Ok(data),
+                None => {
+                    self.pass_through(record, served.stale, size, range, ctx)
+                        .await
+                }
+            },
+            Admitted::Bypass => {
+                self.pass_through(record, served.stale, size, range, ctx)
+                    .await
+            }
+        }
+    }
+
+    async fn open_cached(
+        &self,
+        record: &ImageRecord,
+        stale: bool,
+        size: u64,
+        range: Option<ByteRange>,
+    ) -> Result<Option<ImageData>, CacheError> {
+        use futures::StreamExt;
+        let i = &self.inner;
+        let guard = ReadGuard::new(&self.inner, &record.id);
+        let Some(read) = i.blobs.open(&record.id, range).await? else {
+            return Ok(None);
+        };
+        i.meta.touch(&record.id, now_ms()).await?;
+        let stream = read.stream.inspect(move |_| {
+            let _ = &guard;
+        });
+        Ok(Some(ImageData {
+            record: record.clone(),
+            stale,
             size,
             range,
-            source: DataSource::Fill,
+            source: DataSource::Cache,
+            stream: Box::pin(stream),
+        }))
+    }
+
+    /// Streams straight from the upstream; a whole image is still verified, its last
+    /// piece held back until it is.
+    async fn pass_through(
+        &self,
+        record: ImageRecord,
+        stale: bool,
+        size: u64,
+        range: Option<ByteRange>,
+        ctx: &RequestContext,
+    ) -> Result<ImageData, CacheError> {
+        let i = &self.inner;
+        i.upstream_data_fetches.fetch_add(1, Ordering::Relaxed);
+        let data = match i.upstream.open(&record.id, range, ctx).await {
+            Ok(Some(d)) => d,
+            Ok(None) => return Err(CacheError::NotFound(record.id.clone())),
+            Err(e) => return Err(CacheError::Unavailable(e.to_string())),
+        };
+        let verifier = crate::hash::Verifier::new(
+            record.checksum.as_deref(),
+            record.os_hash_algo.as_deref(),
+            record.os_hash_value.as_deref(),
+        );
+        let stream = match (range, verifier) {
+            (None, Ok(v)) => fill::verified(data.stream, v, record.size),
+            _ => data.stream,
+        };
+        Ok(ImageData {
+            record,
+            stale,
+            size,
+            range,
+            source: DataSource::Upstream,
             stream,
         })
     }
 
-    /// The fill of `record`'s data: the one in progress, or a new one.
-    fn fill(&self, record: &ImageRecord, ctx: &RequestContext) -> Arc<FillSlot> {
+    fn running_fill(&self, id: &ImageId) -> Option<Arc<FillSlot>> {
+        self.inner
+            .fills
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .filter(|s| !s.finished())
+            .cloned()
+    }
+
+    /// Decides, under the budget, whether a miss is filled; evicts to make room.
+    async fn admit(
+        &self,
+        record: &ImageRecord,
+        ctx: &RequestContext,
+    ) -> Result<Admitted, CacheError> {
+        let i = &self.inner;
+        let _one_at_a_time = i.admission.lock().await;
+        if let Some(slot) = self.running_fill(&record.id) {
+            return Ok(Admitted::Fill(slot));
+        }
+        if i.meta.cache_entry(&record.id).await?.is_some() {
+            return Ok(Admitted::Cached);
+        }
+        let mut reservation = 0;
+        if let Some(budget) = i.config.max_bytes {
+            let Some(need) = record.size else {
+                return Ok(Admitted::Bypass);
+            };
+            let in_use: BTreeSet<ImageId> = i
+                .readers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .keys()
+                .cloned()
+                .collect();
+            let residents: Vec<Resident> = i
+                .meta
+                .cache_entries()
+                .await?
+                .into_iter()
+                .map(|e| Resident {
+                    in_use: in_use.contains(&e.id),
+                    id: e.id,
+                    size: e.size,
+                    last_access_ms: e.last_access_ms,
+                    pinned: e.pinned,
+                })
+                .collect();
+            let reserved = *i.reserved.lock().unwrap_or_else(PoisonError::into_inner);
+            match plan_admission(&residents, reserved, budget, need) {
+                Admission::Bypass => {
+                    tracing::info!(image = %record.id, need, budget, "not cached: the budget cannot take it");
+                    return Ok(Admitted::Bypass);
+                }
+                Admission::Admit { evict } => {
+                    for victim in evict {
+                        tracing::info!(image = %victim, "evicted (least recently used)");
+                        i.meta.clear_cached(&victim).await?;
+                        i.blobs.remove(&victim).await?;
+                    }
+                }
+            }
+            reservation = need;
+            *i.reserved.lock().unwrap_or_else(PoisonError::into_inner) += need;
+        }
+        Ok(Admitted::Fill(self.start_fill(record, ctx, reservation)))
+    }
+
+    /// Starts a fill of `record`'s data (admission already decided), releasing
+    /// `reservation` bytes of the budget when it ends.
+    fn start_fill(
+        &self,
+        record: &ImageRecord,
+        ctx: &RequestContext,
+        reservation: u64,
+    ) -> Arc<FillSlot> {
         let mut fills = self
             .inner
             .fills
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(slot) = fills.get(&record.id) {
-            if !slot.finished() {
-                return slot.clone();
-            }
-        }
         let slot = Arc::new(FillSlot::new());
         fills.insert(record.id.clone(), slot.clone());
         drop(fills);
@@ -420,6 +754,14 @@ impl ImageCache {
             if let Err(e) = &outcome {
                 tracing::warn!(image = %record.id, error = %e, "fill failed");
                 task_slot.set(FillState::Failed(e.to_string()));
+            }
+            {
+                let mut reserved = this
+                    .inner
+                    .reserved
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                *reserved = reserved.saturating_sub(reservation);
             }
             let mut fills = this
                 .inner

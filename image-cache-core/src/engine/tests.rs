@@ -114,25 +114,35 @@ async fn concurrent_misses_make_one_fetch_and_all_get_the_bytes() {
     .await;
     let ctx = RequestContext::admin();
     let tasks: Vec<_> = (0..20)
-        .map(|i| {
+        .map(|_| {
             let (cache, ctx) = (cache.clone(), ctx.clone());
             tokio::spawn(async move {
-                let range = (i % 4 == 0).then_some(RangeSpec::From {
-                    first: 100_000,
-                    last: Some(1_500_000),
-                });
-                let d = cache.data(&id(), range, &ctx).await.unwrap();
-                (range.is_some(), body(d).await.unwrap())
+                body(cache.data(&id(), None, &ctx).await.unwrap())
+                    .await
+                    .unwrap()
             })
         })
         .collect();
+    // While the fill runs, a range joins it rather than going upstream.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let ranged = cache
+        .data(
+            &id(),
+            Some(RangeSpec::From {
+                first: 100_000,
+                last: Some(1_500_000),
+            }),
+            &ctx,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ranged.source, DataSource::Fill);
+    assert!(
+        body(ranged).await.unwrap() == up.data[100_000..=1_500_000],
+        "ranged bytes differ"
+    );
     for t in tasks {
-        let (ranged, got) = t.await.unwrap();
-        if ranged {
-            assert_eq!(got, &up.data[100_000..=1_500_000]);
-        } else {
-            assert_eq!(got, up.data);
-        }
+        assert!(t.await.unwrap() == up.data, "bytes differ");
     }
     assert_eq!(up.opens.load(Ordering::SeqCst), 1, "one upstream fetch");
     assert_eq!(cache.upstream_data_fetches(), 1);
@@ -142,7 +152,7 @@ async fn concurrent_misses_make_one_fetch_and_all_get_the_bytes() {
         .await
         .unwrap();
     assert_eq!(d.source, DataSource::Cache);
-    assert_eq!(body(d).await.unwrap(), &up.data[up.data.len() - 10..]);
+    assert!(body(d).await.unwrap() == up.data[up.data.len() - 10..]);
     assert_eq!(up.opens.load(Ordering::SeqCst), 1);
     assert!(matches!(
         cache
@@ -194,7 +204,7 @@ async fn corrupted_data_is_quarantined_and_never_served() {
     // The next request tries again and, with good data, succeeds.
     up.corrupt.store(false, Ordering::SeqCst);
     let d = cache.data(&id(), None, &ctx).await.unwrap();
-    assert_eq!(body(d).await.unwrap(), up.data);
+    assert!(body(d).await.unwrap() == up.data, "bytes differ");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,7 +223,7 @@ async fn offline_serves_cached_metadata_and_data_but_only_so_long() {
     assert!(served.stale);
     let d = cache.data(&id(), None, &ctx).await.unwrap();
     assert!(d.stale);
-    assert_eq!(body(d).await.unwrap(), up.data);
+    assert!(body(d).await.unwrap() == up.data, "bytes differ");
     tokio::time::sleep(Duration::from_millis(350)).await;
     assert!(matches!(
         cache.image(&id(), &ctx).await,
@@ -383,5 +393,240 @@ async fn reconcile_makes_metadata_and_files_agree() {
         .await
         .unwrap();
     assert_eq!(d.source, DataSource::Fill);
-    assert_eq!(body(d).await.unwrap(), up.data);
+    assert!(body(d).await.unwrap() == up.data, "bytes differ");
+}
+
+/// Several images, each `size` bytes.
+#[derive(Debug)]
+struct Many {
+    images: HashMap<ImageId, (ImageRecord, Vec<u8>)>,
+    opens: AtomicU64,
+}
+
+fn nth(n: u8) -> ImageId {
+    ImageId::parse(&format!("{n:08x}-bbbb-4ccc-8ddd-eeeeeeeeeeee")).unwrap()
+}
+
+impl Many {
+    fn new(sizes: &[usize]) -> Arc<Self> {
+        let mut images = HashMap::new();
+        for (i, size) in sizes.iter().enumerate() {
+            let data: Vec<u8> = (0..*size).map(|j| ((j + i * 13) % 251) as u8).collect();
+            let mut r = ImageRecord::new(nth(i as u8), Visibility::Public);
+            r.size = Some(*size as u64);
+            r.checksum = Some(hex(&md5::Md5::digest(&data)));
+            images.insert(r.id.clone(), (r, data));
+        }
+        Arc::new(Self {
+            images,
+            opens: AtomicU64::new(0),
+        })
+    }
+}
+
+#[async_trait]
+impl Upstream for Many {
+    async fn get(
+        &self,
+        id: &ImageId,
+        _: &RequestContext,
+    ) -> Result<Option<ImageRecord>, UpstreamError> {
+        Ok(self.images.get(id).map(|(r, _)| r.clone()))
+    }
+
+    async fn open(
+        &self,
+        id: &ImageId,
+        range: Option<ByteRange>,
+        _: &RequestContext,
+    ) -> Result<Option<UpstreamData>, UpstreamError> {
+        self.opens.fetch_add(1, Ordering::SeqCst);
+        let Some((_, data)) = self.images.get(id) else {
+            return Ok(None);
+        };
+        let part = match range {
+            Some(r) => data[r.first as usize..=r.last as usize].to_vec(),
+            None => data.clone(),
+        };
+        let chunks: Vec<Result<Bytes, std::io::Error>> = part
+            .chunks(100)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        Ok(Some(UpstreamData {
+            total_size: Some(data.len() as u64),
+            stream: Box::pin(futures::stream::iter(chunks)),
+        }))
+    }
+}
+
+async fn budget_cache(up: Arc<Many>, budget: u64) -> ImageCache {
+    ImageCache::open(
+        up,
+        Arc::new(MemoryMetadataStore::new()),
+        Arc::new(MemoryBlobStore::new()),
+        CacheConfig::default().max_bytes(Some(budget)),
+    )
+    .await
+    .unwrap()
+    .0
+}
+
+async fn cached_ids(cache: &ImageCache) -> Vec<ImageId> {
+    let mut v: Vec<ImageId> = cache
+        .cached()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    v.sort();
+    v
+}
+
+async fn used(cache: &ImageCache) -> u64 {
+    cache.usage().await.unwrap().1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_budget_holds_and_evicts_least_recently_used() {
+    let up = Many::new(&[400, 400, 400]);
+    let cache = budget_cache(up.clone(), 1000).await;
+    let ctx = RequestContext::admin();
+    for n in 0..3u8 {
+        let d = cache.data(&nth(n), None, &ctx).await.unwrap();
+        assert!(
+            body(d).await.unwrap() == up.images[&nth(n)].1,
+            "bytes differ"
+        );
+        assert!(used(&cache).await <= 1000, "never over budget");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Image 0 was the least recently used: it made room for image 2.
+    assert_eq!(cached_ids(&cache).await, vec![nth(1), nth(2)]);
+    // Reading 1 makes 2 the oldest; pulling 0 again evicts 2.
+    body(cache.data(&nth(1), None, &ctx).await.unwrap())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    body(cache.data(&nth(0), None, &ctx).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(cached_ids(&cache).await, vec![nth(0), nth(1)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pinned_and_in_use_images_are_never_evicted() {
+    let up = Many::new(&[400, 400, 400]);
+    let cache = budget_cache(up.clone(), 1000).await;
+    let ctx = RequestContext::admin();
+    cache.set_pinned(&nth(0), true).await.unwrap();
+    body(cache.data(&nth(0), None, &ctx).await.unwrap())
+        .await
+        .unwrap();
+    body(cache.data(&nth(1), None, &ctx).await.unwrap())
+        .await
+        .unwrap();
+    // Image 1 is being read (stream open, not consumed) when image 2 asks for room.
+    let reading = cache.data(&nth(1), None, &ctx).await.unwrap();
+    assert_eq!(reading.source, DataSource::Cache);
+    let d = cache.data(&nth(2), None, &ctx).await.unwrap();
+    assert_eq!(d.source, DataSource::Upstream, "no room: streamed through");
+    assert!(
+        body(d).await.unwrap() == up.images[&nth(2)].1,
+        "bytes differ"
+    );
+    assert_eq!(cached_ids(&cache).await, vec![nth(0), nth(1)]);
+    assert!(
+        body(reading).await.unwrap() == up.images[&nth(1)].1,
+        "bytes differ"
+    );
+    // Reader gone: now image 1 can make room for image 2; the pinned image stays.
+    body(cache.data(&nth(2), None, &ctx).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(cached_ids(&cache).await, vec![nth(0), nth(2)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn larger_than_the_budget_streams_through_verified() {
+    let up = Many::new(&[1500]);
+    let cache = budget_cache(up.clone(), 1000).await;
+    let ctx = RequestContext::admin();
+    let d = cache.data(&nth(0), None, &ctx).await.unwrap();
+    assert_eq!(d.source, DataSource::Upstream);
+    assert!(
+        body(d).await.unwrap() == up.images[&nth(0)].1,
+        "bytes differ"
+    );
+    assert!(cached_ids(&cache).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_on_a_miss_is_answered_upstream_and_schedules_a_fill() {
+    let up = Many::new(&[5000]);
+    let cache = budget_cache(up.clone(), 10_000).await;
+    let ctx = RequestContext::admin();
+    let d = cache
+        .data(
+            &nth(0),
+            Some(RangeSpec::From {
+                first: 10,
+                last: Some(19),
+            }),
+            &ctx,
+        )
+        .await
+        .unwrap();
+    assert_eq!(d.source, DataSource::Upstream);
+    assert!(
+        body(d).await.unwrap() == up.images[&nth(0)].1[10..20],
+        "bytes differ"
+    );
+    for _ in 0..100 {
+        if !cached_ids(&cache).await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        cached_ids(&cache).await,
+        vec![nth(0)],
+        "the background fill cached it"
+    );
+    assert_eq!(
+        up.opens.load(Ordering::SeqCst),
+        2,
+        "one ranged request, one full fill"
+    );
+    let d = cache
+        .data(&nth(0), Some(RangeSpec::Suffix(5)), &ctx)
+        .await
+        .unwrap();
+    assert_eq!(d.source, DataSource::Cache);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_prefetches_and_the_cache_api_operations_work() {
+    let up = Many::new(&[300, 300, 300]);
+    let cache = budget_cache(up.clone(), 10_000).await;
+    let ctx = RequestContext::admin();
+    for n in 0..3u8 {
+        cache.queue(&nth(n), &ctx);
+    }
+    for _ in 0..200 {
+        if cached_ids(&cache).await.len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(cached_ids(&cache).await.len(), 3);
+    assert!(cache.queued().is_empty());
+    assert!(cache.delete_cached(&nth(0)).await.unwrap());
+    assert!(!cache.delete_cached(&nth(0)).await.unwrap());
+    assert_eq!(cache.clear_cached().await.unwrap(), 2);
+    assert!(cached_ids(&cache).await.is_empty());
+    assert!(
+        cache.metadata().get(&nth(1)).await.unwrap().is_some(),
+        "metadata stays"
+    );
 }

@@ -15,6 +15,34 @@ fn id(n: u8) -> ImageId {
 pub async fn run_all<S: MetadataStore + ?Sized>(store: &S) {
     records_round_trip(store).await;
     bookkeeping(store).await;
+    pins(store).await;
+}
+
+/// Pins outlive the data, show in the bookkeeping, and go with the record.
+pub async fn pins<S: MetadataStore + ?Sized>(store: &S) {
+    store
+        .put(&ImageRecord::new(id(4), Visibility::Public), 1)
+        .await
+        .unwrap();
+    store.set_pinned(&id(4), true).await.unwrap();
+    store.set_pinned(&id(4), true).await.unwrap();
+    assert_eq!(store.pinned().await.unwrap(), vec![id(4)]);
+    store.set_cached(&id(4), 9, 2).await.unwrap();
+    assert!(
+        store.cache_entry(&id(4)).await.unwrap().unwrap().pinned,
+        "pinned before cached"
+    );
+    store.clear_cached(&id(4)).await.unwrap();
+    store.set_cached(&id(4), 9, 3).await.unwrap();
+    assert!(
+        store.cache_entries().await.unwrap()[0].pinned,
+        "the pin outlives the data"
+    );
+    store.set_pinned(&id(4), false).await.unwrap();
+    assert!(!store.cache_entry(&id(4)).await.unwrap().unwrap().pinned);
+    store.set_pinned(&id(4), true).await.unwrap();
+    store.remove(&id(4)).await.unwrap();
+    assert!(store.pinned().await.unwrap().is_empty());
 }
 
 /// Records read back exactly; put replaces; remove forgets.

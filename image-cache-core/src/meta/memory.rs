@@ -1,6 +1,6 @@
 //! Metadata in memory.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, PoisonError};
 
 use async_trait::async_trait;
@@ -13,6 +13,16 @@ use crate::record::ImageRecord;
 struct Inner {
     records: BTreeMap<ImageId, StoredRecord>,
     cached: BTreeMap<ImageId, CacheEntry>,
+    pins: BTreeSet<ImageId>,
+}
+
+impl Inner {
+    fn entry(&self, e: &CacheEntry) -> CacheEntry {
+        CacheEntry {
+            pinned: self.pins.contains(&e.id),
+            ..e.clone()
+        }
+    }
 }
 
 /// A metadata store in process memory (tests, throw-away caches).
@@ -57,12 +67,12 @@ impl MetadataStore for MemoryMetadataStore {
         let mut inner = self.lock();
         inner.records.remove(id);
         inner.cached.remove(id);
+        inner.pins.remove(id);
         Ok(())
     }
 
     async fn set_cached(&self, id: &ImageId, size: u64, now_ms: u64) -> Result<(), MetaError> {
         let mut inner = self.lock();
-        let pinned = inner.cached.get(id).is_some_and(|e| e.pinned);
         inner.cached.insert(
             id.clone(),
             CacheEntry {
@@ -71,7 +81,7 @@ impl MetadataStore for MemoryMetadataStore {
                 cached_at_ms: now_ms,
                 last_access_ms: now_ms,
                 hits: 0,
-                pinned,
+                pinned: false,
             },
         );
         Ok(())
@@ -91,11 +101,27 @@ impl MetadataStore for MemoryMetadataStore {
     }
 
     async fn cache_entry(&self, id: &ImageId) -> Result<Option<CacheEntry>, MetaError> {
-        Ok(self.lock().cached.get(id).cloned())
+        let inner = self.lock();
+        Ok(inner.cached.get(id).map(|e| inner.entry(e)))
     }
 
     async fn cache_entries(&self) -> Result<Vec<CacheEntry>, MetaError> {
-        Ok(self.lock().cached.values().cloned().collect())
+        let inner = self.lock();
+        Ok(inner.cached.values().map(|e| inner.entry(e)).collect())
+    }
+
+    async fn set_pinned(&self, id: &ImageId, pinned: bool) -> Result<(), MetaError> {
+        let mut inner = self.lock();
+        if pinned {
+            inner.pins.insert(id.clone());
+        } else {
+            inner.pins.remove(id);
+        }
+        Ok(())
+    }
+
+    async fn pinned(&self) -> Result<Vec<ImageId>, MetaError> {
+        Ok(self.lock().pins.iter().cloned().collect())
     }
 }
 

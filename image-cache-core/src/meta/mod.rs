@@ -77,4 +77,9 @@ pub trait MetadataStore: Send + Sync + fmt::Debug + 'static {
     async fn cache_entry(&self, id: &ImageId) -> Result<Option<CacheEntry>, MetaError>;
     /// Bookkeeping of all data held.
     async fn cache_entries(&self) -> Result<Vec<CacheEntry>, MetaError>;
+    /// Pins or unpins an image: a pinned image's data is never evicted. A pin outlives
+    /// the data (an image pinned before it is cached stays pinned once it is).
+    async fn set_pinned(&self, id: &ImageId, pinned: bool) -> Result<(), MetaError>;
+    /// Every pinned image.
+    async fn pinned(&self) -> Result<Vec<ImageId>, MetaError>;
 }

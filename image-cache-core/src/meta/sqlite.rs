@@ -10,8 +10,9 @@ use super::{CacheEntry, MetaError, MetadataStore, StoredRecord};
 use crate::id::ImageId;
 use crate::record::ImageRecord;
 
-const SCHEMA_VERSION: u32 = 1;
-const MIGRATIONS: &[&str] = &["
+const SCHEMA_VERSION: u32 = 2;
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE images (
         id            TEXT PRIMARY KEY,
         record        TEXT    NOT NULL,
@@ -25,7 +26,11 @@ const MIGRATIONS: &[&str] = &["
         hits           INTEGER NOT NULL DEFAULT 0,
         pinned         INTEGER NOT NULL DEFAULT 0
     ) WITHOUT ROWID;
-"];
+",
+    "
+    CREATE TABLE pins (id TEXT PRIMARY KEY) WITHOUT ROWID;
+",
+];
 
 /// A metadata store in a SQLite database file (WAL) or in memory. Blocking calls run on
 /// Tokio's blocking pool.
@@ -134,7 +139,9 @@ fn to_entry(t: (String, i64, i64, i64, i64, bool)) -> Result<CacheEntry, MetaErr
     })
 }
 
-const ENTRY: &str = "SELECT id, size, cached_at_ms, last_access_ms, hits, pinned FROM cached";
+const ENTRY: &str = "SELECT c.id, c.size, c.cached_at_ms, c.last_access_ms, c.hits,
+                            EXISTS (SELECT 1 FROM pins p WHERE p.id = c.id)
+                     FROM cached c";
 
 #[async_trait]
 impl MetadataStore for SqliteMetadataStore {
@@ -188,6 +195,8 @@ impl MetadataStore for SqliteMetadataStore {
         self.run(move |c| {
             c.execute("DELETE FROM cached WHERE id = ?1", params![id])
                 .map_err(err)?;
+            c.execute("DELETE FROM pins WHERE id = ?1", params![id])
+                .map_err(err)?;
             c.execute("DELETE FROM images WHERE id = ?1", params![id])
                 .map_err(err)?;
             Ok(())
@@ -236,13 +245,21 @@ impl MetadataStore for SqliteMetadataStore {
     async fn cache_entry(&self, id: &ImageId) -> Result<Option<CacheEntry>, MetaError> {
         let id = id.as_str().to_owned();
         self.run(move |c| {
-            c.query_row(&format!("{ENTRY} WHERE id = ?1"), params![id], entry)
+            c.query_row(&format!("{ENTRY} WHERE c.id = ?1"), params![id], entry)
                 .optional()
                 .map_err(err)?
                 .map(to_entry)
                 .transpose()
         })
         .await
+    }
+
+    async fn set_pinned(&self, id: &ImageId, pinned: bool) -> Result<(), MetaError> {
+        self.write_pin(id, pinned).await
+    }
+
+    async fn pinned(&self) -> Result<Vec<ImageId>, MetaError> {
+        self.read_pins().await
     }
 
     async fn cache_entries(&self) -> Result<Vec<CacheEntry>, MetaError> {
@@ -252,6 +269,36 @@ impl MetadataStore for SqliteMetadataStore {
                 .map_err(err)?;
             let rows = st.query_map([], entry).map_err(err)?;
             rows.map(|r| r.map_err(err).and_then(to_entry)).collect()
+        })
+        .await
+    }
+}
+
+impl SqliteMetadataStore {
+    async fn write_pin(&self, id: &ImageId, pinned: bool) -> Result<(), MetaError> {
+        let id = id.as_str().to_owned();
+        self.run(move |c| {
+            let sql = if pinned {
+                "INSERT INTO pins (id) VALUES (?1) ON CONFLICT (id) DO NOTHING"
+            } else {
+                "DELETE FROM pins WHERE id = ?1"
+            };
+            c.execute(sql, params![id]).map(drop).map_err(err)
+        })
+        .await
+    }
+
+    async fn read_pins(&self) -> Result<Vec<ImageId>, MetaError> {
+        self.run(|c| {
+            let mut st = c
+                .prepare_cached("SELECT id FROM pins ORDER BY id")
+                .map_err(err)?;
+            let rows = st.query_map([], |r| r.get::<_, String>(0)).map_err(err)?;
+            rows.map(|r| {
+                let t = r.map_err(err)?;
+                ImageId::parse(&t).ok_or_else(|| MetaError::Internal(format!("corrupt id {t:?}")))
+            })
+            .collect()
         })
         .await
     }
@@ -267,6 +314,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("meta.db");
         super::super::conformance::run_all(&SqliteMetadataStore::open(&path).unwrap()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn migrates_a_version_1_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(MIGRATIONS[0]).unwrap();
+            c.pragma_update(None, "user_version", 1).unwrap();
+        }
+        let s = SqliteMetadataStore::open(&path).unwrap();
+        let id = ImageId::parse("11111111-2222-3333-4444-555555555555").unwrap();
+        s.set_pinned(&id, true).await.unwrap();
+        assert_eq!(s.pinned().await.unwrap(), vec![id]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
