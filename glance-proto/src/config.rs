@@ -86,6 +86,35 @@ pub struct EdgeConfig {
     /// Seconds for the central to start answering.
     #[serde(default = "default_response")]
     pub response_timeout_seconds: f64,
+    /// The most bytes of image data to keep (no limit when absent). Enforced before
+    /// anything is written: least recently used unpinned images are evicted; an image
+    /// that cannot fit streams through uncached.
+    #[serde(default)]
+    pub max_cache_bytes: Option<u64>,
+    /// How many prefetches run at once.
+    #[serde(default = "default_prefetch_concurrency")]
+    pub prefetch_concurrency: usize,
+    /// Images to fetch into the cache at start: `{ id = "…" }` or
+    /// `{ properties = { visibility = "public", os_distro = "ubuntu" } }`.
+    #[serde(default)]
+    pub prefetch: Vec<PrefetchSpec>,
+}
+
+fn default_prefetch_concurrency() -> usize {
+    2
+}
+
+/// What to prefetch at start.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PrefetchSpec {
+    /// One image.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Every image with these properties (`visibility` included).
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, String>,
 }
 
 fn secs(name: &str, v: f64) -> Result<Duration, ConfigError> {
@@ -102,6 +131,17 @@ impl EdgeConfig {
         secs("max_stale_seconds", c.max_stale_seconds)?;
         secs("connect_timeout_seconds", c.connect_timeout_seconds)?;
         secs("response_timeout_seconds", c.response_timeout_seconds)?;
+        for p in &c.prefetch {
+            match (&p.id, p.properties.is_empty()) {
+                (Some(id), true) if image_cache_core::ImageId::parse(id).is_some() => {}
+                (None, false) => {}
+                _ => {
+                    return Err(ConfigError::Invalid(
+                        "each prefetch entry needs either a valid id or properties".into(),
+                    ))
+                }
+            }
+        }
         Ok(c)
     }
 
@@ -128,7 +168,9 @@ impl EdgeConfig {
         );
         let cfg = CacheConfig::default()
             .freshness(secs("freshness_seconds", self.freshness_seconds)?)
-            .max_stale(secs("max_stale_seconds", self.max_stale_seconds)?);
+            .max_stale(secs("max_stale_seconds", self.max_stale_seconds)?)
+            .max_bytes(self.max_cache_bytes)
+            .prefetch_concurrency(self.prefetch_concurrency);
         let (cache, report) = ImageCache::open(
             Arc::new(central.clone()),
             Arc::new(meta),
@@ -137,6 +179,26 @@ impl EdgeConfig {
         )
         .await
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        Ok((EdgeService::new(cache, central, self.identity), report))
+        let service = EdgeService::new(cache, central, self.identity);
+        self.start_prefetch(&service);
+        Ok((service, report))
+    }
+
+    /// Queues the configured prefetches (in the background; progress is logged).
+    fn start_prefetch(&self, service: &EdgeService) {
+        let ctx = image_cache_core::upstream::RequestContext::admin();
+        for p in self.prefetch.clone() {
+            let (service, ctx) = (service.clone(), ctx.clone());
+            tokio::spawn(async move {
+                if let Some(id) = p.id.as_deref().and_then(image_cache_core::ImageId::parse) {
+                    service.cache().queue(&id, &ctx);
+                } else {
+                    let filters: Vec<(String, String)> = p.properties.into_iter().collect();
+                    if let Err(e) = service.prefetch_matching(&filters, &ctx).await {
+                        tracing::warn!(error = %e, "configured prefetch failed");
+                    }
+                }
+            });
+        }
     }
 }

@@ -210,6 +210,9 @@ impl EdgeService {
         if get && path == "/v2/images" {
             return self.list(parts).await;
         }
+        if path == "/v2/cache" || path.starts_with("/v2/cache/") {
+            return self.cache_api(parts, body).await;
+        }
         if let Some(rest) = path.strip_prefix("/v2/images/") {
             let (id_text, tail) = rest
                 .split_once('/')
@@ -239,35 +242,36 @@ impl EdgeService {
         )
     }
 
-    /// `GET /` (300) and `/versions` (200): the central's list, links on our host.
+    /// `GET /` (300) and `/versions` (200), links on the request's host. The edge has an
+    /// image cache, so it lists the versions Glance lists when its own cache is on
+    /// (2.14–2.18 add the cache API); built locally, so it also answers offline.
     async fn versions(&self, parts: &Parts, root: bool) -> Result<Response<Body>> {
         let host = parts
             .headers
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
             .unwrap_or("localhost");
-        let mut doc = match self.cached_document("/versions", &HeaderMap::new()).await {
-            Some((_, body)) => serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null),
-            None => Value::Null,
-        };
-        if doc.get("versions").is_none() {
-            doc = json!({"versions": [{"id": "v2.15", "status": "CURRENT", "links": [{"rel": "self", "href": ""}]}]});
-        }
-        if let Some(vs) = doc.get_mut("versions").and_then(Value::as_array_mut) {
-            for v in vs {
-                if let Some(links) = v.get_mut("links").and_then(Value::as_array_mut) {
-                    for l in links {
-                        l["href"] = Value::String(format!("http://{host}/v2/"));
-                    }
-                }
-            }
-        }
+        let href = format!("http://{host}/v2/");
+        let versions: Vec<Value> = (0..=18)
+            .rev()
+            .map(|minor| {
+                json!({
+                    "id": format!("v2.{minor}"),
+                    "status": if minor == 18 { "CURRENT" } else { "SUPPORTED" },
+                    "links": [{"rel": "self", "href": href}],
+                })
+            })
+            .collect();
         let status = if root {
             StatusCode::MULTIPLE_CHOICES
         } else {
             StatusCode::OK
         };
-        Ok(json_response(status, &doc, false))
+        Ok(json_response(
+            status,
+            &json!({ "versions": versions }),
+            false,
+        ))
     }
 
     /// A document that rarely changes (`/versions`, schemas): from the central when it
@@ -440,6 +444,222 @@ impl EdgeService {
             }
         }
         Ok(json_response(StatusCode::OK, &doc, true))
+    }
+
+    /// Glance's cache API (`glance cache-list`, `cache-queue`, `cache-delete`,
+    /// `cache-clear`), plus `PUT`/`DELETE /v2/cache/{id}/pin` and
+    /// `POST /v2/cache/prefetch` (`{"filters": {"os_distro": "ubuntu"}}`). Admins only.
+    async fn cache_api(&self, parts: &Parts, body: Body) -> Result<Response<Body>> {
+        let ctx = self.context(&parts.headers)?;
+        if !ctx.is_admin {
+            return Err(GlanceError::new(
+                StatusCode::FORBIDDEN,
+                "Access was denied to this resource.",
+            ));
+        }
+        let cache = &self.inner.cache;
+        let rest = parts
+            .uri
+            .path()
+            .trim_start_matches("/v2/cache")
+            .trim_start_matches('/');
+        let segments: Vec<&str> = if rest.is_empty() {
+            Vec::new()
+        } else {
+            rest.split('/').collect()
+        };
+        let no_content = || {
+            let mut r = Response::new(empty());
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            r
+        };
+        let internal =
+            |e: CacheError| GlanceError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+        match (&parts.method, segments.as_slice()) {
+            (&Method::GET, []) => {
+                let cached = cache.cached().await.map_err(internal)?;
+                let doc = json!({
+                    "cached_images": cached.iter().map(|e| json!({
+                        "image_id": e.id.as_str(),
+                        "hits": e.hits,
+                        "last_accessed": e.last_access_ms as f64 / 1000.0,
+                        "last_modified": e.cached_at_ms as f64 / 1000.0,
+                        "size": e.size,
+                        "pinned": e.pinned,
+                    })).collect::<Vec<_>>(),
+                    "queued_images": cache.queued().iter().map(|i| i.as_str().to_owned()).collect::<Vec<_>>(),
+                });
+                Ok(json_response(StatusCode::OK, &doc, false))
+            }
+            (&Method::DELETE, []) => {
+                let target = parts
+                    .headers
+                    .get("x-image-cache-clear-target")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("both");
+                let (cached, queue) = match target {
+                    "both" | "" => (true, true),
+                    "cache" => (true, false),
+                    "queue" => (false, true),
+                    other => {
+                        return Err(GlanceError::bad_request(format!(
+                            "If provided 'x-image-cache-clear-target' must be 'cache', 'queue' or empty string, not {other}"
+                        )))
+                    }
+                };
+                if queue {
+                    cache.clear_queue();
+                }
+                if cached {
+                    cache.clear_cached().await.map_err(internal)?;
+                }
+                Ok(no_content())
+            }
+            (&Method::POST, ["prefetch"]) => {
+                let bytes = crate::body::read_small(body, 64 * 1024)
+                    .await
+                    .map_err(|_| {
+                        GlanceError::bad_request("Request body too large or unreadable")
+                    })?;
+                let doc: Value = serde_json::from_slice(&bytes).map_err(|_| {
+                    GlanceError::bad_request(
+                        "Body must be JSON: {\"filters\": {\"key\": \"value\"}}",
+                    )
+                })?;
+                let filters: Vec<(String, String)> = doc
+                    .get("filters")
+                    .and_then(Value::as_object)
+                    .ok_or_else(|| {
+                        GlanceError::bad_request(
+                            "Body must be JSON: {\"filters\": {\"key\": \"value\"}}",
+                        )
+                    })?
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+                        )
+                    })
+                    .collect();
+                let ids = self.prefetch_matching(&filters, &ctx).await?;
+                let doc = json!({"queued": ids.iter().map(|i| i.as_str().to_owned()).collect::<Vec<_>>()});
+                Ok(json_response(StatusCode::ACCEPTED, &doc, false))
+            }
+            (method, [id_text, tail @ ..]) => {
+                let id = ImageId::parse(id_text).ok_or_else(|| GlanceError::no_image(id_text))?;
+                match (method, tail) {
+                    (&Method::PUT, []) => {
+                        cache
+                            .image(&id, &ctx)
+                            .await
+                            .map_err(|e| cache_error(e, &id))?;
+                        cache.queue(&id, &ctx);
+                        let mut r = Response::new(empty());
+                        *r.status_mut() = StatusCode::ACCEPTED;
+                        Ok(r)
+                    }
+                    (&Method::DELETE, []) => {
+                        cache.delete_cached(&id).await.map_err(internal)?;
+                        Ok(no_content())
+                    }
+                    (&Method::PUT, ["pin"]) | (&Method::DELETE, ["pin"]) => {
+                        cache
+                            .set_pinned(&id, *method == Method::PUT)
+                            .await
+                            .map_err(internal)?;
+                        Ok(no_content())
+                    }
+                    _ => Err(GlanceError::new(
+                        StatusCode::NOT_FOUND,
+                        "The resource could not be found.",
+                    )),
+                }
+            }
+            _ => Err(GlanceError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "The method is not allowed for this resource.",
+            )),
+        }
+    }
+
+    /// Queues every image matching `filters` (property equality; `visibility` too) for
+    /// caching: the central's listing when it answers, else the cached records.
+    pub async fn prefetch_matching(
+        &self,
+        filters: &[(String, String)],
+        ctx: &RequestContext,
+    ) -> Result<Vec<ImageId>> {
+        let query = {
+            let mut q = url::form_urlencoded::Serializer::new(String::new());
+            for (k, v) in filters {
+                q.append_pair(k, v);
+            }
+            q.append_pair("limit", "1000");
+            q.finish()
+        };
+        let mut next = Some(format!("/v2/images?{query}"));
+        let mut ids = Vec::new();
+        let mut h = crate::client::identity(ctx);
+        h.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        let mut online = true;
+        while let Some(path) = next.take() {
+            match self.inner.central.fetch(&path, &h).await {
+                Ok((StatusCode::OK, _, body)) => {
+                    let doc: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    let records: Vec<_> = doc
+                        .get("images")
+                        .and_then(Value::as_array)
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|i| crate::image::from_json(i.clone()).ok())
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let _ = self.inner.cache.record_seen(&records).await;
+                    ids.extend(records.into_iter().map(|r| r.id));
+                    next = doc.get("next").and_then(Value::as_str).map(str::to_owned);
+                }
+                Ok((status, _, body)) if status.is_client_error() => {
+                    return Err(GlanceError::new(
+                        status,
+                        String::from_utf8_lossy(&body).trim().to_owned(),
+                    ));
+                }
+                _ => {
+                    online = false;
+                    break;
+                }
+            }
+        }
+        if !online {
+            let mut q = image_cache_core::list::ListQuery::default();
+            q.filters = filters
+                .iter()
+                .filter(|(k, _)| k != "visibility")
+                .cloned()
+                .collect();
+            q.visibility = filters
+                .iter()
+                .find(|(k, _)| k == "visibility")
+                .map(|(_, v)| v.clone());
+            q.limit = image_cache_core::list::MAX_LIMIT;
+            let records = self
+                .inner
+                .cache
+                .visible_records(ctx)
+                .await
+                .map_err(|e| GlanceError::unavailable(e.to_string()))?;
+            ids = q
+                .apply(records)
+                .map(|(page, _)| page.into_iter().map(|r| r.id).collect())
+                .unwrap_or_default();
+        }
+        for id in &ids {
+            self.inner.cache.queue(id, ctx);
+        }
+        tracing::info!(count = ids.len(), ?filters, online, "prefetch queued");
+        Ok(ids)
     }
 
     /// Anything else (writes, members, tasks, …) goes to the central, streamed both ways;

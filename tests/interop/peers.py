@@ -542,6 +542,8 @@ class GlanceEdge:
     central_url: str
     freshness_seconds: float = 0.0
     identity: str = "no-auth"
+    max_cache_bytes: int | None = None
+    extra_toml: str = ""
     proc: Proc | None = None
     port: int = 0
 
@@ -565,6 +567,8 @@ class GlanceEdge:
             f"freshness_seconds = {self.freshness_seconds}\n"
             f'identity = "{self.identity}"\n'
             "connect_timeout_seconds = 1\n"
+            + (f"max_cache_bytes = {self.max_cache_bytes}\n" if self.max_cache_bytes else "")
+            + self.extra_toml
         )
         self.proc = spawn("glance-edge", [str(binary), "--config", str(conf)], self.base / "edge.log",
                           env={"RUST_LOG": os.environ.get("RUST_LOG", "info")})

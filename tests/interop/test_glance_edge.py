@@ -239,3 +239,114 @@ def test_errors_look_like_glance(edge, central, accept):
     ct = lambda r: r.headers["Content-Type"].split(";")[0]
     assert ct(ours) == ct(theirs), (accept, theirs.text)
     assert "No image found with ID" in ours.text
+
+
+def blob_bytes(edge):
+    return sum(f.stat().st_size for f in (edge.cache_dir / "blobs" / "images").iterdir())
+
+
+def test_budget_holds_while_large_images_are_pulled(workdir, central, images, edge_binary):
+    budget = 40 * 1024 * 1024
+    e = peers.GlanceEdge(workdir / "glance-edge-budget", central.endpoint, max_cache_bytes=budget)
+    e.start(edge_binary)
+    try:
+        pulled = ["raw-a", "raw-b", "raw-c"]  # 24, 20 and 16 MiB: each over a third of 40
+        for name in pulled:
+            img_id, data = images[name]
+            r = requests.get(f"{e.endpoint}/v2/images/{img_id}/file")
+            assert r.status_code == 200 and md5(r.content) == md5(data)
+            assert blob_bytes(e) <= budget, name
+        cached = {c["image_id"] for c in requests.get(e.endpoint + "/v2/cache").json()["cached_images"]}
+        # raw-a (least recently used) made room for raw-c; raw-b and raw-c fit together.
+        assert cached == {images["raw-b"][0], images["raw-c"][0]}
+        # Pin raw-c, then read raw-b so raw-c is the least recently used. Pulling raw-a
+        # (24 MiB) must evict raw-b rather than the pinned raw-c: 16 + 24 = 40 fits.
+        assert requests.put(f"{e.endpoint}/v2/cache/{images['raw-c'][0]}/pin").status_code == 204
+        requests.get(f"{e.endpoint}/v2/images/{images['raw-b'][0]}/file").raise_for_status()
+        r = requests.get(f"{e.endpoint}/v2/images/{images['raw-a'][0]}/file")
+        assert md5(r.content) == md5(images["raw-a"][1])
+        cached = {c["image_id"]: c for c in requests.get(e.endpoint + "/v2/cache").json()["cached_images"]}
+        assert set(cached) == {images["raw-a"][0], images["raw-c"][0]}
+        assert cached[images["raw-c"][0]]["pinned"] is True
+        assert blob_bytes(e) <= budget
+        # Now raw-b (20 MiB) cannot fit beside pinned raw-c and raw-a unless raw-a goes:
+        # 16 + 20 = 36. raw-a is evicted; the pinned image never is.
+        r = requests.get(f"{e.endpoint}/v2/images/{images['raw-b'][0]}/file")
+        assert md5(r.content) == md5(images["raw-b"][1])
+        cached = {c["image_id"] for c in requests.get(e.endpoint + "/v2/cache").json()["cached_images"]}
+        assert cached == {images["raw-b"][0], images["raw-c"][0]}
+        assert blob_bytes(e) <= budget
+        # Larger than the budget: streamed through, verified, not cached.
+        e2 = peers.GlanceEdge(workdir / "glance-edge-tiny", central.endpoint, max_cache_bytes=1024 * 1024)
+        e2.start(edge_binary)
+        try:
+            img_id, data = images["raw-d"]
+            r = requests.get(f"{e2.endpoint}/v2/images/{img_id}/file")
+            assert r.status_code == 200 and md5(r.content) == md5(data)
+            assert requests.get(e2.endpoint + "/v2/cache").json()["cached_images"] == []
+        finally:
+            e2.stop()
+    finally:
+        e.stop()
+
+
+def cache_ids(out):
+    return {c.split("|")[1].strip() for c in out.splitlines() if c.startswith("| ") and "ID" not in c}
+
+
+def test_glance_cache_commands_work_against_the_edge(workdir, central, images, edge_binary):
+    e = peers.GlanceEdge(workdir / "glance-edge-cacheapi", central.endpoint)
+    e.start(edge_binary)
+    try:
+        a, b = images["raw-c"][0], images["raw-d"][0]
+        glance(e.endpoint, "cache-queue", a)
+        glance(e.endpoint, "cache-queue", b)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            listed = glance(e.endpoint, "cache-list").stdout
+            if cache_ids(listed) >= {a, b} and "queued" not in listed:
+                break
+            time.sleep(0.5)
+        assert {a, b} <= cache_ids(listed), listed
+        assert "cached" in listed
+        assert "prefetch done: cached" in e.log()
+        glance(e.endpoint, "cache-delete", a)
+        assert cache_ids(glance(e.endpoint, "cache-list").stdout) == {b}
+        glance(e.endpoint, "cache-clear", "--target", "cache")
+        assert cache_ids(glance(e.endpoint, "cache-list").stdout) == set()
+        # Prefetch by properties through the API.
+        r = requests.post(e.endpoint + "/v2/cache/prefetch", json={"filters": {"os_distro": "cirros"}})
+        assert r.status_code == 202 and r.json()["queued"] == [images["qcow2"][0]]
+        deadline = time.time() + 30
+        while time.time() < deadline and cache_ids(glance(e.endpoint, "cache-list").stdout) != {images["qcow2"][0]}:
+            time.sleep(0.3)
+        assert cache_ids(glance(e.endpoint, "cache-list").stdout) == {images["qcow2"][0]}
+        assert requests.delete(e.endpoint + "/v2/cache", headers={"x-image-cache-clear-target": "bogus"}).status_code == 400
+    finally:
+        e.stop()
+
+
+def test_prefetch_from_the_configuration(workdir, central, images, edge_binary):
+    e = peers.GlanceEdge(workdir / "glance-edge-prefetch", central.endpoint,
+                         extra_toml='prefetch = [{ properties = { os_distro = "ubuntu" } }]\n')
+    e.start(edge_binary)
+    try:
+        want = {v[0] for k, v in images.items() if k != "qcow2"}
+        deadline = time.time() + 90
+        got = set()
+        while time.time() < deadline:
+            got = {c["image_id"] for c in requests.get(e.endpoint + "/v2/cache").json()["cached_images"]}
+            if got == want:
+                break
+            time.sleep(0.5)
+        assert got == want
+        # Served from cache with the central gone.
+        central.stop()
+        try:
+            img_id, data = images["raw-d"]
+            r = requests.get(f"{e.endpoint}/v2/images/{img_id}/file")
+            assert r.status_code == 200 and md5(r.content) == md5(data)
+        finally:
+            central.start()
+    finally:
+        e.stop()
