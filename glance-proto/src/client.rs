@@ -124,6 +124,33 @@ pub fn identity(ctx: &RequestContext) -> HeaderMap {
     h
 }
 
+impl CentralClient {
+    /// The projects that accepted a shared image, as far as this identity may see
+    /// (its owner sees all members; a member sees itself). Empty when unknown.
+    async fn accepted_members(&self, id: &ImageId, headers: &HeaderMap) -> Vec<String> {
+        let Ok((StatusCode::OK, _, body)) = self
+            .fetch(&format!("/v2/images/{id}/members"), headers)
+            .await
+        else {
+            return Vec::new();
+        };
+        let doc: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        doc.get("members")
+            .and_then(|m| m.as_array())
+            .map(|ms| {
+                ms.iter()
+                    .filter(|m| m.get("status").and_then(|s| s.as_str()) == Some("accepted"))
+                    .filter_map(|m| {
+                        m.get("member_id")
+                            .and_then(|s| s.as_str())
+                            .map(str::to_owned)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
 fn classify(status: StatusCode, headers: &HeaderMap, body: Bytes) -> UpstreamError {
     if status.is_server_error() {
         UpstreamError::Unavailable(format!("central Glance answered {status}"))
@@ -153,9 +180,12 @@ impl Upstream for CentralClient {
             StatusCode::OK => {
                 let doc: serde_json::Value = serde_json::from_slice(&body)
                     .map_err(|e| UpstreamError::Invalid(e.to_string()))?;
-                from_json(doc)
-                    .map(Some)
-                    .map_err(|e| UpstreamError::Invalid(e.to_string()))
+                let mut record =
+                    from_json(doc).map_err(|e| UpstreamError::Invalid(e.to_string()))?;
+                if record.visibility == image_cache_core::Visibility::Shared {
+                    record.members = self.accepted_members(id, &h).await;
+                }
+                Ok(Some(record))
             }
             StatusCode::NOT_FOUND => Ok(None),
             s => Err(classify(s, &headers, body)),

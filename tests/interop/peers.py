@@ -435,6 +435,10 @@ class GlanceCentral:
     port: int = 0
     proc: Proc | None = None
     workers: int = 2
+    # Trusted headers: Glance's context middleware without keystonemiddleware; every
+    # request says who it is (X-Identity-Status, X-Project-Id, X-Roles) and Glance's
+    # per-project rules apply. Otherwise no-auth: everybody is an admin.
+    trusted: bool = False
 
     @property
     def endpoint(self) -> str:
@@ -453,8 +457,17 @@ class GlanceCentral:
             paste = Path(sys.prefix) / "etc" / "glance" / "glance-api-paste.ini"
             if not paste.exists():
                 paste = ROOT / ".venv" / "etc" / "glance" / "glance-api-paste.ini"
-            shutil.copy(paste, conf / "glance-api-paste.ini")
-            (conf / "policy.yaml").write_text('"context_is_admin": "@"\n')
+            text = paste.read_text()
+            if self.trusted:
+                text = text.replace(
+                    "[composite:api]\npaste.composite_factory = glance.api:pipeline_factory\n",
+                    "[composite:api]\npaste.composite_factory = glance.api:pipeline_factory\n"
+                    "trusted = cors http_proxy_to_wsgi versionnegotiation osprofiler context rootapp\n",
+                ) + ("\n[composite:glance-api-trusted]\npaste.composite_factory = glance.api:root_app_factory\n"
+                     "/: api\n/healthcheck: healthcheck\n")
+            (conf / "glance-api-paste.ini").write_text(text)
+            admin_rule = "role:admin" if self.trusted else "@"
+            (conf / "policy.yaml").write_text(f'"context_is_admin": "{admin_rule}"\n')
         if not self.port:
             self.port = free_port()
         _conf(conf / "glance-api.conf", f"""
@@ -487,6 +500,7 @@ policy_file = {conf / "policy.yaml"}
 
 [paste_deploy]
 config_file = {conf / "glance-api-paste.ini"}
+{"flavor = trusted" if self.trusted else ""}
 """)
         return conf
 

@@ -324,7 +324,14 @@ impl ImageCache {
     pub async fn record_seen(&self, records: &[ImageRecord]) -> Result<(), CacheError> {
         let now = now_ms();
         for r in records {
-            self.inner.meta.put(r, now).await?;
+            // Listings carry no member lists: keep what is known.
+            let mut r = r.clone();
+            if r.members.is_empty() {
+                if let Some(c) = self.inner.meta.get(&r.id).await? {
+                    r.members = c.record.members;
+                }
+            }
+            self.inner.meta.put(&r, now).await?;
         }
         Ok(())
     }
@@ -488,7 +495,26 @@ impl ImageCache {
             }
         }
         match i.upstream.get(id, ctx).await {
-            Ok(Some(record)) => {
+            Ok(Some(mut record)) => {
+                // Only the owner sees a shared image's whole member list; a member sees
+                // itself, and others (admins included) may see none: merge their
+                // partial views into what is known.
+                let authoritative = record.owner.is_some() && record.owner == ctx.project_id;
+                if !authoritative {
+                    if let Some(c) = &cached {
+                        let mut members: Vec<String> = c
+                            .record
+                            .members
+                            .iter()
+                            .filter(|m| Some(m.as_str()) != ctx.project_id.as_deref())
+                            .cloned()
+                            .collect();
+                        members.extend(record.members.iter().cloned());
+                        members.sort();
+                        members.dedup();
+                        record.members = members;
+                    }
+                }
                 i.meta.put(&record, now).await?;
                 Ok(Served {
                     value: record,

@@ -630,3 +630,22 @@ async fn queue_prefetches_and_the_cache_api_operations_work() {
         "metadata stays"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_do_not_erase_known_members() {
+    let up = Scripted::new(10, Visibility::Shared, 0);
+    let cache = cache_over(
+        up.clone(),
+        Arc::new(MemoryBlobStore::new()),
+        CacheConfig::default(),
+    )
+    .await;
+    let mut shared = up.record.lock().unwrap().clone().unwrap();
+    shared.members = vec!["member-project".into()];
+    cache.metadata().put(&shared, now_ms()).await.unwrap();
+    let mut listed = shared.clone();
+    listed.members.clear();
+    cache.record_seen(&[listed]).await.unwrap();
+    let stored = cache.metadata().get(&id()).await.unwrap().unwrap();
+    assert_eq!(stored.record.members, vec!["member-project".to_owned()]);
+}
