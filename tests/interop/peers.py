@@ -439,6 +439,8 @@ class GlanceCentral:
     # request says who it is (X-Identity-Status, X-Project-Id, X-Roles) and Glance's
     # per-project rules apply. Otherwise no-auth: everybody is an admin.
     trusted: bool = False
+    # Glance's own image cache (the `caching` pipeline), for comparisons.
+    own_cache: bool = False
 
     @property
     def endpoint(self) -> str:
@@ -477,6 +479,7 @@ worker_self_reference_url = http://127.0.0.1:{self.port}
 image_size_cap = 10737418240
 log_file = {self.base / "glance-api.log"}
 debug = false
+{f"image_cache_dir = {self.base / 'glance-cache'}" if self.own_cache else ""}
 
 [database]
 connection = sqlite:///{self.base / "glance.sqlite"}
@@ -500,7 +503,7 @@ policy_file = {conf / "policy.yaml"}
 
 [paste_deploy]
 config_file = {conf / "glance-api-paste.ini"}
-{"flavor = trusted" if self.trusted else ""}
+{"flavor = trusted" if self.trusted else ("flavor = caching" if self.own_cache else "")}
 """)
         return conf
 

@@ -42,7 +42,7 @@ impl Default for CacheConfig {
         Self {
             freshness: Duration::from_secs(30),
             max_stale: Duration::from_secs(7 * 24 * 3600),
-            chunk_size: 256 * 1024,
+            chunk_size: 1 << 20,
             max_bytes: None,
             prefetch_concurrency: 2,
         }
@@ -238,6 +238,9 @@ impl Drop for ReadGuard {
         }
     }
 }
+
+/// Bytes gathered before each write (and hash) of a fill.
+const WRITE_BATCH: usize = 1 << 20;
 
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
@@ -776,18 +779,11 @@ impl ImageCache {
         let this = self.clone();
         let (record, ctx, task_slot) = (record.clone(), ctx.clone(), slot.clone());
         tokio::spawn(async move {
-            let outcome = this.run_fill(&record, &ctx, &task_slot).await;
+            let outcome = this.run_fill(&record, &ctx, &task_slot, reservation).await;
             if let Err(e) = &outcome {
                 tracing::warn!(image = %record.id, error = %e, "fill failed");
+                this.release(reservation);
                 task_slot.set(FillState::Failed(e.to_string()));
-            }
-            {
-                let mut reserved = this
-                    .inner
-                    .reserved
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                *reserved = reserved.saturating_sub(reservation);
             }
             let mut fills = this
                 .inner
@@ -804,11 +800,22 @@ impl ImageCache {
         slot
     }
 
+    /// Returns bytes reserved for a fill to the budget.
+    fn release(&self, reservation: u64) {
+        let mut reserved = self
+            .inner
+            .reserved
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *reserved = reserved.saturating_sub(reservation);
+    }
+
     async fn run_fill(
         &self,
         record: &ImageRecord,
         ctx: &RequestContext,
         slot: &FillSlot,
+        reservation: u64,
     ) -> Result<(), CacheError> {
         use futures::StreamExt;
         let i = &self.inner;
@@ -829,20 +836,44 @@ impl ImageCache {
         slot.set(FillState::Running { written: 0 });
         let mut stream = data.stream;
         let mut written = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let chunk: Bytes = match chunk {
-                Ok(c) => c,
-                Err(e) => {
+        // Network frames are small: gather them into pieces of `WRITE_BATCH` bytes, and
+        // hash each piece on the blocking pool while it is written.
+        let mut batch = bytes::BytesMut::with_capacity(WRITE_BATCH);
+        let mut ended = false;
+        while !ended {
+            match stream.next().await {
+                Some(Ok(chunk)) => batch.extend_from_slice(&chunk),
+                Some(Err(e)) => {
                     let _ = writer.abort(false).await;
                     return Err(CacheError::Unavailable(format!("upstream broke off: {e}")));
                 }
+                None => ended = true,
+            }
+            if batch.len() < WRITE_BATCH && !ended {
+                continue;
+            }
+            if batch.is_empty() {
+                break;
+            }
+            let piece = batch.split().freeze();
+            let hashed = piece.clone();
+            let hashing = tokio::task::spawn_blocking(move || {
+                verifier.update(&hashed);
+                verifier
+            });
+            let (hashed, wrote) = tokio::join!(hashing, writer.write(piece.clone()));
+            verifier = match hashed {
+                Ok(v) => v,
+                Err(e) => {
+                    let _ = writer.abort(false).await;
+                    return Err(CacheError::Unavailable(format!("hashing failed: {e}")));
+                }
             };
-            verifier.update(&chunk);
-            if let Err(e) = writer.write(chunk.clone()).await {
+            if let Err(e) = wrote {
                 let _ = writer.abort(false).await;
                 return Err(e.into());
             }
-            written += chunk.len() as u64;
+            written += piece.len() as u64;
             slot.set(FillState::Running { written });
         }
         if let Err(e) = verifier.finish(record.size) {
@@ -854,6 +885,9 @@ impl ImageCache {
         }
         writer.commit().await?;
         i.meta.set_cached(&record.id, written, now_ms()).await?;
+        // The bytes now count as cached: release the reservation before anyone learns
+        // the fill is done, so no admission counts them twice.
+        self.release(reservation);
         slot.set(FillState::Done { written });
         tracing::info!(image = %record.id, bytes = written, "image cached and verified");
         Ok(())

@@ -1,0 +1,146 @@
+"""See scripts/load-glance. Every load runs against 127.0.0.1 only and is bounded."""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "interop"))
+import peers  # noqa: E402
+
+
+def wrk(url, seconds, connections=16):
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", url],
+                         capture_output=True, text=True, check=True, timeout=seconds + 30).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return rps, int(errors.group(1)) if errors else 0
+
+
+def download_mb_s(url, runs=3):
+    speeds = []
+    for _ in range(runs):
+        out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{speed_download} %{http_code}", url],
+                             capture_output=True, text=True, check=True, timeout=300).stdout.split()
+        assert out[1] == "200", out
+        speeds.append(float(out[0]) / 1e6)
+    return statistics.median(speeds)
+
+
+def peak_rss_mib(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size-mib", type=int, default=512)
+    ap.add_argument("--seconds", type=int, default=5)
+    args = ap.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="stackfed-load-"))
+    central = peers.GlanceCentral(base / "central", own_cache=True, workers=2)
+    edge = peers.GlanceEdge(base / "edge", "", freshness_seconds=30)
+    nginx = None
+    results = {}
+    try:
+        central.start()
+        edge.central_url = central.endpoint
+        edge.start(ROOT / "target" / "release" / "examples" / "glance-edge-cache")
+        print(f"uploading a {args.size_mib} MiB image to the central Glance", flush=True)
+        img = base / "image.raw"
+        with open(img, "wb") as f:
+            for _ in range(args.size_mib):
+                f.write(os.urandom(1 << 20))
+        r = requests.post(central.endpoint + "/v2/images", json={
+            "name": "load", "disk_format": "raw", "container_format": "bare", "visibility": "public"})
+        image_id = r.json()["id"]
+        with open(img, "rb") as f:
+            requests.put(f"{central.endpoint}/v2/images/{image_id}/file", data=f,
+                         headers={"Content-Type": "application/octet-stream"}).raise_for_status()
+
+        meta = f"/v2/images/{image_id}"
+        requests.get(edge.endpoint + meta).raise_for_status()
+        results["metadata_rps_edge"], e1 = wrk(edge.endpoint + meta, args.seconds)
+        results["metadata_rps_glance"], e2 = wrk(central.endpoint + meta, args.seconds)
+        assert e1 == 0 and e2 == 0, (e1, e2)
+
+        # Warm both caches (the first download fills them), then measure cached reads.
+        t = time.time()
+        requests.get(edge.endpoint + meta + "/file").raise_for_status()
+        results["first_download_s_edge"] = time.time() - t
+        t = time.time()
+        requests.get(central.endpoint + meta + "/file").raise_for_status()
+        results["first_download_s_glance"] = time.time() - t
+        time.sleep(1)
+        assert (central.base / "glance-cache" / image_id).exists(), "Glance's own cache did not fill"
+
+        www = base / "www"
+        www.mkdir()
+        shutil.copy(img, www / "image.raw")
+        nport = peers.free_port()
+        (base / "nginx.conf").write_text(f"""
+user root; daemon off; worker_processes 1; pid {base}/nginx.pid; error_log {base}/nginx-error.log;
+events {{ worker_connections 256; }}
+http {{ access_log off; sendfile on; tcp_nopush on;
+  client_body_temp_path {base}/nb; proxy_temp_path {base}/np; fastcgi_temp_path {base}/nf;
+  uwsgi_temp_path {base}/nu; scgi_temp_path {base}/ns;
+  server {{ listen 127.0.0.1:{nport}; root {www}; }} }}
+""")
+        nginx = peers.spawn("nginx", [shutil.which("nginx"), "-c", str(base / "nginx.conf")], base / "nginx.log")
+        peers.wait_http(f"http://127.0.0.1:{nport}/image.raw", timeout=10)
+
+        results["download_mb_s_edge"] = download_mb_s(edge.endpoint + meta + "/file")
+        results["download_mb_s_glance_cache"] = download_mb_s(central.endpoint + meta + "/file")
+        results["download_mb_s_nginx"] = download_mb_s(f"http://127.0.0.1:{nport}/image.raw")
+
+        rss_before = peak_rss_mib(edge.proc.pid)
+        threads = [threading.Thread(target=lambda: download_mb_s(edge.endpoint + meta + "/file", runs=1))
+                   for _ in range(8)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        results["edge_peak_rss_mib_before"] = rss_before
+        results["edge_peak_rss_mib_8_downloads"] = peak_rss_mib(edge.proc.pid)
+        results["image_mib"] = args.size_mib
+    finally:
+        if nginx:
+            nginx.stop()
+        edge.stop()
+        central.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+    r = results
+    rows = [
+        ("metadata GET /v2/images/{id} (req/s, wrk 16 conns)", r["metadata_rps_edge"], r["metadata_rps_glance"], None),
+        (f"cached {r['image_mib']} MiB download (MB/s)", r["download_mb_s_edge"], r["download_mb_s_glance_cache"],
+         r["download_mb_s_nginx"]),
+    ]
+    print(f"\n{'measure':58} {'edge':>10} {'glance':>10} {'nginx':>10} {'edge/glance':>12}")
+    for name, e, g, n in rows:
+        print(f"{name:58} {e:10.1f} {g:10.1f} {(f'{n:.1f}' if n else '-'):>10} {e / g:12.2f}")
+    print(f"edge vs nginx on the cached download: {r['download_mb_s_edge'] / r['download_mb_s_nginx']:.2f}")
+    print(f"first (uncached) download: edge {r['first_download_s_edge']:.2f} s, glance {r['first_download_s_glance']:.2f} s")
+    print(f"edge peak RSS: {r['edge_peak_rss_mib_before']:.1f} MiB before, "
+          f"{r['edge_peak_rss_mib_8_downloads']:.1f} MiB after 8 concurrent {r['image_mib']} MiB downloads")
+    out = ROOT / ".run" / "load-glance.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"(written to {out})")
+
+
+if __name__ == "__main__":
+    main()
