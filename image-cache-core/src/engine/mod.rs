@@ -7,8 +7,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-
 use crate::blob::{BlobError, BlobStore};
 use crate::id::ImageId;
 use crate::meta::{MetaError, MetadataStore};

@@ -1,3 +1,4 @@
+use bytes::Bytes;
 use std::sync::atomic::AtomicBool;
 
 use async_trait::async_trait;
