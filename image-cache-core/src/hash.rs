@@ -98,6 +98,23 @@ impl Verifier {
         }
     }
 
+    /// Splits into a verifier of the MD5 `checksum` and one of the multihash, so the two
+    /// can run on separate threads; either is `None` when the metadata does not promise
+    /// that hash. Both must pass.
+    pub fn split(self) -> (Option<Verifier>, Option<Verifier>) {
+        let md5 = self.md5.map(|m| Verifier {
+            md5: Some(m),
+            multi: None,
+            bytes: self.bytes,
+        });
+        let multi = self.multi.map(|m| Verifier {
+            md5: None,
+            multi: Some(m),
+            bytes: self.bytes,
+        });
+        (md5, multi)
+    }
+
     /// Bytes seen so far.
     pub fn bytes(&self) -> u64 {
         self.bytes

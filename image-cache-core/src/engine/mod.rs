@@ -817,7 +817,7 @@ impl ImageCache {
     ) -> Result<(), CacheError> {
         use futures::StreamExt;
         let i = &self.inner;
-        let mut verifier = crate::hash::Verifier::new(
+        let verifier = crate::hash::Verifier::new(
             record.checksum.as_deref(),
             record.os_hash_algo.as_deref(),
             record.os_hash_value.as_deref(),
@@ -834,8 +834,24 @@ impl ImageCache {
         slot.set(FillState::Running { written: 0 });
         let mut stream = data.stream;
         let mut written = 0u64;
-        // Network frames are small: gather them into pieces of `WRITE_BATCH` bytes, and
-        // hash each piece on the blocking pool while it is written.
+        // Network frames are small: gather them into pieces of `WRITE_BATCH` bytes. Each
+        // piece goes to the blob while the MD5 and the multihash are computed on two
+        // blocking workers in parallel, so reading, writing and hashing overlap.
+        let (md5, multi) = verifier.split();
+        let workers: Vec<_> = [md5, multi]
+            .into_iter()
+            .flatten()
+            .map(|mut v| {
+                let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(8);
+                let handle = tokio::task::spawn_blocking(move || {
+                    while let Some(piece) = rx.blocking_recv() {
+                        v.update(&piece);
+                    }
+                    v
+                });
+                (tx, handle)
+            })
+            .collect();
         let mut batch = bytes::BytesMut::with_capacity(WRITE_BATCH);
         let mut ended = false;
         while !ended {
@@ -854,27 +870,35 @@ impl ImageCache {
                 break;
             }
             let piece = batch.split().freeze();
-            let hashed = piece.clone();
-            let hashing = tokio::task::spawn_blocking(move || {
-                verifier.update(&hashed);
-                verifier
-            });
-            let (hashed, wrote) = tokio::join!(hashing, writer.write(piece.clone()));
-            verifier = match hashed {
-                Ok(v) => v,
-                Err(e) => {
+            for (tx, _) in &workers {
+                if tx.send(piece.clone()).await.is_err() {
                     let _ = writer.abort(false).await;
-                    return Err(CacheError::Unavailable(format!("hashing failed: {e}")));
+                    return Err(CacheError::Unavailable("a hashing worker stopped".into()));
                 }
-            };
-            if let Err(e) = wrote {
+            }
+            if let Err(e) = writer.write(piece.clone()).await {
                 let _ = writer.abort(false).await;
                 return Err(e.into());
             }
             written += piece.len() as u64;
             slot.set(FillState::Running { written });
         }
-        if let Err(e) = verifier.finish(record.size) {
+        let mut verdict = Ok(());
+        for (tx, handle) in workers {
+            drop(tx);
+            match handle.await {
+                Ok(v) => {
+                    if verdict.is_ok() {
+                        verdict = v.finish(record.size);
+                    }
+                }
+                Err(e) => {
+                    let _ = writer.abort(false).await;
+                    return Err(CacheError::Unavailable(format!("hashing failed: {e}")));
+                }
+            }
+        }
+        if let Err(e) = verdict {
             tracing::error!(image = %record.id, error = %e, "image data failed verification; quarantined");
             let _ = writer.abort(true).await;
             return Err(CacheError::Unavailable(format!(
