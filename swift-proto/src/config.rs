@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use federation_core::attrs::{AttributeStore, MemoryStore, SqliteStore};
 use federation_core::placement::PolicyConfig;
-use federation_core::{ClusterRegistry, ClusterSpec, Locator};
+use federation_core::{ClusterRegistry, ClusterSpec, ClusterState, ClusterStatus, Locator};
 use serde::Deserialize;
 
 use crate::auth::AuthMode;
@@ -119,10 +119,33 @@ pub struct ProxyConfig {
     #[serde(default = "default_response")]
     pub response_timeout_seconds: f64,
     /// The clusters.
-    pub clusters: Vec<ClusterSpec>,
+    pub clusters: Vec<ClusterConfig>,
+    /// Seconds between health probes of every cluster (0 disables the probe).
+    #[serde(default = "default_probe_interval")]
+    pub probe_interval_seconds: f64,
+    /// With a cluster offline, answer account listings from the others and name the
+    /// missing clusters in `X-Federation-Partial`, instead of 503.
+    #[serde(default)]
+    pub listing_partial: bool,
     /// The placement policy.
     #[serde(default)]
     pub policy: PolicyConfig,
+}
+
+fn default_probe_interval() -> f64 {
+    2.0
+}
+
+/// One cluster in the configuration: its spec and the state it has when healthy.
+#[derive(Debug, Clone, Deserialize)]
+#[non_exhaustive]
+pub struct ClusterConfig {
+    /// The cluster.
+    #[serde(flatten)]
+    pub spec: ClusterSpec,
+    /// `online` (default) or `draining` (serves, takes no new containers).
+    #[serde(default)]
+    pub state: ClusterState,
 }
 
 fn seconds(name: &str, v: f64) -> Result<Duration, ConfigError> {
@@ -146,6 +169,7 @@ impl ProxyConfig {
         seconds("cache_ttl_seconds", cfg.cache_ttl_seconds)?;
         seconds("connect_timeout_seconds", cfg.connect_timeout_seconds)?;
         seconds("response_timeout_seconds", cfg.response_timeout_seconds)?;
+        seconds("probe_interval_seconds", cfg.probe_interval_seconds)?;
         Ok(cfg)
     }
 
@@ -157,11 +181,18 @@ impl ProxyConfig {
         Self::from_toml(&text)
     }
 
-    /// Builds the service this configuration describes (opens the store; must run
-    /// inside a Tokio runtime).
+    /// Builds the service this configuration describes: opens the store and, inside a
+    /// Tokio runtime, starts the health probe.
     pub fn build(&self) -> Result<FederationService, ConfigError> {
-        let registry = ClusterRegistry::new(self.clusters.clone())
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let statuses = self
+            .clusters
+            .iter()
+            .map(|c| ClusterStatus::new(c.spec.clone()).with_state(c.state))
+            .collect();
+        let registry = Arc::new(
+            ClusterRegistry::from_statuses(statuses)
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?,
+        );
         let store: Arc<dyn AttributeStore> = match &self.store {
             StoreConfig::Memory => Arc::new(MemoryStore::new()),
             StoreConfig::Sqlite { path } => Arc::new(
@@ -171,7 +202,7 @@ impl ProxyConfig {
         };
         let locator = Locator::with_cache(
             store,
-            Arc::new(registry),
+            registry.clone(),
             self.policy.build().into(),
             self.cache_capacity,
             seconds("cache_ttl_seconds", self.cache_ttl_seconds)?,
@@ -180,7 +211,24 @@ impl ProxyConfig {
             connect: seconds("connect_timeout_seconds", self.connect_timeout_seconds)?,
             response: seconds("response_timeout_seconds", self.response_timeout_seconds)?,
         });
-        Ok(FederationService::new(Arc::new(locator), client, self.auth))
+        if self.probe_interval_seconds > 0.0 {
+            let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+                ConfigError::Invalid("the health probe needs a Tokio runtime".into())
+            })?;
+            let probe = crate::health::HealthProbe::new(
+                registry,
+                client.clone(),
+                self.clusters
+                    .iter()
+                    .map(|c| (c.spec.id.clone(), c.state))
+                    .collect(),
+                seconds("probe_interval_seconds", self.probe_interval_seconds)?,
+                Duration::from_secs(1),
+            );
+            handle.spawn(probe.run());
+        }
+        Ok(FederationService::new(Arc::new(locator), client, self.auth)
+            .with_partial_listings(self.listing_partial))
     }
 }
 

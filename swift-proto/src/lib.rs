@@ -31,6 +31,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod headers;
+pub mod health;
 pub mod info;
 pub mod listing;
 pub mod path;

@@ -65,6 +65,7 @@ struct Inner {
     mode: AuthMode,
     sessions: Sessions,
     info: Mutex<Option<CachedInfo>>,
+    partial_listings: bool,
 }
 
 /// Who the request acts as, towards the clusters.
@@ -164,8 +165,39 @@ impl FederationService {
                 mode,
                 sessions: Sessions::new(),
                 info: Mutex::new(None),
+                partial_listings: false,
             }),
         }
+    }
+
+    /// With a cluster offline, account listings are answered from the others, naming
+    /// the missing clusters in `X-Federation-Partial`, instead of 503.
+    pub fn with_partial_listings(mut self, partial: bool) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.partial_listings = partial;
+        }
+        self
+    }
+
+    /// The clusters an account-wide request goes to, and the offline ones left out.
+    /// Without partial listings an offline cluster is a 503.
+    fn reachable_clusters(&self, partial_ok: bool) -> Result<(Vec<ClusterStatus>, Vec<ClusterId>)> {
+        let snapshot = self.inner.locator.registry().snapshot();
+        let (up, down): (Vec<ClusterStatus>, Vec<ClusterStatus>) = snapshot
+            .iter()
+            .cloned()
+            .partition(|c| c.state != federation_core::ClusterState::Offline);
+        let down: Vec<ClusterId> = down.into_iter().map(|c| c.id().clone()).collect();
+        if !down.is_empty() && !(partial_ok && self.inner.partial_listings) {
+            return Err(SwiftError::unavailable(format!(
+                "cluster(s) {} offline: the account cannot be answered completely",
+                down.iter()
+                    .map(ClusterId::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        Ok((up, down))
     }
 
     /// The locator.
@@ -243,9 +275,18 @@ impl FederationService {
         if parts.method != Method::GET {
             return Err(SwiftError::status(StatusCode::METHOD_NOT_ALLOWED));
         }
-        let clusters = self.inner.locator.registry().snapshot();
+        // Log in where clusters answer; an offline one is authenticated on first use.
+        let clusters: Vec<ClusterStatus> = self
+            .inner
+            .locator
+            .registry()
+            .snapshot()
+            .iter()
+            .filter(|c| c.state != federation_core::ClusterState::Offline)
+            .cloned()
+            .collect();
         let Some(first) = clusters.first() else {
-            return Err(SwiftError::unavailable("no clusters are configured"));
+            return Err(SwiftError::unavailable("no cluster is reachable"));
         };
         let host = parts
             .headers
@@ -408,12 +449,17 @@ impl FederationService {
             .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned())
     }
 
+    /// The container's cluster; 503 at once when it is offline.
     fn cluster(&self, id: &ClusterId) -> Result<ClusterStatus> {
-        self.inner
-            .locator
-            .registry()
-            .get(id)
-            .ok_or_else(|| SwiftError::unavailable(format!("cluster {id} is no longer configured")))
+        let c = self.inner.locator.registry().get(id).ok_or_else(|| {
+            SwiftError::unavailable(format!("cluster {id} is no longer configured"))
+        })?;
+        if c.state == federation_core::ClusterState::Offline {
+            return Err(SwiftError::unavailable(format!(
+                "cluster {id} holding this container is offline"
+            )));
+        }
+        Ok(c)
     }
 
     // ----- objects ---------------------------------------------------------------------
@@ -728,8 +774,12 @@ impl FederationService {
         caller: &Caller,
         path_and_query: &str,
         method: Method,
-    ) -> Result<Vec<(ClusterStatus, http::response::Parts, Bytes)>> {
-        let clusters = self.inner.locator.registry().snapshot();
+        partial_ok: bool,
+    ) -> Result<(
+        Vec<(ClusterStatus, http::response::Parts, Bytes)>,
+        Vec<ClusterId>,
+    )> {
+        let (clusters, down) = self.reachable_clusters(partial_ok)?;
         let calls = clusters.iter().map(|c| {
             let method = method.clone();
             async move {
@@ -745,7 +795,11 @@ impl FederationService {
                 Ok::<_, SwiftError>((c.clone(), p, b))
             }
         });
-        futures::future::join_all(calls).await.into_iter().collect()
+        let answers: Vec<_> = futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .collect::<Result<_>>()?;
+        Ok((answers, down))
     }
 
     /// The first failure among fanned-out answers, passed on as the cluster said it.
@@ -765,7 +819,7 @@ impl FederationService {
 
     async fn account_head(&self, parts: &Parts, caller: &Caller) -> Result<Response<Body>> {
         let pq = Self::path_and_query(parts);
-        let answers = self.fan_out(parts, caller, &pq, Method::HEAD).await?;
+        let (answers, down) = self.fan_out(parts, caller, &pq, Method::HEAD, true).await?;
         if let Some(fail) = Self::first_failure(&answers) {
             return Ok(fail);
         }
@@ -779,12 +833,15 @@ impl FederationService {
             .first()
             .map_or(StatusCode::NO_CONTENT, |(_, p, _)| p.status);
         copy_end_to_end(&headers, resp.headers_mut());
+        mark_partial(&mut resp, &down);
         Ok(resp)
     }
 
     async fn account_post(&self, parts: &Parts, caller: &Caller) -> Result<Response<Body>> {
         let pq = Self::path_and_query(parts);
-        let answers = self.fan_out(parts, caller, &pq, Method::POST).await?;
+        let (answers, _) = self
+            .fan_out(parts, caller, &pq, Method::POST, false)
+            .await?;
         if let Some(fail) = Self::first_failure(&answers) {
             return Ok(fail);
         }
@@ -810,7 +867,7 @@ impl FederationService {
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok());
         let fmt = ListingFormat::negotiate(format.as_deref(), accept)?;
-        let clusters = self.inner.locator.registry().snapshot();
+        let (clusters, down) = self.reachable_clusters(true)?;
         let mut sources: Vec<ClusterSource<'_>> = clusters
             .iter()
             .map(|c| ClusterSource {
@@ -863,6 +920,7 @@ impl FederationService {
         } else {
             h.remove(header::VARY);
         }
+        mark_partial(&mut resp, &down);
         Ok(resp)
     }
 
@@ -1025,6 +1083,22 @@ impl ListingSource for ClusterSource<'_> {
         };
         self.headers = Some(p.headers);
         Ok(entries)
+    }
+}
+
+/// Names the clusters an account answer left out (partial listings only).
+fn mark_partial(resp: &mut Response<Body>, down: &[ClusterId]) {
+    if down.is_empty() {
+        return;
+    }
+    let names = down
+        .iter()
+        .map(ClusterId::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if let Ok(v) = HeaderValue::from_str(&names) {
+        resp.headers_mut()
+            .insert(HeaderName::from_static("x-federation-partial"), v);
     }
 }
 

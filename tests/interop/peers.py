@@ -256,6 +256,19 @@ interval = 1
         """Writes the configuration, starts every process, waits until the proxy
         authenticates, and creates the accounts."""
         self.write_config()
+        try:
+            self.start_processes()
+            for a, u, k in USERS:
+                url, token = self.authenticate(f"{a}:{u}", k)
+                req = urllib.request.Request(url, method="POST", headers={"X-Auth-Token": token})
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    assert r.status == 204, r.status
+        except BaseException:
+            self.stop()
+            raise
+
+    def start_processes(self) -> None:
+        """Starts memcached and the servers on the configured ports (data kept)."""
         mc = shutil.which("memcached")
         if not mc:
             raise RuntimeError("memcached is not installed (apt-get install -y memcached)")
@@ -275,14 +288,13 @@ interval = 1
             self.procs.append(self._server("swift.container.updater", "container-server.conf"))
             for k in ("account", "container", "object", "proxy"):
                 wait_http(f"http://127.0.0.1:{self.ports[k]}/healthcheck", timeout=60)
-            for a, u, k in USERS:
-                url, token = self.authenticate(f"{a}:{u}", k)
-                req = urllib.request.Request(url, method="POST", headers={"X-Auth-Token": token})
-                with urllib.request.urlopen(req, timeout=10) as r:
-                    assert r.status == 204, r.status
         except BaseException:
             self.stop()
             raise
+
+    def restart(self) -> None:
+        """Starts a stopped cluster again, with its data."""
+        self.start_processes()
 
     def restart_memcached(self) -> None:
         """Restarts the cluster's memcached on the same port: tempauth forgets every

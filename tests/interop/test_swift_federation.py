@@ -438,3 +438,54 @@ def test_cluster_tokens_are_renewed(clusters, proxy):
     assert (r.status_code, r.content) == (200, b"data")
     fed.delete_object(n, "o")
     fed.delete_container(n)
+
+
+def wait_until(predicate, seconds=20):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_a_cluster_down_and_back(clusters, proxy):
+    """Runs last in this module: stops every process of cluster west, then restarts it."""
+    fed = conn(proxy.auth_url)
+    url, token = fed.get_auth()
+    h = {"X-Auth-Token": token}
+    on_east, on_west = uniq("east"), uniq("west")
+    fed.put_container(on_east, headers={"X-Container-Attr-Cluster": "east"})
+    fed.put_container(on_west, headers={"X-Container-Attr-Cluster": "west"})
+    fed.put_object(on_west, "o", b"kept")
+    clusters["west"].stop()
+    try:
+        assert wait_until(lambda: requests.get(f"{url}/{on_west}", headers=h).status_code == 503)
+        # Fast: no waiting on the dead cluster.
+        t = time.time()
+        r = requests.head(f"{url}/{on_west}/o", headers=h)
+        assert r.status_code == 503 and time.time() - t < 0.5
+        # The other cluster's containers are fully served.
+        fed.put_object(on_east, "o", b"still here")
+        assert fed.get_object(on_east, "o")[1] == b"still here"
+        # The account listing says it cannot be complete, rather than dropping containers.
+        r = requests.get(url, headers=h)
+        assert r.status_code == 503 and "west" in r.text
+        # New containers avoid the offline cluster, whatever their name.
+        for _ in range(6):
+            n = uniq("new")
+            fed.put_container(n)
+            assert cluster_of(fed, n) == "east"
+            fed.delete_container(n)
+        # A pin to it is refused clearly.
+        r = requests.put(f"{url}/{uniq('pin')}", headers={**h, "X-Container-Attr-Cluster": "west"})
+        assert r.status_code == 503 and "offline" in r.text
+    finally:
+        clusters["west"].restart()
+    assert wait_until(lambda: requests.get(f"{url}/{on_west}/o", headers=h).status_code == 200, 30)
+    assert fed.get_object(on_west, "o")[1] == b"kept"
+    r = requests.get(url + "?format=json", headers=h)
+    assert r.status_code == 200 and {on_east, on_west} <= {e["name"] for e in r.json()}
+    for n, o in ((on_east, "o"), (on_west, "o")):
+        fed.delete_object(n, o)
+        fed.delete_container(n)
