@@ -188,7 +188,8 @@ impl FederationService {
             .cloned()
             .partition(|c| c.state != federation_core::ClusterState::Offline);
         let down: Vec<ClusterId> = down.into_iter().map(|c| c.id().clone()).collect();
-        if !down.is_empty() && !(partial_ok && self.inner.partial_listings) {
+        let allowed = down.is_empty() || (partial_ok && self.inner.partial_listings);
+        if !allowed {
             return Err(SwiftError::unavailable(format!(
                 "cluster(s) {} offline: the account cannot be answered completely",
                 down.iter()
