@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use federation_core::attrs::{Attributes, StoreError};
+use federation_core::attrs::{Attributes, ContainerRecord, StoreError};
 use federation_core::listing::{
     merge_page, ListingError, ListingQuery, ListingSource, SourceError,
 };
@@ -35,7 +35,7 @@ use crate::headers::{
     CLUSTER_ATTRIBUTE, CONTAINER_ATTR_PREFIX,
 };
 use crate::listing::{self, AccountEntry, ListingFormat};
-use crate::path::SwiftPath;
+use crate::path::{encode_segment, SwiftPath};
 
 /// How long a merged `/info` (and the clusters' storage policies) is reused.
 const INFO_TTL: Duration = Duration::from_secs(60);
@@ -182,12 +182,7 @@ impl FederationService {
     /// The clusters an account-wide request goes to, and the offline ones left out.
     /// Without partial listings an offline cluster is a 503.
     fn reachable_clusters(&self, partial_ok: bool) -> Result<(Vec<ClusterStatus>, Vec<ClusterId>)> {
-        let snapshot = self.inner.locator.registry().snapshot();
-        let (up, down): (Vec<ClusterStatus>, Vec<ClusterStatus>) = snapshot
-            .iter()
-            .cloned()
-            .partition(|c| c.state != federation_core::ClusterState::Offline);
-        let down: Vec<ClusterId> = down.into_iter().map(|c| c.id().clone()).collect();
+        let (up, down) = self.reachable_clusters_any();
         let allowed = down.is_empty() || (partial_ok && self.inner.partial_listings);
         if !allowed {
             return Err(SwiftError::unavailable(format!(
@@ -463,6 +458,85 @@ impl FederationService {
         Ok(c)
     }
 
+    /// The container's record; on a miss, asks the reachable clusters whether one
+    /// already holds the container (a cluster that joined with containers of its own)
+    /// and adopts it. Two clusters holding one name is a 409 that names them: an
+    /// operator must decide, the proxy never picks one silently.
+    async fn find(
+        &self,
+        caller: &Caller,
+        account: &AccountName,
+        container: &ContainerName,
+    ) -> Result<Option<ContainerRecord>> {
+        let locator = &self.inner.locator;
+        if let Some(r) = locator
+            .locate(account, container)
+            .await
+            .map_err(locate_error)?
+        {
+            return Ok(Some(r));
+        }
+        let path = format!(
+            "/v1/{}/{}",
+            encode_segment(account.as_str(), false),
+            encode_segment(container.as_str(), false)
+        );
+        let (clusters, _) = self.reachable_clusters_any();
+        let probes = clusters.iter().map(|c| {
+            let path = path.clone();
+            async move {
+                let token = self.token(caller, c, false).await.ok().flatten();
+                let uri = format!("{}{path}", c.spec.endpoint.as_str().trim_end_matches('/'));
+                let mut req = Request::head(uri).body(empty()).ok()?;
+                if let Some(t) = token {
+                    req.headers_mut().insert("x-auth-token", t);
+                }
+                let resp = self.inner.client.send(req).await.ok()?;
+                resp.status().is_success().then(|| c.id().clone())
+            }
+        });
+        let holders: Vec<ClusterId> = futures::future::join_all(probes)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        match holders.as_slice() {
+            [] => Ok(None),
+            [one] => {
+                let placed = locator
+                    .adopt(account, container, one.clone())
+                    .await
+                    .map_err(locate_error)?;
+                if placed.created {
+                    tracing::info!(%account, %container, cluster = %one, "adopted an existing container");
+                }
+                Ok(Some(placed.record))
+            }
+            many => {
+                let names = many
+                    .iter()
+                    .map(ClusterId::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                tracing::error!(%account, %container, clusters = %names, "one container name on several clusters");
+                Err(SwiftError::new(
+                    StatusCode::CONFLICT,
+                    format!("Container {container} exists on clusters {names}; an operator must resolve this"),
+                ))
+            }
+        }
+    }
+
+    /// The clusters that are not offline, and the offline ones.
+    fn reachable_clusters_any(&self) -> (Vec<ClusterStatus>, Vec<ClusterId>) {
+        let snapshot = self.inner.locator.registry().snapshot();
+        let (up, down): (Vec<ClusterStatus>, Vec<ClusterStatus>) = snapshot
+            .iter()
+            .cloned()
+            .partition(|c| c.state != federation_core::ClusterState::Offline);
+        (up, down.into_iter().map(|c| c.id().clone()).collect())
+    }
+
     // ----- objects ---------------------------------------------------------------------
 
     async fn object(
@@ -474,11 +548,8 @@ impl FederationService {
     ) -> Result<Response<Body>> {
         let caller = self.caller(&parts.headers).await?;
         let record = self
-            .inner
-            .locator
-            .locate(account, container)
-            .await
-            .map_err(locate_error)?
+            .find(&caller, account, container)
+            .await?
             .ok_or_else(SwiftError::not_found)?;
         let cluster = self.cluster(&record.cluster)?;
         let pq = Self::path_and_query(&parts);
@@ -512,11 +583,8 @@ impl FederationService {
             }
             _ => {
                 let record = self
-                    .inner
-                    .locator
-                    .locate(account, container)
-                    .await
-                    .map_err(locate_error)?
+                    .find(&caller, account, container)
+                    .await?
                     .ok_or_else(SwiftError::not_found)?;
                 let cluster = self.cluster(&record.cluster)?;
                 let pq = Self::path_and_query(&parts);
@@ -570,11 +638,7 @@ impl FederationService {
             })
             .transpose()?;
         let pq = Self::path_and_query(&parts);
-        if let Some(record) = locator
-            .locate(account, container)
-            .await
-            .map_err(locate_error)?
-        {
+        if let Some(record) = self.find(caller, account, container).await? {
             if pin.as_ref().is_some_and(|p| *p != record.cluster) {
                 return Err(SwiftError::new(
                     StatusCode::CONFLICT,
@@ -692,11 +756,8 @@ impl FederationService {
         changes: BTreeMap<String, String>,
     ) -> Result<Response<Body>> {
         let record = self
-            .inner
-            .locator
-            .locate(account, container)
-            .await
-            .map_err(locate_error)?
+            .find(caller, account, container)
+            .await?
             .ok_or_else(SwiftError::not_found)?;
         if let Some(p) = changes.get(CLUSTER_ATTRIBUTE).filter(|v| !v.is_empty()) {
             if p != record.cluster.as_str() {
@@ -730,10 +791,9 @@ impl FederationService {
         container: &ContainerName,
     ) -> Result<Response<Body>> {
         let locator = &self.inner.locator;
-        let record = locator
-            .locate(account, container)
-            .await
-            .map_err(locate_error)?
+        let record = self
+            .find(caller, account, container)
+            .await?
             .ok_or_else(SwiftError::not_found)?;
         let cluster = self.cluster(&record.cluster)?;
         let pq = Self::path_and_query(&parts);

@@ -440,6 +440,34 @@ def test_cluster_tokens_are_renewed(clusters, proxy):
     fed.delete_container(n)
 
 
+def test_existing_containers_are_adopted_and_conflicts_reported(clusters, fed):
+    east, west = conn(clusters["east"].auth_url), conn(clusters["west"].auth_url)
+    # A container that exists on west only, created behind the proxy's back.
+    n = uniq("joined")
+    west.put_container(n, headers={"X-Container-Meta-Origin": "before-federation"})
+    west.put_object(n, "old.txt", b"from before")
+    assert fed.get_object(n, "old.txt")[1] == b"from before"
+    h = fed.head_container(n)
+    assert h["x-container-attr-cluster"] == "west"
+    assert h["x-container-meta-origin"] == "before-federation"
+    # A PUT of that name goes to where it already is, never a duplicate elsewhere.
+    fed.put_container(n)
+    assert where(clusters, n) == ["west"]
+    # Two clusters holding one name: reported, not hidden or guessed.
+    d = uniq("twice")
+    east.put_container(d)
+    west.put_container(d)
+    with pytest.raises(ClientException) as e:
+        fed.head_container(d)
+    assert e.value.http_status == 409
+    r = requests.get(f"{fed.url}/{d}", headers={"X-Auth-Token": fed.token})
+    assert r.status_code == 409 and "east" in r.text and "west" in r.text
+    fed.delete_object(n, "old.txt")
+    fed.delete_container(n)
+    east.delete_container(d)
+    west.delete_container(d)
+
+
 def wait_until(predicate, seconds=20):
     deadline = time.time() + seconds
     while time.time() < deadline:

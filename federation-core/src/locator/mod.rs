@@ -215,6 +215,26 @@ impl Locator {
         Ok(Placement { record, created })
     }
 
+    /// Records a container found on `cluster` without a record (a cluster that joined
+    /// the federation with containers of its own). Create-if-absent: if a record
+    /// appeared meanwhile, that one wins and is returned with `created: false`.
+    pub async fn adopt(
+        &self,
+        account: &AccountName,
+        container: &ContainerName,
+        cluster: ClusterId,
+    ) -> Result<Placement, LocateError> {
+        let new = NewContainer::new(account.clone(), container.clone(), cluster).policy("adopted");
+        let outcome = self.store.create_if_absent(new).await?;
+        let created = outcome.created();
+        let record = outcome.into_record();
+        self.cache.replace(
+            key(record.account.as_str(), record.container.as_str()),
+            record.clone(),
+        );
+        Ok(Placement { record, created })
+    }
+
     /// Replaces a container's attributes (compare-and-set on `expected_version`).
     pub async fn update_attributes(
         &self,
@@ -530,6 +550,32 @@ mod tests {
             next.record.cluster.as_str(),
             "b",
             "follows the account's home"
+        );
+    }
+
+    #[tokio::test]
+    async fn adopt_records_once() {
+        let loc = Locator::new(
+            Arc::new(MemoryStore::new()),
+            registry(&["a", "b"]),
+            Arc::new(MostFree),
+        );
+        let (a, c) = names("found");
+        let first = loc
+            .adopt(&a, &c, ClusterId::new("b").unwrap())
+            .await
+            .unwrap();
+        assert!(first.created);
+        assert_eq!(first.record.policy, "adopted");
+        let again = loc
+            .adopt(&a, &c, ClusterId::new("a").unwrap())
+            .await
+            .unwrap();
+        assert!(!again.created);
+        assert_eq!(again.record.cluster.as_str(), "b");
+        assert_eq!(
+            loc.locate(&a, &c).await.unwrap().unwrap().cluster.as_str(),
+            "b"
         );
     }
 
