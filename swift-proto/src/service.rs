@@ -122,6 +122,44 @@ fn placement_error(e: PlacementError) -> SwiftError {
     }
 }
 
+/// Admits only one cluster: the one a related container lives on.
+#[derive(Debug)]
+struct SameClusterAs {
+    cluster: ClusterId,
+    reason: &'static str,
+}
+
+impl ClusterFilter for SameClusterAs {
+    fn check(&self, _: &PlacementRequest, cluster: &ClusterStatus) -> Result<(), Unfit> {
+        if cluster.id() == &self.cluster {
+            Ok(())
+        } else {
+            Err(Unfit::NotPinned {
+                pinned: self.cluster.clone(),
+            })
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        self.reason
+    }
+}
+
+/// Two filters, both of which must admit a cluster.
+#[derive(Debug)]
+struct Both<'a>(&'a dyn ClusterFilter, &'a dyn ClusterFilter);
+
+impl ClusterFilter for Both<'_> {
+    fn check(&self, r: &PlacementRequest, c: &ClusterStatus) -> Result<(), Unfit> {
+        self.0.check(r, c)?;
+        self.1.check(r, c)
+    }
+
+    fn name(&self) -> &'static str {
+        "both"
+    }
+}
+
 /// Admits clusters that offer a storage policy (from their `/info`).
 #[derive(Debug)]
 struct OffersPolicy {
@@ -616,6 +654,82 @@ impl FederationService {
         Ok(Some(OffersPolicy { policy, offered }))
     }
 
+    /// The cluster a container must share with related containers, if any: its
+    /// segments container (`<name>_segments`) or the container it is the segments of,
+    /// and the versions/history location it names. Related containers on two different
+    /// clusters, or a location that does not exist yet, are refused (409).
+    async fn related_cluster(
+        &self,
+        caller: &Caller,
+        parts: &Parts,
+        account: &AccountName,
+        container: &ContainerName,
+        own: Option<&ClusterId>,
+    ) -> Result<Option<SameClusterAs>> {
+        let mut found: Option<SameClusterAs> = None;
+        let mut consider = |cluster: ClusterId, reason: &'static str| -> Result<()> {
+            let clash = found
+                .as_ref()
+                .map(|f| &f.cluster)
+                .or(own)
+                .filter(|c| **c != cluster);
+            if let Some(other) = clash {
+                return Err(SwiftError::new(
+                    StatusCode::CONFLICT,
+                    format!("{reason}: the related container is on cluster {cluster}, this one is on {other}; containers do not move"),
+                ));
+            }
+            found = Some(SameClusterAs { cluster, reason });
+            Ok(())
+        };
+        let name = container.as_str();
+        let mut related: Vec<(String, &'static str)> = Vec::new();
+        if let Some(base) = name.strip_suffix("_segments").filter(|b| !b.is_empty()) {
+            related.push((base.to_owned(), "segments live with their container"));
+        }
+        related.push((
+            format!("{name}_segments"),
+            "a container lives with its segments",
+        ));
+        for (n, reason) in related {
+            let Ok(other) = ContainerName::new(n) else {
+                continue;
+            };
+            if let Some(r) = self.find(caller, account, &other).await? {
+                consider(r.cluster, reason)?;
+            }
+        }
+        for header in ["x-versions-location", "x-history-location"] {
+            let Some(v) = parts.headers.get(header) else {
+                continue;
+            };
+            let v = v
+                .to_str()
+                .ok()
+                .map(|s| {
+                    percent_encoding::percent_decode_str(s.trim())
+                        .decode_utf8_lossy()
+                        .into_owned()
+                })
+                .unwrap_or_default();
+            if v.is_empty() {
+                continue;
+            }
+            let location = ContainerName::new(v.clone())
+                .map_err(|e| SwiftError::bad_request(format!("Invalid {header}: {e}")))?;
+            match self.find(caller, account, &location).await? {
+                Some(r) => consider(r.cluster, "versions live with their container")?,
+                None => {
+                    return Err(SwiftError::new(
+                        StatusCode::CONFLICT,
+                        format!("Create the {header} container {v} first: it must live on this container's cluster"),
+                    ))
+                }
+            }
+        }
+        Ok(found)
+    }
+
     async fn container_put(
         &self,
         parts: Parts,
@@ -648,6 +762,8 @@ impl FederationService {
                     ),
                 ));
             }
+            self.related_cluster(caller, &parts, account, container, Some(&record.cluster))
+                .await?;
             let cluster = self.cluster(&record.cluster)?;
             let resp = self
                 .forward(&cluster, caller, &parts, &pq, body, true)
@@ -666,16 +782,25 @@ impl FederationService {
         for (k, v) in &attributes {
             request = request.label(k, v.clone());
         }
-        if let Some(p) = pin {
-            request = request.pin(p);
+        if let Some(p) = &pin {
+            request = request.pin(p.clone());
         }
-        let filter = self.storage_policy_filter(&parts).await?;
+        let policy_filter = self.storage_policy_filter(&parts).await?;
+        let related = self
+            .related_cluster(caller, &parts, account, container, pin.as_ref())
+            .await?;
+        let combined;
+        let filter: Option<&dyn ClusterFilter> = match (&policy_filter, &related) {
+            (Some(p), Some(r)) => {
+                combined = Both(p, r);
+                Some(&combined)
+            }
+            (Some(p), None) => Some(p),
+            (None, Some(r)) => Some(r),
+            (None, None) => None,
+        };
         let placement = locator
-            .place_filtered(
-                request,
-                attributes,
-                filter.as_ref().map(|f| f as &dyn ClusterFilter),
-            )
+            .place_filtered(request, attributes, filter)
             .await
             .map_err(locate_error)?;
         let cluster = self.cluster(&placement.record.cluster)?;
@@ -772,6 +897,12 @@ impl FederationService {
         }
         // Validate before anything is written anywhere.
         apply_changes(&record.attributes, &changes)?;
+        if parts.headers.contains_key("x-versions-location")
+            || parts.headers.contains_key("x-history-location")
+        {
+            self.related_cluster(caller, &parts, account, container, Some(&record.cluster))
+                .await?;
+        }
         let cluster = self.cluster(&record.cluster)?;
         let pq = Self::path_and_query(&parts);
         let resp = self

@@ -468,6 +468,49 @@ def test_existing_containers_are_adopted_and_conflicts_reported(clusters, fed):
     west.delete_container(d)
 
 
+def test_segmented_uploads_and_versions_work_across_the_federation(proxy, clusters, fed, tmp_path):
+    swift = [str(peers.VENV_BIN / "swift"), "-A", proxy.auth_url, "-U", USER, "-K", KEY]
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(3 * 1024 * 1024 + 333))
+    for i, slo in enumerate(([], ["--use-slo"], [], ["--use-slo"])):
+        n = uniq(f"seg{i}")
+        subprocess.run(swift + ["upload", "--segment-size", "1048576", *slo, n, big.name],
+                       cwd=tmp_path, check=True, capture_output=True)
+        # The segments container lives with its container, so the manifest resolves there.
+        assert where(clusters, n) == where(clusters, f"{n}_segments"), n
+        _, body = fed.get_object(n, big.name)
+        assert body == big.read_bytes()
+        _, segs = fed.get_container(f"{n}_segments")
+        assert len(segs) == 4
+        subprocess.run(swift + ["delete", n], check=True, capture_output=True)
+        subprocess.run(swift + ["delete", f"{n}_segments"], check=True, capture_output=True)
+    # Versioning: the archive is created first; the versioned container joins it.
+    archive, versioned = uniq("archive"), uniq("versioned")
+    fed.put_container(archive)
+    fed.put_container(versioned, headers={"X-Versions-Location": archive})
+    assert where(clusters, versioned) == where(clusters, archive)
+    fed.put_object(versioned, "doc", b"v1")
+    fed.put_object(versioned, "doc", b"v2")
+    assert fed.get_object(versioned, "doc")[1] == b"v2"
+    _, kept = fed.get_container(archive)
+    assert len(kept) == 1
+    fed.delete_object(versioned, "doc")
+    assert fed.get_object(versioned, "doc")[1] == b"v1", "the history restored the old version"
+    # A location that does not exist, or lives elsewhere, is refused clearly.
+    with pytest.raises(ClientException) as e:
+        fed.put_container(uniq("v"), headers={"X-Versions-Location": uniq("missing")})
+    assert e.value.http_status == 409
+    other = "west" if where(clusters, archive) == ["east"] else "east"
+    with pytest.raises(ClientException) as e:
+        fed.put_container(uniq("v"), headers={"X-Versions-Location": archive, "X-Container-Attr-Cluster": other})
+    assert e.value.http_status == 409
+    fed.delete_object(versioned, "doc")
+    for n in (versioned, archive):
+        for o in fed.get_container(n)[1]:
+            fed.delete_object(n, o["name"])
+        fed.delete_container(n)
+
+
 def wait_until(predicate, seconds=20):
     deadline = time.time() + seconds
     while time.time() < deadline:
