@@ -590,9 +590,142 @@ impl FederationService {
             .await?
             .ok_or_else(SwiftError::not_found)?;
         let cluster = self.cluster(&record.cluster)?;
+        // Server-side copy between clusters: the proxy carries the bytes.
+        let copy = match parts.method.as_str() {
+            "PUT" => header_path(&parts.headers, "x-copy-from")?
+                .map(|src| (src, (container.clone(), object_of(&parts)))),
+            "COPY" => header_path(&parts.headers, "destination")?
+                .map(|dst| ((container.clone(), object_of(&parts)), dst)),
+            _ => None,
+        };
+        if let Some((src, dst)) = copy {
+            let src_rec = self
+                .find(&caller, account, &src.0)
+                .await?
+                .ok_or_else(SwiftError::not_found)?;
+            let dst_rec = self
+                .find(&caller, account, &dst.0)
+                .await?
+                .ok_or_else(SwiftError::not_found)?;
+            if src_rec.cluster != dst_rec.cluster {
+                return self
+                    .copy_across(
+                        &parts,
+                        &caller,
+                        account,
+                        (&src_rec.cluster, &src),
+                        (&dst_rec.cluster, &dst),
+                    )
+                    .await;
+            }
+        }
         let pq = Self::path_and_query(&parts);
         self.forward(&cluster, &caller, &parts, &pq, body, true)
             .await
+    }
+
+    /// Copies an object from one cluster to another: GET from the source's cluster,
+    /// streamed into a PUT on the destination's, with the source's content type and
+    /// `X-Object-Meta-*` (unless `X-Fresh-Metadata: true`), the request's own headers
+    /// taking precedence, as Swift's copy does.
+    async fn copy_across(
+        &self,
+        parts: &Parts,
+        caller: &Caller,
+        account: &AccountName,
+        (src_cluster, src): (&ClusterId, &(ContainerName, String)),
+        (dst_cluster, dst): (&ClusterId, &(ContainerName, String)),
+    ) -> Result<Response<Body>> {
+        let path = |c: &ContainerName, o: &str| {
+            format!(
+                "/v1/{}/{}/{}",
+                encode_segment(account.as_str(), false),
+                encode_segment(c.as_str(), false),
+                encode_segment(o, true)
+            )
+        };
+        let from = self.cluster(src_cluster)?;
+        let to = self.cluster(dst_cluster)?;
+        let mut get = Request::get(format!(
+            "{}{}",
+            from.spec.endpoint.as_str().trim_end_matches('/'),
+            path(&src.0, &src.1)
+        ))
+        .body(empty())
+        .map_err(|e| SwiftError::bad_request(e.to_string()))?;
+        if let Some(t) = self.token(caller, &from, false).await? {
+            get.headers_mut().insert("x-auth-token", t);
+        }
+        let source = self
+            .inner
+            .client
+            .send(get)
+            .await
+            .map_err(|e| unavailable(from.id(), &e))?;
+        if !source.status().is_success() {
+            let (p, b) = source.into_parts();
+            let mut r = Response::new(boxed(b));
+            *r.status_mut() = p.status;
+            copy_end_to_end(&p.headers, r.headers_mut());
+            return Ok(r);
+        }
+        let (sp, sb) = source.into_parts();
+        let fresh = parts
+            .headers
+            .get("x-fresh-metadata")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let mut put = Request::put(format!(
+            "{}{}",
+            to.spec.endpoint.as_str().trim_end_matches('/'),
+            path(&dst.0, &dst.1)
+        ))
+        .body(boxed(sb))
+        .map_err(|e| SwiftError::bad_request(e.to_string()))?;
+        let h = put.headers_mut();
+        for (k, v) in &sp.headers {
+            let n = k.as_str();
+            if n == "content-type"
+                || n == "content-length"
+                || (!fresh && n.starts_with("x-object-meta-"))
+            {
+                h.insert(k.clone(), v.clone());
+            }
+        }
+        for (k, v) in &parts.headers {
+            let n = k.as_str();
+            if n.starts_with("x-object-meta-")
+                || n == "content-type"
+                || n == "x-delete-at"
+                || n == "x-delete-after"
+            {
+                h.insert(k.clone(), v.clone());
+            }
+        }
+        if let Some(t) = self.token(caller, &to, false).await? {
+            h.insert("x-auth-token", t);
+        }
+        let done = self
+            .inner
+            .client
+            .send(put)
+            .await
+            .map_err(|e| unavailable(to.id(), &e))?;
+        let (dp, db) = done.into_parts();
+        let mut r = Response::new(boxed(db));
+        *r.status_mut() = dp.status;
+        copy_end_to_end(&dp.headers, r.headers_mut());
+        if dp.status.is_success() {
+            if let Ok(v) = HeaderValue::from_str(&format!(
+                "{}/{}",
+                encode_segment(src.0.as_str(), false),
+                encode_segment(&src.1, true)
+            )) {
+                r.headers_mut().insert("x-copied-from", v);
+            }
+        }
+        tracing::info!(%account, from = %from.id(), to = %to.id(), status = %dp.status, "copied an object across clusters");
+        Ok(r)
     }
 
     // ----- containers -----------------------------------------------------------------
@@ -1276,6 +1409,41 @@ impl ListingSource for ClusterSource<'_> {
         self.headers = Some(p.headers);
         Ok(entries)
     }
+}
+
+/// The object name of an object request.
+fn object_of(parts: &Parts) -> String {
+    match SwiftPath::parse(parts.uri.path()) {
+        Ok(SwiftPath::Object { object, .. }) => object,
+        _ => String::new(),
+    }
+}
+
+/// A `/container/object` path from a header (`X-Copy-From`, `Destination`), decoded and
+/// validated; `None` when the header is absent.
+fn header_path(headers: &HeaderMap, name: &str) -> Result<Option<(ContainerName, String)>> {
+    let Some(v) = headers.get(name) else {
+        return Ok(None);
+    };
+    let bad = || {
+        SwiftError::precondition_failed(format!(
+            "{name} header must be of the form <container name>/<object name>"
+        ))
+    };
+    let text = v.to_str().map_err(|_| bad())?;
+    let decoded = percent_encoding::percent_decode_str(text.trim())
+        .decode_utf8()
+        .map_err(|_| SwiftError::precondition_failed("Invalid UTF8 or contains NULL"))?;
+    let (c, o) = decoded
+        .trim_start_matches('/')
+        .split_once('/')
+        .ok_or_else(bad)?;
+    if o.is_empty() {
+        return Err(bad());
+    }
+    let c = ContainerName::new(c).map_err(|_| bad())?;
+    SwiftPath::check_object_name(o)?;
+    Ok(Some((c, o.to_owned())))
 }
 
 /// Names the clusters an account answer left out (partial listings only).

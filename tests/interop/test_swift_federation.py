@@ -511,6 +511,38 @@ def test_segmented_uploads_and_versions_work_across_the_federation(proxy, cluste
         fed.delete_container(n)
 
 
+def test_server_side_copy_across_clusters(clusters, fed):
+    a, b = uniq("copy-east"), uniq("copy-west")
+    fed.put_container(a, headers={"X-Container-Attr-Cluster": "east"})
+    fed.put_container(b, headers={"X-Container-Attr-Cluster": "west"})
+    data = os.urandom(2 * 1024 * 1024 + 5)
+    fed.put_object(a, "src/obj", data, content_type="application/x-test",
+                   headers={"X-Object-Meta-Color": "blue"})
+    # COPY with Destination (what swiftclient's copy_object sends), east -> west.
+    fed.copy_object(a, "src/obj", destination=f"/{b}/copied one")
+    direct_west = conn(clusters["west"].auth_url)
+    h, body = direct_west.get_object(b, "copied one")
+    assert body == data
+    assert h["content-type"] == "application/x-test"
+    assert h["x-object-meta-color"] == "blue"
+    # PUT with X-Copy-From, west -> east, fresh metadata plus a new key.
+    fed.put_object(a, "back", None, headers={"X-Copy-From": f"/{b}/copied%20one",
+                                               "X-Fresh-Metadata": "true", "X-Object-Meta-Shape": "round",
+                                               "Content-Length": "0"})
+    h, body = conn(clusters["east"].auth_url).get_object(a, "back")
+    assert body == data
+    assert h.get("x-object-meta-shape") == "round" and "x-object-meta-color" not in h
+    # A missing source is a 404, and nothing is written.
+    with pytest.raises(ClientException) as e:
+        fed.copy_object(a, "nope", destination=f"/{b}/never")
+    assert e.value.http_status == 404
+    assert [o["name"] for o in fed.get_container(b)[1]] == ["copied one"]
+    for c, o in ((a, "src/obj"), (a, "back"), (b, "copied one")):
+        fed.delete_object(c, o)
+    fed.delete_container(a)
+    fed.delete_container(b)
+
+
 def wait_until(predicate, seconds=20):
     deadline = time.time() + seconds
     while time.time() < deadline:
