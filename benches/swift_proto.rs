@@ -1,0 +1,72 @@
+//! The federation proxy's per-request hot path: parsing and validating the path, reading
+//! attribute headers, and account listings both ways.
+//!
+//! Run with `cargo bench --bench swift_proto`.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use http::{HeaderMap, HeaderValue};
+use stackfed::federation_core::listing::ListingEntry;
+use stackfed::swift_proto::headers::attribute_changes;
+use stackfed::swift_proto::listing::{decode_json, encode, parse_query, ListingFormat};
+use stackfed::swift_proto::path::SwiftPath;
+
+fn benches(c: &mut Criterion) {
+    let mut g = c.benchmark_group("request");
+    g.bench_function("SwiftPath::parse object path", |b| {
+        b.iter(|| SwiftPath::parse("/v1/AUTH_test/photos%202024/trips/rome/IMG_0042.jpg").unwrap())
+    });
+    let mut headers = HeaderMap::new();
+    for (k, v) in [
+        ("x-auth-token", "AUTH_tk0123456789abcdef0123456789abcdef"),
+        ("content-type", "application/octet-stream"),
+        ("x-container-meta-color", "blue"),
+        ("x-container-attr-tier", "gold"),
+        ("x-container-attr-redundancy", "3"),
+        ("user-agent", "python-swiftclient-4.11.0"),
+    ] {
+        headers.insert(k, HeaderValue::from_static(v));
+    }
+    g.bench_function("attribute_changes (6 headers)", |b| {
+        b.iter(|| attribute_changes(&headers).unwrap())
+    });
+    g.bench_function("parse_query (listing)", |b| {
+        b.iter(|| {
+            parse_query(Some(
+                "format=json&limit=1000&marker=abc&prefix=a&delimiter=-&reverse=true",
+            ))
+            .unwrap()
+        })
+    });
+    g.finish();
+
+    let entries: Vec<_> = (0..1000)
+        .map(|i| {
+            let mut data = serde_json::Map::new();
+            data.insert("count".into(), (i * 3).into());
+            data.insert("bytes".into(), (i * 1024).into());
+            data.insert("last_modified".into(), "2026-11-22T03:22:46.614410".into());
+            data.insert("storage_policy".into(), "standard".into());
+            ListingEntry::Item {
+                name: format!("container-{i:05}"),
+                data,
+            }
+        })
+        .collect();
+    let json = encode(ListingFormat::Json, "AUTH_test", &entries).unwrap();
+    let mut g = c.benchmark_group("account listing, 1000 containers");
+    g.throughput(Throughput::Elements(1000));
+    g.bench_function("decode json (from a cluster)", |b| {
+        b.iter(|| decode_json(&json).unwrap())
+    });
+    g.bench_function("encode json", |b| {
+        b.iter(|| encode(ListingFormat::Json, "AUTH_test", &entries).unwrap())
+    });
+    g.bench_function("encode xml", |b| {
+        b.iter(|| encode(ListingFormat::Xml("application/xml"), "AUTH_test", &entries).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(swift_proto, benches);
+criterion_main!(swift_proto);
