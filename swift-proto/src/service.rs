@@ -1314,7 +1314,23 @@ impl FederationService {
         if parts.method != Method::GET && parts.method != Method::HEAD {
             return Err(SwiftError::status(StatusCode::METHOD_NOT_ALLOWED));
         }
-        let (info, _) = self.info().await;
+        let (mut info, _) = self.info().await;
+        // The capabilities may be cached; the clusters' states are always current.
+        let snapshot = self.inner.locator.registry().snapshot();
+        if let Some(list) = info
+            .pointer_mut("/federation/clusters")
+            .and_then(Value::as_array_mut)
+        {
+            for entry in list {
+                let id = entry.get("id").and_then(Value::as_str).map(str::to_owned);
+                if let Some(c) = snapshot
+                    .iter()
+                    .find(|c| Some(c.id().as_str()) == id.as_deref())
+                {
+                    entry["state"] = Value::String(c.state.to_string());
+                }
+            }
+        }
         let body = info.to_string();
         let len = body.len();
         let mut resp = Response::new(if parts.method == Method::HEAD {

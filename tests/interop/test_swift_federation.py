@@ -561,9 +561,15 @@ def test_a_cluster_down_and_back(clusters, proxy):
     fed.put_container(on_east, headers={"X-Container-Attr-Cluster": "east"})
     fed.put_container(on_west, headers={"X-Container-Attr-Cluster": "west"})
     fed.put_object(on_west, "o", b"kept")
+    def west_state():
+        info = requests.get(f"{proxy.endpoint}/info").json()
+        return {c["id"]: c["state"] for c in info["federation"]["clusters"]}["west"]
+
     clusters["west"].stop()
     try:
-        assert wait_until(lambda: requests.get(f"{url}/{on_west}", headers=h).status_code == 503)
+        # The probe notices within a couple of seconds; /info shows the state.
+        assert wait_until(lambda: west_state() == "offline")
+        assert requests.get(f"{url}/{on_west}", headers=h).status_code == 503
         # Fast: no waiting on the dead cluster.
         t = time.time()
         r = requests.head(f"{url}/{on_west}/o", headers=h)
@@ -585,6 +591,7 @@ def test_a_cluster_down_and_back(clusters, proxy):
         assert r.status_code == 503 and "offline" in r.text
     finally:
         clusters["west"].restart()
+    assert wait_until(lambda: west_state() == "online", 30)
     assert wait_until(lambda: requests.get(f"{url}/{on_west}/o", headers=h).status_code == 200, 30)
     assert fed.get_object(on_west, "o")[1] == b"kept"
     r = requests.get(url + "?format=json", headers=h)
