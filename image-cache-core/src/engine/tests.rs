@@ -125,7 +125,9 @@ async fn concurrent_misses_make_one_fetch_and_all_get_the_bytes() {
         })
         .collect();
     // While the fill runs, a range joins it rather than going upstream.
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    while cache.upstream_data_fetches() == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     let ranged = cache
         .data(
             &id(),
