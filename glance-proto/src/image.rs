@@ -39,6 +39,14 @@ pub fn from_json(doc: Value) -> Result<ImageRecord, InvalidImage> {
     Ok(r)
 }
 
+/// The images of a list response (`{"images": [...]}`); unreadable entries are skipped.
+pub fn images_of(doc: &Value) -> Vec<ImageRecord> {
+    doc.get("images")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|i| from_json(i.clone()).ok()).collect())
+        .unwrap_or_default()
+}
+
 /// Writes an image object as Glance does (typed fields with `null` where unknown, every
 /// other property at the top level, `self`/`file`/`schema` links).
 pub fn to_json(r: &ImageRecord) -> Value {

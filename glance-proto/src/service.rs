@@ -372,15 +372,7 @@ impl EdgeService {
             Ok((StatusCode::OK, _, body)) => {
                 let doc: Value = serde_json::from_slice(&body)
                     .map_err(|_| GlanceError::unavailable("bad listing from the central"))?;
-                let records: Vec<_> = doc
-                    .get("images")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|i| crate::image::from_json(i.clone()).ok())
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let records = crate::image::images_of(&doc);
                 if let Err(e) = self.inner.cache.record_seen(&records).await {
                     tracing::warn!(error = %e, "could not record listed images");
                 }
@@ -607,15 +599,7 @@ impl EdgeService {
             match self.inner.central.fetch(&path, &h).await {
                 Ok((StatusCode::OK, _, body)) => {
                     let doc: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    let records: Vec<_> = doc
-                        .get("images")
-                        .and_then(Value::as_array)
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(|i| crate::image::from_json(i.clone()).ok())
-                                .collect()
-                        })
-                        .unwrap_or_default();
+                    let records = crate::image::images_of(&doc);
                     let _ = self.inner.cache.record_seen(&records).await;
                     ids.extend(records.into_iter().map(|r| r.id));
                     next = doc.get("next").and_then(Value::as_str).map(str::to_owned);

@@ -189,10 +189,6 @@ impl ClusterFilter for OffersPolicy {
     }
 }
 
-fn is_success(status: StatusCode) -> bool {
-    status.is_success()
-}
-
 impl FederationService {
     /// A service over the clusters of `locator`'s registry.
     pub fn new(locator: Arc<Locator>, client: BackendClient, mode: AuthMode) -> Self {
@@ -762,7 +758,7 @@ impl FederationService {
                 let mut resp = self
                     .forward(&cluster, &caller, &parts, &pq, body, true)
                     .await?;
-                if is_success(resp.status()) {
+                if resp.status().is_success() {
                     insert_attributes(
                         resp.headers_mut(),
                         &record.attributes,
@@ -901,7 +897,7 @@ impl FederationService {
             let resp = self
                 .forward(&cluster, caller, &parts, &pq, body, true)
                 .await?;
-            if is_success(resp.status()) {
+            if resp.status().is_success() {
                 self.update_attributes(account, container, &changes).await?;
             }
             return Ok(resp);
@@ -946,7 +942,7 @@ impl FederationService {
         let result = self
             .forward(&cluster, caller, &parts, &pq, body, true)
             .await;
-        let keep = matches!(&result, Ok(r) if is_success(r.status()));
+        let keep = matches!(&result, Ok(r) if r.status().is_success());
         if !keep {
             // The cluster refused or was unreachable: no orphan record.
             if let Err(e) = locator
@@ -1041,7 +1037,7 @@ impl FederationService {
         let resp = self
             .forward(&cluster, caller, &parts, &pq, body, true)
             .await?;
-        if is_success(resp.status()) {
+        if resp.status().is_success() {
             self.update_attributes(account, container, &changes).await?;
         }
         Ok(resp)
@@ -1065,7 +1061,7 @@ impl FederationService {
             .forward(&cluster, caller, &parts, &pq, empty(), true)
             .await?;
         // The record goes only once the cluster confirms the container is gone.
-        if is_success(resp.status()) || resp.status() == StatusCode::NOT_FOUND {
+        if resp.status().is_success() || resp.status() == StatusCode::NOT_FOUND {
             match locator.forget(account, container, None).await {
                 Ok(_) | Err(LocateError::Store(StoreError::NotFound { .. })) => {}
                 Err(e) => return Err(locate_error(e)),
@@ -1133,7 +1129,7 @@ impl FederationService {
     ) -> Option<Response<Body>> {
         answers
             .iter()
-            .find(|(_, p, _)| !is_success(p.status))
+            .find(|(_, p, _)| !p.status.is_success())
             .map(|(_, p, b)| {
                 let mut r = Response::new(full(b.clone()));
                 *r.status_mut() = p.status;
