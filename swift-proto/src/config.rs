@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::auth::AuthMode;
 use crate::client::{BackendClient, Timeouts};
+use crate::registry::{SwiftAttributeStore, SwiftStoreConfig};
 use crate::service::FederationService;
 
 /// A configuration that cannot be used.
@@ -47,6 +48,9 @@ pub enum StoreConfig {
     },
     /// In memory: lost at exit.
     Memory,
+    /// Objects in a registry container on a Swift cluster, shared by many proxies
+    /// (see [`crate::registry`]).
+    Swift(SwiftStoreConfig),
 }
 
 impl Default for StoreConfig {
@@ -193,12 +197,19 @@ impl ProxyConfig {
             ClusterRegistry::from_statuses(statuses)
                 .map_err(|e| ConfigError::Invalid(e.to_string()))?,
         );
+        let client = BackendClient::new(Timeouts {
+            connect: seconds("connect_timeout_seconds", self.connect_timeout_seconds)?,
+            response: seconds("response_timeout_seconds", self.response_timeout_seconds)?,
+        });
         let store: Arc<dyn AttributeStore> = match &self.store {
             StoreConfig::Memory => Arc::new(MemoryStore::new()),
             StoreConfig::Sqlite { path } => Arc::new(
                 SqliteStore::open(path)
                     .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?,
             ),
+            StoreConfig::Swift(swift) => {
+                Arc::new(SwiftAttributeStore::new(swift.clone(), client.clone()))
+            }
         };
         let locator = Locator::with_cache(
             store,
@@ -207,10 +218,6 @@ impl ProxyConfig {
             self.cache_capacity,
             seconds("cache_ttl_seconds", self.cache_ttl_seconds)?,
         );
-        let client = BackendClient::new(Timeouts {
-            connect: seconds("connect_timeout_seconds", self.connect_timeout_seconds)?,
-            response: seconds("response_timeout_seconds", self.response_timeout_seconds)?,
-        });
         if self.probe_interval_seconds > 0.0 {
             let handle = tokio::runtime::Handle::try_current().map_err(|_| {
                 ConfigError::Invalid("the health probe needs a Tokio runtime".into())
@@ -248,5 +255,29 @@ mod tests {
             capacity_bytes = 1
         "#;
         assert!(ProxyConfig::from_toml(neg).is_err());
+    }
+
+    #[test]
+    fn reads_a_swift_store() {
+        let text = r#"
+            store = { kind = "swift", endpoint = "http://127.0.0.1:8081", user = "reg:admin", key = "k", settle_ms = 50 }
+            [[clusters]]
+            id = "a"
+            endpoint = "http://127.0.0.1:1"
+            capacity_bytes = 1
+        "#;
+        let cfg = ProxyConfig::from_toml(text).unwrap();
+        let StoreConfig::Swift(swift) = &cfg.store else {
+            panic!("{:?}", cfg.store)
+        };
+        assert_eq!(swift.user, "reg:admin");
+        assert_eq!(swift.container, "federation-registry");
+        assert_eq!(swift.settle_ms, 50);
+        assert!(
+            !format!("{swift:?}").contains("\"k\""),
+            "the key is not logged"
+        );
+        let typo = text.replace("settle_ms", "settle");
+        assert!(ProxyConfig::from_toml(&typo).is_err());
     }
 }

@@ -9,6 +9,8 @@
 //! - [`client`]: a pooled, streaming HTTP/1.1 client for backend clusters;
 //! - [`auth`]: one proxy token standing for a token on every cluster (tempauth), or
 //!   pass-through;
+//! - [`registry`]: an attribute store kept as objects in a Swift cluster, shared by
+//!   many proxies;
 //! - [`service`]: the [`FederationService`] that presents many clusters as one Swift
 //!   endpoint, and [`server::serve`] to run it; [`config`] builds it from TOML.
 //!
@@ -35,6 +37,7 @@ pub mod health;
 pub mod info;
 pub mod listing;
 pub mod path;
+pub mod registry;
 pub mod server;
 pub mod service;
 

@@ -495,19 +495,22 @@ impl FederationService {
     /// The container's record; on a miss, asks the reachable clusters whether one
     /// already holds the container (a cluster that joined with containers of its own)
     /// and adopts it. Two clusters holding one name is a 409 that names them: an
-    /// operator must decide, the proxy never picks one silently.
+    /// operator must decide, the proxy never picks one silently. `fresh` reads the store
+    /// past the cache (another proxy sharing the store may have changed the record).
     async fn find(
         &self,
         caller: &Caller,
         account: &AccountName,
         container: &ContainerName,
+        fresh: bool,
     ) -> Result<Option<ContainerRecord>> {
         let locator = &self.inner.locator;
-        if let Some(r) = locator
-            .locate(account, container)
-            .await
-            .map_err(locate_error)?
-        {
+        let known = if fresh {
+            locator.locate_fresh(account, container).await
+        } else {
+            locator.locate(account, container).await
+        };
+        if let Some(r) = known.map_err(locate_error)? {
             return Ok(Some(r));
         }
         let path = format!(
@@ -582,7 +585,7 @@ impl FederationService {
     ) -> Result<Response<Body>> {
         let caller = self.caller(&parts.headers).await?;
         let record = self
-            .find(&caller, account, container)
+            .find(&caller, account, container, false)
             .await?
             .ok_or_else(SwiftError::not_found)?;
         let cluster = self.cluster(&record.cluster)?;
@@ -596,11 +599,11 @@ impl FederationService {
         };
         if let Some((src, dst)) = copy {
             let src_rec = self
-                .find(&caller, account, &src.0)
+                .find(&caller, account, &src.0, false)
                 .await?
                 .ok_or_else(SwiftError::not_found)?;
             let dst_rec = self
-                .find(&caller, account, &dst.0)
+                .find(&caller, account, &dst.0, false)
                 .await?
                 .ok_or_else(SwiftError::not_found)?;
             if src_rec.cluster != dst_rec.cluster {
@@ -750,7 +753,7 @@ impl FederationService {
             }
             _ => {
                 let record = self
-                    .find(&caller, account, container)
+                    .find(&caller, account, container, false)
                     .await?
                     .ok_or_else(SwiftError::not_found)?;
                 let cluster = self.cluster(&record.cluster)?;
@@ -824,7 +827,7 @@ impl FederationService {
             let Ok(other) = ContainerName::new(n) else {
                 continue;
             };
-            if let Some(r) = self.find(caller, account, &other).await? {
+            if let Some(r) = self.find(caller, account, &other, true).await? {
                 consider(r.cluster, reason)?;
             }
         }
@@ -846,7 +849,7 @@ impl FederationService {
             }
             let location = ContainerName::new(v.clone())
                 .map_err(|e| SwiftError::bad_request(format!("Invalid {header}: {e}")))?;
-            match self.find(caller, account, &location).await? {
+            match self.find(caller, account, &location, true).await? {
                 Some(r) => consider(r.cluster, "versions live with their container")?,
                 None => {
                     return Err(SwiftError::new(
@@ -881,7 +884,7 @@ impl FederationService {
             })
             .transpose()?;
         let pq = Self::path_and_query(&parts);
-        if let Some(record) = self.find(caller, account, container).await? {
+        if let Some(record) = self.find(caller, account, container, true).await? {
             if pin.as_ref().is_some_and(|p| *p != record.cluster) {
                 return Err(SwiftError::new(
                     StatusCode::CONFLICT,
@@ -1010,7 +1013,7 @@ impl FederationService {
         changes: BTreeMap<String, String>,
     ) -> Result<Response<Body>> {
         let record = self
-            .find(caller, account, container)
+            .find(caller, account, container, true)
             .await?
             .ok_or_else(SwiftError::not_found)?;
         if let Some(p) = changes.get(CLUSTER_ATTRIBUTE).filter(|v| !v.is_empty()) {
@@ -1052,7 +1055,7 @@ impl FederationService {
     ) -> Result<Response<Body>> {
         let locator = &self.inner.locator;
         let record = self
-            .find(caller, account, container)
+            .find(caller, account, container, true)
             .await?
             .ok_or_else(SwiftError::not_found)?;
         let cluster = self.cluster(&record.cluster)?;

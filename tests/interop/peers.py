@@ -26,7 +26,10 @@ ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = ROOT / ".venv" / "bin"
 
 # The users every cluster knows (tempauth): account, user, key.
-USERS = [("test", "tester", "testing"), ("test2", "tester2", "testing2")]
+USERS = [("test", "tester", "testing"), ("test2", "tester2", "testing2"),
+         ("fedreg", "registry", "regkey")]
+# The account the Swift-backed attribute store keeps its registry in.
+REGISTRY_USER, REGISTRY_KEY = "fedreg:registry", "regkey"
 
 WRAPPER = r"""
 import importlib, sys
@@ -381,6 +384,7 @@ class FederationProxy:
         'policies = [{ kind = "pin" }, { kind = "service-level", then = { kind = "rendezvous" } }]\n'
     )
     labels: dict[str, dict[str, str]] = field(default_factory=dict)
+    # "sqlite", "memory", or an inline TOML table (such as a Swift store's).
     store: str = "sqlite"
     proc: Proc | None = None
     port: int = 0
@@ -398,8 +402,10 @@ class FederationProxy:
         lines = ['auth = "tempauth"']
         if self.store == "sqlite":
             lines.append(f'store = {{ kind = "sqlite", path = "{self.base / "federation.db"}" }}')
-        else:
+        elif self.store == "memory":
             lines.append('store = { kind = "memory" }')
+        else:
+            lines.append(f"store = {self.store}")
         for c in self.clusters:
             lines += ["", "[[clusters]]", f'id = "{c.name}"', f'endpoint = "{c.endpoint}"',
                       "capacity_bytes = 1_000_000_000_000"]

@@ -151,6 +151,23 @@ impl Locator {
         Ok(found)
     }
 
+    /// [`locate`](Self::locate) past the cache: reads the store and refreshes the cache
+    /// with what it finds. For writes that must not act on a record another proxy has
+    /// since deleted or replaced (container creation and deletion).
+    pub async fn locate_fresh(
+        &self,
+        account: &AccountName,
+        container: &ContainerName,
+    ) -> Result<Option<ContainerRecord>, LocateError> {
+        let k = key(account.as_str(), container.as_str());
+        let found = self.store.get(account, container).await?;
+        match &found {
+            Some(record) => self.cache.replace(k, record.clone()),
+            None => self.cache.invalidate(&k),
+        }
+        Ok(found)
+    }
+
     /// Finds the container's cluster, or chooses one with the policy and records it
     /// (create-if-absent: when another proxy wins the race, its choice is returned with
     /// `created: false`). `attributes` are stored with a new record.

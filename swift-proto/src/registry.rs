@@ -1,0 +1,552 @@
+//! An [`AttributeStore`] kept in a Swift cluster, so that many proxy processes share one
+//! replicated store.
+//!
+//! Each container record is one small JSON object in a registry container on a
+//! designated cluster, named `<account>/<hex of the container name>` (hex keeps Swift's
+//! byte-ordered listing in the order of the container names, and keeps `/` out of the
+//! name). A create is a `PUT` with `If-None-Match: *`.
+//!
+//! Swift checks `If-None-Match` when a PUT arrives and writes the object when its body
+//! has been received, so two PUTs arriving within the same few milliseconds can both be
+//! accepted; the object then holds the one with the newer timestamp. The store closes
+//! that window by reading back: every write carries a random writer id, and after a
+//! write (or a 412) the store waits `settle` and reads the object again (with
+//! `X-Newest`). Only the writer whose id is read back has won; every other caller
+//! adopts what it read. Updates are compare-and-set the same way (the version in the
+//! record, then read-back). The assumption, stated: a PUT that passed its precondition
+//! is written within `settle` (default 200 ms; on loopback a registry PUT takes a few
+//! milliseconds).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use swift_proto::client::{BackendClient, Timeouts};
+//! use swift_proto::registry::{SwiftAttributeStore, SwiftStoreConfig};
+//! let config = SwiftStoreConfig::new(
+//!     "http://127.0.0.1:8081".parse()?,
+//!     "registry:admin",
+//!     "secret",
+//! );
+//! let store = SwiftAttributeStore::new(config, BackendClient::new(Timeouts::default()));
+//! # let _ = store; Ok(()) }
+//! ```
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use federation_core::attrs::{
+    AttributeStore, Attributes, ContainerRecord, CreateOutcome, NewContainer, StoreError,
+};
+use federation_core::{AccountName, ClusterId, ClusterSpec, ClusterStatus, ContainerName};
+use futures::StreamExt;
+use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::auth::{authenticate, ClusterToken, Credentials};
+use crate::body::{empty, full};
+use crate::client::BackendClient;
+use crate::path::encode_segment;
+
+/// The largest record the store reads back.
+const MAX_RECORD_BYTES: usize = 256 * 1024;
+/// The largest registry listing page the store reads.
+const MAX_LISTING_BYTES: usize = 64 * 1024 * 1024;
+/// Records fetched at once while listing.
+const LIST_CONCURRENCY: usize = 16;
+/// Attempts of a create that keeps meeting concurrent deletes.
+const CREATE_ATTEMPTS: usize = 5;
+/// The record format this version writes and reads.
+const FORMAT: u32 = 1;
+
+/// Where the registry lives and how to reach it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct SwiftStoreConfig {
+    /// The registry cluster's base URL (its tempauth answers at `/auth/v1.0`).
+    pub endpoint: Url,
+    /// The tempauth user, `account:user`.
+    pub user: String,
+    /// The tempauth key.
+    pub key: String,
+    /// The registry container in that user's account.
+    #[serde(default = "default_container")]
+    pub container: String,
+    /// Milliseconds to wait before reading a write back (see the module docs).
+    #[serde(default = "default_settle_ms")]
+    pub settle_ms: u64,
+}
+
+impl std::fmt::Debug for SwiftStoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SwiftStoreConfig")
+            .field("endpoint", &self.endpoint.as_str())
+            .field("user", &self.user)
+            .field("container", &self.container)
+            .field("settle_ms", &self.settle_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_container() -> String {
+    "federation-registry".to_owned()
+}
+
+fn default_settle_ms() -> u64 {
+    200
+}
+
+impl SwiftStoreConfig {
+    /// A registry in container `federation-registry` of `user`'s account, settling 200 ms.
+    pub fn new(endpoint: Url, user: impl Into<String>, key: impl Into<String>) -> Self {
+        Self {
+            endpoint,
+            user: user.into(),
+            key: key.into(),
+            container: default_container(),
+            settle_ms: default_settle_ms(),
+        }
+    }
+
+    /// Sets the registry container.
+    pub fn container(mut self, container: impl Into<String>) -> Self {
+        self.container = container.into();
+        self
+    }
+
+    /// Sets the settle time in milliseconds.
+    pub fn settle_ms(mut self, ms: u64) -> Self {
+        self.settle_ms = ms;
+        self
+    }
+}
+
+/// What is stored for each record: the record and who wrote it.
+#[derive(Debug, Serialize, Deserialize)]
+struct Stored {
+    format: u32,
+    writer: String,
+    record: ContainerRecord,
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct SwiftAttributeStore {
+    client: BackendClient,
+    /// The registry cluster, as the authentication code wants it.
+    cluster: ClusterStatus,
+    credentials: Credentials,
+    container_segment: String,
+    settle: Duration,
+    token: tokio::sync::Mutex<Option<ClusterToken>>,
+}
+
+fn unavailable(message: impl Into<String>) -> StoreError {
+    StoreError::Unavailable {
+        message: message.into(),
+        source: None,
+    }
+}
+
+/// The hex of a name's UTF-8 bytes: same order as the bytes, no `/`.
+pub fn hex_name(name: &str) -> String {
+    name.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The inverse of [`hex_name`], `None` when `hex` is not one.
+pub fn unhex_name(hex: &str) -> Option<String> {
+    if hex.len() % 2 != 0 {
+        return None;
+    }
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
+}
+
+fn object_name(account: &AccountName, container: &str) -> String {
+    format!("{}/{}", account.as_str(), hex_name(container))
+}
+
+fn writer_id() -> Result<String, StoreError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|_| unavailable("no randomness for a writer id"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+struct Answer {
+    status: StatusCode,
+    body: Bytes,
+}
+
+impl SwiftAttributeStore {
+    /// A store reached through `client`. Nothing is contacted until the first call; the
+    /// registry container is created when the first record is written.
+    pub fn new(config: SwiftStoreConfig, client: BackendClient) -> Self {
+        let id = ClusterId::new("registry").unwrap_or_else(|_| unreachable!("a valid id"));
+        Self {
+            client,
+            cluster: ClusterStatus::new(ClusterSpec::new(id, config.endpoint, 0)),
+            credentials: Credentials {
+                user: config.user,
+                key: config.key,
+            },
+            container_segment: encode_segment(&config.container, false),
+            settle: Duration::from_millis(config.settle_ms),
+            token: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    async fn token(&self, renew: bool) -> Result<ClusterToken, StoreError> {
+        let mut slot = self.token.lock().await;
+        if let Some(t) = slot.as_ref() {
+            if !renew && t.expires > std::time::Instant::now() + Duration::from_secs(30) {
+                return Ok(t.clone());
+            }
+        }
+        let t = authenticate(&self.client, &self.cluster, &self.credentials)
+            .await
+            .map_err(|e| unavailable(format!("registry authentication failed: {e}")))?;
+        *slot = Some(t.clone());
+        Ok(t)
+    }
+
+    /// One request to the registry container (`object` empty) or one of its objects,
+    /// authenticating again once if the cluster refuses the token.
+    async fn call(
+        &self,
+        method: Method,
+        object: &str,
+        query: &str,
+        headers: &[(&'static str, &str)],
+        body: Option<Bytes>,
+    ) -> Result<Answer, StoreError> {
+        let mut renew = false;
+        loop {
+            let token = self.token(renew).await?;
+            let mut uri = format!(
+                "{}{}/{}",
+                self.cluster.spec.endpoint.as_str().trim_end_matches('/'),
+                token.storage_path,
+                self.container_segment
+            );
+            if !object.is_empty() {
+                uri.push('/');
+                uri.push_str(&encode_segment(object, true));
+            }
+            uri.push_str(query);
+            let mut req = Request::builder()
+                .method(method.clone())
+                .uri(&uri)
+                .body(body.clone().map_or_else(empty, full))
+                .map_err(|e| unavailable(format!("bad registry request {uri}: {e}")))?;
+            let h: &mut HeaderMap = req.headers_mut();
+            h.insert("x-auth-token", token.token.clone());
+            for (k, v) in headers {
+                let v = HeaderValue::from_str(v)
+                    .map_err(|_| unavailable(format!("bad header value for {k}")))?;
+                h.insert(*k, v);
+            }
+            let limit = if object.is_empty() {
+                MAX_LISTING_BYTES
+            } else {
+                MAX_RECORD_BYTES
+            };
+            let (parts, body) = self.client.send_collect(req, limit).await.map_err(|e| {
+                StoreError::Unavailable {
+                    message: format!("registry cluster: {e}"),
+                    source: Some(Box::new(e)),
+                }
+            })?;
+            if parts.status == StatusCode::UNAUTHORIZED && !renew {
+                renew = true;
+                continue;
+            }
+            return Ok(Answer {
+                status: parts.status,
+                body,
+            });
+        }
+    }
+
+    async fn create_container(&self) -> Result<(), StoreError> {
+        let a = self.call(Method::PUT, "", "", &[], None).await?;
+        if a.status.is_success() {
+            Ok(())
+        } else {
+            Err(unavailable(format!(
+                "registry container could not be created: {}",
+                a.status
+            )))
+        }
+    }
+
+    async fn read(&self, object: &str) -> Result<Option<Stored>, StoreError> {
+        let a = self
+            .call(Method::GET, object, "", &[("x-newest", "true")], None)
+            .await?;
+        match a.status {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => {
+                let stored: Stored =
+                    serde_json::from_slice(&a.body).map_err(|e| StoreError::Internal {
+                        message: format!("registry object {object} is not a record: {e}"),
+                    })?;
+                if stored.format != FORMAT {
+                    return Err(StoreError::Internal {
+                        message: format!(
+                            "registry object {object} has format {}, this version reads {FORMAT}",
+                            stored.format
+                        ),
+                    });
+                }
+                Ok(Some(stored))
+            }
+            s => Err(unavailable(format!("registry read of {object}: {s}"))),
+        }
+    }
+
+    /// Writes a record; `Ok(false)` when `If-None-Match: *` found one already.
+    async fn write(
+        &self,
+        object: &str,
+        stored: &Stored,
+        only_if_absent: bool,
+    ) -> Result<bool, StoreError> {
+        let body =
+            Bytes::from(
+                serde_json::to_vec(stored).map_err(|e| StoreError::InvalidInput {
+                    reason: e.to_string(),
+                })?,
+            );
+        let mut headers = vec![("content-type", "application/json")];
+        if only_if_absent {
+            headers.push(("if-none-match", "*"));
+        }
+        let mut created_container = false;
+        loop {
+            let a = self
+                .call(Method::PUT, object, "", &headers, Some(body.clone()))
+                .await?;
+            match a.status {
+                s if s.is_success() => return Ok(true),
+                StatusCode::PRECONDITION_FAILED if only_if_absent => return Ok(false),
+                StatusCode::NOT_FOUND if !created_container => {
+                    self.create_container().await?;
+                    created_container = true;
+                }
+                s => return Err(unavailable(format!("registry write of {object}: {s}"))),
+            }
+        }
+    }
+
+    async fn current(
+        &self,
+        account: &AccountName,
+        container: &ContainerName,
+    ) -> Result<(String, Stored), StoreError> {
+        let object = object_name(account, container.as_str());
+        match self.read(&object).await? {
+            Some(s) => Ok((object, s)),
+            None => Err(StoreError::NotFound {
+                account: account.clone(),
+                container: container.clone(),
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl AttributeStore for SwiftAttributeStore {
+    async fn get(
+        &self,
+        account: &AccountName,
+        container: &ContainerName,
+    ) -> Result<Option<ContainerRecord>, StoreError> {
+        Ok(self
+            .read(&object_name(account, container.as_str()))
+            .await?
+            .map(|s| s.record))
+    }
+
+    async fn create_if_absent(&self, new: NewContainer) -> Result<CreateOutcome, StoreError> {
+        let object = object_name(&new.account, new.container.as_str());
+        let stored = Stored {
+            format: FORMAT,
+            writer: writer_id()?,
+            record: new.into_record(),
+        };
+        for _ in 0..CREATE_ATTEMPTS {
+            let wrote = self.write(&object, &stored, true).await?;
+            // Let any PUT that passed its precondition alongside ours land, then see who
+            // Swift kept.
+            tokio::time::sleep(self.settle).await;
+            match self.read(&object).await? {
+                Some(s) if wrote && s.writer == stored.writer => {
+                    return Ok(CreateOutcome::Created(s.record))
+                }
+                Some(s) => return Ok(CreateOutcome::Existing(s.record)),
+                // Deleted in between: try again.
+                None => continue,
+            }
+        }
+        Err(unavailable(format!(
+            "record {object} kept changing; gave up after {CREATE_ATTEMPTS} attempts"
+        )))
+    }
+
+    async fn update_attributes(
+        &self,
+        account: &AccountName,
+        container: &ContainerName,
+        expected_version: u64,
+        attributes: Attributes,
+    ) -> Result<ContainerRecord, StoreError> {
+        let (object, current) = self.current(account, container).await?;
+        let conflict = |actual| StoreError::Conflict {
+            account: account.clone(),
+            container: container.clone(),
+            expected: expected_version,
+            actual,
+        };
+        if current.record.version != expected_version {
+            return Err(conflict(current.record.version));
+        }
+        let mut record = current.record;
+        record.attributes = attributes;
+        record.version += 1;
+        let stored = Stored {
+            format: FORMAT,
+            writer: writer_id()?,
+            record,
+        };
+        self.write(&object, &stored, false).await?;
+        tokio::time::sleep(self.settle).await;
+        match self.read(&object).await? {
+            Some(s) if s.writer == stored.writer => Ok(s.record),
+            Some(s) => Err(conflict(s.record.version)),
+            None => Err(StoreError::NotFound {
+                account: account.clone(),
+                container: container.clone(),
+            }),
+        }
+    }
+
+    async fn delete(
+        &self,
+        account: &AccountName,
+        container: &ContainerName,
+        expected_version: Option<u64>,
+    ) -> Result<ContainerRecord, StoreError> {
+        let (object, current) = self.current(account, container).await?;
+        if let Some(expected) = expected_version {
+            if current.record.version != expected {
+                return Err(StoreError::Conflict {
+                    account: account.clone(),
+                    container: container.clone(),
+                    expected,
+                    actual: current.record.version,
+                });
+            }
+        }
+        let a = self.call(Method::DELETE, &object, "", &[], None).await?;
+        if a.status.is_success() || a.status == StatusCode::NOT_FOUND {
+            Ok(current.record)
+        } else {
+            Err(unavailable(format!(
+                "registry delete of {object}: {}",
+                a.status
+            )))
+        }
+    }
+
+    async fn list(
+        &self,
+        account: &AccountName,
+        marker: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ContainerRecord>, StoreError> {
+        #[derive(Deserialize)]
+        struct Entry {
+            name: String,
+        }
+        let prefix = format!("{}/", account.as_str());
+        let mut swift_marker = match marker {
+            Some(m) => format!("{prefix}{}", hex_name(m)),
+            None => String::new(),
+        };
+        let mut out = Vec::new();
+        // Records deleted between the listing and the read are skipped; keep listing
+        // until the page is full or the registry has no more.
+        while out.len() < limit {
+            let want = (limit - out.len()).min(10_000);
+            let query = format!(
+                "?format=json&limit={want}&prefix={}&marker={}",
+                encode_segment(&prefix, false),
+                encode_segment(&swift_marker, false)
+            );
+            let a = self.call(Method::GET, "", &query, &[], None).await?;
+            let entries: Vec<Entry> = match a.status {
+                StatusCode::NOT_FOUND | StatusCode::NO_CONTENT => Vec::new(),
+                s if s.is_success() => {
+                    serde_json::from_slice(&a.body).map_err(|e| StoreError::Internal {
+                        message: format!("registry listing unreadable: {e}"),
+                    })?
+                }
+                s => return Err(unavailable(format!("registry listing: {s}"))),
+            };
+            let Some(last) = entries.last() else { break };
+            swift_marker = last.name.clone();
+            let short = entries.len() < want;
+            let prefix = prefix.as_str();
+            let reads = futures::stream::iter(entries.into_iter().map(|e| async move {
+                let valid = e.name.strip_prefix(prefix).and_then(unhex_name).is_some();
+                if valid {
+                    self.read(&e.name).await
+                } else {
+                    Ok(None)
+                }
+            }))
+            .buffered(LIST_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await;
+            for r in reads {
+                if let Some(s) = r? {
+                    out.push(s.record);
+                }
+            }
+            if short {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn hex_names_sort_like_the_names(a in "\\PC{0,12}", b in "\\PC{0,12}") {
+            prop_assert_eq!(hex_name(&a).cmp(&hex_name(&b)), a.as_bytes().cmp(b.as_bytes()));
+            prop_assert_eq!(unhex_name(&hex_name(&a)), Some(a.clone()));
+            prop_assert!(!hex_name(&a).contains('/'));
+        }
+    }
+
+    #[test]
+    fn unhex_refuses_what_hex_never_writes() {
+        assert_eq!(unhex_name("6"), None);
+        assert_eq!(unhex_name("zz"), None);
+        assert_eq!(unhex_name("ff"), None); // not UTF-8
+        assert_eq!(unhex_name("c3a9").as_deref(), Some("é"));
+    }
+}
