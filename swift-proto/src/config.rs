@@ -127,6 +127,9 @@ pub struct ProxyConfig {
     /// Seconds between health probes of every cluster (0 disables the probe).
     #[serde(default = "default_probe_interval")]
     pub probe_interval_seconds: f64,
+    /// Seconds between usage refreshes of the clusters with `recon_endpoints` (0 disables).
+    #[serde(default = "default_usage_interval")]
+    pub usage_interval_seconds: f64,
     /// With a cluster offline, answer account listings from the others and name the
     /// missing clusters in `X-Federation-Partial`, instead of 503.
     #[serde(default)]
@@ -140,6 +143,10 @@ fn default_probe_interval() -> f64 {
     2.0
 }
 
+fn default_usage_interval() -> f64 {
+    30.0
+}
+
 /// One cluster in the configuration: its spec and the state it has when healthy.
 #[derive(Debug, Clone, Deserialize)]
 #[non_exhaustive]
@@ -150,6 +157,12 @@ pub struct ClusterConfig {
     /// `online` (default) or `draining` (serves, takes no new containers).
     #[serde(default)]
     pub state: ClusterState,
+    /// Storage nodes running Swift's `recon` middleware (base URLs, such as the object
+    /// servers'): when given, the cluster's capacity and usage are refreshed from their
+    /// `/recon/diskusage` every `usage_interval_seconds`, replacing the configured
+    /// `capacity_bytes` and `used_bytes`.
+    #[serde(default)]
+    pub recon_endpoints: Vec<url::Url>,
 }
 
 fn seconds(name: &str, v: f64) -> Result<Duration, ConfigError> {
@@ -174,6 +187,7 @@ impl ProxyConfig {
         seconds("connect_timeout_seconds", cfg.connect_timeout_seconds)?;
         seconds("response_timeout_seconds", cfg.response_timeout_seconds)?;
         seconds("probe_interval_seconds", cfg.probe_interval_seconds)?;
+        seconds("usage_interval_seconds", cfg.usage_interval_seconds)?;
         Ok(cfg)
     }
 
@@ -218,12 +232,14 @@ impl ProxyConfig {
             self.cache_capacity,
             seconds("cache_ttl_seconds", self.cache_ttl_seconds)?,
         );
+        let spawn = |task: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>| {
+            tokio::runtime::Handle::try_current()
+                .map(|h| drop(h.spawn(task)))
+                .map_err(|_| ConfigError::Invalid("the cluster probes need a Tokio runtime".into()))
+        };
         if self.probe_interval_seconds > 0.0 {
-            let handle = tokio::runtime::Handle::try_current().map_err(|_| {
-                ConfigError::Invalid("the health probe needs a Tokio runtime".into())
-            })?;
             let probe = crate::health::HealthProbe::new(
-                registry,
+                registry.clone(),
                 client.clone(),
                 self.clusters
                     .iter()
@@ -232,7 +248,22 @@ impl ProxyConfig {
                 seconds("probe_interval_seconds", self.probe_interval_seconds)?,
                 Duration::from_secs(1),
             );
-            handle.spawn(probe.run());
+            spawn(Box::pin(probe.run()))?;
+        }
+        let nodes: std::collections::HashMap<_, _> = self
+            .clusters
+            .iter()
+            .filter(|c| !c.recon_endpoints.is_empty())
+            .map(|c| (c.spec.id.clone(), c.recon_endpoints.clone()))
+            .collect();
+        if self.usage_interval_seconds > 0.0 && !nodes.is_empty() {
+            let probe = crate::usage::UsageProbe::new(
+                registry,
+                client.clone(),
+                nodes,
+                seconds("usage_interval_seconds", self.usage_interval_seconds)?,
+            );
+            spawn(Box::pin(probe.run()))?;
         }
         Ok(FederationService::new(Arc::new(locator), client, self.auth)
             .with_partial_listings(self.listing_partial))

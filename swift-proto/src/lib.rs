@@ -11,6 +11,8 @@
 //!   pass-through;
 //! - [`registry`]: an attribute store kept as objects in a Swift cluster, shared by
 //!   many proxies;
+//! - [`health`], [`usage`]: probes that mark clusters offline and back, and refresh
+//!   their capacity and usage from the storage nodes' `recon`;
 //! - [`service`]: the [`FederationService`] that presents many clusters as one Swift
 //!   endpoint, and [`server::serve`] to run it; [`config`] builds it from TOML.
 //!
@@ -40,6 +42,7 @@ pub mod path;
 pub mod registry;
 pub mod server;
 pub mod service;
+pub mod usage;
 
 pub use federation_core;
 pub use service::FederationService;

@@ -1314,7 +1314,7 @@ impl FederationService {
             return Err(SwiftError::status(StatusCode::METHOD_NOT_ALLOWED));
         }
         let (mut info, _) = self.info().await;
-        // The capabilities may be cached; the clusters' states are always current.
+        // The capabilities may be cached; the clusters' states and usage are always current.
         let snapshot = self.inner.locator.registry().snapshot();
         if let Some(list) = info
             .pointer_mut("/federation/clusters")
@@ -1327,6 +1327,8 @@ impl FederationService {
                     .find(|c| Some(c.id().as_str()) == id.as_deref())
                 {
                     entry["state"] = Value::String(c.state.to_string());
+                    entry["capacity_bytes"] = Value::from(c.spec.capacity_bytes);
+                    entry["used_bytes"] = Value::from(c.used_bytes);
                 }
             }
         }

@@ -24,7 +24,7 @@ def clusters(workdir):
     cs = peers.start_clusters(workdir / "swift", ["east", "west"])
     yield {c.name: c for c in cs}
     for c in cs:
-        c.stop()
+        c.teardown()
 
 
 @pytest.fixture(scope="session")

@@ -130,8 +130,12 @@ class SwiftCluster:
     name: str
     base: Path
     policy: str = "standard"
+    # When > 0, the cluster's one device is a tmpfs of this many MiB (a real mount, so
+    # recon reports its size and use); unmounted by teardown().
+    device_mib: int = 0
     procs: list[Proc] = field(default_factory=list)
     ports: dict[str, int] = field(default_factory=dict)
+    mounted: bool = False
 
     @property
     def endpoint(self) -> str:
@@ -141,11 +145,20 @@ class SwiftCluster:
     def auth_url(self) -> str:
         return f"{self.endpoint}/auth/v1.0"
 
+    @property
+    def recon_endpoint(self) -> str:
+        """The object server, which runs Swift's recon middleware."""
+        return f"http://127.0.0.1:{self.ports['object']}"
+
     def write_config(self) -> None:
         if self.base.exists():
             shutil.rmtree(self.base)
         dev = self.base / "srv" / "d1"
         dev.mkdir(parents=True)
+        if self.device_mib:
+            subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.device_mib}m", "tmpfs", str(dev)],
+                           check=True, capture_output=True)
+            self.mounted = True
         for k in ("proxy", "account", "container", "object", "memcached"):
             self.ports[k] = free_port()
         d = self.base
@@ -220,7 +233,11 @@ bind_port = {self.ports[kind]}
 log_name = {kind}-{self.name}
 
 [pipeline:main]
-pipeline = healthcheck {kind}-server
+pipeline = healthcheck recon {kind}-server
+
+[filter:recon]
+use = egg:swift#recon
+recon_cache_path = {d / "recon"}
 
 [app:{kind}-server]
 use = egg:swift#{egg}
@@ -258,8 +275,8 @@ interval = 1
     def start(self) -> None:
         """Writes the configuration, starts every process, waits until the proxy
         authenticates, and creates the accounts."""
-        self.write_config()
         try:
+            self.write_config()
             self.start_processes()
             for a, u, k in USERS:
                 url, token = self.authenticate(f"{a}:{u}", k)
@@ -267,7 +284,7 @@ interval = 1
                 with urllib.request.urlopen(req, timeout=10) as r:
                     assert r.status == 204, r.status
         except BaseException:
-            self.stop()
+            self.teardown()
             raise
 
     def start_processes(self) -> None:
@@ -325,6 +342,13 @@ interval = 1
             p.stop()
         self.procs.clear()
 
+    def teardown(self) -> None:
+        """Stops the cluster for good and unmounts its device."""
+        self.stop()
+        if self.mounted:
+            subprocess.run(["umount", str(self.base / "srv" / "d1")], check=False, capture_output=True)
+            self.mounted = False
+
     def logs(self) -> str:
         out = []
         for f in sorted((self.base / "log").glob("*.log")):
@@ -332,16 +356,16 @@ interval = 1
         return "\n".join(out)
 
 
-def start_clusters(base: Path, names: list[str]) -> list[SwiftCluster]:
+def start_clusters(base: Path, names: list[str], device_mib: int = 0) -> list[SwiftCluster]:
     clusters: list[SwiftCluster] = []
     try:
         for n in names:
-            c = SwiftCluster(n, base / n)
+            c = SwiftCluster(n, base / n, device_mib=device_mib)
             clusters.append(c)
             c.start()
     except BaseException:
         for c in clusters:
-            c.stop()
+            c.teardown()
         raise
     return clusters
 
@@ -386,6 +410,10 @@ class FederationProxy:
     labels: dict[str, dict[str, str]] = field(default_factory=dict)
     # "sqlite", "memory", or an inline TOML table (such as a Swift store's).
     store: str = "sqlite"
+    # Refresh each cluster's capacity and usage from its object server's recon.
+    recon: bool = False
+    # Extra top-level configuration lines.
+    extra_toml: str = ""
     proc: Proc | None = None
     port: int = 0
 
@@ -399,7 +427,7 @@ class FederationProxy:
 
     def write_config(self) -> Path:
         self.base.mkdir(parents=True, exist_ok=True)
-        lines = ['auth = "tempauth"']
+        lines = ['auth = "tempauth"', self.extra_toml]
         if self.store == "sqlite":
             lines.append(f'store = {{ kind = "sqlite", path = "{self.base / "federation.db"}" }}')
         elif self.store == "memory":
@@ -409,6 +437,8 @@ class FederationProxy:
         for c in self.clusters:
             lines += ["", "[[clusters]]", f'id = "{c.name}"', f'endpoint = "{c.endpoint}"',
                       "capacity_bytes = 1_000_000_000_000"]
+            if self.recon:
+                lines.append(f'recon_endpoints = ["{c.recon_endpoint}"]')
             labels = self.labels.get(c.name, {})
             if labels:
                 inner = ", ".join(f'{k} = "{v}"' for k, v in labels.items())
