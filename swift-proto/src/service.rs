@@ -472,6 +472,48 @@ impl FederationService {
         Ok(out)
     }
 
+    /// Sends a bodiless request to `cluster` and reads the (small) answer whole; a 401
+    /// renews the cluster token and tries once more, as [`forward`](Self::forward) does.
+    async fn collect(
+        &self,
+        cluster: &ClusterStatus,
+        caller: &Caller,
+        parts: &Parts,
+        path_and_query: &str,
+        method: Method,
+        strip_accept: bool,
+    ) -> Result<(http::response::Parts, Bytes)> {
+        let mut force = false;
+        loop {
+            let token = self.token(caller, cluster, force).await?;
+            let mut req = self.backend_request(
+                cluster,
+                parts,
+                path_and_query,
+                empty(),
+                token,
+                Some(method.clone()),
+            )?;
+            if strip_accept {
+                req.headers_mut().remove(header::ACCEPT);
+            }
+            let (p, b) = self
+                .inner
+                .client
+                .send_collect(req, MAX_COLLECTED_BODY)
+                .await
+                .map_err(|e| unavailable(cluster.id(), &e))?;
+            if p.status == StatusCode::UNAUTHORIZED
+                && !force
+                && matches!(caller, Caller::Session(_))
+            {
+                force = true;
+                continue;
+            }
+            return Ok((p, b));
+        }
+    }
+
     fn path_and_query(parts: &Parts) -> String {
         parts
             .uri
@@ -1107,15 +1149,9 @@ impl FederationService {
         let calls = clusters.iter().map(|c| {
             let method = method.clone();
             async move {
-                let token = self.token(caller, c, false).await?;
-                let req =
-                    self.backend_request(c, parts, path_and_query, empty(), token, Some(method))?;
                 let (p, b) = self
-                    .inner
-                    .client
-                    .send_collect(req, MAX_COLLECTED_BODY)
-                    .await
-                    .map_err(|e| unavailable(c.id(), &e))?;
+                    .collect(c, caller, parts, path_and_query, method, false)
+                    .await?;
                 Ok::<_, SwiftError>((c.clone(), p, b))
             }
         });
@@ -1394,23 +1430,17 @@ impl ListingSource for ClusterSource<'_> {
             self.parts.uri.path(),
             listing::backend_query(query)
         );
-        let token = self.service.token(self.caller, self.cluster, false).await?;
-        let mut req = self.service.backend_request(
-            self.cluster,
-            self.parts,
-            &pq,
-            empty(),
-            token,
-            Some(Method::GET),
-        )?;
-        req.headers_mut().remove(header::ACCEPT);
         let (p, b) = self
             .service
-            .inner
-            .client
-            .send_collect(req, MAX_COLLECTED_BODY)
-            .await
-            .map_err(|e| unavailable(self.cluster.id(), &e))?;
+            .collect(
+                self.cluster,
+                self.caller,
+                self.parts,
+                &pq,
+                Method::GET,
+                true,
+            )
+            .await?;
         if !p.status.is_success() {
             return Err(Box::new(FailedAnswer {
                 status: p.status,

@@ -552,21 +552,47 @@ def wait_until(predicate, seconds=20):
     return False
 
 
-def test_a_cluster_down_and_back(clusters, proxy):
+@pytest.fixture
+def partial_proxy(workdir, clusters, proxy_binary):
+    """A second proxy over the same clusters that answers account listings from the
+    clusters still up, marking the answer, when one is down."""
+    p = peers.FederationProxy(workdir / "partial-proxy", list(clusters.values()),
+                              extra_toml="listing_partial = true\nprobe_interval_seconds = 0.5")
+    p.start(proxy_binary)
+    yield p
+    p.stop()
+
+
+def test_a_cluster_down_and_back(clusters, proxy, partial_proxy):
     """Runs last in this module: stops every process of cluster west, then restarts it."""
     fed = conn(proxy.auth_url)
     url, token = fed.get_auth()
     h = {"X-Auth-Token": token}
+    purl, ptoken = conn(partial_proxy.auth_url).get_auth()
+    ph = {"X-Auth-Token": ptoken}
     on_east, on_west = uniq("east"), uniq("west")
     fed.put_container(on_east, headers={"X-Container-Attr-Cluster": "east"})
     fed.put_container(on_west, headers={"X-Container-Attr-Cluster": "west"})
     fed.put_object(on_west, "o", b"kept")
-    def west_state():
-        info = requests.get(f"{proxy.endpoint}/info").json()
+    def west_state(p=proxy):
+        info = requests.get(f"{p.endpoint}/info").json()
         return {c["id"]: c["state"] for c in info["federation"]["clusters"]}["west"]
 
+    r = requests.get(purl + "?format=json", headers=ph)
+    assert r.status_code == 200 and "x-federation-partial" not in r.headers
+    assert {on_east, on_west} <= {e["name"] for e in r.json()}
     clusters["west"].stop()
     try:
+        # Partial mode: the listing of the clusters still up, and a header naming the
+        # missing one; HEAD says so too.
+        assert wait_until(lambda: west_state(partial_proxy) == "offline")
+        r = requests.get(purl + "?format=json", headers=ph)
+        assert r.status_code == 200, (r.status_code, r.text)
+        assert r.headers["x-federation-partial"] == "west"
+        names = {e["name"] for e in r.json()}
+        assert on_east in names and on_west not in names
+        r = requests.head(purl, headers=ph)
+        assert r.status_code // 100 == 2 and r.headers["x-federation-partial"] == "west"
         # The probe notices within a couple of seconds; /info shows the state.
         assert wait_until(lambda: west_state() == "offline")
         assert requests.get(f"{url}/{on_west}", headers=h).status_code == 503
@@ -596,6 +622,10 @@ def test_a_cluster_down_and_back(clusters, proxy):
     assert fed.get_object(on_west, "o")[1] == b"kept"
     r = requests.get(url + "?format=json", headers=h)
     assert r.status_code == 200 and {on_east, on_west} <= {e["name"] for e in r.json()}
+    assert wait_until(lambda: west_state(partial_proxy) == "online", 30)
+    r = requests.get(purl + "?format=json", headers=ph)
+    assert r.status_code == 200 and "x-federation-partial" not in r.headers
+    assert {on_east, on_west} <= {e["name"] for e in r.json()}
     for n, o in ((on_east, "o"), (on_west, "o")):
         fed.delete_object(n, o)
         fed.delete_container(n)
