@@ -660,9 +660,114 @@ impl FederationService {
                     .await;
             }
         }
+        if parts.method == Method::PUT {
+            self.check_static_link(&parts, &caller, account, &record.cluster)
+                .await?;
+        }
         let pq = Self::path_and_query(&parts);
-        self.forward(&cluster, &caller, &parts, &pq, body, true)
-            .await
+        let resp = self
+            .forward(&cluster, &caller, &parts, &pq, body, true)
+            .await?;
+        let reads = parts.method == Method::GET || parts.method == Method::HEAD;
+        let link_itself = parts
+            .uri
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv == "symlink=get"));
+        if reads && resp.status() == StatusCode::NOT_FOUND && !link_itself {
+            return self.follow_symlink(&parts, &caller, &cluster, resp).await;
+        }
+        Ok(resp)
+    }
+
+    /// A symlink whose target container lives on another cluster is resolved here: the
+    /// cluster holding the link follows it on itself, finds nothing, and answers 404
+    /// with `Content-Location` naming the target (Swift's symlink middleware); the proxy
+    /// then asks the target's cluster, at most [`SYMLINK_HOPS`] times (Swift's
+    /// `symloop_max`). Any other 404 passes through unchanged.
+    async fn follow_symlink(
+        &self,
+        parts: &Parts,
+        caller: &Caller,
+        cluster: &ClusterStatus,
+        mut resp: Response<Body>,
+    ) -> Result<Response<Body>> {
+        let mut at = cluster.id().clone();
+        for _ in 0..SYMLINK_HOPS {
+            let Some(target) = resp
+                .headers()
+                .get(header::CONTENT_LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+            else {
+                return Ok(resp);
+            };
+            let Ok(SwiftPath::Object {
+                account, container, ..
+            }) = SwiftPath::parse(&target)
+            else {
+                return Ok(resp);
+            };
+            let Some(record) = self.find(caller, &account, &container, false).await? else {
+                return Ok(resp);
+            };
+            if record.cluster == at {
+                return Ok(resp);
+            }
+            let next = self.cluster(&record.cluster)?;
+            resp = self
+                .forward(&next, caller, parts, &target, empty(), true)
+                .await?;
+            if let Ok(v) = HeaderValue::from_str(&target) {
+                resp.headers_mut()
+                    .entry(header::CONTENT_LOCATION)
+                    .or_insert(v);
+            }
+            if resp.status() != StatusCode::NOT_FOUND {
+                return Ok(resp);
+            }
+            at = record.cluster;
+        }
+        Ok(resp)
+    }
+
+    /// A static link (`X-Symlink-Target-Etag`) is checked by the cluster that stores it,
+    /// against its own objects: its target must be on the same cluster. Dynamic links
+    /// may point anywhere (they are resolved when read).
+    async fn check_static_link(
+        &self,
+        parts: &Parts,
+        caller: &Caller,
+        account: &AccountName,
+        home: &ClusterId,
+    ) -> Result<()> {
+        if !parts.headers.contains_key("x-symlink-target-etag") {
+            return Ok(());
+        }
+        let Some((target, _)) = header_path(&parts.headers, "x-symlink-target")? else {
+            return Ok(());
+        };
+        let target_account = match parts.headers.get("x-symlink-target-account") {
+            Some(v) => v
+                .to_str()
+                .ok()
+                .and_then(|a| AccountName::new(a).ok())
+                .ok_or_else(|| {
+                    SwiftError::precondition_failed("Invalid X-Symlink-Target-Account")
+                })?,
+            None => account.clone(),
+        };
+        match self.find(caller, &target_account, &target, false).await? {
+            Some(r) if r.cluster != *home => Err(SwiftError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "A static symlink (X-Symlink-Target-Etag) needs its target on the same \
+                     cluster; container {target} is on cluster {}, this one on {home}. \
+                     Use a dynamic symlink (no X-Symlink-Target-Etag).",
+                    r.cluster
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Copies an object from one cluster to another: GET from the source's cluster,
@@ -1457,6 +1562,10 @@ impl ListingSource for ClusterSource<'_> {
         Ok(entries)
     }
 }
+
+/// How many symlinks the proxy follows across clusters for one read (Swift's default
+/// `symloop_max`).
+const SYMLINK_HOPS: usize = 2;
 
 /// The object name of an object request.
 fn object_of(parts: &Parts) -> String {

@@ -511,6 +511,55 @@ def test_segmented_uploads_and_versions_work_across_the_federation(proxy, cluste
         fed.delete_container(n)
 
 
+def test_symlinks_across_clusters_resolve_at_the_proxy(clusters, fed):
+    a, b = uniq("links"), uniq("targets")
+    fed.put_container(a, headers={"X-Container-Attr-Cluster": "east"})
+    fed.put_container(b, headers={"X-Container-Attr-Cluster": "west"})
+    data = os.urandom(100_000)
+    fed.put_object(b, "target", data)
+    fed.put_object(a, "local", b"same cluster")
+    url, token = fed.get_auth()
+    h = {"X-Auth-Token": token}
+    # Dynamic links: one across clusters, one on the same cluster, one chained
+    # (east link -> east link -> west object).
+    for name, target in (("far", f"{b}/target"), ("near", f"{a}/local"), ("chain", f"{a}/far")):
+        fed.put_object(a, name, b"", headers={"X-Symlink-Target": target})
+    r = requests.get(f"{url}/{a}/far", headers=h)
+    assert r.status_code == 200 and r.content == data
+    assert r.headers["Content-Location"] == f"/v1/AUTH_test/{b}/target"
+    assert requests.get(f"{url}/{a}/chain", headers=h).content == data
+    assert requests.get(f"{url}/{a}/near", headers=h).content == b"same cluster"
+    r = requests.get(f"{url}/{a}/far", headers={**h, "Range": "bytes=10-19"})
+    assert r.status_code == 206 and r.content == data[10:20]
+    r = requests.head(f"{url}/{a}/far", headers=h)
+    assert r.status_code == 200 and int(r.headers["Content-Length"]) == len(data)
+    # The link itself, as Swift shows it.
+    r = requests.get(f"{url}/{a}/far?symlink=get", headers=h)
+    assert r.status_code == 200 and r.content == b""
+    assert r.headers["X-Symlink-Target"] == f"{b}/target"
+    listing = {o["name"]: o for o in fed.get_container(a)[1]}
+    assert listing["far"]["symlink_path"] == f"/v1/AUTH_test/{b}/target"
+    # A dangling link is a plain 404; so is a missing object.
+    fed.put_object(a, "dangling", b"", headers={"X-Symlink-Target": f"{b}/nothing"})
+    assert requests.get(f"{url}/{a}/dangling", headers=h).status_code == 404
+    assert requests.get(f"{url}/{a}/missing", headers=h).status_code == 404
+    # A static link must have its target on its own cluster: refused clearly, not stored.
+    etag = hashlib.md5(data).hexdigest()
+    r = requests.put(f"{url}/{a}/static", headers={**h, "X-Symlink-Target": f"{b}/target",
+                                                   "X-Symlink-Target-Etag": etag}, data=b"")
+    assert r.status_code == 409 and "same cluster" in r.text, r.text
+    assert requests.head(f"{url}/{a}/static", headers=h).status_code == 404
+    local_etag = hashlib.md5(b"same cluster").hexdigest()
+    r = requests.put(f"{url}/{a}/static", headers={**h, "X-Symlink-Target": f"{a}/local",
+                                                   "X-Symlink-Target-Etag": local_etag}, data=b"")
+    assert r.status_code == 201, r.text
+    assert requests.get(f"{url}/{a}/static", headers=h).content == b"same cluster"
+    for c in (a, b):
+        for o in fed.get_container(c)[1]:
+            fed.delete_object(c, o["name"])
+        fed.delete_container(c)
+
+
 def test_server_side_copy_across_clusters(clusters, fed):
     a, b = uniq("copy-east"), uniq("copy-west")
     fed.put_container(a, headers={"X-Container-Attr-Cluster": "east"})
