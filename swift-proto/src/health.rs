@@ -83,11 +83,20 @@ impl HealthProbe {
 
     /// Runs forever (until the task is dropped or aborted).
     pub async fn run(self) {
-        let mut tick = tokio::time::interval(self.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            self.probe_once().await;
-        }
+        every(self.interval, || self.probe_once()).await;
+    }
+}
+
+/// Runs `task` at once and then every `interval` (a late run delays the next), forever.
+pub(crate) async fn every<F, Fut>(interval: Duration, mut task: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        task().await;
     }
 }

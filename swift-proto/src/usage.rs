@@ -148,12 +148,7 @@ impl UsageProbe {
 
     /// Runs forever (until the task is dropped or aborted).
     pub async fn run(self) {
-        let mut tick = tokio::time::interval(self.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            self.refresh_once().await;
-        }
+        crate::health::every(self.interval, || self.refresh_once()).await;
     }
 }
 

@@ -59,35 +59,34 @@ def test_capacity_comes_from_the_clusters(usage_proxy):
         assert 0 < c["used_bytes"] < 8 * MIB, c
 
 
+def fuller(proxy, full, other, what):
+    """Waits until the proxy sees `full` using 12 MiB more than `other`."""
+    wait_for(proxy, lambda s: s[full]["used_bytes"] > s[other]["used_bytes"] + 12 * MIB, what)
+
+
+def new_containers_go_to(fed, small, cluster, count):
+    names = [uniq("new") for _ in range(count)]
+    for n in names:
+        fed.put_container(n)
+        assert where(small, n) == [cluster], n
+    return names
+
+
 def test_spill_over_follows_real_usage(small, usage_proxy):
     fed = conn(usage_proxy.auth_url)
     a, b = uniq("fill-a"), uniq("fill-b")
     fed.put_container(a, headers={"X-Container-Attr-Cluster": "small-a"})
     fed.put_container(b, headers={"X-Container-Attr-Cluster": "small-b"})
     put_mib(fed, a, "blob", 16)
-    wait_for(usage_proxy,
-             lambda s: s["small-a"]["used_bytes"] > s["small-b"]["used_bytes"] + 12 * MIB,
-             "16 MiB on small-a to show")
-    spilled = [uniq("new") for _ in range(3)]
-    for n in spilled:
-        fed.put_container(n)
-        assert where(small, n) == ["small-b"], n
+    fuller(usage_proxy, "small-a", "small-b", "16 MiB on small-a to show")
+    made = new_containers_go_to(fed, small, "small-b", 3)
     put_mib(fed, b, "blob", 32)
-    wait_for(usage_proxy,
-             lambda s: s["small-b"]["used_bytes"] > s["small-a"]["used_bytes"] + 12 * MIB,
-             "32 MiB on small-b to show")
-    back = [uniq("new") for _ in range(3)]
-    for n in back:
-        fed.put_container(n)
-        assert where(small, n) == ["small-a"], n
+    fuller(usage_proxy, "small-b", "small-a", "32 MiB on small-b to show")
+    made += new_containers_go_to(fed, small, "small-a", 3)
     # Freeing space is seen too.
     fed.delete_object(b, "blob")
-    wait_for(usage_proxy,
-             lambda s: s["small-b"]["used_bytes"] < s["small-a"]["used_bytes"] - 12 * MIB,
-             "the deletion on small-b to show")
-    n = uniq("new")
-    fed.put_container(n)
-    assert where(small, n) == ["small-b"]
+    fuller(usage_proxy, "small-a", "small-b", "the deletion on small-b to show")
+    made += new_containers_go_to(fed, small, "small-b", 1)
     fed.delete_object(a, "blob")
-    for name in [a, b, n, *spilled, *back]:
+    for name in [a, b, *made]:
         fed.delete_container(name)
