@@ -414,6 +414,8 @@ class FederationProxy:
     recon: bool = False
     # Extra top-level configuration lines.
     extra_toml: str = ""
+    # A cluster's configured state ("draining"); online when absent.
+    states: dict[str, str] = field(default_factory=dict)
     proc: Proc | None = None
     port: int = 0
 
@@ -439,6 +441,8 @@ class FederationProxy:
                       "capacity_bytes = 1_000_000_000_000"]
             if self.recon:
                 lines.append(f'recon_endpoints = ["{c.recon_endpoint}"]')
+            if c.name in self.states:
+                lines.append(f'state = "{self.states[c.name]}"')
             labels = self.labels.get(c.name, {})
             if labels:
                 inner = ", ".join(f'{k} = "{v}"' for k, v in labels.items())

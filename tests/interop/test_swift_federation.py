@@ -601,6 +601,38 @@ def wait_until(predicate, seconds=20):
     return False
 
 
+def test_a_draining_cluster_serves_but_takes_no_new_containers(workdir, clusters, proxy_binary, fed):
+    on_west = uniq("old")
+    fed.put_container(on_west, headers={"X-Container-Attr-Cluster": "west"})
+    fed.put_object(on_west, "o", b"before draining")
+    p = peers.FederationProxy(workdir / "draining-proxy", list(clusters.values()), states={"west": "draining"})
+    p.start(proxy_binary)
+    try:
+        d = conn(p.auth_url)
+        # Its existing containers are served (adopted by this proxy), reads and writes.
+        assert d.get_object(on_west, "o")[1] == b"before draining"
+        d.put_object(on_west, "p", b"while draining")
+        assert fed.get_object(on_west, "p")[1] == b"while draining"
+        # New containers avoid it, whatever their name; a pin to it is refused.
+        for _ in range(6):
+            n = uniq("new")
+            d.put_container(n)
+            assert where(clusters, n) == ["east"], n
+            d.delete_container(n)
+        url, token = d.get_auth()
+        n = uniq("pin")
+        r = requests.put(f"{url}/{n}", headers={"X-Auth-Token": token, "X-Container-Attr-Cluster": "west"})
+        assert r.status_code >= 400 and "draining" in r.text.lower(), (r.status_code, r.text)
+        assert where(clusters, n) == []
+        info = requests.get(f"{p.endpoint}/info").json()
+        assert {c["id"]: c["state"] for c in info["federation"]["clusters"]}["west"] == "draining"
+    finally:
+        p.stop()
+    for o in ("o", "p"):
+        fed.delete_object(on_west, o)
+    fed.delete_container(on_west)
+
+
 @pytest.fixture
 def partial_proxy(workdir, clusters, proxy_binary):
     """A second proxy over the same clusters that answers account listings from the
