@@ -119,7 +119,13 @@ impl Session {
                 return Ok(t.token);
             }
         }
-        let t = authenticate(client, cluster, &self.credentials).await?;
+        let t = authenticate(
+            client,
+            cluster.id(),
+            &cluster.spec.endpoint,
+            &self.credentials,
+        )
+        .await?;
         let token = t.token.clone();
         self.tokens
             .lock()
@@ -129,16 +135,15 @@ impl Session {
     }
 }
 
-/// Authenticates `credentials` on one cluster's tempauth.
+/// Authenticates `credentials` on the tempauth of the cluster `cluster` at `endpoint`
+/// (the name is for errors).
 pub async fn authenticate(
     client: &BackendClient,
-    cluster: &ClusterStatus,
+    cluster: &ClusterId,
+    endpoint: &url::Url,
     credentials: &Credentials,
 ) -> Result<ClusterToken, SwiftError> {
-    let url = format!(
-        "{}/auth/v1.0",
-        cluster.spec.endpoint.as_str().trim_end_matches('/')
-    );
+    let url = format!("{}/auth/v1.0", endpoint.as_str().trim_end_matches('/'));
     let mut req = Request::get(url)
         .body(empty())
         .map_err(|e| SwiftError::bad_request(e.to_string()))?;
@@ -151,14 +156,13 @@ pub async fn authenticate(
     let (parts, _) = client
         .send_collect(req, 64 * 1024)
         .await
-        .map_err(|e| unavailable(cluster.id(), &e))?;
+        .map_err(|e| unavailable(cluster, &e))?;
     if parts.status == StatusCode::UNAUTHORIZED || parts.status == StatusCode::FORBIDDEN {
         return Err(SwiftError::unauthorized());
     }
     if !parts.status.is_success() {
         return Err(SwiftError::unavailable(format!(
-            "cluster {} answered {} to authentication",
-            cluster.id(),
+            "cluster {cluster} answered {} to authentication",
             parts.status
         )));
     }
@@ -226,7 +230,7 @@ impl Sessions {
         let results = futures::future::join_all(
             clusters
                 .iter()
-                .map(|c| authenticate(client, c, &credentials)),
+                .map(|c| authenticate(client, c.id(), &c.spec.endpoint, &credentials)),
         )
         .await;
         let mut tokens = HashMap::new();

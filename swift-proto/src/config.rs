@@ -232,9 +232,8 @@ impl ProxyConfig {
             self.cache_capacity,
             seconds("cache_ttl_seconds", self.cache_ttl_seconds)?,
         );
-        let spawn = |task: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>| {
+        let runtime = || {
             tokio::runtime::Handle::try_current()
-                .map(|h| drop(h.spawn(task)))
                 .map_err(|_| ConfigError::Invalid("the cluster probes need a Tokio runtime".into()))
         };
         if self.probe_interval_seconds > 0.0 {
@@ -248,7 +247,7 @@ impl ProxyConfig {
                 seconds("probe_interval_seconds", self.probe_interval_seconds)?,
                 Duration::from_secs(1),
             );
-            spawn(Box::pin(probe.run()))?;
+            runtime()?.spawn(probe.run());
         }
         let nodes: std::collections::HashMap<_, _> = self
             .clusters
@@ -263,7 +262,7 @@ impl ProxyConfig {
                 nodes,
                 seconds("usage_interval_seconds", self.usage_interval_seconds)?,
             );
-            spawn(Box::pin(probe.run()))?;
+            runtime()?.spawn(probe.run());
         }
         Ok(FederationService::new(Arc::new(locator), client, self.auth)
             .with_partial_listings(self.listing_partial))

@@ -37,7 +37,7 @@ use bytes::Bytes;
 use federation_core::attrs::{
     AttributeStore, Attributes, ContainerRecord, CreateOutcome, NewContainer, StoreError,
 };
-use federation_core::{AccountName, ClusterId, ClusterSpec, ClusterStatus, ContainerName};
+use federation_core::{AccountName, ClusterId, ContainerName};
 use futures::StreamExt;
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -134,8 +134,9 @@ struct Stored {
 #[derive(Debug)]
 pub struct SwiftAttributeStore {
     client: BackendClient,
-    /// The registry cluster, as the authentication code wants it.
-    cluster: ClusterStatus,
+    /// The registry cluster's name in errors, and its base URL.
+    name: ClusterId,
+    endpoint: Url,
     credentials: Credentials,
     container_segment: String,
     settle: Duration,
@@ -188,10 +189,10 @@ impl SwiftAttributeStore {
     /// A store reached through `client`. Nothing is contacted until the first call; the
     /// registry container is created when the first record is written.
     pub fn new(config: SwiftStoreConfig, client: BackendClient) -> Self {
-        let id = ClusterId::new("registry").unwrap_or_else(|_| unreachable!("a valid id"));
         Self {
             client,
-            cluster: ClusterStatus::new(ClusterSpec::new(id, config.endpoint, 0)),
+            name: ClusterId::new("registry").unwrap_or_else(|_| unreachable!("a valid id")),
+            endpoint: config.endpoint,
             credentials: Credentials {
                 user: config.user,
                 key: config.key,
@@ -209,7 +210,7 @@ impl SwiftAttributeStore {
                 return Ok(t.clone());
             }
         }
-        let t = authenticate(&self.client, &self.cluster, &self.credentials)
+        let t = authenticate(&self.client, &self.name, &self.endpoint, &self.credentials)
             .await
             .map_err(|e| unavailable(format!("registry authentication failed: {e}")))?;
         *slot = Some(t.clone());
@@ -231,7 +232,7 @@ impl SwiftAttributeStore {
             let token = self.token(renew).await?;
             let mut uri = format!(
                 "{}{}/{}",
-                self.cluster.spec.endpoint.as_str().trim_end_matches('/'),
+                self.endpoint.as_str().trim_end_matches('/'),
                 token.storage_path,
                 self.container_segment
             );

@@ -668,12 +668,15 @@ impl FederationService {
         let resp = self
             .forward(&cluster, &caller, &parts, &pq, body, true)
             .await?;
+        // Only a 404 to a read can be a link to another cluster.
         let reads = parts.method == Method::GET || parts.method == Method::HEAD;
-        let link_itself = parts
-            .uri
-            .query()
-            .is_some_and(|q| q.split('&').any(|kv| kv == "symlink=get"));
-        if reads && resp.status() == StatusCode::NOT_FOUND && !link_itself {
+        let link_itself = || {
+            parts
+                .uri
+                .query()
+                .is_some_and(|q| q.split('&').any(|kv| kv == "symlink=get"))
+        };
+        if reads && resp.status() == StatusCode::NOT_FOUND && !link_itself() {
             return self.follow_symlink(&parts, &caller, &cluster, resp).await;
         }
         Ok(resp)

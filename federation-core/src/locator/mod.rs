@@ -222,6 +222,11 @@ impl Locator {
         let new = NewContainer::new(request.account.clone(), request.container.clone(), cluster)
             .attributes(attributes)
             .policy(self.policy.name());
+        self.record_new(new).await
+    }
+
+    /// Creates a record unless one exists, and caches whichever record won.
+    async fn record_new(&self, new: NewContainer) -> Result<Placement, LocateError> {
         let outcome = self.store.create_if_absent(new).await?;
         let created = outcome.created();
         let record = outcome.into_record();
@@ -242,14 +247,7 @@ impl Locator {
         cluster: ClusterId,
     ) -> Result<Placement, LocateError> {
         let new = NewContainer::new(account.clone(), container.clone(), cluster).policy("adopted");
-        let outcome = self.store.create_if_absent(new).await?;
-        let created = outcome.created();
-        let record = outcome.into_record();
-        self.cache.replace(
-            key(record.account.as_str(), record.container.as_str()),
-            record.clone(),
-        );
-        Ok(Placement { record, created })
+        self.record_new(new).await
     }
 
     /// Replaces a container's attributes (compare-and-set on `expected_version`).
