@@ -15,9 +15,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     drain: Duration,
 ) -> std::io::Result<()> {
-    let handler = move |req| {
+    let handler = tower::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let svc = service.clone();
-        async move { svc.handle(req).await }
-    };
+        async move { Ok::<_, std::convert::Infallible>(svc.handle(req).await) }
+    });
     stackfed_http::serve(listener, handler, shutdown, drain).await
 }

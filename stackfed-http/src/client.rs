@@ -1,0 +1,303 @@
+//! The pooled HTTP/1.1 client both protocol crates use to reach their peers (Swift
+//! clusters, the central Glance): keep-alive, bodies streamed both ways, a timeout for
+//! each phase (connect, response head, idle body reads), one retry where it is safe, and
+//! typed errors that say whether a retry may help.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use http_body_util::{BodyExt, Limited};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use tower_http::timeout::TimeoutBody;
+
+use crate::body::{boxed, empty, is_empty, Body, BoxError};
+
+/// Client timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// To establish a TCP connection.
+    pub connect: Duration,
+    /// From sending the request head to receiving the response head.
+    pub response: Duration,
+    /// The longest wait for the next piece of a response body (a stalled peer ends the
+    /// body with [`ClientError::Timeout`] instead of holding the client forever).
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(3),
+            response: Duration::from_secs(60),
+            idle: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Which phase of an exchange timed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Phase {
+    /// Waiting for the response head.
+    Response,
+    /// Waiting for the next piece of the response body.
+    Body,
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Response => "the response head",
+            Self::Body => "the response body",
+        })
+    }
+}
+
+/// Why an exchange with a peer failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// No connection could be made: nothing reached the peer, a retry is safe.
+    #[error("could not connect: {source}")]
+    Connect {
+        /// The transport's error.
+        #[source]
+        source: BoxError,
+    },
+    /// The connection failed after the request was (maybe partly) sent.
+    #[error("connection failed: {source}")]
+    Transport {
+        /// The transport's error.
+        #[source]
+        source: BoxError,
+    },
+    /// The peer did not answer in time.
+    #[error("no answer within {after:?} while waiting for {phase}")]
+    Timeout {
+        /// What was awaited.
+        phase: Phase,
+        /// The limit that passed.
+        after: Duration,
+    },
+    /// A body read whole was larger than allowed.
+    #[error("a body was larger than {limit} bytes")]
+    TooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// A body broke off while it was read.
+    #[error("a body broke off: {source}")]
+    Body {
+        /// The cause.
+        #[source]
+        source: BoxError,
+    },
+    /// The request could not be built (a bad URL or header from configuration or input).
+    #[error("invalid request: {0}")]
+    Invalid(String),
+}
+
+impl ClientError {
+    /// Whether the same request may succeed if tried again later (the peer was
+    /// unreachable or slow, not refused).
+    pub fn is_temporary(&self) -> bool {
+        matches!(
+            self,
+            Self::Connect { .. }
+                | Self::Transport { .. }
+                | Self::Timeout { .. }
+                | Self::Body { .. }
+        )
+    }
+
+    /// Whether it is a timeout (a gateway answers 504 rather than 503).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Timeout { .. })
+    }
+
+    fn from_body(e: BoxError, idle: Duration) -> Self {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            Self::Timeout {
+                phase: Phase::Body,
+                after: idle,
+            }
+        } else {
+            Self::Body { source: e }
+        }
+    }
+}
+
+/// See the module docs. Cheap to clone: clones share the connection pool.
+#[derive(Debug, Clone)]
+pub struct HttpClient {
+    http: Client<HttpConnector, Body>,
+    timeouts: Timeouts,
+}
+
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE | Method::PUT
+    )
+}
+
+impl HttpClient {
+    /// A client with its own connection pool.
+    pub fn new(timeouts: Timeouts) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(timeouts.connect));
+        connector.set_nodelay(true);
+        let http = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(64)
+            .build(connector);
+        Self { http, timeouts }
+    }
+
+    /// The timeouts in force.
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
+    /// Sends a request whose body streams from the caller; the response body streams
+    /// back (each wait for more of it bounded by [`Timeouts::idle`]). A bodiless request
+    /// with an idempotent method is tried once more if no connection could be made.
+    pub async fn send(&self, req: Request<Body>) -> Result<Response<Body>, ClientError> {
+        let replay = (is_empty(req.body()) && is_idempotent(req.method())).then(|| {
+            let mut again = Request::new(empty());
+            *again.method_mut() = req.method().clone();
+            *again.uri_mut() = req.uri().clone();
+            *again.headers_mut() = req.headers().clone();
+            again
+        });
+        match (self.once(req).await, replay) {
+            (Err(ClientError::Connect { source }), Some(again)) => {
+                tracing::debug!(error = %source, "retrying an idempotent request once");
+                self.once(again).await
+            }
+            (other, _) => other,
+        }
+    }
+
+    async fn once(&self, req: Request<Body>) -> Result<Response<Body>, ClientError> {
+        let resp = match tokio::time::timeout(self.timeouts.response, self.http.request(req)).await
+        {
+            Ok(Ok(resp)) => resp,
+            Ok(Err(e)) if e.is_connect() => return Err(ClientError::Connect { source: e.into() }),
+            Ok(Err(e)) => return Err(ClientError::Transport { source: e.into() }),
+            Err(_) => {
+                return Err(ClientError::Timeout {
+                    phase: Phase::Response,
+                    after: self.timeouts.response,
+                })
+            }
+        };
+        let idle = self.timeouts.idle;
+        Ok(resp.map(|b| boxed(TimeoutBody::new(idle, b))))
+    }
+
+    /// Reads a response body whole, at most `limit` bytes: for listings, `/info`,
+    /// tokens and image metadata, never for object or image data.
+    pub async fn read_body(&self, body: Body, limit: usize) -> Result<Bytes, ClientError> {
+        match Limited::new(body, limit).collect().await {
+            Ok(c) => Ok(c.to_bytes()),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                Err(ClientError::TooLarge { limit })
+            }
+            Err(e) => Err(ClientError::from_body(e, self.timeouts.idle)),
+        }
+    }
+
+    /// Sends a request and reads the answer whole (see [`read_body`](Self::read_body)).
+    pub async fn send_collect(
+        &self,
+        req: Request<Body>,
+        limit: usize,
+    ) -> Result<(http::response::Parts, Bytes), ClientError> {
+        let (parts, body) = self.send(req).await?.into_parts();
+        Ok((parts, self.read_body(body, limit).await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::full;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A peer that answers one request with a head and part of a body, then stalls.
+    async fn stalling_peer() -> std::net::SocketAddr {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc")
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_stalled_body_is_a_body_timeout() {
+        let addr = stalling_peer().await;
+        let client = HttpClient::new(Timeouts {
+            idle: Duration::from_millis(200),
+            ..Timeouts::default()
+        });
+        let req = Request::get(format!("http://{addr}/"))
+            .body(empty())
+            .unwrap();
+        let err = client.send_collect(req, 1024).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ClientError::Timeout {
+                    phase: Phase::Body,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.is_temporary() && err.is_timeout());
+    }
+
+    #[tokio::test]
+    async fn refused_connections_are_connect_errors() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        let client = HttpClient::new(Timeouts::default());
+        let req = Request::put(format!("http://{addr}/"))
+            .body(full("x"))
+            .unwrap();
+        let err = client.send(req).await.unwrap_err();
+        assert!(matches!(err, ClientError::Connect { .. }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn oversized_bodies_are_refused() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 8\r\n\r\n12345678")
+                .await
+                .unwrap();
+        });
+        let client = HttpClient::new(Timeouts::default());
+        let req = Request::get(format!("http://{addr}/"))
+            .body(empty())
+            .unwrap();
+        let err = client.send_collect(req, 4).await.unwrap_err();
+        assert!(matches!(err, ClientError::TooLarge { limit: 4 }), "{err:?}");
+        assert!(!err.is_temporary());
+    }
+}
