@@ -102,39 +102,15 @@ fn json_response(status: StatusCode, doc: &Value, stale: bool) -> Response<Body>
     r
 }
 
-/// Parses a `Range` header: one `bytes=` range, else `None` (ignored, as RFC 9110 allows
-/// for a malformed one); several ranges are not supported (416).
+/// The request's `Range` (one range; several or inverted: 416), in the engine's terms.
 fn parse_range(headers: &HeaderMap) -> Result<Option<RangeSpec>, ()> {
-    let Some(v) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
-        return Ok(None);
-    };
-    let Some(spec) = v.trim().strip_prefix("bytes=") else {
-        return Ok(None);
-    };
-    if spec.contains(',') {
-        return Err(());
-    }
-    let (a, b) = match spec.split_once('-') {
-        Some(x) => x,
-        None => return Ok(None),
-    };
-    let (a, b) = (a.trim(), b.trim());
-    Ok(match (a.is_empty(), b.is_empty()) {
-        (true, false) => b.parse().ok().map(RangeSpec::Suffix),
-        (false, true) => a
-            .parse()
-            .ok()
-            .map(|first| RangeSpec::From { first, last: None }),
-        (false, false) => match (a.parse::<u64>(), b.parse::<u64>()) {
-            (Ok(first), Ok(last)) if first <= last => Some(RangeSpec::From {
-                first,
-                last: Some(last),
-            }),
-            (Ok(_), Ok(_)) => return Err(()),
-            _ => None,
-        },
-        (true, true) => None,
-    })
+    use stackfed_http::range::{self, RangeSpec as Wire};
+    Ok(range::parse_range(headers)
+        .map_err(|_| ())?
+        .map(|r| match r {
+            Wire::From { first, last } => RangeSpec::From { first, last },
+            Wire::Suffix(n) => RangeSpec::Suffix(n),
+        }))
 }
 
 impl EdgeService {
@@ -750,39 +726,4 @@ fn data_response(data: ImageData) -> Response<Body> {
         }
     }
     r
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn h(v: &str) -> HeaderMap {
-        let mut m = HeaderMap::new();
-        m.insert(header::RANGE, HeaderValue::from_str(v).unwrap());
-        m
-    }
-
-    #[test]
-    fn ranges() {
-        assert_eq!(
-            parse_range(&h("bytes=0-9")),
-            Ok(Some(RangeSpec::From {
-                first: 0,
-                last: Some(9)
-            }))
-        );
-        assert_eq!(
-            parse_range(&h("bytes=5-")),
-            Ok(Some(RangeSpec::From {
-                first: 5,
-                last: None
-            }))
-        );
-        assert_eq!(parse_range(&h("bytes=-5")), Ok(Some(RangeSpec::Suffix(5))));
-        assert_eq!(parse_range(&h("bytes=0-1,3-4")), Err(()));
-        assert_eq!(parse_range(&h("bytes=9-1")), Err(()));
-        assert_eq!(parse_range(&h("items=0-1")), Ok(None));
-        assert_eq!(parse_range(&h("bytes=x-y")), Ok(None));
-        assert_eq!(parse_range(&HeaderMap::new()), Ok(None));
-    }
 }

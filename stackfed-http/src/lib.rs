@@ -38,6 +38,7 @@ pub mod background;
 pub mod body;
 pub mod client;
 pub mod headers;
+pub mod range;
 mod server;
 
 pub use background::Background;
