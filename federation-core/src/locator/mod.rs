@@ -43,6 +43,9 @@ use crate::placement::{
 
 use cache::{key, RecordCache};
 
+pub mod adopt;
+pub use adopt::ContainerProbe;
+
 /// Cache size used by [`Locator::new`].
 pub const DEFAULT_CACHE_CAPACITY: usize = 100_000;
 /// Cache lifetime used by [`Locator::new`]: how long a record changed by another proxy
@@ -59,6 +62,15 @@ pub enum LocateError {
     /// No cluster could be chosen; see [`PlacementError`].
     #[error(transparent)]
     Placement(#[from] PlacementError),
+    /// A container without a record exists on several clusters: an operator must
+    /// decide which one is the container (see [`adopt`]).
+    #[error("container {container} exists on clusters {}; an operator must resolve this", .clusters.iter().map(ClusterId::as_str).collect::<Vec<_>>().join(", "))]
+    Ambiguous {
+        /// The container.
+        container: ContainerName,
+        /// The clusters holding it.
+        clusters: Vec<ClusterId>,
+    },
 }
 
 /// The result of [`Locator::place`].

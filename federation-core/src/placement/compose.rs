@@ -120,6 +120,82 @@ impl PlacementPolicy for FirstOf {
     }
 }
 
+/// Admits only one cluster: the one a related container lives on (a container and its
+/// `_segments`, a container and its versions location). Refusals name the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SameClusterAs {
+    /// The cluster.
+    pub cluster: ClusterId,
+    /// Why, for errors (`"segments live with their container"`).
+    pub reason: &'static str,
+}
+
+impl ClusterFilter for SameClusterAs {
+    fn check(&self, _: &PlacementRequest, cluster: &ClusterStatus) -> Result<(), Unfit> {
+        if cluster.id() == &self.cluster {
+            Ok(())
+        } else {
+            Err(Unfit::NotPinned {
+                pinned: self.cluster.clone(),
+            })
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        self.reason
+    }
+}
+
+/// Admits the clusters that offer a capability named in a request (for example a Swift
+/// storage policy, which only some clusters define), from what each cluster says it
+/// offers. Matching ignores ASCII case.
+#[derive(Debug, Clone)]
+pub struct Offers {
+    /// What is offered (`"storage-policy"`), for errors.
+    pub label: &'static str,
+    /// The value the request wants.
+    pub wanted: String,
+    /// What each cluster offers.
+    pub offered: std::collections::BTreeMap<ClusterId, Vec<String>>,
+}
+
+impl ClusterFilter for Offers {
+    fn check(&self, _: &PlacementRequest, cluster: &ClusterStatus) -> Result<(), Unfit> {
+        let has = self
+            .offered
+            .get(cluster.id())
+            .is_some_and(|vs| vs.iter().any(|v| v.eq_ignore_ascii_case(&self.wanted)));
+        if has {
+            Ok(())
+        } else {
+            Err(Unfit::LabelMismatch {
+                label: self.label.into(),
+                wanted: self.wanted.clone(),
+                found: None,
+            })
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        self.label
+    }
+}
+
+/// Admits a cluster only if every filter does (the per-request filters of one
+/// placement, applied together). An empty list admits every cluster.
+#[derive(Debug, Default)]
+pub struct AllOf<'a>(pub Vec<&'a dyn ClusterFilter>);
+
+impl ClusterFilter for AllOf<'_> {
+    fn check(&self, r: &PlacementRequest, c: &ClusterStatus) -> Result<(), Unfit> {
+        self.0.iter().try_for_each(|f| f.check(r, c))
+    }
+
+    fn name(&self) -> &'static str {
+        "all-of"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,5 +226,35 @@ mod tests {
             only_pin.place_among(&request("x"), &clusters),
             Err(PlacementError::NotApplicable { .. })
         ));
+    }
+
+    #[test]
+    fn per_request_filters_combine() {
+        let a = cluster("a", 100, 0, &[]);
+        let b = cluster("b", 100, 0, &[]);
+        let r = request("x");
+        let same = SameClusterAs {
+            cluster: id("b"),
+            reason: "segments live with their container",
+        };
+        assert!(same.check(&r, &a).is_err());
+        assert!(same.check(&r, &b).is_ok());
+        let offers = Offers {
+            label: "storage-policy",
+            wanted: "GOLD".into(),
+            offered: [(id("a"), vec!["gold".to_owned()]), (id("b"), vec![])].into(),
+        };
+        assert!(offers.check(&r, &a).is_ok(), "case is ignored");
+        assert!(matches!(
+            offers.check(&r, &b),
+            Err(Unfit::LabelMismatch { found: None, .. })
+        ));
+        assert!(AllOf::default().check(&r, &a).is_ok());
+        let both = AllOf(vec![&same, &offers]);
+        assert!(
+            both.check(&r, &a).is_err(),
+            "offers, but not the same cluster"
+        );
+        assert!(both.check(&r, &b).is_err(), "same cluster, but no offer");
     }
 }

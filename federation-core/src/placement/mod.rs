@@ -50,7 +50,7 @@ mod service_level;
 mod weighted_free;
 
 pub use affinity::AccountAffinity;
-pub use compose::{ClusterFilter, Filtered, FirstOf};
+pub use compose::{AllOf, ClusterFilter, Filtered, FirstOf, Offers, SameClusterAs};
 pub use config::{ConfigError, FilterConfig, PolicyConfig};
 pub use most_free::MostFree;
 pub use pin::Pin;
