@@ -16,7 +16,6 @@ use clap::Parser;
 
 mod common;
 use stackfed::swift_proto::config::ProxyConfig;
-use stackfed::swift_proto::server::serve;
 
 /// Swift cluster federation proxy.
 #[derive(Parser)]
@@ -35,7 +34,7 @@ async fn run(args: Args) -> Result<(), String> {
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
-    let service = config.build().map_err(|e| e.to_string())?;
+    let (service, background) = config.build().map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -43,7 +42,7 @@ async fn run(args: Args) -> Result<(), String> {
     tracing::info!(%addr, clusters = config.clusters.len(), policy = service.locator().policy().name(), "listening");
     // A machine-readable line for scripts that start the proxy on port 0.
     println!("listening on http://{addr}");
-    serve(
+    stackfed::http::serve(
         listener,
         service,
         stackfed::http::shutdown_signal(),
@@ -51,6 +50,7 @@ async fn run(args: Args) -> Result<(), String> {
     )
     .await
     .map_err(|e| e.to_string())?;
+    background.shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }

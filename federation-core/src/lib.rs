@@ -52,7 +52,7 @@ mod name;
 pub mod placement;
 
 pub use cluster::{ClusterId, ClusterRegistry, ClusterSpec, ClusterState, ClusterStatus, Unfit};
-pub use locator::{LocateError, Locator, Placement};
+pub use locator::{ContainerProbe, LocateError, Locator, Placement};
 pub use name::{
     AccountName, ContainerName, NameError, MAX_ACCOUNT_NAME_LENGTH, MAX_CONTAINER_NAME_LENGTH,
 };

@@ -7,12 +7,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use tower_http::timeout::TimeoutBody;
 
 use crate::body::{boxed, empty, is_empty, Body, BoxError};
+
+/// The most headers a peer's answer may carry (hyper's default, 100, is less than a
+/// Swift account with its 90 allowed metadata items sends).
+pub const MAX_RESPONSE_HEADERS: usize = 1024;
 
 /// Client timeouts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +156,7 @@ impl HttpClient {
         let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(64)
+            .http1_max_headers(MAX_RESPONSE_HEADERS)
             .build(connector);
         Self { http, timeouts }
     }
@@ -200,14 +205,20 @@ impl HttpClient {
 
     /// Reads a response body whole, at most `limit` bytes: for listings, `/info`,
     /// tokens and image metadata, never for object or image data.
-    pub async fn read_body(&self, body: Body, limit: usize) -> Result<Bytes, ClientError> {
-        match Limited::new(body, limit).collect().await {
-            Ok(c) => Ok(c.to_bytes()),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                Err(ClientError::TooLarge { limit })
+    pub async fn read_body(&self, mut body: Body, limit: usize) -> Result<Bytes, ClientError> {
+        // A plain loop rather than `Limited`: bounds on a boxed error type held across
+        // an await trip a compiler limitation (rust-lang/rust#102211) in callers.
+        let mut out = bytes::BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| ClientError::from_body(e, self.timeouts.idle))?;
+            if let Ok(data) = frame.into_data() {
+                if out.len() + data.len() > limit {
+                    return Err(ClientError::TooLarge { limit });
+                }
+                out.extend_from_slice(&data);
             }
-            Err(e) => Err(ClientError::from_body(e, self.timeouts.idle)),
         }
+        Ok(out.freeze())
     }
 
     /// Sends a request and reads the answer whole (see [`read_body`](Self::read_body)).

@@ -10,10 +10,13 @@ use federation_core::placement::PolicyConfig;
 use federation_core::{ClusterRegistry, ClusterSpec, ClusterState, ClusterStatus, Locator};
 use serde::Deserialize;
 
-use crate::auth::AuthMode;
-use crate::client::{BackendClient, Timeouts};
+use stackfed_http::{Background, HttpClient, Timeouts};
+
+use crate::cluster::health::HealthProbe;
+use crate::cluster::usage::UsageProbe;
+use crate::cluster::{Clusters, SwiftCluster};
 use crate::registry::{SwiftAttributeStore, SwiftStoreConfig};
-use crate::service::FederationService;
+use crate::service::{AuthMode, FederationService};
 
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -200,8 +203,9 @@ impl ProxyConfig {
     }
 
     /// Builds the service this configuration describes: opens the store and, inside a
-    /// Tokio runtime, starts the health probe.
-    pub fn build(&self) -> Result<FederationService, ConfigError> {
+    /// Tokio runtime, starts the health and usage probes. The returned [`Background`]
+    /// owns the probes: `shutdown().await` stops them.
+    pub fn build(&self) -> Result<(FederationService, Background), ConfigError> {
         let statuses = self
             .clusters
             .iter()
@@ -211,10 +215,17 @@ impl ProxyConfig {
             ClusterRegistry::from_statuses(statuses)
                 .map_err(|e| ConfigError::Invalid(e.to_string()))?,
         );
-        let client = BackendClient::new(Timeouts {
+        let response = seconds("response_timeout_seconds", self.response_timeout_seconds)?;
+        let client = HttpClient::new(Timeouts {
             connect: seconds("connect_timeout_seconds", self.connect_timeout_seconds)?,
-            response: seconds("response_timeout_seconds", self.response_timeout_seconds)?,
+            response,
+            idle: response,
         });
+        let clusters = Clusters::new(
+            self.clusters
+                .iter()
+                .map(|c| SwiftCluster::from_spec(&c.spec, &c.recon_endpoints, client.clone())),
+        );
         let store: Arc<dyn AttributeStore> = match &self.store {
             StoreConfig::Memory => Arc::new(MemoryStore::new()),
             StoreConfig::Sqlite { path } => Arc::new(
@@ -232,40 +243,46 @@ impl ProxyConfig {
             self.cache_capacity,
             seconds("cache_ttl_seconds", self.cache_ttl_seconds)?,
         );
+        let background = Background::new();
         let runtime = || {
             tokio::runtime::Handle::try_current()
                 .map_err(|_| ConfigError::Invalid("the cluster probes need a Tokio runtime".into()))
         };
         if self.probe_interval_seconds > 0.0 {
-            let probe = crate::health::HealthProbe::new(
+            let probe = HealthProbe::new(
                 registry.clone(),
-                client.clone(),
+                clusters.clone(),
                 self.clusters
                     .iter()
                     .map(|c| (c.spec.id.clone(), c.state))
                     .collect(),
-                seconds("probe_interval_seconds", self.probe_interval_seconds)?,
                 Duration::from_secs(1),
             );
-            runtime()?.spawn(probe.run());
-        }
-        let nodes: std::collections::HashMap<_, _> = self
-            .clusters
-            .iter()
-            .filter(|c| !c.recon_endpoints.is_empty())
-            .map(|c| (c.spec.id.clone(), c.recon_endpoints.clone()))
-            .collect();
-        if self.usage_interval_seconds > 0.0 && !nodes.is_empty() {
-            let probe = crate::usage::UsageProbe::new(
-                registry,
-                client.clone(),
-                nodes,
-                seconds("usage_interval_seconds", self.usage_interval_seconds)?,
+            background.spawn_every(
+                &runtime()?,
+                "health probe",
+                seconds("probe_interval_seconds", self.probe_interval_seconds)?,
+                move || {
+                    let probe = probe.clone();
+                    async move { probe.probe_once().await }
+                },
             );
-            runtime()?.spawn(probe.run());
         }
-        Ok(FederationService::new(Arc::new(locator), client, self.auth)
-            .with_partial_listings(self.listing_partial))
+        let usage = UsageProbe::new(registry, clusters.clone());
+        if self.usage_interval_seconds > 0.0 && usage.has_work() {
+            background.spawn_every(
+                &runtime()?,
+                "usage probe",
+                seconds("usage_interval_seconds", self.usage_interval_seconds)?,
+                move || {
+                    let usage = usage.clone();
+                    async move { usage.refresh_once().await }
+                },
+            );
+        }
+        let service = FederationService::new(Arc::new(locator), clusters, self.auth)
+            .with_partial_listings(self.listing_partial);
+        Ok((service, background))
     }
 }
 

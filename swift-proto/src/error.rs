@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use http::{header, HeaderValue, Response, StatusCode};
 
-use crate::body::{full, Body};
+use stackfed_http::{full, Body};
 
 /// An error answered to the client as Swift answers it: a status and a short HTML body
 /// (`text/html; charset=UTF-8`), either Swift's default text for the status or a
@@ -73,7 +73,7 @@ impl SwiftError {
         let text = self.body_text().into_owned();
         let len = text.len();
         let mut resp = Response::new(if head {
-            crate::body::empty()
+            stackfed_http::empty()
         } else {
             full(text)
         });
@@ -109,6 +109,72 @@ fn default_text(status: StatusCode) -> (&'static str, &'static str) {
         504 => ("Gateway Timeout", "A timeout has occurred speaking to a backend server."),
         507 => ("Insufficient Storage", "There was not enough space to save the resource. Drive: No cluster of the federation can take this container."),
         _ => ("Error", "The request could not be completed."),
+    }
+}
+
+// ----- where internal errors become Swift's answers (the one mapping) -----------------
+
+impl From<crate::cluster::ClusterError> for SwiftError {
+    fn from(e: crate::cluster::ClusterError) -> Self {
+        use crate::cluster::ClusterError as E;
+        match &e {
+            E::Refused { .. } => Self::unauthorized(),
+            E::Invalid { message, .. } => Self::bad_request(message.clone()),
+            _ if e.is_timeout() => Self::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("cluster {} did not answer in time", e.cluster()),
+            ),
+            _ => Self::unavailable(e.to_string()),
+        }
+    }
+}
+
+impl From<federation_core::LocateError> for SwiftError {
+    fn from(e: federation_core::LocateError) -> Self {
+        use federation_core::LocateError as E;
+        match e {
+            E::Store(e) => e.into(),
+            E::Placement(e) => e.into(),
+            E::Ambiguous { .. } => Self::new(StatusCode::CONFLICT, e.to_string()),
+            other => Self::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+        }
+    }
+}
+
+impl From<federation_core::attrs::StoreError> for SwiftError {
+    fn from(e: federation_core::attrs::StoreError) -> Self {
+        use federation_core::attrs::StoreError as E;
+        match e {
+            E::NotFound { .. } => Self::not_found(),
+            E::Conflict { .. } => Self::new(StatusCode::CONFLICT, e.to_string()),
+            E::InvalidInput { .. } => Self::bad_request(e.to_string()),
+            E::Unavailable { .. } => Self::unavailable(e.to_string()),
+            other => Self::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+        }
+    }
+}
+
+impl From<federation_core::placement::PlacementError> for SwiftError {
+    fn from(e: federation_core::placement::PlacementError) -> Self {
+        use federation_core::placement::PlacementError as E;
+        use federation_core::Unfit;
+        let text = e.to_string();
+        let all = |ok: fn(&Unfit) -> bool| match &e {
+            E::NoFit { rejections } => {
+                !rejections.is_empty() && rejections.iter().all(|r| ok(&r.reason))
+            }
+            _ => false,
+        };
+        if matches!(e, E::UnknownCluster { .. })
+            // A service level no cluster offers will not appear by retrying.
+            || all(|u| matches!(u, Unfit::LabelMismatch { .. }))
+        {
+            Self::bad_request(text)
+        } else if all(|u| matches!(u, Unfit::Full { .. } | Unfit::LabelMismatch { .. })) {
+            Self::new(StatusCode::INSUFFICIENT_STORAGE, text)
+        } else {
+            Self::unavailable(text)
+        }
     }
 }
 

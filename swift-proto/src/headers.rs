@@ -99,22 +99,6 @@ pub fn insert_attributes(headers: &mut HeaderMap, attributes: &Attributes, clust
     }
 }
 
-/// Headers that describe one hop and are never forwarded (RFC 9110 §7.6.1).
-pub fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "proxy-connection"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-    )
-}
-
 /// Whether a response header is an account usage counter that the federation sums:
 /// `X-Account-{Container,Object}-Count`, `X-Account-Bytes-Used`, and their
 /// per-storage-policy forms.
@@ -159,15 +143,6 @@ pub fn sum_usage<'a>(into: &mut HeaderMap, responses: impl IntoIterator<Item = &
     }
     for (name, total) in sums {
         into.insert(name, HeaderValue::from(total));
-    }
-}
-
-/// Copies end-to-end headers (everything but hop-by-hop ones) from `from` to `to`.
-pub fn copy_end_to_end(from: &HeaderMap, to: &mut HeaderMap) {
-    for (name, value) in from {
-        if !is_hop_by_hop(name) {
-            to.append(name.clone(), value.clone());
-        }
     }
 }
 

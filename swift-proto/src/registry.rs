@@ -19,14 +19,14 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use swift_proto::client::{BackendClient, Timeouts};
+//! use stackfed_http::{HttpClient, Timeouts};
 //! use swift_proto::registry::{SwiftAttributeStore, SwiftStoreConfig};
 //! let config = SwiftStoreConfig::new(
 //!     "http://127.0.0.1:8081".parse()?,
 //!     "registry:admin",
 //!     "secret",
 //! );
-//! let store = SwiftAttributeStore::new(config, BackendClient::new(Timeouts::default()));
+//! let store = SwiftAttributeStore::new(config, HttpClient::new(Timeouts::default()));
 //! # let _ = store; Ok(()) }
 //! ```
 
@@ -39,13 +39,12 @@ use federation_core::attrs::{
 };
 use federation_core::{AccountName, ClusterId, ContainerName};
 use futures::StreamExt;
-use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use serde::{Deserialize, Serialize};
+use stackfed_http::HttpClient;
 use url::Url;
 
-use crate::auth::{authenticate, ClusterToken, Credentials};
-use crate::body::{empty, full};
-use crate::client::BackendClient;
+use crate::cluster::{Auth, ClusterRequest, Credentials, Payload, Session, SwiftCluster};
 use crate::path::encode_segment;
 
 /// The largest record the store reads back.
@@ -133,14 +132,10 @@ struct Stored {
 /// See the module docs.
 #[derive(Debug)]
 pub struct SwiftAttributeStore {
-    client: BackendClient,
-    /// The registry cluster's name in errors, and its base URL.
-    name: ClusterId,
-    endpoint: Url,
-    credentials: Credentials,
+    cluster: SwiftCluster,
+    session: Session,
     container_segment: String,
     settle: Duration,
-    token: tokio::sync::Mutex<Option<ClusterToken>>,
 }
 
 fn unavailable(message: impl Into<String>) -> StoreError {
@@ -188,37 +183,21 @@ struct Answer {
 impl SwiftAttributeStore {
     /// A store reached through `client`. Nothing is contacted until the first call; the
     /// registry container is created when the first record is written.
-    pub fn new(config: SwiftStoreConfig, client: BackendClient) -> Self {
+    pub fn new(config: SwiftStoreConfig, client: HttpClient) -> Self {
+        let name = ClusterId::new("registry").unwrap_or_else(|_| unreachable!("a valid id"));
         Self {
-            client,
-            name: ClusterId::new("registry").unwrap_or_else(|_| unreachable!("a valid id")),
-            endpoint: config.endpoint,
-            credentials: Credentials {
+            cluster: SwiftCluster::new(name, &config.endpoint, &[], client),
+            session: Session::new(Credentials {
                 user: config.user,
                 key: config.key,
-            },
+            }),
             container_segment: encode_segment(&config.container, false),
             settle: Duration::from_millis(config.settle_ms),
-            token: tokio::sync::Mutex::new(None),
         }
     }
 
-    async fn token(&self, renew: bool) -> Result<ClusterToken, StoreError> {
-        let mut slot = self.token.lock().await;
-        if let Some(t) = slot.as_ref() {
-            if !renew && t.expires > std::time::Instant::now() + Duration::from_secs(30) {
-                return Ok(t.clone());
-            }
-        }
-        let t = authenticate(&self.client, &self.name, &self.endpoint, &self.credentials)
-            .await
-            .map_err(|e| unavailable(format!("registry authentication failed: {e}")))?;
-        *slot = Some(t.clone());
-        Ok(t)
-    }
-
-    /// One request to the registry container (`object` empty) or one of its objects,
-    /// authenticating again once if the cluster refuses the token.
+    /// One request to the registry container (`object` empty) or one of its objects;
+    /// the cluster client renews the token once if the cluster refuses it.
     async fn call(
         &self,
         method: Method,
@@ -227,52 +206,47 @@ impl SwiftAttributeStore {
         headers: &[(&'static str, &str)],
         body: Option<Bytes>,
     ) -> Result<Answer, StoreError> {
-        let mut renew = false;
-        loop {
-            let token = self.token(renew).await?;
-            let mut uri = format!(
-                "{}{}/{}",
-                self.endpoint.as_str().trim_end_matches('/'),
-                token.storage_path,
-                self.container_segment
-            );
-            if !object.is_empty() {
-                uri.push('/');
-                uri.push_str(&encode_segment(object, true));
-            }
-            uri.push_str(query);
-            let mut req = Request::builder()
-                .method(method.clone())
-                .uri(&uri)
-                .body(body.clone().map_or_else(empty, full))
-                .map_err(|e| unavailable(format!("bad registry request {uri}: {e}")))?;
-            let h: &mut HeaderMap = req.headers_mut();
-            h.insert("x-auth-token", token.token.clone());
-            for (k, v) in headers {
-                let v = HeaderValue::from_str(v)
-                    .map_err(|_| unavailable(format!("bad header value for {k}")))?;
-                h.insert(*k, v);
-            }
-            let limit = if object.is_empty() {
-                MAX_LISTING_BYTES
-            } else {
-                MAX_RECORD_BYTES
-            };
-            let (parts, body) = self.client.send_collect(req, limit).await.map_err(|e| {
-                StoreError::Unavailable {
-                    message: format!("registry cluster: {e}"),
-                    source: Some(Box::new(e)),
-                }
-            })?;
-            if parts.status == StatusCode::UNAUTHORIZED && !renew {
-                renew = true;
-                continue;
-            }
-            return Ok(Answer {
-                status: parts.status,
-                body,
-            });
+        let account = self
+            .session
+            .token_for(&self.cluster, false)
+            .await
+            .map_err(|e| StoreError::Unavailable {
+                message: format!("registry authentication failed: {e}"),
+                source: Some(Box::new(e)),
+            })?
+            .storage_path;
+        let mut path = format!("{account}/{}", self.container_segment);
+        if !object.is_empty() {
+            path.push('/');
+            path.push_str(&encode_segment(object, true));
         }
+        path.push_str(query);
+        let mut h = HeaderMap::new();
+        for (k, v) in headers {
+            let v = HeaderValue::from_str(v)
+                .map_err(|_| unavailable(format!("bad header value for {k}")))?;
+            h.insert(*k, v);
+        }
+        let limit = if object.is_empty() {
+            MAX_LISTING_BYTES
+        } else {
+            MAX_RECORD_BYTES
+        };
+        let req = ClusterRequest::new(method, path)
+            .headers(h)
+            .body(body.map_or(Payload::Empty, Payload::Bytes));
+        let (parts, body) = self
+            .cluster
+            .collect(req, Auth::Session(&self.session), limit)
+            .await
+            .map_err(|e| StoreError::Unavailable {
+                message: format!("registry cluster: {e}"),
+                source: Some(Box::new(e)),
+            })?;
+        Ok(Answer {
+            status: parts.status,
+            body,
+        })
     }
 
     async fn create_container(&self) -> Result<(), StoreError> {

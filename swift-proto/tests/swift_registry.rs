@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use swift_proto::client::{BackendClient, Timeouts};
+use stackfed_http::{HttpClient, Timeouts};
 use swift_proto::registry::{SwiftAttributeStore, SwiftStoreConfig};
 
 fn env(name: &str) -> String {
@@ -23,6 +23,6 @@ async fn swift_store_passes_the_conformance_suite() {
         env("STACKFED_REGISTRY_KEY"),
     )
     .container(format!("conformance-{}", std::process::id()));
-    let store = SwiftAttributeStore::new(config, BackendClient::new(Timeouts::default()));
+    let store = SwiftAttributeStore::new(config, HttpClient::new(Timeouts::default()));
     federation_core::attrs::conformance::run_all(Arc::new(store), "swift").await;
 }

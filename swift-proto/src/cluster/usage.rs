@@ -8,17 +8,13 @@
 //! cluster without recon endpoints keeps its configured figures; a node that does not
 //! answer leaves the cluster's last figures in place (and is logged).
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use federation_core::{ClusterId, ClusterRegistry};
-use http::Request;
+use federation_core::ClusterRegistry;
 use serde::Deserialize;
-use url::Url;
 
-use crate::body::empty;
-use crate::client::BackendClient;
+use super::{Clusters, SwiftCluster};
 
 /// One device in a `/recon/diskusage` answer. Unmounted devices carry `""` sizes.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -75,80 +71,49 @@ impl Usage {
 #[derive(Debug, Clone)]
 pub struct UsageProbe {
     registry: Arc<ClusterRegistry>,
-    client: BackendClient,
-    nodes: HashMap<ClusterId, Vec<Url>>,
-    interval: Duration,
+    clusters: Clusters,
 }
 
 impl UsageProbe {
-    /// A probe asking `nodes` (storage nodes running recon, per cluster).
-    pub fn new(
-        registry: Arc<ClusterRegistry>,
-        client: BackendClient,
-        nodes: HashMap<ClusterId, Vec<Url>>,
-        interval: Duration,
-    ) -> Self {
-        Self {
-            registry,
-            client,
-            nodes,
-            interval,
-        }
+    /// A probe of the `clusters` that have recon nodes, recording in `registry`.
+    pub fn new(registry: Arc<ClusterRegistry>, clusters: Clusters) -> Self {
+        Self { registry, clusters }
     }
 
-    async fn node(&self, node: &Url) -> Result<bytes::Bytes, String> {
-        let url = format!("{}/recon/diskusage", node.as_str().trim_end_matches('/'));
-        let req = Request::get(&url)
-            .body(empty())
-            .map_err(|e| e.to_string())?;
-        let (parts, body) = self
-            .client
-            .send_collect(req, 1 << 20)
-            .await
-            .map_err(|e| e.to_string())?;
-        if !parts.status.is_success() {
-            return Err(format!("{url} answered {}", parts.status));
-        }
-        Ok(body)
+    /// Whether any cluster has recon nodes (otherwise there is nothing to probe).
+    pub fn has_work(&self) -> bool {
+        self.clusters.iter().any(SwiftCluster::has_recon)
     }
 
     /// One cluster's usage; `None` when a node did not answer or no device is mounted.
-    pub async fn measure(&self, cluster: &ClusterId) -> Option<Usage> {
-        let nodes = self.nodes.get(cluster)?;
-        let answers = futures::future::join_all(nodes.iter().map(|n| self.node(n))).await;
-        let mut usage = Usage::default();
-        for (node, answer) in nodes.iter().zip(answers) {
-            let counted = answer.and_then(|b| usage.add_diskusage(&b).map_err(|e| e.to_string()));
-            if let Err(e) = counted {
-                tracing::warn!(%cluster, node = %node, error = %e, "no usage from a storage node");
-                return None;
+    pub async fn measure(&self, cluster: &SwiftCluster) -> Option<Usage> {
+        match cluster.diskusage().await {
+            Ok(u) if u.devices > 0 => Some(u),
+            Ok(_) => {
+                tracing::warn!(cluster = %cluster.id(), "no mounted device reported; keeping the configured capacity");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(cluster = %cluster.id(), error = %e, "no usage from a storage node");
+                None
             }
         }
-        if usage.devices == 0 {
-            tracing::warn!(%cluster, "no mounted device reported; keeping the configured capacity");
-            return None;
-        }
-        Some(usage)
     }
 
     /// Measures every cluster once, concurrently, and records what it found.
     pub async fn refresh_once(&self) {
-        let ids: Vec<ClusterId> = self.nodes.keys().cloned().collect();
-        let found = futures::future::join_all(ids.iter().map(|id| self.measure(id))).await;
-        for (id, usage) in ids.iter().zip(found) {
+        let with_recon: Vec<&SwiftCluster> =
+            self.clusters.iter().filter(|c| c.has_recon()).collect();
+        let found = futures::future::join_all(with_recon.iter().map(|c| self.measure(c))).await;
+        for (c, usage) in with_recon.iter().zip(found) {
             let Some(u) = usage else { continue };
-            let _ = self.registry.update(id, |s| {
+            let _ = self.registry.update(c.id(), |s| {
                 s.spec.capacity_bytes = u.capacity_bytes;
                 s.used_bytes = u.used_bytes;
                 s.last_seen = Some(SystemTime::now());
             });
-            tracing::debug!(cluster = %id, capacity = u.capacity_bytes, used = u.used_bytes, "usage refreshed");
+            tracing::debug!(cluster = %c.id(), capacity = u.capacity_bytes, used = u.used_bytes, "usage refreshed");
         }
-    }
-
-    /// Runs forever (until the task is dropped or aborted).
-    pub async fn run(self) {
-        crate::health::every(self.interval, || self.refresh_once()).await;
     }
 }
 

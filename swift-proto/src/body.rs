@@ -1,3 +1,0 @@
-//! The body type the service and the client stream (from `stackfed-http`).
-
-pub use stackfed_http::{boxed, empty, full, Body, BoxError};

@@ -1,0 +1,485 @@
+//! The one typed client per Swift cluster (OpenDAL's `services/swift/src/core.rs` is the
+//! model). [`SwiftCluster`] is the only code that formats a cluster's URLs, attaches a
+//! cluster token, filters hop-by-hop headers, renews a token once on 401 for a request
+//! that can be replayed, and turns transport failures into [`ClusterError`]s. Timeouts
+//! (connect, response head, idle body reads) and header limits come from the shared
+//! [`HttpClient`]. The service, the Swift-backed attribute store and the probes all talk
+//! to clusters through it.
+
+mod error;
+pub mod health;
+mod token;
+pub mod usage;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use federation_core::{AccountName, ClusterId, ClusterSpec, ContainerName};
+use http::header::{self, HeaderName};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use stackfed_http::headers::{is_hop_by_hop, strip_hop_by_hop};
+use stackfed_http::{empty, full, Body, HttpClient};
+use url::Url;
+
+pub use error::{ClusterError, Origin};
+pub use token::{ClusterToken, Credentials, Session};
+pub use usage::Usage;
+
+use crate::path::encode_segment;
+
+/// The largest listing, auth or info body read whole from a cluster.
+pub const MAX_COLLECTED_BODY: usize = 64 * 1024 * 1024;
+
+/// Who a request acts as, towards a cluster.
+#[derive(Debug, Clone, Copy)]
+pub enum Auth<'a> {
+    /// No token (public reads, temp URLs, health checks).
+    Anonymous,
+    /// A token passed through unchanged (clusters sharing one Keystone); never renewed.
+    Token(&'a HeaderValue),
+    /// A session's token on this cluster, obtained and renewed as needed.
+    Session(&'a Session),
+}
+
+/// A request body: bytes in hand can be sent again (after a token renewal), a stream
+/// cannot.
+#[derive(Debug)]
+pub enum Payload {
+    /// No body.
+    Empty,
+    /// A body in memory (replayable).
+    Bytes(Bytes),
+    /// A streamed body (sent once).
+    Stream(Body),
+}
+
+impl Payload {
+    fn replay(&self) -> Option<Body> {
+        match self {
+            Self::Empty => Some(empty()),
+            Self::Bytes(b) => Some(full(b.clone())),
+            Self::Stream(b) if stackfed_http::body::is_empty(b) => Some(empty()),
+            Self::Stream(_) => None,
+        }
+    }
+
+    fn into_body(self) -> Body {
+        match self {
+            Self::Empty => empty(),
+            Self::Bytes(b) => full(b),
+            Self::Stream(b) => b,
+        }
+    }
+}
+
+/// A request for one cluster: a method, a path (with its query) under the cluster's
+/// endpoint, end-to-end headers and a body.
+#[derive(Debug)]
+pub struct ClusterRequest {
+    /// The method.
+    pub method: Method,
+    /// `/v1/AUTH_test/c/o?query`, already percent-encoded.
+    pub path_and_query: String,
+    /// Headers to send. Hop-by-hop headers, `Host` and any token are dropped: the
+    /// cluster client sets those itself.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Payload,
+}
+
+impl ClusterRequest {
+    /// A bodiless request without headers.
+    pub fn new(method: Method, path_and_query: impl Into<String>) -> Self {
+        Self {
+            method,
+            path_and_query: path_and_query.into(),
+            headers: HeaderMap::new(),
+            body: Payload::Empty,
+        }
+    }
+
+    /// With these headers.
+    pub fn headers(mut self, headers: HeaderMap) -> Self {
+        self.headers = headers;
+        self
+    }
+
+    /// With this body.
+    pub fn body(mut self, body: Payload) -> Self {
+        self.body = body;
+        self
+    }
+}
+
+/// The path of an account, container or object, percent-encoded (`/v1/a/c/o`).
+pub fn swift_path(account: &AccountName, container: Option<&str>, object: Option<&str>) -> String {
+    let mut p = format!("/v1/{}", encode_segment(account.as_str(), false));
+    if let Some(c) = container {
+        p.push('/');
+        p.push_str(&encode_segment(c, false));
+        if let Some(o) = object {
+            p.push('/');
+            p.push_str(&encode_segment(o, true));
+        }
+    }
+    p
+}
+
+/// See the [module docs](self). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SwiftCluster {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    id: ClusterId,
+    /// The proxy endpoint, without a trailing slash.
+    base: String,
+    /// Storage nodes answering `recon`, without trailing slashes.
+    recon: Vec<String>,
+    http: HttpClient,
+}
+
+impl SwiftCluster {
+    /// A client for the cluster whose proxy answers at `endpoint`; `recon` lists storage
+    /// nodes running Swift's recon middleware (for usage), possibly none.
+    pub fn new(id: ClusterId, endpoint: &Url, recon: &[Url], http: HttpClient) -> Self {
+        let trim = |u: &Url| u.as_str().trim_end_matches('/').to_owned();
+        Self {
+            inner: Arc::new(Inner {
+                id,
+                base: trim(endpoint),
+                recon: recon.iter().map(trim).collect(),
+                http,
+            }),
+        }
+    }
+
+    /// A client for a configured cluster.
+    pub fn from_spec(spec: &ClusterSpec, recon: &[Url], http: HttpClient) -> Self {
+        Self::new(spec.id.clone(), &spec.endpoint, recon, http)
+    }
+
+    /// The cluster's name.
+    pub fn id(&self) -> &ClusterId {
+        &self.inner.id
+    }
+
+    /// The HTTP client (its timeouts).
+    pub fn http(&self) -> &HttpClient {
+        &self.inner.http
+    }
+
+    fn invalid(&self, message: impl Into<String>) -> ClusterError {
+        ClusterError::Invalid {
+            cluster: self.inner.id.clone(),
+            message: message.into(),
+        }
+    }
+
+    fn bad_answer(&self, message: impl Into<String>) -> ClusterError {
+        ClusterError::BadAnswer {
+            cluster: self.inner.id.clone(),
+            message: message.into(),
+        }
+    }
+
+    fn transport(&self, source: stackfed_http::ClientError) -> ClusterError {
+        ClusterError::Transport {
+            cluster: self.inner.id.clone(),
+            source,
+        }
+    }
+
+    /// The only place a cluster URL is formatted.
+    fn url(base: &str, path_and_query: &str) -> Result<Uri, String> {
+        let mut s = String::with_capacity(base.len() + path_and_query.len());
+        s.push_str(base);
+        s.push_str(path_and_query);
+        s.parse()
+            .map_err(|_| format!("not a valid path: {path_and_query}"))
+    }
+
+    async fn token(
+        &self,
+        auth: Auth<'_>,
+        force: bool,
+    ) -> Result<Option<HeaderValue>, ClusterError> {
+        Ok(match auth {
+            Auth::Anonymous => None,
+            Auth::Token(t) => Some(t.clone()),
+            Auth::Session(s) => Some(s.token_for(self, force).await?.token),
+        })
+    }
+
+    /// One exchange: the request as given, with `token`, the answer's hop-by-hop
+    /// headers removed.
+    async fn exchange(
+        &self,
+        method: &Method,
+        uri: Uri,
+        headers: &HeaderMap,
+        body: Body,
+        token: Option<HeaderValue>,
+    ) -> Result<Response<Body>, ClusterError> {
+        let mut req = Request::new(body);
+        *req.method_mut() = method.clone();
+        *req.uri_mut() = uri;
+        let h = req.headers_mut();
+        h.reserve(headers.len() + 1);
+        for (name, value) in headers {
+            if is_hop_by_hop(name)
+                || name == header::HOST
+                || name == "x-auth-token"
+                || name == "x-storage-token"
+            {
+                continue;
+            }
+            h.append(name.clone(), value.clone());
+        }
+        if let Some(t) = token {
+            h.insert(HeaderName::from_static("x-auth-token"), t);
+        }
+        let mut resp = self
+            .inner
+            .http
+            .send(req)
+            .await
+            .map_err(|e| self.transport(e))?;
+        strip_hop_by_hop(resp.headers_mut());
+        Ok(resp)
+    }
+
+    /// Sends a request and streams the answer back. When the cluster refuses a
+    /// session's token (401) and the request can be replayed, the token is renewed and
+    /// the request sent once more.
+    pub async fn send(
+        &self,
+        req: ClusterRequest,
+        auth: Auth<'_>,
+    ) -> Result<Response<Body>, ClusterError> {
+        let ClusterRequest {
+            method,
+            path_and_query,
+            headers,
+            body,
+        } = req;
+        let uri = Self::url(&self.inner.base, &path_and_query).map_err(|m| self.invalid(m))?;
+        let replay = match auth {
+            Auth::Session(_) => body.replay(),
+            _ => None,
+        };
+        let token = self.token(auth, false).await?;
+        let resp = self
+            .exchange(&method, uri.clone(), &headers, body.into_body(), token)
+            .await?;
+        match replay {
+            Some(again) if resp.status() == StatusCode::UNAUTHORIZED => {
+                tracing::debug!(cluster = %self.id(), "token refused; renewing it once");
+                let token = self.token(auth, true).await?;
+                self.exchange(&method, uri, &headers, again, token).await
+            }
+            _ => Ok(resp),
+        }
+    }
+
+    /// [`send`](Self::send), reading the answer whole (at most `limit` bytes): for
+    /// listings, `/info` and records, never for objects.
+    pub async fn collect(
+        &self,
+        req: ClusterRequest,
+        auth: Auth<'_>,
+        limit: usize,
+    ) -> Result<(http::response::Parts, Bytes), ClusterError> {
+        let (parts, body) = self.send(req, auth).await?.into_parts();
+        let bytes = self
+            .inner
+            .http
+            .read_body(body, limit)
+            .await
+            .map_err(|e| self.transport(e))?;
+        Ok((parts, bytes))
+    }
+
+    /// Logs in on the cluster's tempauth (`GET /auth/v1.0`).
+    pub async fn login(&self, credentials: &Credentials) -> Result<ClusterToken, ClusterError> {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("x-auth-user", &credentials.user),
+            ("x-auth-key", &credentials.key),
+        ] {
+            let v = HeaderValue::from_str(value)
+                .map_err(|_| self.invalid("credentials are not valid header values"))?;
+            headers.insert(name, v);
+        }
+        // Straight to the exchange: a login never needs a token of its own.
+        let uri = Self::url(&self.inner.base, "/auth/v1.0").map_err(|m| self.invalid(m))?;
+        let resp = self
+            .exchange(&Method::GET, uri, &headers, empty(), None)
+            .await?;
+        let (parts, body) = resp.into_parts();
+        // Drain the (small) body so the connection goes back to the pool.
+        let _ = self.inner.http.read_body(body, 64 * 1024).await;
+        if parts.status == StatusCode::UNAUTHORIZED || parts.status == StatusCode::FORBIDDEN {
+            return Err(ClusterError::Refused {
+                cluster: self.id().clone(),
+            });
+        }
+        if !parts.status.is_success() {
+            return Err(ClusterError::AuthFailed {
+                cluster: self.id().clone(),
+                status: parts.status,
+            });
+        }
+        let token = parts
+            .headers
+            .get("x-auth-token")
+            .cloned()
+            .ok_or_else(|| self.bad_answer("no token"))?;
+        let storage_path = parts
+            .headers
+            .get("x-storage-url")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|u| Url::parse(u).ok())
+            .map(|u| u.path().trim_end_matches('/').to_owned())
+            .ok_or_else(|| self.bad_answer("no usable storage URL"))?;
+        let lifetime = parts
+            .headers
+            .get("x-auth-token-expires")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map_or(Duration::from_secs(3600), Duration::from_secs_f64);
+        Ok(ClusterToken {
+            token,
+            storage_path,
+            expires: Instant::now() + lifetime,
+        })
+    }
+
+    /// `HEAD` of a container: whether the cluster holds it (any 2xx).
+    pub async fn holds_container(
+        &self,
+        account: &AccountName,
+        container: &ContainerName,
+        auth: Auth<'_>,
+    ) -> Result<bool, ClusterError> {
+        let path = swift_path(account, Some(container.as_str()), None);
+        let resp = self
+            .send(ClusterRequest::new(Method::HEAD, path), auth)
+            .await?;
+        Ok(resp.status().is_success())
+    }
+
+    /// `GET` of an object, streamed.
+    pub async fn get_object(
+        &self,
+        account: &AccountName,
+        container: &ContainerName,
+        object: &str,
+        auth: Auth<'_>,
+    ) -> Result<Response<Body>, ClusterError> {
+        let path = swift_path(account, Some(container.as_str()), Some(object));
+        self.send(ClusterRequest::new(Method::GET, path), auth)
+            .await
+    }
+
+    /// `PUT` of an object from a stream.
+    pub async fn put_object(
+        &self,
+        account: &AccountName,
+        container: &ContainerName,
+        object: &str,
+        headers: HeaderMap,
+        body: Body,
+        auth: Auth<'_>,
+    ) -> Result<Response<Body>, ClusterError> {
+        let path = swift_path(account, Some(container.as_str()), Some(object));
+        let req = ClusterRequest::new(Method::PUT, path)
+            .headers(headers)
+            .body(Payload::Stream(body));
+        self.send(req, auth).await
+    }
+
+    /// The cluster's `/info` document.
+    pub async fn info(&self) -> Result<serde_json::Value, ClusterError> {
+        let req = ClusterRequest::new(Method::GET, "/info");
+        let (parts, body) = self.collect(req, Auth::Anonymous, 1 << 20).await?;
+        if !parts.status.is_success() {
+            return Err(self.bad_answer(format!("/info answered {}", parts.status)));
+        }
+        serde_json::from_slice(&body).map_err(|e| self.bad_answer(format!("/info: {e}")))
+    }
+
+    /// Whether `/healthcheck` answers 200 within `within`.
+    pub async fn healthcheck(&self, within: Duration) -> bool {
+        let req = ClusterRequest::new(Method::GET, "/healthcheck");
+        matches!(
+            tokio::time::timeout(within, self.send(req, Auth::Anonymous)).await,
+            Ok(Ok(resp)) if resp.status() == StatusCode::OK
+        )
+    }
+
+    /// Whether the cluster has recon nodes to measure usage with.
+    pub fn has_recon(&self) -> bool {
+        !self.inner.recon.is_empty()
+    }
+
+    /// The sum of `/recon/diskusage` over the cluster's storage nodes; an error names
+    /// the first node that did not answer usefully.
+    pub async fn diskusage(&self) -> Result<Usage, ClusterError> {
+        let answers = futures::future::join_all(self.inner.recon.iter().map(|node| async move {
+            let uri = Self::url(node, "/recon/diskusage").map_err(|m| self.invalid(m))?;
+            let resp = self
+                .exchange(&Method::GET, uri, &HeaderMap::new(), empty(), None)
+                .await?;
+            let status = resp.status();
+            let body = self
+                .inner
+                .http
+                .read_body(resp.into_body(), 1 << 20)
+                .await
+                .map_err(|e| self.transport(e))?;
+            if !status.is_success() {
+                return Err(self.bad_answer(format!("{node} answered {status}")));
+            }
+            Ok(body)
+        }))
+        .await;
+        let mut usage = Usage::default();
+        for (node, answer) in self.inner.recon.iter().zip(answers) {
+            usage
+                .add_diskusage(&answer?)
+                .map_err(|e| self.bad_answer(format!("{node}/recon/diskusage: {e}")))?;
+        }
+        Ok(usage)
+    }
+}
+
+/// The clusters of a federation, by name.
+#[derive(Debug, Clone, Default)]
+pub struct Clusters {
+    by_id: Arc<BTreeMap<ClusterId, SwiftCluster>>,
+}
+
+impl Clusters {
+    /// A set of clusters.
+    pub fn new(clusters: impl IntoIterator<Item = SwiftCluster>) -> Self {
+        Self {
+            by_id: Arc::new(clusters.into_iter().map(|c| (c.id().clone(), c)).collect()),
+        }
+    }
+
+    /// One cluster.
+    pub fn get(&self, id: &ClusterId) -> Option<&SwiftCluster> {
+        self.by_id.get(id)
+    }
+
+    /// All of them, by name.
+    pub fn iter(&self) -> impl Iterator<Item = &SwiftCluster> {
+        self.by_id.values()
+    }
+}

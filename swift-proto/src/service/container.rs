@@ -1,0 +1,329 @@
+//! The container family: placement before a PUT, bookkeeping after PUT, POST and
+//! DELETE, co-location of related containers, and attributes on HEAD/GET.
+
+use std::collections::BTreeMap;
+
+use federation_core::attrs::{Attributes, StoreError};
+use federation_core::placement::{AllOf, ClusterFilter, Offers, PlacementRequest, SameClusterAs};
+use federation_core::{AccountName, ClusterId, ContainerName, LocateError};
+use http::request::Parts;
+use http::{Method, Response, StatusCode};
+use stackfed_http::{empty, Body};
+
+use super::{Call, Caller, FederationService, Result};
+use crate::error::SwiftError;
+use crate::headers::{
+    apply_changes, attribute_changes, insert_attributes, CLUSTER_ATTRIBUTE, CONTAINER_ATTR_PREFIX,
+};
+
+/// Attribute changes asked for by a request (`X-Container-Attr-*`).
+type Changes = BTreeMap<String, String>;
+
+fn conflict(message: String) -> SwiftError {
+    SwiftError::new(StatusCode::CONFLICT, message)
+}
+
+impl FederationService {
+    pub(super) async fn container_request(
+        &self,
+        mut call: Call,
+        account: &AccountName,
+        container: &ContainerName,
+    ) -> Result<Response<Body>> {
+        let changes = attribute_changes(&call.parts.headers)?;
+        match call.parts.method {
+            Method::PUT => self.container_put(call, account, container, changes).await,
+            Method::POST => self.container_post(call, account, container, changes).await,
+            Method::DELETE => self.container_delete(call, account, container).await,
+            _ => {
+                let (record, cluster) =
+                    self.target(&call.caller, account, container, false).await?;
+                let body = std::mem::replace(&mut call.body, empty());
+                let mut resp = self
+                    .forward(cluster, &call, call.path_and_query(), body)
+                    .await?;
+                if resp.status().is_success() {
+                    insert_attributes(
+                        resp.headers_mut(),
+                        &record.attributes,
+                        record.cluster.as_str(),
+                    );
+                }
+                Ok(resp)
+            }
+        }
+    }
+
+    async fn container_put(
+        &self,
+        mut call: Call,
+        account: &AccountName,
+        container: &ContainerName,
+        changes: Changes,
+    ) -> Result<Response<Body>> {
+        let locator = &self.inner.locator;
+        let body = std::mem::replace(&mut call.body, empty());
+        let pq = call.path_and_query().to_owned();
+        let pin = changes
+            .get(CLUSTER_ATTRIBUTE)
+            .filter(|v| !v.is_empty())
+            .map(|v| {
+                ClusterId::new(v).map_err(|_| {
+                    SwiftError::bad_request(format!(
+                        "Invalid cluster name in {CONTAINER_ATTR_PREFIX}{CLUSTER_ATTRIBUTE}"
+                    ))
+                })
+            })
+            .transpose()?;
+        if let Some(record) = self.find(&call.caller, account, container, true).await? {
+            if pin.as_ref().is_some_and(|p| *p != record.cluster) {
+                return Err(conflict(format!(
+                    "Container exists on cluster {}; containers do not move",
+                    record.cluster
+                )));
+            }
+            self.related_cluster(&call, account, container, Some(&record.cluster))
+                .await?;
+            let cluster = self.cluster(&record.cluster)?;
+            let resp = self.forward(cluster, &call, &pq, body).await?;
+            if resp.status().is_success() {
+                self.update_attributes(account, container, &changes).await?;
+            }
+            return Ok(resp);
+        }
+        let attributes: Attributes = changes
+            .iter()
+            .filter(|(k, v)| !v.is_empty() && k.as_str() != CLUSTER_ATTRIBUTE)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut request = PlacementRequest::new(account.clone(), container.clone());
+        for (k, v) in &attributes {
+            request = request.label(k, v.clone());
+        }
+        if let Some(p) = &pin {
+            request = request.pin(p.clone());
+        }
+        let policy = self.storage_policy_filter(&call.parts).await?;
+        let related = self
+            .related_cluster(&call, account, container, pin.as_ref())
+            .await?;
+        let mut filters: Vec<&dyn ClusterFilter> = Vec::new();
+        if let Some(p) = &policy {
+            filters.push(p);
+        }
+        if let Some(r) = &related {
+            filters.push(r);
+        }
+        let all = AllOf(filters);
+        let placement = locator
+            .place_filtered(
+                request,
+                attributes,
+                (!all.0.is_empty()).then_some(&all as _),
+            )
+            .await?;
+        let cluster = self.cluster(&placement.record.cluster)?;
+        if !placement.created {
+            // Somebody else placed it first: the PUT goes to their choice.
+            return self.forward(cluster, &call, &pq, body).await;
+        }
+        let result = self.forward(cluster, &call, &pq, body).await;
+        let keep = matches!(&result, Ok(r) if r.status().is_success());
+        if !keep {
+            // The cluster refused or was unreachable: no orphan record.
+            if let Err(e) = locator
+                .forget(account, container, Some(placement.record.version))
+                .await
+            {
+                tracing::warn!(%account, %container, error = %e, "could not roll back a container record");
+            }
+        }
+        tracing::info!(%account, %container, cluster = %cluster.id(), created = keep, "container placed");
+        result
+    }
+
+    async fn container_post(
+        &self,
+        mut call: Call,
+        account: &AccountName,
+        container: &ContainerName,
+        changes: Changes,
+    ) -> Result<Response<Body>> {
+        let (record, cluster) = self.target(&call.caller, account, container, true).await?;
+        if let Some(p) = changes.get(CLUSTER_ATTRIBUTE).filter(|v| !v.is_empty()) {
+            if p != record.cluster.as_str() {
+                return Err(conflict(format!(
+                    "Container is on cluster {}; containers do not move",
+                    record.cluster
+                )));
+            }
+        }
+        // Validate before anything is written anywhere.
+        apply_changes(&record.attributes, &changes)?;
+        if call.parts.headers.contains_key("x-versions-location")
+            || call.parts.headers.contains_key("x-history-location")
+        {
+            self.related_cluster(&call, account, container, Some(&record.cluster))
+                .await?;
+        }
+        let body = std::mem::replace(&mut call.body, empty());
+        let resp = self
+            .forward(cluster, &call, call.path_and_query(), body)
+            .await?;
+        if resp.status().is_success() {
+            self.update_attributes(account, container, &changes).await?;
+        }
+        Ok(resp)
+    }
+
+    async fn container_delete(
+        &self,
+        call: Call,
+        account: &AccountName,
+        container: &ContainerName,
+    ) -> Result<Response<Body>> {
+        let (_, cluster) = self.target(&call.caller, account, container, true).await?;
+        let resp = self
+            .forward(cluster, &call, call.path_and_query(), empty())
+            .await?;
+        // The record goes only once the cluster confirms the container is gone.
+        if resp.status().is_success() || resp.status() == StatusCode::NOT_FOUND {
+            match self.inner.locator.forget(account, container, None).await {
+                Ok(_) | Err(LocateError::Store(StoreError::NotFound { .. })) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(resp)
+    }
+
+    /// Applies attribute changes with compare-and-set, retrying on concurrent updates.
+    async fn update_attributes(
+        &self,
+        account: &AccountName,
+        container: &ContainerName,
+        changes: &Changes,
+    ) -> Result<()> {
+        let changes: Changes = changes
+            .iter()
+            .filter(|(k, _)| k.as_str() != CLUSTER_ATTRIBUTE)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let locator = &self.inner.locator;
+        for _ in 0..8 {
+            let Some(record) = locator.locate_fresh(account, container).await? else {
+                return Err(SwiftError::not_found());
+            };
+            let next = apply_changes(&record.attributes, &changes)?;
+            if next == record.attributes {
+                return Ok(());
+            }
+            match locator
+                .update_attributes(account, container, record.version, next)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(LocateError::Store(StoreError::Conflict { .. })) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(conflict(
+            "Attributes are being changed concurrently; retry".into(),
+        ))
+    }
+
+    /// The clusters that offer the storage policy the request names (from their
+    /// `/info`), if it names one.
+    async fn storage_policy_filter(&self, parts: &Parts) -> Result<Option<Offers>> {
+        let Some(policy) = parts.headers.get("x-storage-policy") else {
+            return Ok(None);
+        };
+        let wanted = policy
+            .to_str()
+            .map_err(|_| SwiftError::bad_request("Invalid X-Storage-Policy"))?
+            .trim()
+            .to_owned();
+        let (_, offered) = self.info().await;
+        Ok(Some(Offers {
+            label: "storage-policy",
+            wanted,
+            offered,
+        }))
+    }
+
+    /// The cluster a container must share with related containers, if any: its
+    /// segments container (`<name>_segments`) or the container it is the segments of,
+    /// and the versions/history location it names. Related containers on two different
+    /// clusters, or a location that does not exist yet, are refused (409).
+    async fn related_cluster(
+        &self,
+        call: &Call,
+        account: &AccountName,
+        container: &ContainerName,
+        own: Option<&ClusterId>,
+    ) -> Result<Option<SameClusterAs>> {
+        let caller: &Caller = &call.caller;
+        let mut found: Option<SameClusterAs> = None;
+        let mut consider = |cluster: ClusterId, reason: &'static str| -> Result<()> {
+            let clash = found
+                .as_ref()
+                .map(|f| &f.cluster)
+                .or(own)
+                .filter(|c| **c != cluster);
+            if let Some(other) = clash {
+                return Err(conflict(format!(
+                    "{reason}: the related container is on cluster {cluster}, this one is on {other}; containers do not move"
+                )));
+            }
+            found = Some(SameClusterAs { cluster, reason });
+            Ok(())
+        };
+        let name = container.as_str();
+        let mut related: Vec<(String, &'static str)> = Vec::new();
+        if let Some(base) = name.strip_suffix("_segments").filter(|b| !b.is_empty()) {
+            related.push((base.to_owned(), "segments live with their container"));
+        }
+        related.push((
+            format!("{name}_segments"),
+            "a container lives with its segments",
+        ));
+        for (n, reason) in related {
+            let Ok(other) = ContainerName::new(n) else {
+                continue;
+            };
+            if let Some(r) = self.find(caller, account, &other, true).await? {
+                consider(r.cluster, reason)?;
+            }
+        }
+        for header in ["x-versions-location", "x-history-location"] {
+            let Some(v) = call.parts.headers.get(header) else {
+                continue;
+            };
+            let v = v
+                .to_str()
+                .ok()
+                .map(|s| {
+                    percent_encoding::percent_decode_str(s.trim())
+                        .decode_utf8_lossy()
+                        .into_owned()
+                })
+                .unwrap_or_default();
+            if v.is_empty() {
+                continue;
+            }
+            let location = ContainerName::new(v.clone())
+                .map_err(|e| SwiftError::bad_request(format!("Invalid {header}: {e}")))?;
+            match self.find(caller, account, &location, true).await? {
+                Some(r) => consider(r.cluster, "versions live with their container")?,
+                None => {
+                    return Err(conflict(format!(
+                        "Create the {header} container {v} first: it must live on this container's cluster"
+                    )))
+                }
+            }
+        }
+        Ok(found)
+    }
+}

@@ -1,0 +1,391 @@
+//! The federation service: one Swift endpoint over several clusters.
+//!
+//! [`FederationService::handle`] runs every request through the same phases, each
+//! written once (pingora's `ProxyHttp` is the model):
+//!
+//! 1. **parse** the path ([`SwiftPath`]);
+//! 2. **identify the caller** once ([`Caller`]: anonymous, a proxy session, or a token
+//!    passed through);
+//! 3. **resolve the target**: one cluster (a container's, found or adopted by the
+//!    locator), every cluster (account requests), local (`/info`, `/healthcheck`,
+//!    `/auth`), or two (a copy across clusters);
+//! 4. **edit the request** ([`FederationService::cluster_request`]: attribute headers
+//!    stay in the proxy);
+//! 5. **send** through the cluster's [`SwiftCluster`] client;
+//! 6. **edit the response** (attributes, the partial marker, the transaction id);
+//! 7. **map errors** to Swift's answer (`From<…> for SwiftError`, in [`crate::error`]);
+//! 8. **log** one line.
+//!
+//! The request families live one per file and supply only what differs: [`auth`]
+//! (`/auth/v1.0`), [`account`] (fan-out and merge), [`container`] (placement before a
+//! PUT, bookkeeping after PUT/POST/DELETE, co-location), [`object`], [`copy`] (across
+//! clusters), [`symlink`] (the 404-then-follow rule) and [`info`].
+
+mod account;
+pub mod auth;
+mod container;
+mod copy;
+mod info;
+mod object;
+mod symlink;
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use federation_core::attrs::ContainerRecord;
+use federation_core::{
+    AccountName, ClusterId, ClusterState, ClusterStatus, ContainerName, ContainerProbe, Locator,
+};
+use http::header::{self, HeaderName};
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use stackfed_http::{boxed, full, Body, BoxError};
+
+use crate::cluster::{Auth, ClusterRequest, Clusters, Payload, SwiftCluster};
+use crate::error::SwiftError;
+use crate::headers::CONTAINER_ATTR_PREFIX;
+use crate::path::SwiftPath;
+
+pub use auth::{AuthMode, ProxySession, Sessions};
+
+type Result<T, E = SwiftError> = std::result::Result<T, E>;
+
+/// The header that carries the request's transaction id back to the client.
+const TRANS_ID: &str = "x-trans-id";
+
+/// See the [module docs](self). Cheap to clone; a `tower::Service`.
+#[derive(Debug, Clone)]
+pub struct FederationService {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    locator: Arc<Locator>,
+    clusters: Clusters,
+    mode: AuthMode,
+    sessions: Sessions,
+    info: info::InfoCache,
+    partial_listings: bool,
+}
+
+/// Who the request acts as, towards the clusters (phase 2).
+#[derive(Debug, Clone)]
+pub(crate) enum Caller {
+    /// No token: requests go to the clusters without one (public reads, temp URLs).
+    Anonymous,
+    /// A proxy session (tempauth mode).
+    Session(Arc<ProxySession>),
+    /// The client's own token, forwarded (pass-through mode).
+    Token(HeaderValue),
+}
+
+impl Caller {
+    fn auth(&self) -> Auth<'_> {
+        match self {
+            Self::Anonymous => Auth::Anonymous,
+            Self::Session(s) => Auth::Session(&s.session),
+            Self::Token(t) => Auth::Token(t),
+        }
+    }
+}
+
+/// A parsed request with its caller: what every family receives.
+pub(crate) struct Call {
+    parts: Parts,
+    body: Body,
+    caller: Caller,
+}
+
+impl Call {
+    fn path_and_query(&self) -> &str {
+        self.parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| self.parts.uri.path(), |pq| pq.as_str())
+    }
+}
+
+impl FederationService {
+    /// A service over `clusters`, whose states and capacities `locator`'s registry
+    /// holds.
+    pub fn new(locator: Arc<Locator>, clusters: Clusters, mode: AuthMode) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                locator,
+                clusters,
+                mode,
+                sessions: Sessions::new(),
+                info: info::InfoCache::default(),
+                partial_listings: false,
+            }),
+        }
+    }
+
+    /// With a cluster offline, account listings are answered from the others, naming
+    /// the missing clusters in `X-Federation-Partial`, instead of 503.
+    pub fn with_partial_listings(mut self, partial: bool) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.partial_listings = partial;
+        }
+        self
+    }
+
+    /// The locator.
+    pub fn locator(&self) -> &Arc<Locator> {
+        &self.inner.locator
+    }
+
+    /// The clusters.
+    pub fn clusters(&self) -> &Clusters {
+        &self.inner.clusters
+    }
+
+    /// Answers one request. Never fails: errors become Swift-style responses.
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let started = Instant::now();
+        let (parts, body) = req.into_parts();
+        let head = parts.method == Method::HEAD;
+        let method = parts.method.clone();
+        let path = parts.uri.path().to_owned();
+        let trans_id = new_trans_id();
+        let mut resp = match self.process(parts, boxed(body)).await {
+            Ok(resp) => resp,
+            Err(e) => e.into_response(head),
+        };
+        if let Ok(v) = HeaderValue::from_str(&trans_id) {
+            resp.headers_mut()
+                .entry(HeaderName::from_static(TRANS_ID))
+                .or_insert(v);
+        }
+        tracing::debug!(
+            %method,
+            %path,
+            status = resp.status().as_u16(),
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            %trans_id,
+            "request"
+        );
+        resp
+    }
+
+    /// Phases 1 to 6: parse, identify, and hand the request to its family.
+    async fn process(&self, parts: Parts, body: Body) -> Result<Response<Body>> {
+        let path = SwiftPath::parse(parts.uri.path())?;
+        let caller = match path {
+            SwiftPath::Healthcheck | SwiftPath::Info | SwiftPath::Auth => Caller::Anonymous,
+            _ => self.identify(&parts.headers)?,
+        };
+        let call = Call {
+            parts,
+            body,
+            caller,
+        };
+        match path {
+            SwiftPath::Healthcheck => Ok(text(StatusCode::OK, "OK")),
+            SwiftPath::Info => self.info_request(&call).await,
+            SwiftPath::Auth => self.auth_request(&call).await,
+            SwiftPath::Account { account } => self.account_request(call, &account).await,
+            SwiftPath::Container { account, container } => {
+                self.container_request(call, &account, &container).await
+            }
+            SwiftPath::Object {
+                account,
+                container,
+                object,
+            } => {
+                self.object_request(call, &account, &container, &object)
+                    .await
+            }
+        }
+    }
+
+    /// Phase 2: who the request acts as.
+    fn identify(&self, headers: &HeaderMap) -> Result<Caller> {
+        let token = headers
+            .get("x-auth-token")
+            .or_else(|| headers.get("x-storage-token"));
+        let Some(token) = token else {
+            return Ok(Caller::Anonymous);
+        };
+        match self.inner.mode {
+            AuthMode::PassThrough => Ok(Caller::Token(token.clone())),
+            AuthMode::Tempauth => token
+                .to_str()
+                .ok()
+                .and_then(|t| self.inner.sessions.get(t))
+                .map(Caller::Session)
+                .ok_or_else(SwiftError::unauthorized),
+        }
+    }
+
+    // ----- phase 3: targets ---------------------------------------------------------
+
+    /// A container's cluster; 503 at once when it is offline.
+    fn cluster(&self, id: &ClusterId) -> Result<&SwiftCluster> {
+        let status = self.inner.locator.registry().get(id);
+        let cluster = self.inner.clusters.get(id);
+        match (status, cluster) {
+            (Some(s), _) if s.state == ClusterState::Offline => Err(SwiftError::unavailable(
+                format!("cluster {id} holding this container is offline"),
+            )),
+            (Some(_), Some(c)) => Ok(c),
+            _ => Err(SwiftError::unavailable(format!(
+                "cluster {id} is no longer configured"
+            ))),
+        }
+    }
+
+    /// The clusters that are not offline, and the offline ones.
+    fn reachable(&self) -> (Vec<ClusterStatus>, Vec<ClusterId>) {
+        let snapshot = self.inner.locator.registry().snapshot();
+        let (up, down): (Vec<ClusterStatus>, Vec<ClusterStatus>) = snapshot
+            .iter()
+            .cloned()
+            .partition(|c| c.state != ClusterState::Offline);
+        (up, down.into_iter().map(|c| c.id().clone()).collect())
+    }
+
+    /// The container's record; on a miss, the reachable clusters are asked and a
+    /// container found on exactly one is adopted (see
+    /// [`federation_core::locator::adopt`]). `fresh` reads the store past the cache
+    /// (another proxy sharing the store may have changed the record).
+    async fn find(
+        &self,
+        caller: &Caller,
+        account: &AccountName,
+        container: &ContainerName,
+        fresh: bool,
+    ) -> Result<Option<ContainerRecord>> {
+        let (up, _) = self.reachable();
+        let ids: Vec<ClusterId> = up.iter().map(|c| c.id().clone()).collect();
+        let probe = Holds {
+            clusters: &self.inner.clusters,
+            caller,
+        };
+        Ok(self
+            .inner
+            .locator
+            .locate_or_adopt(account, container, fresh, &ids, &probe)
+            .await?)
+    }
+
+    /// [`find`](Self::find), where a missing container is a 404.
+    async fn target(
+        &self,
+        caller: &Caller,
+        account: &AccountName,
+        container: &ContainerName,
+        fresh: bool,
+    ) -> Result<(ContainerRecord, &SwiftCluster)> {
+        let record = self
+            .find(caller, account, container, fresh)
+            .await?
+            .ok_or_else(SwiftError::not_found)?;
+        let cluster = self.cluster(&record.cluster)?;
+        Ok((record, cluster))
+    }
+
+    // ----- phases 4 and 5: the request to a cluster, sent ----------------------------
+
+    /// The client's request as it goes to a cluster: the same method and headers, but
+    /// `X-Container-Attr-*` stays in the proxy.
+    fn cluster_request(parts: &Parts, path_and_query: &str, body: Body) -> ClusterRequest {
+        let mut headers = parts.headers.clone();
+        let attrs: Vec<HeaderName> = headers
+            .keys()
+            .filter(|n| n.as_str().starts_with(CONTAINER_ATTR_PREFIX))
+            .cloned()
+            .collect();
+        for n in attrs {
+            headers.remove(n);
+        }
+        ClusterRequest::new(parts.method.clone(), path_and_query)
+            .headers(headers)
+            .body(Payload::Stream(body))
+    }
+
+    /// Sends the client's request (its method, headers and body) to `cluster` at
+    /// `path_and_query`, streaming the answer back.
+    async fn forward(
+        &self,
+        cluster: &SwiftCluster,
+        call: &Call,
+        path_and_query: &str,
+        body: Body,
+    ) -> Result<Response<Body>> {
+        let req = Self::cluster_request(&call.parts, path_and_query, body);
+        Ok(cluster.send(req, call.caller.auth()).await?)
+    }
+}
+
+/// The adoption probe: a container HEAD on one cluster, as the caller.
+struct Holds<'a> {
+    clusters: &'a Clusters,
+    caller: &'a Caller,
+}
+
+#[async_trait]
+impl ContainerProbe for Holds<'_> {
+    async fn holds(
+        &self,
+        cluster: &ClusterId,
+        account: &AccountName,
+        container: &ContainerName,
+    ) -> bool {
+        match self.clusters.get(cluster) {
+            Some(c) => c
+                .holds_container(account, container, self.caller.auth())
+                .await
+                .unwrap_or(false),
+            None => false,
+        }
+    }
+}
+
+impl<B> tower::Service<Request<B>> for FederationService
+where
+    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Response<Body>, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let svc = self.clone();
+        Box::pin(async move { Ok(svc.handle(req).await) })
+    }
+}
+
+/// A plain-text answer the proxy makes itself.
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    r
+}
+
+/// A transaction id in the proxy's own `txf…` form.
+fn new_trans_id() -> String {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_err() {
+        return "tx-federation".to_owned();
+    }
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("txf{hex}")
+}
