@@ -170,7 +170,14 @@ impl From<federation_core::placement::PlacementError> for SwiftError {
             || all(|u| matches!(u, Unfit::LabelMismatch { .. }))
         {
             Self::bad_request(text)
-        } else if all(|u| matches!(u, Unfit::Full { .. } | Unfit::LabelMismatch { .. })) {
+        } else if matches!(
+            e,
+            E::PinRefused {
+                reason: Unfit::Full { .. },
+                ..
+            }
+        ) || all(|u| matches!(u, Unfit::Full { .. } | Unfit::LabelMismatch { .. }))
+        {
             Self::new(StatusCode::INSUFFICIENT_STORAGE, text)
         } else {
             Self::unavailable(text)

@@ -74,6 +74,12 @@ impl FederationService {
         if !source.status().is_success() {
             return Ok(source);
         }
+        // The PUT streams the source's body and cannot be replayed: make sure the
+        // destination accepts the caller's token first (renewing it on a 401), and that
+        // the container is there.
+        if !to.holds_container(account, &dst.0, auth).await? {
+            return Err(SwiftError::not_found());
+        }
         let (sp, sb) = source.into_parts();
         let parts = &call.parts;
         let fresh = parts
