@@ -4,22 +4,22 @@
 //! written once (pingora's `ProxyHttp` is the model):
 //!
 //! 1. **parse** the path ([`SwiftPath`]);
-//! 2. **identify the caller** once ([`Caller`]: anonymous, a proxy session, or a token
+//! 2. **identify the caller** once (`Caller`: anonymous, a proxy session, or a token
 //!    passed through);
 //! 3. **resolve the target**: one cluster (a container's, found or adopted by the
 //!    locator), every cluster (account requests), local (`/info`, `/healthcheck`,
 //!    `/auth`), or two (a copy across clusters);
-//! 4. **edit the request** ([`FederationService::cluster_request`]: attribute headers
+//! 4. **edit the request** (`FederationService::cluster_request`: attribute headers
 //!    stay in the proxy);
 //! 5. **send** through the cluster's [`SwiftCluster`] client;
 //! 6. **edit the response** (attributes, the partial marker, the transaction id);
-//! 7. **map errors** to Swift's answer (`From<…> for SwiftError`, in [`crate::error`]);
+//! 7. **map errors** to Swift's answer (`From<…> for SwiftError`, in `crate::error`);
 //! 8. **log** one line.
 //!
-//! The request families live one per file and supply only what differs: [`auth`]
-//! (`/auth/v1.0`), [`account`] (fan-out and merge), [`container`] (placement before a
-//! PUT, bookkeeping after PUT/POST/DELETE, co-location), [`object`], [`copy`] (across
-//! clusters), [`symlink`] (the 404-then-follow rule) and [`info`].
+//! The request families live one per file and supply only what differs: `auth`
+//! (`/auth/v1.0`), `account` (fan-out and merge), `container` (placement before a
+//! PUT, bookkeeping after PUT/POST/DELETE, co-location), `object`, `copy` (across
+//! clusters), `symlink` (the 404-then-follow rule) and `info`.
 
 mod account;
 pub mod auth;
