@@ -136,6 +136,7 @@ impl From<federation_core::LocateError> for SwiftError {
             E::Store(e) => e.into(),
             E::Placement(e) => e.into(),
             E::Ambiguous { .. } => Self::new(StatusCode::CONFLICT, e.to_string()),
+            E::Undecided { .. } => Self::unavailable(e.to_string()),
             other => Self::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
         }
     }

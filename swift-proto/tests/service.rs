@@ -628,6 +628,28 @@ async fn a_container_on_two_clusters_is_a_conflict_naming_both() {
     assert_eq!(fed.holders("twin"), ["east", "north"]);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_that_cannot_answer_blocks_adoption_and_twins() {
+    let fed = Federation::start(2).await;
+    fed.login().await;
+    let east = fed.cluster("east");
+    east.put_container_direct(DEFAULT_ACCOUNT, "legacy");
+    // East drops connections but the health probe has not marked it offline: east may
+    // hold any unrecorded name, so the proxy neither says 404 nor creates one elsewhere.
+    east.set_down(true);
+    let put = fed.request("PUT", &p("legacy")).send().await;
+    assert_eq!(put.status, StatusCode::SERVICE_UNAVAILABLE, "{put:?}");
+    assert!(put.text().contains("east"), "{put:?}");
+    let get = fed.request("GET", &p("unknown/o")).send().await;
+    assert_eq!(get.status, StatusCode::SERVICE_UNAVAILABLE, "{get:?}");
+    assert!(!fed.cluster("west").has_container(DEFAULT_ACCOUNT, "legacy"));
+    // Back: the container is adopted where it is.
+    east.set_down(false);
+    let put = fed.request("PUT", &p("legacy")).send().await;
+    assert_eq!(put.status, StatusCode::ACCEPTED, "{put:?}");
+    assert_eq!(fed.holders("legacy"), ["east"]);
+}
+
 // ----- 3. co-location ---------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread")]

@@ -4,9 +4,14 @@
 //! On a record miss the locator asks every reachable cluster, through a
 //! [`ContainerProbe`], whether it holds the name: none → no such container; exactly one
 //! → the container is recorded there (policy `adopted`); several → an error naming
-//! them, because an operator must decide: the federation never picks one silently.
+//! them, because an operator must decide: the federation never picks one silently. A
+//! cluster that cannot answer makes the question undecidable (it may hold the name too):
+//! the lookup fails rather than adopt or create a second container of that name.
 
 use async_trait::async_trait;
+
+/// Why a probe could not answer.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 use super::{LocateError, Locator};
 use crate::attrs::ContainerRecord;
@@ -16,20 +21,21 @@ use crate::name::{AccountName, ContainerName};
 /// Asks one cluster whether it holds a container.
 #[async_trait]
 pub trait ContainerProbe: Send + Sync {
-    /// `true` if `cluster` holds `account/container`. A cluster that cannot answer counts
-    /// as not holding it (adoption only ever looks at clusters that answered).
+    /// Whether `cluster` holds `account/container`; an error when the cluster could not
+    /// say (unreachable, or an error of its own).
     async fn holds(
         &self,
         cluster: &ClusterId,
         account: &AccountName,
         container: &ContainerName,
-    ) -> bool;
+    ) -> Result<bool, BoxError>;
 }
 
 impl Locator {
     /// The container's record (from the cache, or from the store when `fresh`); on a
     /// miss, asks `clusters` through `probe` and adopts the container where exactly one
-    /// holds it. Two or more holders: [`LocateError::Ambiguous`].
+    /// holds it. Two or more holders: [`LocateError::Ambiguous`]; otherwise a cluster
+    /// that could not answer: [`LocateError::Undecided`].
     pub async fn locate_or_adopt(
         &self,
         account: &AccountName,
@@ -49,10 +55,28 @@ impl Locator {
         let answers = futures::future::join_all(
             clusters
                 .iter()
-                .map(|c| async move { probe.holds(c, account, container).await.then_some(c) }),
+                .map(|c| async move { (c, probe.holds(c, account, container).await) }),
         )
         .await;
-        let holders: Vec<ClusterId> = answers.into_iter().flatten().cloned().collect();
+        let mut holders: Vec<ClusterId> = Vec::new();
+        let mut failed = None;
+        for (c, answer) in answers {
+            match answer {
+                Ok(true) => holders.push(c.clone()),
+                Ok(false) => {}
+                Err(e) => {
+                    failed.get_or_insert((c.clone(), e));
+                }
+            }
+        }
+        if let (Some((cluster, source)), 0 | 1) = (failed, holders.len()) {
+            tracing::warn!(%account, %container, %cluster, error = %source, "cannot tell whether a cluster holds a container");
+            return Err(LocateError::Undecided {
+                container: container.clone(),
+                cluster,
+                source,
+            });
+        }
         match holders.as_slice() {
             [] => Ok(None),
             [one] => {
@@ -87,9 +111,17 @@ mod tests {
 
     #[async_trait]
     impl ContainerProbe for Holders {
-        async fn holds(&self, c: &ClusterId, _: &AccountName, _: &ContainerName) -> bool {
+        async fn holds(
+            &self,
+            c: &ClusterId,
+            _: &AccountName,
+            _: &ContainerName,
+        ) -> Result<bool, BoxError> {
             self.1.fetch_add(1, Ordering::SeqCst);
-            self.0.contains(c.as_str())
+            if c.as_str() == "down" {
+                return Err("unreachable".into());
+            }
+            Ok(self.0.contains(c.as_str()))
         }
     }
 

@@ -71,6 +71,18 @@ pub enum LocateError {
         /// The clusters holding it.
         clusters: Vec<ClusterId>,
     },
+    /// A container without a record might exist on a cluster that could not be asked,
+    /// so it can neither be adopted nor created elsewhere yet (a retry may help).
+    #[error("cannot tell whether cluster {cluster} holds container {container}: {source}")]
+    Undecided {
+        /// The container.
+        container: ContainerName,
+        /// The cluster that did not answer.
+        cluster: ClusterId,
+        /// Why.
+        #[source]
+        source: adopt::BoxError,
+    },
 }
 
 /// The result of [`Locator::place`].

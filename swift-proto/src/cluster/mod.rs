@@ -360,7 +360,9 @@ impl SwiftCluster {
         })
     }
 
-    /// `HEAD` of a container: whether the cluster holds it (any 2xx).
+    /// `HEAD` of a container: whether the cluster holds it. 2xx: yes; 404, and 401 or
+    /// 403 (the caller may not see it there): no; any other answer is an error, since
+    /// the cluster could not say.
     pub async fn holds_container(
         &self,
         account: &AccountName,
@@ -371,7 +373,48 @@ impl SwiftCluster {
         let resp = self
             .send(ClusterRequest::new(Method::HEAD, path), auth)
             .await?;
-        Ok(resp.status().is_success())
+        match resp.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND
+            | StatusCode::GONE
+            | StatusCode::UNAUTHORIZED
+            | StatusCode::FORBIDDEN => Ok(false),
+            s => Err(self.bad_answer(format!("container HEAD answered {s}"))),
+        }
+    }
+
+    /// `PUT` of a container with the given headers (metadata, storage policy, ACLs).
+    pub async fn put_container(
+        &self,
+        account: &AccountName,
+        container: &ContainerName,
+        headers: HeaderMap,
+        body: Body,
+        auth: Auth<'_>,
+    ) -> Result<Response<Body>, ClusterError> {
+        let path = swift_path(account, Some(container.as_str()), None);
+        let req = ClusterRequest::new(Method::PUT, path)
+            .headers(headers)
+            .body(Payload::Stream(body));
+        self.send(req, auth).await
+    }
+
+    /// One page of an account listing: `query` is the backend query string (JSON
+    /// format, marker, limit…), `headers` the end-to-end headers to pass on. Read whole.
+    pub async fn account_page(
+        &self,
+        account: &AccountName,
+        query: &str,
+        headers: HeaderMap,
+        auth: Auth<'_>,
+    ) -> Result<(http::response::Parts, Bytes), ClusterError> {
+        let mut path = swift_path(account, None, None);
+        if !query.is_empty() {
+            path.push('?');
+            path.push_str(query);
+        }
+        let req = ClusterRequest::new(Method::GET, path).headers(headers);
+        self.collect(req, auth, MAX_COLLECTED_BODY).await
     }
 
     /// `GET` of an object, streamed.

@@ -14,7 +14,7 @@ use stackfed_http::headers::copy_end_to_end;
 use stackfed_http::{empty, full, Body};
 
 use super::{Call, Caller, FederationService, Result};
-use crate::cluster::{ClusterRequest, SwiftCluster, MAX_COLLECTED_BODY};
+use crate::cluster::{SwiftCluster, MAX_COLLECTED_BODY};
 use crate::error::SwiftError;
 use crate::headers::sum_usage;
 use crate::listing::{self, AccountEntry, ListingFormat};
@@ -130,6 +130,7 @@ impl FederationService {
         for c in &clusters {
             sources.push(ClusterSource {
                 cluster: self.cluster(c.id())?,
+                account,
                 caller: &call.caller,
                 parts,
                 headers: None,
@@ -241,6 +242,7 @@ impl std::error::Error for FailedAnswer {}
 /// One cluster's account listing as a merge source.
 struct ClusterSource<'a> {
     cluster: &'a SwiftCluster,
+    account: &'a AccountName,
     caller: &'a Caller,
     parts: &'a Parts,
     /// The headers of the cluster's answer (usage counters, metadata).
@@ -252,18 +254,17 @@ impl ListingSource for ClusterSource<'_> {
     type Item = listing::ContainerInfo;
 
     async fn fetch(&mut self, query: &ListingQuery) -> Result<Vec<AccountEntry>, SourceError> {
-        let pq = format!(
-            "{}?{}",
-            self.parts.uri.path(),
-            listing::backend_query(query)
-        );
-        let mut req: ClusterRequest = FederationService::cluster_request(self.parts, &pq, empty());
-        req.method = Method::GET;
+        let mut headers = FederationService::cluster_request(self.parts, "", empty()).headers;
         // The proxy asks for JSON (the query says so) and answers in the client's format.
-        req.headers.remove(header::ACCEPT);
+        headers.remove(header::ACCEPT);
         let (p, b) = self
             .cluster
-            .collect(req, self.caller.auth(), MAX_COLLECTED_BODY)
+            .account_page(
+                self.account,
+                &listing::backend_query(query),
+                headers,
+                self.caller.auth(),
+            )
             .await
             .map_err(SwiftError::from)?;
         if !p.status.is_success() {

@@ -339,13 +339,12 @@ impl ContainerProbe for Holds<'_> {
         cluster: &ClusterId,
         account: &AccountName,
         container: &ContainerName,
-    ) -> bool {
+    ) -> Result<bool, federation_core::locator::adopt::BoxError> {
         match self.clusters.get(cluster) {
-            Some(c) => c
+            Some(c) => Ok(c
                 .holds_container(account, container, self.caller.auth())
-                .await
-                .unwrap_or(false),
-            None => false,
+                .await?),
+            None => Ok(false),
         }
     }
 }
