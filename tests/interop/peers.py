@@ -30,6 +30,24 @@ USERS = [("test", "tester", "testing"), ("test2", "tester2", "testing2"),
          ("fedreg", "registry", "regkey")]
 # The account the Swift-backed attribute store keeps its registry in.
 REGISTRY_USER, REGISTRY_KEY = "fedreg:registry", "regkey"
+# More users every cluster knows, as Swift's functional suite (test/functional, run by
+# scripts/swift-functests) needs them: account, user, key, tempauth groups. tester3 has no
+# admin role on `test`; tester5 is the service user (the SERVICE_ prefix requires the
+# `service` group); admin is the reseller admin.
+EXTRA_USERS = [("test", "tester3", "testing3", ""),
+               ("test5", "tester5", "testing5", "service"),
+               ("admin", "admin", "admin", ".admin .reseller_admin")]
+# tempauth's reseller prefixes: AUTH_ accounts as before, plus the SERVICE_ prefix that
+# service tokens (X-Service-Token) are checked against.
+RESELLER_PREFIX = "AUTH, SERVICE"
+SERVICE_REQUIRE_GROUP = "service"
+# The proxy pipeline of a cluster, and the one of Swift's SAIO (every middleware the
+# functional suite exercises; selected with SwiftCluster(full_pipeline=True)).
+PIPELINE = ("catch_errors gatekeeper healthcheck proxy-logging cache listing_formats tempauth "
+            "copy dlo slo versioned_writes symlink proxy-logging proxy-server")
+FULL_PIPELINE = ("catch_errors gatekeeper healthcheck proxy-logging cache etag-quoter listing_formats "
+                 "bulk tempurl ratelimit crossdomain tempauth staticweb copy container-quotas "
+                 "account-quotas slo dlo versioned_writes symlink proxy-logging proxy-server")
 
 WRAPPER = r"""
 import importlib, sys
@@ -133,6 +151,9 @@ class SwiftCluster:
     # When > 0, the cluster's one device is a tmpfs of this many MiB (a real mount, so
     # recon reports its size and use); unmounted by teardown().
     device_mib: int = 0
+    # The SAIO pipeline (bulk, tempurl, staticweb, quotas, etag-quoter, crossdomain,
+    # ratelimit, object versioning) instead of the smaller default one.
+    full_pipeline: bool = False
     procs: list[Proc] = field(default_factory=list)
     ports: dict[str, int] = field(default_factory=dict)
     mounted: bool = False
@@ -181,14 +202,35 @@ devices = {d / "srv"}
 mount_check = false
 log_level = WARNING
 """
-        users = "\n".join(f"user_{a}_{u} = {k} .admin" for a, u, k in USERS)
+        users = "\n".join([f"user_{a}_{u} = {k} .admin" for a, u, k in USERS]
+                          + [f"user_{a}_{u} = {k} {g}".rstrip() for a, u, k, g in EXTRA_USERS])
+        pipeline = FULL_PIPELINE if self.full_pipeline else PIPELINE
+        extra_filters = """
+[filter:etag-quoter]
+use = egg:swift#etag_quoter
+enable_by_default = false
+[filter:bulk]
+use = egg:swift#bulk
+[filter:tempurl]
+use = egg:swift#tempurl
+[filter:ratelimit]
+use = egg:swift#ratelimit
+[filter:crossdomain]
+use = egg:swift#crossdomain
+[filter:staticweb]
+use = egg:swift#staticweb
+[filter:container-quotas]
+use = egg:swift#container_quotas
+[filter:account-quotas]
+use = egg:swift#account_quotas
+""" if self.full_pipeline else ""
         _conf(d / "proxy-server.conf", f"""
 {common}
 bind_port = {self.ports['proxy']}
 log_name = proxy-{self.name}
 
 [pipeline:main]
-pipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_formats tempauth copy dlo slo versioned_writes symlink proxy-logging proxy-server
+pipeline = {pipeline}
 
 [app:proxy-server]
 use = egg:swift#proxy
@@ -198,6 +240,8 @@ allow_account_management = true
 [filter:tempauth]
 use = egg:swift#tempauth
 token_life = 86400
+reseller_prefix = {RESELLER_PREFIX}
+SERVICE_require_group = {SERVICE_REQUIRE_GROUP}
 {users}
 
 [filter:cache]
@@ -223,9 +267,10 @@ use = egg:swift#slo
 [filter:versioned_writes]
 use = egg:swift#versioned_writes
 allow_versioned_writes = true
+{"allow_object_versioning = true" if self.full_pipeline else ""}
 [filter:symlink]
 use = egg:swift#symlink
-""")
+{extra_filters}""")
         for kind, egg in (("account", "account"), ("container", "container"), ("object", "object")):
             _conf(d / f"{kind}-server.conf", f"""
 {common}
@@ -356,11 +401,12 @@ interval = 1
         return "\n".join(out)
 
 
-def start_clusters(base: Path, names: list[str], device_mib: int = 0) -> list[SwiftCluster]:
+def start_clusters(base: Path, names: list[str], device_mib: int = 0,
+                   full_pipeline: bool = False) -> list[SwiftCluster]:
     clusters: list[SwiftCluster] = []
     try:
         for n in names:
-            c = SwiftCluster(n, base / n, device_mib=device_mib)
+            c = SwiftCluster(n, base / n, device_mib=device_mib, full_pipeline=full_pipeline)
             clusters.append(c)
             c.start()
     except BaseException:
