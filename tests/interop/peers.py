@@ -154,6 +154,9 @@ class SwiftCluster:
     # The SAIO pipeline (bulk, tempurl, staticweb, quotas, etag-quoter, crossdomain,
     # ratelimit, object versioning) instead of the smaller default one.
     full_pipeline: bool = False
+    # More tempauth users (account, user, key, groups); accounts of `.admin` users are
+    # created at start.
+    extra_users: list[tuple[str, str, str, str]] = field(default_factory=list)
     procs: list[Proc] = field(default_factory=list)
     ports: dict[str, int] = field(default_factory=dict)
     mounted: bool = False
@@ -203,7 +206,8 @@ mount_check = false
 log_level = WARNING
 """
         users = "\n".join([f"user_{a}_{u} = {k} .admin" for a, u, k in USERS]
-                          + [f"user_{a}_{u} = {k} {g}".rstrip() for a, u, k, g in EXTRA_USERS])
+                          + [f"user_{a}_{u} = {k} {g}".rstrip()
+                             for a, u, k, g in EXTRA_USERS + self.extra_users])
         pipeline = FULL_PIPELINE if self.full_pipeline else PIPELINE
         extra_filters = """
 [filter:etag-quoter]
@@ -323,7 +327,10 @@ interval = 1
         try:
             self.write_config()
             self.start_processes()
-            for a, u, k in USERS:
+            admins = [(a, u, k, ".admin") for a, u, k in USERS]
+            for a, u, k, g in admins + self.extra_users:
+                if ".admin" not in g.split():
+                    continue
                 url, token = self.authenticate(f"{a}:{u}", k)
                 req = urllib.request.Request(url, method="POST", headers={"X-Auth-Token": token})
                 with urllib.request.urlopen(req, timeout=10) as r:
