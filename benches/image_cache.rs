@@ -10,7 +10,8 @@ use async_trait::async_trait;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use futures::TryStreamExt;
 use stackfed::image_cache_core::blob::{BlobStore, FsBlobStore};
-use stackfed::image_cache_core::engine::{CacheConfig, ImageCache};
+use stackfed::image_cache_core::engine::{CacheConfig, ImageCache, Spawner};
+use stackfed::image_cache_core::list::{ListQuery, Page};
 use stackfed::image_cache_core::meta::{MetadataStore, SqliteMetadataStore};
 use stackfed::image_cache_core::upstream::{
     ByteRange, RequestContext, Upstream, UpstreamData, UpstreamError,
@@ -28,7 +29,10 @@ impl Upstream for Offline {
         _: &ImageId,
         _: &RequestContext,
     ) -> Result<Option<ImageRecord>, UpstreamError> {
-        Err(UpstreamError::Unavailable("offline".into()))
+        Err(offline())
+    }
+    async fn list(&self, _: &ListQuery, _: &RequestContext) -> Result<Page, UpstreamError> {
+        Err(offline())
     }
     async fn open(
         &self,
@@ -36,7 +40,13 @@ impl Upstream for Offline {
         _: Option<ByteRange>,
         _: &RequestContext,
     ) -> Result<Option<UpstreamData>, UpstreamError> {
-        Err(UpstreamError::Unavailable("offline".into()))
+        Err(offline())
+    }
+}
+
+fn offline() -> UpstreamError {
+    UpstreamError::Unreachable {
+        source: "offline".into(),
     }
 }
 
@@ -67,12 +77,17 @@ fn benches(c: &mut Criterion) {
         w.commit().await.unwrap();
         meta.set_cached(&id(0), data.len() as u64, 1).await.unwrap();
     });
+    // Background work (none here: every read is a hit) has an owner that stops it.
+    let background = stackfed::http::Background::new();
+    let owner = background.clone();
+    let spawner: Arc<dyn Spawner> = Arc::new(move |name, task| owner.spawn(name, task));
     let (cache, _) = rt
         .block_on(ImageCache::open(
             Arc::new(Offline),
             meta.clone(),
             blobs.clone(),
             CacheConfig::default().freshness(Duration::from_secs(u64::MAX / 4_000_000)),
+            spawner,
         ))
         .unwrap();
     let ctx = RequestContext::admin();
@@ -124,6 +139,7 @@ fn benches(c: &mut Criterion) {
         })
     });
     g.finish();
+    rt.block_on(background.shutdown());
 }
 
 criterion_group!(image_cache, benches);

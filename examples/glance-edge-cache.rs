@@ -6,7 +6,8 @@
 //! ```
 //!
 //! All logic lives in `glance-proto` and `image-cache-core`; this binary reads the
-//! configuration, sets up logging and serves until Ctrl-C or SIGTERM.
+//! configuration, sets up logging, serves the edge (a `tower::Service`) with
+//! `stackfed_http::serve` until Ctrl-C or SIGTERM, then stops its background tasks.
 #![allow(missing_docs)]
 
 use std::path::PathBuf;
@@ -17,7 +18,6 @@ use clap::Parser;
 
 mod common;
 use stackfed::glance_proto::config::EdgeConfig;
-use stackfed::glance_proto::server::serve;
 
 /// Glance edge cache.
 #[derive(Parser)]
@@ -36,22 +36,25 @@ async fn run(args: Args) -> Result<(), String> {
     if let Some(l) = args.listen {
         config.listen = l;
     }
-    let (service, report) = config.build().await.map_err(|e| e.to_string())?;
-    tracing::info!(?report, "cache reconciled");
+    let edge = config.build().await.map_err(|e| e.to_string())?;
+    tracing::info!(report = ?edge.reconciled, "cache reconciled");
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%addr, central = %config.central_url, cache_dir = %config.cache_dir.display(), "listening");
     println!("listening on http://{addr}");
-    serve(
+    let served = stackfed::http::serve(
         listener,
-        service,
+        edge.service,
         stackfed::http::shutdown_signal(),
         Duration::from_secs(10),
     )
-    .await
-    .map_err(|e| e.to_string())?;
+    .await;
+    // Prefetch workers and fills still running stop here (a fill cut short leaves only
+    // an incomplete write, cleared at the next start).
+    edge.background.shutdown().await;
+    served.map_err(|e| e.to_string())?;
     tracing::info!("stopped");
     Ok(())
 }

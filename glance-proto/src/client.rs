@@ -1,112 +1,70 @@
-//! A client for the central Glance, implementing [`Upstream`].
-
-use std::time::Duration;
+//! The client for the central Glance: the one place that formats a URL on the central
+//! and attaches a caller's identity to it. It implements [`Upstream`] for the engine and
+//! sends the requests the edge passes through, over `stackfed_http`'s pooled
+//! [`HttpClient`]; its failures become [`UpstreamError`]s that keep the cause.
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, BodyStream, Limited};
-use hyper::body::Incoming;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
+use http_body_util::BodyStream;
+use image_cache_core::list::{ListQuery, Page};
 use image_cache_core::upstream::{
     ByteRange, RequestContext, Upstream, UpstreamData, UpstreamError,
 };
 use image_cache_core::{ImageId, ImageRecord};
+use serde_json::Value;
+use stackfed_http::{ClientError, HttpClient, Timeouts};
 use url::Url;
 
 use crate::body::{empty, Body};
-use crate::image::from_json;
+use crate::image::{from_json, images_of};
+use crate::query::to_query_string;
 
-/// The central Glance.
+/// The central Glance. Cheap to clone: clones share the connection pool.
 #[derive(Debug, Clone)]
 pub struct CentralClient {
     base: Url,
-    http: Client<HttpConnector, Body>,
-    response_timeout: Duration,
+    http: HttpClient,
 }
 
+/// The most a metadata document (image, listing, schema) may weigh.
 const MAX_DOC: usize = 16 * 1024 * 1024;
+/// The most of a refusal's body kept to pass on.
+const MAX_REFUSAL: usize = 64 * 1024;
 
-impl CentralClient {
-    /// A client for the Glance at `base` (scheme, host, port).
-    pub fn new(base: Url, connect_timeout: Duration, response_timeout: Duration) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(connect_timeout));
-        connector.set_nodelay(true);
-        let http = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
-        Self {
-            base,
-            http,
-            response_timeout,
+/// What an exchange with the central that failed means for the edge: unreachable,
+/// timed out or broken off (the serve-stale rule applies), or a request that could not
+/// be made. The [`ClientError`] stays attached as the cause.
+pub fn upstream_error(e: ClientError) -> UpstreamError {
+    match e {
+        ClientError::Timeout { .. } => UpstreamError::Timeout { source: e.into() },
+        ClientError::TooLarge { .. } => UpstreamError::Invalid {
+            reason: "the answer is too large".into(),
+            source: Some(e.into()),
+        },
+        ClientError::Invalid(_) => UpstreamError::Request { source: e.into() },
+        // Connect, Transport, Body, and whatever is added later.
+        _ => UpstreamError::Unreachable { source: e.into() },
+    }
+}
+
+/// A status other than the one hoped for: a server error means the central is failing;
+/// anything else is its refusal, passed on.
+fn refusal(status: StatusCode, headers: &HeaderMap, body: Bytes) -> UpstreamError {
+    if status.is_server_error() {
+        UpstreamError::Failing {
+            status: status.as_u16(),
         }
-    }
-
-    /// The central's base URL.
-    pub fn base(&self) -> &Url {
-        &self.base
-    }
-
-    /// Sends a request to `path_and_query` on the central, with `headers` (identity and
-    /// content headers) and a streamed body. Unreachable or slow: `Unavailable`.
-    pub async fn send(
-        &self,
-        method: Method,
-        path_and_query: &str,
-        headers: &HeaderMap,
-        body: Body,
-    ) -> Result<Response<Incoming>, UpstreamError> {
-        let uri = format!(
-            "{}{}",
-            self.base.as_str().trim_end_matches('/'),
-            path_and_query
-        );
-        let mut req = Request::builder()
-            .method(method)
-            .uri(uri)
-            .body(body)
-            .map_err(|e| UpstreamError::Invalid(e.to_string()))?;
-        for (k, v) in headers {
-            if k != header::HOST && k != header::CONNECTION && k != header::TRANSFER_ENCODING {
-                req.headers_mut().append(k.clone(), v.clone());
-            }
+    } else {
+        UpstreamError::Refused {
+            status: status.as_u16(),
+            body,
+            content_type: headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
         }
-        match tokio::time::timeout(self.response_timeout, self.http.request(req)).await {
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(e)) => Err(UpstreamError::Unavailable(format!(
-                "central Glance unreachable: {e}"
-            ))),
-            Err(_) => Err(UpstreamError::Unavailable(
-                "central Glance did not answer in time".into(),
-            )),
-        }
-    }
-
-    /// Sends a body-less request and reads the (small) answer whole.
-    pub async fn fetch(
-        &self,
-        path_and_query: &str,
-        headers: &HeaderMap,
-    ) -> Result<(StatusCode, HeaderMap, Bytes), UpstreamError> {
-        let resp = self
-            .send(Method::GET, path_and_query, headers, empty())
-            .await?;
-        let (parts, body) = resp.into_parts();
-        let bytes =
-            tokio::time::timeout(self.response_timeout, Limited::new(body, MAX_DOC).collect())
-                .await
-                .map_err(|_| UpstreamError::Unavailable("central Glance stalled".into()))?
-                .map_err(|e| UpstreamError::Unavailable(format!("central Glance broke off: {e}")))?
-                .to_bytes();
-        Ok((parts.status, parts.headers, bytes))
-    }
-
-    /// Whether the central answers at all.
-    pub async fn reachable(&self) -> bool {
-        matches!(self.fetch("/versions", &HeaderMap::new()).await, Ok((s, _, _)) if s.is_success() || s.is_redirection())
     }
 }
 
@@ -124,7 +82,75 @@ pub fn identity(ctx: &RequestContext) -> HeaderMap {
     h
 }
 
+fn json_doc(body: &[u8], what: &str) -> Result<Value, UpstreamError> {
+    serde_json::from_slice(body)
+        .map_err(|e| UpstreamError::invalid(format!("{what} is not JSON"), e))
+}
+
 impl CentralClient {
+    /// A client for the Glance at `base` (scheme, host, port).
+    pub fn new(base: Url, timeouts: Timeouts) -> Self {
+        Self {
+            base,
+            http: HttpClient::new(timeouts),
+        }
+    }
+
+    /// The central's base URL.
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    /// Sends a request to `path_and_query` on the central, with `headers` (identity and
+    /// content headers; hop-by-hop ones and `Host` are dropped) and a streamed body; the
+    /// answer streams back.
+    pub async fn send(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        headers: &HeaderMap,
+        body: Body,
+    ) -> Result<Response<Body>, UpstreamError> {
+        let uri = format!(
+            "{}{}",
+            self.base.as_str().trim_end_matches('/'),
+            path_and_query
+        );
+        let mut req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(body)
+            .map_err(|e| UpstreamError::Request { source: e.into() })?;
+        let mut h = headers.clone();
+        stackfed_http::headers::strip_hop_by_hop(&mut h);
+        h.remove(header::HOST);
+        req.headers_mut().extend(h);
+        self.http.send(req).await.map_err(upstream_error)
+    }
+
+    /// Sends a body-less `GET` and reads the (small) answer whole.
+    pub async fn fetch(
+        &self,
+        path_and_query: &str,
+        headers: &HeaderMap,
+    ) -> Result<(StatusCode, HeaderMap, Bytes), UpstreamError> {
+        let resp = self
+            .send(Method::GET, path_and_query, headers, empty())
+            .await?;
+        let (parts, body) = resp.into_parts();
+        let bytes = self
+            .http
+            .read_body(body, MAX_DOC)
+            .await
+            .map_err(upstream_error)?;
+        Ok((parts.status, parts.headers, bytes))
+    }
+
+    /// Whether the central answers at all.
+    pub async fn reachable(&self) -> bool {
+        matches!(self.fetch("/versions", &HeaderMap::new()).await, Ok((s, _, _)) if s.is_success() || s.is_redirection())
+    }
+
     /// The projects that accepted a shared image, as far as this identity may see
     /// (its owner sees all members; a member sees itself). Empty when unknown.
     async fn accepted_members(&self, id: &ImageId, headers: &HeaderMap) -> Vec<String> {
@@ -134,7 +160,7 @@ impl CentralClient {
         else {
             return Vec::new();
         };
-        let doc: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let doc: Value = serde_json::from_slice(&body).unwrap_or_default();
         doc.get("members")
             .and_then(|m| m.as_array())
             .map(|ms| {
@@ -151,21 +177,6 @@ impl CentralClient {
     }
 }
 
-fn classify(status: StatusCode, headers: &HeaderMap, body: Bytes) -> UpstreamError {
-    if status.is_server_error() {
-        UpstreamError::Unavailable(format!("central Glance answered {status}"))
-    } else {
-        UpstreamError::Refused {
-            status: status.as_u16(),
-            body,
-            content_type: headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
-        }
-    }
-}
-
 #[async_trait]
 impl Upstream for CentralClient {
     async fn get(
@@ -178,18 +189,31 @@ impl Upstream for CentralClient {
         let (status, headers, body) = self.fetch(&format!("/v2/images/{id}"), &h).await?;
         match status {
             StatusCode::OK => {
-                let doc: serde_json::Value = serde_json::from_slice(&body)
-                    .map_err(|e| UpstreamError::Invalid(e.to_string()))?;
-                let mut record =
-                    from_json(doc).map_err(|e| UpstreamError::Invalid(e.to_string()))?;
+                let mut record = from_json(json_doc(&body, "the image")?)
+                    .map_err(|e| UpstreamError::invalid("the image cannot be read", e))?;
                 if record.visibility == image_cache_core::Visibility::Shared {
                     record.members = self.accepted_members(id, &h).await;
                 }
                 Ok(Some(record))
             }
             StatusCode::NOT_FOUND => Ok(None),
-            s => Err(classify(s, &headers, body)),
+            s => Err(refusal(s, &headers, body)),
         }
+    }
+
+    async fn list(&self, query: &ListQuery, ctx: &RequestContext) -> Result<Page, UpstreamError> {
+        let mut h = identity(ctx);
+        h.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        let path = format!("/v2/images?{}", to_query_string(query));
+        let (status, headers, body) = self.fetch(&path, &h).await?;
+        if status != StatusCode::OK {
+            return Err(refusal(status, &headers, body));
+        }
+        let doc = json_doc(&body, "the listing")?;
+        Ok(Page {
+            images: images_of(&doc),
+            more: doc.get("next").is_some_and(Value::is_string),
+        })
     }
 
     async fn open(
@@ -227,13 +251,13 @@ impl Upstream for CentralClient {
             }
             StatusCode::NOT_FOUND | StatusCode::NO_CONTENT => Ok(None),
             s => {
-                let headers = resp.headers().clone();
-                let body = Limited::new(resp.into_body(), 64 * 1024)
-                    .collect()
+                let (parts, body) = resp.into_parts();
+                let body = self
+                    .http
+                    .read_body(body, MAX_REFUSAL)
                     .await
-                    .map(|c| c.to_bytes())
                     .unwrap_or_default();
-                Err(classify(s, &headers, body))
+                Err(refusal(s, &parts.headers, body))
             }
         }
     }

@@ -6,13 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use image_cache_core::blob::FsBlobStore;
-use image_cache_core::engine::{CacheConfig, ImageCache, Reconciled};
+use image_cache_core::engine::{CacheConfig, ImageCache, Reconciled, Spawner};
 use image_cache_core::meta::SqliteMetadataStore;
+use image_cache_core::upstream::RequestContext;
+use image_cache_core::ImageId;
 use serde::Deserialize;
+use stackfed_http::{Background, BoxError, Timeouts};
 use url::Url;
 
 use crate::client::CentralClient;
-use crate::service::{EdgeService, IdentityMode};
+use crate::identity::IdentityMode;
+use crate::service::EdgeService;
 
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -30,9 +34,36 @@ pub enum ConfigError {
     /// Not a valid configuration.
     #[error("invalid configuration: {0}")]
     Parse(#[from] toml::de::Error),
-    /// A value is unusable, or the stores could not be opened.
+    /// A value is unusable.
     #[error("invalid configuration: {0}")]
     Invalid(String),
+    /// The cache could not be opened.
+    #[error("cannot open the {what}: {source}")]
+    Open {
+        /// What could not be opened.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: BoxError,
+    },
+}
+
+fn open_error(what: &'static str) -> impl FnOnce(BoxError) -> ConfigError {
+    move |source| ConfigError::Open { what, source }
+}
+
+/// What [`EdgeConfig::build`] makes.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Edge {
+    /// The service, ready to serve (`stackfed_http::serve`) or to wrap in layers.
+    pub service: EdgeService,
+    /// The owner of every background task the edge runs (prefetch workers, fills that
+    /// continue after their client left, configured prefetches): call
+    /// [`Background::shutdown`] after serving ends.
+    pub background: Background,
+    /// What reconciling the cache at start found and fixed.
+    pub reconciled: Reconciled,
 }
 
 fn default_listen() -> SocketAddr {
@@ -83,7 +114,8 @@ pub struct EdgeConfig {
     /// Seconds to connect to the central.
     #[serde(default = "default_connect")]
     pub connect_timeout_seconds: f64,
-    /// Seconds for the central to start answering.
+    /// Seconds for the central to start answering, and the longest pause in the middle
+    /// of an answer (a central that stalls longer is treated as unreachable).
     #[serde(default = "default_response")]
     pub response_timeout_seconds: f64,
     /// The most bytes of image data to keep (no limit when absent). Enforced before
@@ -153,50 +185,64 @@ impl EdgeConfig {
         Self::from_toml(&text)
     }
 
-    /// Opens the stores (reconciling them after a crash) and builds the service.
-    pub async fn build(&self) -> Result<(EdgeService, Reconciled), ConfigError> {
+    /// Opens the stores (reconciling them after a crash), builds the service, and starts
+    /// the background work (prefetch workers, configured prefetches) on a
+    /// [`Background`] it returns with the service.
+    pub async fn build(&self) -> Result<Edge, ConfigError> {
         std::fs::create_dir_all(&self.cache_dir)
-            .map_err(|e| ConfigError::Invalid(format!("{}: {e}", self.cache_dir.display())))?;
+            .map_err(|e| open_error("cache directory")(e.into()))?;
         let meta = SqliteMetadataStore::open(self.cache_dir.join("metadata.db"))
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            .map_err(|e| open_error("metadata store")(e.into()))?;
         let blobs = FsBlobStore::open(self.cache_dir.join("blobs"))
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            .map_err(|e| open_error("blob store")(e.into()))?;
+        let response = secs("response_timeout_seconds", self.response_timeout_seconds)?;
         let central = CentralClient::new(
             self.central_url.clone(),
-            secs("connect_timeout_seconds", self.connect_timeout_seconds)?,
-            secs("response_timeout_seconds", self.response_timeout_seconds)?,
+            Timeouts {
+                connect: secs("connect_timeout_seconds", self.connect_timeout_seconds)?,
+                response,
+                idle: response,
+            },
         );
         let cfg = CacheConfig::default()
             .freshness(secs("freshness_seconds", self.freshness_seconds)?)
             .max_stale(secs("max_stale_seconds", self.max_stale_seconds)?)
             .max_bytes(self.max_cache_bytes)
             .prefetch_concurrency(self.prefetch_concurrency);
-        let (cache, report) = ImageCache::open(
+        let background = Background::new();
+        let owner = background.clone();
+        let spawner: Arc<dyn Spawner> = Arc::new(move |name, task| owner.spawn(name, task));
+        let (cache, reconciled) = ImageCache::open(
             Arc::new(central.clone()),
             Arc::new(meta),
             Arc::new(blobs),
             cfg,
+            spawner,
         )
         .await
-        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        let service = EdgeService::new(cache, central, self.identity);
-        self.start_prefetch(&service);
-        Ok((service, report))
+        .map_err(|e| open_error("cache")(e.into()))?;
+        self.start_prefetch(&cache, &background);
+        Ok(Edge {
+            service: EdgeService::new(cache, central, self.identity),
+            background,
+            reconciled,
+        })
     }
 
-    /// Queues the configured prefetches (in the background; progress is logged).
-    fn start_prefetch(&self, service: &EdgeService) {
-        let ctx = image_cache_core::upstream::RequestContext::admin();
-        for p in self.prefetch.clone() {
-            let (service, ctx) = (service.clone(), ctx.clone());
-            tokio::spawn(async move {
-                if let Some(id) = p.id.as_deref().and_then(image_cache_core::ImageId::parse) {
-                    service.cache().queue(&id, &ctx);
-                } else {
-                    let filters: Vec<(String, String)> = p.properties.into_iter().collect();
-                    if let Err(e) = service.prefetch_matching(&filters, &ctx).await {
-                        tracing::warn!(error = %e, "configured prefetch failed");
-                    }
+    /// Queues the configured prefetches (a filter is listed in the background; progress
+    /// is logged).
+    fn start_prefetch(&self, cache: &ImageCache, background: &Background) {
+        let ctx = RequestContext::admin();
+        for p in &self.prefetch {
+            if let Some(id) = p.id.as_deref().and_then(ImageId::parse) {
+                cache.queue(&id, &ctx);
+                continue;
+            }
+            let filters: Vec<(String, String)> = p.properties.clone().into_iter().collect();
+            let (cache, ctx) = (cache.clone(), ctx.clone());
+            background.spawn("configured prefetch", async move {
+                if let Err(e) = cache.prefetch_matching(&filters, &ctx).await {
+                    tracing::warn!(error = %e, "configured prefetch failed");
                 }
             });
         }

@@ -4,13 +4,18 @@
 //! `image-cache-core`:
 //!
 //! - [`image`]: the flat image JSON (custom properties at the top level), both ways;
-//! - [`query`]: list query parameters (filters, sort keys, marker, limit) with Glance's
-//!   refusals; [`error`]: Glance-style errors (plain text, JSON or HTML);
-//! - [`client`]: a streaming client for the central Glance that implements
-//!   `image_cache_core::upstream::Upstream`;
-//! - [`service`]: the [`EdgeService`] (`/versions`, `/v2/images…`,
-//!   `/v2/schemas/…`, writes forwarded, `/healthcheck`); [`server::serve`] runs it;
-//!   [`config`] builds it from TOML.
+//! - [`query`]: list query parameters (filters, sort keys, marker, limit) both ways, with
+//!   Glance's refusals, and the `first`/`next` links of a page;
+//! - [`error`]: [`GlanceError`], the answer type (plain text, JSON or HTML as Glance
+//!   negotiates), and the one mapping from every internal error to its answer;
+//! - [`identity`]: who the caller is (no-auth, or trusted headers);
+//! - [`client`]: the client for the central Glance (over `stackfed_http::HttpClient`),
+//!   which implements `image_cache_core::upstream::Upstream`;
+//! - [`service`]: the [`EdgeService`], a `tower::Service` that runs each request through
+//!   the same phases, one file per request family (`/versions`, `/v2/images…`,
+//!   `/v2/schemas/…`, `/v2/cache…`, writes forwarded, `/healthcheck`);
+//! - [`config`]: TOML → the service plus the `stackfed_http::Background` that owns its
+//!   background tasks.
 //!
 //! ```
 //! use glance_proto::query::parse_list_query;
@@ -25,10 +30,12 @@ pub mod body;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod identity;
 pub mod image;
 pub mod query;
-pub mod server;
 pub mod service;
 
+pub use error::GlanceError;
+pub use identity::IdentityMode;
 pub use image_cache_core;
 pub use service::EdgeService;

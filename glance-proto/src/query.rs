@@ -1,4 +1,4 @@
-//! Glance list query parameters.
+//! Glance list query parameters, both ways, and the `first`/`next` links of a page.
 
 use image_cache_core::list::{ListQuery, SortDir, DEFAULT_LIMIT, MAX_LIMIT};
 use image_cache_core::ImageId;
@@ -94,7 +94,7 @@ pub fn parse_list_query(query: Option<&str>) -> Result<ListQuery, GlanceError> {
                 }
             }
             "os_hidden" => q.os_hidden = v.eq_ignore_ascii_case("true"),
-            "member_status" => {}
+            "member_status" => q.member_status = Some(v),
             key => q.filters.push((key.to_owned(), v)),
         }
     }
@@ -122,6 +122,77 @@ pub fn parse_list_query(query: Option<&str>) -> Result<ListQuery, GlanceError> {
     Ok(q)
 }
 
+/// The query string that asks a Glance for `q` (what [`parse_list_query`] read, in
+/// Glance's own syntax: filters verbatim, so operators such as `in:` reach the central).
+pub fn to_query_string(q: &ListQuery) -> String {
+    let mut s = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in &q.filters {
+        s.append_pair(k, v);
+    }
+    if let Some(v) = &q.visibility {
+        s.append_pair("visibility", v);
+    }
+    for t in &q.tags {
+        s.append_pair("tag", t);
+    }
+    if let Some(n) = q.size_min {
+        s.append_pair("size_min", &n.to_string());
+    }
+    if let Some(n) = q.size_max {
+        s.append_pair("size_max", &n.to_string());
+    }
+    if q.os_hidden {
+        s.append_pair("os_hidden", "true");
+    }
+    if let Some(m) = &q.member_status {
+        s.append_pair("member_status", m);
+    }
+    if !q.sort.is_empty() {
+        let keys: Vec<String> = q
+            .sort
+            .iter()
+            .map(|(k, d)| {
+                let dir = match d {
+                    SortDir::Asc => "asc",
+                    SortDir::Desc => "desc",
+                };
+                format!("{k}:{dir}")
+            })
+            .collect();
+        s.append_pair("sort", &keys.join(","));
+    }
+    if let Some(m) = &q.marker {
+        s.append_pair("marker", m.as_str());
+    }
+    s.append_pair("limit", &q.limit.to_string());
+    s.finish()
+}
+
+/// The `first` link of a listing answered for the client's `query`, and its `next` link
+/// when more follow `last`: the client's own parameters with `marker` replaced.
+pub fn page_links(query: Option<&str>, more_after: Option<&ImageId>) -> (String, Option<String>) {
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .filter(|(k, _)| k != "marker")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let link = |marker: Option<&ImageId>| {
+        let mut s = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &params {
+            s.append_pair(k, v);
+        }
+        if let Some(m) = marker {
+            s.append_pair("marker", m.as_str());
+        }
+        let q = s.finish();
+        if q.is_empty() {
+            "/v2/images".to_owned()
+        } else {
+            format!("/v2/images?{q}")
+        }
+    };
+    (link(None), more_after.map(|m| link(Some(m))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +213,10 @@ mod tests {
         );
         assert_eq!(q.filters, vec![("os_distro".into(), "ubuntu".into())]);
         assert_eq!(q.tags, vec!["a".to_owned()]);
+        assert_eq!(
+            to_query_string(&q),
+            "os_distro=ubuntu&visibility=all&tag=a&sort=name%3Aasc%2Csize%3Adesc&limit=5"
+        );
         let q = parse_list_query(Some("sort_key=name&sort_dir=asc&limit=5000")).unwrap();
         assert_eq!(q.sort, vec![("name".into(), SortDir::Asc)]);
         assert_eq!(q.limit, 1000);
@@ -161,5 +236,17 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn links_keep_the_clients_parameters() {
+        let id = ImageId::parse("9b2c1f4e-3a5d-4c6b-8e7f-0123456789ab").unwrap();
+        let (first, next) = page_links(Some("limit=2&sort=name:asc&marker=x"), Some(&id));
+        assert_eq!(first, "/v2/images?limit=2&sort=name%3Aasc");
+        assert_eq!(
+            next.unwrap(),
+            format!("/v2/images?limit=2&sort=name%3Aasc&marker={id}")
+        );
+        assert_eq!(page_links(None, None), ("/v2/images".to_owned(), None));
     }
 }

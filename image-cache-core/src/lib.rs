@@ -4,17 +4,21 @@
 //! gone. It caches image **metadata and data**:
 //!
 //! - [`record`]: [`ImageRecord`] (typed fields the cache reasons about, the rest verbatim);
-//! - [`upstream`]: the [`Upstream`](upstream::Upstream) trait (get metadata, open data,
-//!   ranges) and the request context used for access checks;
+//! - [`upstream`]: the [`Upstream`](upstream::Upstream) trait (get metadata, list, open
+//!   data, ranges), its errors, and the request context used for access checks;
 //! - [`meta`]: the [`MetadataStore`](meta::MetadataStore) trait with SQLite and memory
 //!   backends; [`blob`]: the [`BlobStore`](blob::BlobStore) trait with filesystem
 //!   (incomplete → fsync → rename) and memory backends; one conformance suite per trait;
-//! - [`engine`]: [`ImageCache`]: metadata read-through with a
-//!   freshness window and bounded stale serving; data hits streamed from the blob store,
-//!   ranges too; a miss filled by exactly one upstream fetch however many clients ask,
-//!   each client streamed bytes as they arrive; data verified against `os_hash_value`
-//!   and `checksum` before commit, quarantined on mismatch; reconciliation at start so a
-//!   crash never leaves anything partial or unverified servable;
+//! - [`engine`]: [`ImageCache`]: metadata read-through (show and list) with a
+//!   freshness window and one bounded serve-stale rule; data hits streamed from the blob
+//!   store, ranges too; a miss filled by exactly one upstream fetch however many clients
+//!   ask, each client streamed bytes as they arrive; data verified against
+//!   `os_hash_value` and `checksum` before commit, quarantined on mismatch; the size
+//!   budget; prefetch workers; reconciliation at start so a crash never leaves anything
+//!   partial or unverified servable. Work that outlives a request runs on a
+//!   [`Spawner`] its owner supplies;
+//! - [`error`]: [`CacheError`] and [`ErrorSource`]: every error says where the fault came
+//!   from and whether a retry may help, and keeps its cause;
 //! - [`list`]: Glance's filters, sort keys, marker and limit over cached records;
 //! - [`eviction`]: the size budget's admission and LRU eviction plan;
 //! - [`hash`]: the verifier.
@@ -32,6 +36,7 @@
 
 pub mod blob;
 pub mod engine;
+pub mod error;
 pub mod eviction;
 pub mod hash;
 mod id;
@@ -40,6 +45,7 @@ pub mod meta;
 pub mod record;
 pub mod upstream;
 
-pub use engine::{CacheConfig, CacheError, ImageCache};
+pub use engine::{CacheConfig, ImageCache, Spawner};
+pub use error::{CacheError, ErrorSource};
 pub use id::ImageId;
 pub use record::{ImageRecord, ImageStatus, Visibility};

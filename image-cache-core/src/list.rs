@@ -37,6 +37,9 @@ pub struct ListQuery {
     pub size_max: Option<u64>,
     /// Whether hidden images (`os_hidden`) are listed instead of the others.
     pub os_hidden: bool,
+    /// `member_status=` (shared images by the caller's membership status): passed to the
+    /// upstream; the cache itself knows accepted members only and ignores it.
+    pub member_status: Option<String>,
     /// Sort keys, most significant first (default `created_at` descending).
     pub sort: Vec<(String, SortDir)>,
     /// List after this image.
@@ -54,11 +57,21 @@ impl Default for ListQuery {
             size_min: None,
             size_max: None,
             os_hidden: false,
+            member_status: None,
             sort: Vec::new(),
             marker: None,
             limit: DEFAULT_LIMIT,
         }
     }
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Page {
+    /// The images, in the query's order.
+    pub images: Vec<ImageRecord>,
+    /// Whether more follow (the next page starts after the last image).
+    pub more: bool,
 }
 
 /// A query that cannot be answered (Glance answers 400).
@@ -128,8 +141,8 @@ impl ListQuery {
         keys
     }
 
-    /// One page of `records`, and whether more follow it.
-    pub fn apply(&self, records: Vec<ImageRecord>) -> Result<(Vec<ImageRecord>, bool), ListError> {
+    /// One page of `records`.
+    pub fn apply(&self, records: Vec<ImageRecord>) -> Result<Page, ListError> {
         let mut rows: Vec<ImageRecord> = records.into_iter().filter(|r| self.matches(r)).collect();
         let keys = self.keys();
         rows.sort_by(|a, b| {
@@ -157,8 +170,8 @@ impl ListQuery {
         };
         let limit = self.limit.min(MAX_LIMIT);
         let more = rows.len() > start + limit;
-        let page = rows.into_iter().skip(start).take(limit).collect();
-        Ok((page, more))
+        let images = rows.into_iter().skip(start).take(limit).collect();
+        Ok(Page { images, more })
     }
 }
 
@@ -201,14 +214,14 @@ mod tests {
 
     #[test]
     fn defaults_newest_first_without_community() {
-        let (page, more) = ListQuery::default().apply(all()).unwrap();
+        let Page { images: page, more } = ListQuery::default().apply(all()).unwrap();
         assert_eq!(names(&page), ["a", "a", "b"]);
         assert!(!more);
         let q = ListQuery {
             visibility: Some("all".into()),
             ..ListQuery::default()
         };
-        assert_eq!(q.apply(all()).unwrap().0.len(), 4);
+        assert_eq!(q.apply(all()).unwrap().images.len(), 4);
     }
 
     #[test]
@@ -217,18 +230,18 @@ mod tests {
             filters: vec![("os_distro".into(), "ubuntu".into())],
             ..ListQuery::default()
         };
-        assert_eq!(q.apply(all()).unwrap().0.len(), 2);
+        assert_eq!(q.apply(all()).unwrap().images.len(), 2);
         let q = ListQuery {
             tags: vec!["gold".into()],
             ..ListQuery::default()
         };
-        assert_eq!(names(&q.apply(all()).unwrap().0), ["b"]);
+        assert_eq!(names(&q.apply(all()).unwrap().images), ["b"]);
         let q = ListQuery {
             size_min: Some(15),
             size_max: Some(40),
             ..ListQuery::default()
         };
-        assert_eq!(q.apply(all()).unwrap().0.len(), 2);
+        assert_eq!(q.apply(all()).unwrap().images.len(), 2);
         let q = ListQuery {
             sort: vec![
                 ("name".into(), SortDir::Asc),
@@ -238,7 +251,7 @@ mod tests {
             limit: 2,
             ..ListQuery::default()
         };
-        let (page, more) = q.clone().apply(all()).unwrap();
+        let Page { images: page, more } = q.clone().apply(all()).unwrap();
         assert_eq!(
             page.iter().map(|r| r.size.unwrap()).collect::<Vec<_>>(),
             [40, 20]
@@ -248,7 +261,10 @@ mod tests {
             marker: Some(page[1].id.clone()),
             ..q.clone()
         };
-        let (page2, more2) = next.apply(all()).unwrap();
+        let Page {
+            images: page2,
+            more: more2,
+        } = next.apply(all()).unwrap();
         assert_eq!(
             page2.iter().map(|r| r.size.unwrap()).collect::<Vec<_>>(),
             [10, 30]

@@ -1,4 +1,6 @@
-//! The upstream: where images come from (the central Glance, for the edge).
+//! The upstream: where images come from (the central Glance, for the edge): one image's
+//! metadata, a page of the listing, an image's data (whole or a range), and the errors
+//! that say why it could not answer.
 
 use std::fmt;
 use std::pin::Pin;
@@ -7,7 +9,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::Stream;
 
+use crate::error::{BoxError, ErrorSource};
 use crate::id::ImageId;
+use crate::list::{ListQuery, Page};
 use crate::record::ImageRecord;
 
 /// A stream of image bytes.
@@ -106,16 +110,41 @@ impl RequestContext {
     }
 }
 
-/// Why the upstream could not answer.
+/// Why the upstream could not answer. [`origin`](Self::origin) says whose fault it is,
+/// [`is_temporary`](Self::is_temporary) whether a retry may help.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum UpstreamError {
-    /// The upstream cannot be reached or is failing (5xx, timeouts): serve from cache
-    /// if allowed, else answer 503.
-    #[error("upstream unavailable: {0}")]
-    Unavailable(String),
-    /// The upstream refused the request (4xx other than 404): pass the status on.
-    #[error("upstream refused the request with {status}")]
+    /// No answer: the upstream could not be reached, or the connection broke.
+    #[error("upstream unreachable: {source}")]
+    Unreachable {
+        /// The transport's error.
+        #[source]
+        source: BoxError,
+    },
+    /// The upstream did not answer in time.
+    #[error("upstream did not answer in time: {source}")]
+    Timeout {
+        /// What timed out.
+        #[source]
+        source: BoxError,
+    },
+    /// Data the upstream was sending broke off.
+    #[error("upstream data broke off: {source}")]
+    Interrupted {
+        /// The stream's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The upstream answered with a server error (5xx).
+    #[error("upstream failed with status {status}")]
+    Failing {
+        /// Its status.
+        status: u16,
+    },
+    /// The upstream refused the request (a 4xx other than those the calls answer with
+    /// `None`): its answer is passed on.
+    #[error("upstream refused the request with status {status}")]
     Refused {
         /// The upstream's status.
         status: u16,
@@ -125,8 +154,63 @@ pub enum UpstreamError {
         content_type: Option<String>,
     },
     /// The upstream sent something unreadable.
-    #[error("upstream sent an invalid answer: {0}")]
-    Invalid(String),
+    #[error("upstream sent an invalid answer: {reason}")]
+    Invalid {
+        /// What was wrong.
+        reason: String,
+        /// The parser's error, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// The request to the upstream could not be made (a bad URL in the configuration, a
+    /// header that cannot be sent): a fault of this side, not the upstream's.
+    #[error("a request to the upstream could not be made: {source}")]
+    Request {
+        /// Why.
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl UpstreamError {
+    /// Where the fault came from.
+    pub fn origin(&self) -> ErrorSource {
+        match self {
+            Self::Request { .. } => ErrorSource::Internal,
+            _ => ErrorSource::Upstream,
+        }
+    }
+
+    /// Whether the same request may succeed later (the upstream was unreachable, slow or
+    /// failing; not when it refused or sent nonsense).
+    pub fn is_temporary(&self) -> bool {
+        matches!(
+            self,
+            Self::Unreachable { .. }
+                | Self::Timeout { .. }
+                | Self::Interrupted { .. }
+                | Self::Failing { .. }
+        )
+    }
+
+    /// Whether the upstream did not answer in time (a gateway answers 504).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Timeout { .. })
+    }
+
+    /// Whether this is an answer of the upstream (a refusal) rather than the lack of one:
+    /// a refusal is passed on; without an answer, the cache may serve what it has.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Self::Refused { .. })
+    }
+
+    /// An invalid answer, with its cause.
+    pub fn invalid(reason: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Self::Invalid {
+            reason: reason.into(),
+            source: Some(source.into()),
+        }
+    }
 }
 
 /// An image's data as the upstream serves it.
@@ -154,6 +238,10 @@ pub trait Upstream: Send + Sync + fmt::Debug + 'static {
         id: &ImageId,
         ctx: &RequestContext,
     ) -> Result<Option<ImageRecord>, UpstreamError>;
+
+    /// One page of the upstream's listing for `query` (filters, sort, marker, limit), as
+    /// the caller may see it.
+    async fn list(&self, query: &ListQuery, ctx: &RequestContext) -> Result<Page, UpstreamError>;
 
     /// An image's data (a range of it, if given); `Ok(None)` when the image is gone.
     async fn open(

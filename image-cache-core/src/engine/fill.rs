@@ -1,192 +1,177 @@
-//! One fill in progress, and the clients streaming from it.
+//! One fill: the upstream's bytes written to a blob while they are hashed, verified, then
+//! committed (or quarantined), running in the background so it continues after the
+//! client that started it left.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
-use bytes::Bytes;
-use tokio::sync::watch;
+use futures::StreamExt;
 
-use super::CacheError;
-use crate::blob::BlobTap;
-use crate::upstream::ByteStream;
+use super::budget::Reservation;
+use super::inflight::{FillSlot, FillState};
+use super::{now_ms, ImageCache};
+use crate::error::CacheError;
+use crate::hash::Verifier;
+use crate::record::ImageRecord;
+use crate::upstream::{RequestContext, UpstreamError};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum FillState {
-    /// Waiting for the upstream's first answer.
-    Starting,
-    /// Bytes arriving.
-    Running { written: u64 },
-    /// Verified and committed.
-    Done { written: u64 },
-    /// Gave up; nothing was committed.
-    Failed(String),
+/// Bytes gathered before each write (and hash) of a fill.
+const WRITE_BATCH: usize = 1 << 20;
+
+/// Ends a fill's registration whichever way its task ends; a task stopped before an
+/// outcome (the cache is shutting down) fails its waiters instead of leaving them hanging.
+struct Registration {
+    cache: ImageCache,
+    record: ImageRecord,
+    slot: Arc<FillSlot>,
 }
 
-pub(crate) struct FillSlot {
-    state: watch::Sender<FillState>,
-    tap: OnceLock<Arc<dyn BlobTap>>,
-}
-
-impl std::fmt::Debug for FillSlot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FillSlot")
-            .field("state", &*self.state.borrow())
-            .finish_non_exhaustive()
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if !self.slot.finished() {
+            self.slot
+                .set(FillState::Failed(Arc::new(CacheError::Stopped)));
+        }
+        self.cache.inner.fills.finish(&self.record.id, &self.slot);
     }
 }
 
-impl FillSlot {
-    pub(crate) fn new() -> Self {
-        Self {
-            state: watch::Sender::new(FillState::Starting),
-            tap: OnceLock::new(),
-        }
-    }
+/// A fill, ready to run.
+pub(crate) struct Fill {
+    pub(crate) record: ImageRecord,
+    pub(crate) ctx: RequestContext,
+    pub(crate) verifier: Verifier,
+    pub(crate) reservation: Reservation,
+}
 
-    pub(crate) fn set(&self, s: FillState) {
-        self.state.send_replace(s);
-    }
-
-    pub(crate) fn set_tap(&self, tap: Arc<dyn BlobTap>) {
-        let _ = self.tap.set(tap);
-    }
-
-    /// Waits for the fill to end: `Ok` when verified and committed.
-    pub(crate) async fn wait(&self) -> Result<(), CacheError> {
-        let mut rx = self.state.subscribe();
-        loop {
-            match rx.borrow_and_update().clone() {
-                FillState::Done { .. } => return Ok(()),
-                FillState::Failed(e) => return Err(CacheError::Unavailable(e)),
-                _ => {}
-            }
-            if rx.changed().await.is_err() {
-                return Err(CacheError::Unavailable(
-                    "fill ended without an outcome".into(),
-                ));
-            }
-        }
-    }
-
-    pub(crate) fn finished(&self) -> bool {
-        matches!(
-            *self.state.borrow(),
-            FillState::Done { .. } | FillState::Failed(_)
-        )
-    }
-
-    /// A stream of `len` bytes from `offset`, as the fill writes them. Waits until the
-    /// upstream has answered, so an unreachable upstream is an error here rather than a
-    /// broken stream later.
-    pub(crate) async fn subscribe(
-        self: &Arc<Self>,
-        offset: u64,
-        len: u64,
-        chunk: usize,
-    ) -> Result<ByteStream, CacheError> {
-        let mut rx = self.state.subscribe();
-        loop {
-            let state = rx.borrow_and_update().clone();
-            match state {
-                FillState::Starting => {
-                    if rx.changed().await.is_err() {
-                        return Err(CacheError::Unavailable("fill vanished".into()));
-                    }
-                }
-                FillState::Failed(e) => return Err(CacheError::Unavailable(e)),
-                FillState::Running { .. } | FillState::Done { .. } => break,
-            }
-        }
-        let Some(tap) = self.tap.get().cloned() else {
-            return Err(CacheError::Unavailable("fill has no data".into()));
+impl Fill {
+    /// Registers the fill and starts it in the background; returns its slot.
+    pub(crate) fn start(self, cache: &ImageCache) -> Arc<FillSlot> {
+        let slot = cache.inner.fills.start(&self.record.id);
+        let registration = Registration {
+            cache: cache.clone(),
+            record: self.record.clone(),
+            slot: slot.clone(),
         };
-        let end = offset + len;
-        let stream =
-            futures::stream::unfold((rx, tap, offset), move |(mut rx, tap, pos)| async move {
-                if pos >= end {
-                    return None;
+        cache.inner.spawner.spawn(
+            "image fill",
+            Box::pin(async move {
+                let id = registration.record.id.clone();
+                if let Err(e) = self.run(&registration.cache, &registration.slot).await {
+                    tracing::warn!(image = %id, error = %e, source = %e.origin(), "fill failed");
+                    registration.slot.set(FillState::Failed(Arc::new(e)));
                 }
-                loop {
-                    let state = rx.borrow_and_update().clone();
-                    let (written, done) = match state {
-                        FillState::Running { written } => (written, false),
-                        FillState::Done { written } => (written, true),
-                        FillState::Failed(e) => {
-                            return Some((Err(std::io::Error::other(e)), (rx, tap, end)));
-                        }
-                        FillState::Starting => (0, false),
-                    };
-                    // The last byte is held back until the data is verified and committed:
-                    // a client never receives a complete body of unverified data.
-                    let available = if done {
-                        written.min(end)
-                    } else {
-                        written.min(end.saturating_sub(1))
-                    };
-                    if pos < available {
-                        let want = usize::try_from(available - pos).unwrap_or(chunk).min(chunk);
-                        return match tap.read_at(pos, want).await {
-                            Ok(b) if !b.is_empty() => {
-                                let n = b.len() as u64;
-                                Some((Ok::<Bytes, std::io::Error>(b), (rx, tap, pos + n)))
-                            }
-                            Ok(_) => Some((
-                                Err(std::io::Error::other("fill data vanished")),
-                                (rx, tap, end),
-                            )),
-                            Err(e) => Some((Err(std::io::Error::other(e)), (rx, tap, end))),
-                        };
-                    }
-                    if done {
-                        return Some((
-                            Err(std::io::Error::new(
-                                std::io::ErrorKind::UnexpectedEof,
-                                "image shorter than promised",
-                            )),
-                            (rx, tap, end),
-                        ));
-                    }
-                    if rx.changed().await.is_err() {
-                        // The fill task ended without a final state.
-                        return Some((Err(std::io::Error::other("fill ended")), (rx, tap, end)));
-                    }
-                }
-            });
-        Ok(Box::pin(stream))
+                drop(registration);
+            }),
+        );
+        slot
     }
-}
 
-/// Streams `stream` through `verifier`, holding the last piece back until the whole is
-/// verified (so a corrupted image never arrives complete).
-pub(crate) fn verified(
-    stream: ByteStream,
-    verifier: crate::hash::Verifier,
-    size: Option<u64>,
-) -> ByteStream {
-    use futures::StreamExt;
-    let state = (stream, Some(verifier), None::<Bytes>);
-    Box::pin(futures::stream::unfold(
-        state,
-        move |(mut stream, mut verifier, mut held)| async move {
-            loop {
-                match stream.next().await {
-                    Some(Ok(chunk)) => {
-                        if let Some(v) = verifier.as_mut() {
-                            v.update(&chunk);
-                        }
-                        if let Some(prev) = held.replace(chunk) {
-                            return Some((Ok(prev), (stream, verifier, held)));
-                        }
+    async fn run(self, cache: &ImageCache, slot: &FillSlot) -> Result<(), CacheError> {
+        let Fill {
+            record,
+            ctx,
+            verifier,
+            reservation,
+        } = self;
+        let i = &cache.inner;
+        i.upstream_data_fetches.fetch_add(1, Ordering::Relaxed);
+        let data = match i.upstream.open(&record.id, None, &ctx).await? {
+            Some(d) => d,
+            None => return Err(CacheError::NotFound(record.id.clone())),
+        };
+        let mut writer = i
+            .blobs
+            .create(&record.id)
+            .await
+            .map_err(CacheError::blob("creating a blob for image data"))?;
+        slot.set_tap(writer.tap());
+        slot.set(FillState::Running { written: 0 });
+        let mut stream = data.stream;
+        let mut written = 0u64;
+        // Network frames are small: gather them into pieces of `WRITE_BATCH` bytes. Each
+        // piece goes to the blob while the MD5 and the multihash are computed on two
+        // blocking workers in parallel, so reading, writing and hashing overlap. (The
+        // workers end when their channel closes, so they never outlive the fill.)
+        let (md5, multi) = verifier.split();
+        let workers: Vec<_> = [md5, multi]
+            .into_iter()
+            .flatten()
+            .map(|mut v| {
+                let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(8);
+                let handle = tokio::task::spawn_blocking(move || {
+                    while let Some(piece) = rx.blocking_recv() {
+                        v.update(&piece);
                     }
-                    Some(Err(e)) => return Some((Err(e), (stream, None, None))),
-                    None => {
-                        let v = verifier.take()?;
-                        return match v.finish(size) {
-                            Ok(()) => held.take().map(|last| (Ok(last), (stream, None, None))),
-                            Err(e) => Some((Err(std::io::Error::other(e)), (stream, None, None))),
-                        };
-                    }
+                    v
+                });
+                (tx, handle)
+            })
+            .collect();
+        let mut batch = bytes::BytesMut::with_capacity(WRITE_BATCH);
+        let mut ended = false;
+        while !ended {
+            match stream.next().await {
+                Some(Ok(chunk)) => batch.extend_from_slice(&chunk),
+                Some(Err(e)) => {
+                    let _ = writer.abort(false).await;
+                    return Err(UpstreamError::Interrupted { source: e }.into());
+                }
+                None => ended = true,
+            }
+            if batch.len() < WRITE_BATCH && !ended {
+                continue;
+            }
+            if batch.is_empty() {
+                break;
+            }
+            let piece = batch.split().freeze();
+            for (tx, _) in &workers {
+                if tx.send(piece.clone()).await.is_err() {
+                    let _ = writer.abort(false).await;
+                    return Err(CacheError::internal("a hashing worker stopped", None));
                 }
             }
-        },
-    ))
+            if let Err(e) = writer.write(piece.clone()).await {
+                let _ = writer.abort(false).await;
+                return Err(CacheError::blob("writing image data")(e));
+            }
+            written += piece.len() as u64;
+            slot.set(FillState::Running { written });
+        }
+        let mut verdict = Ok(());
+        for (tx, handle) in workers {
+            drop(tx);
+            match handle.await {
+                Ok(v) => {
+                    if verdict.is_ok() {
+                        verdict = v.finish(record.size);
+                    }
+                }
+                Err(e) => {
+                    let _ = writer.abort(false).await;
+                    return Err(CacheError::internal("hashing failed", Some(e.into())));
+                }
+            }
+        }
+        if let Err(source) = verdict {
+            tracing::error!(image = %record.id, error = %source, "image data failed verification; quarantined");
+            let _ = writer.abort(true).await;
+            return Err(CacheError::Verification {
+                id: record.id.clone(),
+                source,
+            });
+        }
+        writer
+            .commit()
+            .await
+            .map_err(CacheError::blob("committing image data"))?;
+        i.meta.set_cached(&record.id, written, now_ms()).await?;
+        // The bytes now count as cached: release the reservation before anyone learns
+        // the fill is done, so no admission counts them twice.
+        reservation.release();
+        slot.set(FillState::Done { written });
+        tracing::info!(image = %record.id, bytes = written, "image cached and verified");
+        Ok(())
+    }
 }

@@ -1,15 +1,40 @@
 use bytes::Bytes;
+use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
+use std::sync::Mutex;
 
 use async_trait::async_trait;
 use futures::TryStreamExt;
 use md5::Digest;
 
 use super::*;
-use crate::blob::{FsBlobStore, MemoryBlobStore};
+use crate::blob::{BlobError, BlobRead, BlobWriter, FsBlobStore, MemoryBlobStore};
+use crate::error::ErrorSource;
 use crate::meta::{MemoryMetadataStore, SqliteMetadataStore};
-use crate::record::Visibility;
-use crate::upstream::UpstreamData;
+use crate::record::{ImageStatus, Visibility};
+use crate::upstream::{ByteRange, RangeSpec, UpstreamData, UpstreamError};
+
+/// Runs background work on the test's runtime.
+fn spawner() -> Arc<dyn Spawner> {
+    Arc::new(|_: &'static str, task| {
+        tokio::spawn(task);
+    })
+}
+
+fn down() -> UpstreamError {
+    UpstreamError::Unreachable {
+        source: "connection refused".into(),
+    }
+}
+
+/// Every record `up` may list for `q`, as an upstream would page them.
+fn page_of(records: Vec<ImageRecord>, q: &ListQuery) -> Result<Page, UpstreamError> {
+    q.apply(records).map_err(|e| UpstreamError::Refused {
+        status: 400,
+        body: Bytes::from(e.to_string()),
+        content_type: None,
+    })
+}
 
 /// A scripted upstream: one image, optionally serving corrupted bytes, optionally down.
 #[derive(Debug)]
@@ -58,9 +83,16 @@ impl Upstream for Scripted {
         _: &RequestContext,
     ) -> Result<Option<ImageRecord>, UpstreamError> {
         if self.down.load(Ordering::SeqCst) {
-            return Err(UpstreamError::Unavailable("down".into()));
+            return Err(down());
         }
         Ok(self.record.lock().unwrap().clone())
+    }
+
+    async fn list(&self, q: &ListQuery, _: &RequestContext) -> Result<Page, UpstreamError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(down());
+        }
+        page_of(self.record.lock().unwrap().clone().into_iter().collect(), q)
     }
 
     async fn open(
@@ -70,7 +102,7 @@ impl Upstream for Scripted {
         _: &RequestContext,
     ) -> Result<Option<UpstreamData>, UpstreamError> {
         if self.down.load(Ordering::SeqCst) {
-            return Err(UpstreamError::Unavailable("down".into()));
+            return Err(down());
         }
         self.opens.fetch_add(1, Ordering::SeqCst);
         let mut data = self.data.clone();
@@ -92,10 +124,16 @@ impl Upstream for Scripted {
 }
 
 async fn cache_over(up: Arc<Scripted>, blobs: Arc<dyn BlobStore>, cfg: CacheConfig) -> ImageCache {
-    ImageCache::open(up, Arc::new(MemoryMetadataStore::new()), blobs, cfg)
-        .await
-        .unwrap()
-        .0
+    ImageCache::open(
+        up,
+        Arc::new(MemoryMetadataStore::new()),
+        blobs,
+        cfg,
+        spawner(),
+    )
+    .await
+    .unwrap()
+    .0
 }
 
 async fn body(d: ImageData) -> Result<Vec<u8>, std::io::Error> {
@@ -230,7 +268,7 @@ async fn offline_serves_cached_metadata_and_data_but_only_so_long() {
     tokio::time::sleep(Duration::from_millis(350)).await;
     assert!(matches!(
         cache.image(&id(), &ctx).await,
-        Err(CacheError::Unavailable(_))
+        Err(CacheError::Upstream(UpstreamError::Unreachable { .. }))
     ));
 }
 
@@ -246,10 +284,17 @@ async fn uncached_data_offline_is_unavailable_and_deleted_images_are_dropped() {
     let ctx = RequestContext::admin();
     cache.image(&id(), &ctx).await.unwrap();
     up.down.store(true, Ordering::SeqCst);
-    assert!(matches!(
-        cache.data(&id(), None, &ctx).await,
-        Err(CacheError::Unavailable(_))
-    ));
+    // The fill this request started failed: it answers with the fill's cause.
+    let e = cache.data(&id(), None, &ctx).await.unwrap_err();
+    assert!(
+        matches!(
+            e.kind(),
+            CacheError::Upstream(UpstreamError::Unreachable { .. })
+        ),
+        "{e:?}"
+    );
+    assert_eq!(e.origin(), ErrorSource::Upstream);
+    assert!(e.is_temporary());
     up.down.store(false, Ordering::SeqCst);
     body(cache.data(&id(), None, &ctx).await.unwrap())
         .await
@@ -291,8 +336,16 @@ async fn statuses_and_access() {
         Err(CacheError::NotFound(_))
     ));
     assert!(cache.data(&id(), None, &other).await.is_err());
-    assert_eq!(cache.visible_records(&other).await.unwrap().len(), 0);
-    assert_eq!(cache.visible_records(&owner).await.unwrap().len(), 1);
+    let listed = |ctx: RequestContext| {
+        let cache = cache.clone();
+        async move {
+            let page = cache.list(&ListQuery::default(), &ctx).await.unwrap();
+            assert!(page.stale, "offline: from the cache");
+            page.value.images.len()
+        }
+    };
+    assert_eq!(listed(other.clone()).await, 0);
+    assert_eq!(listed(owner.clone()).await, 1);
     // Shared with an accepted member: visible to that member only.
     let mut shared = up.record.lock().unwrap().clone().unwrap();
     shared.visibility = Visibility::Shared;
@@ -347,9 +400,10 @@ async fn reconcile_makes_metadata_and_files_agree() {
     {
         let meta = Arc::new(SqliteMetadataStore::open(&meta_path).unwrap());
         let blobs = Arc::new(FsBlobStore::open(&blobs_dir).unwrap());
-        let (cache, _) = ImageCache::open(up.clone(), meta, blobs, CacheConfig::default())
-            .await
-            .unwrap();
+        let (cache, _) =
+            ImageCache::open(up.clone(), meta, blobs, CacheConfig::default(), spawner())
+                .await
+                .unwrap();
         body(
             cache
                 .data(&id(), None, &RequestContext::admin())
@@ -373,6 +427,7 @@ async fn reconcile_makes_metadata_and_files_agree() {
         meta.clone(),
         blobs.clone(),
         CacheConfig::default(),
+        spawner(),
     )
     .await
     .unwrap();
@@ -387,9 +442,10 @@ async fn reconcile_makes_metadata_and_files_agree() {
     assert!(!orphan.exists());
     // A record whose blob went missing is cleared.
     std::fs::remove_file(blobs_dir.join("images").join(id().as_str())).unwrap();
-    let (cache, report) = ImageCache::open(up.clone(), meta, blobs, CacheConfig::default())
-        .await
-        .unwrap();
+    let (cache, report) =
+        ImageCache::open(up.clone(), meta, blobs, CacheConfig::default(), spawner())
+            .await
+            .unwrap();
     assert_eq!(report.stale_entries_cleared, 1);
     let d = cache
         .data(&id(), None, &RequestContext::admin())
@@ -437,6 +493,10 @@ impl Upstream for Many {
         Ok(self.images.get(id).map(|(r, _)| r.clone()))
     }
 
+    async fn list(&self, q: &ListQuery, _: &RequestContext) -> Result<Page, UpstreamError> {
+        page_of(self.images.values().map(|(r, _)| r.clone()).collect(), q)
+    }
+
     async fn open(
         &self,
         id: &ImageId,
@@ -468,6 +528,7 @@ async fn budget_cache(up: Arc<Many>, budget: u64) -> ImageCache {
         Arc::new(MemoryMetadataStore::new()),
         Arc::new(MemoryBlobStore::new()),
         CacheConfig::default().max_bytes(Some(budget)),
+        spawner(),
     )
     .await
     .unwrap()
@@ -648,7 +709,211 @@ async fn listings_do_not_erase_known_members() {
     cache.metadata().put(&shared, now_ms()).await.unwrap();
     let mut listed = shared.clone();
     listed.members.clear();
-    cache.record_seen(&[listed]).await.unwrap();
+    cache.inner.records.record_seen(&[listed]).await.unwrap();
     let stored = cache.metadata().get(&id()).await.unwrap().unwrap();
     assert_eq!(stored.record.members, vec!["member-project".to_owned()]);
+}
+
+/// A blob store on a disk that fails: `create` (a read-only or full disk) or `write`.
+#[derive(Debug)]
+struct FailingDisk {
+    inner: MemoryBlobStore,
+    fail_create: bool,
+}
+
+fn disk_error() -> BlobError {
+    BlobError::Io(std::io::Error::new(
+        std::io::ErrorKind::PermissionDenied,
+        "read-only file system",
+    ))
+}
+
+struct FailingWriter(Box<dyn BlobWriter>);
+
+#[async_trait]
+impl BlobWriter for FailingWriter {
+    async fn write(&mut self, _: Bytes) -> Result<(), BlobError> {
+        Err(disk_error())
+    }
+    fn tap(&self) -> Arc<dyn crate::blob::BlobTap> {
+        self.0.tap()
+    }
+    async fn commit(self: Box<Self>) -> Result<(), BlobError> {
+        self.0.commit().await
+    }
+    async fn abort(self: Box<Self>, quarantine: bool) -> Result<(), BlobError> {
+        self.0.abort(quarantine).await
+    }
+}
+
+#[async_trait]
+impl BlobStore for FailingDisk {
+    async fn create(&self, id: &ImageId) -> Result<Box<dyn BlobWriter>, BlobError> {
+        if self.fail_create {
+            return Err(disk_error());
+        }
+        Ok(Box::new(FailingWriter(self.inner.create(id).await?)))
+    }
+    async fn open(
+        &self,
+        id: &ImageId,
+        range: Option<ByteRange>,
+    ) -> Result<Option<BlobRead>, BlobError> {
+        self.inner.open(id, range).await
+    }
+    async fn remove(&self, id: &ImageId) -> Result<(), BlobError> {
+        self.inner.remove(id).await
+    }
+    async fn list(&self) -> Result<Vec<(ImageId, u64)>, BlobError> {
+        self.inner.list().await
+    }
+    async fn clear_incomplete(&self) -> Result<usize, BlobError> {
+        self.inner.clear_incomplete().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_error_during_a_fill_is_the_caches_fault_not_the_upstreams() {
+    let ctx = RequestContext::admin();
+    // The blob cannot be created: the request is answered with that error.
+    let up = Scripted::new(300_000, Visibility::Public, 0);
+    let disk = Arc::new(FailingDisk {
+        inner: MemoryBlobStore::new(),
+        fail_create: true,
+    });
+    let cache = cache_over(up.clone(), disk, CacheConfig::default()).await;
+    let e = cache.data(&id(), None, &ctx).await.unwrap_err();
+    assert!(
+        matches!(
+            e.kind(),
+            CacheError::Blob {
+                source: BlobError::Io(_),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(e.origin(), ErrorSource::Internal);
+    assert!(!e.is_temporary());
+    let text = e.to_string();
+    assert!(
+        text.contains("image store") && text.contains("read-only"),
+        "{text}"
+    );
+    assert!(!text.contains("upstream"), "{text}");
+    // Writes fail after the fill started: the stream breaks with the same cause, and a
+    // prefetch waiting for the fill learns it too.
+    let disk = Arc::new(FailingDisk {
+        inner: MemoryBlobStore::new(),
+        fail_create: false,
+    });
+    let cache = cache_over(up.clone(), disk, CacheConfig::default()).await;
+    let text = match cache.data(&id(), None, &ctx).await {
+        Ok(d) => body(d).await.unwrap_err().to_string(),
+        Err(e) => {
+            assert_eq!(e.origin(), ErrorSource::Internal);
+            e.to_string()
+        }
+    };
+    assert!(
+        text.contains("image store") && text.contains("writing"),
+        "{text}"
+    );
+    assert!(cache.metadata().cache_entry(&id()).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_listings_follow_the_serve_stale_rule() {
+    let up = Scripted::new(10, Visibility::Public, 0);
+    let cfg = CacheConfig::default()
+        .freshness(Duration::ZERO)
+        .max_stale(Duration::from_millis(300));
+    let cache = cache_over(up.clone(), Arc::new(MemoryBlobStore::new()), cfg).await;
+    let ctx = RequestContext::admin();
+    let online = cache.list(&ListQuery::default(), &ctx).await.unwrap();
+    assert!(!online.stale);
+    assert_eq!(online.value.images.len(), 1);
+    up.down.store(true, Ordering::SeqCst);
+    let offline = cache.list(&ListQuery::default(), &ctx).await.unwrap();
+    assert!(offline.stale);
+    assert_eq!(
+        offline.value.images.len(),
+        1,
+        "recorded by the online listing"
+    );
+    // An unknown marker offline is the client's fault.
+    let q = ListQuery {
+        marker: Some(nth(9)),
+        ..ListQuery::default()
+    };
+    let e = cache.list(&q, &ctx).await.unwrap_err();
+    assert_eq!(e.origin(), ErrorSource::Client);
+    // Older than max_stale: neither shown nor listed.
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert!(cache.image(&id(), &ctx).await.is_err());
+    let offline = cache.list(&ListQuery::default(), &ctx).await.unwrap();
+    assert!(offline.value.images.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefetch_by_filter_pages_through_the_upstream_or_the_cache() {
+    let up = Many::new(&[100, 100, 100]);
+    let cache = budget_cache(up.clone(), 10_000).await;
+    let ctx = RequestContext::admin();
+    let mut ids = cache
+        .prefetch_matching(&[("visibility".into(), "public".into())], &ctx)
+        .await
+        .unwrap();
+    ids.sort();
+    assert_eq!(ids, vec![nth(0), nth(1), nth(2)]);
+    for _ in 0..200 {
+        if cached_ids(&cache).await.len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(cached_ids(&cache).await.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefetch_workers_run_on_the_spawner_and_stop_with_it() {
+    // A spawner whose owner can stop everything it runs.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = Arc::new(AtomicU64::new(0));
+    let r = running.clone();
+    let owned: Arc<dyn Spawner> = Arc::new(move |_: &'static str, task| {
+        let (mut stopped, r) = (stopped.clone(), r.clone());
+        r.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = stopped.wait_for(|s| *s) => {}
+                () = task => {}
+            }
+            r.fetch_sub(1, Ordering::SeqCst);
+        });
+    });
+    let up = Many::new(&[100]);
+    let (cache, _) = ImageCache::open(
+        up.clone(),
+        Arc::new(MemoryMetadataStore::new()),
+        Arc::new(MemoryBlobStore::new()),
+        CacheConfig::default().prefetch_concurrency(3),
+        owned,
+    )
+    .await
+    .unwrap();
+    assert_eq!(running.load(Ordering::SeqCst), 3, "one task per worker");
+    stop.send(true).unwrap();
+    for _ in 0..100 {
+        if running.load(Ordering::SeqCst) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(running.load(Ordering::SeqCst), 0, "the workers stopped");
+    // Nobody works the queue any more.
+    cache.queue(&nth(0), &RequestContext::admin());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(cache.queued(), vec![nth(0)]);
+    assert_eq!(up.opens.load(Ordering::SeqCst), 0);
 }

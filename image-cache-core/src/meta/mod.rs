@@ -14,6 +14,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 
+use crate::error::BoxError;
 use crate::id::ImageId;
 use crate::record::ImageRecord;
 
@@ -44,16 +45,49 @@ pub struct CacheEntry {
     pub pinned: bool,
 }
 
-/// Errors from a metadata store.
+/// Errors from a metadata store. Always the cache's own fault
+/// ([`ErrorSource::Internal`](crate::ErrorSource::Internal)).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum MetaError {
     /// Busy or unreachable: retry.
-    #[error("metadata store unavailable: {0}")]
-    Unavailable(String),
+    #[error("metadata store unavailable: {source}")]
+    Unavailable {
+        /// The store's error.
+        #[source]
+        source: BoxError,
+    },
     /// Damaged or incompatible data: an operator must look.
-    #[error("metadata store damaged or incompatible: {0}")]
-    Internal(String),
+    #[error("metadata store damaged or incompatible: {reason}")]
+    Internal {
+        /// What is wrong.
+        reason: String,
+        /// The store's error, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+impl MetaError {
+    /// Whether a retry may help (the store was busy).
+    pub fn is_temporary(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+
+    /// A store that is busy or unreachable.
+    pub fn unavailable(source: impl Into<BoxError>) -> Self {
+        Self::Unavailable {
+            source: source.into(),
+        }
+    }
+
+    /// Damaged or incompatible data.
+    pub fn internal(reason: impl Into<String>, source: Option<BoxError>) -> Self {
+        Self::Internal {
+            reason: reason.into(),
+            source,
+        }
+    }
 }
 
 /// Image records and cache bookkeeping.

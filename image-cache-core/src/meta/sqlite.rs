@@ -43,9 +43,9 @@ fn err(e: rusqlite::Error) -> MetaError {
     use rusqlite::ErrorCode::*;
     match e.sqlite_error_code() {
         Some(DatabaseBusy | DatabaseLocked | CannotOpen | DiskFull | SystemIoFailure) => {
-            MetaError::Unavailable(e.to_string())
+            MetaError::unavailable(e)
         }
-        _ => MetaError::Internal(e.to_string()),
+        _ => MetaError::internal(e.to_string(), Some(e.into())),
     }
 }
 
@@ -81,9 +81,10 @@ impl SqliteMetadataStore {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(err)?;
         if current > SCHEMA_VERSION {
-            return Err(MetaError::Internal(format!(
-                "schema version {current} is newer than this build's {SCHEMA_VERSION}"
-            )));
+            return Err(MetaError::internal(
+                format!("schema version {current} is newer than this build's {SCHEMA_VERSION}"),
+                None,
+            ));
         }
         for m in &MIGRATIONS[current as usize..] {
             tx.execute_batch(m).map_err(err)?;
@@ -103,13 +104,13 @@ impl SqliteMetadataStore {
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || f(&conn.lock().unwrap_or_else(PoisonError::into_inner)))
             .await
-            .map_err(|e| MetaError::Unavailable(e.to_string()))?
+            .map_err(MetaError::unavailable)?
     }
 }
 
 fn decode(text: &str, fetched: i64) -> Result<StoredRecord, MetaError> {
     let record: ImageRecord = serde_json::from_str(text)
-        .map_err(|e| MetaError::Internal(format!("corrupt record: {e}")))?;
+        .map_err(|e| MetaError::internal(format!("corrupt record: {e}"), Some(e.into())))?;
     Ok(StoredRecord {
         record,
         fetched_at_ms: unms(fetched),
@@ -130,7 +131,7 @@ fn entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, i64, i64, i64, i6
 fn to_entry(t: (String, i64, i64, i64, i64, bool)) -> Result<CacheEntry, MetaError> {
     Ok(CacheEntry {
         id: ImageId::parse(&t.0)
-            .ok_or_else(|| MetaError::Internal(format!("corrupt id {:?}", t.0)))?,
+            .ok_or_else(|| MetaError::internal(format!("corrupt id {:?}", t.0), None))?,
         size: unms(t.1),
         cached_at_ms: unms(t.2),
         last_access_ms: unms(t.3),
@@ -146,7 +147,8 @@ const ENTRY: &str = "SELECT c.id, c.size, c.cached_at_ms, c.last_access_ms, c.hi
 #[async_trait]
 impl MetadataStore for SqliteMetadataStore {
     async fn put(&self, record: &ImageRecord, fetched_at_ms: u64) -> Result<(), MetaError> {
-        let text = serde_json::to_string(record).map_err(|e| MetaError::Internal(e.to_string()))?;
+        let text = serde_json::to_string(record)
+            .map_err(|e| MetaError::internal(format!("unstorable record: {e}"), Some(e.into())))?;
         let id = record.id.as_str().to_owned();
         self.run(move |c| {
             c.execute(
@@ -296,7 +298,8 @@ impl SqliteMetadataStore {
             let rows = st.query_map([], |r| r.get::<_, String>(0)).map_err(err)?;
             rows.map(|r| {
                 let t = r.map_err(err)?;
-                ImageId::parse(&t).ok_or_else(|| MetaError::Internal(format!("corrupt id {t:?}")))
+                ImageId::parse(&t)
+                    .ok_or_else(|| MetaError::internal(format!("corrupt id {t:?}"), None))
             })
             .collect()
         })

@@ -1,0 +1,282 @@
+//! The edge service: a Glance v2 API in front of one central Glance, serving metadata
+//! and data from its cache, and reads even while the central is unreachable.
+//!
+//! [`EdgeService::handle`] runs the same phases for every request, once each:
+//!
+//! 1. **parse** the request line into a route (a request family);
+//! 2. **identify the caller** ([`IdentityMode::identify`]), except for the public
+//!    documents (`/`, `/versions`, `/healthcheck`);
+//! 3. **resolve and send**: the family answers from the cache (through the engine, which
+//!    asks the central when it must) or passes the request through to the central;
+//! 4. **map errors**: every failure becomes a [`GlanceError`] answer in one place
+//!    ([`crate::error`]);
+//! 5. **log** one line.
+//!
+//! One file per family: `versions` (`/`, `/versions`), `health` (`/healthcheck`),
+//! `schemas` (`/v2/schemas/…`), `images` (show, list, download), `cache_api`
+//! (`/v2/cache…`), `forward` (writes and everything else, passed through).
+//!
+//! The service is a `tower::Service`, so it can be wrapped in tower layers and served by
+//! `stackfed_http::serve`:
+//!
+//! ```no_run
+//! # async fn run(config: glance_proto::config::EdgeConfig) -> Result<(), Box<dyn std::error::Error>> {
+//! let edge = config.build().await?;
+//! let listener = tokio::net::TcpListener::bind(config.listen).await?;
+//! stackfed_http::serve(listener, edge.service, stackfed_http::shutdown_signal(),
+//!     std::time::Duration::from_secs(10)).await?;
+//! edge.background.shutdown().await; // prefetch workers, fills
+//! # Ok(()) }
+//! ```
+
+mod cache_api;
+mod forward;
+mod health;
+mod images;
+mod schemas;
+mod versions;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{header, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use image_cache_core::engine::ImageCache;
+use image_cache_core::upstream::RequestContext;
+use image_cache_core::ImageId;
+use serde_json::Value;
+
+use crate::body::{from_any, full, Body, BoxError};
+use crate::client::CentralClient;
+use crate::error::GlanceError;
+use crate::identity::IdentityMode;
+
+/// The header that marks an answer served from cache while the central could not
+/// confirm it.
+pub const STALE_HEADER: &str = "x-edge-stale";
+
+type Result<T, E = GlanceError> = std::result::Result<T, E>;
+
+/// See the [module docs](self). Cheap to clone: clones share one cache and one client.
+#[derive(Debug, Clone)]
+pub struct EdgeService {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    cache: ImageCache,
+    central: CentralClient,
+    mode: IdentityMode,
+    documents: schemas::Documents,
+}
+
+/// What a request asks for: its family, and what the path names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route {
+    Health,
+    Versions {
+        root: bool,
+    },
+    Schema,
+    List,
+    Show(ImageId),
+    Download(ImageId),
+    /// `/v2/images/{x}…` where `x` is not an image id.
+    NoImage(String),
+    Cache,
+    Forward,
+}
+
+impl Route {
+    /// Phase 1: the family of a request.
+    fn parse(parts: &Parts) -> Self {
+        let path = parts.uri.path();
+        let get = parts.method == Method::GET;
+        if path == "/healthcheck" {
+            return Self::Health;
+        }
+        if get && (path == "/" || path == "/versions") {
+            return Self::Versions { root: path == "/" };
+        }
+        if get && path.starts_with("/v2/schemas/") {
+            return Self::Schema;
+        }
+        if get && path == "/v2/images" {
+            return Self::List;
+        }
+        if path == "/v2/cache" || path.starts_with("/v2/cache/") {
+            return Self::Cache;
+        }
+        if let Some(rest) = path.strip_prefix("/v2/images/") {
+            let (id_text, tail) = rest
+                .split_once('/')
+                .map_or((rest, None), |(a, b)| (a, Some(b)));
+            match (ImageId::parse(id_text), tail) {
+                (Some(id), None) if get => return Self::Show(id),
+                (Some(id), Some("file")) if get => return Self::Download(id),
+                (None, _) => return Self::NoImage(id_text.to_owned()),
+                _ => {}
+            }
+        }
+        Self::Forward
+    }
+}
+
+impl EdgeService {
+    /// A service over `cache`, forwarding to `central`.
+    pub fn new(cache: ImageCache, central: CentralClient, mode: IdentityMode) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                cache,
+                central,
+                mode,
+                documents: schemas::Documents::default(),
+            }),
+        }
+    }
+
+    /// The cache.
+    pub fn cache(&self) -> &ImageCache {
+        &self.inner.cache
+    }
+
+    /// Answers one request; errors become Glance-style responses.
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let (parts, body) = req.into_parts();
+        let route = Route::parse(&parts);
+        let response = match self.answer(route, &parts, from_any(body)).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(status = %e.status, error = %e.message, "request refused");
+                e.into_response(&parts.headers)
+            }
+        };
+        tracing::debug!(method = %parts.method, path = parts.uri.path(), status = response.status().as_u16(), "answered");
+        response
+    }
+
+    /// Phases 2 and 3: identify the caller where the family needs one, then let the
+    /// family answer.
+    async fn answer(&self, route: Route, parts: &Parts, body: Body) -> Result<Response<Body>> {
+        let caller = match route {
+            Route::Health => return Ok(self.health().await),
+            Route::Versions { root } => return Ok(self.versions(parts, root)),
+            Route::NoImage(id) => return Err(GlanceError::no_image(&id)),
+            _ => self.inner.mode.identify(&parts.headers)?,
+        };
+        match route {
+            Route::Schema => self.schema(parts, &caller).await,
+            Route::List => self.list(parts, &caller).await,
+            Route::Show(id) => self.show(&id, &caller).await,
+            Route::Download(id) => self.download(parts, &id, &caller).await,
+            Route::Cache => self.cache_api(parts, body, &caller).await,
+            _ => self.forward(parts, body, &caller).await,
+        }
+    }
+}
+
+/// A JSON answer (marked stale when the central could not confirm it).
+fn json_response(status: StatusCode, doc: &Value, stale: bool) -> Response<Body> {
+    let text = doc.to_string();
+    let len = text.len();
+    let mut r = Response::new(full(text));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=UTF-8"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if stale {
+        mark_stale(h);
+    }
+    r
+}
+
+fn mark_stale(h: &mut http::HeaderMap) {
+    h.insert(
+        HeaderName::from_static(STALE_HEADER),
+        HeaderValue::from_static("true"),
+    );
+}
+
+/// A bodiless answer.
+fn status_only(status: StatusCode) -> Response<Body> {
+    let mut r = Response::new(crate::body::empty());
+    *r.status_mut() = status;
+    r
+}
+
+/// The caller, for the families that need one.
+type Caller = RequestContext;
+
+impl<B> tower::Service<Request<B>> for EdgeService
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.handle(req).await) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(method: Method, uri: &str) -> Route {
+        let (parts, ()) = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(())
+            .unwrap()
+            .into_parts();
+        Route::parse(&parts)
+    }
+
+    #[test]
+    fn routes() {
+        let id = "9b2c1f4e-3a5d-4c6b-8e7f-0123456789ab";
+        let image = ImageId::parse(id).unwrap();
+        assert_eq!(route(Method::GET, "/"), Route::Versions { root: true });
+        assert_eq!(route(Method::GET, "/healthcheck"), Route::Health);
+        assert_eq!(route(Method::GET, "/v2/images?limit=1"), Route::List);
+        assert_eq!(route(Method::POST, "/v2/images"), Route::Forward);
+        assert_eq!(
+            route(Method::GET, &format!("/v2/images/{id}")),
+            Route::Show(image.clone())
+        );
+        assert_eq!(
+            route(Method::GET, &format!("/v2/images/{id}/file")),
+            Route::Download(image)
+        );
+        assert_eq!(
+            route(Method::DELETE, &format!("/v2/images/{id}")),
+            Route::Forward
+        );
+        assert_eq!(
+            route(Method::DELETE, "/v2/images/nope"),
+            Route::NoImage("nope".into())
+        );
+        assert_eq!(route(Method::PUT, &format!("/v2/cache/{id}")), Route::Cache);
+        assert_eq!(route(Method::GET, "/v2/schemas/image"), Route::Schema);
+    }
+}

@@ -1,0 +1,61 @@
+//! How the cache treats time, space and concurrency.
+
+use std::time::Duration;
+
+/// How the cache treats time, space and concurrency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheConfig {
+    /// Metadata younger than this is served without asking the upstream.
+    pub freshness: Duration,
+    /// When the upstream gives no answer, metadata confirmed within this long is still
+    /// served (marked stale); older metadata is not.
+    pub max_stale: Duration,
+    /// Size of the pieces streamed to clients waiting on a fill.
+    pub chunk_size: usize,
+    /// The most bytes of image data the cache may hold (`None`: no limit). Enforced at
+    /// admission: a fill starts only after enough least recently used, unpinned, unread
+    /// images were evicted; an image that cannot fit streams through uncached.
+    pub max_bytes: Option<u64>,
+    /// How many prefetches (queued images, background fills) run at once: the number of
+    /// prefetch workers.
+    pub prefetch_concurrency: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            freshness: Duration::from_secs(30),
+            max_stale: Duration::from_secs(7 * 24 * 3600),
+            chunk_size: 1 << 20,
+            max_bytes: None,
+            prefetch_concurrency: 2,
+        }
+    }
+}
+
+impl CacheConfig {
+    /// Sets the freshness window.
+    pub fn freshness(mut self, d: Duration) -> Self {
+        self.freshness = d;
+        self
+    }
+
+    /// Sets how long stale metadata may be served while the upstream is down.
+    pub fn max_stale(mut self, d: Duration) -> Self {
+        self.max_stale = d;
+        self
+    }
+
+    /// Sets the size budget.
+    pub fn max_bytes(mut self, bytes: Option<u64>) -> Self {
+        self.max_bytes = bytes;
+        self
+    }
+
+    /// Sets how many prefetches run at once (at least 1).
+    pub fn prefetch_concurrency(mut self, n: usize) -> Self {
+        self.prefetch_concurrency = n.max(1);
+        self
+    }
+}

@@ -1,0 +1,274 @@
+//! Image data: hits streamed from the blob store, misses joined to (or starting) the one
+//! fill of the image, and pass-through from the upstream for what will not be cached.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+
+use super::fill::Fill;
+use super::inflight::FillSlot;
+use super::{now_ms, ImageCache};
+use crate::error::CacheError;
+use crate::hash::Verifier;
+use crate::id::ImageId;
+use crate::record::{ImageRecord, ImageStatus};
+use crate::upstream::{ByteRange, ByteStream, RangeSpec, RequestContext};
+
+/// Where image data came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataSource {
+    /// A verified blob in the cache.
+    Cache,
+    /// A fill in progress (this request started it or joined it).
+    Fill,
+    /// Straight from the upstream, not cached (a range on a miss, or an image the size
+    /// budget cannot take or its checksums cannot verify).
+    Upstream,
+}
+
+/// Image data ready to stream.
+pub struct ImageData {
+    /// The image's metadata.
+    pub record: ImageRecord,
+    /// Whether the metadata is stale.
+    pub stale: bool,
+    /// The whole image's size.
+    pub size: u64,
+    /// The range being sent, if a range was asked for.
+    pub range: Option<ByteRange>,
+    /// Where the bytes come from.
+    pub source: DataSource,
+    /// The bytes.
+    pub stream: ByteStream,
+}
+
+impl std::fmt::Debug for ImageData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageData")
+            .field("id", &self.record.id)
+            .field("size", &self.size)
+            .field("range", &self.range)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What admission decided for a miss.
+pub(crate) enum Admitted {
+    /// A fill is running (started now or before).
+    Fill(Arc<FillSlot>),
+    /// The image became cached meanwhile.
+    Cached,
+    /// It will not be cached: stream it through.
+    Bypass,
+}
+
+impl ImageCache {
+    /// An image's data, whole or a range: from a verified blob when cached, else from the
+    /// one fill of this image in progress (started now if there is none). A range on a
+    /// miss is answered from the upstream and queues a fill.
+    pub async fn data(
+        &self,
+        id: &ImageId,
+        range: Option<RangeSpec>,
+        ctx: &RequestContext,
+    ) -> Result<ImageData, CacheError> {
+        let served = self.image(id, ctx).await?;
+        let record = served.value;
+        match record.status {
+            ImageStatus::Active => {}
+            ImageStatus::Deactivated => return Err(CacheError::Deactivated(id.clone())),
+            _ => return Err(CacheError::NoData(id.clone())),
+        }
+        let i = &self.inner;
+        let cached = i.meta.cache_entry(id).await?;
+        let size = match (record.size, &cached) {
+            (Some(s), _) => s,
+            (None, Some(e)) => e.size,
+            (None, None) => return Err(CacheError::NoData(id.clone())),
+        };
+        let range = match range {
+            None => None,
+            Some(spec) => Some(spec.resolve(size).ok_or(CacheError::BadRange { size })?),
+        };
+        let piece = Piece {
+            record,
+            stale: served.stale,
+            size,
+            range,
+        };
+        if cached.is_some() {
+            if let Some(data) = self.open_cached(&piece).await? {
+                return Ok(data);
+            }
+            // The entry lied (blob removed behind our back): fill again.
+            i.meta.clear_cached(id).await?;
+        }
+        let admitted = match (i.fills.running(id), range) {
+            (Some(slot), _) => Admitted::Fill(slot),
+            // A range on a miss: answer it from the upstream now, fill in the background.
+            (None, Some(_)) => {
+                self.queue(id, ctx);
+                Admitted::Bypass
+            }
+            (None, None) => self.admit(&piece.record, ctx).await?,
+        };
+        match admitted {
+            Admitted::Fill(slot) => {
+                let stream = slot
+                    .subscribe(
+                        range.map_or(0, |r| r.first),
+                        range.map_or(size, |r| r.len()),
+                        i.config.chunk_size,
+                    )
+                    .await?;
+                Ok(piece.with(DataSource::Fill, stream))
+            }
+            Admitted::Cached => match self.open_cached(&piece).await? {
+                Some(data) => Ok(data),
+                None => self.pass_through(piece, ctx).await,
+            },
+            Admitted::Bypass => self.pass_through(piece, ctx).await,
+        }
+    }
+
+    /// Decides, under the budget, whether a miss is filled; evicts to make room.
+    pub(crate) async fn admit(
+        &self,
+        record: &ImageRecord,
+        ctx: &RequestContext,
+    ) -> Result<Admitted, CacheError> {
+        let i = &self.inner;
+        let _one_at_a_time = i.budget.lock().await;
+        if let Some(slot) = i.fills.running(&record.id) {
+            return Ok(Admitted::Fill(slot));
+        }
+        if i.meta.cache_entry(&record.id).await?.is_some() {
+            return Ok(Admitted::Cached);
+        }
+        let verifier = match verifier(record) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::info!(image = %record.id, reason = %e, "not cached: its data cannot be verified");
+                return Ok(Admitted::Bypass);
+            }
+        };
+        let Some(reservation) = i
+            .budget
+            .make_room(&record.id, record.size, &*i.meta, &*i.blobs)
+            .await?
+        else {
+            return Ok(Admitted::Bypass);
+        };
+        let fill = Fill {
+            record: record.clone(),
+            ctx: ctx.clone(),
+            verifier,
+            reservation,
+        };
+        Ok(Admitted::Fill(fill.start(self)))
+    }
+
+    async fn open_cached(&self, piece: &Piece) -> Result<Option<ImageData>, CacheError> {
+        let i = &self.inner;
+        let id = &piece.record.id;
+        let guard = i.budget.read_guard(id);
+        let Some(read) = i
+            .blobs
+            .open(id, piece.range)
+            .await
+            .map_err(CacheError::blob("opening cached image data"))?
+        else {
+            return Ok(None);
+        };
+        i.meta.touch(id, now_ms()).await?;
+        let stream = read.stream.inspect(move |_| {
+            let _ = &guard;
+        });
+        Ok(Some(
+            piece.clone().with(DataSource::Cache, Box::pin(stream)),
+        ))
+    }
+
+    /// Streams straight from the upstream; a whole image is still verified, its last
+    /// piece held back until it is.
+    async fn pass_through(
+        &self,
+        piece: Piece,
+        ctx: &RequestContext,
+    ) -> Result<ImageData, CacheError> {
+        let i = &self.inner;
+        i.upstream_data_fetches.fetch_add(1, Ordering::Relaxed);
+        let Some(data) = i.upstream.open(&piece.record.id, piece.range, ctx).await? else {
+            return Err(CacheError::NotFound(piece.record.id.clone()));
+        };
+        let stream = match (piece.range, verifier(&piece.record)) {
+            (None, Ok(v)) => verified(data.stream, v, piece.record.size),
+            _ => data.stream,
+        };
+        Ok(piece.with(DataSource::Upstream, stream))
+    }
+}
+
+/// What is being served, before its bytes are found.
+#[derive(Debug, Clone)]
+struct Piece {
+    record: ImageRecord,
+    stale: bool,
+    size: u64,
+    range: Option<ByteRange>,
+}
+
+impl Piece {
+    fn with(self, source: DataSource, stream: ByteStream) -> ImageData {
+        ImageData {
+            record: self.record,
+            stale: self.stale,
+            size: self.size,
+            range: self.range,
+            source,
+            stream,
+        }
+    }
+}
+
+fn verifier(record: &ImageRecord) -> Result<Verifier, crate::hash::VerifyError> {
+    Verifier::new(
+        record.checksum.as_deref(),
+        record.os_hash_algo.as_deref(),
+        record.os_hash_value.as_deref(),
+    )
+}
+
+/// Streams `stream` through `verifier`, holding the last piece back until the whole is
+/// verified (so a corrupted image never arrives complete).
+fn verified(stream: ByteStream, verifier: Verifier, size: Option<u64>) -> ByteStream {
+    let state = (stream, Some(verifier), None::<Bytes>);
+    Box::pin(futures::stream::unfold(
+        state,
+        move |(mut stream, mut verifier, mut held)| async move {
+            loop {
+                match stream.next().await {
+                    Some(Ok(chunk)) => {
+                        if let Some(v) = verifier.as_mut() {
+                            v.update(&chunk);
+                        }
+                        if let Some(prev) = held.replace(chunk) {
+                            return Some((Ok(prev), (stream, verifier, held)));
+                        }
+                    }
+                    Some(Err(e)) => return Some((Err(e), (stream, None, None))),
+                    None => {
+                        let v = verifier.take()?;
+                        return match v.finish(size) {
+                            Ok(()) => held.take().map(|last| (Ok(last), (stream, None, None))),
+                            Err(e) => Some((Err(std::io::Error::other(e)), (stream, None, None))),
+                        };
+                    }
+                }
+            }
+        },
+    ))
+}

@@ -1,0 +1,197 @@
+//! Single flight: at most one fill per image, and the clients streaming from it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use bytes::Bytes;
+use tokio::sync::watch;
+
+use crate::blob::BlobTap;
+use crate::error::CacheError;
+use crate::id::ImageId;
+use crate::upstream::ByteStream;
+
+/// The fills in progress, one per image.
+#[derive(Debug, Default)]
+pub(crate) struct FillRegistry {
+    fills: Mutex<HashMap<ImageId, Arc<FillSlot>>>,
+}
+
+impl FillRegistry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ImageId, Arc<FillSlot>>> {
+        self.fills.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The fill of `id` still running, if any.
+    pub(crate) fn running(&self, id: &ImageId) -> Option<Arc<FillSlot>> {
+        self.lock().get(id).filter(|s| !s.finished()).cloned()
+    }
+
+    /// Registers a new fill of `id` (the caller decided under the admission lock that
+    /// none is running).
+    pub(crate) fn start(&self, id: &ImageId) -> Arc<FillSlot> {
+        let slot = Arc::new(FillSlot::new());
+        self.lock().insert(id.clone(), slot.clone());
+        slot
+    }
+
+    /// Forgets the fill of `id` if it is still `slot`.
+    pub(crate) fn finish(&self, id: &ImageId, slot: &Arc<FillSlot>) {
+        let mut fills = self.lock();
+        if fills.get(id).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+            fills.remove(id);
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum FillState {
+    /// Waiting for the upstream's first answer.
+    Starting,
+    /// Bytes arriving.
+    Running { written: u64 },
+    /// Verified and committed.
+    Done { written: u64 },
+    /// Gave up; nothing was committed. Every waiter sees the same cause.
+    Failed(Arc<CacheError>),
+}
+
+/// One fill in progress: its state, and a reader of the blob it writes.
+pub(crate) struct FillSlot {
+    state: watch::Sender<FillState>,
+    tap: OnceLock<Arc<dyn BlobTap>>,
+}
+
+impl std::fmt::Debug for FillSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FillSlot")
+            .field("state", &*self.state.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+fn failed(e: &Arc<CacheError>) -> CacheError {
+    CacheError::Shared(e.clone())
+}
+
+impl FillSlot {
+    fn new() -> Self {
+        Self {
+            state: watch::Sender::new(FillState::Starting),
+            tap: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn set(&self, s: FillState) {
+        self.state.send_replace(s);
+    }
+
+    pub(crate) fn set_tap(&self, tap: Arc<dyn BlobTap>) {
+        let _ = self.tap.set(tap);
+    }
+
+    /// Waits for the fill to end: `Ok` when verified and committed.
+    pub(crate) async fn wait(&self) -> Result<(), CacheError> {
+        let mut rx = self.state.subscribe();
+        loop {
+            match &*rx.borrow_and_update() {
+                FillState::Done { .. } => return Ok(()),
+                FillState::Failed(e) => return Err(failed(e)),
+                _ => {}
+            }
+            if rx.changed().await.is_err() {
+                return Err(CacheError::internal(
+                    "a fill ended without an outcome",
+                    None,
+                ));
+            }
+        }
+    }
+
+    pub(crate) fn finished(&self) -> bool {
+        matches!(
+            *self.state.borrow(),
+            FillState::Done { .. } | FillState::Failed(_)
+        )
+    }
+
+    /// A stream of `len` bytes from `offset`, as the fill writes them. Waits until the
+    /// upstream has answered, so an unreachable upstream (or a blob that cannot be
+    /// created) is an error here rather than a broken stream later.
+    pub(crate) async fn subscribe(
+        self: &Arc<Self>,
+        offset: u64,
+        len: u64,
+        chunk: usize,
+    ) -> Result<ByteStream, CacheError> {
+        let mut rx = self.state.subscribe();
+        loop {
+            let state = rx.borrow_and_update().clone();
+            match state {
+                FillState::Starting => {
+                    if rx.changed().await.is_err() {
+                        return Err(CacheError::internal("a fill vanished", None));
+                    }
+                }
+                FillState::Failed(e) => return Err(failed(&e)),
+                FillState::Running { .. } | FillState::Done { .. } => break,
+            }
+        }
+        let Some(tap) = self.tap.get().cloned() else {
+            return Err(CacheError::internal("a fill has no data", None));
+        };
+        let end = offset + len;
+        let stream =
+            futures::stream::unfold((rx, tap, offset), move |(mut rx, tap, pos)| async move {
+                if pos >= end {
+                    return None;
+                }
+                loop {
+                    let state = rx.borrow_and_update().clone();
+                    let (written, done) = match state {
+                        FillState::Running { written } => (written, false),
+                        FillState::Done { written } => (written, true),
+                        FillState::Failed(e) => {
+                            return Some((Err(std::io::Error::other(failed(&e))), (rx, tap, end)));
+                        }
+                        FillState::Starting => (0, false),
+                    };
+                    // The last byte is held back until the data is verified and committed:
+                    // a client never receives a complete body of unverified data.
+                    let available = if done {
+                        written.min(end)
+                    } else {
+                        written.min(end.saturating_sub(1))
+                    };
+                    if pos < available {
+                        let want = usize::try_from(available - pos).unwrap_or(chunk).min(chunk);
+                        return match tap.read_at(pos, want).await {
+                            Ok(b) if !b.is_empty() => {
+                                let n = b.len() as u64;
+                                Some((Ok::<Bytes, std::io::Error>(b), (rx, tap, pos + n)))
+                            }
+                            Ok(_) => Some((
+                                Err(std::io::Error::other("fill data vanished")),
+                                (rx, tap, end),
+                            )),
+                            Err(e) => Some((Err(std::io::Error::other(e)), (rx, tap, end))),
+                        };
+                    }
+                    if done {
+                        return Some((
+                            Err(std::io::Error::new(
+                                std::io::ErrorKind::UnexpectedEof,
+                                "image shorter than promised",
+                            )),
+                            (rx, tap, end),
+                        ));
+                    }
+                    if rx.changed().await.is_err() {
+                        // The fill task ended without a final state.
+                        return Some((Err(std::io::Error::other("fill ended")), (rx, tap, end)));
+                    }
+                }
+            });
+        Ok(Box::pin(stream))
+    }
+}

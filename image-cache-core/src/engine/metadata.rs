@@ -1,0 +1,168 @@
+//! Metadata read-through: one image (show) and listings, from the cache while fresh,
+//! else from the upstream (recorded), else — when the upstream gives no answer — what
+//! the cache holds, under the one [serve-stale rule](super::stale).
+
+use std::sync::Arc;
+
+use super::stale::ServeStale;
+use super::{dur_ms, now_ms, Served};
+use crate::blob::BlobStore;
+use crate::error::CacheError;
+use crate::id::ImageId;
+use crate::list::{ListQuery, Page};
+use crate::meta::MetadataStore;
+use crate::record::ImageRecord;
+use crate::upstream::{RequestContext, Upstream, UpstreamError};
+
+/// See the [module docs](self).
+#[derive(Debug)]
+pub(crate) struct ReadThrough {
+    upstream: Arc<dyn Upstream>,
+    meta: Arc<dyn MetadataStore>,
+    blobs: Arc<dyn BlobStore>,
+    freshness_ms: u64,
+    stale: ServeStale,
+}
+
+impl ReadThrough {
+    pub(crate) fn new(
+        upstream: Arc<dyn Upstream>,
+        meta: Arc<dyn MetadataStore>,
+        blobs: Arc<dyn BlobStore>,
+        freshness: std::time::Duration,
+        stale: ServeStale,
+    ) -> Self {
+        Self {
+            upstream,
+            meta,
+            blobs,
+            freshness_ms: dur_ms(freshness),
+            stale,
+        }
+    }
+
+    /// One image's metadata: from the cache while fresh (and the caller may see it on
+    /// cached metadata alone), else from the upstream (recorded); when the upstream gives
+    /// no answer, the cached copy if the serve-stale rule allows it.
+    pub(crate) async fn image(
+        &self,
+        id: &ImageId,
+        ctx: &RequestContext,
+    ) -> Result<Served<ImageRecord>, CacheError> {
+        let cached = self.meta.get(id).await?;
+        let now = now_ms();
+        if let Some(c) = &cached {
+            if now.saturating_sub(c.fetched_at_ms) < self.freshness_ms && ctx.may_see(&c.record) {
+                return Ok(Served::fresh(c.record.clone()));
+            }
+        }
+        match self.upstream.get(id, ctx).await {
+            Ok(Some(mut record)) => {
+                // Only the owner sees a shared image's whole member list; a member sees
+                // itself, and others (admins included) may see none: merge their
+                // partial views into what is known.
+                let authoritative = record.owner.is_some() && record.owner == ctx.project_id;
+                if !authoritative {
+                    if let Some(c) = &cached {
+                        let mut members: Vec<String> = c
+                            .record
+                            .members
+                            .iter()
+                            .filter(|m| Some(m.as_str()) != ctx.project_id.as_deref())
+                            .cloned()
+                            .collect();
+                        members.extend(record.members.iter().cloned());
+                        members.sort();
+                        members.dedup();
+                        record.members = members;
+                    }
+                }
+                self.meta.put(&record, now).await?;
+                Ok(Served::fresh(record))
+            }
+            Ok(None) => {
+                // For an admin, "not found" means deleted; for others it may only mean
+                // "not yours", which must not evict it for everybody.
+                if ctx.is_admin {
+                    self.forget(id).await?;
+                }
+                Err(CacheError::NotFound(id.clone()))
+            }
+            Err(UpstreamError::Refused {
+                status: 403 | 404, ..
+            }) => Err(CacheError::NotFound(id.clone())),
+            Err(e) if !self.stale.applies(&e) => Err(e.into()),
+            Err(e) => match cached {
+                // Not visible on cached metadata alone: as if it did not exist.
+                Some(c) if !ctx.may_see(&c.record) => Err(CacheError::NotFound(id.clone())),
+                Some(c) if self.stale.servable(&c, now) => Ok(Served::stale(c.record)),
+                _ => Err(e.into()),
+            },
+        }
+    }
+
+    /// One page of the listing: the upstream's (its records recorded), or — when it gives
+    /// no answer — the cached records the caller may see and the serve-stale rule allows,
+    /// with the query's filters, sort, marker and limit.
+    pub(crate) async fn list(
+        &self,
+        query: &ListQuery,
+        ctx: &RequestContext,
+    ) -> Result<Served<Page>, CacheError> {
+        match self.upstream.list(query, ctx).await {
+            Ok(page) => {
+                if let Err(e) = self.record_seen(&page.images).await {
+                    tracing::warn!(error = %e, "could not record listed images");
+                }
+                Ok(Served::fresh(page))
+            }
+            Err(e) if !self.stale.applies(&e) => Err(e.into()),
+            Err(e) => {
+                tracing::debug!(error = %e, "listing from the cache");
+                let now = now_ms();
+                let records = self
+                    .meta
+                    .list()
+                    .await?
+                    .into_iter()
+                    .filter(|s| self.stale.servable(s, now) && ctx.may_see(&s.record))
+                    .map(|s| s.record)
+                    .collect();
+                Ok(Served::stale(query.apply(records)?))
+            }
+        }
+    }
+
+    /// Records images the upstream listed. Listings carry no member lists: what is known
+    /// is kept.
+    pub(crate) async fn record_seen(&self, records: &[ImageRecord]) -> Result<(), CacheError> {
+        let now = now_ms();
+        for r in records {
+            let mut r = r.clone();
+            if r.members.is_empty() {
+                if let Some(c) = self.meta.get(&r.id).await? {
+                    r.members = c.record.members;
+                }
+            }
+            self.meta.put(&r, now).await?;
+        }
+        Ok(())
+    }
+
+    /// Forgets an image entirely (metadata and data).
+    pub(crate) async fn forget(&self, id: &ImageId) -> Result<(), CacheError> {
+        self.meta.remove(id).await?;
+        self.blobs
+            .remove(id)
+            .await
+            .map_err(CacheError::blob("removing a deleted image's data"))
+    }
+
+    /// Marks an image's metadata as needing confirmation before it is served fresh again.
+    pub(crate) async fn expire(&self, id: &ImageId) -> Result<(), CacheError> {
+        if let Some(s) = self.meta.get(id).await? {
+            self.meta.put(&s.record, 0).await?;
+        }
+        Ok(())
+    }
+}
