@@ -1,0 +1,218 @@
+//! Fills: single flight, verification and quarantine, and where a failed fill's fault lies.
+
+use super::*;
+
+/// A blob store on a disk that fails: `create` (a read-only or full disk) or `write`.
+#[derive(Debug)]
+struct FailingDisk {
+    inner: MemoryBlobStore,
+    fail_create: bool,
+}
+
+fn disk_error() -> BlobError {
+    BlobError::Io(std::io::Error::new(
+        std::io::ErrorKind::PermissionDenied,
+        "read-only file system",
+    ))
+}
+
+struct FailingWriter(Box<dyn BlobWriter>);
+
+#[async_trait]
+impl BlobWriter for FailingWriter {
+    async fn write(&mut self, _: Bytes) -> Result<(), BlobError> {
+        Err(disk_error())
+    }
+    fn tap(&self) -> Arc<dyn crate::blob::BlobTap> {
+        self.0.tap()
+    }
+    async fn commit(self: Box<Self>) -> Result<(), BlobError> {
+        self.0.commit().await
+    }
+    async fn abort(self: Box<Self>, quarantine: bool) -> Result<(), BlobError> {
+        self.0.abort(quarantine).await
+    }
+}
+
+#[async_trait]
+impl BlobStore for FailingDisk {
+    async fn create(&self, id: &ImageId) -> Result<Box<dyn BlobWriter>, BlobError> {
+        if self.fail_create {
+            return Err(disk_error());
+        }
+        Ok(Box::new(FailingWriter(self.inner.create(id).await?)))
+    }
+    async fn open(
+        &self,
+        id: &ImageId,
+        range: Option<ByteRange>,
+    ) -> Result<Option<BlobRead>, BlobError> {
+        self.inner.open(id, range).await
+    }
+    async fn remove(&self, id: &ImageId) -> Result<(), BlobError> {
+        self.inner.remove(id).await
+    }
+    async fn list(&self) -> Result<Vec<(ImageId, u64)>, BlobError> {
+        self.inner.list().await
+    }
+    async fn clear_incomplete(&self) -> Result<usize, BlobError> {
+        self.inner.clear_incomplete().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_misses_make_one_fetch_and_all_get_the_bytes() {
+    let up = Scripted::new(2 * 1024 * 1024 + 3, Visibility::Public, 5);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = cache_over(
+        up.clone(),
+        Arc::new(FsBlobStore::open(dir.path()).unwrap()),
+        CacheConfig::default(),
+    )
+    .await;
+    let ctx = RequestContext::admin();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (cache, ctx) = (cache.clone(), ctx.clone());
+            tokio::spawn(async move {
+                body(cache.data(&id(), None, &ctx).await.unwrap())
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    // While the fill runs, a range joins it rather than going upstream.
+    while cache.upstream_data_fetches() == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let ranged = cache
+        .data(
+            &id(),
+            Some(RangeSpec::From {
+                first: 100_000,
+                last: Some(1_500_000),
+            }),
+            &ctx,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ranged.source, DataSource::Fill);
+    assert!(
+        body(ranged).await.unwrap() == up.data[100_000..=1_500_000],
+        "ranged bytes differ"
+    );
+    for t in tasks {
+        assert!(t.await.unwrap() == up.data, "bytes differ");
+    }
+    assert_eq!(up.opens.load(Ordering::SeqCst), 1, "one upstream fetch");
+    assert_eq!(cache.upstream_data_fetches(), 1);
+    // Now a hit: served from the blob, no new fetch.
+    let d = cache
+        .data(&id(), Some(RangeSpec::Suffix(10)), &ctx)
+        .await
+        .unwrap();
+    assert_eq!(d.source, DataSource::Cache);
+    assert!(body(d).await.unwrap() == up.data[up.data.len() - 10..]);
+    assert_eq!(up.opens.load(Ordering::SeqCst), 1);
+    assert!(matches!(
+        cache
+            .data(
+                &id(),
+                Some(RangeSpec::From {
+                    first: 10_000_000,
+                    last: None
+                }),
+                &ctx
+            )
+            .await,
+        Err(CacheError::BadRange { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupted_data_is_quarantined_and_never_served() {
+    let up = Scripted::new(300_000, Visibility::Public, 0);
+    up.corrupt.store(true, Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = cache_over(
+        up.clone(),
+        Arc::new(FsBlobStore::open(dir.path()).unwrap()),
+        CacheConfig::default(),
+    )
+    .await;
+    let ctx = RequestContext::admin();
+    let d = cache.data(&id(), None, &ctx).await.unwrap();
+    assert!(
+        body(d).await.is_err(),
+        "the stream breaks instead of completing"
+    );
+    // Give the fill task a moment to finish its bookkeeping.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(cache.metadata().cache_entry(&id()).await.unwrap().is_none());
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("images"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("quarantine"))
+            .unwrap()
+            .count(),
+        1
+    );
+    // The next request tries again and, with good data, succeeds.
+    up.corrupt.store(false, Ordering::SeqCst);
+    let d = cache.data(&id(), None, &ctx).await.unwrap();
+    assert!(body(d).await.unwrap() == up.data, "bytes differ");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_error_during_a_fill_is_the_caches_fault_not_the_upstreams() {
+    let ctx = RequestContext::admin();
+    // The blob cannot be created: the request is answered with that error.
+    let up = Scripted::new(300_000, Visibility::Public, 0);
+    let disk = Arc::new(FailingDisk {
+        inner: MemoryBlobStore::new(),
+        fail_create: true,
+    });
+    let cache = cache_over(up.clone(), disk, CacheConfig::default()).await;
+    let e = cache.data(&id(), None, &ctx).await.unwrap_err();
+    assert!(
+        matches!(
+            e.kind(),
+            CacheError::Blob {
+                source: BlobError::Io(_),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(e.origin(), ErrorSource::Internal);
+    assert!(!e.is_temporary());
+    let text = e.to_string();
+    assert!(
+        text.contains("image store") && text.contains("read-only"),
+        "{text}"
+    );
+    assert!(!text.contains("upstream"), "{text}");
+    // Writes fail after the fill started: the stream breaks with the same cause, and a
+    // prefetch waiting for the fill learns it too.
+    let disk = Arc::new(FailingDisk {
+        inner: MemoryBlobStore::new(),
+        fail_create: false,
+    });
+    let cache = cache_over(up.clone(), disk, CacheConfig::default()).await;
+    let text = match cache.data(&id(), None, &ctx).await {
+        Ok(d) => body(d).await.unwrap_err().to_string(),
+        Err(e) => {
+            assert_eq!(e.origin(), ErrorSource::Internal);
+            e.to_string()
+        }
+    };
+    assert!(
+        text.contains("image store") && text.contains("writing"),
+        "{text}"
+    );
+    assert!(cache.metadata().cache_entry(&id()).await.unwrap().is_none());
+}
