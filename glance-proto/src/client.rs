@@ -146,6 +146,17 @@ impl CentralClient {
         Ok((parts.status, parts.headers, bytes))
     }
 
+    /// A document the central serves (a schema): its body when the central answers
+    /// with it, else why not.
+    pub async fn document(&self, path: &str, headers: &HeaderMap) -> Result<Bytes, UpstreamError> {
+        let (status, h, body) = self.fetch(path, headers).await?;
+        if status.is_success() || status == StatusCode::MULTIPLE_CHOICES {
+            Ok(body)
+        } else {
+            Err(refusal(status, &h, body))
+        }
+    }
+
     /// Whether the central answers at all.
     pub async fn reachable(&self) -> bool {
         matches!(self.fetch("/versions", &HeaderMap::new()).await, Ok((s, _, _)) if s.is_success() || s.is_redirection())
@@ -260,5 +271,39 @@ impl Upstream for CentralClient {
                 Err(refusal(s, &parts.headers, body))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image_cache_core::ErrorSource;
+    use std::error::Error as _;
+
+    #[test]
+    fn client_errors_become_upstream_errors_that_keep_them() {
+        let timeout = upstream_error(ClientError::Timeout {
+            phase: stackfed_http::client::Phase::Response,
+            after: std::time::Duration::from_secs(30),
+        });
+        assert!(
+            timeout.is_timeout() && timeout.is_temporary(),
+            "{timeout:?}"
+        );
+        let cause = timeout.source().unwrap();
+        assert!(cause.is::<ClientError>(), "{cause:?}");
+        let refused = upstream_error(ClientError::Connect {
+            source: "connection refused".into(),
+        });
+        assert!(matches!(refused, UpstreamError::Unreachable { .. }));
+        assert_eq!(refused.origin(), ErrorSource::Upstream);
+        let ours = upstream_error(ClientError::Invalid("bad URL".into()));
+        assert_eq!(ours.origin(), ErrorSource::Internal);
+        assert!(!ours.is_temporary());
+        assert!(matches!(
+            refusal(StatusCode::BAD_GATEWAY, &HeaderMap::new(), Bytes::new()),
+            UpstreamError::Failing { status: 502 }
+        ));
+        assert!(refusal(StatusCode::CONFLICT, &HeaderMap::new(), Bytes::new()).is_refusal());
     }
 }

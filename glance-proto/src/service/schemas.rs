@@ -7,6 +7,7 @@ use std::sync::{Mutex, PoisonError};
 use bytes::Bytes;
 use http::request::Parts;
 use http::{Response, StatusCode};
+use image_cache_core::upstream::UpstreamError;
 use serde_json::Value;
 
 use super::{json_response, Caller, EdgeService, Result};
@@ -40,22 +41,24 @@ impl EdgeService {
         let fetched = self
             .inner
             .central
-            .fetch(path, &crate::client::identity(caller))
+            .document(path, &crate::client::identity(caller))
             .await;
-        let body = match fetched {
-            Ok((s, _, b)) if s.is_success() || s == StatusCode::MULTIPLE_CHOICES => {
-                self.inner.documents.keep(path, b.clone());
-                Some(b)
+        let body = match (fetched, self.inner.documents.last(path)) {
+            (Ok(body), _) => {
+                self.inner.documents.keep(path, body.clone());
+                body
             }
-            _ => self.inner.documents.last(path),
-        }
-        .ok_or_else(|| {
-            GlanceError::unavailable(
-                "The central image service is unreachable and this document is not cached",
-            )
+            (Err(_), Some(last)) => last,
+            (Err(e), None) => {
+                return Err(GlanceError::from_upstream(
+                    &e,
+                    "this document is not cached at this edge",
+                ))
+            }
+        };
+        let doc: Value = serde_json::from_slice(&body).map_err(|e| {
+            GlanceError::from(UpstreamError::invalid("the document is not JSON", e))
         })?;
-        let doc: Value = serde_json::from_slice(&body)
-            .map_err(|_| GlanceError::unavailable("bad document from the central"))?;
         Ok(json_response(StatusCode::OK, &doc, false))
     }
 }
