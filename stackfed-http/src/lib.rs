@@ -45,4 +45,4 @@ pub use background::Background;
 pub use body::{boxed, empty, from_stream, full, Body, BoxError};
 pub use client::{ClientError, HttpClient, Timeouts};
 pub use hyper::{Request, Response};
-pub use server::{serve, shutdown_signal};
+pub use server::{serve, serve_with, shutdown_signal, ServeOptions};

@@ -7,12 +7,39 @@ use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
 use crate::body::BoxError;
+
+/// How a server treats its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServeOptions {
+    /// After shutdown begins, how long in-flight requests may still run.
+    pub drain: Duration,
+    /// How long a client may take to send a request head (a client that stalls
+    /// mid-head is disconnected instead of holding the connection).
+    pub header_read_timeout: Duration,
+}
+
+impl ServeOptions {
+    /// Options with the given drain time and a 30 s header read timeout.
+    pub fn new(drain: Duration) -> Self {
+        Self {
+            drain,
+            header_read_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// With another header read timeout.
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
+}
 
 /// Serves `service` on `listener` (HTTP/1.1, keep-alive) until `shutdown` completes,
 /// then stops accepting and lets in-flight requests finish for up to `drain`.
@@ -24,6 +51,23 @@ pub async fn serve<S, B>(
     service: S,
     shutdown: impl Future<Output = ()>,
     drain: Duration,
+) -> std::io::Result<()>
+where
+    S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    serve_with(listener, service, shutdown, ServeOptions::new(drain)).await
+}
+
+/// [`serve`] with explicit [`ServeOptions`].
+pub async fn serve_with<S, B>(
+    listener: TcpListener,
+    service: S,
+    shutdown: impl Future<Output = ()>,
+    options: ServeOptions,
 ) -> std::io::Result<()>
 where
     S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
@@ -48,6 +92,8 @@ where
                 let _ = stream.set_nodelay(true);
                 let conn = http1::Builder::new()
                     .keep_alive(true)
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(options.header_read_timeout)
                     .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
@@ -60,6 +106,7 @@ where
         }
     }
     drop(listener);
+    let drain = options.drain;
     if tokio::time::timeout(drain, graceful.shutdown())
         .await
         .is_err()
@@ -129,6 +176,39 @@ mod tests {
         assert!(
             tokio::net::TcpStream::connect(addr).await.is_err(),
             "stopped listening"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_client_stalling_mid_head_is_disconnected() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let service = tower::service_fn(|_req: Request<Incoming>| async {
+            Ok::<_, std::convert::Infallible>(Response::<Body>::new(crate::empty()))
+        });
+        let options = ServeOptions::new(Duration::from_secs(1))
+            .header_read_timeout(Duration::from_millis(300));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_with(
+            listener,
+            service,
+            async {
+                let _ = rx.await;
+            },
+            options,
+        ));
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        let started = std::time::Instant::now();
+        let mut out = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+        assert!(read.is_ok(), "the server closed the stalled connection");
+        assert!(started.elapsed() < Duration::from_secs(3));
+        tx.send(()).unwrap();
+        let stopped = tokio::time::timeout(Duration::from_secs(2), server).await;
+        assert!(
+            stopped.is_ok(),
+            "shutdown did not wait for the stalled client"
         );
     }
 }

@@ -230,11 +230,20 @@ impl SwiftCluster {
         *req.uri_mut() = uri;
         let h = req.headers_mut();
         h.reserve(headers.len() + 1);
+        // Headers the client's `Connection` names are for the hop to the proxy only.
+        let named = || {
+            headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+        };
         for (name, value) in headers {
             if is_hop_by_hop(name)
                 || name == header::HOST
                 || name == "x-auth-token"
                 || name == "x-storage-token"
+                || named().any(|n| n.trim().eq_ignore_ascii_case(name.as_str()))
             {
                 continue;
             }
@@ -250,6 +259,8 @@ impl SwiftCluster {
             .await
             .map_err(|e| self.transport(e))?;
         strip_hop_by_hop(resp.headers_mut());
+        // The proxy answers in its own HTTP version, whatever the cluster spoke.
+        *resp.version_mut() = http::Version::HTTP_11;
         Ok(resp)
     }
 
@@ -274,13 +285,28 @@ impl SwiftCluster {
         };
         let token = self.token(auth, false).await?;
         let resp = self
-            .exchange(&method, uri.clone(), &headers, body.into_body(), token)
+            .exchange(
+                &method,
+                uri.clone(),
+                &headers,
+                body.into_body(),
+                token.clone(),
+            )
             .await?;
-        match replay {
-            Some(again) if resp.status() == StatusCode::UNAUTHORIZED => {
+        if resp.status() != StatusCode::UNAUTHORIZED {
+            return Ok(resp);
+        }
+        match (replay, auth) {
+            (Some(again), _) => {
                 tracing::debug!(cluster = %self.id(), "token refused; renewing it once");
                 let token = self.token(auth, true).await?;
                 self.exchange(&method, uri, &headers, again, token).await
+            }
+            (None, Auth::Session(session)) => {
+                // The body is spent: pass the 401 on, but let the next request log in
+                // again instead of meeting the same refusal.
+                session.forget(self.id(), token.as_ref());
+                Ok(resp)
             }
             _ => Ok(resp),
         }
@@ -524,5 +550,87 @@ impl Clusters {
     /// All of them, by name.
     pub fn iter(&self) -> impl Iterator<Item = &SwiftCluster> {
         self.by_id.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stackfed_http::Timeouts;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A peer that answers one request with `answer` and returns what it received.
+    async fn peer(answer: &'static [u8]) -> (Url, tokio::task::JoinHandle<String>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}", l.local_addr().unwrap())).unwrap();
+        let task = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = vec![0u8; 8192];
+            let n = s.read(&mut buf).await.unwrap();
+            s.write_all(answer).await.unwrap();
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        });
+        (url, task)
+    }
+
+    #[tokio::test]
+    async fn requests_lose_hop_headers_and_answers_speak_http_1_1() {
+        let (url, seen) = peer(
+            b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\nConnection: close, x-hop\r\nx-hop: 1\r\nX-Object-Meta-Color: blue\r\n\r\nok",
+        )
+        .await;
+        let cluster = SwiftCluster::new(
+            ClusterId::new("c").unwrap(),
+            &url,
+            &[],
+            HttpClient::new(Timeouts::default()),
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("x-private"));
+        headers.insert("x-private", HeaderValue::from_static("1"));
+        headers.insert("x-auth-token", HeaderValue::from_static("client-token"));
+        headers.insert("x-object-meta-kept", HeaderValue::from_static("1"));
+        let token = HeaderValue::from_static("cluster-token");
+        let req = ClusterRequest::new(Method::GET, "/v1/AUTH_t/c/o").headers(headers);
+        let resp = cluster.send(req, Auth::Token(&token)).await.unwrap();
+        assert_eq!(resp.version(), http::Version::HTTP_11);
+        assert!(
+            resp.headers().get("x-hop").is_none(),
+            "{:?}",
+            resp.headers()
+        );
+        assert!(resp.headers().get(header::CONNECTION).is_none());
+        assert_eq!(resp.headers()["x-object-meta-color"], "blue");
+        let seen = seen.await.unwrap().to_ascii_lowercase();
+        assert!(seen.starts_with("get /v1/auth_t/c/o http/1.1"), "{seen}");
+        assert!(seen.contains("x-auth-token: cluster-token"), "{seen}");
+        assert!(!seen.contains("client-token"), "{seen}");
+        assert!(!seen.contains("x-private"), "{seen}");
+        assert!(seen.contains("x-object-meta-kept: 1"), "{seen}");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_cluster_is_a_temporary_upstream_fault() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = Url::parse(&format!("http://{}", l.local_addr().unwrap())).unwrap();
+        drop(l);
+        let cluster = SwiftCluster::new(
+            ClusterId::new("gone").unwrap(),
+            &url,
+            &[],
+            HttpClient::new(Timeouts::default()),
+        );
+        let err = cluster
+            .send(
+                ClusterRequest::new(Method::HEAD, "/v1/AUTH_t"),
+                Auth::Anonymous,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.origin(), Origin::Upstream);
+        assert!(err.is_temporary() && !err.is_timeout(), "{err:?}");
+        assert_eq!(err.cluster().as_str(), "gone");
+        let answer = crate::error::SwiftError::from(err);
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
     }
 }

@@ -96,6 +96,15 @@ impl Session {
             .cloned()
     }
 
+    /// Drops the token held for `cluster` if it is still `refused` (a cluster refused it
+    /// and the request could not be replayed): the next request logs in again.
+    pub fn forget(&self, cluster: &ClusterId, refused: Option<&HeaderValue>) {
+        let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
+        if tokens.get(cluster).map(|t| &t.token) == refused {
+            tokens.remove(cluster);
+        }
+    }
+
     /// This session's token for `cluster`, obtained or renewed first when there is none,
     /// it is about to expire, or `force` says the cluster refused it. Concurrent
     /// renewals of one session wait for each other instead of logging in twice.

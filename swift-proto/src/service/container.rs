@@ -36,8 +36,11 @@ impl FederationService {
             Method::POST => self.container_post(call, account, container, changes).await,
             Method::DELETE => self.container_delete(call, account, container).await,
             _ => {
-                let (record, cluster) =
-                    self.target(&call.caller, account, container, false).await?;
+                let Some((record, cluster)) =
+                    self.target(&call.caller, account, container, false).await?
+                else {
+                    return self.unheld(call).await;
+                };
                 let body = std::mem::replace(&mut call.body, empty());
                 let mut resp = self
                     .forward(cluster, &call, call.path_and_query(), body)
@@ -149,7 +152,10 @@ impl FederationService {
         container: &ContainerName,
         changes: Changes,
     ) -> Result<Response<Body>> {
-        let (record, cluster) = self.target(&call.caller, account, container, true).await?;
+        let Some((record, cluster)) = self.target(&call.caller, account, container, true).await?
+        else {
+            return self.unheld(call).await;
+        };
         if let Some(p) = changes.get(CLUSTER_ATTRIBUTE).filter(|v| !v.is_empty()) {
             if p != record.cluster.as_str() {
                 return Err(conflict(format!(
@@ -182,7 +188,9 @@ impl FederationService {
         account: &AccountName,
         container: &ContainerName,
     ) -> Result<Response<Body>> {
-        let (_, cluster) = self.target(&call.caller, account, container, true).await?;
+        let Some((_, cluster)) = self.target(&call.caller, account, container, true).await? else {
+            return self.unheld(call).await;
+        };
         let resp = self
             .forward(cluster, &call, call.path_and_query(), empty())
             .await?;

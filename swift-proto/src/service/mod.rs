@@ -277,20 +277,32 @@ impl FederationService {
             .await?)
     }
 
-    /// [`find`](Self::find), where a missing container is a 404.
+    /// [`find`](Self::find), with the container's cluster (503 when it is offline).
     async fn target(
         &self,
         caller: &Caller,
         account: &AccountName,
         container: &ContainerName,
         fresh: bool,
-    ) -> Result<(ContainerRecord, &SwiftCluster)> {
-        let record = self
-            .find(caller, account, container, fresh)
-            .await?
-            .ok_or_else(SwiftError::not_found)?;
+    ) -> Result<Option<(ContainerRecord, &SwiftCluster)>> {
+        let Some(record) = self.find(caller, account, container, fresh).await? else {
+            return Ok(None);
+        };
         let cluster = self.cluster(&record.cluster)?;
-        Ok((record, cluster))
+        Ok(Some((record, cluster)))
+    }
+
+    /// The answer for a container no cluster holds: Swift's own, from the first
+    /// reachable cluster (404, or the 401/403 a caller gets for an account it may not
+    /// see), passed on as that cluster gives it.
+    async fn unheld(&self, mut call: Call) -> Result<Response<Body>> {
+        let (up, _) = self.reachable();
+        let Some(cluster) = up.first().and_then(|c| self.inner.clusters.get(c.id())) else {
+            return Err(SwiftError::not_found());
+        };
+        let body = std::mem::replace(&mut call.body, stackfed_http::empty());
+        self.forward(cluster, &call, call.path_and_query(), body)
+            .await
     }
 
     // ----- phases 4 and 5: the request to a cluster, sent ----------------------------

@@ -22,7 +22,10 @@ impl FederationService {
         if call.parts.method == Method::PUT {
             SwiftPath::check_object_name(object)?;
         }
-        let (record, cluster) = self.target(&call.caller, account, container, false).await?;
+        let Some((record, cluster)) = self.target(&call.caller, account, container, false).await?
+        else {
+            return self.unheld(call).await;
+        };
         if let Some((src, dst)) = copy_endpoints(&call.parts, container, object)? {
             let caller = &call.caller;
             let find = |c| async move {

@@ -274,6 +274,7 @@ impl Call<'_> {
             };
             Reply {
                 status: parts.status,
+                version: parts.version,
                 headers: parts.headers,
                 body,
             }
@@ -289,6 +290,8 @@ impl Call<'_> {
 pub struct Reply {
     /// Its status.
     pub status: StatusCode,
+    /// Its HTTP version.
+    pub version: http::Version,
     /// Its headers.
     pub headers: HeaderMap,
     /// Its body.
