@@ -322,7 +322,7 @@ def main() -> int:
 
         def cluster(name: str) -> peers.SwiftCluster:
             c = peers.SwiftCluster(name, work / name, device_mib=args.device_mib, full_pipeline=True,
-                                   extra_users=extra)
+                                   extra_users=extra, extra_policies=["silver"], fallocate=False)
             clusters.append(c)
             c.start()
             return c

@@ -157,6 +157,13 @@ class SwiftCluster:
     # More tempauth users (account, user, key, groups); accounts of `.admin` users are
     # created at start.
     extra_users: list[tuple[str, str, str, str]] = field(default_factory=list)
+    # More storage policies (names; indexes 1, 2, ...), each with its own object ring on
+    # the same device.
+    extra_policies: list[str] = field(default_factory=list)
+    # False: object servers do not preallocate (disable_fallocate), so a PUT announcing a
+    # body larger than the device is not refused with 507 (which error-limits the
+    # cluster's only node for a minute); Swift's testFileSizeLimit announces 4 x 5 GiB.
+    fallocate: bool = True
     procs: list[Proc] = field(default_factory=list)
     ports: dict[str, int] = field(default_factory=dict)
     mounted: bool = False
@@ -194,7 +201,10 @@ swift_hash_path_prefix = stackfed-{self.name}-prefix
 [storage-policy:0]
 name = {self.policy}
 default = yes
-""")
+""" + "".join(f"""
+[storage-policy:{i}]
+name = {name}
+""" for i, name in enumerate(self.extra_policies, start=1)))
         common = f"""
 [DEFAULT]
 bind_ip = 127.0.0.1
@@ -240,6 +250,7 @@ pipeline = {pipeline}
 use = egg:swift#proxy
 account_autocreate = true
 allow_account_management = true
+{"allow_open_expired = true" if self.full_pipeline else ""}
 
 [filter:tempauth]
 use = egg:swift#tempauth
@@ -280,6 +291,7 @@ use = egg:swift#symlink
 {common}
 bind_port = {self.ports[kind]}
 log_name = {kind}-{self.name}
+{"disable_fallocate = true" if not self.fallocate else ""}
 
 [pipeline:main]
 pipeline = healthcheck recon {kind}-server
@@ -303,11 +315,13 @@ interval = 1
 interval = 1
 """)
         builder = str(VENV_BIN / "swift-ring-builder")
-        for ring in ("account", "container", "object"):
+        object_rings = [f"object-{i}" for i in range(1, len(self.extra_policies) + 1)]
+        for ring in ("account", "container", "object", *object_rings):
             b = str(d / f"{ring}.builder")
+            port = self.ports[ring.split("-")[0]]
             subprocess.run([builder, b, "create", "8", "1", "1"], check=True, capture_output=True)
             subprocess.run(
-                [builder, b, "add", f"r1z1-127.0.0.1:{self.ports[ring]}/d1", "100"],
+                [builder, b, "add", f"r1z1-127.0.0.1:{port}/d1", "100"],
                 check=True, capture_output=True,
             )
             # rebalance exits 1 with a warning about balance on a 1-device ring.
