@@ -8,6 +8,7 @@
 //!   `tower::Service`, and [`shutdown_signal`];
 //! - [`client`]: the pooled client for peers, with a timeout per phase and typed errors;
 //! - [`headers`]: the one hop-by-hop header list;
+//! - [`range`]: the one `Range` header parser and `Content-Range` values;
 //! - [`background`]: the owner of a service's background tasks.
 //!
 //! Any `tower::Service` can be served, wrapped in tower-http layers first:
