@@ -49,7 +49,15 @@ impl ReadThrough {
         id: &ImageId,
         ctx: &RequestContext,
     ) -> Result<Served<ImageRecord>, CacheError> {
-        let cached = self.meta.get(id).await?;
+        // A store that cannot be read must not keep the central's answer from the
+        // caller: it is asked as if nothing were cached.
+        let (cached, unreadable) = match self.meta.get(id).await {
+            Ok(c) => (c, None),
+            Err(e) => {
+                tracing::warn!(image = %id, error = %e, "could not read the cached image");
+                (None, Some(e))
+            }
+        };
         let now = now_ms();
         if let Some(c) = &cached {
             if now.saturating_sub(c.fetched_at_ms) < self.freshness_ms && ctx.may_see(&c.record) {
@@ -77,14 +85,22 @@ impl ReadThrough {
                         record.members = members;
                     }
                 }
-                self.meta.put(&record, now).await?;
+                // The central answered: a store that cannot keep it is logged, not
+                // the caller's failure (as for listings).
+                if unreadable.is_none() {
+                    if let Err(e) = self.meta.put(&record, now).await {
+                        tracing::warn!(image = %id, error = %e, "could not record the image");
+                    }
+                }
                 Ok(Served::fresh(record))
             }
             Ok(None) => {
                 // For an admin, "not found" means deleted; for others it may only mean
                 // "not yours", which must not evict it for everybody.
                 if ctx.is_admin {
-                    self.forget(id).await?;
+                    if let Err(e) = self.forget(id).await {
+                        tracing::warn!(image = %id, error = %e, "could not forget a deleted image");
+                    }
                 }
                 Err(CacheError::NotFound(id.clone()))
             }
@@ -96,7 +112,8 @@ impl ReadThrough {
                 // Not visible on cached metadata alone: as if it did not exist.
                 Some(c) if !ctx.may_see(&c.record) => Err(CacheError::NotFound(id.clone())),
                 Some(c) if self.stale.servable(&c, now) => Ok(Served::stale(c.record)),
-                _ => Err(e.into()),
+                // Without the central, the unreadable store is why there is no answer.
+                _ => Err(unreadable.map_or_else(|| e.into(), CacheError::from)),
             },
         }
     }

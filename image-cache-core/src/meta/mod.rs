@@ -50,9 +50,17 @@ pub struct CacheEntry {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum MetaError {
-    /// Busy or unreachable: retry.
+    /// Busy (another writer holds it): retry.
     #[error("metadata store unavailable: {source}")]
     Unavailable {
+        /// The store's error.
+        #[source]
+        source: BoxError,
+    },
+    /// Its storage failed (a full disk, an I/O error, a file that cannot be opened):
+    /// retrying will not help until an operator acts.
+    #[error("metadata store failed: {source}")]
+    Storage {
         /// The store's error.
         #[source]
         source: BoxError,
@@ -74,7 +82,14 @@ impl MetaError {
         matches!(self, Self::Unavailable { .. })
     }
 
-    /// A store that is busy or unreachable.
+    /// A store whose storage failed (full, I/O errors, cannot be opened).
+    pub fn storage(source: impl Into<BoxError>) -> Self {
+        Self::Storage {
+            source: source.into(),
+        }
+    }
+
+    /// A store that is busy.
     pub fn unavailable(source: impl Into<BoxError>) -> Self {
         Self::Unavailable {
             source: source.into(),

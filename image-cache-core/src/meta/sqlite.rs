@@ -42,8 +42,10 @@ pub struct SqliteMetadataStore {
 fn err(e: rusqlite::Error) -> MetaError {
     use rusqlite::ErrorCode::*;
     match e.sqlite_error_code() {
-        Some(DatabaseBusy | DatabaseLocked | CannotOpen | DiskFull | SystemIoFailure) => {
-            MetaError::unavailable(e)
+        // Only another writer holding the database is temporary.
+        Some(DatabaseBusy | DatabaseLocked) => MetaError::unavailable(e),
+        Some(CannotOpen | DiskFull | SystemIoFailure | ReadOnly | PermissionDenied) => {
+            MetaError::storage(e)
         }
         _ => MetaError::internal(e.to_string(), Some(e.into())),
     }
@@ -104,7 +106,17 @@ impl SqliteMetadataStore {
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || f(&conn.lock().unwrap_or_else(PoisonError::into_inner)))
             .await
-            .map_err(MetaError::unavailable)?
+            .map_err(|e| MetaError::internal("a metadata store task failed", Some(e.into())))?
+    }
+
+    /// Lets the database grow no more, as on a full disk.
+    #[cfg(test)]
+    pub(crate) fn fill_up(&self) {
+        let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let pages: i64 = conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        conn.pragma_update(None, "max_page_count", pages).unwrap();
     }
 }
 

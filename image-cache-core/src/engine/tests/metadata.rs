@@ -196,3 +196,47 @@ async fn offline_listings_follow_the_serve_stale_rule() {
     let offline = cache.list(&ListQuery::default(), &ctx).await.unwrap();
     assert!(offline.value.images.is_empty());
 }
+
+/// The metadata store's disk is full. Online show and list still give the central's
+/// answer (the failure to record it is logged, not the caller's), and the store's
+/// failure is a lasting fault of the edge's own, not "unavailable, retry".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_metadata_disk_is_a_lasting_fault_and_online_reads_still_work() {
+    let up = Scripted::new(1000, Visibility::Public, 0);
+    // A record too large for the pages the database already has.
+    let big = serde_json::Value::String("x".repeat(64 * 1024));
+    up.record
+        .lock()
+        .unwrap()
+        .as_mut()
+        .unwrap()
+        .properties
+        .insert("description".into(), big);
+    let meta = Arc::new(SqliteMetadataStore::in_memory().unwrap());
+    let (cache, _) = ImageCache::open(
+        up.clone(),
+        meta.clone(),
+        Arc::new(MemoryBlobStore::new()),
+        CacheConfig::default(),
+        spawner(),
+    )
+    .await
+    .unwrap();
+    meta.fill_up();
+    let ctx = RequestContext::admin();
+    let shown = cache.image(&id(), &ctx).await.unwrap();
+    assert!(!shown.stale);
+    assert_eq!(shown.value.id, id());
+    let listed = cache.list(&ListQuery::default(), &ctx).await.unwrap();
+    assert_eq!(listed.value.images.len(), 1);
+    assert!(meta.get(&id()).await.unwrap().is_none(), "nothing recorded");
+    let record = up.record.lock().unwrap().clone().unwrap();
+    let e = CacheError::from(meta.put(&record, 1).await.unwrap_err());
+    assert!(
+        matches!(e, CacheError::Meta(crate::meta::MetaError::Storage { .. })),
+        "{e:?}"
+    );
+    assert_eq!(e.origin(), ErrorSource::Internal);
+    assert!(!e.is_temporary(), "{e}");
+    assert!(e.to_string().contains("full"), "{e}");
+}
