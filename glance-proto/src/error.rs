@@ -9,11 +9,10 @@
 //! | unknown marker, bad query | 400 |
 //! | central unreachable, failing, or its data broke off | 503 |
 //! | central did not answer in time | 504 |
-//! | central refused (4xx) | its answer, passed on |
+//! | central refused (4xx) | its status and message, in the format the client asked for |
 //! | central sent something unreadable or data that failed verification | 502 |
 //! | the edge's own stores or tasks failed | 500 (503 when the store was only busy) |
 
-use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use image_cache_core::list::ListError;
 use image_cache_core::upstream::UpstreamError;
@@ -38,8 +37,6 @@ pub struct GlanceError {
 struct Extra {
     /// Headers the answer carries besides the body's (`Content-Range` on a 416).
     headers: HeaderMap,
-    /// The central's own answer, passed on as it came (a refusal).
-    central: Option<(Bytes, Option<HeaderValue>)>,
 }
 
 impl GlanceError {
@@ -80,15 +77,12 @@ impl GlanceError {
                 body,
                 content_type,
             } => {
+                // The edge asked in a format of its own choosing (JSON for show and
+                // list): the central's words, in the format the client negotiated.
                 let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY);
-                let mut err = Self::new(status, String::from_utf8_lossy(body).trim().to_owned());
-                err.extra.get_or_insert_default().central = Some((
-                    body.clone(),
-                    content_type
-                        .as_deref()
-                        .and_then(|c| HeaderValue::from_str(c).ok()),
-                ));
-                return err;
+                let message = central_message(body, content_type.as_deref())
+                    .unwrap_or_else(|| status.canonical_reason().unwrap_or("Error").to_owned());
+                return Self::new(status, message);
             }
             UpstreamError::Timeout { .. } => (
                 StatusCode::GATEWAY_TIMEOUT,
@@ -124,23 +118,13 @@ impl GlanceError {
         self
     }
 
-    /// The response, in the format the request's `Accept` header prefers (a refusal of
-    /// the central's is passed on as it came).
+    /// The response, in the format the request's `Accept` header prefers.
     pub fn into_response(self, request_headers: &HeaderMap) -> Response<Body> {
-        let Extra { headers, central } = self.extra.map(|e| *e).unwrap_or_default();
-        let mut r = match central {
-            Some((body, content_type)) => {
-                let len = body.len();
-                let mut r = Response::new(full(body));
-                if let Some(ct) = content_type {
-                    r.headers_mut().insert(header::CONTENT_TYPE, ct);
-                }
-                r.headers_mut()
-                    .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-                r
-            }
-            None if self.status == StatusCode::NO_CONTENT => Response::new(empty()),
-            None => negotiated(self.status, &self.message, request_headers),
+        let Extra { headers } = self.extra.map(|e| *e).unwrap_or_default();
+        let mut r = if self.status == StatusCode::NO_CONTENT {
+            Response::new(empty())
+        } else {
+            negotiated(self.status, &self.message, request_headers)
         };
         *r.status_mut() = self.status;
         for (k, v) in &headers {
@@ -148,6 +132,83 @@ impl GlanceError {
         }
         r
     }
+}
+
+/// The message of an error answer of the central's, whatever format it came in (webob's
+/// JSON, HTML or plain text), without its markup; `None` when it says nothing.
+fn central_message(body: &[u8], content_type: Option<&str>) -> Option<String> {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    let ct = content_type.unwrap_or("").to_ascii_lowercase();
+    let raw = if let Ok(doc) = serde_json::from_str::<serde_json::Value>(text) {
+        // `{"message": …}`, or one level down (`{"error": {"message": …}}`).
+        let field = |v: &serde_json::Value| {
+            v.get("message")
+                .or_else(|| v.get("explanation"))
+                .and_then(|m| m.as_str())
+                .map(str::to_owned)
+        };
+        field(&doc)
+            .or_else(|| doc.as_object().and_then(|o| o.values().find_map(field)))
+            .unwrap_or_else(|| text.to_owned())
+    } else if ct.contains("html") || text.starts_with('<') {
+        // webob's page: the title again in `<h1>`, then the message.
+        let lower = text.to_ascii_lowercase();
+        let start = lower.find("<body").unwrap_or(0);
+        let end = lower.rfind("</body>").unwrap_or(text.len());
+        let inner = &text[start..end.max(start)];
+        let inner = match (inner.find("<h1>"), inner.find("</h1>")) {
+            (Some(a), Some(b)) if a < b => format!("{}{}", &inner[..a], &inner[b + 5..]),
+            _ => inner.to_owned(),
+        };
+        inner
+    } else {
+        // webob's plain text: `<code> <title>`, a blank line, the message.
+        match text.split_once("\n\n") {
+            Some((first, rest))
+                if first.len() > 4 && first.as_bytes()[..3].iter().all(u8::is_ascii_digit) =>
+            {
+                rest.to_owned()
+            }
+            _ => text.to_owned(),
+        }
+    };
+    let message = strip_markup(&raw);
+    (!message.is_empty()).then_some(message)
+}
+
+/// Text without tags (`<br />` becomes a line break), entities decoded, blank lines
+/// dropped and lines trimmed.
+fn strip_markup(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('<') {
+        out.push_str(&rest[..i]);
+        match rest[i..].find('>') {
+            Some(j) => {
+                if rest[i + 1..].to_ascii_lowercase().starts_with("br") {
+                    out.push('\n');
+                }
+                rest = &rest[i + j + 1..];
+            }
+            None => {
+                out.push_str(&rest[i..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    let out = out
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&");
+    out.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn negotiated(status: StatusCode, message: &str, request_headers: &HeaderMap) -> Response<Body> {
@@ -246,7 +307,9 @@ impl From<CacheError> for GlanceError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use image_cache_core::blob::BlobError;
+    use image_cache_core::meta::MetaError;
     use image_cache_core::ImageId;
     use std::sync::Arc;
 
@@ -295,6 +358,23 @@ mod tests {
             e.message
         );
         assert!(!e.message.contains("unreachable"), "{}", e.message);
+        // A full metadata disk is a lasting fault (500); only a busy store is a 503.
+        let full = GlanceError::from(CacheError::Meta(MetaError::storage(
+            "database or disk is full",
+        )));
+        assert_eq!(full.status, 500);
+        assert!(
+            full.message
+                .contains("metadata store failed: database or disk is full"),
+            "{}",
+            full.message
+        );
+        assert_eq!(
+            status(CacheError::Meta(MetaError::unavailable(
+                "database is locked"
+            ))),
+            503
+        );
         let range =
             GlanceError::from(CacheError::BadRange { size: 10 }).into_response(&HeaderMap::new());
         assert_eq!(range.status(), 416);
@@ -306,6 +386,35 @@ mod tests {
         })
         .into_response(&HeaderMap::new());
         assert_eq!(refused.status(), 409);
-        assert_eq!(refused.headers()[header::CONTENT_TYPE], "application/json");
+        // Without `Accept`, plain text, as the edge's own errors.
+        assert_eq!(
+            refused.headers()[header::CONTENT_TYPE],
+            "text/plain; charset=UTF-8"
+        );
+    }
+
+    #[test]
+    fn the_centrals_message_is_read_without_its_markup() {
+        let msg = |body: &str, ct: &str| central_message(body.as_bytes(), Some(ct));
+        let said = "Invalid marker. Image 0 could not be found.";
+        assert_eq!(
+            msg(
+                &format!(
+                    "{{\"message\": \"{said}<br /><br />\\n\\n\\n\", \"code\": \"400 Bad Request\", \"title\": \"Bad Request\"}}"
+                ),
+                "application/json"
+            )
+            .as_deref(),
+            Some(said)
+        );
+        assert_eq!(
+            msg(&format!("400 Bad Request\n\n{said}\n\n   "), "text/plain").as_deref(),
+            Some(said)
+        );
+        let page = format!(
+            "<html>\n <head>\n  <title>400 Bad Request</title>\n </head>\n <body>\n  <h1>400 Bad Request</h1>\n  {said}<br /><br />\n\n\n\n </body>\n</html>"
+        );
+        assert_eq!(msg(&page, "text/html").as_deref(), Some(said));
+        assert_eq!(msg("", "text/plain"), None);
     }
 }

@@ -248,3 +248,102 @@ async fn served_by_stackfed_http_behind_a_tower_layer() {
     server.await.unwrap().unwrap();
     edge.background.shutdown().await;
 }
+
+/// A central that refuses every request as Glance does: 400 in webob's JSON (what the
+/// edge asks for), the message marked up for HTML.
+async fn refusing_central() -> url::Url {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = r#"{"message": "Invalid marker. Image 00000000-0000-0000-0000-000000000000 could not be found.<br /><br />\n\n\n", "code": "400 Bad Request", "title": "Bad Request"}"#;
+                let resp = format!(
+                    "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://{addr}").parse().unwrap()
+}
+
+async fn call_accepting(
+    service: &EdgeService,
+    uri: &str,
+    accept: Option<&str>,
+) -> (StatusCode, String, String) {
+    let mut req = Request::get(uri);
+    if let Some(a) = accept {
+        req = req.header(http::header::ACCEPT, a);
+    }
+    let resp: Response<Body> = service
+        .clone()
+        .oneshot(req.body(String::new()).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let ct = resp
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, ct, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn a_refusal_of_the_central_is_answered_in_the_format_the_client_asked_for() {
+    let background = Background::new();
+    let central = CentralClient::new(refusing_central().await, Timeouts::default());
+    let (cache, _) = ImageCache::open(
+        Arc::new(central.clone()),
+        Arc::new(MemoryMetadataStore::new()),
+        Arc::new(MemoryBlobStore::new()),
+        CacheConfig::default(),
+        owned_by(&background),
+    )
+    .await
+    .unwrap();
+    let service = EdgeService::new(cache, central, IdentityMode::NoAuth);
+    let said = "Invalid marker. Image 00000000-0000-0000-0000-000000000000 could not be found.";
+    for uri in [
+        "/v2/images?marker=00000000-0000-0000-0000-000000000000".to_owned(),
+        format!("/v2/images/{ID}"),
+    ] {
+        for (accept, format) in [
+            (None, "text/plain"),
+            (Some("text/plain"), "text/plain"),
+            (Some("*/*"), "text/html"),
+            (Some("text/html"), "text/html"),
+            (Some("application/json"), "application/json"),
+        ] {
+            let (status, ct, body) = call_accepting(&service, &uri, accept).await;
+            let what = format!("{uri} {accept:?}: {ct} {body}");
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{what}");
+            assert!(ct.starts_with(format), "{what}");
+            assert!(body.contains(said), "{what}");
+            match format {
+                "application/json" => {
+                    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+                    assert_eq!(doc["message"], said, "{what}");
+                    assert_eq!(doc["code"], "400 Bad Request", "{what}");
+                }
+                // The edge's own page: the markup once, its own.
+                "text/html" => assert_eq!(body.matches("<br />").count(), 2, "{what}"),
+                _ => assert!(!body.contains('<'), "{what}"),
+            }
+        }
+    }
+    background.shutdown().await;
+}
