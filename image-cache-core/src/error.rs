@@ -139,6 +139,12 @@ impl CacheError {
         }
     }
 
+    /// Whether the cache's own storage or tasks failed (not the upstream, not the client,
+    /// not a shutdown): the upstream may still give what was asked for.
+    pub fn is_local_fault(&self) -> bool {
+        self.origin() == ErrorSource::Internal && !matches!(self.kind(), Self::Stopped)
+    }
+
     /// A blob store error, with what the cache was doing.
     pub(crate) fn blob(doing: &'static str) -> impl FnOnce(BlobError) -> Self {
         move |source| Self::Blob { doing, source }

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use crate::blob::BlobStore;
 use crate::error::CacheError;
@@ -21,6 +22,9 @@ pub(crate) struct Budget {
     reserved: Arc<Mutex<u64>>,
     /// Open readers of cached blobs, per image: those are never evicted.
     readers: Arc<Mutex<HashMap<ImageId, usize>>>,
+    /// Until when no fill is started, after one failed for a reason of the cache's own
+    /// (its disk is full or failing): misses stream through instead.
+    fills_paused_until: Mutex<Option<Instant>>,
 }
 
 /// Bytes of the budget promised to one fill; given back when dropped.
@@ -68,6 +72,31 @@ impl Budget {
             admission: tokio::sync::Mutex::new(()),
             reserved: Arc::new(Mutex::new(0)),
             readers: Arc::new(Mutex::new(HashMap::new())),
+            fills_paused_until: Mutex::new(None),
+        }
+    }
+
+    /// Starts no fill for `pause`: the cache's own storage just failed one.
+    pub(crate) fn pause_fills(&self, pause: Duration) {
+        *self
+            .fills_paused_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Instant::now().checked_add(pause);
+    }
+
+    /// Whether fills are paused (misses stream through uncached).
+    pub(crate) fn fills_paused(&self) -> bool {
+        let mut until = self
+            .fills_paused_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match *until {
+            Some(t) if Instant::now() < t => true,
+            Some(_) => {
+                *until = None;
+                false
+            }
+            None => false,
         }
     }
 

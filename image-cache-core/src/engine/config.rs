@@ -20,6 +20,10 @@ pub struct CacheConfig {
     /// How many prefetches (queued images, background fills) run at once: the number of
     /// prefetch workers.
     pub prefetch_concurrency: usize,
+    /// After a fill fails for a reason of the cache's own (a full or failing disk), how
+    /// long misses stream through from the upstream uncached before a fill is tried
+    /// again.
+    pub local_fault_pause: Duration,
 }
 
 impl Default for CacheConfig {
@@ -30,6 +34,7 @@ impl Default for CacheConfig {
             chunk_size: 1 << 20,
             max_bytes: None,
             prefetch_concurrency: 2,
+            local_fault_pause: Duration::from_secs(60),
         }
     }
 }
@@ -50,6 +55,13 @@ impl CacheConfig {
     /// Sets the size budget.
     pub fn max_bytes(mut self, bytes: Option<u64>) -> Self {
         self.max_bytes = bytes;
+        self
+    }
+
+    /// Sets how long misses stream through uncached after a fill failed for a reason of
+    /// the cache's own.
+    pub fn local_fault_pause(mut self, d: Duration) -> Self {
+        self.local_fault_pause = d;
         self
     }
 

@@ -5,10 +5,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 
 use super::fill::Fill;
-use super::inflight::FillSlot;
+use super::inflight::{FillSlot, Resume};
 use super::{now_ms, ImageCache};
 use crate::error::CacheError;
 use crate::hash::Verifier;
@@ -117,11 +117,18 @@ impl ImageCache {
         };
         match admitted {
             Admitted::Fill(slot) => {
+                let resume: Resume = {
+                    let (cache, record, ctx) = (self.clone(), piece.record.clone(), ctx.clone());
+                    Box::new(move |pos| {
+                        async move { cache.resume(&record, range, pos, &ctx).await }.boxed()
+                    })
+                };
                 let stream = slot
                     .subscribe(
                         range.map_or(0, |r| r.first),
                         range.map_or(size, |r| r.len()),
                         i.config.chunk_size,
+                        resume,
                     )
                     .await?;
                 Ok(piece.with(DataSource::Fill, stream))
@@ -147,6 +154,10 @@ impl ImageCache {
         }
         if i.meta.cache_entry(&record.id).await?.is_some() {
             return Ok(Admitted::Cached);
+        }
+        if i.budget.fills_paused() {
+            tracing::info!(image = %record.id, "not cached: a fill just failed on this cache's own storage");
+            return Ok(Admitted::Bypass);
         }
         let verifier = match verifier(record) {
             Ok(v) => v,
@@ -190,6 +201,33 @@ impl ImageCache {
         Ok(Some(
             piece.clone().with(DataSource::Cache, Box::pin(stream)),
         ))
+    }
+
+    /// The rest of an image from the upstream, from byte `pos` on, for a client whose
+    /// fill failed for a reason of the cache's own: a whole image is fetched whole again
+    /// and verified as pass-through is (the bytes the client already has are skipped); a
+    /// range is fetched from `pos` on, as pass-through fetches ranges.
+    async fn resume(
+        &self,
+        record: &ImageRecord,
+        range: Option<ByteRange>,
+        pos: u64,
+        ctx: &RequestContext,
+    ) -> Result<ByteStream, CacheError> {
+        let i = &self.inner;
+        i.upstream_data_fetches.fetch_add(1, Ordering::Relaxed);
+        let rest = range.map(|r| ByteRange {
+            first: pos,
+            last: r.last,
+        });
+        let Some(data) = i.upstream.open(&record.id, rest, ctx).await? else {
+            return Err(CacheError::NotFound(record.id.clone()));
+        };
+        Ok(match (rest, verifier(record)) {
+            (None, Ok(v)) => skip(verified(data.stream, v, record.size), pos),
+            (None, Err(_)) => skip(data.stream, pos),
+            (Some(_), _) => data.stream,
+        })
     }
 
     /// Streams straight from the upstream; a whole image is still verified, its last
@@ -240,6 +278,23 @@ fn verifier(record: &ImageRecord) -> Result<Verifier, crate::hash::VerifyError> 
         record.os_hash_algo.as_deref(),
         record.os_hash_value.as_deref(),
     )
+}
+
+/// `stream` without its first `n` bytes.
+fn skip(stream: ByteStream, n: u64) -> ByteStream {
+    let mut left = n;
+    Box::pin(stream.filter_map(move |item| {
+        let out = match item {
+            Ok(mut b) if left > 0 => {
+                let cut = usize::try_from(left).unwrap_or(usize::MAX).min(b.len());
+                left -= cut as u64;
+                let rest = b.split_off(cut);
+                (!rest.is_empty()).then_some(Ok(rest))
+            }
+            other => Some(other),
+        };
+        futures::future::ready(out)
+    }))
 }
 
 /// Streams `stream` through `verifier`, holding the last piece back until the whole is

@@ -59,6 +59,14 @@ impl Fill {
                 let id = registration.record.id.clone();
                 if let Err(e) = self.run(&registration.cache, &registration.slot).await {
                     tracing::warn!(image = %id, error = %e, source = %e.origin(), "fill failed");
+                    if e.is_local_fault() {
+                        // Do not keep filling into a failing disk: stream misses
+                        // through for a while (set before the waiters learn of it).
+                        let i = &registration.cache.inner;
+                        let pause = i.config.local_fault_pause;
+                        tracing::warn!(pause = ?pause, "fills paused: images stream through uncached");
+                        i.budget.pause_fills(pause);
+                    }
                     registration.slot.set(FillState::Failed(Arc::new(e)));
                 }
                 drop(registration);

@@ -4,6 +4,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::StreamExt;
 use tokio::sync::watch;
 
 use crate::blob::BlobTap;
@@ -117,12 +119,15 @@ impl FillSlot {
 
     /// A stream of `len` bytes from `offset`, as the fill writes them. Waits until the
     /// upstream has answered, so an unreachable upstream (or a blob that cannot be
-    /// created) is an error here rather than a broken stream later.
+    /// created) is an error here rather than a broken stream later. Should the fill
+    /// fail for a reason of the cache's own once streaming began, the rest comes from
+    /// `resume` (the upstream) instead of the stream breaking.
     pub(crate) async fn subscribe(
         self: &Arc<Self>,
         offset: u64,
         len: u64,
         chunk: usize,
+        resume: Resume,
     ) -> Result<ByteStream, CacheError> {
         let mut rx = self.state.subscribe();
         loop {
@@ -140,58 +145,105 @@ impl FillSlot {
         let Some(tap) = self.tap.get().cloned() else {
             return Err(CacheError::internal("a fill has no data", None));
         };
-        let end = offset + len;
-        let stream =
-            futures::stream::unfold((rx, tap, offset), move |(mut rx, tap, pos)| async move {
-                if pos >= end {
-                    return None;
-                }
-                loop {
-                    let state = rx.borrow_and_update().clone();
-                    let (written, done) = match state {
-                        FillState::Running { written } => (written, false),
-                        FillState::Done { written } => (written, true),
-                        FillState::Failed(e) => {
-                            return Some((Err(std::io::Error::other(failed(&e))), (rx, tap, end)));
-                        }
-                        FillState::Starting => (0, false),
-                    };
-                    // The last byte is held back until the data is verified and committed:
-                    // a client never receives a complete body of unverified data.
-                    let available = if done {
-                        written.min(end)
-                    } else {
-                        written.min(end.saturating_sub(1))
-                    };
-                    if pos < available {
-                        let want = usize::try_from(available - pos).unwrap_or(chunk).min(chunk);
-                        return match tap.read_at(pos, want).await {
-                            Ok(b) if !b.is_empty() => {
-                                let n = b.len() as u64;
-                                Some((Ok::<Bytes, std::io::Error>(b), (rx, tap, pos + n)))
+        let reader = Reader {
+            rx,
+            tap,
+            pos: offset,
+            end: offset + len,
+            chunk,
+            resume: Some(resume),
+            resumed: None,
+        };
+        Ok(Box::pin(futures::stream::unfold(reader, Reader::next)))
+    }
+}
+
+/// Where a client streaming from a fill gets the rest of its bytes, from a position on,
+/// when the fill fails for a reason of the cache's own.
+pub(crate) type Resume =
+    Box<dyn FnOnce(u64) -> BoxFuture<'static, Result<ByteStream, CacheError>> + Send>;
+
+/// One client's reading of a fill.
+struct Reader {
+    rx: watch::Receiver<FillState>,
+    tap: Arc<dyn BlobTap>,
+    /// The next byte to send.
+    pos: u64,
+    /// One past the last byte to send.
+    end: u64,
+    chunk: usize,
+    resume: Option<Resume>,
+    /// The rest, from the upstream, once the fill failed.
+    resumed: Option<ByteStream>,
+}
+
+impl Reader {
+    async fn next(mut self) -> Option<(std::io::Result<Bytes>, Self)> {
+        if let Some(rest) = self.resumed.as_mut() {
+            let item = rest.next().await?;
+            return Some((item, self));
+        }
+        if self.pos >= self.end {
+            return None;
+        }
+        loop {
+            let state = self.rx.borrow_and_update().clone();
+            let (written, done) = match state {
+                FillState::Running { written } => (written, false),
+                FillState::Done { written } => (written, true),
+                FillState::Failed(e) => {
+                    if let (true, Some(resume)) = (e.is_local_fault(), self.resume.take()) {
+                        tracing::warn!(error = %e, at = self.pos, "fill failed; the rest comes from the upstream");
+                        return match resume(self.pos).await {
+                            Ok(mut rest) => {
+                                let item = rest.next().await?;
+                                self.resumed = Some(rest);
+                                Some((item, self))
                             }
-                            Ok(_) => Some((
-                                Err(std::io::Error::other("fill data vanished")),
-                                (rx, tap, end),
-                            )),
-                            Err(e) => Some((Err(std::io::Error::other(e)), (rx, tap, end))),
+                            Err(re) => self.fail(std::io::Error::other(re)),
                         };
                     }
-                    if done {
-                        return Some((
-                            Err(std::io::Error::new(
-                                std::io::ErrorKind::UnexpectedEof,
-                                "image shorter than promised",
-                            )),
-                            (rx, tap, end),
-                        ));
-                    }
-                    if rx.changed().await.is_err() {
-                        // The fill task ended without a final state.
-                        return Some((Err(std::io::Error::other("fill ended")), (rx, tap, end)));
-                    }
+                    return self.fail(std::io::Error::other(failed(&e)));
                 }
-            });
-        Ok(Box::pin(stream))
+                FillState::Starting => (0, false),
+            };
+            // The last byte is held back until the data is verified and committed: a
+            // client never receives a complete body of unverified data.
+            let available = if done {
+                written.min(self.end)
+            } else {
+                written.min(self.end.saturating_sub(1))
+            };
+            if self.pos < available {
+                let want = usize::try_from(available - self.pos)
+                    .unwrap_or(self.chunk)
+                    .min(self.chunk);
+                return match self.tap.read_at(self.pos, want).await {
+                    Ok(b) if !b.is_empty() => {
+                        self.pos += b.len() as u64;
+                        Some((Ok(b), self))
+                    }
+                    Ok(_) => self.fail(std::io::Error::other("fill data vanished")),
+                    Err(e) => self.fail(std::io::Error::other(e)),
+                };
+            }
+            if done {
+                return self.fail(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "image shorter than promised",
+                ));
+            }
+            if self.rx.changed().await.is_err() {
+                // The fill task ended without a final state.
+                return self.fail(std::io::Error::other("fill ended"));
+            }
+        }
+    }
+
+    /// Ends the stream with `e`.
+    fn fail(mut self, e: std::io::Error) -> Option<(std::io::Result<Bytes>, Self)> {
+        self.pos = self.end;
+        self.resume = None;
+        Some((Err(e), self))
     }
 }

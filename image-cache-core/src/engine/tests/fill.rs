@@ -2,11 +2,13 @@
 
 use super::*;
 
-/// A blob store on a disk that fails: `create` (a read-only or full disk) or `write`.
+/// A blob store on a disk that fails: `create` (a read-only or full disk) or `write`
+/// (after `ok_writes` writes).
 #[derive(Debug)]
 struct FailingDisk {
     inner: MemoryBlobStore,
     fail_create: bool,
+    ok_writes: usize,
 }
 
 fn disk_error() -> BlobError {
@@ -16,12 +18,16 @@ fn disk_error() -> BlobError {
     ))
 }
 
-struct FailingWriter(Box<dyn BlobWriter>);
+struct FailingWriter(Box<dyn BlobWriter>, usize);
 
 #[async_trait]
 impl BlobWriter for FailingWriter {
-    async fn write(&mut self, _: Bytes) -> Result<(), BlobError> {
-        Err(disk_error())
+    async fn write(&mut self, data: Bytes) -> Result<(), BlobError> {
+        if self.1 == 0 {
+            return Err(disk_error());
+        }
+        self.1 -= 1;
+        self.0.write(data).await
     }
     fn tap(&self) -> Arc<dyn crate::blob::BlobTap> {
         self.0.tap()
@@ -40,7 +46,10 @@ impl BlobStore for FailingDisk {
         if self.fail_create {
             return Err(disk_error());
         }
-        Ok(Box::new(FailingWriter(self.inner.create(id).await?)))
+        Ok(Box::new(FailingWriter(
+            self.inner.create(id).await?,
+            self.ok_writes,
+        )))
     }
     async fn open(
         &self,
@@ -175,6 +184,7 @@ async fn a_disk_error_during_a_fill_is_the_caches_fault_not_the_upstreams() {
     let disk = Arc::new(FailingDisk {
         inner: MemoryBlobStore::new(),
         fail_create: true,
+        ok_writes: 0,
     });
     let cache = cache_over(up.clone(), disk, CacheConfig::default()).await;
     let e = cache.data(&id(), None, &ctx).await.unwrap_err();
@@ -196,23 +206,67 @@ async fn a_disk_error_during_a_fill_is_the_caches_fault_not_the_upstreams() {
         "{text}"
     );
     assert!(!text.contains("upstream"), "{text}");
-    // Writes fail after the fill started: the stream breaks with the same cause, and a
-    // prefetch waiting for the fill learns it too.
+    // Writes fail after the fill started: the client streaming from it gets the
+    // image from the upstream instead.
     let disk = Arc::new(FailingDisk {
         inner: MemoryBlobStore::new(),
         fail_create: false,
+        ok_writes: 0,
     });
     let cache = cache_over(up.clone(), disk, CacheConfig::default()).await;
-    let text = match cache.data(&id(), None, &ctx).await {
-        Ok(d) => body(d).await.unwrap_err().to_string(),
-        Err(e) => {
-            assert_eq!(e.origin(), ErrorSource::Internal);
-            e.to_string()
-        }
+    let d = cache.data(&id(), None, &ctx).await.unwrap();
+    assert!(body(d).await.unwrap() == up.data, "bytes differ");
+    assert!(cache.metadata().cache_entry(&id()).await.unwrap().is_none());
+}
+
+/// The disk fills up in the middle of a fill, after the first bytes were streamed:
+/// every client streaming from the fill still gets the whole image (the rest from the
+/// upstream, verified), and the next request streams through rather than filling into
+/// the full disk again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_disk_that_fills_up_during_a_fill_cuts_nobody_off_and_is_not_refilled() {
+    let ctx = RequestContext::admin();
+    // Three write batches; the second fails.
+    let up = Scripted::new(3 * 1024 * 1024 - 5, Visibility::Public, 2);
+    let disk = Arc::new(FailingDisk {
+        inner: MemoryBlobStore::new(),
+        fail_create: false,
+        ok_writes: 1,
+    });
+    let cache = cache_over(up.clone(), disk, CacheConfig::default()).await;
+    let whole = {
+        let (cache, ctx) = (cache.clone(), ctx.clone());
+        tokio::spawn(async move {
+            let d = cache.data(&id(), None, &ctx).await.unwrap();
+            assert_eq!(d.source, DataSource::Fill);
+            body(d).await
+        })
     };
-    assert!(
-        text.contains("image store") && text.contains("writing"),
-        "{text}"
-    );
+    while cache.upstream_data_fetches() == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let ranged = cache
+        .data(
+            &id(),
+            Some(RangeSpec::From {
+                first: 1000,
+                last: Some(2_500_000),
+            }),
+            &ctx,
+        )
+        .await
+        .unwrap();
+    let ranged = body(ranged).await.unwrap();
+    assert!(ranged == up.data[1000..=2_500_000], "ranged bytes differ");
+    let whole = whole.await.unwrap().unwrap();
+    assert_eq!(whole.len(), up.data.len());
+    assert!(whole == up.data, "bytes differ");
+    assert!(cache.metadata().cache_entry(&id()).await.unwrap().is_none());
+    // The disk is failing: the next request streams through, starting no fill.
+    let opens = up.opens.load(Ordering::SeqCst);
+    let d = cache.data(&id(), None, &ctx).await.unwrap();
+    assert_eq!(d.source, DataSource::Upstream);
+    assert!(body(d).await.unwrap() == up.data, "bytes differ");
+    assert_eq!(up.opens.load(Ordering::SeqCst), opens + 1);
     assert!(cache.metadata().cache_entry(&id()).await.unwrap().is_none());
 }

@@ -100,7 +100,7 @@ impl Upstream for Scripted {
     async fn open(
         &self,
         _: &ImageId,
-        _: Option<ByteRange>,
+        range: Option<ByteRange>,
         _: &RequestContext,
     ) -> Result<Option<UpstreamData>, UpstreamError> {
         if self.down.load(Ordering::SeqCst) {
@@ -111,6 +111,10 @@ impl Upstream for Scripted {
         if self.corrupt.load(Ordering::SeqCst) {
             data[0] ^= 1;
         }
+        let total = data.len() as u64;
+        if let Some(r) = range {
+            data = data[r.first as usize..=r.last as usize].to_vec();
+        }
         let delay = self.chunk_delay;
         let chunks: Vec<Bytes> = data.chunks(64 * 1024).map(Bytes::copy_from_slice).collect();
         let stream = futures::stream::iter(chunks).then(move |c| async move {
@@ -119,7 +123,7 @@ impl Upstream for Scripted {
         });
         use futures::StreamExt;
         Ok(Some(UpstreamData {
-            total_size: Some(data.len() as u64),
+            total_size: Some(total),
             stream: Box::pin(stream),
         }))
     }
