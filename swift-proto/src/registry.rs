@@ -420,8 +420,10 @@ impl AttributeStore for SwiftAttributeStore {
         expected_version: u64,
         attributes: Attributes,
     ) -> Result<ContainerRecord, StoreError> {
-        self.modify(account, container, expected_version, |r| r.attributes = attributes)
-            .await
+        self.modify(account, container, expected_version, |r| {
+            r.attributes = attributes
+        })
+        .await
     }
 
     async fn relocate(
@@ -431,8 +433,10 @@ impl AttributeStore for SwiftAttributeStore {
         expected_version: u64,
         cluster: ClusterId,
     ) -> Result<ContainerRecord, StoreError> {
-        self.modify(account, container, expected_version, |r| r.cluster = cluster)
-            .await
+        self.modify(account, container, expected_version, |r| {
+            r.cluster = cluster
+        })
+        .await
     }
 
     async fn delete(
