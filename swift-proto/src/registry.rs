@@ -249,6 +249,44 @@ impl SwiftAttributeStore {
         })
     }
 
+    /// Compare-and-set: version check, write, settle, read-back (see the module docs).
+    async fn modify(
+        &self,
+        account: &AccountName,
+        container: &ContainerName,
+        expected_version: u64,
+        change: impl FnOnce(&mut ContainerRecord),
+    ) -> Result<ContainerRecord, StoreError> {
+        let (object, current) = self.current(account, container).await?;
+        let conflict = |actual| StoreError::Conflict {
+            account: account.clone(),
+            container: container.clone(),
+            expected: expected_version,
+            actual,
+        };
+        if current.record.version != expected_version {
+            return Err(conflict(current.record.version));
+        }
+        let mut record = current.record;
+        change(&mut record);
+        record.version += 1;
+        let stored = Stored {
+            format: FORMAT,
+            writer: writer_id()?,
+            record,
+        };
+        self.write(&object, &stored, false).await?;
+        tokio::time::sleep(self.settle).await;
+        match self.read(&object).await? {
+            Some(s) if s.writer == stored.writer => Ok(s.record),
+            Some(s) => Err(conflict(s.record.version)),
+            None => Err(StoreError::NotFound {
+                account: account.clone(),
+                container: container.clone(),
+            }),
+        }
+    }
+
     async fn create_container(&self) -> Result<(), StoreError> {
         let a = self.call(Method::PUT, "", "", &[], None).await?;
         if a.status.is_success() {
@@ -382,34 +420,23 @@ impl AttributeStore for SwiftAttributeStore {
         expected_version: u64,
         attributes: Attributes,
     ) -> Result<ContainerRecord, StoreError> {
-        let (object, current) = self.current(account, container).await?;
-        let conflict = |actual| StoreError::Conflict {
-            account: account.clone(),
-            container: container.clone(),
-            expected: expected_version,
-            actual,
-        };
-        if current.record.version != expected_version {
-            return Err(conflict(current.record.version));
-        }
-        let mut record = current.record;
-        record.attributes = attributes;
-        record.version += 1;
-        let stored = Stored {
-            format: FORMAT,
-            writer: writer_id()?,
-            record,
-        };
-        self.write(&object, &stored, false).await?;
-        tokio::time::sleep(self.settle).await;
-        match self.read(&object).await? {
-            Some(s) if s.writer == stored.writer => Ok(s.record),
-            Some(s) => Err(conflict(s.record.version)),
-            None => Err(StoreError::NotFound {
-                account: account.clone(),
-                container: container.clone(),
-            }),
-        }
+        self.modify(account, container, expected_version, |r| {
+            r.attributes = attributes
+        })
+        .await
+    }
+
+    async fn relocate(
+        &self,
+        account: &AccountName,
+        container: &ContainerName,
+        expected_version: u64,
+        cluster: ClusterId,
+    ) -> Result<ContainerRecord, StoreError> {
+        self.modify(account, container, expected_version, |r| {
+            r.cluster = cluster
+        })
+        .await
     }
 
     async fn delete(

@@ -766,8 +766,11 @@ async fn versions_locations_must_exist_on_the_same_cluster() {
         stored.meta.get("x-versions-location").map(String::as_str),
         Some("docs-versions")
     );
-    // Pointing an existing container at a location elsewhere is refused too.
+    // Pointing an existing, non-empty container at a non-empty location elsewhere is
+    // refused too (an empty one of the two would move: see section 9).
     fed.put_container("elsewhere", Some("north")).await;
+    fed.put_object("docs", "kept", b"1").await;
+    fed.put_object("elsewhere", "kept", b"1").await;
     let r = fed
         .request("POST", &p("docs"))
         .header("x-versions-location", "elsewhere")
@@ -1452,4 +1455,119 @@ async fn the_probes_stop_when_their_owner_shuts_down() {
     let after = probes();
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(probes(), after, "no probe after shutdown");
+}
+
+// ----- 9. references across clusters: empty containers move ------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_container_moves_to_its_versions_location() {
+    let fed = Federation::start(2).await;
+    fed.login().await;
+    fed.put_container("docs", Some("east")).await;
+    fed.put_container("archive", Some("west")).await;
+    fed.put_object("archive", "old", b"v0").await;
+    let meta = fed
+        .request("POST", &p("docs"))
+        .header("x-container-meta-color", "blue")
+        .send()
+        .await;
+    assert_eq!(meta.status, StatusCode::NO_CONTENT);
+    let r = fed
+        .request("POST", &p("docs"))
+        .header("x-versions-location", "archive")
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{r:?}");
+    assert_eq!(fed.holders("docs"), ["west"], "the empty container moved");
+    let head = fed.request("HEAD", &p("docs")).send().await;
+    assert_eq!(head.header("x-container-attr-cluster"), Some("west"));
+    assert_eq!(
+        head.header("x-container-meta-color"),
+        Some("blue"),
+        "settings kept"
+    );
+    assert_eq!(head.header("x-versions-location"), Some("archive"));
+    // Objects now go to west.
+    fed.put_object("docs", "a", b"1").await;
+    assert!(fed
+        .cluster("west")
+        .object(DEFAULT_ACCOUNT, "docs", "a")
+        .is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_non_empty_containers_do_not_move() {
+    let fed = Federation::start(2).await;
+    fed.login().await;
+    fed.put_container("docs", Some("east")).await;
+    fed.put_container("archive", Some("west")).await;
+    fed.put_object("docs", "a", b"1").await;
+    fed.put_object("archive", "old", b"v0").await;
+    let r = fed
+        .request("POST", &p("docs"))
+        .header("x-versions-location", "archive")
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
+    assert_eq!(fed.holders("docs"), ["east"]);
+    assert_eq!(fed.holders("archive"), ["west"]);
+    // A static link or an SLO into a non-empty container elsewhere: 409, nothing stored.
+    fed.put_object("archive", "t", b"target").await;
+    let r = fed
+        .request("PUT", &p("docs/link"))
+        .header("x-symlink-target", "archive/t")
+        .header("x-symlink-target-etag", "d2f0f8bcbe1c7a4e3d1e9c2a7fb0b5a5")
+        .body("")
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
+    assert!(r.text().contains("archive"), "{r:?}");
+    assert!(fed
+        .cluster("east")
+        .object(DEFAULT_ACCOUNT, "docs", "link")
+        .is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_container_moves_to_the_segments_it_refers_to() {
+    let fed = Federation::start(2).await;
+    fed.login().await;
+    fed.put_container("segs", Some("west")).await;
+    fed.put_object("segs", "s1", b"aaa").await;
+    // SLO: the manifest's (empty) container follows its segments; the manifest body is
+    // sent on unchanged.
+    fed.put_container("m", Some("east")).await;
+    let manifest = r#"[{"path": "/segs/s1", "etag": null, "size_bytes": null}]"#;
+    let r = fed
+        .request("PUT", &p("m/big?multipart-manifest=put"))
+        .body(manifest)
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    assert_eq!(fed.holders("m"), ["west"]);
+    let stored = fed
+        .cluster("west")
+        .object(DEFAULT_ACCOUNT, "m", "big")
+        .unwrap();
+    assert_eq!(&stored.body[..], manifest.as_bytes());
+    // DLO and static symlinks likewise.
+    fed.put_container("dlo", Some("east")).await;
+    let r = fed
+        .request("PUT", &p("dlo/d"))
+        .header("x-object-manifest", "segs/s")
+        .body("")
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    assert_eq!(fed.holders("dlo"), ["west"]);
+    fed.put_container("links", Some("east")).await;
+    let r = fed
+        .request("PUT", &p("links/l"))
+        .header("x-symlink-target", "segs/s1")
+        .header("x-symlink-target-etag", "47bce5c74f589f4867dbd57e9ca9f808")
+        .body("")
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    assert_eq!(fed.holders("links"), ["west"]);
 }

@@ -48,6 +48,7 @@ pub async fn run_all<S: AttributeStore>(store: Arc<S>, namespace: &str) {
     concurrent_creates_have_one_winner(store.clone(), namespace).await;
     update_is_compare_and_set(&*store, namespace).await;
     delete_is_conditional(&*store, namespace).await;
+    relocate_is_compare_and_set(&*store, namespace).await;
     list_is_ordered_and_paged(&*store, namespace).await;
 }
 
@@ -258,4 +259,46 @@ pub async fn list_is_ordered_and_paged<S: AttributeStore + ?Sized>(store: &S, na
     let theirs = store.list(&other, None, 10).await.unwrap();
     assert_eq!(theirs.len(), 1);
     assert_eq!(theirs[0].container.as_str(), "a1");
+}
+
+/// A relocation changes the cluster (and only the cluster) if the version matches.
+pub async fn relocate_is_compare_and_set<S: AttributeStore + ?Sized>(store: &S, namespace: &str) {
+    let a = account(namespace, "relocate");
+    let c = container("moving");
+    let created = store
+        .create_if_absent(
+            NewContainer::new(a.clone(), c.clone(), cluster("east"))
+                .attributes(attrs(&[("tier", "gold")])),
+        )
+        .await
+        .unwrap()
+        .into_record();
+    let moved = store
+        .relocate(&a, &c, created.version, cluster("west"))
+        .await
+        .unwrap();
+    assert_eq!(moved.cluster, cluster("west"));
+    assert_eq!(moved.version, created.version + 1);
+    assert_eq!(moved.attributes, created.attributes, "attributes kept");
+    assert_eq!(moved.placed_at_ms, created.placed_at_ms);
+    assert_eq!(store.get(&a, &c).await.unwrap(), Some(moved.clone()));
+    // A stale version loses and changes nothing.
+    let stale = store
+        .relocate(&a, &c, created.version, cluster("north"))
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::Conflict { .. })),
+        "{stale:?}"
+    );
+    assert_eq!(
+        store.get(&a, &c).await.unwrap().unwrap().cluster,
+        cluster("west")
+    );
+    let missing = store
+        .relocate(&a, &container("never"), 1, cluster("west"))
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
 }

@@ -7,6 +7,7 @@ use std::sync::{Mutex, PoisonError};
 use async_trait::async_trait;
 
 use super::{AttributeStore, Attributes, ContainerRecord, CreateOutcome, NewContainer, StoreError};
+use crate::cluster::ClusterId;
 use crate::name::{AccountName, ContainerName};
 
 type Key = (String, String);
@@ -26,6 +27,28 @@ impl MemoryStore {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Key, ContainerRecord>> {
         self.records.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Changes a record at `expected_version` and bumps its version.
+    fn modify(
+        &self,
+        account: &AccountName,
+        container: &ContainerName,
+        expected_version: u64,
+        change: impl FnOnce(&mut ContainerRecord),
+    ) -> Result<ContainerRecord, StoreError> {
+        let mut records = self.lock();
+        let record =
+            records
+                .get_mut(&key(account, container))
+                .ok_or_else(|| StoreError::NotFound {
+                    account: account.clone(),
+                    container: container.clone(),
+                })?;
+        check_version(record, Some(expected_version))?;
+        change(record);
+        record.version += 1;
+        Ok(record.clone())
     }
 }
 
@@ -73,18 +96,21 @@ impl AttributeStore for MemoryStore {
         expected_version: u64,
         attributes: Attributes,
     ) -> Result<ContainerRecord, StoreError> {
-        let mut records = self.lock();
-        let record =
-            records
-                .get_mut(&key(account, container))
-                .ok_or_else(|| StoreError::NotFound {
-                    account: account.clone(),
-                    container: container.clone(),
-                })?;
-        check_version(record, Some(expected_version))?;
-        record.attributes = attributes;
-        record.version += 1;
-        Ok(record.clone())
+        self.modify(account, container, expected_version, |r| {
+            r.attributes = attributes
+        })
+    }
+
+    async fn relocate(
+        &self,
+        account: &AccountName,
+        container: &ContainerName,
+        expected_version: u64,
+        cluster: ClusterId,
+    ) -> Result<ContainerRecord, StoreError> {
+        self.modify(account, container, expected_version, |r| {
+            r.cluster = cluster
+        })
     }
 
     async fn delete(

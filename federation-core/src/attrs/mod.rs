@@ -260,6 +260,16 @@ pub trait AttributeStore: Send + Sync + fmt::Debug + 'static {
         expected_version: Option<u64>,
     ) -> Result<ContainerRecord, StoreError>;
 
+    /// Records that the container now lives on `cluster` (it was moved), if the record
+    /// is still at `expected_version`; returns the updated record (version + 1).
+    async fn relocate(
+        &self,
+        account: &AccountName,
+        container: &ContainerName,
+        expected_version: u64,
+        cluster: ClusterId,
+    ) -> Result<ContainerRecord, StoreError>;
+
     /// Up to `limit` records of `account` whose names come after `marker`, in byte order.
     async fn list(
         &self,
@@ -299,6 +309,17 @@ impl<S: AttributeStore + ?Sized> AttributeStore for std::sync::Arc<S> {
         expected_version: Option<u64>,
     ) -> Result<ContainerRecord, StoreError> {
         (**self).delete(account, container, expected_version).await
+    }
+    async fn relocate(
+        &self,
+        account: &AccountName,
+        container: &ContainerName,
+        expected_version: u64,
+        cluster: ClusterId,
+    ) -> Result<ContainerRecord, StoreError> {
+        (**self)
+            .relocate(account, container, expected_version, cluster)
+            .await
     }
     async fn list(
         &self,

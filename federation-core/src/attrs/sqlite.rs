@@ -114,6 +114,41 @@ impl SqliteStore {
             source: None,
         })?
     }
+
+    /// Changes a record at `expected_version` (its attributes or cluster) and bumps its
+    /// version, in one immediate transaction.
+    async fn modify(
+        &self,
+        account: &AccountName,
+        container: &ContainerName,
+        expected_version: u64,
+        change: impl FnOnce(&mut ContainerRecord) + Send + 'static,
+    ) -> Result<ContainerRecord, StoreError> {
+        let (account, container) = (account.clone(), container.clone());
+        self.with_conn(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(unavailable)?;
+            let mut record = current(&tx, &account, &container, Some(expected_version))?;
+            change(&mut record);
+            record.version += 1;
+            tx.execute(
+                "UPDATE containers SET attributes = ?1, cluster = ?2, version = ?3
+                 WHERE account = ?4 AND container = ?5",
+                params![
+                    json(&record.attributes)?,
+                    record.cluster.as_str(),
+                    to_i64(record.version)?,
+                    account.as_str(),
+                    container.as_str()
+                ],
+            )
+            .map_err(unavailable)?;
+            tx.commit().map_err(unavailable)?;
+            Ok(record)
+        })
+        .await
+    }
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
@@ -268,28 +303,21 @@ impl AttributeStore for SqliteStore {
         expected_version: u64,
         attributes: Attributes,
     ) -> Result<ContainerRecord, StoreError> {
-        let (account, container) = (account.clone(), container.clone());
-        self.with_conn(move |conn| {
-            let text = json(&attributes)?;
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(unavailable)?;
-            let mut record = current(&tx, &account, &container, Some(expected_version))?;
-            record.version += 1;
-            record.attributes = attributes;
-            tx.execute(
-                "UPDATE containers SET attributes = ?1, version = ?2
-                 WHERE account = ?3 AND container = ?4",
-                params![
-                    text,
-                    to_i64(record.version)?,
-                    account.as_str(),
-                    container.as_str()
-                ],
-            )
-            .map_err(unavailable)?;
-            tx.commit().map_err(unavailable)?;
-            Ok(record)
+        self.modify(account, container, expected_version, |r| {
+            r.attributes = attributes
+        })
+        .await
+    }
+
+    async fn relocate(
+        &self,
+        account: &AccountName,
+        container: &ContainerName,
+        expected_version: u64,
+        cluster: ClusterId,
+    ) -> Result<ContainerRecord, StoreError> {
+        self.modify(account, container, expected_version, |r| {
+            r.cluster = cluster
         })
         .await
     }

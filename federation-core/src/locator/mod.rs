@@ -317,6 +317,32 @@ impl Locator {
         Ok(result?)
     }
 
+    /// Records that a container moved to `cluster` (compare-and-set on
+    /// `expected_version`) and caches the new record.
+    pub async fn relocate(
+        &self,
+        account: &AccountName,
+        container: &ContainerName,
+        expected_version: u64,
+        cluster: ClusterId,
+    ) -> Result<ContainerRecord, LocateError> {
+        let k = key(account.as_str(), container.as_str());
+        match self
+            .store
+            .relocate(account, container, expected_version, cluster)
+            .await
+        {
+            Ok(record) => {
+                self.cache.replace(k, record.clone());
+                Ok(record)
+            }
+            Err(e) => {
+                self.cache.invalidate(&k);
+                Err(e.into())
+            }
+        }
+    }
+
     /// Drops a container from the cache (for example after a backend said it is gone).
     pub fn invalidate(&self, account: &AccountName, container: &ContainerName) {
         self.cache
@@ -417,6 +443,15 @@ mod tests {
             v: Option<u64>,
         ) -> Result<ContainerRecord, StoreError> {
             self.inner.delete(a, c, v).await
+        }
+        async fn relocate(
+            &self,
+            a: &AccountName,
+            c: &ContainerName,
+            v: u64,
+            cluster: ClusterId,
+        ) -> Result<ContainerRecord, StoreError> {
+            self.inner.relocate(a, c, v, cluster).await
         }
         async fn list(
             &self,

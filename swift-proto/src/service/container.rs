@@ -85,6 +85,7 @@ impl FederationService {
                     record.cluster
                 )));
             }
+            let record = self.colocate_archives(&call, account, record).await?;
             self.related_cluster(&call, account, container, Some(&record.cluster))
                 .await?;
             let cluster = self.cluster(&record.cluster)?;
@@ -166,12 +167,17 @@ impl FederationService {
         }
         // Validate before anything is written anywhere.
         apply_changes(&record.attributes, &changes)?;
-        if call.parts.headers.contains_key("x-versions-location")
+        let (_, cluster) = if call.parts.headers.contains_key("x-versions-location")
             || call.parts.headers.contains_key("x-history-location")
         {
+            let record = self.colocate_archives(&call, account, record).await?;
             self.related_cluster(&call, account, container, Some(&record.cluster))
                 .await?;
-        }
+            let cluster = self.cluster(&record.cluster)?;
+            (record, cluster)
+        } else {
+            (record, cluster)
+        };
         let body = std::mem::replace(&mut call.body, empty());
         let resp = self
             .forward(cluster, &call, call.path_and_query(), body)

@@ -27,6 +27,7 @@ mod container;
 mod copy;
 mod info;
 mod object;
+mod relocate;
 mod symlink;
 
 use std::sync::Arc;

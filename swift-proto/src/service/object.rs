@@ -46,10 +46,14 @@ impl FederationService {
                     .await;
             }
         }
-        if call.parts.method == Method::PUT {
+        let cluster = if call.parts.method == Method::PUT {
+            let record = self.colocate_references(&mut call, account, record).await?;
             self.check_static_link(&call, account, &record.cluster)
                 .await?;
-        }
+            self.cluster(&record.cluster)?
+        } else {
+            cluster
+        };
         let body = std::mem::replace(&mut call.body, empty());
         let resp = self
             .forward(cluster, &call, call.path_and_query(), body)
