@@ -8,7 +8,7 @@ use federation_core::{AccountName, ClusterId};
 use http::{header, HeaderValue, Response, StatusCode};
 use stackfed_http::{empty, Body};
 
-use super::copy::header_path;
+use super::copy::{header_account, header_path};
 use super::{Call, FederationService, Result};
 use crate::error::SwiftError;
 use crate::path::SwiftPath;
@@ -83,19 +83,11 @@ impl FederationService {
         if !headers.contains_key("x-symlink-target-etag") {
             return Ok(());
         }
-        let Some((target, _)) = header_path(headers, "x-symlink-target")? else {
+        let Some((target, _)) = header_path(headers, "X-Symlink-Target")? else {
             return Ok(());
         };
-        let target_account = match headers.get("x-symlink-target-account") {
-            Some(v) => v
-                .to_str()
-                .ok()
-                .and_then(|a| AccountName::new(a).ok())
-                .ok_or_else(|| {
-                    SwiftError::precondition_failed("Invalid X-Symlink-Target-Account")
-                })?,
-            None => account.clone(),
-        };
+        let target_account =
+            header_account(headers, "x-symlink-target-account")?.unwrap_or_else(|| account.clone());
         match self
             .find(&call.caller, &target_account, &target, false)
             .await?
