@@ -340,6 +340,14 @@ pub(super) fn link_target(resp: &Response<Body>) -> Option<ObjectAt> {
     }
 }
 
+/// Whether an answer may be a link this cluster could not follow: a 404, or a 403 (the
+/// caller may not see the target account here), with `Content-Location` naming the
+/// target.
+pub(super) fn unfollowed(resp: &Response<Body>) -> bool {
+    matches!(resp.status(), StatusCode::NOT_FOUND | StatusCode::FORBIDDEN)
+        && resp.headers().contains_key(header::CONTENT_LOCATION)
+}
+
 /// Whether the request asks for a link itself (`?symlink=get`).
 pub(super) fn link_itself(parts: &Parts) -> bool {
     query_pairs(parts.uri.query())
@@ -356,7 +364,7 @@ impl FederationService {
         resp: &Response<Body>,
         home: &ClusterId,
     ) -> Result<bool> {
-        if resp.status() != StatusCode::NOT_FOUND || link_itself(&call.parts) {
+        if !unfollowed(resp) || link_itself(&call.parts) {
             return Ok(false);
         }
         let Some(target) = link_target(resp) else {
@@ -394,7 +402,7 @@ impl FederationService {
             return Ok(resp);
         }
         for _ in 0..SYMLINK_HOPS {
-            if resp.status() != StatusCode::NOT_FOUND {
+            if !unfollowed(&resp) {
                 break;
             }
             let Some(target) = link_target(&resp) else {

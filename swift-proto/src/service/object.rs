@@ -3,10 +3,10 @@
 //! a read that may be a link to another cluster to [`symlink`](super::symlink).
 
 use federation_core::{AccountName, ContainerName};
-use http::{Method, Response, StatusCode};
+use http::{Method, Response};
 use stackfed_http::{empty, Body};
 
-use super::copy::copy_endpoints;
+use super::copy::{copy_endpoints, unfollowed};
 use super::{Call, FederationService, Result};
 use crate::path::SwiftPath;
 
@@ -54,7 +54,7 @@ impl FederationService {
         let resp = self
             .forward(cluster, &call, call.path_and_query(), body)
             .await?;
-        if resp.status() != StatusCode::NOT_FOUND {
+        if !unfollowed(&resp) {
             return Ok(resp);
         }
         // A copy within one cluster whose source is a link to another: the proxy
@@ -64,7 +64,7 @@ impl FederationService {
                 return self.copy_across(&call, copy, src, dst).await;
             }
         }
-        // Only a 404 to a read can be a link to another cluster.
+        // Only a 404 (or 403) to a read can be a link to another cluster.
         let reads = call.parts.method == Method::GET || call.parts.method == Method::HEAD;
         if reads {
             return self.follow_symlink(&call, cluster.id(), resp).await;
