@@ -1009,7 +1009,6 @@ async fn chains_of_links_cross_clusters() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "not yet supported: the proxy resolves cross-cluster links only for GET/HEAD; a same-cluster copy whose source is a link to another cluster is forwarded to the link's cluster, which cannot follow it and answers 404"]
 async fn copying_a_link_within_its_cluster_copies_the_target_from_another() {
     let fed = symlink_setup().await;
     put_link(&fed, "links/l", "data/target").await;
@@ -1027,7 +1026,6 @@ async fn copying_a_link_within_its_cluster_copies_the_target_from_another() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "not yet supported: copy_across() GETs the source from the link's cluster and does not follow the 404 + Content-Location to the target's cluster, so copying a cross-cluster link answers 404"]
 async fn copying_a_link_across_clusters_copies_its_target() {
     let fed = symlink_setup().await;
     put_link(&fed, "links/l", "data/target").await;
@@ -1455,6 +1453,445 @@ async fn the_probes_stop_when_their_owner_shuts_down() {
     let after = probes();
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(probes(), after, "no probe after shutdown");
+}
+
+// ----- 8. copies across clusters as Swift's copy middleware makes them -------------------
+
+/// `src/o` on east as [`copy_setup`] makes it, with the headers Swift's object server
+/// keeps besides metadata.
+async fn copy_setup_with_headers() -> Federation {
+    let fed = copy_setup().await;
+    let r = fed
+        .request("PUT", &p("src/dressed"))
+        .header("content-type", "application/test")
+        .header("content-encoding", "gzip")
+        .header("content-disposition", "attachment; filename=myfile")
+        .header("content-language", "fr")
+        .header("cache-control", "no-cache")
+        .header("x-delete-at", "9999999999")
+        .header("x-object-meta-color", "blue")
+        .body("hello")
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    fed
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_across_clusters_keeps_what_swift_keeps_and_says_where_it_came_from() {
+    let fed = copy_setup_with_headers().await;
+    let r = fed
+        .request("COPY", &p("src/dressed"))
+        .header("destination", "/dst/copy")
+        .header("x-object-meta-extra", "fresh")
+        .header("content-language", "de")
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let copy = fed
+        .cluster("west")
+        .object(DEFAULT_ACCOUNT, "dst", "copy")
+        .unwrap();
+    assert_eq!(&copy.body[..], b"hello");
+    assert_eq!(copy.content_type, "application/test");
+    for (k, v) in [
+        ("content-encoding", "gzip"),
+        ("content-disposition", "attachment; filename=myfile"),
+        ("cache-control", "no-cache"),
+        ("x-delete-at", "9999999999"),
+        ("x-object-meta-color", "blue"),
+        ("x-object-meta-extra", "fresh"),
+        // The request's own headers win.
+        ("content-language", "de"),
+    ] {
+        assert_eq!(
+            copy.meta.get(k).map(String::as_str),
+            Some(v),
+            "{k}: {copy:?}"
+        );
+    }
+    // Swift's answer headers.
+    assert_eq!(r.header("x-copied-from"), Some("src/dressed"));
+    assert_eq!(r.header("x-copied-from-account"), Some(DEFAULT_ACCOUNT));
+    let source = fed.request("HEAD", &p("src/dressed")).send().await;
+    assert_eq!(
+        r.header("x-copied-from-last-modified"),
+        source.header("last-modified")
+    );
+    assert!(r.header("x-copied-from-last-modified").is_some());
+    assert_eq!(r.header("x-object-meta-extra"), Some("fresh"));
+    assert_eq!(r.header("x-object-meta-color"), Some("blue"));
+    // The source's ETag went with the PUT, so the destination could verify the bytes.
+    let put = fed
+        .cluster("west")
+        .log()
+        .into_iter()
+        .find(|l| l.method == "PUT" && l.path == p("dst/copy"))
+        .unwrap();
+    assert_eq!(put.headers["etag"], HELLO_MD5);
+
+    // X-Fresh-Metadata drops them all but what the request says.
+    let r = fed
+        .request("PUT", &p("dst/fresh"))
+        .header("x-copy-from", "src/dressed")
+        .header("x-fresh-metadata", "true")
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let fresh = fed
+        .cluster("west")
+        .object(DEFAULT_ACCOUNT, "dst", "fresh")
+        .unwrap();
+    assert!(fresh.meta.is_empty(), "{fresh:?}");
+    assert_eq!(fresh.content_type, "application/test");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_across_clusters_copies_a_range() {
+    let fed = copy_setup().await;
+    let r = fed
+        .request("PUT", &p("dst/part"))
+        .header("x-copy-from", "src/o")
+        .header("range", "bytes=1-3")
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let copy = fed
+        .cluster("west")
+        .object(DEFAULT_ACCOUNT, "dst", "part")
+        .unwrap();
+    assert_eq!(&copy.body[..], b"ell");
+    // A 206 never passes the whole object's ETag on.
+    let put = fed
+        .cluster("west")
+        .log()
+        .into_iter()
+        .find(|l| l.method == "PUT" && l.path == p("dst/part"))
+        .unwrap();
+    assert!(!put.headers.contains_key("etag"), "{:?}", put.headers);
+    assert!(!put.headers.contains_key("range"), "{:?}", put.headers);
+    // An unsatisfiable range is Swift's 416, nothing written.
+    let r = fed
+        .request("PUT", &p("dst/none"))
+        .header("x-copy-from", "src/o")
+        .header("range", "bytes=100-200")
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE, "{r:?}");
+    assert!(fed
+        .cluster("west")
+        .object(DEFAULT_ACCOUNT, "dst", "none")
+        .is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_across_clusters_honours_conditions_on_the_source() {
+    let fed = copy_setup().await;
+    let west = fed.cluster("west");
+    let copy = |name: &'static str, h: &'static str, v: &'static str| {
+        fed.request("PUT", &p(&format!("dst/{name}")))
+            .header("x-copy-from", "src/o")
+            .header(h, v)
+            .send()
+    };
+    let r = copy("a", "if-match", "\"not-the-etag\"").await;
+    assert_eq!(r.status, StatusCode::PRECONDITION_FAILED, "{r:?}");
+    let r = copy("b", "if-none-match", HELLO_MD5).await;
+    assert_eq!(r.status, StatusCode::NOT_MODIFIED, "{r:?}");
+    assert!(west.object(DEFAULT_ACCOUNT, "dst", "a").is_none());
+    assert!(west.object(DEFAULT_ACCOUNT, "dst", "b").is_none());
+    let r = copy("c", "if-match", HELLO_MD5).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    assert_eq!(
+        &west.object(DEFAULT_ACCOUNT, "dst", "c").unwrap().body[..],
+        b"hello"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_across_clusters_of_a_manifest_copies_the_manifest() {
+    let fed = copy_setup().await;
+    let r = fed
+        .request("PUT", &p("src/dlo"))
+        .header("x-object-manifest", "src/seg-")
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    // ?multipart-manifest=get: the manifest itself, X-Object-Manifest and all.
+    let r = fed
+        .request("PUT", &p("dst/dlo?multipart-manifest=get"))
+        .header("x-copy-from", "src/dlo")
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let east_get = fed
+        .cluster("east")
+        .log()
+        .into_iter()
+        .find(|l| l.method == "GET" && l.path == p("src/dlo"))
+        .unwrap();
+    assert_eq!(
+        east_get.query.as_deref(),
+        Some("multipart-manifest=get&format=raw")
+    );
+    let west_put = fed
+        .cluster("west")
+        .log()
+        .into_iter()
+        .find(|l| l.method == "PUT" && l.path == p("dst/dlo"))
+        .unwrap();
+    assert_eq!(west_put.query, None, "a DLO is copied with its header");
+    let copy = fed
+        .cluster("west")
+        .object(DEFAULT_ACCOUNT, "dst", "dlo")
+        .unwrap();
+    assert_eq!(copy.meta["x-object-manifest"], "src/seg-");
+    // Without it, the assembled object is copied and the manifest header is not.
+    let r = fed
+        .request("PUT", &p("dst/assembled"))
+        .header("x-copy-from", "src/dlo")
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let copy = fed
+        .cluster("west")
+        .object(DEFAULT_ACCOUNT, "dst", "assembled")
+        .unwrap();
+    assert!(!copy.meta.contains_key("x-object-manifest"), "{copy:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn copying_a_link_itself_across_clusters_copies_the_link() {
+    let fed = symlink_setup().await;
+    put_link(&fed, "links/l", "data/target").await;
+    let r = fed
+        .request("COPY", &p("links/l?symlink=get"))
+        .header("destination", "data/l-copy")
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let copy = fed
+        .cluster("west")
+        .object(DEFAULT_ACCOUNT, "data", "l-copy")
+        .unwrap();
+    let link = copy.symlink.expect("a link, not the target's bytes");
+    assert_eq!(
+        (link.container.as_str(), link.object.as_str()),
+        ("data", "target")
+    );
+    assert!(copy.body.is_empty());
+    let get = fed.request("GET", &p("data/l-copy")).send().await;
+    assert_eq!(get.text(), "payload");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn copied_names_may_be_raw_utf8_or_percent_encoded() {
+    let fed = copy_setup().await;
+    let r = fed
+        .request("PUT", &p("src/%C3%BCn%C3%AFcode%20name"))
+        .body("hello")
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    for (i, from) in ["src/ünïcode name", "/src/%C3%BCn%C3%AFcode%20name"]
+        .into_iter()
+        .enumerate()
+    {
+        let r = fed
+            .request("PUT", &p(&format!("dst/c{i}")))
+            .header("x-copy-from", from)
+            .send()
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{from}: {r:?}");
+        assert_eq!(
+            r.header("x-copied-from"),
+            Some("src/%C3%BCn%C3%AFcode%20name")
+        );
+    }
+    let r = fed
+        .request("COPY", &p("src/o"))
+        .header("destination", "dst/ü")
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    assert!(fed
+        .cluster("west")
+        .object(DEFAULT_ACCOUNT, "dst", "ü")
+        .is_some());
+    // Swift's 412s, in Swift's words.
+    for (method, path, header, value, says) in [
+        (
+            "PUT",
+            "dst/x",
+            "x-copy-from",
+            "no-slash",
+            "X-Copy-From header must be of the form <container name>/<object name>",
+        ),
+        (
+            "PUT",
+            "dst/x",
+            "x-copy-from",
+            "//src/o",
+            "X-Copy-From header must be of the form <container name>/<object name>",
+        ),
+        (
+            "COPY",
+            "src/o",
+            "destination",
+            "dst/",
+            "Destination header must be of the form <container name>/<object name>",
+        ),
+        (
+            "PUT",
+            "dst/x",
+            "x-copy-from",
+            "src/%FF",
+            "Invalid UTF8 or contains NULL",
+        ),
+    ] {
+        let r = fed
+            .request(method, &p(path))
+            .header(header, value)
+            .send()
+            .await;
+        assert_eq!(r.status, StatusCode::PRECONDITION_FAILED, "{value}: {r:?}");
+        assert!(r.text().contains(says), "{value}: {r:?}");
+    }
+    let r = fed
+        .request("PUT", &p("dst/x"))
+        .header("x-copy-from", "src/o")
+        .header("x-copy-from-account", "a/b")
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::PRECONDITION_FAILED, "{r:?}");
+    assert!(
+        r.text().contains("Account name cannot contain slashes"),
+        "{r:?}"
+    );
+}
+
+/// Logs `other:tester` (account `AUTH_other`) in through the proxy; its token.
+async fn login_other(fed: &Federation) -> String {
+    for c in &fed.clusters {
+        c.add_user("other:tester", "otherkey");
+    }
+    let r = fed
+        .request("GET", "/auth/v1.0")
+        .anonymous()
+        .header("x-auth-user", "other:tester")
+        .header("x-auth-key", "otherkey")
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    r.header("x-auth-token").unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn copies_between_accounts_resolve_each_side_in_its_account() {
+    let fed = copy_setup().await;
+    let other = login_other(&fed).await;
+    let as_other = |method: &str, path: &str| {
+        fed.request(method, path)
+            .anonymous()
+            .header("x-auth-token", &other)
+    };
+    // AUTH_other/shared on west, open to test:tester; AUTH_other/private on west.
+    for (name, acl) in [("shared", true), ("private", false)] {
+        let mut call = as_other("PUT", &format!("/v1/AUTH_other/{name}"))
+            .header("x-container-attr-cluster", "west");
+        if acl {
+            call = call
+                .header("x-container-read", "test:tester")
+                .header("x-container-write", "test:tester");
+        }
+        assert_eq!(call.send().await.status, StatusCode::CREATED);
+        let r = as_other("PUT", &format!("/v1/AUTH_other/{name}/theirs"))
+            .body("theirs")
+            .send()
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED);
+    }
+    let west = fed.cluster("west");
+    // From another account (east ← west).
+    let r = fed
+        .request("PUT", &p("src/taken"))
+        .header("x-copy-from", "shared/theirs")
+        .header("x-copy-from-account", "AUTH_other")
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    assert_eq!(r.header("x-copied-from-account"), Some("AUTH_other"));
+    assert_eq!(
+        &fed.cluster("east")
+            .object(DEFAULT_ACCOUNT, "src", "taken")
+            .unwrap()
+            .body[..],
+        b"theirs"
+    );
+    // To another account (east → west).
+    let r = fed
+        .request("COPY", &p("src/o"))
+        .header("destination", "shared/given")
+        .header("destination-account", "AUTH_other")
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    assert_eq!(
+        &west.object("AUTH_other", "shared", "given").unwrap().body[..],
+        b"hello"
+    );
+    assert!(west.object(DEFAULT_ACCOUNT, "shared", "given").is_none());
+    // Where the caller may not read or write, the cluster's 403 is the answer.
+    let r = fed
+        .request("PUT", &p("src/stolen"))
+        .header("x-copy-from", "private/theirs")
+        .header("x-copy-from-account", "AUTH_other")
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{r:?}");
+    let r = fed
+        .request("COPY", &p("src/o"))
+        .header("destination", "private/pushed")
+        .header("destination-account", "AUTH_other")
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{r:?}");
+    assert!(west.object("AUTH_other", "private", "pushed").is_none());
+    // Within one cluster, the request goes to the cluster as it came.
+    west.clear_log();
+    let r = fed
+        .request("PUT", &p("dst/same"))
+        .header("x-copy-from", "shared/theirs")
+        .header("x-copy-from-account", "AUTH_other")
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    assert_eq!(west.count("GET", "/v1/AUTH_other/shared/theirs"), 0);
+    let put = west
+        .log()
+        .into_iter()
+        .find(|l| l.method == "PUT" && l.path == p("dst/same"))
+        .unwrap();
+    assert_eq!(put.headers["x-copy-from-account"], "AUTH_other");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redirects_point_at_the_proxy_not_the_cluster() {
+    let fed = Federation::start(2).await;
+    fed.login().await;
+    fed.put_container("site", Some("west")).await;
+    let r = fed
+        .request("POST", &p("site"))
+        .header("x-container-meta-web-index", "index.html")
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{r:?}");
+    let r = fed.request("GET", &p("site")).anonymous().send().await;
+    assert_eq!(r.status, StatusCode::MOVED_PERMANENTLY, "{r:?}");
+    assert_eq!(
+        r.header("location"),
+        Some(format!("http://{}{}/", support::PROXY_HOST, p("site")).as_str())
+    );
 }
 
 // ----- 9. references across clusters: empty containers move ------------------------------

@@ -259,9 +259,29 @@ impl SwiftCluster {
             .await
             .map_err(|e| self.transport(e))?;
         strip_hop_by_hop(resp.headers_mut());
+        if let Some(host) = headers.get(header::HOST) {
+            self.relocate(resp.headers_mut(), host);
+        }
         // The proxy answers in its own HTTP version, whatever the cluster spoke.
         *resp.version_mut() = http::Version::HTTP_11;
         Ok(resp)
+    }
+
+    /// A `Location` the cluster built from the host it was called at (staticweb's
+    /// redirects) points at the proxy the client called instead (`host`, the client's
+    /// `Host`; the proxy speaks plain HTTP).
+    fn relocate(&self, answer: &mut HeaderMap, host: &HeaderValue) {
+        let base = self.inner.base.as_str();
+        let moved = answer
+            .get(header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .and_then(|l| l.strip_prefix(base))
+            .filter(|rest| rest.is_empty() || rest.starts_with(['/', '?']))
+            .zip(host.to_str().ok())
+            .and_then(|(rest, host)| HeaderValue::from_str(&format!("http://{host}{rest}")).ok());
+        if let Some(v) = moved {
+            answer.insert(header::LOCATION, v);
+        }
     }
 
     /// Sends a request and streams the answer back. When the cluster refuses a

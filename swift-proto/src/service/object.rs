@@ -3,12 +3,11 @@
 //! a read that may be a link to another cluster to [`symlink`](super::symlink).
 
 use federation_core::{AccountName, ContainerName};
-use http::{Method, Response, StatusCode};
+use http::{Method, Response};
 use stackfed_http::{empty, Body};
 
-use super::copy::copy_endpoints;
+use super::copy::{copy_endpoints, unfollowed};
 use super::{Call, FederationService, Result};
-use crate::error::SwiftError;
 use crate::path::SwiftPath;
 
 impl FederationService {
@@ -22,28 +21,29 @@ impl FederationService {
         if call.parts.method == Method::PUT {
             SwiftPath::check_object_name(object)?;
         }
+        let copy = copy_endpoints(&call.parts, account, container, object)?;
         let Some((record, cluster)) = self.target(&call.caller, account, container, false).await?
         else {
             return self.unheld(call).await;
         };
-        if let Some((src, dst)) = copy_endpoints(&call.parts, container, object)? {
-            let caller = &call.caller;
-            let find = |c| async move {
-                self.find(caller, account, c, false)
-                    .await?
-                    .ok_or_else(SwiftError::not_found)
-            };
-            let src_rec = find(&src.0).await?;
-            let dst_rec = find(&dst.0).await?;
-            if src_rec.cluster != dst_rec.cluster {
-                return self
-                    .copy_across(
-                        &call,
-                        account,
-                        (&src_rec.cluster, &src),
-                        (&dst_rec.cluster, &dst),
-                    )
-                    .await;
+        // Both sides of a copy, each in its own account. A side no cluster holds (or
+        // that the caller may not see) is left to the cluster, whose answer (404, 403)
+        // is Swift's.
+        let mut sides = None;
+        if let Some(copy) = &copy {
+            let src = self
+                .find(&call.caller, &copy.src.account, &copy.src.container, false)
+                .await?;
+            let dst = self
+                .find(&call.caller, &copy.dst.account, &copy.dst.container, false)
+                .await?;
+            if let (Some(src), Some(dst)) = (src, dst) {
+                if src.cluster != dst.cluster {
+                    return self
+                        .copy_across(&call, copy, &src.cluster, &dst.cluster)
+                        .await;
+                }
+                sides = Some((src.cluster, dst.cluster));
             }
         }
         let cluster = if call.parts.method == Method::PUT {
@@ -58,9 +58,19 @@ impl FederationService {
         let resp = self
             .forward(cluster, &call, call.path_and_query(), body)
             .await?;
-        // Only a 404 to a read can be a link to another cluster.
+        if !unfollowed(&resp) {
+            return Ok(resp);
+        }
+        // A copy within one cluster whose source is a link to another: the proxy
+        // follows the link and carries the bytes.
+        if let (Some(copy), Some((src, dst))) = (&copy, &sides) {
+            if self.link_elsewhere(&call, &resp, src).await? {
+                return self.copy_across(&call, copy, src, dst).await;
+            }
+        }
+        // Only a 404 (or 403) to a read can be a link to another cluster.
         let reads = call.parts.method == Method::GET || call.parts.method == Method::HEAD;
-        if reads && resp.status() == StatusCode::NOT_FOUND {
+        if reads {
             return self.follow_symlink(&call, cluster.id(), resp).await;
         }
         Ok(resp)

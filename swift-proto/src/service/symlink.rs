@@ -1,6 +1,7 @@
 //! Symlinks across clusters. Swift's symlink middleware follows a link on its own
 //! cluster; a dynamic link whose target container lives elsewhere comes back as 404
-//! with `Content-Location` naming the target, and the proxy follows it to the target's
+//! (403 when the target is in another account the cluster cannot see) with
+//! `Content-Location` naming the target, and the proxy follows it to the target's
 //! cluster (the 404-then-follow rule). Static links are verified by the cluster that
 //! stores them, so their target must be on the same cluster.
 
@@ -8,7 +9,7 @@ use federation_core::{AccountName, ClusterId};
 use http::{header, HeaderValue, Response, StatusCode};
 use stackfed_http::{empty, Body};
 
-use super::copy::header_path;
+use super::copy::{header_account, header_path, unfollowed};
 use super::{Call, FederationService, Result};
 use crate::error::SwiftError;
 use crate::path::SwiftPath;
@@ -18,8 +19,9 @@ use crate::path::SwiftPath;
 const SYMLINK_HOPS: usize = 2;
 
 impl FederationService {
-    /// Follows a read's 404 with `Content-Location` to the target's cluster, at most
-    /// [`SYMLINK_HOPS`] times. Any other 404, and `?symlink=get`, pass through unchanged.
+    /// Follows a read's 404 (or 403) with `Content-Location` to the target's cluster, at
+    /// most [`SYMLINK_HOPS`] times. Any other answer, and `?symlink=get`, pass through
+    /// unchanged.
     pub(super) async fn follow_symlink(
         &self,
         call: &Call,
@@ -63,7 +65,7 @@ impl FederationService {
                     .entry(header::CONTENT_LOCATION)
                     .or_insert(v);
             }
-            if resp.status() != StatusCode::NOT_FOUND {
+            if !unfollowed(&resp) {
                 return Ok(resp);
             }
             at = record.cluster;
@@ -83,19 +85,11 @@ impl FederationService {
         if !headers.contains_key("x-symlink-target-etag") {
             return Ok(());
         }
-        let Some((target, _)) = header_path(headers, "x-symlink-target")? else {
+        let Some((target, _)) = header_path(headers, "X-Symlink-Target")? else {
             return Ok(());
         };
-        let target_account = match headers.get("x-symlink-target-account") {
-            Some(v) => v
-                .to_str()
-                .ok()
-                .and_then(|a| AccountName::new(a).ok())
-                .ok_or_else(|| {
-                    SwiftError::precondition_failed("Invalid X-Symlink-Target-Account")
-                })?,
-            None => account.clone(),
-        };
+        let target_account =
+            header_account(headers, "x-symlink-target-account")?.unwrap_or_else(|| account.clone());
         match self
             .find(&call.caller, &target_account, &target, false)
             .await?

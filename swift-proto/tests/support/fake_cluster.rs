@@ -636,9 +636,16 @@ async fn route(inner: &Inner, parts: Parts, body: Incoming) -> Out {
     // Tempauth: a token is always needed; it must be one we issued, for this account.
     {
         let s = inner.lock();
+        if token_of(&parts.headers).is_none() {
+            if let Some(out) = staticweb_redirect(&s, &parts, &target) {
+                return out;
+            }
+        }
         match token_of(&parts.headers).and_then(|t| s.tokens.get(t)) {
             None => return error(StatusCode::UNAUTHORIZED),
-            Some(a) if *a != account => return error(StatusCode::FORBIDDEN),
+            Some(a) if *a != account && !acl_allows(&s, a, &parts.method, &target) => {
+                return error(StatusCode::FORBIDDEN)
+            }
             Some(_) => {}
         }
     }
@@ -1125,6 +1132,9 @@ fn byte_range(value: Option<&str>, len: usize) -> Result<Option<(usize, usize)>,
 }
 
 fn read_object(parts: &Parts, o: &StoredObject, location: Option<String>) -> Out {
+    if let Some(out) = preconditions(parts, o) {
+        return out;
+    }
     let mut out = match byte_range(header(parts, "range"), o.body.len()) {
         Err(()) => {
             return error(StatusCode::RANGE_NOT_SATISFIABLE)
@@ -1177,7 +1187,7 @@ fn write_copy(
 ) -> Out {
     let fresh = header(parts, "x-fresh-metadata").is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let mut meta = if fresh { BTreeMap::new() } else { source.meta };
-    apply_meta(&mut meta, parts, "x-object-meta-", &[]);
+    apply_meta(&mut meta, parts, "x-object-meta-", OBJECT_EXTRA);
     let content_type = header(parts, "content-type").map_or(source.content_type, str::to_owned);
     let Some(c) = s.container_mut(account, container) else {
         return error(StatusCode::NOT_FOUND);
@@ -1348,7 +1358,7 @@ fn put_object(
         }
     };
     let mut meta = BTreeMap::new();
-    apply_meta(&mut meta, parts, "x-object-meta-", &[]);
+    apply_meta(&mut meta, parts, "x-object-meta-", OBJECT_EXTRA);
     let default_type = if symlink.is_some() {
         "application/symlink"
     } else {
@@ -1372,6 +1382,96 @@ fn put_object(
         c.objects.insert(object.to_owned(), stored);
     }
     out
+}
+
+// ----- copies across clusters: headers, conditions, accounts, staticweb --------------------
+
+/// Object headers Swift's object server keeps besides user metadata (its default
+/// `allowed_headers`, and a DLO's `X-Object-Manifest`), kept with the metadata.
+const OBJECT_EXTRA: &[&str] = &[
+    "content-encoding",
+    "content-disposition",
+    "content-language",
+    "cache-control",
+    "expires",
+    "x-robots-tag",
+    "x-delete-at",
+    "x-object-manifest",
+];
+
+/// `If-Match` (412) and `If-None-Match` (304) against the object's ETag, as Swift
+/// answers them on GET and HEAD.
+fn preconditions(parts: &Parts, o: &StoredObject) -> Option<Out> {
+    let matches = |v: &str| {
+        v.split(',')
+            .map(|t| t.trim().trim_matches('"'))
+            .any(|t| t == "*" || t == o.etag)
+    };
+    if let Some(v) = header(parts, "if-match") {
+        if !matches(v) {
+            return Some(error(StatusCode::PRECONDITION_FAILED).header("etag", &o.etag));
+        }
+    }
+    if let Some(v) = header(parts, "if-none-match") {
+        if matches(v) {
+            return Some(Out::new(StatusCode::NOT_MODIFIED).header("etag", &o.etag));
+        }
+    }
+    None
+}
+
+/// Tempauth's container ACLs: `X-Container-Read` lets another account's user read the
+/// container's objects, `X-Container-Write` write them (entries `account`,
+/// `AUTH_account` or `account:user`).
+fn acl_allows(s: &State, caller: &str, method: &Method, target: &Target) -> bool {
+    let (account, container) = match target {
+        Target::Object(a, c, _) => (a, c),
+        Target::Container(a, c) if matches!(*method, Method::GET | Method::HEAD) => (a, c),
+        _ => return false,
+    };
+    let acl = if matches!(*method, Method::GET | Method::HEAD) {
+        "x-container-read"
+    } else {
+        "x-container-write"
+    };
+    let short = caller.strip_prefix("AUTH_").unwrap_or(caller);
+    s.container(account, container)
+        .and_then(|c| c.meta.get(acl))
+        .is_some_and(|entries| {
+            entries.split(',').map(str::trim).any(|e| {
+                e == caller || e == short || e.split_once(':').is_some_and(|(a, _)| a == short)
+            })
+        })
+}
+
+/// Swift's staticweb: an anonymous GET of a container with `X-Container-Meta-Web-Index`
+/// and no trailing slash is redirected, the `Location` built from the request's `Host`.
+fn staticweb_redirect(s: &State, parts: &Parts, target: &Target) -> Option<Out> {
+    let Target::Container(account, container) = target else {
+        return None;
+    };
+    let c = s.container(account, container)?;
+    if parts.method != Method::GET
+        || !c.meta.contains_key("x-container-meta-web-index")
+        || parts.uri.path().ends_with('/')
+    {
+        return None;
+    }
+    let host = header(parts, "host")?;
+    Some(
+        Out::new(StatusCode::MOVED_PERMANENTLY)
+            .header("location", format!("http://{host}{}/", parts.uri.path())),
+    )
+}
+
+impl FakeCluster {
+    /// Lets `user` (`account:user`) log in with `key` from now on.
+    pub fn add_user(&self, user: &str, key: &str) {
+        self.inner
+            .lock()
+            .users
+            .insert(user.to_owned(), key.to_owned());
+    }
 }
 
 #[test]
