@@ -60,11 +60,6 @@ const HEARTBEAT: Duration = Duration::from_secs(10);
 const CONCURRENCY: usize = 4;
 /// The longest item answer read (and dropped) so its connection can be reused.
 const ITEM_BODY_LIMIT: usize = 64 * 1024;
-/// What Swift appends to the body when no acceptable format was found (the body of the
-/// `200` it had already started, sent after the result).
-const NOT_ACCEPTABLE_TRAILER: &str =
-    "<html><h1>Accepted</h1><p>The request is accepted for processing.</p></html>";
-
 /// Python's `urllib.parse.quote(name, safe='/')`.
 const QUOTE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
@@ -310,9 +305,6 @@ impl Outcome {
                 );
                 for (n, s) in &self.errors {
                     out.push_str(&format!("{n}, {s}\n"));
-                }
-                if format.is_none() {
-                    out.push_str(NOT_ACCEPTABLE_TRAILER);
                 }
                 out
             }
