@@ -1663,3 +1663,27 @@ async fn the_federation_advertises_bulk_delete() {
     assert_eq!(info["bulk_delete"]["max_deletes_per_request"], 10_000);
     assert_eq!(info["bulk_delete"]["max_failed_deletes"], 1_000);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bulk_delete_sends_whitespace_while_it_works() {
+    let timeouts = Timeouts {
+        response: Duration::from_secs(25),
+        ..default_timeouts()
+    };
+    let fed = Federation::start_with(2, timeouts).await;
+    fed.login().await;
+    fed.put_container("slow", Some("east")).await;
+    fed.put_object("slow", "o", b"x").await;
+    // /info (the cap) is read and cached before the cluster slows down.
+    bulk_delete(&fed, None, "/nowhere/o\n").await;
+    fed.cluster("east").set_delay(Duration::from_millis(10_500));
+    let started = Instant::now();
+    let reply = bulk_delete(&fed, Some("text/xml"), "/slow/o\n").await;
+    assert!(started.elapsed() >= Duration::from_secs(10));
+    assert_eq!(reply.status, StatusCode::OK);
+    // As Swift's middleware: the XML declaration as the first beat, then a separator.
+    assert_eq!(
+        reply.text(),
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\r\n\r\n<delete>\n<number_deleted>1</number_deleted>\n<number_not_found>0</number_not_found>\n<response_body></response_body>\n<response_status>200 OK</response_status>\n<errors>\n</errors>\n</delete>\n"
+    );
+}

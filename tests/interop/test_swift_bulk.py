@@ -230,3 +230,28 @@ def test_bulk_delete_without_a_length_matches_a_real_cluster(bulk_fed, reference
     ref, fed = answers
     assert "411 Length Required" in ref[2], ref
     assert fed == ref
+
+
+def test_bulk_delete_with_expect_100_continue(bulk_fed, reference, tmp_path):
+    """curl sends `Expect: 100-continue` with a list over 1 KiB: the 100 must come before
+    any answer, or curl holds the list back and nothing gets deleted."""
+    answers = []
+    for url, token in endpoints(bulk_fed, reference):
+        tag = uuid.uuid4().hex[:6]
+        names = layout(url, token, tag)
+        lst = tmp_path / f"list-{tag}"
+        lst.write_text(mixed_list(names) + "".join(f"/nowhere/o{i:04d}\n" for i in range(200)))
+        out = subprocess.run(
+            ["curl", "-sS", "--max-time", "30", "-X", "POST", "--data-binary", f"@{lst}",
+             "-H", "Expect: 100-continue", "-H", "Content-Type: text/plain",
+             "-H", "Accept: application/json", "-H", f"X-Auth-Token: {token}",
+             f"{url}?bulk-delete"],
+            capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        answers.append(out.stdout.strip().replace(tag, "TAG"))
+        s = {"X-Auth-Token": token}
+        requests.delete(f"{url}/{names['full']}/stays", headers=s)
+        requests.delete(f"{url}/{names['full']}", headers=s)
+    ref, fed = answers
+    assert '"Number Deleted": 4' in ref, ref
+    assert fed == ref

@@ -465,18 +465,27 @@ pub(super) fn advertise(info: &mut Value) {
 }
 
 impl FederationService {
-    /// Answers a bulk delete (see the [module docs](self)): `200` at once, the result
-    /// when the work is done.
-    pub(super) fn bulk_delete(
+    /// Answers a bulk delete (see the [module docs](self)): `200` once the list is read,
+    /// whitespace while the items are deleted, then the result.
+    pub(super) async fn bulk_delete(
         &self,
         parts: Parts,
         body: Body,
         account: AccountName,
     ) -> Response<Body> {
         let format = negotiate(parts.headers.get(header::ACCEPT).map(HeaderValue::as_bytes));
-        let svc = self.clone();
-        let work: BoxFuture<Outcome> =
-            Box::pin(async move { svc.bulk_delete_work(parts, body, account, format).await });
+        // The list is read before the answer starts, as Swift reads it before its first
+        // byte: a client that sent `Expect: 100-continue` gets its 100 first.
+        let work: BoxFuture<Outcome> = match self.bulk_delete_list(&parts, body, format).await {
+            Err(refused) => Box::pin(std::future::ready(refused)),
+            Ok((names, max_failed)) => {
+                let token = parts.headers.get("x-auth-token").cloned();
+                Box::pin(
+                    self.clone()
+                        .bulk_delete_items(names, account, token, max_failed),
+                )
+            }
+        };
         let xml = matches!(format, Some(Format::Xml(_)));
         let stream = futures::stream::unfold(Some((work, false)), move |state| async move {
             let (mut work, beaten) = state?;
@@ -509,29 +518,29 @@ impl FederationService {
         resp
     }
 
-    /// Swift's `handle_delete_iter`, up to the result.
-    async fn bulk_delete_work(
+    /// The checks of Swift's `handle_delete_iter` and the list it reads; the names and
+    /// `max_failed_deletes`, or the refusal.
+    async fn bulk_delete_list(
         &self,
-        parts: Parts,
+        parts: &Parts,
         body: Body,
-        account: AccountName,
         format: Option<Format>,
-    ) -> Outcome {
+    ) -> Result<(Vec<Vec<u8>>, u64), Outcome> {
         let refused = |status| Outcome::new().failed(status, "");
         if format.is_none() {
-            return refused(StatusCode::NOT_ACCEPTABLE);
+            return Err(refused(StatusCode::NOT_ACCEPTABLE));
         }
         let h = &parts.headers;
         if let Some(ct) = h.get(header::CONTENT_TYPE) {
             if !ct.is_empty() && !ct.as_bytes().starts_with(b"text/plain") {
-                return refused(StatusCode::NOT_ACCEPTABLE);
+                return Err(refused(StatusCode::NOT_ACCEPTABLE));
             }
         }
         let chunked = h
             .get(header::TRANSFER_ENCODING)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"));
         if !h.contains_key(header::CONTENT_LENGTH) && !chunked {
-            return refused(StatusCode::LENGTH_REQUIRED);
+            return Err(refused(StatusCode::LENGTH_REQUIRED));
         }
         let (info, _) = self.info().await;
         let limit = |key: &str, default: u64| {
@@ -541,11 +550,17 @@ impl FederationService {
         };
         let max_deletes = limit("max_deletes_per_request", DEFAULT_MAX_DELETES);
         let max_failed = limit("max_failed_deletes", DEFAULT_MAX_FAILED_DELETES);
-        let names = match read_names(body, max_deletes).await {
-            Ok(names) => names,
-            Err(outcome) => return outcome,
-        };
-        let token = h.get("x-auth-token").cloned();
+        Ok((read_names(body, max_deletes).await?, max_failed))
+    }
+
+    /// The deletes of Swift's `handle_delete_iter`, objects first, and the result.
+    async fn bulk_delete_items(
+        self,
+        names: Vec<Vec<u8>>,
+        account: AccountName,
+        token: Option<HeaderValue>,
+        max_failed: u64,
+    ) -> Outcome {
         let mut outcome = Outcome::new();
         let mut bad_gateway = false;
         let mut aborted = false;

@@ -182,7 +182,7 @@ impl FederationService {
         let path = SwiftPath::parse(parts.uri.path())?;
         // Bulk deletes answer 200 whoever asks; each item is a request of its own.
         if let Some(account) = bulk::account_of(&path).filter(|_| bulk::is_bulk_delete(&parts)) {
-            return Ok(self.bulk_delete(parts, body, account.clone()));
+            return Ok(self.bulk_delete(parts, body, account.clone()).await);
         }
         let caller = match path {
             SwiftPath::Healthcheck | SwiftPath::Info | SwiftPath::Auth => Caller::Anonymous,
