@@ -22,6 +22,12 @@
 //! with whitespace sent every ten seconds while the work goes on. The list is read as
 //! a stream and refused past `bulk_delete.max_deletes_per_request` of `/info` (Swift's
 //! default when no cluster says), so memory stays bounded.
+//!
+//! Not done here yet: bulk upload (`PUT ?extract-archive`). At container or object
+//! level it is forwarded to the container's cluster like any PUT there: a cluster
+//! running the bulk middleware extracts it into that one container, a cluster without
+//! it takes it for a container PUT and ignores the archive. At account level, where
+//! entries may name many containers on different clusters, the proxy answers 405.
 
 use std::future::Future;
 use std::pin::Pin;
