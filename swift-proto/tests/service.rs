@@ -2008,3 +2008,237 @@ async fn an_empty_container_moves_to_the_segments_it_refers_to() {
     assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
     assert_eq!(fed.holders("links"), ["west"]);
 }
+
+// ----- bulk delete (values from a real Swift 2.38 cluster with the bulk middleware) ------
+
+/// Whether the proxy still has a record of `container`.
+async fn has_record(fed: &Federation, container: &str) -> bool {
+    let account = federation_core::AccountName::new(DEFAULT_ACCOUNT).unwrap();
+    let container = federation_core::ContainerName::new(container).unwrap();
+    fed.service
+        .locator()
+        .locate_fresh(&account, &container)
+        .await
+        .unwrap()
+        .is_some()
+}
+
+/// A bulk delete through the proxy with a `text/plain` list.
+async fn bulk_delete(fed: &Federation, accept: Option<&str>, list: &str) -> support::Reply {
+    let mut call = fed
+        .request("POST", &p("?bulk-delete"))
+        .header("content-type", "text/plain")
+        .body(list.to_owned());
+    if let Some(a) = accept {
+        call = call.header("accept", a);
+    }
+    call.send().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bulk_delete_splits_over_clusters_and_merges_as_swift_does() {
+    let fed = Federation::start(2).await;
+    fed.login().await;
+    fed.put_container("a", Some("east")).await;
+    fed.put_container("b", Some("west")).await;
+    fed.put_container("full", Some("west")).await;
+    fed.put_container("empty", Some("east")).await;
+    for i in 0..5 {
+        fed.put_object("a", &format!("o{i}"), b"x").await;
+        fed.put_object("b", &format!("o%20{i}"), b"x").await;
+    }
+    fed.put_object("full", "keep", b"x").await;
+    let mut list = String::new();
+    for i in 0..5 {
+        list.push_str(&format!("/a/o{i}\n/b/o%20{i}\n"));
+    }
+    // Containers listed before their objects are still deleted after them.
+    let list = format!("/a\n/b\n{list}/a/missing\n/nowhere/o\n/full\n/empty\n/nowhere\n\n");
+    let reply = bulk_delete(&fed, Some("application/json"), &list).await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    assert_eq!(
+        reply.text(),
+        r#"{"Response Status": "400 Bad Request", "Response Body": "", "Number Deleted": 13, "Number Not Found": 3, "Errors": [["/full", "409 Conflict"]]}"#
+    );
+    for c in ["a", "b", "empty"] {
+        assert!(
+            fed.holders(c).is_empty(),
+            "{c} still on {:?}",
+            fed.holders(c)
+        );
+        assert!(!has_record(&fed, c).await, "{c} kept its record");
+    }
+    assert_eq!(fed.holders("full"), ["west"]);
+    assert!(has_record(&fed, "full").await);
+    assert!(fed
+        .cluster("west")
+        .object(DEFAULT_ACCOUNT, "full", "keep")
+        .is_some());
+    // Each item went to its own container's cluster only.
+    assert_eq!(fed.cluster("west").count("DELETE", &p("a/o0")), 0);
+    assert_eq!(fed.cluster("east").count("DELETE", &p("a/o0")), 1);
+    assert_eq!(fed.cluster("east").count("DELETE", &p("b/o%201")), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bulk_delete_answers_in_the_negotiated_format() {
+    let fed = Federation::start(2).await;
+    fed.login().await;
+    fed.put_container("full", Some("east")).await;
+    fed.put_object("full", "o", b"x").await;
+    let list = "/full\n/nowhere/o\n";
+    let plain = bulk_delete(&fed, None, list).await;
+    assert_eq!(plain.status, StatusCode::OK);
+    assert_eq!(plain.header("content-type"), Some("text/plain"));
+    assert_eq!(
+        plain.text(),
+        "Number Deleted: 0\nNumber Not Found: 1\nResponse Body: \nResponse Status: 400 Bad Request\nErrors:\n/full, 409 Conflict\n"
+    );
+    let xml = bulk_delete(&fed, Some("text/xml"), list).await;
+    assert_eq!(xml.header("content-type"), Some("text/xml"));
+    assert_eq!(
+        xml.text(),
+        "<delete>\n<number_deleted>0</number_deleted>\n<number_not_found>1</number_not_found>\n<response_body></response_body>\n<response_status>400 Bad Request</response_status>\n<errors>\n<object><name>/full</name><status>409 Conflict</status></object>\n</errors>\n</delete>\n"
+    );
+    // `?format` is not Swift's way here: plain text still.
+    let reply = fed
+        .request("POST", &p("?bulk-delete&format=json"))
+        .header("content-type", "text/plain")
+        .body("/nowhere/o\n")
+        .send()
+        .await;
+    assert_eq!(reply.header("content-type"), Some("text/plain"));
+    assert!(reply
+        .text()
+        .starts_with("Number Deleted: 0\nNumber Not Found: 1\n"));
+    // Nothing acceptable: 200 all the same, the refusal inside, as Swift writes it.
+    let reply = bulk_delete(&fed, Some("image/png"), list).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        reply.header("content-type"),
+        Some("text/html; charset=UTF-8")
+    );
+    assert_eq!(
+        reply.text(),
+        "Number Deleted: 0\nNumber Not Found: 0\nResponse Body: \nResponse Status: 406 Not Acceptable\nErrors:\n"
+    );
+    // Only text/plain lists.
+    let reply = fed
+        .request("POST", &p("?bulk-delete"))
+        .header("accept", "application/json")
+        .header("content-type", "application/json")
+        .body("/full\n")
+        .send()
+        .await;
+    assert_eq!(
+        reply.text(),
+        r#"{"Response Status": "406 Not Acceptable", "Response Body": "", "Number Deleted": 0, "Number Not Found": 0, "Errors": []}"#
+    );
+    assert!(fed
+        .cluster("east")
+        .object(DEFAULT_ACCOUNT, "full", "o")
+        .is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bulk_delete_refuses_bad_lists_as_swift_does() {
+    let fed = Federation::start(2).await;
+    fed.login().await;
+    fed.put_container("c", Some("east")).await;
+    fed.put_object("c", "o", b"x").await;
+    let json = |r: &support::Reply| r.json();
+    // The cap comes from the clusters' /info.
+    for c in &fed.clusters {
+        c.set_bulk_delete_max(Some(3));
+    }
+    let reply = bulk_delete(&fed, Some("application/json"), "/c/o\n/c/x\n\n/c/y\n").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        reply.text(),
+        r#"{"Response Status": "413 Request Entity Too Large", "Response Body": "Maximum Bulk Deletes: 3 per request", "Number Deleted": 0, "Number Not Found": 0, "Errors": []}"#
+    );
+    assert!(fed
+        .cluster("east")
+        .object(DEFAULT_ACCOUNT, "c", "o")
+        .is_some());
+    // A name longer than twice Swift's longest path.
+    let long = format!("/c/{}\n", "o".repeat(2563));
+    let reply = bulk_delete(&fed, Some("application/json"), &long).await;
+    assert_eq!(json(&reply)["Response Status"], "400 Bad Request");
+    assert_eq!(json(&reply)["Response Body"], "Invalid File Name");
+    // An empty list, and no length at all.
+    let reply = fed
+        .request("POST", &p("?bulk-delete"))
+        .header("accept", "application/json")
+        .header("content-length", "0")
+        .send()
+        .await;
+    assert_eq!(
+        reply.text(),
+        r#"{"Response Status": "400 Bad Request", "Response Body": "Invalid bulk delete.", "Number Deleted": 0, "Number Not Found": 0, "Errors": []}"#
+    );
+    let reply = fed
+        .request("POST", &p("?bulk-delete"))
+        .header("accept", "application/json")
+        .send()
+        .await;
+    assert_eq!(json(&reply)["Response Status"], "411 Length Required");
+    // Names that are not UTF-8 or hold NUL: 412 each, nothing sent.
+    let reply = bulk_delete(&fed, Some("application/json"), "/x/%FF\n/x/a%00b\n").await;
+    assert_eq!(
+        reply.text(),
+        r#"{"Response Status": "400 Bad Request", "Response Body": "", "Number Deleted": 0, "Number Not Found": 0, "Errors": [["/x/%FF", "412 Precondition Failed"], ["/x/a%00b", "412 Precondition Failed"]]}"#
+    );
+    // A token nobody knows: 200, every item 401.
+    let reply = fed
+        .request("POST", &p("?bulk-delete"))
+        .anonymous()
+        .header("x-auth-token", "AUTH_tkbogus")
+        .header("accept", "application/json")
+        .header("content-type", "text/plain")
+        .body("/c/o\n/c\n")
+        .send()
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        reply.text(),
+        r#"{"Response Status": "400 Bad Request", "Response Body": "", "Number Deleted": 0, "Number Not Found": 0, "Errors": [["/c/o", "401 Unauthorized"], ["/c", "401 Unauthorized"]]}"#
+    );
+    assert!(fed
+        .cluster("east")
+        .object(DEFAULT_ACCOUNT, "c", "o")
+        .is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_federation_advertises_bulk_delete() {
+    let fed = Federation::start(2).await;
+    let info = fed.request("GET", "/info").send().await.json();
+    assert_eq!(info["bulk_delete"]["max_deletes_per_request"], 10_000);
+    assert_eq!(info["bulk_delete"]["max_failed_deletes"], 1_000);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bulk_delete_sends_whitespace_while_it_works() {
+    let timeouts = Timeouts {
+        response: Duration::from_secs(25),
+        ..default_timeouts()
+    };
+    let fed = Federation::start_with(2, timeouts).await;
+    fed.login().await;
+    fed.put_container("slow", Some("east")).await;
+    fed.put_object("slow", "o", b"x").await;
+    // /info (the cap) is read and cached before the cluster slows down.
+    bulk_delete(&fed, None, "/nowhere/o\n").await;
+    fed.cluster("east").set_delay(Duration::from_millis(10_500));
+    let started = Instant::now();
+    let reply = bulk_delete(&fed, Some("text/xml"), "/slow/o\n").await;
+    assert!(started.elapsed() >= Duration::from_secs(10));
+    assert_eq!(reply.status, StatusCode::OK);
+    // As Swift's middleware: the XML declaration as the first beat, then a separator.
+    assert_eq!(
+        reply.text(),
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\r\n\r\n<delete>\n<number_deleted>1</number_deleted>\n<number_not_found>0</number_not_found>\n<response_body></response_body>\n<response_status>200 OK</response_status>\n<errors>\n</errors>\n</delete>\n"
+    );
+}

@@ -68,10 +68,11 @@ impl FederationService {
             "placement_policy": self.inner.locator.policy().name(),
             "attribute_prefix": "X-Container-Attr-",
         });
-        let merged = crate::info::merge(
+        let mut merged = crate::info::merge(
             &infos.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>(),
             federation,
         );
+        super::bulk::advertise(&mut merged);
         if infos.len() == clusters.len() {
             *cache.lock().unwrap_or_else(PoisonError::into_inner) =
                 Some((Instant::now(), merged.clone(), policies.clone()));

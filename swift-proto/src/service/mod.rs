@@ -19,10 +19,11 @@
 //! The request families live one per file and supply only what differs: `auth`
 //! (`/auth/v1.0`), `account` (fan-out and merge), `container` (placement before a
 //! PUT, bookkeeping after PUT/POST/DELETE, co-location), `object`, `copy` (across
-//! clusters), `symlink` (the 404-then-follow rule) and `info`.
+//! clusters), `symlink` (the 404-then-follow rule), `bulk` (bulk delete) and `info`.
 
 mod account;
 pub mod auth;
+mod bulk;
 mod container;
 mod copy;
 mod info;
@@ -180,6 +181,10 @@ impl FederationService {
     /// Phases 1 to 6: parse, identify, and hand the request to its family.
     async fn process(&self, parts: Parts, body: Body) -> Result<Response<Body>> {
         let path = SwiftPath::parse(parts.uri.path())?;
+        // Bulk deletes answer 200 whoever asks; each item is a request of its own.
+        if let Some(account) = bulk::account_of(&path).filter(|_| bulk::is_bulk_delete(&parts)) {
+            return Ok(self.bulk_delete(parts, body, account.clone()).await);
+        }
         let caller = match path {
             SwiftPath::Healthcheck | SwiftPath::Info | SwiftPath::Auth => Caller::Anonymous,
             _ => self.identify(&parts.headers)?,

@@ -126,6 +126,8 @@ struct State {
     down: bool,
     delay: Duration,
     disk: (u64, u64),
+    /// `bulk_delete.max_deletes_per_request` advertised in `/info`, if any.
+    bulk_delete_max: Option<u64>,
 }
 
 impl State {
@@ -206,6 +208,7 @@ impl FakeCluster {
                 down: false,
                 delay: Duration::ZERO,
                 disk: (1 << 40, 1 << 30),
+                bulk_delete_max: None,
             }),
         });
         let task = tokio::spawn(serve(listener, inner.clone()));
@@ -284,6 +287,12 @@ impl FakeCluster {
     /// Delays every answer by `delay`.
     pub fn set_delay(&self, delay: Duration) {
         self.inner.lock().delay = delay;
+    }
+
+    /// Advertises Swift's bulk middleware in `/info` with this `max_deletes_per_request`
+    /// (`None`: not at all, the default). The fake does no bulk deletes itself.
+    pub fn set_bulk_delete_max(&self, max: Option<u64>) {
+        self.inner.lock().bulk_delete_max = max;
     }
 
     /// What `/recon/diskusage` reports: one device of `size` bytes with `used` used.
@@ -613,7 +622,7 @@ async fn route(inner: &Inner, parts: Parts, body: Incoming) -> Out {
     let path = parts.uri.path().to_owned();
     match path.as_str() {
         "/auth/v1.0" | "/auth/v1.0/" => return auth(inner, &parts),
-        "/info" => return info(&parts),
+        "/info" => return info_with_bulk(inner, &parts),
         "/healthcheck" => return Out::new(StatusCode::OK).body("OK"),
         "/recon/diskusage" => {
             let (size, used) = inner.lock().disk;
@@ -1479,4 +1488,19 @@ fn dates_are_formatted_as_swift_formats_them() {
     assert_eq!(http_date(0.0), "Thu, 01 Jan 1970 00:00:00 GMT");
     assert_eq!(http_date(951_782_400.0), "Tue, 29 Feb 2000 00:00:00 GMT");
     assert_eq!(iso_date(1_700_000_000.5), "2023-11-14T22:13:20.500000");
+}
+
+/// `/info`, with the `bulk_delete` section when [`FakeCluster::set_bulk_delete_max`] set one.
+fn info_with_bulk(inner: &Inner, parts: &Parts) -> Out {
+    let out = info(parts);
+    let Some(max) = inner.lock().bulk_delete_max else {
+        return out;
+    };
+    let Ok(mut v) = serde_json::from_slice::<Value>(&out.body) else {
+        return out;
+    };
+    v["bulk_delete"] = json!({"max_deletes_per_request": max, "max_failed_deletes": 1000});
+    Out::new(StatusCode::OK)
+        .header("content-type", "application/json; charset=UTF-8")
+        .body(v.to_string())
 }
