@@ -157,6 +157,9 @@ impl HttpClient {
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(64)
             .http1_max_headers(MAX_RESPONSE_HEADERS)
+            // The answer's header names keep the peer's spelling (in its extensions),
+            // for a server that passes the answer on.
+            .http1_preserve_header_case(true)
             .build(connector);
         Self { http, timeouts }
     }

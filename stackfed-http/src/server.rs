@@ -12,7 +12,9 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
-use crate::body::BoxError;
+use http_body_util::Either;
+
+use crate::body::{from_stream, Body, BoxError};
 
 /// How a server treats its connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +25,8 @@ pub struct ServeOptions {
     /// How long a client may take to send a request head (a client that stalls
     /// mid-head is disconnected instead of holding the connection).
     pub header_read_timeout: Duration,
+    /// The most headers a request may carry; more are answered 431 by the server.
+    pub max_headers: usize,
 }
 
 impl ServeOptions {
@@ -31,7 +35,14 @@ impl ServeOptions {
         Self {
             drain,
             header_read_timeout: Duration::from_secs(30),
+            max_headers: 100,
         }
+    }
+
+    /// With another limit on request headers (100 by default, as hyper's).
+    pub fn max_headers(mut self, max: usize) -> Self {
+        self.max_headers = max;
+        self
     }
 
     /// With another header read timeout.
@@ -43,6 +54,10 @@ impl ServeOptions {
 
 /// Serves `service` on `listener` (HTTP/1.1, keep-alive) until `shutdown` completes,
 /// then stops accepting and lets in-flight requests finish for up to `drain`.
+///
+/// Header names go out as a peer spelled them when a response carries the case map
+/// of a response [`HttpClient`](crate::HttpClient) received (a proxied answer keeps
+/// `X-Object-Meta-Color`), and title-cased otherwise (`X-Trans-Id`, `Content-Type`).
 ///
 /// Any `tower::Service` that answers `http::Request`s with `http::Response`s will do, so
 /// tower and tower-http layers can wrap the stackfed services before they are served.
@@ -94,7 +109,16 @@ where
                     .keep_alive(true)
                     .timer(TokioTimer::new())
                     .header_read_timeout(options.header_read_timeout)
-                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
+                    .max_headers(options.max_headers)
+                    .preserve_header_case(true)
+                    .title_case_headers(true)
+                    .serve_connection(
+                        TokioIo::new(stream),
+                        TowerToHyperService::new(tower::ServiceExt::map_response(
+                            service.clone(),
+                            keep_zero_length::<B>,
+                        )),
+                    );
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
@@ -114,6 +138,23 @@ where
         tracing::warn!("some connections were still open after {drain:?}");
     }
     Ok(())
+}
+
+/// A `204` that says `Content-Length: 0` keeps saying it (hyper
+/// drops the header of a bodiless 204 whose body is known to be over, but writes it for
+/// a body that is not known to be over yet; Swift's 204s carry it).
+fn keep_zero_length<B>(resp: Response<B>) -> Response<Either<B, Body>> {
+    let keep = resp.status() == http::StatusCode::NO_CONTENT
+        && resp.headers().contains_key(http::header::CONTENT_LENGTH);
+    resp.map(|b| {
+        if keep {
+            Either::Right(from_stream(
+                futures::stream::empty::<Result<Bytes, BoxError>>(),
+            ))
+        } else {
+            Either::Left(b)
+        }
+    })
 }
 
 /// Completes on Ctrl-C or SIGTERM.
@@ -166,7 +207,7 @@ mod tests {
         let mut out = String::new();
         s.read_to_string(&mut out).await.unwrap();
         assert!(out.starts_with("HTTP/1.1 200"), "{out}");
-        assert!(out.contains("transfer-encoding: chunked"), "{out}");
+        assert!(out.contains("Transfer-Encoding: chunked"), "{out}");
         assert!(
             out.ends_with("1\r\na\r\n1\r\nb\r\n1\r\nc\r\n0\r\n\r\n"),
             "{out}"
