@@ -133,6 +133,47 @@ impl ClientError {
     }
 }
 
+/// How long a request with `Expect: 100-continue` waits for the peer's `100 Continue`
+/// before its body is sent anyway (RFC 9110 §10.1.1: a client need not wait forever).
+pub const CONTINUE_WAIT: Duration = Duration::from_secs(2);
+
+/// A request that says `Expect: 100-continue` sends its body only once the peer said
+/// `100 Continue` (or after [`CONTINUE_WAIT`]): until then the body is not even read,
+/// so a peer that refuses the request on its head (404, 401, 413…) answers before a
+/// byte is read from the body's source, which for a proxy means that the client's own
+/// `100 Continue` is not sent either.
+fn gate_on_continue(mut req: Request<Body>) -> Request<Body> {
+    let expects = req
+        .headers()
+        .get_all(http::header::EXPECT)
+        .iter()
+        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if !expects || is_empty(req.body()) {
+        return req;
+    }
+    let go = std::sync::Arc::new(tokio::sync::Notify::new());
+    let signal = go.clone();
+    hyper::ext::on_informational(&mut req, move |res| {
+        if res.status() == http::StatusCode::CONTINUE {
+            signal.notify_one();
+        }
+    });
+    req.map(|body| {
+        use futures::StreamExt;
+        let wait = futures::stream::once(async move {
+            let _ = tokio::time::timeout(CONTINUE_WAIT, go.notified()).await;
+        })
+        .filter_map(|()| async { None });
+        let frames = http_body_util::BodyStream::new(body).filter_map(|frame| async move {
+            match frame {
+                Ok(f) => f.into_data().ok().map(Ok),
+                Err(e) => Some(Err(e)),
+            }
+        });
+        crate::body::from_stream(wait.chain(frames))
+    })
+}
+
 /// See the module docs. Cheap to clone: clones share the connection pool.
 #[derive(Debug, Clone)]
 pub struct HttpClient {
@@ -190,6 +231,7 @@ impl HttpClient {
     }
 
     async fn once(&self, req: Request<Body>) -> Result<Response<Body>, ClientError> {
+        let req = gate_on_continue(req);
         let resp = match tokio::time::timeout(self.timeouts.response, self.http.request(req)).await
         {
             Ok(Ok(resp)) => resp,
