@@ -356,4 +356,74 @@ mod tests {
         assert!(matches!(err, ClientError::TooLarge { limit: 4 }), "{err:?}");
         assert!(!err.is_temporary());
     }
+
+    /// A peer that reads a request head, then answers `answer` (after `100 Continue`
+    /// when `cont`), and returns everything it read before answering.
+    async fn expect_peer(
+        cont: bool,
+        answer: &'static [u8],
+    ) -> (String, tokio::task::JoinHandle<Vec<u8>>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s.read(&mut buf).await.unwrap();
+                seen.extend_from_slice(&buf[..n]);
+            }
+            if cont {
+                s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.unwrap();
+                while !seen.ends_with(b"hello") {
+                    let n = s.read(&mut buf).await.unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                }
+            } else {
+                // Give a client that does not wait time to send its body.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                if let Ok(Ok(n)) =
+                    tokio::time::timeout(Duration::from_millis(50), s.read(&mut buf)).await
+                {
+                    seen.extend_from_slice(&buf[..n]);
+                }
+            }
+            s.write_all(answer).await.unwrap();
+            seen
+        });
+        (format!("http://{addr}/"), task)
+    }
+
+    fn expecting_put(url: &str) -> Request<Body> {
+        Request::put(url)
+            .header("expect", "100-continue")
+            .header("content-length", "5")
+            .body(full("hello"))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_body_waits_for_100_continue() {
+        let client = HttpClient::new(Timeouts::default());
+        // Refused on its head: not a byte of the body is sent.
+        let (url, peer) = expect_peer(
+            false,
+            b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+        let resp = client.send(expecting_put(&url)).await.unwrap();
+        assert_eq!(resp.status(), 404);
+        let seen = String::from_utf8(peer.await.unwrap()).unwrap();
+        assert!(seen.ends_with("\r\n\r\n"), "the body was sent: {seen:?}");
+        // Accepted: the body follows the peer's 100.
+        let (url, peer) =
+            expect_peer(true, b"HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n").await;
+        let resp = client.send(expecting_put(&url)).await.unwrap();
+        assert_eq!(resp.status(), 201);
+        let seen = String::from_utf8(peer.await.unwrap()).unwrap();
+        assert!(seen.ends_with("\r\n\r\nhello"), "{seen:?}");
+    }
 }

@@ -252,4 +252,75 @@ mod tests {
             "shutdown did not wait for the stalled client"
         );
     }
+
+    #[tokio::test]
+    async fn header_names_keep_the_peers_case_and_204s_their_length() {
+        // A peer spelling its headers as Swift does.
+        let peer = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer_addr = peer.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = peer.accept().await.unwrap();
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nX-Object-Meta-Color: blUe\r\nETag: abc\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+                    .await;
+            }
+        });
+        let client = crate::HttpClient::new(crate::Timeouts::default());
+        let service = tower::service_fn(move |req: Request<Incoming>| {
+            let client = client.clone();
+            async move {
+                if req.uri().path() == "/empty" {
+                    let mut r = Response::new(crate::empty());
+                    *r.status_mut() = http::StatusCode::NO_CONTENT;
+                    r.headers_mut()
+                        .insert("content-length", http::HeaderValue::from(0));
+                    return Ok::<_, std::convert::Infallible>(r);
+                }
+                let fwd = Request::get(format!("http://{peer_addr}/"))
+                    .body(crate::empty())
+                    .unwrap();
+                let mut r = client.send(fwd).await.unwrap();
+                r.headers_mut()
+                    .insert("x-made-here", http::HeaderValue::from_static("1"));
+                Ok(r)
+            }
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(
+            listener,
+            service,
+            async {
+                let _ = rx.await;
+            },
+            Duration::from_secs(1),
+        ));
+        let get = |path: &'static str| async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            )
+            .await
+            .unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.unwrap();
+            out
+        };
+        let out = get("/").await;
+        assert!(out.contains("\r\nX-Object-Meta-Color: blUe\r\n"), "{out}");
+        assert!(
+            out.contains("\r\nETag: abc\r\n"),
+            "the peer's spelling: {out}"
+        );
+        assert!(out.contains("\r\nX-Made-Here: 1\r\n"), "title case: {out}");
+        let out = get("/empty").await;
+        assert!(out.starts_with("HTTP/1.1 204"), "{out}");
+        assert!(out.contains("\r\nContent-Length: 0\r\n"), "{out}");
+        tx.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
 }

@@ -170,7 +170,7 @@ pub fn check_object_creation(headers: &HeaderMap, info: &Value) -> Result<(), Sw
     let te = headers
         .get_all(header::TRANSFER_ENCODING)
         .iter()
-        .last()
+        .next_back()
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let chunked = match te.as_deref().filter(|t| !t.is_empty()) {
         None => false,
