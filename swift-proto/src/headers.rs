@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use federation_core::attrs::Attributes;
-use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use serde_json::Value;
 
 use crate::error::SwiftError;
@@ -151,6 +151,40 @@ pub fn sum_usage<'a>(into: &mut HeaderMap, responses: impl IntoIterator<Item = &
 /// 431 `Too many headers` (Python's `http.client` limit, which Swift sets to 1.6 times
 /// its `MAX_HEADER_COUNT` of `max_meta_count` + 36, so 201 with the default 90).
 pub const MAX_REQUEST_HEADERS: usize = 201;
+
+/// The longest request line Swift's server (eventlet) reads: at this length or more it
+/// answers 414.
+pub const MAX_REQUEST_LINE: usize = 8192;
+/// The longest header line (`Name: value` and its line end) it reads: at this length or
+/// more it answers 400 `Header Line Too Long`.
+pub const MAX_HEADER_LINE: usize = 8192;
+/// The most header bytes it reads: more is a 400 `Headers Too Large`.
+pub const MAX_TOTAL_HEADER_SIZE: usize = 65_536;
+
+/// The limits Swift's server applies to a request head before Swift sees it (so every
+/// request, also those the proxy answers itself, meets them): a request line of
+/// [`MAX_REQUEST_LINE`] bytes or more is a 414, a header line of [`MAX_HEADER_LINE`]
+/// or more or more than [`MAX_TOTAL_HEADER_SIZE`] header bytes a 400, all with empty
+/// bodies. Lines are measured as HTTP/1.1 writes them (`Name: value\r\n`).
+pub fn check_request_head(
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+) -> Result<(), SwiftError> {
+    let request_line = method.as_str().len() + 1 + target.len() + " HTTP/1.1\r\n".len();
+    if request_line >= MAX_REQUEST_LINE {
+        return Err(SwiftError::plain(StatusCode::URI_TOO_LONG, ""));
+    }
+    let mut total = 0;
+    for (name, value) in headers {
+        let line = name.as_str().len() + 2 + value.len() + 2;
+        total += line;
+        if line >= MAX_HEADER_LINE || total > MAX_TOTAL_HEADER_SIZE {
+            return Err(SwiftError::plain(StatusCode::BAD_REQUEST, ""));
+        }
+    }
+    Ok(())
+}
 
 /// A numeric constraint of `/info`'s `swift` section, or Swift's default.
 fn constraint(info: &Value, name: &str, default: u64) -> u64 {
@@ -328,6 +362,43 @@ mod tests {
             check(&[("transfer-encoding", "chunked"), ("content-length", "1000")]),
             Ok(()),
             "chunked wins over a length"
+        );
+    }
+
+    #[test]
+    fn request_heads_meet_swifts_server_limits() {
+        // A real Swift 2.38 cluster: a 9,000-byte path is a 414, an 8,100-byte one is
+        // served; a 9,000-byte header value is a 400, an 8,180-byte one is served.
+        let get = Method::GET;
+        let path = |n: usize| format!("/v1/AUTH_test/{}", "p".repeat(n));
+        let e = check_request_head(&get, &path(9000), &HeaderMap::new()).unwrap_err();
+        assert_eq!(
+            (
+                e.status.as_u16(),
+                e.into_response(false).headers()[header::CONTENT_LENGTH]
+                    .to_str()
+                    .unwrap()
+            ),
+            (414, "0")
+        );
+        assert!(check_request_head(&get, &path(8100), &HeaderMap::new()).is_ok());
+        let with = |n: usize| {
+            let mut h = HeaderMap::new();
+            h.insert("x-foo", HeaderValue::from_str(&"a".repeat(n)).unwrap());
+            check_request_head(&get, "/v1/AUTH_test", &h)
+        };
+        assert_eq!(with(9000).unwrap_err().status, 400);
+        assert!(with(8180).is_ok());
+        let mut many = HeaderMap::new();
+        for i in 0..10 {
+            many.insert(
+                HeaderName::from_bytes(format!("x-foo-{i}").as_bytes()).unwrap(),
+                HeaderValue::from_str(&"a".repeat(8000)).unwrap(),
+            );
+        }
+        assert_eq!(
+            check_request_head(&get, "/", &many).unwrap_err().status,
+            400
         );
     }
 }

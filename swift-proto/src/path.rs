@@ -1,7 +1,7 @@
 //! Request paths: what a request is addressed to, validated.
 
 use federation_core::{AccountName, ContainerName};
-use http::StatusCode;
+use http::{Method, StatusCode};
 use percent_encoding::percent_decode_str;
 
 use crate::error::SwiftError;
@@ -54,6 +54,17 @@ impl SwiftPath {
     /// account a 400, a path without an account (`/v1/`, `/v1`, `/info asdf`) a 412
     /// `Bad URL`. A container name over 256 bytes is a 400 with Swift's message.
     pub fn parse(raw: &str) -> Result<Self, SwiftError> {
+        Self::parse_inner(raw, None)
+    }
+
+    /// [`parse`](Self::parse) for a request with `method`: a container name too long
+    /// for Swift is refused with 400 only where Swift checks it, on a container `PUT`;
+    /// any other request cannot find such a container (404, as Swift answers).
+    pub fn parse_request(method: &Method, raw: &str) -> Result<Self, SwiftError> {
+        Self::parse_inner(raw, Some(method))
+    }
+
+    fn parse_inner(raw: &str, method: Option<&Method>) -> Result<Self, SwiftError> {
         let bytes: Vec<u8> = percent_decode_str(raw).collect();
         let path = String::from_utf8(bytes).map_err(|_| invalid_utf8())?;
         if path.contains('\0') {
@@ -87,8 +98,9 @@ impl SwiftPath {
         let Some(container) = container else {
             return Ok(Self::Account { account });
         };
+        let checked = method.is_none_or(|m| *m == Method::PUT && object.is_none());
         let container = ContainerName::new(container).map_err(|e| match e {
-            federation_core::NameError::TooLong { len, max, .. } => {
+            federation_core::NameError::TooLong { len, max, .. } if checked => {
                 SwiftError::bad_request(format!("Container name length of {len} longer than {max}"))
             }
             _ => SwiftError::not_found(),
@@ -200,6 +212,24 @@ mod tests {
         assert_eq!(
             e.message.as_deref(),
             Some("Container name length of 257 longer than 256")
+        );
+        // Swift checks the length on a container PUT only; elsewhere it is not found.
+        let path = format!("/v1/AUTH_t/{long}");
+        assert_eq!(
+            SwiftPath::parse_request(&Method::PUT, &path)
+                .unwrap_err()
+                .status,
+            400
+        );
+        for m in [Method::GET, Method::HEAD, Method::POST, Method::DELETE] {
+            assert_eq!(SwiftPath::parse_request(&m, &path).unwrap_err().status, 404);
+        }
+        let obj = format!("/v1/AUTH_t/{long}/o");
+        assert_eq!(
+            SwiftPath::parse_request(&Method::PUT, &obj)
+                .unwrap_err()
+                .status,
+            404
         );
         assert!(SwiftPath::check_object_name(&"o".repeat(1025)).is_err());
         assert!(SwiftPath::check_object_name(&"o".repeat(1024)).is_ok());

@@ -285,3 +285,13 @@ def test_an_empty_storage_policy_means_the_default(fed, east):
     status, got, _ = fed.raw("HEAD", f"{fed.path}/{c}")
     assert header(got, "x-storage-policy"), got
     fed.raw("DELETE", f"{fed.path}/{c}")
+
+
+def test_long_lines_are_refused_as_swifts_server_does(fed, east):
+    for value, path_len in ((9000, None), (8100, None), (None, 9000), (None, 8000)):
+        got = []
+        for ep in (east, fed):
+            hdrs = [("X-Foo", "a" * value)] if value else []
+            path = f"{ep.path}/{'p' * path_len}" if path_len else ep.path
+            got.append(ep.raw("HEAD", path, hdrs)[0])
+        assert got[0] == got[1], (value, path_len, got)

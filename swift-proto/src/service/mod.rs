@@ -167,6 +167,13 @@ impl FederationService {
             .map(str::to_owned);
         let trans_id = new_trans_id(extra.as_deref());
         let trans_value = HeaderValue::from_str(&trans_id).ok();
+        // What Swift's server refuses before Swift sees the request (the head as the
+        // client sent it).
+        let within_limits = crate::headers::check_request_head(
+            &parts.method,
+            &parts.uri.to_string(),
+            &parts.headers,
+        );
         // The clusters append it to their own ids (Swift keeps its first 32 bytes).
         if let Some(v) = &trans_value {
             parts
@@ -174,10 +181,11 @@ impl FederationService {
                 .insert(HeaderName::from_static(TRANS_ID_EXTRA), v.clone());
         }
         let keep_alive = asks_keep_alive(&parts.headers);
-        let mut resp = match self.process(parts, boxed(body)).await {
-            Ok(resp) => resp,
-            Err(e) => e.into_response(head),
+        let answer = match within_limits {
+            Ok(()) => self.process(parts, boxed(body)).await,
+            Err(e) => Err(e),
         };
+        let mut resp = answer.unwrap_or_else(|e| e.into_response(head));
         let h = resp.headers_mut();
         if let Some(v) = trans_value {
             h.insert(HeaderName::from_static(TRANS_ID), v.clone());
@@ -201,7 +209,7 @@ impl FederationService {
 
     /// Phases 1 to 6: parse, identify, and hand the request to its family.
     async fn process(&self, parts: Parts, body: Body) -> Result<Response<Body>> {
-        let path = SwiftPath::parse(parts.uri.path())?;
+        let path = SwiftPath::parse_request(&parts.method, parts.uri.path())?;
         let manifest = parts
             .uri
             .query()
