@@ -8,6 +8,7 @@ give the same."""
 import http.client
 import re
 import socket
+import time
 import urllib.parse
 import uuid
 
@@ -68,7 +69,13 @@ class Endpoint:
 
 @pytest.fixture(scope="module")
 def fed(proxy):
-    return Endpoint(proxy.auth_url)
+    ep = Endpoint(proxy.auth_url)
+    # Earlier modules stop and restart clusters: wait until the proxy's health probe
+    # sees every cluster again (an account request needs them all).
+    deadline = time.monotonic() + 60
+    while ep.raw("HEAD", ep.path)[0] != 204 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return ep
 
 
 @pytest.fixture(scope="module")
@@ -151,13 +158,18 @@ def test_metadata_limits_are_swifts(fed, east):
             assert statuses == want
 
 
-def test_an_account_with_90_metadata_items_stays_readable(fed, east):
-    meta = [(f"X-Account-Meta-Wire{i}", "v") for i in range(90)]
+def test_an_account_with_90_metadata_items_stays_readable(fed, east, clusters):
+    # Up to Swift's limit of 90 items, counting what other tests left on the account.
+    west = Endpoint(clusters["west"].auth_url)
+    held = max(sum(1 for k in names(ep.raw("HEAD", ep.path)[1])
+                   if k.lower().startswith("x-account-meta-")) for ep in (east, west))
+    meta = [(f"X-Account-Meta-Wire{i}", "v") for i in range(90 - held)]
+    assert len(meta) >= 80, held
     try:
         assert fed.raw("POST", fed.path, meta)[0] == 204
         status, got, _ = fed.raw("GET", fed.path + "?format=json")
         assert status in (200, 204)
-        assert header(got, "X-Account-Meta-Wire89") == "v"
+        assert header(got, f"X-Account-Meta-Wire{len(meta) - 1}") == "v"
         assert fed.raw("HEAD", fed.path)[0] == 204
     finally:
         fed.raw("POST", fed.path, [(k, "") for k, _ in meta])
