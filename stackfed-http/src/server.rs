@@ -1,6 +1,8 @@
 //! Serving any `tower::Service` over HTTP/1.1 with graceful shutdown.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,6 +12,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 
 use http_body_util::Either;
@@ -27,6 +30,11 @@ pub struct ServeOptions {
     pub header_read_timeout: Duration,
     /// The most headers a request may carry; more are answered 431 by the server.
     pub max_headers: usize,
+    /// Percent-encode raw bytes of 0x80 and above in a connection's first request
+    /// line (a client that sends a path's UTF-8, or invalid UTF-8, unencoded), which
+    /// the HTTP parser would otherwise refuse with a bare 400 before the service sees
+    /// the request. Later requests on a kept-alive connection are not rewritten.
+    pub encode_raw_target: bool,
 }
 
 impl ServeOptions {
@@ -36,7 +44,15 @@ impl ServeOptions {
             drain,
             header_read_timeout: Duration::from_secs(30),
             max_headers: 100,
+            encode_raw_target: false,
         }
+    }
+
+    /// With raw bytes in a connection's first request line percent-encoded (see
+    /// [`encode_raw_target`](Self::encode_raw_target)).
+    pub fn encode_raw_target(mut self, encode: bool) -> Self {
+        self.encode_raw_target = encode;
+        self
     }
 
     /// With another limit on request headers (100 by default, as hyper's).
@@ -113,7 +129,7 @@ where
                     .preserve_header_case(true)
                     .title_case_headers(true)
                     .serve_connection(
-                        TokioIo::new(stream),
+                        TokioIo::new(FirstLine::new(stream, options.encode_raw_target)),
                         TowerToHyperService::new(tower::ServiceExt::map_response(
                             service.clone(),
                             keep_zero_length::<B>,
@@ -138,6 +154,114 @@ where
         tracing::warn!("some connections were still open after {drain:?}");
     }
     Ok(())
+}
+
+/// A connection whose first line (the first request line) has its bytes of 0x80 and
+/// above percent-encoded, when enabled; everything after that line passes unchanged.
+struct FirstLine<S> {
+    inner: S,
+    in_line: bool,
+    pending: Vec<u8>,
+    pos: usize,
+}
+
+impl<S> FirstLine<S> {
+    fn new(inner: S, enabled: bool) -> Self {
+        Self {
+            inner,
+            in_line: enabled,
+            pending: Vec::new(),
+            pos: 0,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for FirstLine<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if this.pos == this.pending.len() {
+            if !this.in_line {
+                return Pin::new(&mut this.inner).poll_read(cx, buf);
+            }
+            let mut raw = [0u8; 4096];
+            let mut rb = ReadBuf::new(&mut raw);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) => {}
+                other => return other,
+            }
+            let got = rb.filled();
+            if got.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            this.pending.clear();
+            this.pos = 0;
+            let mut rest = got;
+            while let Some((&b, tail)) = rest.split_first() {
+                if !this.in_line {
+                    break;
+                }
+                if b >= 0x80 {
+                    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+                    this.pending.extend_from_slice(&[
+                        b'%',
+                        HEX[usize::from(b >> 4)],
+                        HEX[usize::from(b & 0xf)],
+                    ]);
+                } else {
+                    this.pending.push(b);
+                }
+                if b == b'\n' {
+                    this.in_line = false;
+                }
+                rest = tail;
+            }
+            this.pending.extend_from_slice(rest);
+        }
+        let n = buf.remaining().min(this.pending.len() - this.pos);
+        buf.put_slice(&this.pending[this.pos..this.pos + n]);
+        this.pos += n;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for FirstLine<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
 }
 
 /// A `204` that says `Content-Length: 0` keeps saying it (hyper
@@ -320,6 +444,36 @@ mod tests {
         let out = get("/empty").await;
         assert!(out.starts_with("HTTP/1.1 204"), "{out}");
         assert!(out.contains("\r\nContent-Length: 0\r\n"), "{out}");
+        tx.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn raw_bytes_in_a_first_request_line_are_percent_encoded() {
+        let service = tower::service_fn(|req: Request<Incoming>| async move {
+            Ok::<_, std::convert::Infallible>(Response::new(crate::full(req.uri().to_string())))
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let options = ServeOptions::new(Duration::from_secs(1)).encode_raw_target(true);
+        let server = tokio::spawn(serve_with(
+            listener,
+            service,
+            async {
+                let _ = rx.await;
+            },
+            options,
+        ));
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /v1/a/\xff\xc3\xa9?q=\xe2 HTTP/1.1\r\nHost: x\r\nX-Meta: \xc3\xa9\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.unwrap();
+        let out = String::from_utf8_lossy(&out);
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        assert!(out.ends_with("/v1/a/%FF%C3%A9?q=%E2"), "{out}");
         tx.send(()).unwrap();
         server.await.unwrap().unwrap();
     }

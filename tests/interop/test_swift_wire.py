@@ -307,3 +307,22 @@ def test_long_lines_are_refused_as_swifts_server_does(fed, east):
             path = f"{ep.path}/{'p' * path_len}" if path_len else ep.path
             got.append(ep.raw("HEAD", path, hdrs)[0])
         assert got[0] == got[1], (value, path_len, got)
+
+
+def test_raw_invalid_utf8_in_a_path_is_swifts_412(fed, east):
+    got = []
+    for ep in (east, fed):
+        head = (f"PUT {ep.path}/".encode() + "é-ok".encode()[::-1]
+                + f" HTTP/1.1\r\nHost: x\r\nX-Auth-Token: {ep.token}\r\n"
+                  f"Content-Length: 0\r\nConnection: close\r\n\r\n".encode())
+        with socket.create_connection((ep.host, ep.port), timeout=10) as s:
+            s.sendall(head)
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        got.append((data.split(b"\r\n", 1)[0].split(b" ")[1], data.split(b"\r\n\r\n", 1)[1]))
+    assert got[0] == (b"412", b"Invalid UTF8 or contains NULL"), got
+    assert got[1] == got[0]
