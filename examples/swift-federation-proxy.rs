@@ -42,11 +42,17 @@ async fn run(args: Args) -> Result<(), String> {
     tracing::info!(%addr, clusters = config.clusters.len(), policy = service.locator().policy().name(), "listening");
     // A machine-readable line for scripts that start the proxy on port 0.
     println!("listening on http://{addr}");
-    stackfed::http::serve(
+    // As many request headers as Swift's own proxy reads, so that Swift's checks
+    // (metadata count and size) give their answers.
+    let options = stackfed::http::ServeOptions::new(Duration::from_secs(10))
+        .max_headers(stackfed::swift_proto::headers::MAX_REQUEST_HEADERS)
+        // Swift answers a path of raw invalid UTF-8 with 412, not the parser's 400.
+        .encode_raw_target(true);
+    stackfed::http::serve_with(
         listener,
         service,
         stackfed::http::shutdown_signal(),
-        Duration::from_secs(10),
+        options,
     )
     .await
     .map_err(|e| e.to_string())?;

@@ -133,6 +133,47 @@ impl ClientError {
     }
 }
 
+/// How long a request with `Expect: 100-continue` waits for the peer's `100 Continue`
+/// before its body is sent anyway (RFC 9110 §10.1.1: a client need not wait forever).
+pub const CONTINUE_WAIT: Duration = Duration::from_secs(2);
+
+/// A request that says `Expect: 100-continue` sends its body only once the peer said
+/// `100 Continue` (or after [`CONTINUE_WAIT`]): until then the body is not even read,
+/// so a peer that refuses the request on its head (404, 401, 413…) answers before a
+/// byte is read from the body's source, which for a proxy means that the client's own
+/// `100 Continue` is not sent either.
+fn gate_on_continue(mut req: Request<Body>) -> Request<Body> {
+    let expects = req
+        .headers()
+        .get_all(http::header::EXPECT)
+        .iter()
+        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if !expects || is_empty(req.body()) {
+        return req;
+    }
+    let go = std::sync::Arc::new(tokio::sync::Notify::new());
+    let signal = go.clone();
+    hyper::ext::on_informational(&mut req, move |res| {
+        if res.status() == http::StatusCode::CONTINUE {
+            signal.notify_one();
+        }
+    });
+    req.map(|body| {
+        use futures::StreamExt;
+        let wait = futures::stream::once(async move {
+            let _ = tokio::time::timeout(CONTINUE_WAIT, go.notified()).await;
+        })
+        .filter_map(|()| async { None });
+        let frames = http_body_util::BodyStream::new(body).filter_map(|frame| async move {
+            match frame {
+                Ok(f) => f.into_data().ok().map(Ok),
+                Err(e) => Some(Err(e)),
+            }
+        });
+        crate::body::from_stream(wait.chain(frames))
+    })
+}
+
 /// See the module docs. Cheap to clone: clones share the connection pool.
 #[derive(Debug, Clone)]
 pub struct HttpClient {
@@ -157,6 +198,9 @@ impl HttpClient {
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(64)
             .http1_max_headers(MAX_RESPONSE_HEADERS)
+            // The answer's header names keep the peer's spelling (in its extensions),
+            // for a server that passes the answer on.
+            .http1_preserve_header_case(true)
             .build(connector);
         Self { http, timeouts }
     }
@@ -187,6 +231,7 @@ impl HttpClient {
     }
 
     async fn once(&self, req: Request<Body>) -> Result<Response<Body>, ClientError> {
+        let req = gate_on_continue(req);
         let resp = match tokio::time::timeout(self.timeouts.response, self.http.request(req)).await
         {
             Ok(Ok(resp)) => resp,
@@ -310,5 +355,75 @@ mod tests {
         let err = client.send_collect(req, 4).await.unwrap_err();
         assert!(matches!(err, ClientError::TooLarge { limit: 4 }), "{err:?}");
         assert!(!err.is_temporary());
+    }
+
+    /// A peer that reads a request head, then answers `answer` (after `100 Continue`
+    /// when `cont`), and returns everything it read before answering.
+    async fn expect_peer(
+        cont: bool,
+        answer: &'static [u8],
+    ) -> (String, tokio::task::JoinHandle<Vec<u8>>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s.read(&mut buf).await.unwrap();
+                seen.extend_from_slice(&buf[..n]);
+            }
+            if cont {
+                s.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.unwrap();
+                while !seen.ends_with(b"hello") {
+                    let n = s.read(&mut buf).await.unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                }
+            } else {
+                // Give a client that does not wait time to send its body.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                if let Ok(Ok(n)) =
+                    tokio::time::timeout(Duration::from_millis(50), s.read(&mut buf)).await
+                {
+                    seen.extend_from_slice(&buf[..n]);
+                }
+            }
+            s.write_all(answer).await.unwrap();
+            seen
+        });
+        (format!("http://{addr}/"), task)
+    }
+
+    fn expecting_put(url: &str) -> Request<Body> {
+        Request::put(url)
+            .header("expect", "100-continue")
+            .header("content-length", "5")
+            .body(full("hello"))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_body_waits_for_100_continue() {
+        let client = HttpClient::new(Timeouts::default());
+        // Refused on its head: not a byte of the body is sent.
+        let (url, peer) = expect_peer(
+            false,
+            b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        )
+        .await;
+        let resp = client.send(expecting_put(&url)).await.unwrap();
+        assert_eq!(resp.status(), 404);
+        let seen = String::from_utf8(peer.await.unwrap()).unwrap();
+        assert!(seen.ends_with("\r\n\r\n"), "the body was sent: {seen:?}");
+        // Accepted: the body follows the peer's 100.
+        let (url, peer) =
+            expect_peer(true, b"HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n").await;
+        let resp = client.send(expecting_put(&url)).await.unwrap();
+        assert_eq!(resp.status(), 201);
+        let seen = String::from_utf8(peer.await.unwrap()).unwrap();
+        assert!(seen.ends_with("\r\n\r\nhello"), "{seen:?}");
     }
 }

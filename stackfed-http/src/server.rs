@@ -1,6 +1,8 @@
 //! Serving any `tower::Service` over HTTP/1.1 with graceful shutdown.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,9 +12,12 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 
-use crate::body::BoxError;
+use http_body_util::Either;
+
+use crate::body::{from_stream, Body, BoxError};
 
 /// How a server treats its connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +28,13 @@ pub struct ServeOptions {
     /// How long a client may take to send a request head (a client that stalls
     /// mid-head is disconnected instead of holding the connection).
     pub header_read_timeout: Duration,
+    /// The most headers a request may carry; more are answered 431 by the server.
+    pub max_headers: usize,
+    /// Percent-encode raw bytes of 0x80 and above in a connection's first request
+    /// line (a client that sends a path's UTF-8, or invalid UTF-8, unencoded), which
+    /// the HTTP parser would otherwise refuse with a bare 400 before the service sees
+    /// the request. Later requests on a kept-alive connection are not rewritten.
+    pub encode_raw_target: bool,
 }
 
 impl ServeOptions {
@@ -31,7 +43,22 @@ impl ServeOptions {
         Self {
             drain,
             header_read_timeout: Duration::from_secs(30),
+            max_headers: 100,
+            encode_raw_target: false,
         }
+    }
+
+    /// With raw bytes in a connection's first request line percent-encoded (see
+    /// [`encode_raw_target`](Self::encode_raw_target)).
+    pub fn encode_raw_target(mut self, encode: bool) -> Self {
+        self.encode_raw_target = encode;
+        self
+    }
+
+    /// With another limit on request headers (100 by default, as hyper's).
+    pub fn max_headers(mut self, max: usize) -> Self {
+        self.max_headers = max;
+        self
     }
 
     /// With another header read timeout.
@@ -43,6 +70,10 @@ impl ServeOptions {
 
 /// Serves `service` on `listener` (HTTP/1.1, keep-alive) until `shutdown` completes,
 /// then stops accepting and lets in-flight requests finish for up to `drain`.
+///
+/// Header names go out as a peer spelled them when a response carries the case map
+/// of a response [`HttpClient`](crate::HttpClient) received (a proxied answer keeps
+/// `X-Object-Meta-Color`), and title-cased otherwise (`X-Trans-Id`, `Content-Type`).
 ///
 /// Any `tower::Service` that answers `http::Request`s with `http::Response`s will do, so
 /// tower and tower-http layers can wrap the stackfed services before they are served.
@@ -94,7 +125,16 @@ where
                     .keep_alive(true)
                     .timer(TokioTimer::new())
                     .header_read_timeout(options.header_read_timeout)
-                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
+                    .max_headers(options.max_headers)
+                    .preserve_header_case(true)
+                    .title_case_headers(true)
+                    .serve_connection(
+                        TokioIo::new(FirstLine::new(stream, options.encode_raw_target)),
+                        TowerToHyperService::new(tower::ServiceExt::map_response(
+                            service.clone(),
+                            keep_zero_length::<B>,
+                        )),
+                    );
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
@@ -114,6 +154,131 @@ where
         tracing::warn!("some connections were still open after {drain:?}");
     }
     Ok(())
+}
+
+/// A connection whose first line (the first request line) has its bytes of 0x80 and
+/// above percent-encoded, when enabled; everything after that line passes unchanged.
+struct FirstLine<S> {
+    inner: S,
+    in_line: bool,
+    pending: Vec<u8>,
+    pos: usize,
+}
+
+impl<S> FirstLine<S> {
+    fn new(inner: S, enabled: bool) -> Self {
+        Self {
+            inner,
+            in_line: enabled,
+            pending: Vec::new(),
+            pos: 0,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for FirstLine<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if this.pos == this.pending.len() {
+            if !this.in_line {
+                return Pin::new(&mut this.inner).poll_read(cx, buf);
+            }
+            let mut raw = [0u8; 4096];
+            let mut rb = ReadBuf::new(&mut raw);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) => {}
+                other => return other,
+            }
+            let got = rb.filled();
+            if got.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            this.pending.clear();
+            this.pos = 0;
+            let mut rest = got;
+            while let Some((&b, tail)) = rest.split_first() {
+                if !this.in_line {
+                    break;
+                }
+                if b >= 0x80 {
+                    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+                    this.pending.extend_from_slice(&[
+                        b'%',
+                        HEX[usize::from(b >> 4)],
+                        HEX[usize::from(b & 0xf)],
+                    ]);
+                } else {
+                    this.pending.push(b);
+                }
+                if b == b'\n' {
+                    this.in_line = false;
+                }
+                rest = tail;
+            }
+            this.pending.extend_from_slice(rest);
+        }
+        let n = buf.remaining().min(this.pending.len() - this.pos);
+        buf.put_slice(&this.pending[this.pos..this.pos + n]);
+        this.pos += n;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for FirstLine<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// A `204` that says `Content-Length: 0` keeps saying it (hyper
+/// drops the header of a bodiless 204 whose body is known to be over, but writes it for
+/// a body that is not known to be over yet; Swift's 204s carry it).
+fn keep_zero_length<B>(resp: Response<B>) -> Response<Either<B, Body>> {
+    let keep = resp.status() == http::StatusCode::NO_CONTENT
+        && resp.headers().contains_key(http::header::CONTENT_LENGTH);
+    resp.map(|b| {
+        if keep {
+            Either::Right(from_stream(
+                futures::stream::empty::<Result<Bytes, BoxError>>(),
+            ))
+        } else {
+            Either::Left(b)
+        }
+    })
 }
 
 /// Completes on Ctrl-C or SIGTERM.
@@ -166,7 +331,7 @@ mod tests {
         let mut out = String::new();
         s.read_to_string(&mut out).await.unwrap();
         assert!(out.starts_with("HTTP/1.1 200"), "{out}");
-        assert!(out.contains("transfer-encoding: chunked"), "{out}");
+        assert!(out.contains("Transfer-Encoding: chunked"), "{out}");
         assert!(
             out.ends_with("1\r\na\r\n1\r\nb\r\n1\r\nc\r\n0\r\n\r\n"),
             "{out}"
@@ -210,5 +375,106 @@ mod tests {
             stopped.is_ok(),
             "shutdown did not wait for the stalled client"
         );
+    }
+
+    #[tokio::test]
+    async fn header_names_keep_the_peers_case_and_204s_their_length() {
+        // A peer spelling its headers as Swift does.
+        let peer = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer_addr = peer.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = peer.accept().await.unwrap();
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nX-Object-Meta-Color: blUe\r\nETag: abc\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+                    .await;
+            }
+        });
+        let client = crate::HttpClient::new(crate::Timeouts::default());
+        let service = tower::service_fn(move |req: Request<Incoming>| {
+            let client = client.clone();
+            async move {
+                if req.uri().path() == "/empty" {
+                    let mut r = Response::new(crate::empty());
+                    *r.status_mut() = http::StatusCode::NO_CONTENT;
+                    r.headers_mut()
+                        .insert("content-length", http::HeaderValue::from(0));
+                    return Ok::<_, std::convert::Infallible>(r);
+                }
+                let fwd = Request::get(format!("http://{peer_addr}/"))
+                    .body(crate::empty())
+                    .unwrap();
+                let mut r = client.send(fwd).await.unwrap();
+                r.headers_mut()
+                    .insert("x-made-here", http::HeaderValue::from_static("1"));
+                Ok(r)
+            }
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(
+            listener,
+            service,
+            async {
+                let _ = rx.await;
+            },
+            Duration::from_secs(1),
+        ));
+        let get = |path: &'static str| async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            )
+            .await
+            .unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.unwrap();
+            out
+        };
+        let out = get("/").await;
+        assert!(out.contains("\r\nX-Object-Meta-Color: blUe\r\n"), "{out}");
+        assert!(
+            out.contains("\r\nETag: abc\r\n"),
+            "the peer's spelling: {out}"
+        );
+        assert!(out.contains("\r\nX-Made-Here: 1\r\n"), "title case: {out}");
+        let out = get("/empty").await;
+        assert!(out.starts_with("HTTP/1.1 204"), "{out}");
+        assert!(out.contains("\r\nContent-Length: 0\r\n"), "{out}");
+        tx.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn raw_bytes_in_a_first_request_line_are_percent_encoded() {
+        let service = tower::service_fn(|req: Request<Incoming>| async move {
+            Ok::<_, std::convert::Infallible>(Response::new(crate::full(req.uri().to_string())))
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let options = ServeOptions::new(Duration::from_secs(1)).encode_raw_target(true);
+        let server = tokio::spawn(serve_with(
+            listener,
+            service,
+            async {
+                let _ = rx.await;
+            },
+            options,
+        ));
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /v1/a/\xff\xc3\xa9?q=\xe2 HTTP/1.1\r\nHost: x\r\nX-Meta: \xc3\xa9\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.unwrap();
+        let out = String::from_utf8_lossy(&out);
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        assert!(out.ends_with("/v1/a/%FF%C3%A9?q=%E2"), "{out}");
+        tx.send(()).unwrap();
+        server.await.unwrap().unwrap();
     }
 }

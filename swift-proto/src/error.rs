@@ -16,6 +16,9 @@ pub struct SwiftError {
     pub status: StatusCode,
     /// A specific message, or `None` for Swift's default text.
     pub message: Option<Cow<'static, str>>,
+    /// Sent as `text/plain` (as Swift sends its constraint checks' answers) rather than
+    /// `text/html; charset=UTF-8`.
+    plain: bool,
 }
 
 impl SwiftError {
@@ -24,6 +27,7 @@ impl SwiftError {
         Self {
             status,
             message: None,
+            plain: false,
         }
     }
 
@@ -32,6 +36,17 @@ impl SwiftError {
         Self {
             status,
             message: Some(message.into()),
+            plain: false,
+        }
+    }
+
+    /// An error with a specific message sent as `text/plain`, as Swift answers failed
+    /// constraint checks (`Missing Content-Length header.`, `Your request is too
+    /// large.`, `Too many metadata items; max 90`).
+    pub fn plain(status: StatusCode, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            plain: true,
+            ..Self::new(status, message)
         }
     }
 
@@ -81,7 +96,11 @@ impl SwiftError {
         let h = resp.headers_mut();
         h.insert(
             header::CONTENT_TYPE,
-            HeaderValue::from_static("text/html; charset=UTF-8"),
+            HeaderValue::from_static(if self.plain {
+                "text/plain"
+            } else {
+                "text/html; charset=UTF-8"
+            }),
         );
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
         resp

@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use federation_core::attrs::Attributes;
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use serde_json::Value;
 
 use crate::error::SwiftError;
 
@@ -146,6 +147,117 @@ pub fn sum_usage<'a>(into: &mut HeaderMap, responses: impl IntoIterator<Item = &
     }
 }
 
+/// The most headers a request may carry: what Swift's proxy reads before it answers
+/// 431 `Too many headers` (Python's `http.client` limit, which Swift sets to 1.6 times
+/// its `MAX_HEADER_COUNT` of `max_meta_count` + 36, so 201 with the default 90).
+pub const MAX_REQUEST_HEADERS: usize = 201;
+
+/// The longest request line Swift's server (eventlet) reads: at this length or more it
+/// answers 414.
+pub const MAX_REQUEST_LINE: usize = 8192;
+/// The longest header line (`Name: value` and its line end) it reads: at this length or
+/// more it answers 400 `Header Line Too Long`.
+pub const MAX_HEADER_LINE: usize = 8192;
+/// The most header bytes it reads: more is a 400 `Headers Too Large`.
+pub const MAX_TOTAL_HEADER_SIZE: usize = 65_536;
+
+/// The limits Swift's server applies to a request head before Swift sees it (so every
+/// request, also those the proxy answers itself, meets them): a request line of
+/// [`MAX_REQUEST_LINE`] bytes or more is a 414, a header line of [`MAX_HEADER_LINE`]
+/// or more or more than [`MAX_TOTAL_HEADER_SIZE`] header bytes a 400, all with empty
+/// bodies. Lines are measured as HTTP/1.1 writes them (`Name: value\r\n`).
+pub fn check_request_head(
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+) -> Result<(), SwiftError> {
+    let request_line = method.as_str().len() + 1 + target.len() + " HTTP/1.1\r\n".len();
+    if request_line >= MAX_REQUEST_LINE {
+        return Err(SwiftError::plain(StatusCode::URI_TOO_LONG, ""));
+    }
+    let mut total = 0;
+    for (name, value) in headers {
+        let line = name.as_str().len() + 2 + value.len() + 2;
+        total += line;
+        if line >= MAX_HEADER_LINE || total > MAX_TOTAL_HEADER_SIZE {
+            return Err(SwiftError::plain(StatusCode::BAD_REQUEST, ""));
+        }
+    }
+    Ok(())
+}
+
+/// A numeric constraint of `/info`'s `swift` section, or Swift's default.
+fn constraint(info: &Value, name: &str, default: u64) -> u64 {
+    info.pointer(&format!("/swift/{name}"))
+        .and_then(Value::as_u64)
+        .unwrap_or(default)
+}
+
+/// Swift's checks of an object PUT's head (`check_object_creation`, in its order), so
+/// that a refused PUT is answered before its body is read (and before `100 Continue`):
+/// a `Transfer-Encoding` of several codings is a 501, one other than `chunked` or a
+/// `Content-Length` that is not a number a 400, a length over `/info`'s
+/// `max_file_size` a 413, neither length nor `chunked` a 411 (unless a middleware
+/// before Swift's check makes the body: `X-Copy-From`, `X-Symlink-Target`, an SLO
+/// manifest). Texts as Swift's.
+pub fn check_object_creation(headers: &HeaderMap, info: &Value) -> Result<(), SwiftError> {
+    let te = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .next_back()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let chunked = match te.as_deref().filter(|t| !t.is_empty()) {
+        None => false,
+        Some(te) => {
+            let codings: Vec<&str> = te.split(',').collect();
+            if codings.len() > 1 {
+                return Err(SwiftError::plain(
+                    StatusCode::NOT_IMPLEMENTED,
+                    "Unsupported Transfer-Coding header value specified in Transfer-Encoding header",
+                ));
+            }
+            if !te.eq_ignore_ascii_case("chunked") {
+                return Err(SwiftError::plain(
+                    StatusCode::BAD_REQUEST,
+                    "Invalid Transfer-Encoding header value",
+                ));
+            }
+            true
+        }
+    };
+    let length = match headers.get(header::CONTENT_LENGTH) {
+        Some(v) if !chunked => Some(
+            v.to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    SwiftError::plain(
+                        StatusCode::BAD_REQUEST,
+                        "Invalid Content-Length header value",
+                    )
+                })?,
+        ),
+        _ => None,
+    };
+    let max = constraint(info, "max_file_size", 5_368_709_122);
+    if length.is_some_and(|l| l > max) {
+        return Err(SwiftError::plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Your request is too large.",
+        ));
+    }
+    let made_by_middleware = ["x-copy-from", "x-symlink-target"]
+        .iter()
+        .any(|h| headers.contains_key(*h));
+    if length.is_none() && te.as_deref() != Some("chunked") && !made_by_middleware {
+        return Err(SwiftError::plain(
+            StatusCode::LENGTH_REQUIRED,
+            "Missing Content-Length header.",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,5 +317,88 @@ mod tests {
         assert_eq!(out["x-account-storage-policy-gold-bytes-used"], "10");
         assert_eq!(out["x-account-meta-k"], "v");
         assert!(!is_usage_header("x-account-meta-bytes-used-x"));
+    }
+
+    #[test]
+    fn object_creation_is_checked_as_swift_does() {
+        let info = serde_json::json!({"swift": {"max_file_size": 100}});
+        let check = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.append(*k, HeaderValue::from_static(v));
+            }
+            check_object_creation(&h, &info).map_err(|e| {
+                let r = e.clone().into_response(false);
+                assert_eq!(r.headers()[header::CONTENT_TYPE], "text/plain");
+                (
+                    e.status.as_u16(),
+                    e.message.unwrap_or_default().into_owned(),
+                )
+            })
+        };
+        // Values from a real Swift 2.38 cluster.
+        assert_eq!(
+            check(&[("transfer-encoding", "gzip,chunked")]),
+            Err((
+                501,
+                "Unsupported Transfer-Coding header value specified in Transfer-Encoding header"
+                    .into()
+            ))
+        );
+        assert_eq!(check(&[("transfer-encoding", "gzip")]).unwrap_err().0, 400);
+        assert_eq!(check(&[("content-length", "x")]).unwrap_err().0, 400);
+        assert_eq!(
+            check(&[("content-length", "101")]),
+            Err((413, "Your request is too large.".into()))
+        );
+        assert_eq!(
+            check(&[]),
+            Err((411, "Missing Content-Length header.".into()))
+        );
+        assert_eq!(check(&[("content-length", "100")]), Ok(()));
+        assert_eq!(check(&[("x-copy-from", "c/o")]), Ok(()));
+        assert_eq!(check(&[("transfer-encoding", "chunked")]), Ok(()));
+        assert_eq!(
+            check(&[("transfer-encoding", "chunked"), ("content-length", "1000")]),
+            Ok(()),
+            "chunked wins over a length"
+        );
+    }
+
+    #[test]
+    fn request_heads_meet_swifts_server_limits() {
+        // A real Swift 2.38 cluster: a 9,000-byte path is a 414, an 8,100-byte one is
+        // served; a 9,000-byte header value is a 400, an 8,180-byte one is served.
+        let get = Method::GET;
+        let path = |n: usize| format!("/v1/AUTH_test/{}", "p".repeat(n));
+        let e = check_request_head(&get, &path(9000), &HeaderMap::new()).unwrap_err();
+        assert_eq!(
+            (
+                e.status.as_u16(),
+                e.into_response(false).headers()[header::CONTENT_LENGTH]
+                    .to_str()
+                    .unwrap()
+            ),
+            (414, "0")
+        );
+        assert!(check_request_head(&get, &path(8100), &HeaderMap::new()).is_ok());
+        let with = |n: usize| {
+            let mut h = HeaderMap::new();
+            h.insert("x-foo", HeaderValue::from_str(&"a".repeat(n)).unwrap());
+            check_request_head(&get, "/v1/AUTH_test", &h)
+        };
+        assert_eq!(with(9000).unwrap_err().status, 400);
+        assert!(with(8180).is_ok());
+        let mut many = HeaderMap::new();
+        for i in 0..10 {
+            many.insert(
+                HeaderName::from_bytes(format!("x-foo-{i}").as_bytes()).unwrap(),
+                HeaderValue::from_str(&"a".repeat(8000)).unwrap(),
+            );
+        }
+        assert_eq!(
+            check_request_head(&get, "/", &many).unwrap_err().status,
+            400
+        );
     }
 }

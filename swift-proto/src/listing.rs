@@ -120,24 +120,19 @@ fn truthy(v: &str) -> bool {
     )
 }
 
-/// Parses listing parameters from a query string, refusing what Swift refuses with
-/// Swift's answers: a limit that is not a non-negative integer or is over 10,000 (412),
-/// a delimiter of more than one character or above U+00FE (412).
+/// Parses listing parameters from a query string as Swift's account server does: a
+/// limit over 10,000 is a 412 `Maximum limit is 10000`, a limit that is not all digits
+/// (`-1`, `abc`) means the default (10,000), and any delimiter is taken, several
+/// characters too.
 pub fn parse_query(query: Option<&str>) -> Result<(ListingQuery, Option<String>), SwiftError> {
     let mut q = ListingQuery::new();
     let mut format = None;
     for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         match k.as_ref() {
-            "limit" => {
-                let n: i64 = v.trim().parse().map_err(|_| {
-                    SwiftError::precondition_failed("Value of limit must be a positive integer")
-                })?;
-                if n < 0 {
-                    return Err(SwiftError::precondition_failed(
-                        "Value of limit must be a positive integer",
-                    ));
-                }
-                let n = usize::try_from(n).unwrap_or(usize::MAX);
+            // Swift's constrain_req_limit: only digits count; anything else (`-1`,
+            // `abc`, empty) is the default limit.
+            "limit" if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
+                let n = v.parse::<usize>().unwrap_or(usize::MAX);
                 if n > MAX_LISTING_LIMIT {
                     return Err(SwiftError::precondition_failed(format!(
                         "Maximum limit is {MAX_LISTING_LIMIT}"
@@ -148,13 +143,8 @@ pub fn parse_query(query: Option<&str>) -> Result<(ListingQuery, Option<String>)
             "marker" => q = q.marker(v.into_owned()),
             "end_marker" => q = q.end_marker(v.into_owned()),
             "prefix" => q = q.prefix(v.into_owned()),
-            "delimiter" if !v.is_empty() => {
-                let mut chars = v.chars();
-                match (chars.next(), chars.next()) {
-                    (Some(c), None) if u32::from(c) <= 254 => q = q.delimiter(c),
-                    _ => return Err(SwiftError::precondition_failed("Bad delimiter")),
-                }
-            }
+            // The account server takes any delimiter, several characters too.
+            "delimiter" => q = q.delimiter(v.into_owned()),
             "reverse" => q = q.reverse(truthy(&v)),
             "format" => format = Some(v.into_owned()),
             _ => {}
@@ -177,8 +167,8 @@ pub fn backend_query(query: &ListingQuery) -> String {
     if let Some(p) = &query.prefix {
         s.append_pair("prefix", p);
     }
-    if let Some(d) = query.delimiter {
-        s.append_pair("delimiter", d.encode_utf8(&mut [0; 4]));
+    if let Some(d) = &query.delimiter {
+        s.append_pair("delimiter", d);
     }
     if query.reverse {
         s.append_pair("reverse", "true");
@@ -482,18 +472,23 @@ mod tests {
         .unwrap();
         assert_eq!(q.limit, 3);
         assert_eq!(q.marker.as_deref(), Some("a"));
-        assert_eq!(q.delimiter, Some('/'));
+        assert_eq!(q.delimiter.as_deref(), Some("/"));
         assert!(q.reverse);
         assert_eq!(f.as_deref(), Some("xml"));
-        for bad in [
-            "limit=x",
-            "limit=-1",
-            "limit=10001",
-            "delimiter=ab",
-            "delimiter=%C4%80",
-        ] {
-            assert_eq!(parse_query(Some(bad)).unwrap_err().status, 412, "{bad}");
+        // What a real Swift 2.38 account server answers: only a limit over 10,000 is
+        // refused; other limits it cannot read are the default, any delimiter goes.
+        let e = parse_query(Some("limit=10001")).unwrap_err();
+        assert_eq!(e.status, 412);
+        assert_eq!(e.message.as_deref(), Some("Maximum limit is 10000"));
+        for tolerated in ["limit=x", "limit=-1", "limit=", "limit=1.5"] {
+            let (q, _) = parse_query(Some(tolerated)).unwrap();
+            assert_eq!(q.limit, MAX_LISTING_LIMIT, "{tolerated}");
         }
+        for (raw, d) in [("delimiter=ab", "ab"), ("delimiter=%C4%80", "\u{100}")] {
+            let (q, _) = parse_query(Some(raw)).unwrap();
+            assert_eq!(q.delimiter.as_deref(), Some(d), "{raw}");
+        }
+        assert_eq!(parse_query(Some("delimiter=")).unwrap().0.delimiter, None);
         assert_eq!(parse_query(Some("limit=10000")).unwrap().0.limit, 10000);
     }
 

@@ -1,7 +1,7 @@
 //! Request paths: what a request is addressed to, validated.
 
 use federation_core::{AccountName, ContainerName};
-use http::StatusCode;
+use http::{Method, StatusCode};
 use percent_encoding::percent_decode_str;
 
 use crate::error::SwiftError;
@@ -47,11 +47,24 @@ fn invalid_utf8() -> SwiftError {
 }
 
 impl SwiftPath {
-    /// Parses the path of a request URI (still percent-encoded), as Swift does: decode,
-    /// require UTF-8 without NUL (else 412), then split into at most account, container
-    /// and object. Unknown paths answer 404, as Swift's proxy does. A container name over
-    /// 256 bytes is a 400 with Swift's message.
+    /// Parses the path of a request URI (still percent-encoded), as Swift's proxy does:
+    /// decode, require UTF-8 without NUL (else 412 `Invalid UTF8 or contains NULL`),
+    /// then split as Swift's `split_path(path, 1, 4, True)`: an empty segment before the
+    /// last one (`/v1//c/o`, `/`) is a 404, a version other than `v1`/`v1.0` with an
+    /// account a 400, a path without an account (`/v1/`, `/v1`, `/info asdf`) a 412
+    /// `Bad URL`. A container name over 256 bytes is a 400 with Swift's message.
     pub fn parse(raw: &str) -> Result<Self, SwiftError> {
+        Self::parse_inner(raw, None)
+    }
+
+    /// [`parse`](Self::parse) for a request with `method`: a container name too long
+    /// for Swift is refused with 400 only where Swift checks it, on a container `PUT`;
+    /// any other request cannot find such a container (404, as Swift answers).
+    pub fn parse_request(method: &Method, raw: &str) -> Result<Self, SwiftError> {
+        Self::parse_inner(raw, Some(method))
+    }
+
+    fn parse_inner(raw: &str, method: Option<&Method>) -> Result<Self, SwiftError> {
         let bytes: Vec<u8> = percent_decode_str(raw).collect();
         let path = String::from_utf8(bytes).map_err(|_| invalid_utf8())?;
         if path.contains('\0') {
@@ -63,31 +76,37 @@ impl SwiftPath {
             "/auth/v1.0" | "/auth/v1.0/" | "/auth/v1" | "/v1.0" => return Ok(Self::Auth),
             _ => {}
         }
-        let rest = path
-            .strip_prefix("/v1/")
-            .or_else(|| path.strip_prefix("/v1.0/"))
-            .ok_or_else(SwiftError::not_found)?;
-        let mut parts = rest.splitn(3, '/');
-        let account = parts.next().unwrap_or_default();
-        let container = parts.next();
-        let object = parts.next();
-        let account = AccountName::new(account).map_err(|_| SwiftError::not_found())?;
-        let Some(container) = container.filter(|c| !c.is_empty()) else {
-            // "/v1/a/" addresses the account, "/v1/a//o" nothing.
-            return if object.is_some() {
-                Err(SwiftError::not_found())
-            } else {
-                Ok(Self::Account { account })
-            };
+        // Swift's split_path(path, 1, 4, rest_with_last=True).
+        let segs: Vec<&str> = path.splitn(5, '/').collect();
+        let (Some(&""), Some(version)) = (segs.first(), segs.get(1).filter(|v| !v.is_empty()))
+        else {
+            return Err(SwiftError::not_found());
         };
+        let segs = &segs[1..];
+        if segs[..segs.len() - 1].iter().any(|s| s.is_empty()) {
+            return Err(SwiftError::not_found());
+        }
+        let part = |i: usize| segs.get(i).copied().filter(|s| !s.is_empty());
+        let (account, container, object) = (part(1), part(2), part(3));
+        let Some(account) = account else {
+            return Err(SwiftError::precondition_failed("Bad URL"));
+        };
+        if !matches!(*version, "v1" | "v1.0") {
+            return Err(SwiftError::status(StatusCode::BAD_REQUEST));
+        }
+        let account = AccountName::new(account).map_err(|_| SwiftError::not_found())?;
+        let Some(container) = container else {
+            return Ok(Self::Account { account });
+        };
+        let checked = method.is_none_or(|m| *m == Method::PUT && object.is_none());
         let container = ContainerName::new(container).map_err(|e| match e {
-            federation_core::NameError::TooLong { len, max, .. } => {
+            federation_core::NameError::TooLong { len, max, .. } if checked => {
                 SwiftError::bad_request(format!("Container name length of {len} longer than {max}"))
             }
             _ => SwiftError::not_found(),
         })?;
         match object {
-            None | Some("") => Ok(Self::Container { account, container }),
+            None => Ok(Self::Container { account, container }),
             Some(object) => Ok(Self::Object {
                 account,
                 container,
@@ -171,15 +190,46 @@ mod tests {
     fn refuses_like_swift() {
         assert_eq!(p("/v1/AUTH_t/%FF").unwrap_err().status, 412);
         assert_eq!(p("/v1/AUTH_t/a%00b").unwrap_err().status, 412);
-        assert_eq!(p("/v2/AUTH_t").unwrap_err().status, 404);
-        assert_eq!(p("/v1/").unwrap_err().status, 404);
+        // Swift's split_path rules, values from a real cluster.
+        assert_eq!(p("/v2/AUTH_t").unwrap_err().status, 400);
+        let bad_url = p("/v1/").unwrap_err();
+        assert_eq!(bad_url.status, 412);
+        assert_eq!(bad_url.message.as_deref(), Some("Bad URL"));
+        assert_eq!(p("/v1").unwrap_err().status, 412);
+        assert_eq!(p("/info asdf").unwrap_err().status, 412);
+        assert_eq!(p("/").unwrap_err().status, 404);
+        assert_eq!(p("//v1/AUTH_t").unwrap_err().status, 404);
         assert_eq!(p("/v1/AUTH_t//o").unwrap_err().status, 404);
+        assert_eq!(p("/v1//c/o").unwrap_err().status, 404);
+        assert_eq!(p("/v1///o").unwrap_err().status, 404);
+        assert!(matches!(
+            p("/v1/AUTH_t/c/").unwrap(),
+            SwiftPath::Container { .. }
+        ));
         let long = "x".repeat(257);
         let e = p(&format!("/v1/AUTH_t/{long}")).unwrap_err();
         assert_eq!(e.status, 400);
         assert_eq!(
             e.message.as_deref(),
             Some("Container name length of 257 longer than 256")
+        );
+        // Swift checks the length on a container PUT only; elsewhere it is not found.
+        let path = format!("/v1/AUTH_t/{long}");
+        assert_eq!(
+            SwiftPath::parse_request(&Method::PUT, &path)
+                .unwrap_err()
+                .status,
+            400
+        );
+        for m in [Method::GET, Method::HEAD, Method::POST, Method::DELETE] {
+            assert_eq!(SwiftPath::parse_request(&m, &path).unwrap_err().status, 404);
+        }
+        let obj = format!("/v1/AUTH_t/{long}/o");
+        assert_eq!(
+            SwiftPath::parse_request(&Method::PUT, &obj)
+                .unwrap_err()
+                .status,
+            404
         );
         assert!(SwiftPath::check_object_name(&"o".repeat(1025)).is_err());
         assert!(SwiftPath::check_object_name(&"o".repeat(1024)).is_ok());

@@ -1614,6 +1614,7 @@ async fn a_copy_across_clusters_of_a_manifest_copies_the_manifest() {
     let r = fed
         .request("PUT", &p("src/dlo"))
         .header("x-object-manifest", "src/seg-")
+        .body("")
         .send()
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
@@ -2145,13 +2146,13 @@ async fn bulk_delete_answers_in_the_negotiated_format() {
 async fn bulk_delete_refuses_bad_lists_as_swift_does() {
     let fed = Federation::start(2).await;
     fed.login().await;
-    fed.put_container("c", Some("east")).await;
-    fed.put_object("c", "o", b"x").await;
-    let json = |r: &support::Reply| r.json();
-    // The cap comes from the clusters' /info.
+    // The cap comes from the clusters' /info (which the proxy caches for a minute).
     for c in &fed.clusters {
         c.set_bulk_delete_max(Some(3));
     }
+    fed.put_container("c", Some("east")).await;
+    fed.put_object("c", "o", b"x").await;
+    let json = |r: &support::Reply| r.json();
     let reply = bulk_delete(&fed, Some("application/json"), "/c/o\n/c/x\n\n/c/y\n").await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(
@@ -2241,4 +2242,185 @@ async fn bulk_delete_sends_whitespace_while_it_works() {
         reply.text(),
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\r\n\r\n<delete>\n<number_deleted>1</number_deleted>\n<number_not_found>0</number_not_found>\n<response_body></response_body>\n<response_status>200 OK</response_status>\n<errors>\n</errors>\n</delete>\n"
     );
+}
+
+// ----- the wire level: URL checks, trans-ids, request checks, listing parameters ------
+
+/// `tx<21 hex>-<10 hex>`, Swift's transaction id.
+fn is_swift_trans_id(id: &str) -> bool {
+    let b = id.as_bytes();
+    id.len() >= 34
+        && id.starts_with("tx")
+        && b[2..23].iter().all(u8::is_ascii_hexdigit)
+        && b[23] == b'-'
+        && b[24..34].iter().all(u8::is_ascii_hexdigit)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn urls_are_checked_as_swifts_proxy_does() {
+    let fed = Federation::start(1).await;
+    fed.login().await;
+    // Status and text from a real Swift 2.38 cluster.
+    for (path, status, text) in [
+        ("/v1/", 412, Some("Bad URL")),
+        ("/v1", 412, Some("Bad URL")),
+        ("/info%20asdf", 412, Some("Bad URL")),
+        ("/v2/AUTH_test", 400, None),
+        ("/v1//c/o", 404, None),
+        ("/v1/AUTH_test//o", 404, None),
+        ("/v1///o", 404, None),
+        ("/", 404, None),
+    ] {
+        let r = fed.request("GET", path).send().await;
+        assert_eq!(r.status.as_u16(), status, "{path}: {r:?}");
+        if let Some(t) = text {
+            assert_eq!(r.text(), t, "{path}");
+        }
+        let tx = r.header("x-trans-id").unwrap_or_default();
+        assert!(is_swift_trans_id(tx), "{path}: {r:?}");
+        assert_eq!(r.header("x-openstack-request-id"), Some(tx), "{path}");
+    }
+    assert!(
+        fed.cluster("east")
+            .log()
+            .iter()
+            .all(|l| !l.path.starts_with("/v")),
+        "the proxy answered these itself"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trans_ids_reach_the_clusters_and_answers_carry_the_proxys() {
+    let fed = Federation::start(1).await;
+    fed.login().await;
+    fed.put_container("c", None).await;
+    fed.cluster("east").clear_log();
+    let r = fed
+        .request("HEAD", &p("c"))
+        .header("x-trans-id-extra", "job-7")
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{r:?}");
+    let tx = r.header("x-trans-id").unwrap().to_owned();
+    assert!(is_swift_trans_id(&tx) && tx.ends_with("-job-7"), "{tx}");
+    assert_eq!(r.header("x-openstack-request-id"), Some(tx.as_str()));
+    let log = fed.cluster("east").log();
+    let sent = log
+        .iter()
+        .find(|l| l.method == Method::HEAD)
+        .and_then(|l| l.headers.get("x-trans-id-extra"))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(sent, tx, "the cluster's logs can name the proxy's id");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn object_puts_are_refused_on_their_head_as_swift_does() {
+    let fed = Federation::start(1).await;
+    fed.login().await;
+    fed.put_container("c", None).await;
+    fed.cluster("east").clear_log();
+    // Values from a real Swift 2.38 cluster; the fake's /info says max_file_size
+    // 5368709122.
+    for (headers, status, text) in [
+        (
+            vec![("transfer-encoding", "gzip,chunked")],
+            501,
+            "Unsupported Transfer-Coding header value specified in Transfer-Encoding header",
+        ),
+        (
+            vec![("content-length", "5368709123")],
+            413,
+            "Your request is too large.",
+        ),
+        (vec![], 411, "Missing Content-Length header."),
+    ] {
+        let mut call = fed.request("PUT", &p("c/o"));
+        for (k, v) in &headers {
+            call = call.header(k, v);
+        }
+        let r = call.send().await;
+        assert_eq!(
+            (r.status.as_u16(), r.text().as_str()),
+            (status, text),
+            "{headers:?}"
+        );
+        assert_eq!(r.header("content-type"), Some("text/plain"));
+    }
+    assert!(
+        fed.cluster("east")
+            .log()
+            .iter()
+            .all(|l| l.method != Method::PUT),
+        "nothing reached the cluster"
+    );
+    // A copy makes its own body: no length needed.
+    fed.put_object("c", "src", b"hello").await;
+    let r = fed
+        .request("PUT", &p("c/dst"))
+        .header("x-copy-from", "c/src")
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn account_listings_take_what_swift_takes() {
+    let fed = Federation::start(2).await;
+    fed.login().await;
+    for (name, pin) in [
+        ("xab1", "east"),
+        ("xab2", "west"),
+        ("yab", "west"),
+        ("z", "east"),
+    ] {
+        fed.put_container(name, Some(pin)).await;
+    }
+    // A real cluster: `?delimiter=ab` rolls up at the first "ab", 200.
+    let r = fed.request("GET", &p("?delimiter=ab")).send().await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(r.text(), "xab\nyab\nz\n");
+    // Limits that are not all digits are the default; only > 10000 is refused.
+    for q in ["?limit=-1", "?limit=abc", "?limit="] {
+        let r = fed.request("GET", &p(q)).send().await;
+        assert_eq!(r.status, StatusCode::OK, "{q}: {r:?}");
+        assert_eq!(r.text().lines().count(), 4, "{q}");
+    }
+    let r = fed.request("GET", &p("?limit=10001")).send().await;
+    assert_eq!(
+        (r.status.as_u16(), r.text().as_str()),
+        (412, "Maximum limit is 10000")
+    );
+    // An empty listing: 204 with Content-Length 0 and the listing's type.
+    let r = fed.request("GET", &p("?prefix=nothing")).send().await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{r:?}");
+    assert_eq!(r.header("content-length"), Some("0"));
+    assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn account_methods_the_proxy_does_not_handle_go_to_a_cluster() {
+    let fed = Federation::start(2).await;
+    fed.login().await;
+    let r = fed.request("OPTIONS", &p("")).send().await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(
+        r.header("allow"),
+        Some("GET, HEAD, POST, PUT, OPTIONS, DELETE")
+    );
+    let r = fed.request("LICK", &p("")).send().await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_storage_policy_is_the_default() {
+    let fed = Federation::start(2).await;
+    fed.login().await;
+    let r = fed
+        .request("PUT", &p("c"))
+        .header("x-storage-policy", "")
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
 }

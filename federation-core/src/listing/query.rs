@@ -23,8 +23,9 @@ pub struct ListingQuery {
     pub end_marker: Option<String>,
     /// Only names starting with this.
     pub prefix: Option<String>,
-    /// Roll names up into `subdir` entries at the first delimiter after the prefix.
-    pub delimiter: Option<char>,
+    /// Roll names up into `subdir` entries at the first delimiter after the prefix (any
+    /// non-empty string, as Swift allows in account listings).
+    pub delimiter: Option<String>,
     /// List in descending byte order.
     pub reverse: bool,
 }
@@ -76,9 +77,10 @@ impl ListingQuery {
         self
     }
 
-    /// Sets the delimiter.
-    pub fn delimiter(mut self, delimiter: char) -> Self {
-        self.delimiter = Some(delimiter);
+    /// Sets the delimiter (a character or a longer string; empty means none).
+    pub fn delimiter(mut self, delimiter: impl Into<String>) -> Self {
+        let d: String = delimiter.into();
+        self.delimiter = (!d.is_empty()).then_some(d);
         self
     }
 
@@ -121,9 +123,28 @@ impl ListingQuery {
 
     /// The subdir `name` rolls up into under this query's prefix and delimiter, if any.
     pub fn rollup<'n>(&self, name: &'n str) -> Option<&'n str> {
-        let d = self.delimiter?;
+        let d = self.delimiter.as_deref()?;
         let start = self.prefix.as_deref().map_or(0, str::len);
         let tail = name.get(start..)?;
-        tail.find(d).map(|i| &name[..start + i + d.len_utf8()])
+        tail.find(d).map(|i| &name[..start + i + d.len()])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delimiters_of_several_characters_roll_up_as_swift_does() {
+        // Swift's account listing: `?delimiter=ab` cuts after the first "ab" past the
+        // prefix (the subdir keeps the whole delimiter).
+        let q = ListingQuery::new().delimiter("ab");
+        assert_eq!(q.rollup("xxabyyab"), Some("xxab"));
+        assert_eq!(q.rollup("xxa"), None);
+        let q = ListingQuery::new().delimiter("ab").prefix("ab");
+        assert_eq!(q.rollup("abab"), Some("abab"));
+        assert_eq!(q.rollup("abcab"), Some("abcab"));
+        assert_eq!(ListingQuery::new().delimiter("").delimiter, None);
+        assert_eq!(ListingQuery::new().delimiter('/').rollup("a/b"), Some("a/"));
     }
 }

@@ -32,7 +32,9 @@ impl FederationService {
             Method::GET => self.account_get(&call, account).await,
             Method::HEAD => self.account_head(&call).await,
             Method::POST => self.account_post(&call).await,
-            _ => Err(SwiftError::status(StatusCode::METHOD_NOT_ALLOWED)),
+            // OPTIONS (CORS), PUT/DELETE (reseller admins) and methods Swift does not
+            // know: a cluster answers them as Swift does (200 with `Allow`, 403, 405).
+            _ => self.unheld(call).await,
         }
     }
 

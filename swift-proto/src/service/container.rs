@@ -251,7 +251,12 @@ impl FederationService {
     /// The clusters that offer the storage policy the request names (from their
     /// `/info`), if it names one.
     async fn storage_policy_filter(&self, parts: &Parts) -> Result<Option<Offers>> {
-        let Some(policy) = parts.headers.get("x-storage-policy") else {
+        // An empty X-Storage-Policy asks for the default policy, as no header does.
+        let Some(policy) = parts
+            .headers
+            .get("x-storage-policy")
+            .filter(|v| !v.as_bytes().trim_ascii().is_empty())
+        else {
             return Ok(None);
         };
         let wanted = policy

@@ -57,6 +57,11 @@ type Result<T, E = SwiftError> = std::result::Result<T, E>;
 
 /// The header that carries the request's transaction id back to the client.
 const TRANS_ID: &str = "x-trans-id";
+/// The same id under the name OpenStack services share (Swift sends both).
+const REQUEST_ID: &str = "x-openstack-request-id";
+/// A suffix a client (or this proxy, towards its clusters) asks Swift to append to
+/// the transaction id it makes, so that the logs of both correlate.
+const TRANS_ID_EXTRA: &str = "x-trans-id-extra";
 
 /// See the [module docs](self). Cheap to clone; a `tower::Service`.
 #[derive(Debug, Clone)]
@@ -153,19 +158,45 @@ impl FederationService {
         B::Error: Into<BoxError>,
     {
         let started = Instant::now();
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
         let head = parts.method == Method::HEAD;
         let method = parts.method.clone();
         let path = parts.uri.path().to_owned();
-        let trans_id = new_trans_id();
-        let mut resp = match self.process(parts, boxed(body)).await {
-            Ok(resp) => resp,
-            Err(e) => e.into_response(head),
+        let extra = parts
+            .headers
+            .get(TRANS_ID_EXTRA)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let trans_id = new_trans_id(extra.as_deref());
+        let trans_value = HeaderValue::from_str(&trans_id).ok();
+        // What Swift's server refuses before Swift sees the request (the head as the
+        // client sent it).
+        let within_limits = crate::headers::check_request_head(
+            &parts.method,
+            &parts.uri.to_string(),
+            &parts.headers,
+        );
+        // The clusters append it to their own ids (Swift keeps its first 32 bytes).
+        if let Some(v) = &trans_value {
+            parts
+                .headers
+                .insert(HeaderName::from_static(TRANS_ID_EXTRA), v.clone());
+        }
+        let keep_alive = asks_keep_alive(&parts.headers);
+        let answer = match within_limits {
+            Ok(()) => self.process(parts, boxed(body)).await,
+            Err(e) => Err(e),
         };
-        if let Ok(v) = HeaderValue::from_str(&trans_id) {
-            resp.headers_mut()
-                .entry(HeaderName::from_static(TRANS_ID))
-                .or_insert(v);
+        let mut resp = answer.unwrap_or_else(|e| e.into_response(head));
+        let h = resp.headers_mut();
+        if let Some(v) = trans_value {
+            h.insert(HeaderName::from_static(TRANS_ID), v.clone());
+            h.insert(HeaderName::from_static(REQUEST_ID), v);
+        }
+        // Swift's server echoes a client's keep-alive; hyper keeps the connection
+        // either way and says `close` itself when it closes.
+        if keep_alive {
+            h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
         }
         tracing::debug!(
             %method,
@@ -180,10 +211,20 @@ impl FederationService {
 
     /// Phases 1 to 6: parse, identify, and hand the request to its family.
     async fn process(&self, parts: Parts, body: Body) -> Result<Response<Body>> {
-        let path = SwiftPath::parse(parts.uri.path())?;
+        let path = SwiftPath::parse_request(&parts.method, parts.uri.path())?;
         // Bulk deletes answer 200 whoever asks; each item is a request of its own.
         if let Some(account) = bulk::account_of(&path).filter(|_| bulk::is_bulk_delete(&parts)) {
             return Ok(self.bulk_delete(parts, body, account.clone()).await);
+        }
+        let manifest = parts
+            .uri
+            .query()
+            .is_some_and(|q| q.contains("multipart-manifest"));
+        if parts.method == Method::PUT && matches!(path, SwiftPath::Object { .. }) && !manifest {
+            // Before the body is read (and `100 Continue` sent): what Swift refuses on
+            // the request head alone.
+            let (info, _) = self.info().await;
+            crate::headers::check_object_creation(&parts.headers, &info)?;
         }
         let caller = match path {
             SwiftPath::Healthcheck | SwiftPath::Info | SwiftPath::Auth => Caller::Anonymous,
@@ -298,7 +339,8 @@ impl FederationService {
         Ok(Some((record, cluster)))
     }
 
-    /// The answer for a container no cluster holds: Swift's own, from the first
+    /// The answer for a container no cluster holds, or for an account request the proxy
+    /// does not handle itself (OPTIONS, PUT, unknown methods): Swift's own, from the first
     /// reachable cluster (404, or the 401/403 a caller gets for an account it may not
     /// see), passed on as that cluster gives it.
     async fn unheld(&self, mut call: Call) -> Result<Response<Body>> {
@@ -397,12 +439,61 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     r
 }
 
-/// A transaction id in the proxy's own `txf…` form.
-fn new_trans_id() -> String {
-    let mut b = [0u8; 8];
+/// Whether the client's `Connection` header asks for keep-alive.
+fn asks_keep_alive(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("keep-alive"))
+}
+
+/// A transaction id in Swift's form, `tx<21 hex>-<10 hex digits of the time>`, with
+/// `-<extra>` (its first 32 bytes, percent-encoded) when the client sent
+/// `X-Trans-Id-Extra`.
+fn new_trans_id(extra: Option<&str>) -> String {
+    use std::fmt::Write as _;
+    let mut b = [0u8; 11];
+    let mut id = String::with_capacity(64);
+    id.push_str("tx");
     if getrandom::fill(&mut b).is_err() {
-        return "tx-federation".to_owned();
+        b = [0; 11];
     }
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("txf{hex}")
+    for x in b {
+        let _ = write!(id, "{x:02x}");
+    }
+    id.truncate(2 + 21);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let _ = write!(id, "-{now:010x}");
+    if let Some(extra) = extra.filter(|e| !e.is_empty()) {
+        let mut end = extra.len().min(32);
+        while !extra.is_char_boundary(end) {
+            end -= 1;
+        }
+        id.push('-');
+        id.push_str(&crate::path::encode_segment(&extra[..end], true));
+    }
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trans_ids_have_swifts_form() {
+        let id = new_trans_id(None);
+        assert_eq!(id.len(), 2 + 21 + 1 + 10, "{id}");
+        assert!(id.starts_with("tx"));
+        assert!(id[2..].chars().all(|c| c.is_ascii_hexdigit() || c == '-'));
+        assert_eq!(id.as_bytes()[23], b'-');
+        let with = new_trans_id(Some("my job/1"));
+        assert!(with.ends_with("-my%20job/1"), "{with}");
+        let long = new_trans_id(Some(&"x".repeat(40)));
+        assert!(long.ends_with(&format!("-{}", "x".repeat(32))), "{long}");
+        assert_ne!(new_trans_id(None), new_trans_id(None));
+    }
 }

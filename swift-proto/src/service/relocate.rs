@@ -243,7 +243,7 @@ impl FederationService {
                     StatusCode::CONFLICT,
                     format!(
                         "{what} in container {name} live on cluster {}, this container on {}; \
-                         neither is empty, so they cannot be brought together.{advice}",
+                         neither is empty, so they cannot be brought onto the same cluster.{advice}",
                         other.cluster, record.cluster
                     ),
                 ));

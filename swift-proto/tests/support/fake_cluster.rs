@@ -937,6 +937,10 @@ fn account_request(s: &mut State, parts: &Parts, account: &str) -> Out {
             apply_meta(&mut s.account(account).meta, parts, "x-account-meta-", &[]);
             Out::new(StatusCode::NO_CONTENT)
         }
+        // Swift's answer to a CORS preflight without Origin (from a real 2.38 cluster).
+        Method::OPTIONS => Out::new(StatusCode::OK)
+            .header("allow", "GET, HEAD, POST, PUT, OPTIONS, DELETE")
+            .header("content-length", 0),
         _ => error(StatusCode::METHOD_NOT_ALLOWED),
     }
 }
@@ -960,7 +964,8 @@ fn container_headers(mut out: Out, c: &StoredContainer) -> Out {
 fn container_request(s: &mut State, parts: &Parts, account: &str, container: &str) -> Out {
     match parts.method {
         Method::PUT => {
-            if let Some(p) = header(parts, "x-storage-policy") {
+            // An empty X-Storage-Policy is the default policy, as in Swift.
+            if let Some(p) = header(parts, "x-storage-policy").filter(|p| !p.trim().is_empty()) {
                 if !p.trim().eq_ignore_ascii_case(POLICY) {
                     return message(StatusCode::BAD_REQUEST, format!("Invalid X-Storage-Policy '{p}'"));
                 }

@@ -176,6 +176,7 @@ impl Federation {
             path: path.to_owned(),
             headers: Vec::new(),
             body: Bytes::new(),
+            body_set: false,
             anonymous: false,
         }
     }
@@ -224,6 +225,9 @@ pub struct Call<'a> {
     path: String,
     headers: Vec<(String, String)>,
     body: Bytes,
+    /// Whether a body (possibly empty) was given: it is sent with a Content-Length, as
+    /// clients do.
+    body_set: bool,
     anonymous: bool,
 }
 
@@ -237,6 +241,7 @@ impl Call<'_> {
     /// Sets the body.
     pub fn body(mut self, body: impl Into<Bytes>) -> Self {
         self.body = body.into();
+        self.body_set = true;
         self
     }
 
@@ -252,7 +257,7 @@ impl Call<'_> {
             .method(self.method.clone())
             .uri(&self.path)
             .header("host", PROXY_HOST);
-        if !self.body.is_empty() {
+        if self.body_set || !self.body.is_empty() {
             req = req.header("content-length", self.body.len());
         }
         if !self.anonymous {
