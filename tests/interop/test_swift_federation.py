@@ -302,7 +302,12 @@ def test_account_usage_is_summed(clusters, listing_account):
     while True:
         want = direct_sum()
         got = fed.head_account()
-        if want["x-account-object-count"] == len(names) or time.time() > deadline:
+        # Account counters lag until each cluster's container-updater sweeps (objects
+        # and bytes can arrive in different sweeps): wait for both.
+        settled = want["x-account-object-count"] == len(names) and want[
+            "x-account-bytes-used"
+        ] == sum(range(1, len(names) + 1))
+        if settled or time.time() > deadline:
             break
         time.sleep(0.5)
     assert want["x-account-container-count"] == len(names)
