@@ -282,18 +282,28 @@ impl Locator {
         expected_version: u64,
         attributes: Attributes,
     ) -> Result<ContainerRecord, LocateError> {
-        let k = key(account.as_str(), container.as_str());
-        match self
+        let result = self
             .store
             .update_attributes(account, container, expected_version, attributes)
-            .await
-        {
+            .await;
+        self.write_through(account, container, result)
+    }
+
+    /// Caches the record a compare-and-set write produced; on failure drops whatever
+    /// was cached (it is out of date).
+    fn write_through(
+        &self,
+        account: &AccountName,
+        container: &ContainerName,
+        result: Result<ContainerRecord, StoreError>,
+    ) -> Result<ContainerRecord, LocateError> {
+        let k = key(account.as_str(), container.as_str());
+        match result {
             Ok(record) => {
                 self.cache.replace(k, record.clone());
                 Ok(record)
             }
             Err(e) => {
-                // Whatever we cached is out of date.
                 self.cache.invalidate(&k);
                 Err(e.into())
             }
@@ -326,21 +336,11 @@ impl Locator {
         expected_version: u64,
         cluster: ClusterId,
     ) -> Result<ContainerRecord, LocateError> {
-        let k = key(account.as_str(), container.as_str());
-        match self
+        let result = self
             .store
             .relocate(account, container, expected_version, cluster)
-            .await
-        {
-            Ok(record) => {
-                self.cache.replace(k, record.clone());
-                Ok(record)
-            }
-            Err(e) => {
-                self.cache.invalidate(&k);
-                Err(e.into())
-            }
-        }
+            .await;
+        self.write_through(account, container, result)
     }
 
     /// Drops a container from the cache (for example after a backend said it is gone).
