@@ -2424,3 +2424,30 @@ async fn an_empty_storage_policy_is_the_default() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_temp_url_manifest_put_is_left_to_the_cluster() {
+    // Swift's tempurl middleware refuses manifests and links itself; the proxy neither
+    // moves containers nor answers 409 for such a request.
+    let fed = Federation::start(2).await;
+    fed.login().await;
+    fed.put_container("segs", Some("west")).await;
+    fed.put_object("segs", "s1", b"aaa").await;
+    fed.put_container("m", Some("east")).await;
+    fed.put_object("m", "kept", b"1").await;
+    let r = fed
+        .request(
+            "PUT",
+            &p("m/d?temp_url_sig=abc&temp_url_expires=9999999999"),
+        )
+        .header("x-object-manifest", "segs/s")
+        .body("")
+        .send()
+        .await;
+    assert_ne!(r.status, StatusCode::CONFLICT, "{r:?}");
+    assert_eq!(fed.holders("m"), ["east"], "nothing moved");
+    assert!(
+        fed.cluster("east").count("PUT", &p("m/d")) >= 1,
+        "the cluster was asked"
+    );
+}

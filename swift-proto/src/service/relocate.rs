@@ -186,6 +186,16 @@ impl FederationService {
         account: &AccountName,
         record: ContainerRecord,
     ) -> Result<ContainerRecord> {
+        // A temp URL may not create links or manifests at all: the cluster's tempurl
+        // middleware says so (400), whatever the proxy could arrange.
+        if call
+            .parts
+            .uri
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("temp_url_sig=")))
+        {
+            return Ok(record);
+        }
         let mut refs: Vec<(ContainerName, &'static str)> = Vec::new();
         let headers = &call.parts.headers;
         if headers.contains_key("x-symlink-target-etag")
