@@ -10,6 +10,7 @@ use http::request::Parts;
 use http::{Method, Response, StatusCode};
 use stackfed_http::{empty, Body};
 
+use super::info::PoliciesByCluster;
 use super::{Call, Caller, FederationService, Result};
 use crate::error::SwiftError;
 use crate::headers::{
@@ -264,7 +265,7 @@ impl FederationService {
             .map_err(|_| SwiftError::bad_request("Invalid X-Storage-Policy"))?
             .trim()
             .to_owned();
-        let (_, offered) = self.info().await;
+        let offered = PoliciesByCluster::clone(&self.info().await.1);
         Ok(Some(Offers {
             label: "storage-policy",
             wanted,

@@ -4,7 +4,7 @@
 //! to a cluster that offers it).
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use federation_core::ClusterId;
@@ -21,21 +21,25 @@ const INFO_TTL: Duration = Duration::from_secs(60);
 /// Storage policy names offered by each cluster.
 pub(super) type PoliciesByCluster = BTreeMap<ClusterId, Vec<String>>;
 
+/// The merged `/info` and each cluster's policies, shared: every object PUT reads the
+/// constraints, so a hit hands out references rather than copies.
+pub(super) type Info = (Arc<Value>, Arc<PoliciesByCluster>);
+
 /// The merged `/info`, when it was fetched, and each cluster's policies.
 #[derive(Debug, Default)]
-pub(super) struct InfoCache(Mutex<Option<(Instant, Value, PoliciesByCluster)>>);
+pub(super) struct InfoCache(Mutex<Option<(Instant, Info)>>);
 
 impl FederationService {
     /// The merged `/info` and each cluster's storage policies.
-    pub(super) async fn info(&self) -> (Value, PoliciesByCluster) {
+    pub(super) async fn info(&self) -> Info {
         let cache = &self.inner.info.0;
-        if let Some((at, v, p)) = cache
+        if let Some((at, info)) = cache
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
         {
             if at.elapsed() < INFO_TTL {
-                return (v.clone(), p.clone());
+                return info.clone();
             }
         }
         let clusters = self.inner.locator.registry().snapshot();
@@ -74,10 +78,12 @@ impl FederationService {
         );
         super::bulk::advertise(&mut merged);
         if infos.len() == clusters.len() {
+            let info = (Arc::new(merged), Arc::new(policies));
             *cache.lock().unwrap_or_else(PoisonError::into_inner) =
-                Some((Instant::now(), merged.clone(), policies.clone()));
+                Some((Instant::now(), info.clone()));
+            return info;
         }
-        (merged, policies)
+        (Arc::new(merged), Arc::new(policies))
     }
 
     pub(super) async fn info_request(&self, call: &Call) -> Result<Response<Body>> {
@@ -85,7 +91,8 @@ impl FederationService {
         if method != Method::GET && method != Method::HEAD {
             return Err(SwiftError::status(StatusCode::METHOD_NOT_ALLOWED));
         }
-        let (mut info, _) = self.info().await;
+        // This answer is edited below: a copy of the shared document.
+        let mut info = Value::clone(&self.info().await.0);
         // The capabilities may be cached; the clusters' states and usage are always current.
         let snapshot = self.inner.locator.registry().snapshot();
         if let Some(list) = info
