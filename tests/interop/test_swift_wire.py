@@ -326,3 +326,25 @@ def test_raw_invalid_utf8_in_a_path_is_swifts_412(fed, east):
         got.append((data.split(b"\r\n", 1)[0].split(b" ")[1], data.split(b"\r\n\r\n", 1)[1]))
     assert got[0] == (b"412", b"Invalid UTF8 or contains NULL"), got
     assert got[1] == got[0]
+
+
+def service_token(auth_url):
+    r = requests.get(auth_url, headers={"X-Auth-User": "test5:tester5", "X-Auth-Key": "testing5"},
+                     timeout=10)
+    r.raise_for_status()
+    return r.headers["X-Auth-Token"]
+
+
+def test_service_tokens_reach_the_service_account(fed, east, proxy, clusters):
+    # Swift's service tokens: a user token plus a service user's token (X-Service-Token)
+    # open the user's SERVICE_ account; the user's token alone does not. Through the
+    # proxy both are proxy tokens, each sent to the cluster as that cluster's token.
+    for ep, auth_url in ((east, clusters["east"].auth_url), (fed, proxy.auth_url)):
+        service = service_token(auth_url)
+        account = ep.path.replace("/AUTH_", "/SERVICE_", 1)
+        path = f"{account}/{uniq('svc')}"
+        alone, _, _ = ep.raw("PUT", path, body=b"")
+        both, _, _ = ep.raw("PUT", path, [("X-Service-Token", service)], body=b"")
+        head, _, _ = ep.raw("HEAD", path, [("X-Service-Token", service)])
+        assert (alone, both, head) == (403, 201, 204), (auth_url, alone, both, head)
+        ep.raw("DELETE", path, [("X-Service-Token", service)])

@@ -41,6 +41,14 @@ pub enum Auth<'a> {
     Token(&'a HeaderValue),
     /// A session's token on this cluster, obtained and renewed as needed.
     Session(&'a Session),
+    /// A user's session plus a service's (Swift's service tokens: the request also
+    /// carries the service session's token as `X-Service-Token`).
+    WithService {
+        /// The user's session (`X-Auth-Token`).
+        user: &'a Session,
+        /// The service's session (`X-Service-Token`).
+        service: &'a Session,
+    },
 }
 
 /// A request body: bytes in hand can be sent again (after a token renewal), a stream
@@ -211,7 +219,21 @@ impl SwiftCluster {
         Ok(match auth {
             Auth::Anonymous => None,
             Auth::Token(t) => Some(t.clone()),
-            Auth::Session(s) => Some(s.token_for(self, force).await?.token),
+            Auth::Session(s) | Auth::WithService { user: s, .. } => {
+                Some(s.token_for(self, force).await?.token)
+            }
+        })
+    }
+
+    /// The service token to send, for requests that carry one.
+    async fn service_token(
+        &self,
+        auth: Auth<'_>,
+        force: bool,
+    ) -> Result<Option<HeaderValue>, ClusterError> {
+        Ok(match auth {
+            Auth::WithService { service, .. } => Some(service.token_for(self, force).await?.token),
+            _ => None,
         })
     }
 
@@ -223,7 +245,7 @@ impl SwiftCluster {
         uri: Uri,
         headers: &HeaderMap,
         body: Body,
-        token: Option<HeaderValue>,
+        (token, service): (Option<HeaderValue>, Option<HeaderValue>),
     ) -> Result<Response<Body>, ClusterError> {
         let mut req = Request::new(body);
         *req.method_mut() = method.clone();
@@ -243,6 +265,7 @@ impl SwiftCluster {
                 || name == header::HOST
                 || name == "x-auth-token"
                 || name == "x-storage-token"
+                || (service.is_some() && name == "x-service-token")
                 || named().any(|n| n.trim().eq_ignore_ascii_case(name.as_str()))
             {
                 continue;
@@ -251,6 +274,9 @@ impl SwiftCluster {
         }
         if let Some(t) = token {
             h.insert(HeaderName::from_static("x-auth-token"), t);
+        }
+        if let Some(t) = service {
+            h.insert(HeaderName::from_static("x-service-token"), t);
         }
         let mut resp = self
             .inner
@@ -300,17 +326,18 @@ impl SwiftCluster {
         } = req;
         let uri = Self::url(&self.inner.base, &path_and_query).map_err(|m| self.invalid(m))?;
         let replay = match auth {
-            Auth::Session(_) => body.replay(),
+            Auth::Session(_) | Auth::WithService { .. } => body.replay(),
             _ => None,
         };
         let token = self.token(auth, false).await?;
+        let service = self.service_token(auth, false).await?;
         let resp = self
             .exchange(
                 &method,
                 uri.clone(),
                 &headers,
                 body.into_body(),
-                token.clone(),
+                (token.clone(), service),
             )
             .await?;
         if resp.status() != StatusCode::UNAUTHORIZED {
@@ -320,9 +347,11 @@ impl SwiftCluster {
             (Some(again), _) => {
                 tracing::debug!(cluster = %self.id(), "token refused; renewing it once");
                 let token = self.token(auth, true).await?;
-                self.exchange(&method, uri, &headers, again, token).await
+                let service = self.service_token(auth, true).await?;
+                self.exchange(&method, uri, &headers, again, (token, service))
+                    .await
             }
-            (None, Auth::Session(session)) => {
+            (None, Auth::Session(session) | Auth::WithService { user: session, .. }) => {
                 // The body is spent: pass the 401 on, but let the next request log in
                 // again instead of meeting the same refusal.
                 session.forget(self.id(), token.as_ref());
@@ -364,7 +393,7 @@ impl SwiftCluster {
         // Straight to the exchange: a login never needs a token of its own.
         let uri = Self::url(&self.inner.base, "/auth/v1.0").map_err(|m| self.invalid(m))?;
         let resp = self
-            .exchange(&Method::GET, uri, &headers, empty(), None)
+            .exchange(&Method::GET, uri, &headers, empty(), (None, None))
             .await?;
         let (parts, body) = resp.into_parts();
         // Drain the (small) body so the connection goes back to the pool.
@@ -523,7 +552,7 @@ impl SwiftCluster {
         let answers = futures::future::join_all(self.inner.recon.iter().map(|node| async move {
             let uri = Self::url(node, "/recon/diskusage").map_err(|m| self.invalid(m))?;
             let resp = self
-                .exchange(&Method::GET, uri, &HeaderMap::new(), empty(), None)
+                .exchange(&Method::GET, uri, &HeaderMap::new(), empty(), (None, None))
                 .await?;
             let status = resp.status();
             let body = self
@@ -652,5 +681,44 @@ mod tests {
         assert_eq!(err.cluster().as_str(), "gone");
         let answer = crate::error::SwiftError::from(err);
         assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[tokio::test]
+    async fn a_service_token_becomes_the_service_sessions_token_on_the_cluster() {
+        let (url, seen) = peer(b"HTTP/1.1 204 No Content\r\n\r\n").await;
+        let cluster = SwiftCluster::new(
+            ClusterId::new("c").unwrap(),
+            &url,
+            &[],
+            HttpClient::new(Timeouts::default()),
+        );
+        let session = |token: &'static str| {
+            let t = ClusterToken {
+                token: HeaderValue::from_static(token),
+                storage_path: "/v1/AUTH_t".into(),
+                expires: Instant::now() + Duration::from_secs(3600),
+            };
+            Session::with_tokens(
+                Credentials {
+                    user: "t:u".into(),
+                    key: "k".into(),
+                },
+                [(ClusterId::new("c").unwrap(), t)].into(),
+            )
+        };
+        let (user, service) = (session("user-on-c"), session("service-on-c"));
+        let mut headers = HeaderMap::new();
+        headers.insert("x-service-token", HeaderValue::from_static("AUTH_tkproxy"));
+        let req = ClusterRequest::new(Method::HEAD, "/v1/SERVICE_t").headers(headers);
+        let auth = Auth::WithService {
+            user: &user,
+            service: &service,
+        };
+        let resp = cluster.send(req, auth).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+        let seen = seen.await.unwrap().to_ascii_lowercase();
+        assert!(seen.contains("x-auth-token: user-on-c"), "{seen}");
+        assert!(seen.contains("x-service-token: service-on-c"), "{seen}");
+        assert!(!seen.contains("auth_tkproxy"), "{seen}");
     }
 }

@@ -86,6 +86,9 @@ pub(crate) enum Caller {
     Anonymous,
     /// A proxy session (tempauth mode).
     Session(Arc<ProxySession>),
+    /// A proxy session with a service's proxy session (`X-Service-Token`, tempauth
+    /// mode): each cluster gets both sessions' tokens on it.
+    WithService(Arc<ProxySession>, Arc<ProxySession>),
     /// The client's own token, forwarded (pass-through mode).
     Token(HeaderValue),
 }
@@ -95,6 +98,10 @@ impl Caller {
         match self {
             Self::Anonymous => Auth::Anonymous,
             Self::Session(s) => Auth::Session(&s.session),
+            Self::WithService(user, service) => Auth::WithService {
+                user: &user.session,
+                service: &service.session,
+            },
             Self::Token(t) => Auth::Token(t),
         }
     }
@@ -264,12 +271,17 @@ impl FederationService {
         };
         match self.inner.mode {
             AuthMode::PassThrough => Ok(Caller::Token(token.clone())),
-            AuthMode::Tempauth => token
-                .to_str()
-                .ok()
-                .and_then(|t| self.inner.sessions.get(t))
-                .map(Caller::Session)
-                .ok_or_else(SwiftError::unauthorized),
+            AuthMode::Tempauth => {
+                let session =
+                    |v: &HeaderValue| v.to_str().ok().and_then(|t| self.inner.sessions.get(t));
+                let user = session(token).ok_or_else(SwiftError::unauthorized)?;
+                // A service token the proxy does not know goes on as it came: the
+                // cluster refuses it as it would.
+                Ok(match headers.get("x-service-token").and_then(session) {
+                    Some(service) => Caller::WithService(user, service),
+                    None => Caller::Session(user),
+                })
+            }
         }
     }
 
