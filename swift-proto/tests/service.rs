@@ -1155,7 +1155,7 @@ async fn renewal_container_put_of_a_new_container() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
     assert_eq!(fed.holders("newbie"), ["west"]);
-    // Renewed at most once (the adoption probe does not renew; the PUT does).
+    // Renewed exactly once (by the adoption probe; the PUT then uses the new token).
     renewed(&fed);
 }
 

@@ -20,6 +20,33 @@ use crate::headers::{
 /// Attribute changes asked for by a request (`X-Container-Attr-*`).
 type Changes = BTreeMap<String, String>;
 
+/// The versions and history locations a request names (`X-Versions-Location`,
+/// `X-History-Location`, percent-decoded; empty values mean none), with the header each
+/// came from. A name that is not a valid container name is a 400.
+pub(super) fn archive_locations(
+    headers: &http::HeaderMap,
+) -> Result<Vec<(&'static str, ContainerName)>> {
+    let mut out = Vec::new();
+    for header in ["x-versions-location", "x-history-location"] {
+        let v = headers
+            .get(header)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| {
+                percent_encoding::percent_decode_str(s.trim())
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+            .unwrap_or_default();
+        if v.is_empty() {
+            continue;
+        }
+        let name = ContainerName::new(v)
+            .map_err(|e| SwiftError::bad_request(format!("Invalid {header}: {e}")))?;
+        out.push((header, name));
+    }
+    Ok(out)
+}
+
 fn conflict(message: String) -> SwiftError {
     SwiftError::new(StatusCode::CONFLICT, message)
 }
@@ -317,24 +344,8 @@ impl FederationService {
                 consider(r.cluster, reason)?;
             }
         }
-        for header in ["x-versions-location", "x-history-location"] {
-            let Some(v) = call.parts.headers.get(header) else {
-                continue;
-            };
-            let v = v
-                .to_str()
-                .ok()
-                .map(|s| {
-                    percent_encoding::percent_decode_str(s.trim())
-                        .decode_utf8_lossy()
-                        .into_owned()
-                })
-                .unwrap_or_default();
-            if v.is_empty() {
-                continue;
-            }
-            let location = ContainerName::new(v.clone())
-                .map_err(|e| SwiftError::bad_request(format!("Invalid {header}: {e}")))?;
+        for (header, location) in archive_locations(&call.parts.headers)? {
+            let v = location.as_str();
             match self.find(caller, account, &location, true).await? {
                 Some(r) => consider(r.cluster, "versions live with their container")?,
                 None => {

@@ -150,21 +150,7 @@ impl FederationService {
         account: &AccountName,
         mut record: ContainerRecord,
     ) -> Result<ContainerRecord> {
-        for header in ["x-versions-location", "x-history-location"] {
-            let Some(name) = call
-                .parts
-                .headers
-                .get(header)
-                .and_then(|v| v.to_str().ok())
-                .map(|v| {
-                    percent_encoding::percent_decode_str(v.trim())
-                        .decode_utf8_lossy()
-                        .into_owned()
-                })
-                .and_then(|v| ContainerName::new(v).ok())
-            else {
-                continue;
-            };
+        for (_, name) in super::container::archive_locations(&call.parts.headers)? {
             if name == record.container {
                 continue;
             }
