@@ -28,12 +28,7 @@ impl FederationService {
         home: &ClusterId,
         mut resp: Response<Body>,
     ) -> Result<Response<Body>> {
-        let link_itself = call
-            .parts
-            .uri
-            .query()
-            .is_some_and(|q| q.split('&').any(|kv| kv == "symlink=get"));
-        if link_itself {
+        if super::copy::link_itself(&call.parts) {
             return Ok(resp);
         }
         let mut at = home.clone();
