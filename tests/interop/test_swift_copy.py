@@ -161,6 +161,8 @@ def test_copies_between_accounts(clusters, proxy):
             ("from", "PUT", f"{mine}/taken", {"X-Copy-From": f"{shared}/theirs"}),
             ("from-private", "PUT", f"{mine}/stolen", {"X-Copy-From": f"{private}/theirs"}),
             ("from-missing", "PUT", f"{mine}/none", {"X-Copy-From": f"{shared}/missing"}),
+            # Into a container that does not exist: Swift reads the source, then 404.
+            ("into-missing", "PUT", f"{uniq('nosuch')}/x", {"X-Copy-From": f"{shared}/theirs"}),
         ]:
             h["X-Copy-From-Account"] = acct2
             r = me.req(method, path, h, data=b"")
@@ -172,6 +174,7 @@ def test_copies_between_accounts(clusters, proxy):
         answers["taken"] = me.req("GET", f"{mine}/taken").content
         seen.append(answers)
     assert seen[0]["from"] == (201, True) and seen[0]["to-private"] == 403
+    assert seen[0]["into-missing"] == (404, False)
     assert seen[1] == seen[0]
 
 

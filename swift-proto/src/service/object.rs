@@ -24,6 +24,20 @@ impl FederationService {
         let copy = copy_endpoints(&call.parts, account, container, object)?;
         let Some((record, cluster)) = self.target(&call.caller, account, container, false).await?
         else {
+            // Swift's copy middleware reads the source before it writes: a copy into a
+            // container no cluster holds goes to the source's cluster, which reads the
+            // source (403 if the caller may not) and then answers 404 for the
+            // destination, as one cluster does.
+            if let Some(copy) = copy.as_ref().filter(|_| call.parts.method == Method::PUT) {
+                if let Some(src) = self
+                    .find(&call.caller, &copy.src.account, &copy.src.container, false)
+                    .await?
+                {
+                    let at = self.cluster(&src.cluster)?;
+                    let body = std::mem::replace(&mut call.body, empty());
+                    return self.forward(at, &call, call.path_and_query(), body).await;
+                }
+            }
             return self.unheld(call).await;
         };
         // Both sides of a copy, each in its own account. A side no cluster holds (or
