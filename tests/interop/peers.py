@@ -164,6 +164,9 @@ class SwiftCluster:
     # body larger than the device is not refused with 507 (which error-limits the
     # cluster's only node for a minute); Swift's testFileSizeLimit announces 4 x 5 GiB.
     fallocate: bool = True
+    # A Keystone (peers.Keystone, started): the proxy pipeline then runs authtoken +
+    # keystoneauth instead of tempauth (accounts AUTH_<project id>, no /auth/v1.0).
+    keystone: "Keystone | None" = None
     procs: list[Proc] = field(default_factory=list)
     ports: dict[str, int] = field(default_factory=dict)
     mounted: bool = False
@@ -219,6 +222,31 @@ log_level = WARNING
                           + [f"user_{a}_{u} = {k} {g}".rstrip()
                              for a, u, k, g in EXTRA_USERS + self.extra_users])
         pipeline = FULL_PIPELINE if self.full_pipeline else PIPELINE
+        if self.keystone:
+            pipeline = pipeline.replace(" tempauth ", " authtoken keystoneauth ")
+        ks = self.keystone
+        keystone_filters = f"""
+[filter:authtoken]
+paste.filter_factory = keystonemiddleware.auth_token:filter_factory
+www_authenticate_uri = {ks.auth_url}
+auth_url = {ks.endpoint}
+auth_type = password
+username = swift
+password = {ks.users["swift"].password}
+project_name = service
+user_domain_id = default
+project_domain_id = default
+delay_auth_decision = True
+cache = swift.cache
+include_service_catalog = False
+
+[filter:keystoneauth]
+use = egg:swift#keystoneauth
+reseller_prefix = AUTH_
+operator_roles = admin, member
+reseller_admin_role = ResellerAdmin
+project_reader_roles = reader
+""" if ks else ""
         extra_filters = """
 [filter:etag-quoter]
 use = egg:swift#etag_quoter
@@ -285,7 +313,7 @@ allow_versioned_writes = true
 {"allow_object_versioning = true" if self.full_pipeline else ""}
 [filter:symlink]
 use = egg:swift#symlink
-{extra_filters}""")
+{extra_filters}{keystone_filters}""")
         for kind, egg in (("account", "account"), ("container", "container"), ("object", "object")):
             _conf(d / f"{kind}-server.conf", f"""
 {common}
@@ -341,6 +369,8 @@ interval = 1
         try:
             self.write_config()
             self.start_processes()
+            if self.keystone:
+                return  # accounts are created on first use (account_autocreate)
             admins = [(a, u, k, ".admin") for a, u, k in USERS]
             for a, u, k, g in admins + self.extra_users:
                 if ".admin" not in g.split():
@@ -423,11 +453,12 @@ interval = 1
 
 
 def start_clusters(base: Path, names: list[str], device_mib: int = 0,
-                   full_pipeline: bool = False) -> list[SwiftCluster]:
+                   full_pipeline: bool = False, keystone: "Keystone | None" = None) -> list[SwiftCluster]:
     clusters: list[SwiftCluster] = []
     try:
         for n in names:
-            c = SwiftCluster(n, base / n, device_mib=device_mib, full_pipeline=full_pipeline)
+            c = SwiftCluster(n, base / n, device_mib=device_mib, full_pipeline=full_pipeline,
+                             keystone=keystone)
             clusters.append(c)
             c.start()
     except BaseException:
@@ -483,6 +514,10 @@ class FederationProxy:
     extra_toml: str = ""
     # A cluster's configured state ("draining"); online when absent.
     states: dict[str, str] = field(default_factory=dict)
+    # The `auth` value (TOML): tempauth, or a Keystone table (see keystone_auth_toml).
+    auth_toml: str = '"tempauth"'
+    # Extra environment for the proxy process (secrets).
+    env: dict[str, str] = field(default_factory=dict)
     proc: Proc | None = None
     port: int = 0
 
@@ -496,7 +531,7 @@ class FederationProxy:
 
     def write_config(self) -> Path:
         self.base.mkdir(parents=True, exist_ok=True)
-        lines = ['auth = "tempauth"', self.extra_toml]
+        lines = [f"auth = {self.auth_toml}", self.extra_toml]
         if self.store == "sqlite":
             lines.append(f'store = {{ kind = "sqlite", path = "{self.base / "federation.db"}" }}')
         elif self.store == "memory":
@@ -526,7 +561,7 @@ class FederationProxy:
             "federation-proxy",
             [str(binary), "--config", str(conf), "--listen", f"127.0.0.1:{self.port}"],
             self.base / "proxy.log",
-            env={"RUST_LOG": os.environ.get("RUST_LOG", "info")},
+            env={"RUST_LOG": os.environ.get("RUST_LOG", "info"), **self.env},
         )
         try:
             wait_http(f"{self.endpoint}/healthcheck", timeout=30)
