@@ -14,7 +14,7 @@ use stackfed_http::{Background, HttpClient, Timeouts};
 
 use crate::cluster::health::HealthProbe;
 use crate::cluster::usage::UsageProbe;
-use crate::cluster::{Clusters, SwiftCluster};
+use crate::cluster::{Clusters, KeystoneAuth, KeystoneConfig, Session, SwiftCluster};
 use crate::registry::{SwiftAttributeStore, SwiftStoreConfig};
 use crate::service::{AuthMode, FederationService};
 
@@ -64,6 +64,71 @@ impl Default for StoreConfig {
     }
 }
 
+/// `auth`: a mode's name (`"tempauth"`, `"pass-through"`) or a table with `kind`
+/// (`{ kind = "keystone", auth_url = ..., ... }`, see [`KeystoneConfig`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthConfig {
+    /// Tempauth sessions or pass-through.
+    Mode(AuthMode),
+    /// Clusters behind one Keystone; the proxy's own credentials there.
+    Keystone(Box<KeystoneConfig>),
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self::Mode(AuthMode::default())
+    }
+}
+
+impl AuthConfig {
+    /// The service's mode.
+    pub fn mode(&self) -> AuthMode {
+        match self {
+            Self::Mode(m) => *m,
+            Self::Keystone(_) => AuthMode::Keystone,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+enum AuthTable {
+    Tempauth,
+    PassThrough,
+    Keystone(Box<KeystoneConfig>),
+}
+
+impl<'de> Deserialize<'de> for AuthConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, IntoDeserializer};
+        // A name, or a table: decided first, so that each form reports its own errors.
+        match toml::Value::deserialize(d)? {
+            toml::Value::String(s) => match AuthMode::deserialize(IntoDeserializer::<
+                serde::de::value::Error,
+            >::into_deserializer(
+                s
+            )) {
+                Ok(AuthMode::Keystone) => Err(D::Error::custom(
+                    "auth = \"keystone\" needs a table: { kind = \"keystone\", auth_url = ... }",
+                )),
+                Ok(m) => Ok(Self::Mode(m)),
+                Err(e) => Err(D::Error::custom(e)),
+            },
+            v @ toml::Value::Table(_) => {
+                Ok(match AuthTable::deserialize(v).map_err(D::Error::custom)? {
+                    AuthTable::Tempauth => Self::Mode(AuthMode::Tempauth),
+                    AuthTable::PassThrough => Self::Mode(AuthMode::PassThrough),
+                    AuthTable::Keystone(k) => Self::Keystone(k),
+                })
+            }
+            _ => Err(D::Error::custom(
+                "auth is a mode's name or a table with `kind`",
+            )),
+        }
+    }
+}
+
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }
@@ -107,9 +172,9 @@ pub struct ProxyConfig {
     /// Address to listen on.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// How credentials are handled.
+    /// How credentials are handled (see [`AuthConfig`]).
     #[serde(default)]
-    pub auth: AuthMode,
+    pub auth: AuthConfig,
     /// The attribute store.
     #[serde(default)]
     pub store: StoreConfig,
@@ -226,15 +291,33 @@ impl ProxyConfig {
                 .iter()
                 .map(|c| SwiftCluster::from_spec(&c.spec, &c.recon_endpoints, client.clone())),
         );
+        // The proxy's own Keystone identity, for everything it does on its own behalf.
+        let identity = match &self.auth {
+            AuthConfig::Keystone(k) => Some(Arc::new(
+                KeystoneAuth::new(k, client.clone())
+                    .map_err(|e| ConfigError::Invalid(format!("auth: {e}")))?,
+            )),
+            AuthConfig::Mode(_) => None,
+        };
         let store: Arc<dyn AttributeStore> = match &self.store {
             StoreConfig::Memory => Arc::new(MemoryStore::new()),
             StoreConfig::Sqlite { path } => Arc::new(
                 SqliteStore::open(path)
                     .map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))?,
             ),
-            StoreConfig::Swift(swift) => {
-                Arc::new(SwiftAttributeStore::new(swift.clone(), client.clone()))
-            }
+            StoreConfig::Swift(swift) => match &identity {
+                Some(identity) => Arc::new(SwiftAttributeStore::with_session(
+                    swift.clone(),
+                    client.clone(),
+                    Session::keystone(identity.clone()),
+                )),
+                None if swift.user.is_empty() || swift.key.is_empty() => {
+                    return Err(ConfigError::Invalid(
+                        "store: a Swift registry needs user and key (or auth = { kind = \"keystone\", ... })".into(),
+                    ))
+                }
+                None => Arc::new(SwiftAttributeStore::new(swift.clone(), client.clone())),
+            },
         };
         let locator = Locator::with_cache(
             store,
@@ -280,7 +363,7 @@ impl ProxyConfig {
                 },
             );
         }
-        let service = FederationService::new(Arc::new(locator), clusters, self.auth)
+        let service = FederationService::new(Arc::new(locator), clusters, self.auth.mode())
             .with_partial_listings(self.listing_partial);
         Ok((service, background))
     }
@@ -302,6 +385,70 @@ mod tests {
             capacity_bytes = 1
         "#;
         assert!(ProxyConfig::from_toml(neg).is_err());
+    }
+
+    #[test]
+    fn reads_the_auth_forms() {
+        let clusters =
+            "[[clusters]]\nid = \"a\"\nendpoint = \"http://127.0.0.1:1\"\ncapacity_bytes = 1\n";
+        let with = |auth: &str| ProxyConfig::from_toml(&format!("auth = {auth}\n{clusters}"));
+        assert_eq!(
+            with("\"tempauth\"").unwrap().auth.mode(),
+            AuthMode::Tempauth
+        );
+        assert_eq!(
+            with("\"pass-through\"").unwrap().auth.mode(),
+            AuthMode::PassThrough
+        );
+        assert_eq!(
+            with("{ kind = \"pass-through\" }").unwrap().auth.mode(),
+            AuthMode::PassThrough
+        );
+        assert!(with("\"keystone\"").is_err(), "keystone needs its table");
+        assert!(with("\"bogus\"").is_err());
+        assert!(with("{ kind = \"keystone\", auth_url = \"http://k/v3\", typo = 1 }").is_err());
+        let cfg = with(
+            "{ kind = \"keystone\", auth_url = \"http://127.0.0.1:5000/v3\", user = \"stackfed\", \
+             password = { env = \"STACKFED_TEST_NO_SUCH_VAR\" }, project = \"service\" }",
+        )
+        .unwrap();
+        let AuthConfig::Keystone(k) = &cfg.auth else {
+            panic!("{:?}", cfg.auth)
+        };
+        assert_eq!(k.reseller_prefix, "AUTH_");
+        assert_eq!(k.user_domain_id, "default");
+        // The secret is read when the service is built: a missing variable is an error
+        // naming it, not a panic.
+        let err = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async { cfg.build().map(|_| ()) })
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("STACKFED_TEST_NO_SUCH_VAR"), "{err}");
+        // Inline secrets never reach the logs.
+        let inline = with(
+            "{ kind = \"keystone\", auth_url = \"http://k/v3\", application_credential_id = \"id\", \
+             application_credential_secret = \"s3cr3t\" }",
+        )
+        .unwrap();
+        assert!(!format!("{inline:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn secrets_from_a_file() {
+        let dir = std::env::temp_dir().join(format!("stackfed-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("pw");
+        std::fs::write(&file, "hunter2\n").unwrap();
+        let secret = crate::cluster::Secret::File { file: file.clone() };
+        assert_eq!(secret.resolve().unwrap(), "hunter2");
+        std::fs::write(&file, "").unwrap();
+        assert!(secret.resolve().is_err(), "an empty secret is refused");
+        std::fs::remove_dir_all(&dir).unwrap();
+        let missing = crate::cluster::Secret::File { file };
+        assert!(missing.resolve().unwrap_err().contains("cannot read"));
     }
 
     #[test]

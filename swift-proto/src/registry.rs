@@ -65,9 +65,12 @@ const FORMAT: u32 = 1;
 pub struct SwiftStoreConfig {
     /// The registry cluster's base URL (its tempauth answers at `/auth/v1.0`).
     pub endpoint: Url,
-    /// The tempauth user, `account:user`.
+    /// The tempauth user, `account:user` (not with `auth = { kind = "keystone" }`: the
+    /// registry is then in the proxy's own Keystone project's account).
+    #[serde(default)]
     pub user: String,
     /// The tempauth key.
+    #[serde(default)]
     pub key: String,
     /// The registry container in that user's account.
     #[serde(default = "default_container")]
@@ -184,13 +187,20 @@ impl SwiftAttributeStore {
     /// A store reached through `client`. Nothing is contacted until the first call; the
     /// registry container is created when the first record is written.
     pub fn new(config: SwiftStoreConfig, client: HttpClient) -> Self {
+        let session = Session::new(Credentials {
+            user: config.user.clone(),
+            key: config.key.clone(),
+        });
+        Self::with_session(config, client, session)
+    }
+
+    /// A store acting as `session` (such as the proxy's Keystone identity,
+    /// [`Session::keystone`]): the registry is in that session's account.
+    pub fn with_session(config: SwiftStoreConfig, client: HttpClient, session: Session) -> Self {
         let name = ClusterId::new("registry").unwrap_or_else(|_| unreachable!("a valid id"));
         Self {
             cluster: SwiftCluster::new(name, &config.endpoint, &[], client),
-            session: Session::new(Credentials {
-                user: config.user,
-                key: config.key,
-            }),
+            session,
             container_segment: encode_segment(&config.container, false),
             settle: Duration::from_millis(config.settle_ms),
         }

@@ -53,3 +53,14 @@ def pytest_runtest_makereport(item, call):
         proxy = item.funcargs.get("proxy")
         if proxy is not None:
             item.add_report_section("call", "proxy log", proxy.log())
+
+
+@pytest.fixture(scope="session")
+def keystone(workdir):
+    """A real Keystone (peers.Keystone) for the tests that ask for it; started once per
+    session, on first use, so suites that do not need it never pay its start time.
+    Register catalog endpoints with keystone.add_endpoint(type, name, url)."""
+    k = peers.Keystone(workdir / "keystone")
+    k.start()
+    yield k
+    k.stop()

@@ -164,6 +164,9 @@ class SwiftCluster:
     # body larger than the device is not refused with 507 (which error-limits the
     # cluster's only node for a minute); Swift's testFileSizeLimit announces 4 x 5 GiB.
     fallocate: bool = True
+    # A Keystone (peers.Keystone, started): the proxy pipeline then runs authtoken +
+    # keystoneauth instead of tempauth (accounts AUTH_<project id>, no /auth/v1.0).
+    keystone: "Keystone | None" = None
     procs: list[Proc] = field(default_factory=list)
     ports: dict[str, int] = field(default_factory=dict)
     mounted: bool = False
@@ -219,6 +222,31 @@ log_level = WARNING
                           + [f"user_{a}_{u} = {k} {g}".rstrip()
                              for a, u, k, g in EXTRA_USERS + self.extra_users])
         pipeline = FULL_PIPELINE if self.full_pipeline else PIPELINE
+        if self.keystone:
+            pipeline = pipeline.replace(" tempauth ", " authtoken keystoneauth ")
+        ks = self.keystone
+        keystone_filters = f"""
+[filter:authtoken]
+paste.filter_factory = keystonemiddleware.auth_token:filter_factory
+www_authenticate_uri = {ks.auth_url}
+auth_url = {ks.endpoint}
+auth_type = password
+username = swift
+password = {ks.users["swift"].password}
+project_name = service
+user_domain_id = default
+project_domain_id = default
+delay_auth_decision = True
+cache = swift.cache
+include_service_catalog = False
+
+[filter:keystoneauth]
+use = egg:swift#keystoneauth
+reseller_prefix = AUTH_
+operator_roles = admin, member
+reseller_admin_role = ResellerAdmin
+project_reader_roles = reader
+""" if ks else ""
         extra_filters = """
 [filter:etag-quoter]
 use = egg:swift#etag_quoter
@@ -285,7 +313,7 @@ allow_versioned_writes = true
 {"allow_object_versioning = true" if self.full_pipeline else ""}
 [filter:symlink]
 use = egg:swift#symlink
-{extra_filters}""")
+{extra_filters}{keystone_filters}""")
         for kind, egg in (("account", "account"), ("container", "container"), ("object", "object")):
             _conf(d / f"{kind}-server.conf", f"""
 {common}
@@ -341,6 +369,8 @@ interval = 1
         try:
             self.write_config()
             self.start_processes()
+            if self.keystone:
+                return  # accounts are created on first use (account_autocreate)
             admins = [(a, u, k, ".admin") for a, u, k in USERS]
             for a, u, k, g in admins + self.extra_users:
                 if ".admin" not in g.split():
@@ -423,11 +453,12 @@ interval = 1
 
 
 def start_clusters(base: Path, names: list[str], device_mib: int = 0,
-                   full_pipeline: bool = False) -> list[SwiftCluster]:
+                   full_pipeline: bool = False, keystone: "Keystone | None" = None) -> list[SwiftCluster]:
     clusters: list[SwiftCluster] = []
     try:
         for n in names:
-            c = SwiftCluster(n, base / n, device_mib=device_mib, full_pipeline=full_pipeline)
+            c = SwiftCluster(n, base / n, device_mib=device_mib, full_pipeline=full_pipeline,
+                             keystone=keystone)
             clusters.append(c)
             c.start()
     except BaseException:
@@ -483,6 +514,10 @@ class FederationProxy:
     extra_toml: str = ""
     # A cluster's configured state ("draining"); online when absent.
     states: dict[str, str] = field(default_factory=dict)
+    # The `auth` value (TOML): tempauth, or a Keystone table (see keystone_auth_toml).
+    auth_toml: str = '"tempauth"'
+    # Extra environment for the proxy process (secrets).
+    env: dict[str, str] = field(default_factory=dict)
     proc: Proc | None = None
     port: int = 0
 
@@ -496,7 +531,7 @@ class FederationProxy:
 
     def write_config(self) -> Path:
         self.base.mkdir(parents=True, exist_ok=True)
-        lines = ['auth = "tempauth"', self.extra_toml]
+        lines = [f"auth = {self.auth_toml}", self.extra_toml]
         if self.store == "sqlite":
             lines.append(f'store = {{ kind = "sqlite", path = "{self.base / "federation.db"}" }}')
         elif self.store == "memory":
@@ -526,7 +561,7 @@ class FederationProxy:
             "federation-proxy",
             [str(binary), "--config", str(conf), "--listen", f"127.0.0.1:{self.port}"],
             self.base / "proxy.log",
-            env={"RUST_LOG": os.environ.get("RUST_LOG", "info")},
+            env={"RUST_LOG": os.environ.get("RUST_LOG", "info"), **self.env},
         )
         try:
             wait_http(f"{self.endpoint}/healthcheck", timeout=30)
@@ -727,3 +762,288 @@ class GlanceEdge:
     def log(self) -> str:
         p = self.base / "edge.log"
         return p.read_text(errors="replace")[-6000:] if p.exists() else ""
+
+
+@dataclass
+class KeystoneUser:
+    """A user the Keystone peer creates: its password, and its roles per project."""
+
+    name: str
+    password: str
+    roles: dict[str, list[str]]  # project name -> role names
+    id: str = ""
+
+
+# The identities the Keystone suites use. `alpha` and `beta` are two tenant projects with
+# members; `rita` only reads alpha; `admin` (made by keystone-manage bootstrap) is an admin
+# of the `admin` project and here also of alpha. The `service` project holds the service
+# users: Swift's and Glance's authtoken (roles service + admin, as token validation needs
+# `service`), the federation proxy's own user (`stackfed`, ResellerAdmin: it reaches every
+# AUTH_ account for its registry, probes and moves) and the edge's (`stackfed-edge`).
+KEYSTONE_PROJECTS = ["alpha", "beta", "service"]
+KEYSTONE_USERS = [
+    KeystoneUser("alice", "alice-pw", {"alpha": ["member"]}),
+    KeystoneUser("bob", "bob-pw", {"beta": ["member"]}),
+    KeystoneUser("rita", "rita-pw", {"alpha": ["reader"]}),
+    KeystoneUser("swift", "swift-pw", {"service": ["service", "admin"]}),
+    KeystoneUser("glance", "glance-pw", {"service": ["service", "admin"]}),
+    KeystoneUser("stackfed", "stackfed-pw", {"service": ["service", "member", "ResellerAdmin"]}),
+    KeystoneUser("stackfed-edge", "stackfed-edge-pw", {"service": ["service", "member"]}),
+]
+KEYSTONE_EXTRA_ROLES = ["service", "ResellerAdmin"]
+
+
+def _http_json(method: str, url: str, body=None, token: str | None = None,
+               timeout: float = 30.0) -> tuple[dict, dict]:
+    """One JSON request; returns (response headers, parsed body or {})."""
+    data = json.dumps(body).encode() if body is not None else None
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    if token:
+        headers["X-Auth-Token"] = token
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        raw = r.read()
+        return dict(r.headers), (json.loads(raw) if raw else {})
+
+
+@dataclass
+class Keystone:
+    """A real Keystone (keystone 30 from the venv) under gunicorn on a free loopback port:
+    SQLite (WAL) database, Fernet tokens, `keystone-manage bootstrap` (admin user and
+    project, RegionOne, identity endpoint), then the projects, roles and users of
+    `KEYSTONE_PROJECTS` / `KEYSTONE_USERS` and any catalog endpoints added with
+    `add_endpoint` (before or after start).
+
+    Attributes for tests: `auth_url` (…/v3), `project_ids` (name -> id), `users`
+    (name -> KeystoneUser with id), `admin_password`; helpers `token(user, project)`,
+    `authenticate(...)` (token and catalog), `os_env(user, project)` for CLIs."""
+
+    base: Path
+    port: int = 0
+    region: str = "RegionOne"
+    admin_password: str = "admin-pw"
+    projects: list[str] = field(default_factory=lambda: list(KEYSTONE_PROJECTS))
+    user_specs: list[KeystoneUser] = field(default_factory=lambda: [
+        KeystoneUser(u.name, u.password, dict(u.roles)) for u in KEYSTONE_USERS])
+    # bcrypt rounds: 4 (the least) keeps every password login fast in tests.
+    password_hash_rounds: int = 4
+    token_expiration: int = 3600
+    # One worker: its in-process cache then never serves stale role assignments.
+    workers: int = 1
+    project_ids: dict[str, str] = field(default_factory=dict)
+    users: dict[str, KeystoneUser] = field(default_factory=dict)
+    proc: Proc | None = None
+    _admin_token: str = ""
+    _pending_endpoints: list = field(default_factory=list)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def auth_url(self) -> str:
+        return f"{self.endpoint}/v3"
+
+    def write_config(self) -> Path:
+        conf = self.base / "etc"
+        conf.mkdir(parents=True, exist_ok=True)
+        if not self.port:
+            self.port = free_port()
+        _conf(conf / "keystone.conf", f"""
+[DEFAULT]
+log_file = {self.base / "keystone.log"}
+debug = false
+
+[database]
+connection = sqlite:///{self.base / "keystone.sqlite"}
+
+[token]
+provider = fernet
+expiration = {self.token_expiration}
+
+[fernet_tokens]
+key_repository = {self.base / "fernet-keys"}
+
+[fernet_receipts]
+key_repository = {self.base / "fernet-keys"}
+
+[credential]
+key_repository = {self.base / "credential-keys"}
+
+[identity]
+password_hash_algorithm = bcrypt
+password_hash_rounds = {self.password_hash_rounds}
+
+[cache]
+enabled = true
+backend = oslo_cache.dict
+""")
+        return conf
+
+    def _manage(self, conf: Path, *args: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [str(VENV_BIN / "keystone-manage"), "--config-dir", str(conf), *args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, "OS_KEYSTONE_CONFIG_DIR": str(conf)},
+        )
+
+    @staticmethod
+    def _wait(p: subprocess.Popen, what: str) -> None:
+        out, _ = p.communicate(timeout=300)
+        if p.returncode != 0:
+            raise RuntimeError(f"keystone-manage {what} failed: {out.decode(errors='replace')[-2000:]}")
+
+    def start(self) -> None:
+        """Sets up the database and keys, bootstraps, starts gunicorn, waits until Keystone
+        answers, then creates the projects, roles, users and endpoints."""
+        conf = self.write_config()
+        try:
+            if not (self.base / "keystone.sqlite").exists():
+                # The key repositories do not need the database: set them up meanwhile.
+                keys = [self._manage(conf, "fernet_setup", "--keystone-user", "root",
+                                     "--keystone-group", "root"),
+                        self._manage(conf, "credential_setup", "--keystone-user", "root",
+                                     "--keystone-group", "root")]
+                self._wait(self._manage(conf, "db_sync"), "db_sync")
+                import sqlite3
+                with sqlite3.connect(self.base / "keystone.sqlite") as db:
+                    db.execute("PRAGMA journal_mode=WAL")
+                for p, what in zip(keys, ("fernet_setup", "credential_setup")):
+                    self._wait(p, what)
+                self._wait(self._manage(
+                    conf, "bootstrap", "--bootstrap-password", self.admin_password,
+                    "--bootstrap-region-id", self.region,
+                    "--bootstrap-admin-url", self.auth_url,
+                    "--bootstrap-internal-url", self.auth_url,
+                    "--bootstrap-public-url", self.auth_url), "bootstrap")
+            # Keystone parses sys.argv with oslo.config when the app loads: hide gunicorn's.
+            (self.base / "keystone_app.py").write_text(
+                "import sys\nsys.argv = sys.argv[:1]\nfrom keystone.wsgi.api import application  # noqa\n")
+            self.proc = spawn(
+                "keystone",
+                [str(VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{self.port}",
+                 "--workers", str(self.workers), "--threads", "8", "--timeout", "120",
+                 "--pythonpath", str(self.base), "--no-control-socket",
+                 "--access-logfile", str(self.base / "access.log"), "keystone_app:application"],
+                self.base / "gunicorn.log", env={"OS_KEYSTONE_CONFIG_DIR": str(conf)},
+            )
+            wait_http(f"{self.auth_url}", timeout=120)
+            self._provision()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _admin(self, method: str, path: str, body=None) -> dict:
+        if not self._admin_token:
+            self._admin_token = self.token("admin", "admin")
+        return _http_json(method, f"{self.auth_url}{path}", body, self._admin_token)[1]
+
+    def _provision(self) -> None:
+        # The database is new: create without looking first, and grant roles in parallel
+        # (each admin call costs a token validation; on a loaded 2-core machine, seconds).
+        from concurrent.futures import ThreadPoolExecutor
+        self.users["admin"] = KeystoneUser("admin", self.admin_password, {"admin": ["admin"]})
+        roles = {r["name"]: r["id"] for r in self._admin("GET", "/roles")["roles"]}
+        with ThreadPoolExecutor(4) as pool:
+            def project(name):
+                return self._admin("POST", "/projects", {"project": {
+                    "name": name, "domain_id": "default"}})["project"]["id"]
+
+            def role(name):
+                return self._admin("POST", "/roles", {"role": {"name": name}})["role"]["id"]
+
+            def user(spec):
+                return self._admin("POST", "/users", {"user": {
+                    "name": spec.name, "password": spec.password, "domain_id": "default",
+                    "enabled": True}})["user"]["id"]
+
+            new_projects = [p for p in self.projects if p != "admin"]
+            new_roles = [r for r in KEYSTONE_EXTRA_ROLES if r not in roles]
+            listed = pool.submit(lambda: (self._admin("GET", "/projects")["projects"],
+                                          self._admin("GET", "/users?name=admin")["users"]))
+            pids = list(pool.map(project, new_projects))
+            rids = list(pool.map(role, new_roles))
+            uids = list(pool.map(user, self.user_specs))
+            projects, admins = listed.result()
+            self.project_ids.update({p["name"]: p["id"] for p in projects})
+            self.project_ids.update(zip(new_projects, pids))
+            roles.update(zip(new_roles, rids))
+            self.users["admin"].id = admins[0]["id"]
+            grants = []
+            for spec, uid in zip(self.user_specs, uids):
+                spec.id = uid
+                self.users[spec.name] = spec
+                grants += [(self.project_ids[p], uid, roles[r])
+                           for p, names in spec.roles.items() for r in names]
+            # The admin user also administers alpha (an admin of a tenant project).
+            grants.append((self.project_ids["alpha"], self.users["admin"].id, roles["admin"]))
+            self.users["admin"].roles["alpha"] = ["admin"]
+            list(pool.map(lambda g: self._admin("PUT", f"/projects/{g[0]}/users/{g[1]}/roles/{g[2]}"),
+                          grants))
+            list(pool.map(lambda e: self._create_endpoint(*e), self._pending_endpoints))
+        self._pending_endpoints.clear()
+
+    def add_endpoint(self, service_type: str, name: str, url: str) -> None:
+        """Registers a catalog service (if new) and its public, internal and admin
+        endpoints in this region, e.g. ("object-store", "swift",
+        "http://127.0.0.1:PORT/v1/AUTH_%(project_id)s"). Before start, kept for it."""
+        if not self.proc:
+            self._pending_endpoints.append((service_type, name, url))
+        else:
+            self._create_endpoint(service_type, name, url)
+
+    def _create_endpoint(self, service_type: str, name: str, url: str) -> None:
+        services = [s for s in self._admin("GET", f"/services?type={service_type}")["services"]
+                    if s["name"] == name]
+        sid = services[0]["id"] if services else self._admin("POST", "/services", {"service": {
+            "type": service_type, "name": name, "enabled": True}})["service"]["id"]
+        for old in self._admin("GET", f"/endpoints?service_id={sid}")["endpoints"]:
+            self._admin("DELETE", f"/endpoints/{old['id']}")
+        for interface in ("public", "internal", "admin"):
+            self._admin("POST", "/endpoints", {"endpoint": {
+                "service_id": sid, "interface": interface, "url": url,
+                "region_id": self.region, "enabled": True}})
+
+    def authenticate(self, user: str, project: str | None = None,
+                     password: str | None = None) -> tuple[str, dict]:
+        """A v3 password login (default domain), scoped to `project` (a name; default: the
+        user's first project). Returns the token and the token body (roles, catalog)."""
+        spec = self.users.get(user)
+        if password is None:
+            password = spec.password if spec else self.admin_password
+        if project is None:
+            project = next(iter(spec.roles)) if spec else "admin"
+        body = {"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": user, "domain": {"id": "default"}, "password": password}}},
+            "scope": {"project": {"name": project, "domain": {"id": "default"}}}}}
+        headers, data = _http_json("POST", f"{self.auth_url}/auth/tokens", body)
+        return headers["X-Subject-Token"], data["token"]
+
+    def token(self, user: str, project: str | None = None) -> str:
+        """A project-scoped token for `user` (see authenticate)."""
+        return self.authenticate(user, project)[0]
+
+    def os_env(self, user: str, project: str | None = None) -> dict[str, str]:
+        """OS_* variables for openstack/swift CLIs as `user` in `project`."""
+        spec = self.users[user]
+        return {
+            "OS_AUTH_URL": self.auth_url, "OS_IDENTITY_API_VERSION": "3", "OS_AUTH_TYPE": "password",
+            "OS_USERNAME": user, "OS_PASSWORD": spec.password,
+            "OS_PROJECT_NAME": project or next(iter(spec.roles)),
+            "OS_USER_DOMAIN_ID": "default", "OS_PROJECT_DOMAIN_ID": "default",
+            "OS_REGION_NAME": self.region, "OS_INTERFACE": "public",
+        }
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.stop()
+            self.proc = None
+
+    def logs(self) -> str:
+        out = []
+        for f in ("gunicorn.log", "keystone.log"):
+            p = self.base / f
+            if p.exists():
+                out.append(f"--- {p}\n" + p.read_text(errors="replace")[-4000:])
+        return "\n".join(out)

@@ -40,6 +40,17 @@ pub enum ClusterError {
         /// What was wrong.
         message: String,
     },
+    /// Keystone gave the proxy no token of its own (for this cluster's request): it is
+    /// unreachable, refused the configured service credentials, or answered nonsense.
+    #[error("no Keystone token for cluster {cluster}: {message}")]
+    Identity {
+        /// The cluster the token was for.
+        cluster: ClusterId,
+        /// What went wrong.
+        message: String,
+        /// Whether trying again later may help (Keystone down or overloaded).
+        temporary: bool,
+    },
     /// The request could not be built from the client's input (a header value that is
     /// not valid, a path that is not a URI).
     #[error("invalid request for cluster {cluster}: {message}")]
@@ -69,6 +80,7 @@ impl ClusterError {
             | Self::Refused { cluster }
             | Self::AuthFailed { cluster, .. }
             | Self::BadAnswer { cluster, .. }
+            | Self::Identity { cluster, .. }
             | Self::Invalid { cluster, .. } => cluster,
         }
     }
@@ -77,9 +89,10 @@ impl ClusterError {
     pub fn origin(&self) -> Origin {
         match self {
             Self::Refused { .. } | Self::Invalid { .. } => Origin::Client,
-            Self::Transport { .. } | Self::AuthFailed { .. } | Self::BadAnswer { .. } => {
-                Origin::Upstream
-            }
+            Self::Transport { .. }
+            | Self::AuthFailed { .. }
+            | Self::BadAnswer { .. }
+            | Self::Identity { .. } => Origin::Upstream,
         }
     }
 
@@ -88,6 +101,7 @@ impl ClusterError {
         match self {
             Self::Transport { source, .. } => source.is_temporary(),
             Self::AuthFailed { status, .. } => status.is_server_error(),
+            Self::Identity { temporary, .. } => *temporary,
             _ => false,
         }
     }

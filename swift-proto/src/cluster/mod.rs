@@ -8,6 +8,7 @@
 
 mod error;
 pub mod health;
+pub mod keystone;
 mod token;
 pub mod usage;
 
@@ -24,6 +25,7 @@ use stackfed_http::{empty, full, Body, HttpClient};
 use url::Url;
 
 pub use error::{ClusterError, Origin};
+pub use keystone::{KeystoneAuth, KeystoneConfig, Secret};
 pub use token::{ClusterToken, Credentials, Session};
 pub use usage::Usage;
 

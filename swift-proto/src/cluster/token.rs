@@ -2,13 +2,13 @@
 //! cluster, renewed shortly before it expires or when a cluster refuses it.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use federation_core::ClusterId;
 use http::{HeaderMap, HeaderValue};
 
-use super::{ClusterError, SwiftCluster};
+use super::{ClusterError, KeystoneAuth, SwiftCluster};
 
 /// Renew a cluster token this long before it expires.
 const RENEW_MARGIN: Duration = Duration::from_secs(30);
@@ -64,11 +64,20 @@ impl ClusterToken {
     }
 }
 
+/// How a session logs in.
+#[derive(Debug)]
+enum Login {
+    /// On each cluster's tempauth, a token per cluster.
+    Tempauth(Credentials),
+    /// In the Keystone the clusters share: one token for all of them.
+    Keystone(Arc<KeystoneAuth>),
+}
+
 /// Credentials and the token they obtained on each cluster: a client's proxy session, or
 /// the proxy's own identity for its registry.
 #[derive(Debug)]
 pub struct Session {
-    credentials: Credentials,
+    login: Login,
     tokens: Mutex<HashMap<ClusterId, ClusterToken>>,
     renewal: tokio::sync::Mutex<()>,
 }
@@ -82,8 +91,17 @@ impl Session {
     /// A session holding tokens already obtained.
     pub fn with_tokens(credentials: Credentials, tokens: HashMap<ClusterId, ClusterToken>) -> Self {
         Self {
-            credentials,
+            login: Login::Tempauth(credentials),
             tokens: Mutex::new(tokens),
+            renewal: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// A session acting as the proxy's Keystone identity (one token for every cluster).
+    pub fn keystone(auth: Arc<KeystoneAuth>) -> Self {
+        Self {
+            login: Login::Keystone(auth),
+            tokens: Mutex::new(HashMap::new()),
             renewal: tokio::sync::Mutex::new(()),
         }
     }
@@ -99,6 +117,9 @@ impl Session {
     /// Drops the token held for `cluster` if it is still `refused` (a cluster refused it
     /// and the request could not be replayed): the next request logs in again.
     pub fn forget(&self, cluster: &ClusterId, refused: Option<&HeaderValue>) {
+        if let Login::Keystone(auth) = &self.login {
+            return auth.forget(refused);
+        }
         let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
         if tokens.get(cluster).map(|t| &t.token) == refused {
             tokens.remove(cluster);
@@ -113,6 +134,10 @@ impl Session {
         cluster: &SwiftCluster,
         force: bool,
     ) -> Result<ClusterToken, ClusterError> {
+        let credentials = match &self.login {
+            Login::Tempauth(c) => c,
+            Login::Keystone(auth) => return auth.token(cluster.id(), force).await,
+        };
         if !force {
             if let Some(t) = self.cached(cluster.id()).filter(ClusterToken::fresh) {
                 return Ok(t);
@@ -126,7 +151,7 @@ impl Session {
                 return Ok(t);
             }
         }
-        let t = cluster.login(&self.credentials).await?;
+        let t = cluster.login(credentials).await?;
         self.tokens
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

@@ -4,7 +4,10 @@
 //! each cluster's token in a [`ProxySession`], and hands the client one token of its
 //! own; the cluster client renews a cluster's token shortly before it expires or when
 //! the cluster says 401. In pass-through mode the client's token goes to every cluster
-//! unchanged (for clusters sharing one Keystone).
+//! unchanged (for clusters sharing one Keystone). Keystone mode forwards clients' tokens
+//! the same way and has no `/auth/v1.0` (clients log in at Keystone, which points them
+//! at the proxy through its catalog); the proxy's own work authenticates with the
+//! service credentials of `auth = { kind = "keystone", ... }`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -26,6 +29,9 @@ pub enum AuthMode {
     Tempauth,
     /// Forward the client's token unchanged.
     PassThrough,
+    /// Clusters behind Keystone (authtoken + keystoneauth): forward the client's
+    /// Keystone token unchanged, every cluster validates it; no `/auth/v1.0`.
+    Keystone,
 }
 
 /// A client's session: a token per cluster, the storage path handed to the client and
@@ -173,6 +179,8 @@ impl FederationService {
                 );
                 Ok(resp)
             }
+            // As a Swift behind Keystone: clients log in at Keystone.
+            AuthMode::Keystone => Err(SwiftError::not_found()),
             AuthMode::PassThrough => {
                 // Authenticate against the first cluster and point the client at us.
                 let mut resp = self

@@ -270,7 +270,9 @@ impl FederationService {
             return Ok(Caller::Anonymous);
         };
         match self.inner.mode {
-            AuthMode::PassThrough => Ok(Caller::Token(token.clone())),
+            // Each cluster validates the token (they share the Keystone); X-Service-Token
+            // goes on unchanged too.
+            AuthMode::PassThrough | AuthMode::Keystone => Ok(Caller::Token(token.clone())),
             AuthMode::Tempauth => {
                 let session =
                     |v: &HeaderValue| v.to_str().ok().and_then(|t| self.inner.sessions.get(t));
