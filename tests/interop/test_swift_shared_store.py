@@ -288,3 +288,21 @@ def test_database_restart_gives_clear_503s_and_nothing_half_written(trio, cluste
     c = conn(trio["b"].auth_url)
     c.delete_container(name)
     c.delete_container(known)
+
+
+def test_store_figures(clusters, pg):
+    """The README's per-store figures (printed; bounded: 200 sequential and 800
+    concurrent creates per database store, 10 and 64 for the Swift-backed one)."""
+    env = {**os.environ, "STACKFED_PG_URL": pg.url,
+           "STACKFED_REGISTRY_ENDPOINT": clusters["east"].endpoint,
+           "STACKFED_REGISTRY_USER": peers.REGISTRY_USER,
+           "STACKFED_REGISTRY_KEY": peers.REGISTRY_KEY}
+    run = subprocess.run(
+        ["cargo", "test", "--quiet", "--locked", "-p", "swift-proto", "--features", "postgres",
+         "--test", "store_figures", "--", "--ignored", "--nocapture"],
+        cwd=peers.ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    figures = [line for line in run.stdout.splitlines() if line.startswith("FIGURE")]
+    assert len(figures) == 3, run.stdout[-2000:]
+    for line in figures:
+        print(line)
