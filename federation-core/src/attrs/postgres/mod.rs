@@ -372,6 +372,16 @@ impl PostgresStore {
         .await
     }
 
+    /// One prepared (and cached) statement that returns at most one row.
+    async fn one_row(
+        client: &Object,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Option<Row>, StoreError> {
+        let st = client.prepare_cached(sql).await.map_err(pg_error)?;
+        client.query_opt(&st, params).await.map_err(pg_error)
+    }
+
     async fn read(
         client: &Object,
         account: &[u8],
@@ -380,11 +390,8 @@ impl PostgresStore {
         let sql = format!(
             "SELECT {COLUMNS} FROM stackfed_containers WHERE account = $1 AND container = $2"
         );
-        let st = client.prepare_cached(&sql).await.map_err(pg_error)?;
-        client
-            .query_opt(&st, &[&account, &container])
-            .await
-            .map_err(pg_error)?
+        Self::one_row(client, &sql, &[&account, &container])
+            .await?
             .as_ref()
             .map(row_to_record)
             .transpose()
@@ -439,19 +446,8 @@ impl PostgresStore {
                  WHERE account = $1 AND container = $2 AND version = $3
                  RETURNING {COLUMNS}"
             );
-            let st = client.prepare_cached(&sql).await.map_err(pg_error)?;
-            let row = client
-                .query_opt(
-                    &st,
-                    &[
-                        &account.as_str().as_bytes(),
-                        &container.as_str().as_bytes(),
-                        &expected,
-                        &value,
-                    ],
-                )
-                .await
-                .map_err(pg_error)?;
+            let (a, c) = (account.as_str().as_bytes(), container.as_str().as_bytes());
+            let row = Self::one_row(&client, &sql, &[&a, &c, &expected, &value]).await?;
             match row {
                 Some(row) => row_to_record(&row),
                 None => {
@@ -574,18 +570,8 @@ impl AttributeStore for PostgresStore {
                  WHERE account = $1 AND container = $2 AND ($3::bigint IS NULL OR version = $3)
                  RETURNING {COLUMNS}"
             );
-            let st = client.prepare_cached(&sql).await.map_err(pg_error)?;
-            let row = client
-                .query_opt(
-                    &st,
-                    &[
-                        &account.as_str().as_bytes(),
-                        &container.as_str().as_bytes(),
-                        &expected,
-                    ],
-                )
-                .await
-                .map_err(pg_error)?;
+            let (a, c) = (account.as_str().as_bytes(), container.as_str().as_bytes());
+            let row = Self::one_row(&client, &sql, &[&a, &c, &expected]).await?;
             match (row, expected_version) {
                 (Some(row), _) => row_to_record(&row),
                 (None, Some(v)) => Err(Self::explain_miss(&client, account, container, v).await),
