@@ -34,7 +34,7 @@ async fn run(args: Args) -> Result<(), String> {
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
-    let (service, background) = config.build().map_err(|e| e.to_string())?;
+    let (service, background) = config.open().await.map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;

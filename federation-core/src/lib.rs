@@ -50,6 +50,7 @@ pub mod listing;
 pub mod locator;
 mod name;
 pub mod placement;
+pub mod sessions;
 
 pub use cluster::{ClusterId, ClusterRegistry, ClusterSpec, ClusterState, ClusterStatus, Unfit};
 pub use locator::{ContainerProbe, LocateError, Locator, Placement};

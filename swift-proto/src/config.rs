@@ -40,7 +40,7 @@ pub enum ConfigError {
 }
 
 /// Where container records are kept.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 #[non_exhaustive]
 pub enum StoreConfig {
@@ -54,6 +54,11 @@ pub enum StoreConfig {
     /// Objects in a registry container on a Swift cluster, shared by many proxies
     /// (see [`crate::registry`]).
     Swift(SwiftStoreConfig),
+    /// A PostgreSQL database shared by many proxies (feature `postgres`): real
+    /// compare-and-set, change notifications that keep every proxy's cache coherent,
+    /// and the proxies' shared sessions. Needs [`ProxyConfig::open`].
+    #[cfg(feature = "postgres")]
+    Postgres(federation_core::attrs::PostgresConfig),
 }
 
 impl Default for StoreConfig {
@@ -269,28 +274,10 @@ impl ProxyConfig {
 
     /// Builds the service this configuration describes: opens the store and, inside a
     /// Tokio runtime, starts the health and usage probes. The returned [`Background`]
-    /// owns the probes: `shutdown().await` stops them.
+    /// owns the probes: `shutdown().await` stops them. A store that must be reached
+    /// over the network before it can be used (PostgreSQL) needs [`open`](Self::open).
     pub fn build(&self) -> Result<(FederationService, Background), ConfigError> {
-        let statuses = self
-            .clusters
-            .iter()
-            .map(|c| ClusterStatus::new(c.spec.clone()).with_state(c.state))
-            .collect();
-        let registry = Arc::new(
-            ClusterRegistry::from_statuses(statuses)
-                .map_err(|e| ConfigError::Invalid(e.to_string()))?,
-        );
-        let response = seconds("response_timeout_seconds", self.response_timeout_seconds)?;
-        let client = HttpClient::new(Timeouts {
-            connect: seconds("connect_timeout_seconds", self.connect_timeout_seconds)?,
-            response,
-            idle: response,
-        });
-        let clusters = Clusters::new(
-            self.clusters
-                .iter()
-                .map(|c| SwiftCluster::from_spec(&c.spec, &c.recon_endpoints, client.clone())),
-        );
+        let client = self.client()?;
         // The proxy's own Keystone identity, for everything it does on its own behalf.
         let identity = match &self.auth {
             AuthConfig::Keystone(k) => Some(Arc::new(
@@ -318,14 +305,78 @@ impl ProxyConfig {
                 }
                 None => Arc::new(SwiftAttributeStore::new(swift.clone(), client.clone())),
             },
+            #[cfg(feature = "postgres")]
+            StoreConfig::Postgres(_) => {
+                return Err(ConfigError::Invalid(
+                    "a PostgreSQL store is opened with ProxyConfig::open".into(),
+                ))
+            }
         };
-        let locator = Locator::with_cache(
+        let (locator, service, background) = self.assemble(store, client)?;
+        drop(locator);
+        Ok((service, background))
+    }
+
+    /// Like [`build`](Self::build), for every kind of store: connects to a database
+    /// store (and migrates its schema) first. With PostgreSQL, the proxy's sessions
+    /// are shared through the database, and a change feed (`LISTEN`), owned by the
+    /// returned [`Background`], drops cached records that another proxy changed.
+    pub async fn open(&self) -> Result<(FederationService, Background), ConfigError> {
+        #[cfg(feature = "postgres")]
+        if let StoreConfig::Postgres(pg) = &self.store {
+            use federation_core::attrs::postgres::{Change, PostgresStore};
+            let store = PostgresStore::open(pg)
+                .await
+                .map_err(|e| ConfigError::Invalid(format!("PostgreSQL store: {e}")))?;
+            let (locator, service, background) =
+                self.assemble(Arc::new(store.clone()), self.client()?)?;
+            let feed = store.watch(move |change| match change {
+                Change::Record { account, container } => locator.invalidate(&account, &container),
+                // A resync (or anything this build does not know): drop everything.
+                _ => locator.invalidate_all(),
+            });
+            background.spawn("PostgreSQL change feed", feed);
+            return Ok((service.with_shared_sessions(Arc::new(store)), background));
+        }
+        self.build()
+    }
+
+    fn client(&self) -> Result<HttpClient, ConfigError> {
+        let response = seconds("response_timeout_seconds", self.response_timeout_seconds)?;
+        Ok(HttpClient::new(Timeouts {
+            connect: seconds("connect_timeout_seconds", self.connect_timeout_seconds)?,
+            response,
+            idle: response,
+        }))
+    }
+
+    /// The locator, the service and the probes over `store`.
+    fn assemble(
+        &self,
+        store: Arc<dyn AttributeStore>,
+        client: HttpClient,
+    ) -> Result<(Arc<Locator>, FederationService, Background), ConfigError> {
+        let statuses = self
+            .clusters
+            .iter()
+            .map(|c| ClusterStatus::new(c.spec.clone()).with_state(c.state))
+            .collect();
+        let registry = Arc::new(
+            ClusterRegistry::from_statuses(statuses)
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?,
+        );
+        let clusters = Clusters::new(
+            self.clusters
+                .iter()
+                .map(|c| SwiftCluster::from_spec(&c.spec, &c.recon_endpoints, client.clone())),
+        );
+        let locator = Arc::new(Locator::with_cache(
             store,
             registry.clone(),
             self.policy.build().into(),
             self.cache_capacity,
             seconds("cache_ttl_seconds", self.cache_ttl_seconds)?,
-        );
+        ));
         let background = Background::new();
         let runtime = || {
             tokio::runtime::Handle::try_current()
@@ -363,9 +414,9 @@ impl ProxyConfig {
                 },
             );
         }
-        let service = FederationService::new(Arc::new(locator), clusters, self.auth.mode())
+        let service = FederationService::new(locator.clone(), clusters, self.auth.mode())
             .with_partial_listings(self.listing_partial);
-        Ok((service, background))
+        Ok((locator, service, background))
     }
 }
 
@@ -385,6 +436,29 @@ mod tests {
             capacity_bytes = 1
         "#;
         assert!(ProxyConfig::from_toml(neg).is_err());
+    }
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn reads_a_postgres_store_and_hides_its_password() {
+        let text = r#"
+            store = { kind = "postgres", url = "postgres://fed:s3cret@db.example:5433/fed", pool_size = 4 }
+            [[clusters]]
+            id = "a"
+            endpoint = "http://127.0.0.1:1"
+            capacity_bytes = 1
+        "#;
+        let cfg = ProxyConfig::from_toml(text).unwrap();
+        let StoreConfig::Postgres(pg) = &cfg.store else {
+            panic!("{:?}", cfg.store)
+        };
+        assert_eq!((pg.pool_size, pg.max_sessions), (4, 100_000));
+        assert!(!format!("{pg:?}").contains("s3cret"), "{pg:?}");
+        assert!(
+            cfg.build().is_err(),
+            "a database store needs the async open()"
+        );
+        assert!(ProxyConfig::from_toml(&text.replace("pool_size", "pool")).is_err());
     }
 
     #[test]

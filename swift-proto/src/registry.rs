@@ -13,9 +13,16 @@
 //! write (or a 412) the store waits `settle` and reads the object again (with
 //! `X-Newest`). Only the writer whose id is read back has won; every other caller
 //! adopts what it read. Updates are compare-and-set the same way (the version in the
-//! record, then read-back). The assumption, stated: a PUT that passed its precondition
-//! is written within `settle` (default 200 ms; on loopback a registry PUT takes a few
-//! milliseconds).
+//! record, then read-back). Swift has no conditional DELETE, so a delete reads back too:
+//! an update that checked the version before the DELETE and wrote after it would
+//! resurrect the record; the delete sees that newer version of the same incarnation
+//! after `settle` and deletes again. The assumption, stated: a PUT that passed its
+//! precondition is written within `settle` (default 200 ms; on loopback a registry PUT
+//! takes a few milliseconds). What breaks it (a registry PUT slower than `settle`) can
+//! lose: a create race (a container left on two clusters, the later record wins), or a
+//! delete (a record resurrected that names a cluster where the container is gone:
+//! reads answer 404, the next PUT creates it there again). Use PostgreSQL where
+//! neither is acceptable.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -368,6 +375,18 @@ impl SwiftAttributeStore {
         }
     }
 
+    async fn remove(&self, object: &str) -> Result<(), StoreError> {
+        let a = self.call(Method::DELETE, object, "", &[], None).await?;
+        if a.status.is_success() || a.status == StatusCode::NOT_FOUND {
+            Ok(())
+        } else {
+            Err(unavailable(format!(
+                "registry delete of {object}: {}",
+                a.status
+            )))
+        }
+    }
+
     async fn current(
         &self,
         account: &AccountName,
@@ -466,15 +485,23 @@ impl AttributeStore for SwiftAttributeStore {
                 });
             }
         }
-        let a = self.call(Method::DELETE, &object, "", &[], None).await?;
-        if a.status.is_success() || a.status == StatusCode::NOT_FOUND {
-            Ok(current.record)
-        } else {
-            Err(unavailable(format!(
-                "registry delete of {object}: {}",
-                a.status
-            )))
+        self.remove(&object).await?;
+        // Swift has no conditional DELETE: an update or relocation that checked the
+        // version before this DELETE may write after it and resurrect the record. Such
+        // a write lands within `settle` (the store's one assumption), so read back
+        // once: a later version of the same incarnation (same placement time, higher
+        // version) is a resurrection and goes too. A new create (version 1, its own
+        // placement time) is left alone.
+        tokio::time::sleep(self.settle).await;
+        if let Some(back) = self.read(&object).await? {
+            if back.record.placed_at_ms == current.record.placed_at_ms
+                && back.record.version > current.record.version
+            {
+                tracing::info!(%object, version = back.record.version, "registry: a concurrent update resurrected a deleted record; deleting it again");
+                self.remove(&object).await?;
+            }
         }
+        Ok(current.record)
     }
 
     async fn list(

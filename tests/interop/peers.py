@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -1047,3 +1048,102 @@ backend = oslo_cache.dict
             if p.exists():
                 out.append(f"--- {p}\n" + p.read_text(errors="replace")[-4000:])
         return "\n".join(out)
+def _pg_bin(name: str) -> str:
+    """A PostgreSQL server program: Debian keeps them in /usr/lib/postgresql/<v>/bin."""
+    found = shutil.which(name)
+    if found:
+        return found
+    for d in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (d / name).exists():
+            return str(d / name)
+    raise RuntimeError(f"PostgreSQL's {name} is not installed (apt-get install -y postgresql)")
+
+
+@dataclass
+class Postgres:
+    """A real PostgreSQL server (Debian's package) on a free loopback port, its data in
+    a temporary directory of its own, started and stopped by PID. PostgreSQL refuses to
+    run as root: as root, the server runs as the `postgres` system user."""
+
+    base: Path | None = None
+    port: int = 0
+    proc: Proc | None = None
+    user: str = "stackfed"
+    dbname: str = "stackfed"
+
+    @property
+    def url(self) -> str:
+        return f"postgres://{self.user}@127.0.0.1:{self.port}/{self.dbname}"
+
+    def _as_server_user(self) -> dict:
+        if os.getuid() != 0:
+            return {}
+        import pwd
+        pw = pwd.getpwnam("postgres")
+        return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+
+    def start(self) -> None:
+        """initdb into a fresh temporary directory, start, create the role and database."""
+        self.base = Path(tempfile.mkdtemp(prefix="stackfed-pg-"))
+        os.chmod(self.base, 0o755)
+        data = self.base / "data"
+        as_user = self._as_server_user()
+        if as_user:
+            os.chown(self.base, as_user["user"], as_user["group"])
+        subprocess.run([_pg_bin("initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
+                        "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"],
+                       check=True, capture_output=True, cwd=self.base, **as_user)
+        self.port = free_port()
+        self.start_server()
+        try:
+            self.psql(f"CREATE ROLE {self.user} LOGIN", db="postgres")
+            self.psql(f"CREATE DATABASE {self.dbname} OWNER {self.user}", db="postgres")
+        except BaseException:
+            self.teardown()
+            raise
+
+    def start_server(self) -> None:
+        """Starts the server on its port with its data (kept across restarts)."""
+        assert self.base is not None
+        as_user = self._as_server_user()
+        argv = [_pg_bin("postgres"), "-D", str(self.base / "data"), "-h", "127.0.0.1",
+                "-p", str(self.port), "-k", str(self.base), "-c", "fsync=off",
+                "-c", "max_connections=200", "-c", "shared_buffers=32MB"]
+        log = self.base / "postgres.log"
+        out = open(log, "ab")
+        popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 start_new_session=True, cwd=self.base, **as_user)
+        out.close()
+        self.proc = Proc("postgres", popen, log)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if not self.proc.alive():
+                raise RuntimeError("postgres exited:\n" + log.read_text(errors="replace")[-2000:])
+            r = subprocess.run([_pg_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+                               capture_output=True)
+            if r.returncode == 0:
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise TimeoutError("postgres did not become ready in 30 s")
+
+    def psql(self, sql: str, db: str | None = None) -> str:
+        r = subprocess.run([_pg_bin("psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+                            "-d", db or self.dbname, "-v", "ON_ERROR_STOP=1", "-At", "-c", sql],
+                           capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            raise RuntimeError(f"psql {sql!r}: {r.stderr}")
+        return r.stdout
+
+    def stop(self, sig=signal.SIGTERM) -> None:
+        """SIGTERM: PostgreSQL's smart shutdown would wait for clients; SIGINT is its
+        fast shutdown, used here."""
+        if self.proc:
+            self.proc.stop(sig=signal.SIGINT if sig == signal.SIGTERM else sig, timeout=20)
+            self.proc = None
+
+    def teardown(self) -> None:
+        self.stop()
+        if self.base:
+            shutil.rmtree(self.base, ignore_errors=True)
+            self.base = None

@@ -3,8 +3,9 @@
 //! Every container of the federation has one [`ContainerRecord`]: its cluster, the
 //! `X-Container-Attr-*` attributes a client set, when and by which policy it was placed,
 //! and a version that changes with every update. An [`AttributeStore`] keeps these
-//! records; this crate has an in-memory store ([`MemoryStore`]) and a SQLite one
-//! ([`SqliteStore`], the default).
+//! records; this crate has an in-memory store ([`MemoryStore`]), a SQLite one
+//! ([`SqliteStore`], the default) and, with the `postgres` feature, a PostgreSQL one
+//! (`PostgresStore`) that many proxies share.
 //!
 //! Every backend must pass the same conformance suite (`attrs::conformance`, behind the
 //! `conformance` feature), including races of many tasks creating one name.
@@ -28,10 +29,14 @@
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresConfig, PostgresStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteStore, SCHEMA_VERSION as SQLITE_SCHEMA_VERSION};
 

@@ -105,6 +105,14 @@ impl RecordCache {
         inner.map.remove(key);
     }
 
+    /// Drops every entry (and any fill in flight).
+    pub(crate) fn clear(&self) {
+        let mut inner = self.lock();
+        inner.generation += 1;
+        inner.map.clear();
+        inner.order.clear();
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.lock().map.len()
     }
@@ -170,6 +178,17 @@ mod tests {
             cache.replace(key("a", "hot"), rec("hot"));
         }
         assert!(cache.lock().order.len() <= 2 * 3 + 16 + 1);
+    }
+
+    #[test]
+    fn clear_drops_entries_and_fills_in_flight() {
+        let cache = RecordCache::new(3, Duration::from_secs(60));
+        cache.fill(key("a", "c"), rec("c"), 0);
+        let g = cache.generation();
+        cache.clear();
+        assert_eq!(cache.len(), 0);
+        cache.fill(key("a", "d"), rec("d"), g);
+        assert!(cache.get(&key("a", "d")).is_none());
     }
 
     #[test]

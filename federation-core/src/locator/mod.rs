@@ -349,6 +349,12 @@ impl Locator {
             .invalidate(&key(account.as_str(), container.as_str()));
     }
 
+    /// Drops every cached record, and any lookup in flight (for example when changes
+    /// made by other proxies may have been missed).
+    pub fn invalidate_all(&self) {
+        self.cache.clear();
+    }
+
     /// How many of the account's containers each cluster holds, from the store.
     pub async fn footprint(
         &self,

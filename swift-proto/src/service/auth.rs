@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use http::{header, HeaderValue, Method, Response, StatusCode};
 use stackfed_http::{full, Body};
 
-use super::{Call, FederationService, Result};
+use federation_core::sessions::{SealedSession, SessionStore};
+
+use super::{seal, Call, FederationService, Result};
 use crate::cluster::{ClusterError, Credentials, Session, SwiftCluster};
 use crate::error::SwiftError;
 
@@ -46,20 +48,46 @@ pub struct ProxySession {
     pub expires: Instant,
 }
 
-/// The proxy's sessions, by proxy token.
+/// Sessions this process keeps in memory at most; past it, expired ones are dropped,
+/// then all (shared ones are read again from the store on their next use).
+const MAX_LOCAL_SESSIONS: usize = 100_000;
+
+/// The proxy's sessions, by proxy token: in this process's memory, and, when shared,
+/// sealed in a [`SessionStore`] that every proxy reads.
 #[derive(Debug, Default)]
 pub struct Sessions {
     by_token: Mutex<HashMap<String, Arc<ProxySession>>>,
+    shared: Option<Arc<dyn SessionStore>>,
 }
 
 impl Sessions {
-    /// An empty table.
+    /// An empty table, in this process only.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// An empty table backed by a shared store.
+    pub fn shared(store: Arc<dyn SessionStore>) -> Self {
+        Self {
+            by_token: Mutex::default(),
+            shared: Some(store),
+        }
+    }
+
+    fn remember(&self, token: String, session: Arc<ProxySession>) {
+        let mut table = self.by_token.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        table.retain(|_, s| s.expires > now);
+        if table.len() >= MAX_LOCAL_SESSIONS {
+            table.clear();
+        }
+        table.insert(token, session);
+    }
+
     /// Logs in on every cluster concurrently and opens a session; returns the new proxy
-    /// token and the session. Any cluster refusing the credentials is a 401.
+    /// token and the session. Any cluster refusing the credentials is a 401. With a
+    /// shared store, the session is there before the token is handed out (the store
+    /// unavailable: 503, and no session exists).
     pub async fn login(
         &self,
         clusters: &[&SwiftCluster],
@@ -88,20 +116,59 @@ impl Sessions {
             tokens.insert(c.id().clone(), t);
         }
         let token = new_token()?;
+        let storage_path = first_path.unwrap_or_default();
+        if let Some(store) = &self.shared {
+            let (sealed, expires_at_ms) =
+                seal::seal(&token, &credentials, &storage_path, expires, &tokens)
+                    .ok_or_else(|| SwiftError::unavailable("cannot seal the session"))?;
+            store
+                .put_session(
+                    &seal::token_hash(&token),
+                    SealedSession {
+                        sealed,
+                        expires_at_ms,
+                    },
+                )
+                .await?;
+        }
         let session = Arc::new(ProxySession {
             session: Session::with_tokens(credentials, tokens),
-            storage_path: first_path.unwrap_or_default(),
+            storage_path,
             expires,
         });
-        let mut table = self.by_token.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
-        table.retain(|_, s| s.expires > now);
-        table.insert(token.clone(), session.clone());
+        self.remember(token.clone(), session.clone());
         Ok((token, session))
     }
 
-    /// The live session for a proxy token.
-    pub fn get(&self, token: &str) -> Option<Arc<ProxySession>> {
+    /// The live session for a proxy token: from memory, else from the shared store
+    /// (then kept in memory). A shared store that cannot be read is a 503, not a 401.
+    pub async fn get(&self, token: &str) -> Result<Option<Arc<ProxySession>>> {
+        if let Some(s) = self.local(token) {
+            return Ok(Some(s));
+        }
+        let Some(store) = &self.shared else {
+            return Ok(None);
+        };
+        let Some(found) = store.get_session(&seal::token_hash(token)).await? else {
+            return Ok(None);
+        };
+        let Some(opened) = seal::open(token, &found.sealed) else {
+            tracing::warn!("a shared session could not be opened with its token");
+            return Ok(None);
+        };
+        if opened.expires <= Instant::now() {
+            return Ok(None);
+        }
+        let session = Arc::new(ProxySession {
+            session: Session::with_tokens(opened.credentials, opened.tokens),
+            storage_path: opened.storage_path,
+            expires: opened.expires,
+        });
+        self.remember(token.to_owned(), session.clone());
+        Ok(Some(session))
+    }
+
+    fn local(&self, token: &str) -> Option<Arc<ProxySession>> {
         let table = self.by_token.lock().unwrap_or_else(PoisonError::into_inner);
         table
             .get(token)
@@ -109,7 +176,7 @@ impl Sessions {
             .cloned()
     }
 
-    /// How many sessions are open.
+    /// How many sessions this process holds in memory.
     pub fn len(&self) -> usize {
         self.by_token
             .lock()
@@ -117,7 +184,7 @@ impl Sessions {
             .len()
     }
 
-    /// Whether no session is open.
+    /// Whether this process holds no session in memory.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

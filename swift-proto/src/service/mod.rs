@@ -29,6 +29,7 @@ mod copy;
 mod info;
 mod object;
 mod relocate;
+mod seal;
 mod symlink;
 
 use std::sync::Arc;
@@ -139,6 +140,19 @@ impl FederationService {
         }
     }
 
+    /// Keeps the proxy's sessions (tempauth mode) in `store` as well, sealed (see
+    /// `seal.rs`), so that a token this proxy issues works on every proxy sharing the
+    /// store. Call before the service is cloned.
+    pub fn with_shared_sessions(
+        mut self,
+        store: Arc<dyn federation_core::sessions::SessionStore>,
+    ) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.sessions = Sessions::shared(store);
+        }
+        self
+    }
+
     /// With a cluster offline, account listings are answered from the others, naming
     /// the missing clusters in `X-Federation-Partial`, instead of 503.
     pub fn with_partial_listings(mut self, partial: bool) -> Self {
@@ -235,7 +249,7 @@ impl FederationService {
         }
         let caller = match path {
             SwiftPath::Healthcheck | SwiftPath::Info | SwiftPath::Auth => Caller::Anonymous,
-            _ => self.identify(&parts.headers)?,
+            _ => self.identify(&parts.headers).await?,
         };
         let call = Call {
             parts,
@@ -262,7 +276,7 @@ impl FederationService {
     }
 
     /// Phase 2: who the request acts as.
-    fn identify(&self, headers: &HeaderMap) -> Result<Caller> {
+    async fn identify(&self, headers: &HeaderMap) -> Result<Caller> {
         let token = headers
             .get("x-auth-token")
             .or_else(|| headers.get("x-storage-token"));
@@ -274,12 +288,19 @@ impl FederationService {
             // goes on unchanged too.
             AuthMode::PassThrough | AuthMode::Keystone => Ok(Caller::Token(token.clone())),
             AuthMode::Tempauth => {
-                let session =
-                    |v: &HeaderValue| v.to_str().ok().and_then(|t| self.inner.sessions.get(t));
-                let user = session(token).ok_or_else(SwiftError::unauthorized)?;
+                let sessions = &self.inner.sessions;
+                let user = match token.to_str() {
+                    Ok(t) => sessions.get(t).await?,
+                    Err(_) => None,
+                }
+                .ok_or_else(SwiftError::unauthorized)?;
                 // A service token the proxy does not know goes on as it came: the
                 // cluster refuses it as it would.
-                Ok(match headers.get("x-service-token").and_then(session) {
+                let service = match headers.get("x-service-token").and_then(|v| v.to_str().ok()) {
+                    Some(t) => sessions.get(t).await?,
+                    None => None,
+                };
+                Ok(match service {
                     Some(service) => Caller::WithService(user, service),
                     None => Caller::Session(user),
                 })
