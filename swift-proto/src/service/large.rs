@@ -23,12 +23,12 @@
 //! - **`DELETE ?multipart-manifest=delete`**: the segments, wherever they live, then the
 //!   manifest, in the bulk middleware's answer (see [`bulk`](super::bulk)).
 //! - **container listings** show what Swift shows for a large object (the total size as
-//!   `bytes`, `slo_etag`): the cluster computes `bytes` from the content type's
-//!   `swift_bytes` parameter as it does for its own SLOs, and the proxy removes the
-//!   marker and adds `slo_etag` to JSON and XML listings that contain a marker.
+//!   `bytes`, `slo_etag`): Swift takes `bytes` from a `swift_bytes` content-type
+//!   parameter only its own middleware may write (a client's is refused), so the proxy
+//!   rewrites JSON and XML listings that contain a marker: marker removed, `bytes` set
+//!   to the total, `slo_etag` added, in Swift's order.
 //!
-//! The marker is a content-type parameter, `stackfed_slo=<slo etag>-<size>` (followed by
-//! Swift's own `swift_bytes=<size>`) or `stackfed_dlo=<percent-encoded manifest>`.
+//! The marker is a content-type parameter, `stackfed_slo=<slo etag>-<size>` or `stackfed_dlo=<percent-encoded manifest>`.
 //! Invariants: the proxy writes it only on manifests it validated; it is removed from
 //! every answer (object headers, listings); a client may not set it (400); an object
 //! `POST` with a new `Content-Type` keeps it (the proxy adds it back, as Swift's object
@@ -127,11 +127,13 @@ pub(super) fn unmark(content_type: &str) -> (String, Option<Marked>) {
     (clean, marked)
 }
 
-/// `content_type` with the marker (and, for an SLO, `swift_bytes` for the listings).
+/// `content_type` with the marker. (Not with `swift_bytes`, as Swift's own SLOs: a real
+/// Swift 2.38 refuses `swift_*` parameters from clients, "Invalid Content-Type, swift_*
+/// is not a valid parameter name.")
 fn mark(content_type: &str, marked: &Marked) -> String {
     match marked {
         Marked::Slo { etag, size } => {
-            format!("{content_type};{SLO_MARK}={etag}-{size};swift_bytes={size}")
+            format!("{content_type};{SLO_MARK}={etag}-{size}")
         }
         Marked::Dlo { manifest } => format!(
             "{content_type};{DLO_MARK}={}",
@@ -517,14 +519,16 @@ fn encode_raw(entries: &[Stored]) -> String {
                 range,
                 ..
             } => {
+                // `json.dumps(…, sort_keys=True)`
                 let mut s = format!(
-                    "{{\"path\": {}, \"etag\": {}, \"size_bytes\": {bytes}",
-                    bulk::json_str(name),
-                    bulk::json_str(hash)
+                    "{{\"etag\": {}, \"path\": {}",
+                    bulk::json_str(hash),
+                    bulk::json_str(name)
                 );
                 if let Some((a, b)) = range {
                     let _ = write!(s, ", \"range\": \"{a}-{b}\"");
                 }
+                let _ = write!(s, ", \"size_bytes\": {bytes}");
                 s.push('}');
                 s
             }
@@ -1639,7 +1643,10 @@ pub(super) fn rewrite_listing(body: &[u8], json: bool) -> Option<Vec<u8>> {
             let (clean, marked) = unmark(ct);
             let Some(marked) = marked else { continue };
             fields[at].1 = Value::String(clean);
-            if let Marked::Slo { etag, .. } = marked {
+            if let Marked::Slo { etag, size } = marked {
+                if let Some(b) = fields.iter_mut().find(|(k, _)| k == "bytes") {
+                    b.1 = Value::from(size);
+                }
                 fields.push(("slo_etag".into(), Value::String(format!("\"{etag}\""))));
             }
         }
@@ -1671,8 +1678,17 @@ pub(super) fn rewrite_listing(body: &[u8], json: bool) -> Option<Vec<u8>> {
             break;
         };
         let ct = &rest[start..start + end];
-        out.push_str(&rest[..start]);
         let (clean, marked) = unmark(ct);
+        let before = &rest[..start];
+        match (&marked, before.rfind("<bytes>")) {
+            (Some(Marked::Slo { size, .. }), Some(b)) if before[b..].contains("</bytes>") => {
+                let close = b + before[b..].find("</bytes>").unwrap_or(0);
+                out.push_str(&before[..b]);
+                let _ = write!(out, "<bytes>{size}");
+                out.push_str(&before[close..]);
+            }
+            _ => out.push_str(before),
+        }
         out.push_str(&clean);
         out.push_str("</content_type>");
         if let Some(Marked::Slo { etag, .. }) = marked {
@@ -1752,10 +1768,7 @@ mod tests {
             size: 12,
         };
         let ct = mark("text/plain; charset=utf-8", &m);
-        assert_eq!(
-            ct,
-            "text/plain; charset=utf-8;stackfed_slo=abc-12;swift_bytes=12"
-        );
+        assert_eq!(ct, "text/plain; charset=utf-8;stackfed_slo=abc-12");
         assert_eq!(unmark(&ct), ("text/plain; charset=utf-8".into(), Some(m)));
         // As a listing shows it (swift_bytes removed, parameters re-joined).
         assert_eq!(
@@ -1844,13 +1857,13 @@ mod tests {
 
     #[test]
     fn listings_lose_the_marker_and_gain_the_slo_etag() {
-        let j = br#"[{"name": "m", "hash": "x", "bytes": 7, "content_type": "a/b;stackfed_slo=e-7", "last_modified": "t"}, {"subdir": "d/"}]"#;
+        let j = br#"[{"name": "m", "hash": "x", "bytes": 2, "content_type": "a/b;stackfed_slo=e-7", "last_modified": "t"}, {"subdir": "d/"}]"#;
         assert_eq!(
             String::from_utf8(rewrite_listing(j, true).unwrap()).unwrap(),
             r#"[{"name": "m", "hash": "x", "bytes": 7, "content_type": "a/b", "last_modified": "t", "slo_etag": "\"e\""}, {"subdir": "d/"}]"#
         );
         assert!(rewrite_listing(b"[]", true).is_none());
-        let x = b"<object><name>m</name><hash>x</hash><bytes>7</bytes><content_type>a/b;stackfed_slo=e-7</content_type></object>";
+        let x = b"<object><name>m</name><hash>x</hash><bytes>2</bytes><content_type>a/b;stackfed_slo=e-7</content_type></object>";
         assert_eq!(
             String::from_utf8(rewrite_listing(x, false).unwrap()).unwrap(),
             "<object><name>m</name><hash>x</hash><bytes>7</bytes><content_type>a/b</content_type><slo_etag>&quot;e&quot;</slo_etag></object>"
