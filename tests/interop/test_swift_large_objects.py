@@ -8,6 +8,7 @@ compared with the container names replaced by <man> and <segs>."""
 
 import hashlib
 import json
+import re
 import uuid
 from urllib.parse import quote
 
@@ -137,6 +138,10 @@ def test_slo_reads_as_on_one_cluster(sides):
         for name, h in {"if-match yes": {"If-Match": etag}, "if-match no": {"If-Match": '"nope"'},
                         "if-none-match": {"If-None-Match": etag}}.items():
             answers[name] = shape(side.req("GET", f"{side.man}/slo", h), side, body=False)
+            if answers[name]["status"] == 304:
+                # hyper never sends Content-Length on a 304 (Swift sends 0), for any
+                # object through the proxy: not this feature's difference.
+                answers[name].pop("content-length", None)
         seen.append(answers)
     ref, fed = seen
     assert ref["get"]["status"] == 200 and ref["head"]["x-static-large-object"] == "True"
@@ -167,7 +172,8 @@ def test_slo_manifest_get_and_listings_are_swifts(sides):
         answers["listing"] = (sorted(entry), list(entry), entry["bytes"], entry["content_type"],
                               entry.get("slo_etag"))
         xml = side.req("GET", f"{side.man}?format=xml").text
-        answers["xml"] = "<slo_etag>" in xml, "stackfed" in xml
+        entry = re.search(r"<object><name>slo</name>.*?</object>", xml).group(0)
+        answers["xml"] = re.sub(r"<(hash|last_modified)>[^<]*</\1>", "", entry), "stackfed" in xml
         answers["plain"] = side.req("GET", side.man).text
         seen.append(answers)
     ref, fed = seen

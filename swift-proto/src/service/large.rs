@@ -1062,7 +1062,8 @@ impl FederationService {
     }
 
     /// The answer to a `GET`/`HEAD` (or `DELETE ?multipart-manifest=delete`) of a
-    /// marked object, from the cluster's first answer `resp` (see the module docs).
+    /// marked object, from the cluster's first answer `resp` (see the module docs), or
+    /// from [`probe_mark`](Self::probe_mark)'s answer (`probed`).
     pub(super) async fn large_answer(
         &self,
         call: &Call,
@@ -1071,6 +1072,7 @@ impl FederationService {
         home: &ClusterId,
         resp: Response<Body>,
         marked: Marked,
+        probed: bool,
     ) -> Result<Response<Body>> {
         let depth = call
             .parts
@@ -1095,7 +1097,8 @@ impl FederationService {
         }
         // The manifest itself, whole and unconditional (the first answer may be a range
         // of it, or judged against the manifest's own ETag).
-        let plain_get = !head
+        let plain_get = !probed
+            && !head
             && resp.status() == StatusCode::OK
             && !call.parts.headers.contains_key(header::RANGE);
         let manifest = if plain_get {
@@ -1188,6 +1191,14 @@ impl FederationService {
         // Conditions against the large object's ETag.
         if let Some(status) = etag_condition(&call.parts.headers, etag.as_deref()) {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+            if status == StatusCode::PRECONDITION_FAILED {
+                // swob's 412: its own (empty, for a conditional) HTML answer.
+                headers.remove(header::ACCEPT_RANGES);
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/html; charset=UTF-8"),
+                );
+            }
             let mut r = Response::new(empty());
             *r.status_mut() = status;
             *r.headers_mut() = headers;
@@ -1237,10 +1248,6 @@ impl FederationService {
                         );
                         let body = "<html><h1>Requested Range Not Satisfiable</h1><p>The Range requested is not available.</p></html>";
                         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-                        headers.insert(
-                            header::CONTENT_TYPE,
-                            HeaderValue::from_static("text/html; charset=UTF-8"),
-                        );
                         let mut r = Response::new(full(body));
                         *r.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
                         *r.headers_mut() = headers;
@@ -1669,7 +1676,8 @@ pub(super) fn rewrite_listing(body: &[u8], json: bool) -> Option<Vec<u8>> {
         out.push(']');
         return Some(out.into_bytes());
     }
-    // XML: each `<content_type>…</content_type>` that carries a marker.
+    // XML: each `<content_type>…</content_type>` that carries a marker (Swift's XML
+    // listings have no `slo_etag`: its slo middleware rewrites JSON only).
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find("<content_type>") {
@@ -1691,9 +1699,6 @@ pub(super) fn rewrite_listing(body: &[u8], json: bool) -> Option<Vec<u8>> {
         }
         out.push_str(&clean);
         out.push_str("</content_type>");
-        if let Some(Marked::Slo { etag, .. }) = marked {
-            let _ = write!(out, "<slo_etag>&quot;{etag}&quot;</slo_etag>");
-        }
         rest = &rest[start + end + "</content_type>".len()..];
     }
     out.push_str(rest);
@@ -1866,7 +1871,7 @@ mod tests {
         let x = b"<object><name>m</name><hash>x</hash><bytes>2</bytes><content_type>a/b;stackfed_slo=e-7</content_type></object>";
         assert_eq!(
             String::from_utf8(rewrite_listing(x, false).unwrap()).unwrap(),
-            "<object><name>m</name><hash>x</hash><bytes>7</bytes><content_type>a/b</content_type><slo_etag>&quot;e&quot;</slo_etag></object>"
+            "<object><name>m</name><hash>x</hash><bytes>7</bytes><content_type>a/b</content_type></object>"
         );
     }
 

@@ -86,7 +86,7 @@ impl FederationService {
             if let Some(head) = self.probe_mark(&call, &path, cluster.id()).await? {
                 if let Some(m) = large::marked(&head) {
                     return self
-                        .large_answer(&call, account, &path, cluster.id(), head, m)
+                        .large_answer(&call, account, &path, cluster.id(), head, m, true)
                         .await;
                 }
             }
@@ -99,7 +99,7 @@ impl FederationService {
         if reads {
             if let Some(m) = large::marked(&resp) {
                 return self
-                    .large_answer(&call, account, &path, cluster.id(), resp, m)
+                    .large_answer(&call, account, &path, cluster.id(), resp, m, false)
                     .await;
             }
             let conditional = call.parts.headers.contains_key(header::IF_MATCH)
@@ -110,7 +110,7 @@ impl FederationService {
                 if let Some(head) = self.probe_mark(&call, &path, cluster.id()).await? {
                     if let Some(m) = large::marked(&head) {
                         return self
-                            .large_answer(&call, account, &path, cluster.id(), head, m)
+                            .large_answer(&call, account, &path, cluster.id(), head, m, true)
                             .await;
                     }
                 }
