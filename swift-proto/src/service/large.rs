@@ -1067,13 +1067,16 @@ impl FederationService {
     pub(super) async fn large_answer(
         &self,
         call: &Call,
-        account: &AccountName,
-        path: &str,
-        home: &ClusterId,
+        at: ObjectHome<'_>,
         resp: Response<Body>,
         marked: Marked,
         probed: bool,
     ) -> Result<Response<Body>> {
+        let ObjectHome {
+            account,
+            path,
+            home,
+        } = at;
         let depth = call
             .parts
             .extensions
@@ -1466,6 +1469,14 @@ impl FederationService {
         );
         Ok(r)
     }
+}
+
+/// A marked object: its account, its path (`/v1/…`, encoded) and its cluster.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ObjectHome<'a> {
+    pub(super) account: &'a AccountName,
+    pub(super) path: &'a str,
+    pub(super) home: &'a ClusterId,
 }
 
 /// A `Call`'s head without the conditions and range (for the proxy's own reads of a

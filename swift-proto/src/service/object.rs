@@ -78,6 +78,11 @@ impl FederationService {
             cluster
         };
         let method = call.parts.method.clone();
+        let at = large::ObjectHome {
+            account,
+            path: &path,
+            home: cluster.id(),
+        };
         if method == Method::POST {
             self.keep_mark_on_post(&mut call, &path, cluster.id())
                 .await?;
@@ -85,9 +90,7 @@ impl FederationService {
         if method == Method::DELETE && large::manifest_query(&call, "delete") {
             if let Some(head) = self.probe_mark(&call, &path, cluster.id()).await? {
                 if let Some(m) = large::marked(&head) {
-                    return self
-                        .large_answer(&call, account, &path, cluster.id(), head, m, true)
-                        .await;
+                    return self.large_answer(&call, at, head, m, true).await;
                 }
             }
         }
@@ -98,9 +101,7 @@ impl FederationService {
         let reads = method == Method::GET || method == Method::HEAD;
         if reads {
             if let Some(m) = large::marked(&resp) {
-                return self
-                    .large_answer(&call, account, &path, cluster.id(), resp, m, false)
-                    .await;
+                return self.large_answer(&call, at, resp, m, false).await;
             }
             let conditional = call.parts.headers.contains_key(header::IF_MATCH)
                 || call.parts.headers.contains_key(header::IF_NONE_MATCH);
@@ -109,9 +110,7 @@ impl FederationService {
             if conditional && refused {
                 if let Some(head) = self.probe_mark(&call, &path, cluster.id()).await? {
                     if let Some(m) = large::marked(&head) {
-                        return self
-                            .large_answer(&call, account, &path, cluster.id(), head, m, true)
-                            .await;
+                        return self.large_answer(&call, at, head, m, true).await;
                     }
                 }
             }
