@@ -721,6 +721,29 @@ fn upload_errors(format: Format, errors: &[(String, String)]) -> String {
 }
 
 impl FederationService {
+    /// The auth headers of a large object's subrequests: the caller's token; for a read
+    /// through a temp URL (no token), the account's authority as Swift's tempurl
+    /// middleware lends it, i.e. a live proxy session of that account (tempauth mode).
+    fn segment_auth(&self, call: &Call, account: &AccountName) -> HeaderMap {
+        let mut h = auth_headers(&call.parts.headers);
+        let temp_url = call
+            .parts
+            .uri
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("temp_url_sig=")));
+        if h.is_empty() && temp_url {
+            if let Some(v) = self
+                .inner
+                .sessions
+                .token_for_account(account.as_str())
+                .and_then(|t| HeaderValue::from_str(&t).ok())
+            {
+                h.insert(HeaderName::from_static("x-auth-token"), v);
+            }
+        }
+        h
+    }
+
     /// A request through this service's own phases (as Swift's middlewares send their
     /// subrequests through the rest of the pipeline).
     async fn subrequest(
@@ -802,7 +825,7 @@ impl FederationService {
                 }
             }
         }
-        let auth = auth_headers(&call.parts.headers);
+        let auth = self.segment_auth(&call, account);
         let base = swift_path(account, None, None);
         let heads: Vec<(String, Response<Body>)> =
             futures::stream::iter(paths.into_iter().map(|p| {
@@ -1293,7 +1316,7 @@ impl FederationService {
         pieces: Vec<Piece>,
         depth: u8,
     ) -> Result<Body> {
-        let auth = auth_headers(&call.parts.headers);
+        let auth = self.segment_auth(call, account);
         let base = swift_path(account, None, None);
         let svc = self.clone();
         let fetch = move |piece: Piece| {
@@ -1362,7 +1385,7 @@ impl FederationService {
             .subrequest(
                 Method::GET,
                 &target,
-                auth_headers(&call.parts.headers),
+                self.segment_auth(call, account),
                 depth + 1,
             )
             .await;
