@@ -654,10 +654,17 @@ fn slo_parts(entries: &[Stored]) -> Vec<(PartSource, u64, u64)> {
 
 // ----- the service side --------------------------------------------------------------
 
-/// The auth headers a subrequest carries (Swift's subrequests carry the caller's token).
+/// What a subrequest carries of the client's request: its tokens, and its `Referer`
+/// (Swift's subrequests copy the request's environment, so referrer ACLs apply to
+/// segments too).
 fn auth_headers(headers: &HeaderMap) -> HeaderMap {
     let mut h = HeaderMap::new();
-    for name in ["x-auth-token", "x-storage-token", "x-service-token"] {
+    for name in [
+        "x-auth-token",
+        "x-storage-token",
+        "x-service-token",
+        "referer",
+    ] {
         if let Some(v) = headers.get(name) {
             h.insert(HeaderName::from_static(name), v.clone());
         }
@@ -726,22 +733,31 @@ impl FederationService {
     /// middleware lends it, i.e. a live proxy session of that account (tempauth mode).
     fn segment_auth(&self, call: &Call, account: &AccountName) -> HeaderMap {
         let mut h = auth_headers(&call.parts.headers);
+        if let Some(v) = self
+            .lent_token(call, account)
+            .and_then(|t| HeaderValue::from_str(&t).ok())
+        {
+            h.insert(HeaderName::from_static("x-auth-token"), v);
+        }
+        h
+    }
+
+    /// For a request through a temp URL (no token): a live proxy session of `account`,
+    /// whose authority the proxy lends to what the request reaches beyond the signed
+    /// object (segments, a link's target), as Swift's tempurl middleware lends the
+    /// account's to its subrequests.
+    pub(super) fn lent_token(&self, call: &Call, account: &AccountName) -> Option<String> {
         let temp_url = call
             .parts
             .uri
             .query()
             .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("temp_url_sig=")));
-        if h.is_empty() && temp_url {
-            if let Some(v) = self
-                .inner
-                .sessions
-                .token_for_account(account.as_str())
-                .and_then(|t| HeaderValue::from_str(&t).ok())
-            {
-                h.insert(HeaderName::from_static("x-auth-token"), v);
-            }
+        let token = call.parts.headers.contains_key("x-auth-token")
+            || call.parts.headers.contains_key("x-storage-token");
+        if !temp_url || token {
+            return None;
         }
-        h
+        self.inner.sessions.token_for_account(account.as_str())
     }
 
     /// A request through this service's own phases (as Swift's middlewares send their
@@ -1046,7 +1062,7 @@ impl FederationService {
                     body: empty(),
                     caller: call.caller.clone(),
                 },
-                &format!("{path}?multipart-manifest=get"),
+                &manifest_get(call, path),
                 empty(),
             )
             .await?;
@@ -1077,7 +1093,7 @@ impl FederationService {
                     body: empty(),
                     caller: call.caller.clone(),
                 },
-                &format!("{path}?multipart-manifest=get"),
+                &manifest_get(call, path),
                 empty(),
             )
             .await?;
@@ -1139,12 +1155,7 @@ impl FederationService {
                 caller: call.caller.clone(),
             };
             let r = self
-                .forward(
-                    cluster,
-                    &c,
-                    &format!("{path}?multipart-manifest=get"),
-                    empty(),
-                )
+                .forward(cluster, &c, &manifest_get(call, path), empty())
                 .await?;
             if !r.status().is_success() {
                 return Ok(r);
@@ -1454,12 +1465,7 @@ impl FederationService {
                 caller: call.caller.clone(),
             };
             let r = self
-                .forward(
-                    cluster,
-                    &c,
-                    &format!("{path}?multipart-manifest=get"),
-                    empty(),
-                )
+                .forward(cluster, &c, &manifest_get(call, path), empty())
                 .await?;
             let bytes = read_limited(r.into_body(), MAX_MANIFEST)
                 .await
@@ -1523,6 +1529,22 @@ fn head_parts(parts: &http::request::Parts) -> http::request::Parts {
     }
     *req.headers_mut() = h;
     req.into_parts().0
+}
+
+/// `path?multipart-manifest=get`, with the request's `version-id` (the manifest of that
+/// version).
+fn manifest_get(call: &Call, path: &str) -> String {
+    let version = call
+        .parts
+        .uri
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .find(|kv| kv.starts_with("version-id="));
+    match version {
+        Some(v) => format!("{path}?multipart-manifest=get&{v}"),
+        None => format!("{path}?multipart-manifest=get"),
+    }
 }
 
 /// `X-Object-Manifest` as Swift returns it (quoted, `/` kept).

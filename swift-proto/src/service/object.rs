@@ -103,11 +103,20 @@ impl FederationService {
             if let Some(m) = large::marked(&resp) {
                 return self.large_answer(&call, at, resp, m, false).await;
             }
+            // What the cluster refused because it judged the manifest object itself: a
+            // condition on the ETag, a part number of what it takes for a plain object.
             let conditional = call.parts.headers.contains_key(header::IF_MATCH)
                 || call.parts.headers.contains_key(header::IF_NONE_MATCH);
             let refused = resp.status() == StatusCode::NOT_MODIFIED
                 || resp.status() == StatusCode::PRECONDITION_FAILED;
-            if conditional && refused {
+            let part = call
+                .parts
+                .uri
+                .query()
+                .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("part-number=")));
+            let part_refused = resp.status() == StatusCode::BAD_REQUEST
+                || resp.status() == StatusCode::RANGE_NOT_SATISFIABLE;
+            if (conditional && refused) || (part && part_refused) {
                 if let Some(head) = self.probe_mark(&call, &path, cluster.id()).await? {
                     if let Some(m) = large::marked(&head) {
                         return self.large_answer(&call, at, head, m, true).await;
