@@ -67,7 +67,7 @@ const CONCURRENCY: usize = 4;
 /// The longest item answer read (and dropped) so its connection can be reused.
 const ITEM_BODY_LIMIT: usize = 64 * 1024;
 /// Python's `urllib.parse.quote(name, safe='/')`.
-const QUOTE: &AsciiSet = &NON_ALPHANUMERIC
+pub(super) const QUOTE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
     .remove(b'_')

@@ -48,7 +48,7 @@ use serde_json::Value;
 use stackfed_http::range::{parse_range_value, RangeSpec};
 use stackfed_http::{empty, from_stream, full, Body, BoxError};
 
-use super::bulk::{self, Format};
+use super::bulk::{self, Format, QUOTE};
 use super::{Call, FederationService, Result};
 use crate::cluster::swift_path;
 use crate::error::SwiftError;
@@ -68,13 +68,6 @@ const LISTING_LIMIT: usize = 10_000;
 const MAX_LISTING: usize = 16 * 1024 * 1024;
 /// `quote(value, safe='')` for the DLO marker.
 const MARK_ENCODE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_');
-/// Python's `quote(name)` (safe `/`), as Swift names segments in its errors.
-const QUOTE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~')
-    .remove(b'/');
 
 /// How deep large objects nest in the current request (a request extension).
 #[derive(Debug, Clone, Copy, Default)]
@@ -164,6 +157,14 @@ pub(super) fn marked(resp: &Response<Body>) -> Option<Marked> {
 
 fn query_has(query: Option<&str>, pair: &str) -> bool {
     query.is_some_and(|q| q.split('&').any(|kv| kv == pair))
+}
+
+/// Whether a request is signed as a temp URL (`temp_url_sig` in its query).
+pub(super) fn is_temp_url(parts: &http::request::Parts) -> bool {
+    parts
+        .uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("temp_url_sig=")))
 }
 
 /// `?multipart-manifest=<value>`.
@@ -747,11 +748,7 @@ impl FederationService {
     /// object (segments, a link's target), as Swift's tempurl middleware lends the
     /// account's to its subrequests.
     pub(super) fn lent_token(&self, call: &Call, account: &AccountName) -> Option<String> {
-        let temp_url = call
-            .parts
-            .uri
-            .query()
-            .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("temp_url_sig=")));
+        let temp_url = is_temp_url(&call.parts);
         let token = call.parts.headers.contains_key("x-auth-token")
             || call.parts.headers.contains_key("x-storage-token");
         if !temp_url || token {
