@@ -1136,10 +1136,30 @@ impl FederationService {
         }
         // The manifest itself, whole and unconditional (the first answer may be a range
         // of it, or judged against the manifest's own ETag).
-        let plain_get = !probed
-            && !head
-            && resp.status() == StatusCode::OK
-            && !call.parts.headers.contains_key(header::RANGE);
+        // A 304/412 judged on the dates alone is right: the manifest's time is the
+        // large object's (as in Swift).
+        let etag_conditions = call.parts.headers.contains_key(header::IF_MATCH)
+            || call.parts.headers.contains_key(header::IF_NONE_MATCH);
+        let refused = resp.status() == StatusCode::NOT_MODIFIED
+            || resp.status() == StatusCode::PRECONDITION_FAILED;
+        if refused && !etag_conditions && !probed {
+            let (mut p, b) = resp.into_parts();
+            if let Some(v) = p
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| HeaderValue::from_str(&unmark(v).0).ok())
+            {
+                p.headers.insert(header::CONTENT_TYPE, v);
+            }
+            return Ok(Response::from_parts(p, b));
+        }
+        // The cluster's answer serves when it is whole (a plain GET) or when only its
+        // headers are needed (a HEAD of an SLO without a part number, any DLO).
+        let body_needed =
+            matches!(marked, Marked::Slo { .. }) && (!head || part_number(query)?.is_some());
+        let whole = !probed && !head && !call.parts.headers.contains_key(header::RANGE);
+        let plain_get = resp.status() == StatusCode::OK && (whole || !body_needed);
         let manifest = if plain_get {
             resp
         } else {
