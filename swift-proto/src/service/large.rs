@@ -1152,6 +1152,16 @@ impl FederationService {
             {
                 p.headers.insert(header::CONTENT_TYPE, v);
             }
+            if let Marked::Slo { etag, .. } = &marked {
+                if let Some(m) = p.headers.remove(header::ETAG) {
+                    p.headers.insert("x-manifest-etag", m);
+                }
+                if let Ok(v) = HeaderValue::from_str(&format!("\"{etag}\"")) {
+                    p.headers.insert(header::ETAG, v);
+                }
+                p.headers
+                    .insert("x-static-large-object", HeaderValue::from_static("True"));
+            }
             return Ok(Response::from_parts(p, b));
         }
         // The cluster's answer serves when it is whole (a plain GET) or when only its

@@ -116,9 +116,16 @@ impl FederationService {
                 .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("part-number=")));
             let part_refused = resp.status() == StatusCode::BAD_REQUEST
                 || resp.status() == StatusCode::RANGE_NOT_SATISFIABLE;
-            if (conditional && refused) || (part && part_refused) {
+            let dated = call.parts.headers.contains_key(header::IF_MODIFIED_SINCE)
+                || call.parts.headers.contains_key(header::IF_UNMODIFIED_SINCE);
+            if ((conditional || dated) && refused) || (part && part_refused) {
                 if let Some(head) = self.probe_mark(&call, &path, cluster.id()).await? {
                     if let Some(m) = large::marked(&head) {
+                        if refused && !conditional {
+                            // Judged on the dates alone: the cluster's answer stands,
+                            // with the large object's headers.
+                            return self.large_answer(&call, at, resp, m, false).await;
+                        }
                         return self.large_answer(&call, at, head, m, true).await;
                     }
                 }
