@@ -2451,3 +2451,107 @@ async fn a_temp_url_manifest_put_is_left_to_the_cluster() {
         "the cluster was asked"
     );
 }
+
+// ----- large objects across clusters (the proxy stores and assembles them) -------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_slo_across_clusters_is_stored_marked_and_assembled_by_the_proxy() {
+    let fed = Federation::start(2).await;
+    fed.login().await;
+    fed.put_container("m", Some("east")).await;
+    fed.put_object("m", "filler", b"f").await;
+    fed.put_container("segs", Some("west")).await;
+    fed.put_object("segs", "s1", b"aaaa").await;
+    fed.put_object("segs", "s2", b"bbbbbb").await;
+    let manifest =
+        r#"[{"path": "/segs/s1"}, {"path": "/segs/s2", "range": "1-3"}, {"data": "Y2M="}]"#;
+    let r = fed
+        .request("PUT", &p("m/big?multipart-manifest=put"))
+        .header("content-type", "application/test")
+        .body(manifest)
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    // The SLO ETag: md5 of the segments' etags (a ranged one as `etag:range;`) and of
+    // the inline data's md5.
+    let md5 = |b: &[u8]| {
+        use md5::Digest;
+        md5::Md5::digest(b)
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect::<String>()
+    };
+    let expected = md5(format!("{}{}:1-3;{}", md5(b"aaaa"), md5(b"bbbbbb"), md5(b"cc")).as_bytes());
+    assert_eq!(r.header("etag"), Some(format!("\"{expected}\"").as_str()));
+    // Stored on the manifest's cluster as a plain, marked object; nothing on the other.
+    let stored = fed
+        .cluster("east")
+        .object(DEFAULT_ACCOUNT, "m", "big")
+        .unwrap();
+    assert_eq!(
+        stored.content_type,
+        format!("application/test;stackfed_slo={expected}-9")
+    );
+    let entries: serde_json::Value = serde_json::from_slice(&stored.body).unwrap();
+    assert_eq!(entries[0]["name"], "/segs/s1");
+    assert_eq!(entries[1]["range"], "1-3");
+    assert!(fed
+        .cluster("west")
+        .object(DEFAULT_ACCOUNT, "m", "big")
+        .is_none());
+    // Read back: whole, a range across three parts, a part number; the marker never shows.
+    let r = fed.request("GET", &p("m/big")).send().await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(&r.body[..], b"aaaabbbcc");
+    assert_eq!(r.header("content-type"), Some("application/test"));
+    assert_eq!(r.header("x-static-large-object"), Some("True"));
+    let r = fed
+        .request("GET", &p("m/big"))
+        .header("range", "bytes=3-7")
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(&r.body[..], b"abbbc");
+    assert_eq!(r.header("content-range"), Some("bytes 3-7/9"));
+    let r = fed.request("GET", &p("m/big?part-number=2")).send().await;
+    assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(&r.body[..], b"bbb");
+    assert_eq!(r.header("x-parts-count"), Some("3"));
+    let r = fed.request("GET", &p("m?format=json")).send().await;
+    let big = r.json()[0].clone();
+    assert_eq!(big["bytes"], 9);
+    assert_eq!(big["content_type"], "application/test");
+    assert_eq!(big["slo_etag"], format!("\"{expected}\""));
+    // A client may not forge the marker.
+    let r = fed
+        .request("PUT", &p("m/forged"))
+        .header("content-type", "a/b;stackfed_slo=x-1")
+        .body("[]")
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_segment_elsewhere_is_swifts_400() {
+    let fed = Federation::start(2).await;
+    fed.login().await;
+    fed.put_container("m", Some("east")).await;
+    fed.put_object("m", "filler", b"f").await;
+    fed.put_container("segs", Some("west")).await;
+    fed.put_object("segs", "s1", b"aaaa").await;
+    let r = fed
+        .request("PUT", &p("m/big?multipart-manifest=put"))
+        .body(r#"[{"path": "/segs/s1", "size_bytes": 3}, {"path": "/segs/gone"}]"#)
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    assert_eq!(
+        r.text(),
+        "Errors:\n/segs/s1, Size Mismatch\n/segs/gone, 404 Not Found\n"
+    );
+    assert!(fed
+        .cluster("east")
+        .object(DEFAULT_ACCOUNT, "m", "big")
+        .is_none());
+}

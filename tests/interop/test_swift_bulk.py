@@ -192,7 +192,7 @@ def test_bulk_delete_answers_as_a_real_cluster(bulk_fed, reference, accept):
 
 
 @pytest.mark.parametrize("case", ["not-acceptable", "json-list", "empty", "too-many", "long-name",
-                                  "no-token"])
+                                  "no-token", "account-item"])
 def test_bulk_delete_refusals_match_a_real_cluster(bulk_fed, reference, case):
     answers = []
     for url, token in endpoints(bulk_fed, reference):
@@ -209,6 +209,8 @@ def test_bulk_delete_refusals_match_a_real_cluster(bulk_fed, reference, case):
             body = "/c/" + "o" * 2600 + "\n"
         elif case == "no-token":
             token = "AUTH_tkbogus"
+        elif case == "account-item":
+            body = "/\n//\n"  # names no container: a DELETE of the account itself
         answers.append(bulk(url, token, body, accept, ctype))
     ref, fed = answers
     assert ref[0] == 200, ref

@@ -176,6 +176,20 @@ impl Sessions {
             .cloned()
     }
 
+    /// A live session's proxy token for `account` (its storage path ends in it): the
+    /// account's authority that Swift's tempurl middleware lends to the segment
+    /// subrequests of a large object read through a temp URL.
+    pub(super) fn token_for_account(&self, account: &str) -> Option<String> {
+        let table = self.by_token.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        table
+            .iter()
+            .filter(|(_, s)| s.expires > now)
+            .filter(|(_, s)| s.storage_path.rsplit('/').next() == Some(account))
+            .max_by_key(|(_, s)| s.expires)
+            .map(|(t, _)| t.clone())
+    }
+
     /// How many sessions this process holds in memory.
     pub fn len(&self) -> usize {
         self.by_token

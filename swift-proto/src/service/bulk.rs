@@ -67,7 +67,7 @@ const CONCURRENCY: usize = 4;
 /// The longest item answer read (and dropped) so its connection can be reused.
 const ITEM_BODY_LIMIT: usize = 64 * 1024;
 /// Python's `urllib.parse.quote(name, safe='/')`.
-const QUOTE: &AsciiSet = &NON_ALPHANUMERIC
+pub(super) const QUOTE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
     .remove(b'_')
@@ -78,14 +78,14 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// The response format (`None`: nothing acceptable, plain text under `text/html`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
+pub(super) enum Format {
     Plain,
     Json,
     Xml(&'static str),
 }
 
 impl Format {
-    fn content_type(self) -> &'static str {
+    pub(super) fn content_type(self) -> &'static str {
         match self {
             Self::Plain => "text/plain",
             Self::Json => "application/json",
@@ -115,7 +115,7 @@ pub(super) fn account_of(path: &SwiftPath) -> Option<&AccountName> {
 
 /// Swift's `Accept.best_match(ACCEPTABLE_FORMATS)`: `None` when no offer matches or the
 /// header is malformed; the first offer when there is no header.
-fn negotiate(accept: Option<&[u8]>) -> Option<Format> {
+pub(super) fn negotiate(accept: Option<&[u8]>) -> Option<Format> {
     let to_format = |ct: &'static str| match ct {
         "application/json" => Format::Json,
         "application/xml" | "text/xml" => Format::Xml(ct),
@@ -225,7 +225,7 @@ fn parse_media_range(part: &str) -> Option<(&str, &str, &str)> {
 }
 
 /// Swift's reason phrase for a status (`swob.RESPONSE_REASONS`).
-fn status_line(status: StatusCode) -> String {
+pub(super) fn status_line(status: StatusCode) -> String {
     let reason = match status.as_u16() {
         202 => "Accepted",
         413 => "Request Entity Too Large",
@@ -242,7 +242,7 @@ fn status_line(status: StatusCode) -> String {
 
 /// What a bulk delete did, as Swift's middleware reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Outcome {
+pub(super) struct Outcome {
     status: String,
     body: String,
     deleted: u64,
@@ -269,7 +269,7 @@ impl Outcome {
     }
 
     /// The body as `get_heartbeat_response_body` writes it (`format` `None`: plain).
-    fn render(&self, format: Option<Format>) -> String {
+    pub(super) fn render(&self, format: Option<Format>) -> String {
         match format {
             Some(Format::Json) => {
                 let errors: Vec<Value> = self
@@ -319,7 +319,7 @@ impl Outcome {
 }
 
 /// A JSON string as Python's `json.dumps` writes it (ASCII only).
-fn json_str(s: &str) -> String {
+pub(super) fn json_str(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
@@ -362,7 +362,7 @@ fn json_list(items: &[Value]) -> String {
 }
 
 /// `xml.sax.saxutils.escape`.
-fn xml_escape(s: &str) -> String {
+pub(super) fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -557,6 +557,18 @@ impl FederationService {
         let max_deletes = limit("max_deletes_per_request", DEFAULT_MAX_DELETES);
         let max_failed = limit("max_failed_deletes", DEFAULT_MAX_FAILED_DELETES);
         Ok((read_names(body, max_deletes).await?, max_failed))
+    }
+
+    /// The deletes of an SLO's `?multipart-manifest=delete` (its segments, then the
+    /// manifest), with Swift's default failure limit.
+    pub(super) async fn delete_in_order(
+        self,
+        names: Vec<Vec<u8>>,
+        account: AccountName,
+        token: Option<HeaderValue>,
+    ) -> Outcome {
+        self.bulk_delete_items(names, account, token, DEFAULT_MAX_FAILED_DELETES)
+            .await
     }
 
     /// The deletes of Swift's `handle_delete_iter`, objects first, and the result.

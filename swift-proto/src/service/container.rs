@@ -79,6 +79,9 @@ impl FederationService {
                         &record.attributes,
                         record.cluster.as_str(),
                     );
+                    if call.parts.method == Method::GET {
+                        resp = super::large::listing_answer(resp).await?;
+                    }
                 }
                 Ok(resp)
             }

@@ -27,6 +27,7 @@ mod bulk;
 mod container;
 mod copy;
 mod info;
+mod large;
 mod object;
 mod relocate;
 mod seal;

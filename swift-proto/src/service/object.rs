@@ -1,13 +1,18 @@
 //! The object family: forwarded to the container's cluster, bodies streamed both ways.
 //! A copy whose two containers live on different clusters goes to [`copy`](super::copy);
-//! a read that may be a link to another cluster to [`symlink`](super::symlink).
+//! a read that may be a link to another cluster to [`symlink`](super::symlink); a large
+//! object whose parts live on other clusters to [`large`](super::large).
 
 use federation_core::{AccountName, ContainerName};
-use http::{Method, Response};
+use http::{header, Method, Response, StatusCode};
 use stackfed_http::{empty, Body};
 
 use super::copy::{copy_endpoints, unfollowed};
+use super::large;
+use super::relocate::Apart;
 use super::{Call, FederationService, Result};
+use crate::cluster::swift_path;
+use crate::error::SwiftError;
 use crate::path::SwiftPath;
 
 impl FederationService {
@@ -20,6 +25,12 @@ impl FederationService {
     ) -> Result<Response<Body>> {
         if call.parts.method == Method::PUT {
             SwiftPath::check_object_name(object)?;
+        }
+        let writes = call.parts.method == Method::PUT || call.parts.method == Method::POST;
+        if writes && large::carries_mark(&call.parts.headers) {
+            return Err(SwiftError::bad_request(
+                "Content-Type parameters stackfed_slo and stackfed_dlo are reserved",
+            ));
         }
         let copy = copy_endpoints(&call.parts, account, container, object)?;
         let Some((record, cluster)) = self.target(&call.caller, account, container, false).await?
@@ -60,18 +71,80 @@ impl FederationService {
                 sides = Some((src.cluster, dst.cluster));
             }
         }
+        let path = swift_path(account, Some(container.as_str()), Some(object));
         let cluster = if call.parts.method == Method::PUT {
-            let record = self.colocate_references(&mut call, account, record).await?;
+            let (record, apart) = self.colocate_references(&mut call, account, record).await?;
             self.check_static_link(&call, account, &record.cluster)
                 .await?;
+            match apart {
+                Some(Apart::Slo(manifest)) => {
+                    return self
+                        .slo_put(call, account, container, object, &record.cluster, manifest)
+                        .await;
+                }
+                Some(Apart::Dlo(manifest)) => {
+                    return self.dlo_put(call, &record.cluster, manifest).await;
+                }
+                None => {}
+            }
             self.cluster(&record.cluster)?
         } else {
             cluster
         };
+        let method = call.parts.method.clone();
+        let at = large::ObjectHome {
+            account,
+            path: &path,
+            home: cluster.id(),
+        };
+        if method == Method::POST {
+            self.keep_mark_on_post(&mut call, &path, cluster.id())
+                .await?;
+        }
+        if method == Method::DELETE && large::manifest_query(&call, "delete") {
+            if let Some(head) = self.probe_mark(&call, &path, cluster.id()).await? {
+                if let Some(m) = large::marked(&head) {
+                    return self.large_answer(&call, at, head, m, true).await;
+                }
+            }
+        }
         let body = std::mem::replace(&mut call.body, empty());
         let resp = self
             .forward(cluster, &call, call.path_and_query(), body)
             .await?;
+        let reads = method == Method::GET || method == Method::HEAD;
+        if reads {
+            if let Some(m) = large::marked(&resp) {
+                return self.large_answer(&call, at, resp, m, false).await;
+            }
+            // What the cluster refused because it judged the manifest object itself: a
+            // condition on the ETag, a part number of what it takes for a plain object.
+            let conditional = call.parts.headers.contains_key(header::IF_MATCH)
+                || call.parts.headers.contains_key(header::IF_NONE_MATCH);
+            let refused = resp.status() == StatusCode::NOT_MODIFIED
+                || resp.status() == StatusCode::PRECONDITION_FAILED;
+            let part = call
+                .parts
+                .uri
+                .query()
+                .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("part-number=")));
+            let part_refused = resp.status() == StatusCode::BAD_REQUEST
+                || resp.status() == StatusCode::RANGE_NOT_SATISFIABLE;
+            let dated = call.parts.headers.contains_key(header::IF_MODIFIED_SINCE)
+                || call.parts.headers.contains_key(header::IF_UNMODIFIED_SINCE);
+            if ((conditional || dated) && refused) || (part && part_refused) {
+                if let Some(head) = self.probe_mark(&call, &path, cluster.id()).await? {
+                    if let Some(m) = large::marked(&head) {
+                        if refused && !conditional {
+                            // Judged on the dates alone: the cluster's answer stands,
+                            // with the large object's headers.
+                            return self.large_answer(&call, at, resp, m, false).await;
+                        }
+                        return self.large_answer(&call, at, head, m, true).await;
+                    }
+                }
+            }
+        }
         if !unfollowed(&resp) {
             return Ok(resp);
         }
@@ -83,7 +156,6 @@ impl FederationService {
             }
         }
         // Only a 404 (or 403) to a read can be a link to another cluster.
-        let reads = call.parts.method == Method::GET || call.parts.method == Method::HEAD;
         if reads {
             return self.follow_symlink(&call, cluster.id(), resp).await;
         }

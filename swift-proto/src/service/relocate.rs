@@ -18,9 +18,19 @@ use super::{Call, Caller, FederationService, Result};
 use crate::cluster::{swift_path, ClusterRequest};
 use crate::error::SwiftError;
 
-/// The largest SLO manifest the proxy reads to find its segments' containers (Swift's
-/// default `max_manifest_size`).
-const MAX_MANIFEST: usize = 8 * 1024 * 1024;
+use super::large::MAX_MANIFEST;
+
+const SLO_SEGMENTS: &str = "An SLO's segments";
+const DLO_SEGMENTS: &str = "A DLO's segments";
+
+/// A large object whose parts live on another cluster than its manifest: the proxy
+/// stores and assembles it (see [`large`](super::large)).
+pub(super) enum Apart {
+    /// An SLO manifest PUT: the manifest as the client sent it.
+    Slo(Bytes),
+    /// A DLO manifest: `X-Object-Manifest`, decoded.
+    Dlo(String),
+}
 
 /// Container headers that make up a container's own settings, recreated on a move.
 fn settings(head: &HeaderMap) -> HeaderMap {
@@ -171,16 +181,11 @@ impl FederationService {
         call: &mut Call,
         account: &AccountName,
         record: ContainerRecord,
-    ) -> Result<ContainerRecord> {
+    ) -> Result<(ContainerRecord, Option<Apart>)> {
         // A temp URL may not create links or manifests at all: the cluster's tempurl
         // middleware says so (400), whatever the proxy could arrange.
-        if call
-            .parts
-            .uri
-            .query()
-            .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("temp_url_sig=")))
-        {
-            return Ok(record);
+        if super::large::is_temp_url(&call.parts) {
+            return Ok((record, None));
         }
         let mut refs: Vec<(ContainerName, &'static str)> = Vec::new();
         let headers = &call.parts.headers;
@@ -191,35 +196,40 @@ impl FederationService {
                 refs.push((c, "A static symlink's target"));
             }
         }
-        if let Some(c) = headers
+        let dlo = headers
             .get("x-object-manifest")
             .and_then(|v| v.to_str().ok())
             .map(|v| {
                 percent_encoding::percent_decode_str(v)
                     .decode_utf8_lossy()
                     .into_owned()
-            })
-            .and_then(|v| v.split('/').next().map(str::to_owned))
+            });
+        if let Some(c) = dlo
+            .as_deref()
+            .and_then(|v| v.split('/').next())
             .and_then(|c| ContainerName::new(c).ok())
         {
-            refs.push((c, "A DLO's segments"));
+            refs.push((c, DLO_SEGMENTS));
         }
         let slo_put = call
             .parts
             .uri
             .query()
             .is_some_and(|q| q.split('&').any(|kv| kv == "multipart-manifest=put"));
+        let mut manifest = None;
         if slo_put {
             let body = std::mem::replace(&mut call.body, stackfed_http::empty());
             let bytes = read_manifest(body).await?;
             refs.extend(
                 segment_containers(&bytes)
                     .into_iter()
-                    .map(|c| (c, "An SLO's segments")),
+                    .map(|c| (c, SLO_SEGMENTS)),
             );
-            call.body = stackfed_http::full(bytes);
+            call.body = stackfed_http::full(bytes.clone());
+            manifest = Some(bytes);
         }
         let mut record = record;
+        let mut apart = None;
         for (name, what) in refs {
             if name == record.container {
                 continue;
@@ -229,6 +239,19 @@ impl FederationService {
             };
             let (now, together) = self.colocate(&call.caller, record, &other, false).await?;
             record = now;
+            // Large objects across clusters are assembled by the proxy (`large`).
+            if !together && what == SLO_SEGMENTS {
+                if let Some(m) = &manifest {
+                    apart = Some(Apart::Slo(m.clone()));
+                    continue;
+                }
+            }
+            if !together && what == DLO_SEGMENTS {
+                if let Some(m) = &dlo {
+                    apart = Some(Apart::Dlo(m.clone()));
+                    continue;
+                }
+            }
             if !together {
                 let advice = if what.contains("symlink") {
                     " Use a dynamic symlink (no X-Symlink-Target-Etag)."
@@ -245,7 +268,7 @@ impl FederationService {
                 ));
             }
         }
-        Ok(record)
+        Ok((record, apart))
     }
 }
 

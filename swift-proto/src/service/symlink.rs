@@ -10,7 +10,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use stackfed_http::{empty, Body};
 
 use super::copy::{header_account, header_path, unfollowed};
-use super::{Call, FederationService, Result};
+use super::{Call, Caller, FederationService, Result};
 use crate::error::SwiftError;
 use crate::path::SwiftPath;
 
@@ -54,7 +54,22 @@ impl FederationService {
                 return Ok(resp);
             }
             let next = self.cluster(&record.cluster)?;
-            resp = self.forward(next, call, &target, empty()).await?;
+            // Through a temp URL, the target is read with the account's authority.
+            let lent = match self.lent_token(call, &account) {
+                Some(t) => self.inner.sessions.get(&t).await?,
+                None => None,
+            };
+            resp = match lent {
+                Some(session) => {
+                    let borrowed = Call {
+                        parts: call.parts.clone(),
+                        body: empty(),
+                        caller: Caller::Session(session),
+                    };
+                    self.forward(next, &borrowed, &target, empty()).await?
+                }
+                None => self.forward(next, call, &target, empty()).await?,
+            };
             if let Ok(v) = HeaderValue::from_str(&target) {
                 resp.headers_mut()
                     .entry(header::CONTENT_LOCATION)
