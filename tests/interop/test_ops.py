@@ -275,12 +275,11 @@ def openssl(*args, cwd):
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
-@pytest.fixture(scope="module")
-def tls_east(workdir, clusters):
-    """nginx terminating TLS (a certificate of a test CA) in front of cluster east."""
+def tls_front(d: Path, upstream: int):
+    """nginx terminating TLS, with a certificate of a fresh test CA for 127.0.0.1, in
+    front of a server on loopback port `upstream`. Returns (process, endpoint, CA file)."""
     if not shutil.which("nginx") or not shutil.which("openssl"):
         pytest.fail("nginx and openssl are needed (scripts/peers-setup installs them)")
-    d = workdir / "tls"
     d.mkdir(parents=True, exist_ok=True)
     openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
             "-days", "2", "-subj", "/CN=stackfed test CA",
@@ -293,18 +292,32 @@ def tls_east(workdir, clusters):
     openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
             "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf", cwd=d)
     port = peers.free_port()
-    upstream = int(clusters["east"].endpoint.rsplit(":", 1)[1])
     (d / "nginx.conf").write_text(NGINX.format(d=d, port=port, upstream=upstream))
     proc = peers.spawn("nginx", [shutil.which("nginx"), "-c", str(d / "nginx.conf")], d / "nginx.log")
+    endpoint = f"https://127.0.0.1:{port}"
+
+    def up():
+        try:
+            requests.get(endpoint + "/", verify=str(d / "ca.pem"), timeout=2)
+            return True
+        except requests.RequestException:
+            return False
     try:
-        def up():
-            try:
-                return requests.get(f"https://127.0.0.1:{port}/healthcheck",
-                                    verify=str(d / "ca.pem"), timeout=2).status_code == 200
-            except requests.RequestException:
-                return False
-        wait_for(up, 15, "nginx with TLS in front of east")
-        yield {"endpoint": f"https://127.0.0.1:{port}", "ca": d / "ca.pem", "dir": d}
+        wait_for(up, 15, "nginx with TLS")
+    except BaseException:
+        proc.stop()
+        raise
+    return proc, endpoint, d / "ca.pem"
+
+
+@pytest.fixture(scope="module")
+def tls_east(workdir, clusters):
+    """nginx terminating TLS in front of cluster east."""
+    proc, endpoint, ca = tls_front(workdir / "tls", int(clusters["east"].endpoint.rsplit(":", 1)[1]))
+    try:
+        r = requests.get(endpoint + "/healthcheck", verify=str(ca), timeout=5)
+        assert r.status_code == 200, r.text
+        yield {"endpoint": endpoint, "ca": ca}
     finally:
         proc.stop()
 
@@ -444,3 +457,30 @@ def test_edge_metrics_request_ids_and_health_while_the_central_is_down(ops_edge)
     finally:
         flag.unlink()
     assert requests.get(e.endpoint + "/healthcheck").status_code == 200
+
+
+def test_edge_reaches_an_https_central_with_a_test_ca(workdir, bins, ops_edge):
+    central = ops_edge.central
+    central.start()  # the test above stopped it
+    proc, endpoint, ca = tls_front(workdir / "tls-glance", central.port)
+    e = peers.GlanceEdge(workdir / "tls-edge", endpoint, extra_toml=f'ca_file = "{ca}"\n')
+    try:
+        e.start(bins["glance-edge-cache"])
+        r = requests.get(e.endpoint + "/v2/images")
+        assert r.status_code == 200 and "x-edge-stale" not in r.headers, r.text
+        assert any(i["name"] == "ops" for i in r.json()["images"])
+        assert requests.get(e.endpoint + "/healthcheck").json()["central"]["reachable"] is True
+    finally:
+        e.stop()
+    # Without the CA the central's certificate is refused: only stale answers (none
+    # cached in this fresh edge) and an unreachable central.
+    e = peers.GlanceEdge(workdir / "tls-edge-untrusted", endpoint)
+    try:
+        e.start(bins["glance-edge-cache"])
+        r = requests.get(e.endpoint + "/v2/images")
+        assert r.status_code in (503, 504) or r.headers.get("x-edge-stale") == "true", \
+            (r.status_code, r.headers, r.text)
+        assert requests.get(e.endpoint + "/healthcheck").json()["central"]["reachable"] is False
+    finally:
+        e.stop()
+        proc.stop()
