@@ -21,9 +21,8 @@ use stackfed::glance_proto::config::EdgeConfig;
 const NAME: &str = "glance-edge-cache";
 
 /// Glance edge cache.
-/// Glance edge cache.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, long_about = None)]
 struct Args {
     #[command(flatten)]
     server: common::ServerArgs,

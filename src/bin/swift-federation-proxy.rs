@@ -20,9 +20,8 @@ use stackfed::swift_proto::config::ProxyConfig;
 const NAME: &str = "swift-federation-proxy";
 
 /// Swift cluster federation proxy.
-/// Swift cluster federation proxy.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, long_about = None)]
 struct Args {
     #[command(flatten)]
     server: common::ServerArgs,
