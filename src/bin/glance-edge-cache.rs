@@ -22,7 +22,7 @@ const NAME: &str = "glance-edge-cache";
 
 /// Glance edge cache.
 #[derive(Parser)]
-#[command(version, long_about = None)]
+#[command(name = NAME, version, long_about = None)]
 struct Args {
     #[command(flatten)]
     server: common::ServerArgs,

@@ -21,7 +21,7 @@ const NAME: &str = "swift-federation-proxy";
 
 /// Swift cluster federation proxy.
 #[derive(Parser)]
-#[command(version, long_about = None)]
+#[command(name = NAME, version, long_about = None)]
 struct Args {
     #[command(flatten)]
     server: common::ServerArgs,
