@@ -24,7 +24,14 @@ fn clusters(n: usize) -> Vec<ClusterStatus> {
                 "http://127.0.0.1:8080".parse().unwrap(),
                 1 << 40,
             )
-            .label("tier", if i % 2 == 0 { "gold" } else { "silver" })
+            .label(
+                "tier",
+                if i.is_multiple_of(2) {
+                    "gold"
+                } else {
+                    "silver"
+                },
+            )
             .label("redundancy", "3");
             ClusterStatus::new(spec).with_used_bytes((i as u64 * 7919) << 20)
         })

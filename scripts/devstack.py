@@ -37,12 +37,12 @@ def main() -> int:
             base / "proxy", clusters,
             labels={"east": {"tier": "gold"}, "west": {"tier": "silver"}},
         )
-        proxy.start(peers.ROOT / "target" / "debug" / "examples" / "swift-federation-proxy")
+        proxy.start(peers.ROOT / "target" / "debug" / "swift-federation-proxy")
         print("stackfed: starting the central Glance and the edge cache", flush=True)
         central = peers.GlanceCentral(base / "glance-central")
         central.start()
         edge = peers.GlanceEdge(base / "glance-edge", central.endpoint, freshness_seconds=30)
-        edge.start(peers.ROOT / "target" / "debug" / "examples" / "glance-edge-cache")
+        edge.start(peers.ROOT / "target" / "debug" / "glance-edge-cache")
         swift = f"{peers.VENV_BIN / 'swift'} -A {proxy.auth_url} -U test:tester -K testing"
         gl = f"{peers.VENV_BIN / 'glance'} --os-auth-token noauth --os-image-url"
         print(f"""

@@ -62,7 +62,7 @@ def main():
         central.start()
         cached_glance.start()
         edge.central_url = central.endpoint
-        edge.start(ROOT / "target" / "release" / "examples" / "glance-edge-cache")
+        edge.start(ROOT / "target" / "release" / "glance-edge-cache")
         print(f"uploading a {args.size_mib} MiB image to the central Glance", flush=True)
         img = base / "image.raw"
         with open(img, "wb") as f:

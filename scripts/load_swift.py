@@ -113,7 +113,7 @@ def main():
         clusters = peers.start_clusters(base / "swift", ["east", "west"])
         east = clusters[0]
         proxy = peers.FederationProxy(base / "proxy", clusters)
-        proxy.start(ROOT / "target" / "release" / "examples" / "swift-federation-proxy")
+        proxy.start(ROOT / "target" / "release" / "swift-federation-proxy")
         purl, ptoken = (lambda h: (h["X-Storage-Url"], h["X-Auth-Token"]))(
             requests.get(proxy.auth_url, headers={"X-Auth-User": "test:tester", "X-Auth-Key": "testing"}).headers)
         eurl, etoken = east.authenticate("test:tester", "testing")
@@ -147,7 +147,7 @@ def main():
         furl = f"http://127.0.0.1:{fport}/v1/AUTH_test"
         peers.wait_http(f"{furl}/bench/small", timeout=10)
         fast_proxy = peers.FederationProxy(base / "proxy-fast", [SimpleNamespace(name="fast", endpoint=f"http://127.0.0.1:{fport}")])
-        fast_proxy.start(ROOT / "target" / "release" / "examples" / "swift-federation-proxy")
+        fast_proxy.start(ROOT / "target" / "release" / "swift-federation-proxy")
         fpurl, fptoken = (lambda h: (h["X-Storage-Url"], h["X-Auth-Token"]))(
             requests.get(fast_proxy.auth_url, headers={"X-Auth-User": "test:tester", "X-Auth-Key": "testing"}).headers)
         fnginx, fnport = nginx_reverse_proxy(base / "fast-nginx", fport)

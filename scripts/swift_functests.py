@@ -311,7 +311,7 @@ def main() -> int:
         log("not root: cluster devices are plain directories (tests with large metadata may fail)")
         args.device_mib = 0
 
-    binary = peers.cargo_example("swift-federation-proxy") if "proxy" in want else None
+    binary = peers.cargo_bin("swift-federation-proxy") if "proxy" in want else None
     work = Path(tempfile.mkdtemp(prefix="stackfed-functests-"))
     clusters: list[peers.SwiftCluster] = []
     proxy: peers.FederationProxy | None = None

@@ -14,6 +14,9 @@ use image_cache_core::upstream::{
 };
 use image_cache_core::{ImageId, ImageRecord};
 use serde_json::Value;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+
 use stackfed_http::{ClientError, HttpClient, Timeouts};
 use url::Url;
 
@@ -26,6 +29,8 @@ use crate::query::to_query_string;
 pub struct CentralClient {
     base: Url,
     http: HttpClient,
+    /// What the last exchange with the central found: 0 nothing yet, 1 reachable, 2 not.
+    reach: Arc<AtomicU8>,
 }
 
 /// The most a metadata document (image, listing, schema) may weigh.
@@ -93,6 +98,17 @@ impl CentralClient {
         Self {
             base,
             http: HttpClient::new(timeouts),
+            reach: Arc::default(),
+        }
+    }
+
+    /// A client for the Glance at `base` over an existing [`HttpClient`] (one trusting
+    /// a private CA, for instance: [`HttpClient::with_ca_file`]).
+    pub fn with_client(base: Url, http: HttpClient) -> Self {
+        Self {
+            base,
+            http,
+            reach: Arc::default(),
         }
     }
 
@@ -125,7 +141,34 @@ impl CentralClient {
         stackfed_http::headers::strip_hop_by_hop(&mut h);
         h.remove(header::HOST);
         req.headers_mut().extend(h);
-        self.http.send(req).await.map_err(upstream_error)
+        let sent = self.http.send(req).await;
+        self.record_reach(match &sent {
+            Ok(_) => Some(true),
+            Err(e) if e.is_temporary() => Some(false),
+            Err(_) => None,
+        });
+        sent.map_err(upstream_error)
+    }
+
+    fn record_reach(&self, reachable: Option<bool>) {
+        if let Some(up) = reachable {
+            let before = self.reach.swap(if up { 1 } else { 2 }, Ordering::Relaxed);
+            if before != 0 && (before == 1) != up {
+                tracing::warn!(central = %self.base, reachable = up, "central reachability changed");
+            }
+            metrics::gauge!("stackfed_glance_central_up").set(if up { 1.0 } else { 0.0 });
+        }
+    }
+
+    /// Whether the central answered the last exchange with it (a request of any
+    /// client, or the background probe), without asking it now; `None` before the
+    /// first exchange.
+    pub fn last_reachable(&self) -> Option<bool> {
+        match self.reach.load(Ordering::Relaxed) {
+            1 => Some(true),
+            2 => Some(false),
+            _ => None,
+        }
     }
 
     /// Sends a body-less `GET` and reads the (small) answer whole.

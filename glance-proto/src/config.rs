@@ -11,7 +11,8 @@ use image_cache_core::meta::SqliteMetadataStore;
 use image_cache_core::upstream::RequestContext;
 use image_cache_core::ImageId;
 use serde::Deserialize;
-use stackfed_http::{Background, BoxError, Timeouts};
+use stackfed_http::config::{duration, nonzero, LogFormat};
+use stackfed_http::{Background, BoxError, HttpClient, Timeouts};
 use url::Url;
 
 use crate::client::CentralClient;
@@ -69,17 +70,20 @@ pub struct Edge {
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9292))
 }
-fn default_freshness() -> f64 {
-    30.0
+fn default_freshness() -> Duration {
+    Duration::from_secs(30)
 }
-fn default_max_stale() -> f64 {
-    7.0 * 24.0 * 3600.0
+fn default_max_stale() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
 }
-fn default_connect() -> f64 {
-    2.0
+fn default_connect() -> Duration {
+    Duration::from_secs(2)
 }
-fn default_response() -> f64 {
-    30.0
+fn default_response() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_probe_interval() -> Duration {
+    Duration::from_secs(5)
 }
 
 /// The edge cache's configuration.
@@ -89,7 +93,7 @@ fn default_response() -> f64 {
 ///     central_url = "http://127.0.0.1:9292"
 ///     cache_dir = "/var/cache/glance-edge"
 /// "#).unwrap();
-/// assert_eq!(cfg.freshness_seconds, 30.0);
+/// assert_eq!(cfg.freshness.as_secs(), 30);
 /// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -102,22 +106,42 @@ pub struct EdgeConfig {
     pub central_url: Url,
     /// Where metadata (`metadata.db`) and image data (`blobs/`) are kept.
     pub cache_dir: PathBuf,
-    /// Metadata younger than this is served without asking the central.
-    #[serde(default = "default_freshness")]
-    pub freshness_seconds: f64,
-    /// While the central is unreachable, metadata confirmed within this long is served.
-    #[serde(default = "default_max_stale")]
-    pub max_stale_seconds: f64,
+    /// Metadata younger than this is served without asking the central (alias
+    /// `freshness_seconds`; a duration is seconds or a string with units, `"30s"`).
+    #[serde(
+        default = "default_freshness",
+        alias = "freshness_seconds",
+        with = "duration"
+    )]
+    pub freshness: Duration,
+    /// While the central is unreachable, metadata confirmed within this long is served
+    /// (alias `max_stale_seconds`).
+    #[serde(
+        default = "default_max_stale",
+        alias = "max_stale_seconds",
+        with = "duration"
+    )]
+    pub max_stale: Duration,
     /// How requests are identified.
     #[serde(default)]
     pub identity: IdentityMode,
-    /// Seconds to connect to the central.
-    #[serde(default = "default_connect")]
-    pub connect_timeout_seconds: f64,
-    /// Seconds for the central to start answering, and the longest pause in the middle
-    /// of an answer (a central that stalls longer is treated as unreachable).
-    #[serde(default = "default_response")]
-    pub response_timeout_seconds: f64,
+    /// How long to wait for a connection to the central (alias
+    /// `connect_timeout_seconds`).
+    #[serde(
+        default = "default_connect",
+        alias = "connect_timeout_seconds",
+        with = "duration"
+    )]
+    pub connect_timeout: Duration,
+    /// How long the central may take to start answering, and the longest pause in the
+    /// middle of an answer (a central that stalls longer is treated as unreachable;
+    /// alias `response_timeout_seconds`).
+    #[serde(
+        default = "default_response",
+        alias = "response_timeout_seconds",
+        with = "duration"
+    )]
+    pub response_timeout: Duration,
     /// The most bytes of image data to keep (no limit when absent). Enforced before
     /// anything is written: least recently used unpinned images are evicted; an image
     /// that cannot fit streams through uncached.
@@ -130,6 +154,24 @@ pub struct EdgeConfig {
     /// `{ properties = { visibility = "public", os_distro = "ubuntu" } }`.
     #[serde(default)]
     pub prefetch: Vec<PrefetchSpec>,
+    /// Time between background probes of the central's reachability (what
+    /// `/healthcheck` reports without asking the central itself).
+    #[serde(default = "default_probe_interval", with = "duration")]
+    pub probe_interval: Duration,
+    /// PEM file of CA certificates trusted for an `https://` central, besides the
+    /// system's roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// When this file exists, `/healthcheck` answers 503 `DISABLED BY FILE`, so load
+    /// balancers drain the edge.
+    #[serde(default)]
+    pub disable_path: Option<PathBuf>,
+    /// Where Prometheus scrapes `/metrics` (a separate listener; none when absent).
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Access log and log format: `text` (default) or `json`.
+    #[serde(default)]
+    pub log_format: LogFormat,
 }
 
 fn default_prefetch_concurrency() -> usize {
@@ -149,20 +191,20 @@ pub struct PrefetchSpec {
     pub properties: std::collections::BTreeMap<String, String>,
 }
 
-fn secs(name: &str, v: f64) -> Result<Duration, ConfigError> {
-    Duration::try_from_secs_f64(v).map_err(|_| {
-        ConfigError::Invalid(format!("{name} must be a non-negative number of seconds"))
-    })
-}
-
 impl EdgeConfig {
     /// Parses and checks a configuration.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         let c: Self = toml::from_str(text)?;
-        secs("freshness_seconds", c.freshness_seconds)?;
-        secs("max_stale_seconds", c.max_stale_seconds)?;
-        secs("connect_timeout_seconds", c.connect_timeout_seconds)?;
-        secs("response_timeout_seconds", c.response_timeout_seconds)?;
+        let invalid = |e: stackfed_http::config::Invalid| ConfigError::Invalid(e.to_string());
+        nonzero("connect_timeout", c.connect_timeout).map_err(invalid)?;
+        nonzero("response_timeout", c.response_timeout).map_err(invalid)?;
+        nonzero("probe_interval", c.probe_interval).map_err(invalid)?;
+        stackfed_http::config::http_endpoint("central_url", &c.central_url).map_err(invalid)?;
+        if c.prefetch_concurrency == 0 {
+            return Err(ConfigError::Invalid(
+                "prefetch_concurrency: must be at least 1".into(),
+            ));
+        }
         for p in &c.prefetch {
             match (&p.id, p.properties.is_empty()) {
                 (Some(id), true) if image_cache_core::ImageId::parse(id).is_some() => {}
@@ -195,18 +237,19 @@ impl EdgeConfig {
             .map_err(|e| open_error("metadata store")(e.into()))?;
         let blobs = FsBlobStore::open(self.cache_dir.join("blobs"))
             .map_err(|e| open_error("blob store")(e.into()))?;
-        let response = secs("response_timeout_seconds", self.response_timeout_seconds)?;
-        let central = CentralClient::new(
-            self.central_url.clone(),
+        let http = HttpClient::with_ca_file(
             Timeouts {
-                connect: secs("connect_timeout_seconds", self.connect_timeout_seconds)?,
-                response,
-                idle: response,
+                connect: self.connect_timeout,
+                response: self.response_timeout,
+                idle: self.response_timeout,
             },
-        );
+            self.ca_file.as_deref(),
+        )
+        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let central = CentralClient::with_client(self.central_url.clone(), http);
         let cfg = CacheConfig::default()
-            .freshness(secs("freshness_seconds", self.freshness_seconds)?)
-            .max_stale(secs("max_stale_seconds", self.max_stale_seconds)?)
+            .freshness(self.freshness)
+            .max_stale(self.max_stale)
             .max_bytes(self.max_cache_bytes)
             .prefetch_concurrency(self.prefetch_concurrency);
         let background = Background::new();
@@ -222,8 +265,28 @@ impl EdgeConfig {
         .await
         .map_err(|e| open_error("cache")(e.into()))?;
         self.start_prefetch(&cache, &background);
+        // What `/healthcheck` reports about the central, kept current between client
+        // requests (which update it too).
+        // The cache's size and budget as gauges, refreshed at the same pace.
+        if let Some(budget) = self.max_cache_bytes {
+            metrics::gauge!("stackfed_cache_budget_bytes").set(budget as f64);
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let (probe, cache) = (central.clone(), cache.clone());
+            background.spawn_every(&rt, "central probe", self.probe_interval, move || {
+                let (probe, cache) = (probe.clone(), cache.clone());
+                async move {
+                    if let Ok((images, bytes)) = cache.usage().await {
+                        metrics::gauge!("stackfed_cache_images").set(images as f64);
+                        metrics::gauge!("stackfed_cache_used_bytes").set(bytes as f64);
+                    }
+                    let _ = probe.reachable().await;
+                }
+            });
+        }
         Ok(Edge {
-            service: EdgeService::new(cache, central, self.identity),
+            service: EdgeService::new(cache, central, self.identity)
+                .with_disable_path(self.disable_path.clone()),
             background,
             reconciled,
         })

@@ -194,7 +194,11 @@ async fn the_prefetch_workers_stop_on_shutdown() {
     ))
     .unwrap();
     let edge = config.build().await.unwrap();
-    assert_eq!(edge.background.running(), 3, "three prefetch workers");
+    assert_eq!(
+        edge.background.running(),
+        4,
+        "three prefetch workers and the central probe"
+    );
     // The service answers what it can without the central.
     let (status, _) = call(&edge.service, "/versions").await;
     assert_eq!(status, StatusCode::OK);

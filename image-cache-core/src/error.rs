@@ -18,6 +18,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Where a fault came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ErrorSource {
     /// The upstream (the central image service): unreachable, slow, failing, refusing
     /// or sending something unusable.

@@ -90,8 +90,8 @@ mod tests {
                         id: id(i),
                         size,
                         last_access_ms: t,
-                        pinned: pinned && i % 3 == 0,
-                        in_use: in_use && i % 4 == 0,
+                        pinned: pinned && i.is_multiple_of(3),
+                        in_use: in_use && i.is_multiple_of(4),
                     })
                     .collect()
             },

@@ -190,7 +190,11 @@ mod tests {
         r.properties.insert("name".into(), json!(name));
         r.properties.insert(
             "os_distro".into(),
-            json!(if n % 2 == 0 { "ubuntu" } else { "cirros" }),
+            json!(if n.is_multiple_of(2) {
+                "ubuntu"
+            } else {
+                "cirros"
+            }),
         );
         r.properties.insert(
             "tags".into(),

@@ -174,10 +174,62 @@ fn gate_on_continue(mut req: Request<Body>) -> Request<Body> {
     })
 }
 
-/// See the module docs. Cheap to clone: clones share the connection pool.
+/// A CA bundle that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// The file could not be read or holds no PEM certificate.
+    #[error("CA file {path}: {problem}")]
+    CaFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// rustls refused the configuration.
+    #[error("TLS configuration: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+/// The roots an `https://` peer's certificate must chain to: the system's
+/// (rustls-native-certs) and, when given, every certificate of a PEM file.
+fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, TlsError> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    let (added, _ignored) = roots.add_parsable_certificates(native.certs);
+    tracing::debug!(added, "system CA certificates loaded");
+    if let Some(path) = ca_file {
+        let err = |problem: String| TlsError::CaFile {
+            path: path.to_owned(),
+            problem,
+        };
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .map_err(|e| err(e.to_string()))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| err(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(err("no PEM certificate in it".into()));
+        }
+        for c in certs {
+            roots.add(c).map_err(|e| err(e.to_string()))?;
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// See the module docs. Cheap to clone: clones share the connection pool. Speaks
+/// `http://` and `https://` (rustls; the system's roots plus an optional CA bundle,
+/// see [`with_ca_file`](Self::with_ca_file)).
 #[derive(Debug, Clone)]
 pub struct HttpClient {
-    http: Client<HttpConnector, Body>,
+    http: Client<Connector, Body>,
     timeouts: Timeouts,
 }
 
@@ -189,11 +241,35 @@ fn is_idempotent(m: &Method) -> bool {
 }
 
 impl HttpClient {
-    /// A client with its own connection pool.
+    /// A client with its own connection pool, trusting the system's CA certificates
+    /// for `https://` peers.
+    #[allow(clippy::expect_used)]
     pub fn new(timeouts: Timeouts) -> Self {
+        // Without a CA file the only fallible step is rustls accepting its own default
+        // protocol versions with its own ring provider, which it always does.
+        let tls = tls_config(None).expect("rustls accepts its defaults");
+        Self::with_tls(timeouts, tls)
+    }
+
+    /// A client that also trusts the CA certificates of a PEM file (when given), such
+    /// as a private CA that signed the clusters' or the central's certificates.
+    pub fn with_ca_file(
+        timeouts: Timeouts,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Self, TlsError> {
+        Ok(Self::with_tls(timeouts, tls_config(ca_file)?))
+    }
+
+    fn with_tls(timeouts: Timeouts, tls: rustls::ClientConfig) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(timeouts.connect));
         connector.set_nodelay(true);
+        connector.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(64)

@@ -38,12 +38,15 @@
 pub mod background;
 pub mod body;
 pub mod client;
+pub mod config;
 pub mod headers;
+pub mod observe;
 pub mod range;
 mod server;
 
 pub use background::Background;
 pub use body::{boxed, empty, from_stream, full, Body, BoxError};
-pub use client::{ClientError, HttpClient, Timeouts};
+pub use client::{ClientError, HttpClient, Timeouts, TlsError};
 pub use hyper::{Request, Response};
+pub use observe::{AccessLogLayer, PeerAddr};
 pub use server::{serve, serve_with, shutdown_signal, ServeOptions};

@@ -130,9 +130,15 @@ where
                     .title_case_headers(true)
                     .serve_connection(
                         TokioIo::new(FirstLine::new(stream, options.encode_raw_target)),
-                        TowerToHyperService::new(tower::ServiceExt::map_response(
-                            service.clone(),
-                            keep_zero_length::<B>,
+                        TowerToHyperService::new(tower::ServiceExt::map_request(
+                            tower::ServiceExt::map_response(
+                                service.clone(),
+                                keep_zero_length::<B>,
+                            ),
+                            move |mut req: Request<Incoming>| {
+                                req.extensions_mut().insert(crate::observe::PeerAddr(peer));
+                                req
+                            },
                         )),
                     );
                 let conn = graceful.watch(conn);

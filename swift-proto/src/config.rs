@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use federation_core::attrs::{AttributeStore, MemoryStore, SqliteStore};
 use federation_core::placement::PolicyConfig;
-use federation_core::{ClusterRegistry, ClusterSpec, ClusterState, ClusterStatus, Locator};
+use federation_core::{ClusterRegistry, ClusterStatus, Locator};
 use serde::Deserialize;
 
 use stackfed_http::{Background, HttpClient, Timeouts};
@@ -17,6 +17,10 @@ use crate::cluster::usage::UsageProbe;
 use crate::cluster::{Clusters, KeystoneAuth, KeystoneConfig, Session, SwiftCluster};
 use crate::registry::{SwiftAttributeStore, SwiftStoreConfig};
 use crate::service::{AuthMode, FederationService};
+
+mod cluster;
+pub use cluster::ClusterConfig;
+use stackfed_http::config::{duration, nonzero, LogFormat};
 
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -142,16 +146,16 @@ fn default_cache_capacity() -> usize {
     federation_core::locator::DEFAULT_CACHE_CAPACITY
 }
 
-fn default_cache_ttl() -> f64 {
-    federation_core::locator::DEFAULT_CACHE_TTL.as_secs_f64()
+fn default_cache_ttl() -> Duration {
+    federation_core::locator::DEFAULT_CACHE_TTL
 }
 
-fn default_connect() -> f64 {
-    3.0
+fn default_connect() -> Duration {
+    Duration::from_secs(3)
 }
 
-fn default_response() -> f64 {
-    60.0
+fn default_response() -> Duration {
+    Duration::from_secs(60)
 }
 
 /// The whole proxy configuration.
@@ -186,23 +190,69 @@ pub struct ProxyConfig {
     /// Records cached by the locator.
     #[serde(default = "default_cache_capacity")]
     pub cache_capacity: usize,
-    /// Seconds a cached record is trusted.
-    #[serde(default = "default_cache_ttl")]
-    pub cache_ttl_seconds: f64,
-    /// Seconds to connect to a cluster.
-    #[serde(default = "default_connect")]
-    pub connect_timeout_seconds: f64,
-    /// Seconds for a cluster to start answering.
-    #[serde(default = "default_response")]
-    pub response_timeout_seconds: f64,
+    /// How long a cached record is trusted (`cache_ttl`, or `cache_ttl_seconds`; a
+    /// duration is seconds or a string with units such as `"10s"`).
+    #[serde(
+        default = "default_cache_ttl",
+        alias = "cache_ttl_seconds",
+        with = "duration"
+    )]
+    pub cache_ttl: Duration,
+    /// How long to wait for a connection to a cluster (alias `connect_timeout_seconds`).
+    #[serde(
+        default = "default_connect",
+        alias = "connect_timeout_seconds",
+        with = "duration"
+    )]
+    pub connect_timeout: Duration,
+    /// How long a cluster may take to start answering, and the longest pause inside an
+    /// answer (alias `response_timeout_seconds`).
+    #[serde(
+        default = "default_response",
+        alias = "response_timeout_seconds",
+        with = "duration"
+    )]
+    pub response_timeout: Duration,
     /// The clusters.
     pub clusters: Vec<ClusterConfig>,
-    /// Seconds between health probes of every cluster (0 disables the probe).
-    #[serde(default = "default_probe_interval")]
-    pub probe_interval_seconds: f64,
-    /// Seconds between usage refreshes of the clusters with `recon_endpoints` (0 disables).
-    #[serde(default = "default_usage_interval")]
-    pub usage_interval_seconds: f64,
+    /// Time between health probes of every cluster, 0 disables the probe (alias
+    /// `probe_interval_seconds`).
+    #[serde(
+        default = "default_probe_interval",
+        alias = "probe_interval_seconds",
+        with = "duration"
+    )]
+    pub probe_interval: Duration,
+    /// Consecutive failed probes before a cluster is marked offline (default 2: one
+    /// lost probe is not an outage).
+    #[serde(default = "default_probe_fall")]
+    pub probe_fall: u32,
+    /// Consecutive good probes before an offline cluster is back (default 1: a cluster
+    /// that answers is used again at once).
+    #[serde(default = "default_probe_rise")]
+    pub probe_rise: u32,
+    /// Time between usage refreshes of the clusters with `recon_endpoints`, 0 disables
+    /// (alias `usage_interval_seconds`).
+    #[serde(
+        default = "default_usage_interval",
+        alias = "usage_interval_seconds",
+        with = "duration"
+    )]
+    pub usage_interval: Duration,
+    /// PEM file of CA certificates trusted for `https://` clusters (and the Swift
+    /// store), besides the system's roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// When this file exists, `/healthcheck` answers 503 `DISABLED BY FILE` (Swift's
+    /// `disable_path`), so load balancers drain the proxy.
+    #[serde(default)]
+    pub disable_path: Option<PathBuf>,
+    /// Where Prometheus scrapes `/metrics` (a separate listener; none when absent).
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Access log and log format: `text` (default) or `json`.
+    #[serde(default)]
+    pub log_format: LogFormat,
     /// With a cluster offline, answer account listings from the others and name the
     /// missing clusters in `X-Federation-Partial`, instead of 503.
     #[serde(default)]
@@ -212,36 +262,20 @@ pub struct ProxyConfig {
     pub policy: PolicyConfig,
 }
 
-fn default_probe_interval() -> f64 {
-    2.0
+fn default_probe_interval() -> Duration {
+    Duration::from_secs(2)
 }
 
-fn default_usage_interval() -> f64 {
-    30.0
+fn default_probe_fall() -> u32 {
+    2
 }
 
-/// One cluster in the configuration: its spec and the state it has when healthy.
-#[derive(Debug, Clone, Deserialize)]
-#[non_exhaustive]
-pub struct ClusterConfig {
-    /// The cluster.
-    #[serde(flatten)]
-    pub spec: ClusterSpec,
-    /// `online` (default) or `draining` (serves, takes no new containers).
-    #[serde(default)]
-    pub state: ClusterState,
-    /// Storage nodes running Swift's `recon` middleware (base URLs, such as the object
-    /// servers'): when given, the cluster's capacity and usage are refreshed from their
-    /// `/recon/diskusage` every `usage_interval_seconds`, replacing the configured
-    /// `capacity_bytes` and `used_bytes`.
-    #[serde(default)]
-    pub recon_endpoints: Vec<url::Url>,
+fn default_probe_rise() -> u32 {
+    1
 }
 
-fn seconds(name: &str, v: f64) -> Result<Duration, ConfigError> {
-    Duration::try_from_secs_f64(v).map_err(|_| {
-        ConfigError::Invalid(format!("{name} must be a non-negative number of seconds"))
-    })
+fn default_usage_interval() -> Duration {
+    Duration::from_secs(30)
 }
 
 impl ProxyConfig {
@@ -256,11 +290,18 @@ impl ProxyConfig {
                 "at least one cluster is needed".into(),
             ));
         }
-        seconds("cache_ttl_seconds", cfg.cache_ttl_seconds)?;
-        seconds("connect_timeout_seconds", cfg.connect_timeout_seconds)?;
-        seconds("response_timeout_seconds", cfg.response_timeout_seconds)?;
-        seconds("probe_interval_seconds", cfg.probe_interval_seconds)?;
-        seconds("usage_interval_seconds", cfg.usage_interval_seconds)?;
+        let invalid = |e: stackfed_http::config::Invalid| ConfigError::Invalid(e.to_string());
+        nonzero("connect_timeout", cfg.connect_timeout).map_err(invalid)?;
+        nonzero("response_timeout", cfg.response_timeout).map_err(invalid)?;
+        if cfg.probe_fall == 0 || cfg.probe_rise == 0 {
+            return Err(ConfigError::Invalid(
+                "probe_fall and probe_rise must be at least 1".into(),
+            ));
+        }
+        if let StoreConfig::Swift(swift) = &cfg.store {
+            stackfed_http::config::http_endpoint("store.endpoint", &swift.endpoint)
+                .map_err(invalid)?;
+        }
         Ok(cfg)
     }
 
@@ -342,12 +383,15 @@ impl ProxyConfig {
     }
 
     fn client(&self) -> Result<HttpClient, ConfigError> {
-        let response = seconds("response_timeout_seconds", self.response_timeout_seconds)?;
-        Ok(HttpClient::new(Timeouts {
-            connect: seconds("connect_timeout_seconds", self.connect_timeout_seconds)?,
-            response,
-            idle: response,
-        }))
+        HttpClient::with_ca_file(
+            Timeouts {
+                connect: self.connect_timeout,
+                response: self.response_timeout,
+                idle: self.response_timeout,
+            },
+            self.ca_file.as_deref(),
+        )
+        .map_err(|e| ConfigError::Invalid(e.to_string()))
     }
 
     /// The locator, the service and the probes over `store`.
@@ -359,7 +403,11 @@ impl ProxyConfig {
         let statuses = self
             .clusters
             .iter()
-            .map(|c| ClusterStatus::new(c.spec.clone()).with_state(c.state))
+            .map(|c| {
+                ClusterStatus::new(c.spec.clone())
+                    .with_state(c.state)
+                    .with_used_bytes(c.used_bytes)
+            })
             .collect();
         let registry = Arc::new(
             ClusterRegistry::from_statuses(statuses)
@@ -375,14 +423,15 @@ impl ProxyConfig {
             registry.clone(),
             self.policy.build().into(),
             self.cache_capacity,
-            seconds("cache_ttl_seconds", self.cache_ttl_seconds)?,
+            self.cache_ttl,
         ));
         let background = Background::new();
+        let readiness = crate::cluster::health::Readiness::default();
         let runtime = || {
             tokio::runtime::Handle::try_current()
                 .map_err(|_| ConfigError::Invalid("the cluster probes need a Tokio runtime".into()))
         };
-        if self.probe_interval_seconds > 0.0 {
+        if !self.probe_interval.is_zero() {
             let probe = HealthProbe::new(
                 registry.clone(),
                 clusters.clone(),
@@ -391,11 +440,13 @@ impl ProxyConfig {
                     .map(|c| (c.spec.id.clone(), c.state))
                     .collect(),
                 Duration::from_secs(1),
-            );
+            )
+            .with_hysteresis(self.probe_fall, self.probe_rise)
+            .with_readiness(readiness.clone(), locator.store().clone());
             background.spawn_every(
                 &runtime()?,
                 "health probe",
-                seconds("probe_interval_seconds", self.probe_interval_seconds)?,
+                self.probe_interval,
                 move || {
                     let probe = probe.clone();
                     async move { probe.probe_once().await }
@@ -403,19 +454,15 @@ impl ProxyConfig {
             );
         }
         let usage = UsageProbe::new(registry, clusters.clone());
-        if self.usage_interval_seconds > 0.0 && usage.has_work() {
-            background.spawn_every(
-                &runtime()?,
-                "usage probe",
-                seconds("usage_interval_seconds", self.usage_interval_seconds)?,
-                move || {
-                    let usage = usage.clone();
-                    async move { usage.refresh_once().await }
-                },
-            );
+        if !self.usage_interval.is_zero() && usage.has_work() {
+            background.spawn_every(&runtime()?, "usage probe", self.usage_interval, move || {
+                let usage = usage.clone();
+                async move { usage.refresh_once().await }
+            });
         }
         let service = FederationService::new(locator.clone(), clusters, self.auth.mode())
-            .with_partial_listings(self.listing_partial);
+            .with_partial_listings(self.listing_partial)
+            .with_health(Some(readiness), self.disable_path.clone());
         Ok((locator, service, background))
     }
 }

@@ -162,7 +162,7 @@ pub fn hex_name(name: &str) -> String {
 
 /// The inverse of [`hex_name`], `None` when `hex` is not one.
 pub fn unhex_name(hex: &str) -> Option<String> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return None;
     }
     let bytes = (0..hex.len())

@@ -1383,6 +1383,49 @@ async fn an_offline_cluster_answers_503_at_once_and_comes_back() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn probe_hysteresis_needs_consecutive_failures_and_successes() {
+    let fed = Federation::start(2).await;
+    two_homes(&fed).await;
+    let probe = fed.health_probe().with_hysteresis(2, 2);
+    let east = fed.cluster("east");
+    let state = || {
+        fed.service
+            .locator()
+            .registry()
+            .get(&federation_core::ClusterId::new("east").unwrap())
+            .unwrap()
+            .state
+    };
+    east.set_down(true);
+    probe.probe_once().await;
+    assert_eq!(
+        state(),
+        federation_core::ClusterState::Online,
+        "one failed probe is not an outage"
+    );
+    east.set_down(false);
+    probe.probe_once().await;
+    east.set_down(true);
+    probe.probe_once().await;
+    assert_eq!(
+        state(),
+        federation_core::ClusterState::Online,
+        "failures must be consecutive"
+    );
+    probe.probe_once().await;
+    assert_eq!(state(), federation_core::ClusterState::Offline);
+    east.set_down(false);
+    probe.probe_once().await;
+    assert_eq!(
+        state(),
+        federation_core::ClusterState::Offline,
+        "one good probe is not enough with rise 2"
+    );
+    probe.probe_once().await;
+    assert_eq!(state(), federation_core::ClusterState::Online);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn capacity_from_recon_steers_placement() {
     let fed = Federation::start(2).await;
     fed.login().await;

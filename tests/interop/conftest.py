@@ -29,7 +29,7 @@ def clusters(workdir):
 
 @pytest.fixture(scope="session")
 def proxy_binary():
-    return peers.cargo_example("swift-federation-proxy")
+    return peers.cargo_bin("swift-federation-proxy")
 
 
 @pytest.fixture(scope="session")

@@ -484,13 +484,13 @@ if __name__ == "__main__":
             c.stop()
 
 
-def cargo_example(name: str) -> Path:
-    """Builds one of the workspace's examples (debug profile) and returns its path."""
+def cargo_bin(name: str) -> Path:
+    """Builds one of the workspace's binaries (debug profile) and returns its path."""
     subprocess.run(
-        ["cargo", "build", "--quiet", "--locked", "--example", name],
+        ["cargo", "build", "--quiet", "--locked", "--bin", name],
         cwd=ROOT, check=True,
     )
-    path = ROOT / "target" / "debug" / "examples" / name
+    path = ROOT / "target" / "debug" / name
     if not path.exists():
         raise RuntimeError(f"{path} was not built")
     return path
@@ -519,6 +519,8 @@ class FederationProxy:
     auth_toml: str = '"tempauth"'
     # Extra environment for the proxy process (secrets).
     env: dict[str, str] = field(default_factory=dict)
+    # More [[clusters]] tables, as TOML (clusters that are not SwiftCluster objects).
+    extra_clusters: str = ""
     proc: Proc | None = None
     port: int = 0
 
@@ -550,7 +552,7 @@ class FederationProxy:
             if labels:
                 inner = ", ".join(f'{k} = "{v}"' for k, v in labels.items())
                 lines.append(f"labels = {{ {inner} }}")
-        lines += ["", "[policy]", self.policy_toml]
+        lines += ["", self.extra_clusters, "", "[policy]", self.policy_toml]
         path = self.base / "proxy.toml"
         path.write_text("\n".join(lines) + "\n")
         return path

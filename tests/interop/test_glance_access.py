@@ -29,7 +29,7 @@ def central(workdir):
 @pytest.fixture(scope="module")
 def edge(workdir, central):
     e = peers.GlanceEdge(workdir / "glance-edge-trusted", central.endpoint, identity="trusted-headers")
-    e.start(peers.cargo_example("glance-edge-cache"))
+    e.start(peers.cargo_bin("glance-edge-cache"))
     yield e
     e.stop()
 

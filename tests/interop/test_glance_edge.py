@@ -24,7 +24,7 @@ def central(workdir):
 
 @pytest.fixture(scope="module")
 def edge_binary():
-    return peers.cargo_example("glance-edge-cache")
+    return peers.cargo_bin("glance-edge-cache")
 
 
 @pytest.fixture(scope="module")

@@ -82,6 +82,7 @@ impl<'de> Deserialize<'de> for ClusterId {
 /// Whether a cluster serves requests and takes new containers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum ClusterState {
     /// Serves requests and takes new containers.
     #[default]
@@ -124,6 +125,7 @@ fn default_high_water_mark() -> f64 {
 /// assert_eq!(spec.high_water_mark, 0.9);
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct ClusterSpec {
     /// The cluster's name.
@@ -168,6 +170,38 @@ impl ClusterSpec {
     pub fn weight(mut self, weight: u32) -> Self {
         self.weight = weight;
         self
+    }
+
+    /// Checks what serde cannot: the endpoint is `http://` or `https://` with a host,
+    /// and the high-water mark is a fraction from 0.0 to 1.0 (`90` is refused rather
+    /// than read as 100%). The error says which value is wrong.
+    ///
+    /// ```
+    /// # use federation_core::ClusterSpec;
+    /// let spec: ClusterSpec = serde_json::from_str(r#"{
+    ///     "id": "a", "endpoint": "http://127.0.0.1:8080",
+    ///     "capacity_bytes": 1, "high_water_mark": 90
+    /// }"#).unwrap();
+    /// assert!(spec.validate().unwrap_err().contains("high_water_mark"));
+    /// ```
+    pub fn validate(&self) -> Result<(), String> {
+        match self.endpoint.scheme() {
+            "http" | "https" if self.endpoint.host_str().is_some_and(|h| !h.is_empty()) => {}
+            "http" | "https" => return Err(format!("endpoint {}: no host", self.endpoint)),
+            other => {
+                return Err(format!(
+                    "endpoint {}: scheme {other}:// is not supported, use http:// or https://",
+                    self.endpoint
+                ))
+            }
+        }
+        if !(0.0..=1.0).contains(&self.high_water_mark) {
+            return Err(format!(
+                "high_water_mark = {} is not a fraction from 0.0 to 1.0 (write 0.9 for 90%)",
+                self.high_water_mark
+            ));
+        }
+        Ok(())
     }
 
     /// Sets the high-water mark (clamped to 0.0..=1.0).

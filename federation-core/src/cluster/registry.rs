@@ -146,11 +146,11 @@ mod tests {
     #[test]
     fn concurrent_updates_are_not_lost() {
         let r = Arc::new(ClusterRegistry::new(vec![spec("a"), spec("b")]).unwrap());
-        let threads: Vec<_> = (0..8)
+        let threads: Vec<_> = (0..8u32)
             .map(|t| {
                 let r = r.clone();
                 std::thread::spawn(move || {
-                    let id = ClusterId::new(if t % 2 == 0 { "a" } else { "b" }).unwrap();
+                    let id = ClusterId::new(if t.is_multiple_of(2) { "a" } else { "b" }).unwrap();
                     for _ in 0..100 {
                         r.update(&id, |s| s.used_bytes += 1).unwrap();
                     }

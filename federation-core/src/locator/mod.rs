@@ -157,7 +157,24 @@ impl Locator {
         self.cache.len()
     }
 
+    /// A store read, timed into `stackfed_store_get_seconds` (and
+    /// `stackfed_store_errors_total` when it fails).
+    async fn timed_get(
+        &self,
+        account: &AccountName,
+        container: &ContainerName,
+    ) -> Result<Option<ContainerRecord>, crate::attrs::StoreError> {
+        let started = std::time::Instant::now();
+        let found = self.store.get(account, container).await;
+        metrics::histogram!("stackfed_store_get_seconds").record(started.elapsed().as_secs_f64());
+        if found.is_err() {
+            metrics::counter!("stackfed_store_errors_total", "op" => "get").increment(1);
+        }
+        found
+    }
+
     /// The record of a container, from the cache or the store; `None` if it has none.
+    /// Counts `stackfed_locator_lookups_total{result="hit"|"miss"|"fresh"}`.
     pub async fn locate(
         &self,
         account: &AccountName,
@@ -165,10 +182,12 @@ impl Locator {
     ) -> Result<Option<ContainerRecord>, LocateError> {
         let k = key(account.as_str(), container.as_str());
         if let Some(hit) = self.cache.get(&k) {
+            metrics::counter!("stackfed_locator_lookups_total", "result" => "hit").increment(1);
             return Ok(Some(hit));
         }
+        metrics::counter!("stackfed_locator_lookups_total", "result" => "miss").increment(1);
         let generation = self.cache.generation();
-        let found = self.store.get(account, container).await?;
+        let found = self.timed_get(account, container).await?;
         if let Some(record) = &found {
             self.cache.fill(k, record.clone(), generation);
         }
@@ -184,7 +203,8 @@ impl Locator {
         container: &ContainerName,
     ) -> Result<Option<ContainerRecord>, LocateError> {
         let k = key(account.as_str(), container.as_str());
-        let found = self.store.get(account, container).await?;
+        metrics::counter!("stackfed_locator_lookups_total", "result" => "fresh").increment(1);
+        let found = self.timed_get(account, container).await?;
         match &found {
             Some(record) => self.cache.replace(k, record.clone()),
             None => self.cache.invalidate(&k),

@@ -61,6 +61,68 @@ pub const STALE_HEADER: &str = "x-edge-stale";
 
 type Result<T, E = GlanceError> = std::result::Result<T, E>;
 
+/// The request id header of OpenStack services.
+pub const REQUEST_ID: &str = "x-openstack-request-id";
+
+/// Whether a value is a request id in Glance's form, `req-` and a UUID.
+fn is_request_id(v: &[u8]) -> bool {
+    v.len() == 40
+        && v.starts_with(b"req-")
+        && v[4..].iter().enumerate().all(|(i, b)| {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                *b == b'-'
+            } else {
+                b.is_ascii_hexdigit()
+            }
+        })
+}
+
+/// A new request id in Glance's form: `req-` and a random (version 4) UUID.
+fn new_request_id() -> HeaderValue {
+    use std::fmt::Write as _;
+    let mut b = [0u8; 16];
+    if getrandom::fill(&mut b).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        b = t.to_le_bytes();
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let mut s = String::with_capacity(40);
+    s.push_str("req-");
+    for (i, x) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            s.push('-');
+        }
+        let _ = write!(s, "{x:02x}");
+    }
+    HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("req-unknown"))
+}
+
+/// The family of a Glance request, for the access log and the metrics: `healthcheck`,
+/// `versions`, `schemas`, `images` (list, show, writes), `image-data` (download,
+/// upload), `cache` (the cache API), or `other`.
+///
+/// ```
+/// use http::Method;
+/// use glance_proto::service::family;
+/// assert_eq!(family(&Method::GET, "/v2/images/x/file"), "image-data");
+/// assert_eq!(family(&Method::GET, "/v2/images"), "images");
+/// ```
+pub fn family(_method: &Method, path: &str) -> &'static str {
+    match path {
+        "/healthcheck" => "healthcheck",
+        "/" | "/versions" => "versions",
+        "/v2/cache" => "cache",
+        p if p.starts_with("/v2/cache/") => "cache",
+        p if p.starts_with("/v2/schemas/") => "schemas",
+        p if p.starts_with("/v2/images/") && p.ends_with("/file") => "image-data",
+        p if p == "/v2/images" || p.starts_with("/v2/images/") => "images",
+        _ => "other",
+    }
+}
+
 /// See the [module docs](self). Cheap to clone: clones share one cache and one client.
 #[derive(Debug, Clone)]
 pub struct EdgeService {
@@ -73,6 +135,7 @@ struct Inner {
     central: CentralClient,
     mode: IdentityMode,
     documents: schemas::Documents,
+    disable_path: Option<std::path::PathBuf>,
 }
 
 /// What a request asks for: its family, and what the path names.
@@ -136,8 +199,17 @@ impl EdgeService {
                 central,
                 mode,
                 documents: schemas::Documents::default(),
+                disable_path: None,
             }),
         }
+    }
+
+    /// `/healthcheck` answers 503 `DISABLED BY FILE` while `path` exists.
+    pub fn with_disable_path(mut self, path: Option<std::path::PathBuf>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.disable_path = path;
+        }
+        self
     }
 
     /// The cache.
@@ -151,15 +223,30 @@ impl EdgeService {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        // Glance's request id: the client's when it sent one in Glance's form, else a new
+        // one; it goes to the central with forwarded requests (which logs it as the
+        // global request id) and back on every answer, also the edge's own.
+        let request_id = parts
+            .headers
+            .get(REQUEST_ID)
+            .filter(|v| is_request_id(v.as_bytes()))
+            .cloned()
+            .unwrap_or_else(new_request_id);
+        parts
+            .headers
+            .insert(HeaderName::from_static(REQUEST_ID), request_id.clone());
         let route = Route::parse(&parts);
-        let response = match self.answer(route, &parts, from_any(body)).await {
+        let mut response = match self.answer(route, &parts, from_any(body)).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!(status = %e.status, error = %e.message, "request refused");
                 e.into_response(&parts.headers)
             }
         };
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(REQUEST_ID), request_id);
         tracing::debug!(method = %parts.method, path = parts.uri.path(), status = response.status().as_u16(), "answered");
         response
     }
@@ -241,6 +328,15 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_ids_have_glances_form() {
+        let id = new_request_id();
+        assert!(is_request_id(id.as_bytes()), "{id:?}");
+        assert_ne!(new_request_id(), new_request_id());
+        assert!(!is_request_id(b"req-not-a-uuid"));
+        assert_eq!(family(&Method::PUT, "/v2/cache/abc"), "cache");
+    }
 
     fn route(method: Method, uri: &str) -> Route {
         let (parts, ()) = Request::builder()

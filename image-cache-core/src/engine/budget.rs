@@ -165,6 +165,7 @@ impl Budget {
             Admission::Admit { evict } => {
                 for victim in evict {
                     tracing::info!(image = %victim, "evicted (least recently used)");
+                    metrics::counter!("stackfed_cache_evictions_total").increment(1);
                     meta.clear_cached(&victim).await?;
                     blobs
                         .remove(&victim)

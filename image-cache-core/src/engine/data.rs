@@ -18,6 +18,7 @@ use crate::upstream::{ByteRange, ByteStream, RangeSpec, RequestContext};
 
 /// Where image data came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DataSource {
     /// A verified blob in the cache.
     Cache,
@@ -29,6 +30,7 @@ pub enum DataSource {
 }
 
 /// Image data ready to stream.
+#[non_exhaustive]
 pub struct ImageData {
     /// The image's metadata.
     pub record: ImageRecord,
@@ -260,7 +262,22 @@ struct Piece {
 }
 
 impl Piece {
+    /// The answer, its stream counted in `stackfed_cache_data_requests_total{source}`
+    /// and `stackfed_cache_bytes_served_total{source}` (`cache`, `fill`, `upstream`).
     fn with(self, source: DataSource, stream: ByteStream) -> ImageData {
+        use futures::StreamExt;
+        let label = match source {
+            DataSource::Cache => "cache",
+            DataSource::Fill => "fill",
+            DataSource::Upstream => "upstream",
+        };
+        metrics::counter!("stackfed_cache_data_requests_total", "source" => label).increment(1);
+        let bytes = metrics::counter!("stackfed_cache_bytes_served_total", "source" => label);
+        let stream: ByteStream = Box::pin(stream.inspect(move |chunk| {
+            if let Ok(c) = chunk {
+                bytes.increment(c.len() as u64);
+            }
+        }));
         ImageData {
             record: self.record,
             stale: self.stale,

@@ -164,6 +164,7 @@ impl Fill {
         }
         if let Err(source) = verdict {
             tracing::error!(image = %record.id, error = %source, "image data failed verification; quarantined");
+            metrics::counter!("stackfed_cache_verification_failures_total").increment(1);
             let _ = writer.abort(true).await;
             return Err(CacheError::Verification {
                 id: record.id.clone(),

@@ -33,7 +33,10 @@ impl FillRegistry {
     /// none is running).
     pub(crate) fn start(&self, id: &ImageId) -> Arc<FillSlot> {
         let slot = Arc::new(FillSlot::new());
-        self.lock().insert(id.clone(), slot.clone());
+        let mut fills = self.lock();
+        fills.insert(id.clone(), slot.clone());
+        metrics::gauge!("stackfed_cache_fills_in_flight").set(fills.len() as f64);
+        metrics::counter!("stackfed_cache_fills_started_total").increment(1);
         slot
     }
 
@@ -43,6 +46,7 @@ impl FillRegistry {
         if fills.get(id).is_some_and(|s| Arc::ptr_eq(s, slot)) {
             fills.remove(id);
         }
+        metrics::gauge!("stackfed_cache_fills_in_flight").set(fills.len() as f64);
     }
 }
 

@@ -103,6 +103,7 @@ impl ImageCache {
     /// a prefetch worker, at most `prefetch_concurrency` at a time, subject to the budget.
     pub fn queue(&self, id: &ImageId, ctx: &RequestContext) {
         self.inner.prefetch.push(id, ctx);
+        metrics::gauge!("stackfed_cache_prefetch_queued").set(self.queued().len() as f64);
     }
 
     /// Images queued for caching whose fill has not started.
@@ -170,6 +171,13 @@ impl ImageCache {
             }
         }
         .await;
+        let label = match &outcome {
+            Ok(true) => "cached",
+            Ok(false) => "not-cacheable",
+            Err(_) => "failed",
+        };
+        metrics::counter!("stackfed_cache_prefetches_total", "outcome" => label).increment(1);
+        metrics::gauge!("stackfed_cache_prefetch_queued").set(self.queued().len() as f64);
         match outcome {
             Ok(true) => tracing::info!(image = %id, "prefetch done: cached"),
             Ok(false) => tracing::info!(image = %id, "prefetch done: not cacheable"),

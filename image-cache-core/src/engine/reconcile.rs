@@ -10,6 +10,7 @@ use crate::meta::MetadataStore;
 
 /// What a start-up reconciliation found and fixed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Reconciled {
     /// Incomplete writes removed.
     pub incomplete_removed: usize,

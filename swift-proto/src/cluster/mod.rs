@@ -197,7 +197,18 @@ impl SwiftCluster {
         }
     }
 
+    /// Every transport failure passes here: counted in
+    /// `stackfed_swift_backend_errors_total{cluster, kind}` (`timeout`, `connect` or
+    /// `transport`).
     fn transport(&self, source: stackfed_http::ClientError) -> ClusterError {
+        let kind = match &source {
+            e if e.is_timeout() => "timeout",
+            stackfed_http::ClientError::Connect { .. } => "connect",
+            _ => "transport",
+        };
+        metrics::counter!("stackfed_swift_backend_errors_total",
+            "cluster" => self.inner.id.to_string(), "kind" => kind)
+        .increment(1);
         ClusterError::Transport {
             cluster: self.inner.id.clone(),
             source,

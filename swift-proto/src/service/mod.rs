@@ -26,6 +26,7 @@ pub mod auth;
 mod bulk;
 mod container;
 mod copy;
+mod health;
 mod info;
 mod large;
 mod object;
@@ -54,6 +55,7 @@ use crate::headers::CONTAINER_ATTR_PREFIX;
 use crate::path::SwiftPath;
 
 pub use auth::{AuthMode, ProxySession, Sessions};
+pub use health::family;
 
 type Result<T, E = SwiftError> = std::result::Result<T, E>;
 
@@ -79,6 +81,8 @@ struct Inner {
     sessions: Sessions,
     info: info::InfoCache,
     partial_listings: bool,
+    readiness: Option<crate::cluster::health::Readiness>,
+    disable_path: Option<std::path::PathBuf>,
 }
 
 /// Who the request acts as, towards the clusters (phase 2).
@@ -137,6 +141,8 @@ impl FederationService {
                 sessions: Sessions::new(),
                 info: info::InfoCache::default(),
                 partial_listings: false,
+                readiness: None,
+                disable_path: None,
             }),
         }
     }
@@ -159,6 +165,21 @@ impl FederationService {
     pub fn with_partial_listings(mut self, partial: bool) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.partial_listings = partial;
+        }
+        self
+    }
+
+    /// `/healthcheck` answers 503 while the last probe found the proxy not ready (see
+    /// [`HealthProbe::with_readiness`](crate::cluster::health::HealthProbe::with_readiness)),
+    /// and 503 `DISABLED BY FILE` while `disable_path` exists.
+    pub fn with_health(
+        mut self,
+        readiness: Option<crate::cluster::health::Readiness>,
+        disable_path: Option<std::path::PathBuf>,
+    ) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.readiness = readiness;
+            inner.disable_path = disable_path;
         }
         self
     }
@@ -258,7 +279,7 @@ impl FederationService {
             caller,
         };
         match path {
-            SwiftPath::Healthcheck => Ok(text(StatusCode::OK, "OK")),
+            SwiftPath::Healthcheck => Ok(self.healthcheck()),
             SwiftPath::Info => self.info_request(&call).await,
             SwiftPath::Auth => self.auth_request(&call).await,
             SwiftPath::Account { account } => self.account_request(call, &account).await,

@@ -1,14 +1,14 @@
 //! The Swift federation proxy: one Swift endpoint over several Swift clusters.
 //!
 //! ```text
-//! cargo run --example swift-federation-proxy -- --config proxy.toml
+//! swift-federation-proxy --config proxy.toml [--listen 127.0.0.1:8080] [--check-config]
 //! ```
 //!
 //! All logic lives in `swift-proto` and `federation-core`; this binary reads the
-//! configuration, sets up logging and serves until Ctrl-C or SIGTERM.
+//! configuration, sets up logging, the access log and metrics, and serves until Ctrl-C
+//! or SIGTERM.
 #![allow(missing_docs)]
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -17,28 +17,35 @@ use clap::Parser;
 mod common;
 use stackfed::swift_proto::config::ProxyConfig;
 
+const NAME: &str = "swift-federation-proxy";
+
 /// Swift cluster federation proxy.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(name = NAME, version, long_about = None)]
 struct Args {
-    /// TOML configuration (listen, auth, store, clusters, policy).
-    #[arg(long, short)]
-    config: PathBuf,
-    /// Override the listen address (e.g. 127.0.0.1:0 for any free port).
-    #[arg(long)]
-    listen: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    server: common::ServerArgs,
 }
 
-async fn run(args: Args) -> Result<(), String> {
-    let mut config = ProxyConfig::from_file(&args.config).map_err(|e| e.to_string())?;
+async fn run(args: common::ServerArgs, mut config: ProxyConfig) -> Result<(), String> {
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
+    if let Some(m) = args.metrics_listen {
+        config.metrics_listen = Some(m);
+    }
+    let metrics = common::install_metrics(config.metrics_listen)?;
     let (service, background) = config.open().await.map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let health = service.clone();
+    let ready = move || {
+        let health = health.clone();
+        Box::pin(async move { health.handle(common::healthcheck_request()).await }) as _
+    };
+    common::serve_metrics(metrics, ready, &background).await?;
     tracing::info!(%addr, clusters = config.clusters.len(), policy = service.locator().policy().name(), "listening");
     // A machine-readable line for scripts that start the proxy on port 0.
     println!("listening on http://{addr}");
@@ -48,19 +55,35 @@ async fn run(args: Args) -> Result<(), String> {
         .max_headers(stackfed::swift_proto::headers::MAX_REQUEST_HEADERS)
         // Swift answers a path of raw invalid UTF-8 with 412, not the parser's 400.
         .encode_raw_target(true);
-    stackfed::http::serve_with(
+    let service = tower::ServiceBuilder::new()
+        .layer(stackfed::http::AccessLogLayer::new(
+            "swift",
+            stackfed::swift_proto::service::family,
+            http::HeaderName::from_static("x-trans-id"),
+        ))
+        .service(service);
+    let served = stackfed::http::serve_with(
         listener,
         service,
         stackfed::http::shutdown_signal(),
         options,
     )
-    .await
-    .map_err(|e| e.to_string())?;
+    .await;
     background.shutdown().await;
+    served.map_err(|e| e.to_string())?;
     tracing::info!("stopped");
     Ok(())
 }
 
 fn main() -> ExitCode {
-    common::run_main("swift-federation-proxy", run(Args::parse()))
+    let args = Args::parse().server;
+    let config = match ProxyConfig::from_file(&args.config) {
+        Ok(c) => c,
+        Err(e) => return common::fail(NAME, e),
+    };
+    if args.check_config {
+        return common::check_config(NAME, &args.config, config.ca_file.as_deref());
+    }
+    common::init_logging(config.log_format);
+    common::run_main(NAME, run(args, config))
 }
