@@ -221,7 +221,7 @@ impl FederationService {
         let path = SwiftPath::parse_request(&parts.method, parts.uri.path())?;
         // Bulk deletes answer 200 whoever asks; each item is a request of its own.
         if let Some(account) = bulk::account_of(&path).filter(|_| bulk::is_bulk_delete(&parts)) {
-            return Ok(self.bulk_delete(parts, body, account.clone()).await);
+            return Ok(Box::pin(self.bulk_delete(parts, body, account.clone())).await);
         }
         let manifest = parts
             .uri
@@ -230,7 +230,7 @@ impl FederationService {
         if parts.method == Method::PUT && matches!(path, SwiftPath::Object { .. }) && !manifest {
             // Before the body is read (and `100 Continue` sent): what Swift refuses on
             // the request head alone.
-            let (info, _) = self.info().await;
+            let (info, _) = Box::pin(self.info()).await;
             crate::headers::check_object_creation(&parts.headers, &info)?;
         }
         let caller = match path {
@@ -242,13 +242,16 @@ impl FederationService {
             body,
             caller,
         };
+        // A future is as large as its largest branch, and the service's is allocated and
+        // moved whole for every request: the families other than objects (the hot path)
+        // are boxed, so that they cost their size only when taken (see `object_request`).
         match path {
             SwiftPath::Healthcheck => Ok(text(StatusCode::OK, "OK")),
-            SwiftPath::Info => self.info_request(&call).await,
-            SwiftPath::Auth => self.auth_request(&call).await,
-            SwiftPath::Account { account } => self.account_request(call, &account).await,
+            SwiftPath::Info => Box::pin(self.info_request(&call)).await,
+            SwiftPath::Auth => Box::pin(self.auth_request(&call)).await,
+            SwiftPath::Account { account } => Box::pin(self.account_request(call, &account)).await,
             SwiftPath::Container { account, container } => {
-                self.container_request(call, &account, &container).await
+                Box::pin(self.container_request(call, &account, &container)).await
             }
             SwiftPath::Object {
                 account,

@@ -11,6 +11,10 @@ use super::{Call, FederationService, Result};
 use crate::path::SwiftPath;
 
 impl FederationService {
+    /// The hot path (a read or write forwarded to the container's cluster) keeps its
+    /// future small: the rarer branches (copies across clusters, links, co-location,
+    /// containers no cluster holds) are boxed, so that their larger futures are
+    /// allocated only when taken, not moved with every request.
     pub(super) async fn object_request(
         &self,
         mut call: Call,
@@ -35,10 +39,10 @@ impl FederationService {
                 {
                     let at = self.cluster(&src.cluster)?;
                     let body = std::mem::replace(&mut call.body, empty());
-                    return self.forward(at, &call, call.path_and_query(), body).await;
+                    return Box::pin(self.forward(at, &call, call.path_and_query(), body)).await;
                 }
             }
-            return self.unheld(call).await;
+            return Box::pin(self.unheld(call)).await;
         };
         // Both sides of a copy, each in its own account. A side no cluster holds (or
         // that the caller may not see) is left to the cluster, whose answer (404, 403)
@@ -53,17 +57,15 @@ impl FederationService {
                 .await?;
             if let (Some(src), Some(dst)) = (src, dst) {
                 if src.cluster != dst.cluster {
-                    return self
-                        .copy_across(&call, copy, &src.cluster, &dst.cluster)
+                    return Box::pin(self.copy_across(&call, copy, &src.cluster, &dst.cluster))
                         .await;
                 }
                 sides = Some((src.cluster, dst.cluster));
             }
         }
         let cluster = if call.parts.method == Method::PUT {
-            let record = self.colocate_references(&mut call, account, record).await?;
-            self.check_static_link(&call, account, &record.cluster)
-                .await?;
+            let record = Box::pin(self.colocate_references(&mut call, account, record)).await?;
+            Box::pin(self.check_static_link(&call, account, &record.cluster)).await?;
             self.cluster(&record.cluster)?
         } else {
             cluster
@@ -78,14 +80,14 @@ impl FederationService {
         // A copy within one cluster whose source is a link to another: the proxy
         // follows the link and carries the bytes.
         if let (Some(copy), Some((src, dst))) = (&copy, &sides) {
-            if self.link_elsewhere(&call, &resp, src).await? {
-                return self.copy_across(&call, copy, src, dst).await;
+            if Box::pin(self.link_elsewhere(&call, &resp, src)).await? {
+                return Box::pin(self.copy_across(&call, copy, src, dst)).await;
             }
         }
         // Only a 404 (or 403) to a read can be a link to another cluster.
         let reads = call.parts.method == Method::GET || call.parts.method == Method::HEAD;
         if reads {
-            return self.follow_symlink(&call, cluster.id(), resp).await;
+            return Box::pin(self.follow_symlink(&call, cluster.id(), resp)).await;
         }
         Ok(resp)
     }
