@@ -1,20 +1,57 @@
-//! The federation proxy's per-request hot path: parsing and validating the path, reading
-//! attribute headers, and account listings both ways.
+//! The federation proxy's per-request hot path: parsing and validating the path, the
+//! transaction id, the request-line check, stripping an answer's hop-by-hop headers,
+//! reading attribute headers, and account listings both ways.
 //!
 //! Run with `cargo bench --bench swift_proto`.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use http::{HeaderMap, HeaderValue};
 use stackfed::federation_core::listing::ListingEntry;
-use stackfed::swift_proto::headers::attribute_changes;
+use stackfed::http::headers::strip_hop_by_hop;
+use stackfed::swift_proto::headers::{attribute_changes, request_target};
 use stackfed::swift_proto::listing::{decode_json, encode, parse_query, ListingFormat};
 use stackfed::swift_proto::path::SwiftPath;
+use stackfed::swift_proto::service::new_trans_id;
 
 fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("request");
     g.bench_function("SwiftPath::parse object path", |b| {
         b.iter(|| SwiftPath::parse("/v1/AUTH_test/photos%202024/trips/rome/IMG_0042.jpg").unwrap())
+    });
+    g.bench_function("SwiftPath::parse object path, no escapes", |b| {
+        b.iter(|| SwiftPath::parse("/v1/AUTH_test/bench/small").unwrap())
+    });
+    g.bench_function("new_trans_id", |b| b.iter(|| new_trans_id(None)));
+    let uri: http::Uri = "/v1/AUTH_test/bench/small?multipart-manifest=get"
+        .parse()
+        .unwrap();
+    g.bench_function("request_target (origin form)", |b| {
+        b.iter(|| request_target(&uri).len())
+    });
+    // What a cluster (here nginx) answers a small GET with: one hop-by-hop header.
+    let mut answer = HeaderMap::new();
+    for (k, v) in [
+        ("server", "nginx/1.22.1"),
+        ("date", "Mon, 30 Nov 2026 14:35:28 GMT"),
+        ("content-type", "application/octet-stream"),
+        ("content-length", "1024"),
+        ("last-modified", "Mon, 30 Nov 2026 14:35:00 GMT"),
+        ("connection", "keep-alive"),
+        ("etag", "\"6543a1c4-400\""),
+        ("accept-ranges", "bytes"),
+    ] {
+        answer.insert(k, HeaderValue::from_static(v));
+    }
+    g.bench_function("strip_hop_by_hop (8 answer headers)", |b| {
+        b.iter_batched(
+            || answer.clone(),
+            |mut h| {
+                strip_hop_by_hop(&mut h);
+                h
+            },
+            BatchSize::SmallInput,
+        )
     });
     let mut headers = HeaderMap::new();
     for (k, v) in [

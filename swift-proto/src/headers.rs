@@ -152,6 +152,15 @@ pub fn sum_usage<'a>(into: &mut HeaderMap, responses: impl IntoIterator<Item = &
 /// its `MAX_HEADER_COUNT` of `max_meta_count` + 36, so 201 with the default 90).
 pub const MAX_REQUEST_HEADERS: usize = 201;
 
+/// A request's target as its request line carried it (what `Uri`'s `Display` writes),
+/// borrowed for the usual origin form (`/v1/a/c/o?q`) rather than formatted.
+pub fn request_target(uri: &http::Uri) -> std::borrow::Cow<'_, str> {
+    match uri.path_and_query() {
+        Some(pq) if uri.scheme().is_none() && uri.authority().is_none() => pq.as_str().into(),
+        _ => uri.to_string().into(),
+    }
+}
+
 /// The longest request line Swift's server (eventlet) reads: at this length or more it
 /// answers 414.
 pub const MAX_REQUEST_LINE: usize = 8192;

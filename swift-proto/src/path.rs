@@ -65,19 +65,27 @@ impl SwiftPath {
     }
 
     fn parse_inner(raw: &str, method: Option<&Method>) -> Result<Self, SwiftError> {
-        let bytes: Vec<u8> = percent_decode_str(raw).collect();
-        let path = String::from_utf8(bytes).map_err(|_| invalid_utf8())?;
+        // Borrowed unless the path has escapes.
+        let path = percent_decode_str(raw)
+            .decode_utf8()
+            .map_err(|_| invalid_utf8())?;
         if path.contains('\0') {
             return Err(invalid_utf8());
         }
-        match path.as_str() {
+        match &*path {
             "/info" => return Ok(Self::Info),
             "/healthcheck" => return Ok(Self::Healthcheck),
             "/auth/v1.0" | "/auth/v1.0/" | "/auth/v1" | "/v1.0" => return Ok(Self::Auth),
             _ => {}
         }
         // Swift's split_path(path, 1, 4, rest_with_last=True).
-        let segs: Vec<&str> = path.splitn(5, '/').collect();
+        let mut buf = [""; 5];
+        let mut n = 0;
+        for seg in path.splitn(5, '/') {
+            buf[n] = seg;
+            n += 1;
+        }
+        let segs = &buf[..n];
         let (Some(&""), Some(version)) = (segs.first(), segs.get(1).filter(|v| !v.is_empty()))
         else {
             return Err(SwiftError::not_found());

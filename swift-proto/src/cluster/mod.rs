@@ -265,7 +265,9 @@ impl SwiftCluster {
         *req.uri_mut() = uri;
         let h = req.headers_mut();
         h.reserve(headers.len() + 1);
-        // Headers the client's `Connection` names are for the hop to the proxy only.
+        // Headers the client's `Connection` names are for the hop to the proxy only
+        // (looked up once, not for each header, when there is no `Connection`).
+        let connection = headers.contains_key(header::CONNECTION);
         let named = || {
             headers
                 .get_all(header::CONNECTION)
@@ -279,7 +281,7 @@ impl SwiftCluster {
                 || name == "x-auth-token"
                 || name == "x-storage-token"
                 || (service.is_some() && name == "x-service-token")
-                || named().any(|n| n.trim().eq_ignore_ascii_case(name.as_str()))
+                || (connection && named().any(|n| n.trim().eq_ignore_ascii_case(name.as_str())))
             {
                 continue;
             }

@@ -16,6 +16,10 @@ use crate::error::SwiftError;
 use crate::path::SwiftPath;
 
 impl FederationService {
+    /// The hot path (a read or write forwarded to the container's cluster) keeps its
+    /// future small: the rarer branches (copies across clusters, links, co-location,
+    /// containers no cluster holds) are boxed, so that their larger futures are
+    /// allocated only when taken, not moved with every request.
     pub(super) async fn object_request(
         &self,
         mut call: Call,
@@ -46,10 +50,10 @@ impl FederationService {
                 {
                     let at = self.cluster(&src.cluster)?;
                     let body = std::mem::replace(&mut call.body, empty());
-                    return self.forward(at, &call, call.path_and_query(), body).await;
+                    return Box::pin(self.forward(at, &call, call.path_and_query(), body)).await;
                 }
             }
-            return self.unheld(call).await;
+            return Box::pin(self.unheld(call)).await;
         };
         // Both sides of a copy, each in its own account. A side no cluster holds (or
         // that the caller may not see) is left to the cluster, whose answer (404, 403)
@@ -64,8 +68,7 @@ impl FederationService {
                 .await?;
             if let (Some(src), Some(dst)) = (src, dst) {
                 if src.cluster != dst.cluster {
-                    return self
-                        .copy_across(&call, copy, &src.cluster, &dst.cluster)
+                    return Box::pin(self.copy_across(&call, copy, &src.cluster, &dst.cluster))
                         .await;
                 }
                 sides = Some((src.cluster, dst.cluster));
@@ -73,17 +76,23 @@ impl FederationService {
         }
         let path = swift_path(account, Some(container.as_str()), Some(object));
         let cluster = if call.parts.method == Method::PUT {
-            let (record, apart) = self.colocate_references(&mut call, account, record).await?;
-            self.check_static_link(&call, account, &record.cluster)
-                .await?;
+            let (record, apart) =
+                Box::pin(self.colocate_references(&mut call, account, record)).await?;
+            Box::pin(self.check_static_link(&call, account, &record.cluster)).await?;
             match apart {
                 Some(Apart::Slo(manifest)) => {
-                    return self
-                        .slo_put(call, account, container, object, &record.cluster, manifest)
-                        .await;
+                    return Box::pin(self.slo_put(
+                        call,
+                        account,
+                        container,
+                        object,
+                        &record.cluster,
+                        manifest,
+                    ))
+                    .await;
                 }
                 Some(Apart::Dlo(manifest)) => {
-                    return self.dlo_put(call, &record.cluster, manifest).await;
+                    return Box::pin(self.dlo_put(call, &record.cluster, manifest)).await;
                 }
                 None => {}
             }
@@ -98,13 +107,12 @@ impl FederationService {
             home: cluster.id(),
         };
         if method == Method::POST {
-            self.keep_mark_on_post(&mut call, &path, cluster.id())
-                .await?;
+            Box::pin(self.keep_mark_on_post(&mut call, &path, cluster.id())).await?;
         }
         if method == Method::DELETE && large::manifest_query(&call, "delete") {
-            if let Some(head) = self.probe_mark(&call, &path, cluster.id()).await? {
+            if let Some(head) = Box::pin(self.probe_mark(&call, &path, cluster.id())).await? {
                 if let Some(m) = large::marked(&head) {
-                    return self.large_answer(&call, at, head, m, true).await;
+                    return Box::pin(self.large_answer(&call, at, head, m, true)).await;
                 }
             }
         }
@@ -115,7 +123,7 @@ impl FederationService {
         let reads = method == Method::GET || method == Method::HEAD;
         if reads {
             if let Some(m) = large::marked(&resp) {
-                return self.large_answer(&call, at, resp, m, false).await;
+                return Box::pin(self.large_answer(&call, at, resp, m, false)).await;
             }
             // What the cluster refused because it judged the manifest object itself: a
             // condition on the ETag, a part number of what it takes for a plain object.
@@ -133,14 +141,14 @@ impl FederationService {
             let dated = call.parts.headers.contains_key(header::IF_MODIFIED_SINCE)
                 || call.parts.headers.contains_key(header::IF_UNMODIFIED_SINCE);
             if ((conditional || dated) && refused) || (part && part_refused) {
-                if let Some(head) = self.probe_mark(&call, &path, cluster.id()).await? {
+                if let Some(head) = Box::pin(self.probe_mark(&call, &path, cluster.id())).await? {
                     if let Some(m) = large::marked(&head) {
                         if refused && !conditional {
                             // Judged on the dates alone: the cluster's answer stands,
                             // with the large object's headers.
-                            return self.large_answer(&call, at, resp, m, false).await;
+                            return Box::pin(self.large_answer(&call, at, resp, m, false)).await;
                         }
-                        return self.large_answer(&call, at, head, m, true).await;
+                        return Box::pin(self.large_answer(&call, at, head, m, true)).await;
                     }
                 }
             }
@@ -151,13 +159,13 @@ impl FederationService {
         // A copy within one cluster whose source is a link to another: the proxy
         // follows the link and carries the bytes.
         if let (Some(copy), Some((src, dst))) = (&copy, &sides) {
-            if self.link_elsewhere(&call, &resp, src).await? {
-                return self.copy_across(&call, copy, src, dst).await;
+            if Box::pin(self.link_elsewhere(&call, &resp, src)).await? {
+                return Box::pin(self.copy_across(&call, copy, src, dst)).await;
             }
         }
         // Only a 404 (or 403) to a read can be a link to another cluster.
         if reads {
-            return self.follow_symlink(&call, cluster.id(), resp).await;
+            return Box::pin(self.follow_symlink(&call, cluster.id(), resp)).await;
         }
         Ok(resp)
     }

@@ -1,0 +1,206 @@
+"""See scripts/profile-swift. Instructions per request, not requests per second: the
+counts are repeatable on a machine that other work keeps busy, where wall-clock load
+figures are not."""
+
+import argparse
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "interop"))
+sys.path.insert(0, str(ROOT / "scripts"))
+import peers  # noqa: E402
+from load_swift import fast_backend, NGINX_HEAD  # noqa: E402
+
+
+def exchange(sock: socket.socket, request: bytes, head: bool) -> tuple[int, bool]:
+    """Sends one request on a kept-alive connection and reads its whole answer: its
+    status and whether the server closes the connection after it."""
+    sock.sendall(request)
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed before the answer's head")
+        buf += chunk
+    header, _, rest = buf.partition(b"\r\n\r\n")
+    lines = header.split(b"\r\n")
+    status = int(lines[0].split()[1])
+    length, close = 0, False
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"connection":
+            close = value.strip().lower() == b"close"
+    if head or status in (204, 304):
+        length = 0
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed mid-body")
+        rest += chunk
+    return status, close
+
+
+def load(port: int, path: str, token: str, method: str, n: int, connections: int) -> None:
+    """Exactly `n` HTTP/1.1 keep-alive requests (as wrk sends them) over `connections`."""
+    request = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+               f"X-Auth-Token: {token}\r\n\r\n").encode()
+    errors = []
+
+    def worker(count: int) -> None:
+        # Reconnects when the server closes (nginx does after 1,000 requests), as wrk.
+        s = None
+        try:
+            for _ in range(count):
+                if s is None:
+                    s = socket.create_connection(("127.0.0.1", port))
+                    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                status, close = exchange(s, request, method == "HEAD")
+                if status != 200:
+                    raise RuntimeError(f"{method} {path}: {status}")
+                if close:
+                    s.close()
+                    s = None
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+        finally:
+            if s is not None:
+                s.close()
+
+    shares = [n // connections + (1 if i < n % connections else 0) for i in range(connections)]
+    threads = [threading.Thread(target=worker, args=(c,)) for c in shares]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
+def control(pid: int, *args: str) -> None:
+    subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True, timeout=120)
+
+
+def total_ir(out: Path) -> int:
+    for line in out.read_text().splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    raise ValueError(f"no totals in {out}")
+
+
+def dumps(outdir: Path, pid: int) -> list[Path]:
+    """The callgrind dumps of `pid`, oldest first (`callgrind.<pid>.<n>`)."""
+    files = [p for p in outdir.glob(f"callgrind.{pid}.*") if p.suffix.lstrip(".").isdigit()]
+    return sorted(files, key=lambda p: int(p.suffix.lstrip(".")))
+
+
+def profile(name, argv, port, path, token, outdir, args, ready):
+    """Runs `argv` (a server listening on `port`) under callgrind and counts the
+    instructions of exactly `args.requests` GETs, then as many HEADs."""
+    vg = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={outdir}/callgrind.%p",
+          "--collect-jumps=no", f"--dump-instr={'yes' if args.dump_instr else 'no'}"]
+    proc = peers.spawn(name, vg + argv, outdir / f"{name}.log")
+    try:
+        peers.wait_http(ready, timeout=120)
+        token = token() if callable(token) else token
+        # Warm up (logins, the locator's cache, pooled connections), then count from zero.
+        for method in ("GET", "HEAD"):
+            load(port, path, token, method, 50, args.connections)
+        control(proc.pid, "--zero")
+        figures = {}
+        for method in ("GET", "HEAD"):
+            started = time.monotonic()
+            load(port, path, token, method, args.requests, args.connections)
+            elapsed = time.monotonic() - started
+            control(proc.pid, "--dump")
+            # A dump resets the counters: each one holds exactly one batch.
+            out = dumps(outdir, proc.pid)[-1]
+            final = outdir / f"{name}-{method.lower()}.callgrind"
+            shutil.copy(out, final)
+            figures[method] = (total_ir(final) / args.requests, elapsed, final)
+        return figures
+    finally:
+        proc.stop()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--requests", type=int, default=2000, help="requests per method")
+    ap.add_argument("--connections", type=int, default=1)
+    ap.add_argument("--binary", default=str(ROOT / "target" / "release" / "swift-federation-proxy"))
+    ap.add_argument("--nginx", action="store_true", help="also count nginx as a reverse proxy (1 worker)")
+    ap.add_argument("--out", default=str(ROOT / ".run" / "profile-swift"))
+    ap.add_argument("--dump-instr", action="store_true", help="per-instruction costs (for objdump)")
+    ap.add_argument("--top", type=int, default=25, help="functions shown (inclusive) per method")
+    args = ap.parse_args()
+    outdir = Path(args.out)
+    shutil.rmtree(outdir, ignore_errors=True)
+    outdir.mkdir(parents=True)
+    base = Path(tempfile.mkdtemp(prefix="stackfed-profile-swift-"))
+    fast = None
+    results = {}
+    try:
+        fast, fport = fast_backend(base / "fast")
+        peers.wait_http(f"http://127.0.0.1:{fport}/v1/AUTH_test/bench/small", timeout=10)
+        fed = peers.FederationProxy(base / "proxy", [SimpleNamespace(name="fast", endpoint=f"http://127.0.0.1:{fport}")])
+        conf = fed.write_config()
+        pport = peers.free_port()
+
+        def login():
+            h = requests.get(f"http://127.0.0.1:{pport}/auth/v1.0",
+                             headers={"X-Auth-User": "test:tester", "X-Auth-Key": "testing"}).headers
+            return h["X-Auth-Token"]
+
+        results["proxy"] = profile(
+            "proxy", [args.binary, "--config", str(conf), "--listen", f"127.0.0.1:{pport}"],
+            pport, "/v1/AUTH_test/bench/small", login, outdir, args, f"http://127.0.0.1:{pport}/healthcheck")
+        if args.nginx:
+            d = base / "nginx"
+            d.mkdir()
+            nport = peers.free_port()
+            conf = d / "nginx.conf"
+            conf.write_text("master_process off;\n" + NGINX_HEAD.format(d=d) + f"""
+  upstream backend {{ server 127.0.0.1:{fport}; keepalive 32; }}
+  server {{ listen 127.0.0.1:{nport};
+    location / {{ proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}
+}}
+""")
+            results["nginx"] = profile(
+                "nginx", [shutil.which("nginx"), "-c", str(conf)], nport, "/v1/AUTH_test/bench/small", "x",
+                outdir, args, f"http://127.0.0.1:{nport}/v1/AUTH_test/bench/small")
+    finally:
+        if fast:
+            fast.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+    print(f"\ninstructions per request (callgrind, user space only; {args.requests} keep-alive requests per "
+          f"method over {args.connections} connection(s), 1 KiB object, fast fake backend)")
+    for who, figures in results.items():
+        for method, (ir, elapsed, final) in figures.items():
+            print(f"  {who:6} {method:5} {ir:10,.0f}   ({elapsed:.1f} s under valgrind; {final})")
+    if "nginx" in results:
+        for method in ("GET", "HEAD"):
+            print(f"  proxy / nginx {method}: {results['proxy'][method][0] / results['nginx'][method][0]:.2f}")
+    for method, (_, _, final) in results["proxy"].items():
+        print(f"\nproxy {method}, inclusive, top {args.top} (callgrind_annotate --inclusive=yes {final}):")
+        ann = subprocess.run(["callgrind_annotate", "--inclusive=yes", str(final)],
+                             capture_output=True, text=True, check=True).stdout.splitlines()
+        start = next((i for i, line in enumerate(ann) if "file:function" in line), 0)
+        for line in ann[start + 2:start + 2 + args.top]:
+            print("  " + line[:160])
+
+
+if __name__ == "__main__":
+    main()
