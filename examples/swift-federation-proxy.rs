@@ -16,6 +16,7 @@ use clap::Parser;
 
 mod common;
 use stackfed::swift_proto::config::ProxyConfig;
+use stackfed::swift_proto::migrate::{AdminService, Migrations};
 
 /// Swift cluster federation proxy.
 #[derive(Parser)]
@@ -48,13 +49,25 @@ async fn run(args: Args) -> Result<(), String> {
         .max_headers(stackfed::swift_proto::headers::MAX_REQUEST_HEADERS)
         // Swift answers a path of raw invalid UTF-8 with 412, not the parser's 400.
         .encode_raw_target(true);
-    stackfed::http::serve_with(
-        listener,
-        service,
-        stackfed::http::shutdown_signal(),
-        options,
-    )
-    .await
+    match config.migration.clone() {
+        // Live migration and the operator's admin API (`/federation/v1/...`).
+        Some(m) => {
+            let ttl = Duration::try_from_secs_f64(config.cache_ttl_seconds).unwrap_or_default();
+            let migrations = Migrations::start(&service, m, ttl, &background);
+            let admin = AdminService::new(service, migrations);
+            stackfed::http::serve_with(listener, admin, stackfed::http::shutdown_signal(), options)
+                .await
+        }
+        None => {
+            stackfed::http::serve_with(
+                listener,
+                service,
+                stackfed::http::shutdown_signal(),
+                options,
+            )
+            .await
+        }
+    }
     .map_err(|e| e.to_string())?;
     background.shutdown().await;
     tracing::info!("stopped");

@@ -27,6 +27,7 @@ mod bulk;
 mod container;
 mod copy;
 mod info;
+pub mod migrate;
 mod object;
 mod relocate;
 mod symlink;
@@ -77,6 +78,7 @@ struct Inner {
     sessions: Sessions,
     info: info::InfoCache,
     partial_listings: bool,
+    inflight: Arc<migrate::Inflight>,
 }
 
 /// Who the request acts as, towards the clusters (phase 2).
@@ -135,6 +137,7 @@ impl FederationService {
                 sessions: Sessions::new(),
                 info: info::InfoCache::default(),
                 partial_listings: false,
+                inflight: Arc::default(),
             }),
         }
     }
@@ -156,6 +159,11 @@ impl FederationService {
     /// The clusters.
     pub fn clusters(&self) -> &Clusters {
         &self.inner.clusters
+    }
+
+    /// Client writes in flight to moving containers (shared with the mover).
+    pub fn inflight(&self) -> &Arc<migrate::Inflight> {
+        &self.inner.inflight
     }
 
     /// Answers one request. Never fails: errors become Swift-style responses.
