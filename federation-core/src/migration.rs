@@ -344,17 +344,28 @@ mod tests {
             from.clone(),
         )
         .into_record();
-        let mut mark = MoveMark { id: "m".into(), from, to: to.clone(), phase: Phase::Copying };
+        let mut mark = MoveMark {
+            id: "m".into(),
+            from,
+            to: to.clone(),
+            phase: Phase::Copying,
+        };
         assert_eq!(mark.write_route(&rec), WriteRoute::Proceed);
         mark.phase = Phase::Switching;
         assert_eq!(mark.write_route(&rec), WriteRoute::Hold);
         let mut moved = rec.clone();
         moved.cluster = to;
-        assert_eq!(mark.write_route(&moved), WriteRoute::Proceed, "switched: writes go on");
+        assert_eq!(
+            mark.write_route(&moved),
+            WriteRoute::Proceed,
+            "switched: writes go on"
+        );
         let mut with = rec;
-        with.attributes.insert(MIGRATION_ATTRIBUTE.into(), mark.to_value());
+        with.attributes
+            .insert(MIGRATION_ATTRIBUTE.into(), mark.to_value());
         assert_eq!(MoveMark::of(&with), Some(mark));
-        with.attributes.insert(MIGRATION_ATTRIBUTE.into(), "{bad".into());
+        with.attributes
+            .insert(MIGRATION_ATTRIBUTE.into(), "{bad".into());
         assert_eq!(MoveMark::of(&with), None);
     }
 }
