@@ -915,7 +915,7 @@ impl Migrations {
             for c in &entry.containers {
                 let map = copied.entry(c.clone()).or_default();
                 for _ in 0..8 {
-                    let n = self.pass(entry, &account, c, map).await?;
+                    let (n, _) = self.pass(entry, &account, c, map).await?;
                     if n <= 16 {
                         break;
                     }
@@ -979,14 +979,15 @@ impl Migrations {
             }
             for c in &entry.containers {
                 let map = copied.entry(c.clone()).or_default();
-                loop {
-                    if self.pass(entry, account, c, map).await? == 0 {
-                        break;
+                let gone = loop {
+                    let (n, gone) = self.pass(entry, account, c, map).await?;
+                    if n == 0 {
+                        break gone;
                     }
                     if held.elapsed() > budget {
                         return Ok(false);
                     }
-                }
+                };
                 // Verified: both listings name the same objects with the same content.
                 let s = mirror::list(from, self.auth(), account, c)
                     .await?
@@ -997,7 +998,10 @@ impl Migrations {
                     .unwrap_or_default()
                     .0;
                 let key = |v: Vec<federation_core::migration::Entry>| {
-                    v.into_iter().map(|e| (e.name, e.key)).collect::<Vec<_>>()
+                    v.into_iter()
+                        .filter(|e| !gone.contains(&e.name))
+                        .map(|e| (e.name, e.key))
+                        .collect::<Vec<_>>()
                 };
                 if key(s) != key(d) {
                     return Ok(false);
@@ -1073,7 +1077,7 @@ impl Migrations {
         account: &AccountName,
         c: &str,
         copied: &mut HashMap<String, String>,
-    ) -> Result<usize, MoveError> {
+    ) -> Result<(usize, std::collections::HashSet<String>), MoveError> {
         let (from, to) = (self.cluster(&entry.from)?, self.cluster(&entry.to)?);
         let Some((source, _)) = mirror::list(from, self.auth(), account, c).await? else {
             return Err(MoveError::Fatal(format!(
@@ -1087,13 +1091,32 @@ impl Migrations {
             .iter()
             .map(|e| (e.name.as_str(), e.modified.as_str()))
             .collect();
-        let actions = diff(&source, &dest, copied);
+        let mut actions = diff(&source, &dest, copied);
+        // Objects written through this proxy meanwhile are checked one by one: a
+        // listing may lag a write (a copy of one the source no longer has deletes the
+        // destination's).
+        let named: std::collections::HashSet<String> = actions
+            .iter()
+            .map(|a| match a {
+                Action::Copy(n) | Action::Delete(n) => n.clone(),
+            })
+            .collect();
+        for t in self.inner.inflight.take_touched(account.as_str(), c) {
+            if !named.contains(&t) {
+                actions.push(Action::Copy(t));
+            }
+        }
         let n = actions.len();
         self.set(&entry.id, |p| p.passes += 1);
         // Static symlinks after everything else: their target must exist already.
+        let linked: std::collections::HashSet<&str> = source
+            .iter()
+            .filter(|e| !e.key.ends_with('|'))
+            .map(|e| e.name.as_str())
+            .collect();
         let (mut plain, links): (Vec<Action>, Vec<Action>) =
             actions.into_iter().partition(|a| match a {
-                Action::Copy(n) => !source.iter().any(|e| &e.name == n && !e.key.ends_with('|')),
+                Action::Copy(n) => !linked.contains(n.as_str()),
                 Action::Delete(_) => true,
             });
         plain.extend(links);
@@ -1118,7 +1141,12 @@ impl Migrations {
                                         });
                                         Ok(b)
                                     }
-                                    Ok(mirror::Copied::Gone) => Ok(0),
+                                    // Listed but gone (a listing lagging a delete).
+                                    Ok(mirror::Copied::Gone) => {
+                                        mirror::delete(to, self.auth(), account, c, Some(&n))
+                                            .await
+                                            .map(|_| GONE)
+                                    }
                                     Err(e) => Err(e),
                                 };
                                 (n, stamp, r)
@@ -1136,8 +1164,13 @@ impl Migrations {
                 .buffered(concurrency)
                 .collect()
                 .await;
+        let mut gone = std::collections::HashSet::new();
         for (name, stamp, r) in results {
-            r?;
+            if r? == GONE {
+                copied.remove(&name);
+                gone.insert(name);
+                continue;
+            }
             match stamp {
                 Some(s) => {
                     copied.insert(name, s);
@@ -1149,7 +1182,7 @@ impl Migrations {
         }
         let p = self.progress_of(&entry.id).unwrap_or_default();
         tracing::info!(id = %entry.id, container = c, steps = n, objects_done = p.objects_done, objects_total = p.objects_total, bytes_done = p.bytes_done, objects_per_s = format!("{:.1}", p.objects_per_second), eta_s = format!("{:.1}", p.eta_seconds), "mirror pass");
-        Ok(n)
+        Ok((n - gone.len(), gone))
     }
 
     /// Empties and deletes the source container (after the switch).
@@ -1199,6 +1232,9 @@ impl Migrations {
         )))
     }
 }
+
+/// A copy that found the source's object gone.
+const GONE: u64 = u64::MAX;
 
 fn lease_ms(config: &MigrationConfig) -> u64 {
     u64::try_from(secs(config.lease_seconds).as_millis()).unwrap_or(30_000)

@@ -107,7 +107,7 @@ impl FederationService {
             })
             .transpose()?;
         if let Some(record) = self.find(&call.caller, account, container, true).await? {
-            let (record, _inflight) = self.write_gate(account, container, record).await?;
+            let (record, _inflight) = self.write_gate(account, container, None, record).await?;
             if pin.as_ref().is_some_and(|p| *p != record.cluster) {
                 return Err(conflict(format!(
                     "Container exists on cluster {}; containers do not move",
@@ -186,7 +186,7 @@ impl FederationService {
         else {
             return self.unheld(call).await;
         };
-        let (record, _inflight) = self.write_gate(account, container, record).await?;
+        let (record, _inflight) = self.write_gate(account, container, None, record).await?;
         let cluster = if record.cluster == *cluster.id() {
             cluster
         } else {
@@ -232,7 +232,7 @@ impl FederationService {
         let Some((record, _)) = self.target(&call.caller, account, container, true).await? else {
             return self.unheld(call).await;
         };
-        let (record, _inflight) = self.write_gate(account, container, record).await?;
+        let (record, _inflight) = self.write_gate(account, container, None, record).await?;
         let cluster = self.cluster(&record.cluster)?;
         let resp = self
             .forward(cluster, &call, call.path_and_query(), empty())

@@ -2,7 +2,7 @@
 //! held while the mover switches it, counted while in flight so the mover can wait for
 //! them before its last pass.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -21,6 +21,9 @@ const HOLD_POLL: Duration = Duration::from_millis(50);
 #[derive(Debug)]
 pub struct Inflight {
     counts: Mutex<HashMap<(String, String), usize>>,
+    /// Objects written through this proxy while their container moves: the mover
+    /// re-checks each one (a container listing may lag a write).
+    touched: Mutex<HashMap<(String, String), HashSet<String>>>,
     max_hold_ms: AtomicU64,
 }
 
@@ -28,6 +31,7 @@ impl Default for Inflight {
     fn default() -> Self {
         Self {
             counts: Mutex::new(HashMap::new()),
+            touched: Mutex::new(HashMap::new()),
             max_hold_ms: AtomicU64::new(30_000),
         }
     }
@@ -56,7 +60,33 @@ impl Inflight {
             .unwrap_or(0)
     }
 
-    fn enter(self: &Arc<Self>, account: &str, container: &str) -> InflightGuard {
+    /// Takes the names of the objects written to the container since the last take.
+    pub fn take_touched(&self, account: &str, container: &str) -> Vec<String> {
+        self.touched
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&(account.to_owned(), container.to_owned()))
+            .map(|s| s.into_iter().collect())
+            .unwrap_or_default()
+    }
+
+    fn touch(&self, key: &(String, String), object: Option<&String>) {
+        if let Some(o) = object {
+            self.touched
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(key.clone())
+                .or_default()
+                .insert(o.clone());
+        }
+    }
+
+    fn enter(
+        self: &Arc<Self>,
+        account: &str,
+        container: &str,
+        object: Option<&str>,
+    ) -> InflightGuard {
         let key = (account.to_owned(), container.to_owned());
         *self
             .counts
@@ -64,9 +94,12 @@ impl Inflight {
             .unwrap_or_else(PoisonError::into_inner)
             .entry(key.clone())
             .or_insert(0) += 1;
+        let object = object.map(str::to_owned);
+        self.touch(&key, object.as_ref());
         InflightGuard {
             table: self.clone(),
             key,
+            object,
         }
     }
 }
@@ -76,10 +109,13 @@ impl Inflight {
 pub(crate) struct InflightGuard {
     table: Arc<Inflight>,
     key: (String, String),
+    object: Option<String>,
 }
 
 impl Drop for InflightGuard {
     fn drop(&mut self) {
+        // Again once the write is done: a take in between must not miss it.
+        self.table.touch(&self.key, self.object.as_ref());
         let mut counts = self
             .table
             .counts
@@ -102,6 +138,7 @@ impl FederationService {
         &self,
         account: &AccountName,
         container: &ContainerName,
+        object: Option<&str>,
         record: ContainerRecord,
     ) -> Result<(ContainerRecord, Option<InflightGuard>)> {
         if MoveMark::of(&record).is_none() {
@@ -112,7 +149,7 @@ impl FederationService {
         loop {
             // Counted first, then read: a switch that begins after this read waits for
             // this write (see the mover's switch).
-            let guard = table.enter(account.as_str(), container.as_str());
+            let guard = table.enter(account.as_str(), container.as_str(), object);
             let Some(now) = self.inner.locator.locate_fresh(account, container).await? else {
                 return Err(SwiftError::not_found());
             };

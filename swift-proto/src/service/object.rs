@@ -45,7 +45,9 @@ impl FederationService {
             if call.parts.method == Method::GET || call.parts.method == Method::HEAD {
                 (record, cluster, None)
             } else {
-                let (record, guard) = self.write_gate(account, container, record).await?;
+                let (record, guard) = self
+                    .write_gate(account, container, Some(object), record)
+                    .await?;
                 let cluster = self.cluster(&record.cluster)?;
                 (record, cluster, guard)
             };
