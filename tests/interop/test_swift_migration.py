@@ -167,8 +167,9 @@ class ClientLoop(threading.Thread):
     """Reads, lists, HEADs and writes the container through the proxy, recording every
     failure and every stale answer."""
 
-    def __init__(self, proxy, name, expected):
+    def __init__(self, proxy, name, expected, first=0):
         super().__init__(daemon=True)
+        self.first = first
         self.c = conn(proxy.auth_url)
         self.name, self.expected = name, dict(expected)
         self.stop_flag = threading.Event()
@@ -177,7 +178,7 @@ class ClientLoop(threading.Thread):
         self.rnd = random.Random(7)
 
     def run(self):
-        i = 0
+        i = self.first
         names = sorted(self.expected)
         while not self.stop_flag.is_set():
             i += 1
@@ -213,6 +214,7 @@ class ClientLoop(threading.Thread):
                     body = os.urandom(self.rnd.randint(0, 20000))
                     self.c.put_object(self.name, n, body)
                     self.written[n] = hashlib.md5(body).hexdigest()
+                    self.deleted.discard(n)
                 elif kind == 4 and self.written:
                     n = self.rnd.choice(sorted(self.written))
                     self.c.post_object(self.name, n, headers={"X-Object-Meta-Seen": str(i)})
@@ -243,7 +245,7 @@ def test_move_under_load(mproxy, clusters):
     idle.join()
     assert idle.errors == [], idle.errors[:5]
 
-    loop = ClientLoop(mproxy, name, expected)
+    loop = ClientLoop(mproxy, name, expected, first=1_000_000)
     loop.written = dict(idle.written)
     loop.deleted = set(idle.deleted)
     loop.start()
