@@ -48,6 +48,7 @@ pub mod attrs;
 pub mod cluster;
 pub mod listing;
 pub mod locator;
+pub mod migration;
 mod name;
 pub mod placement;
 pub mod sessions;

@@ -16,6 +16,7 @@ use clap::Parser;
 
 mod common;
 use stackfed::swift_proto::config::ProxyConfig;
+use stackfed::swift_proto::migrate::{AdminService, Migrations};
 
 const NAME: &str = "swift-federation-proxy";
 
@@ -55,20 +56,29 @@ async fn run(args: common::ServerArgs, mut config: ProxyConfig) -> Result<(), St
         .max_headers(stackfed::swift_proto::headers::MAX_REQUEST_HEADERS)
         // Swift answers a path of raw invalid UTF-8 with 412, not the parser's 400.
         .encode_raw_target(true);
-    let service = tower::ServiceBuilder::new()
-        .layer(stackfed::http::AccessLogLayer::new(
-            "swift",
-            stackfed::swift_proto::service::family,
-            http::HeaderName::from_static("x-trans-id"),
-        ))
-        .service(service);
-    let served = stackfed::http::serve_with(
-        listener,
-        service,
-        stackfed::http::shutdown_signal(),
-        options,
-    )
-    .await;
+    let access_log = stackfed::http::AccessLogLayer::new(
+        "swift",
+        stackfed::swift_proto::service::family,
+        http::HeaderName::from_static("x-trans-id"),
+    );
+    let shutdown = stackfed::http::shutdown_signal();
+    let served = match config.migration.clone() {
+        // Live migration and the operator's admin API (`/federation/v1/...`).
+        Some(m) => {
+            let migrations = Migrations::start(&service, m, config.cache_ttl, &background);
+            let admin = AdminService::new(service, migrations);
+            let admin = tower::ServiceBuilder::new()
+                .layer(access_log)
+                .service(admin);
+            stackfed::http::serve_with(listener, admin, shutdown, options).await
+        }
+        None => {
+            let service = tower::ServiceBuilder::new()
+                .layer(access_log)
+                .service(service);
+            stackfed::http::serve_with(listener, service, shutdown, options).await
+        }
+    };
     background.shutdown().await;
     served.map_err(|e| e.to_string())?;
     tracing::info!("stopped");

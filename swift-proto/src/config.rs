@@ -260,6 +260,9 @@ pub struct ProxyConfig {
     /// The placement policy.
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// Live container migration and its admin API (`[migration]`; off when absent).
+    #[serde(default)]
+    pub migration: Option<crate::migrate::MigrationConfig>,
 }
 
 fn default_probe_interval() -> Duration {

@@ -57,6 +57,7 @@ pub mod error;
 pub mod headers;
 pub mod info;
 pub mod listing;
+pub mod migrate;
 pub mod path;
 pub mod registry;
 pub mod service;

@@ -110,6 +110,7 @@ impl FederationService {
             })
             .transpose()?;
         if let Some(record) = self.find(&call.caller, account, container, true).await? {
+            let (record, _inflight) = self.write_gate(account, container, None, record).await?;
             if pin.as_ref().is_some_and(|p| *p != record.cluster) {
                 return Err(conflict(format!(
                     "Container exists on cluster {}; containers do not move",
@@ -188,6 +189,12 @@ impl FederationService {
         else {
             return self.unheld(call).await;
         };
+        let (record, _inflight) = self.write_gate(account, container, None, record).await?;
+        let cluster = if record.cluster == *cluster.id() {
+            cluster
+        } else {
+            self.cluster(&record.cluster)?
+        };
         if let Some(p) = changes.get(CLUSTER_ATTRIBUTE).filter(|v| !v.is_empty()) {
             if p != record.cluster.as_str() {
                 return Err(conflict(format!(
@@ -225,9 +232,11 @@ impl FederationService {
         account: &AccountName,
         container: &ContainerName,
     ) -> Result<Response<Body>> {
-        let Some((_, cluster)) = self.target(&call.caller, account, container, true).await? else {
+        let Some((record, _)) = self.target(&call.caller, account, container, true).await? else {
             return self.unheld(call).await;
         };
+        let (record, _inflight) = self.write_gate(account, container, None, record).await?;
+        let cluster = self.cluster(&record.cluster)?;
         let resp = self
             .forward(cluster, &call, call.path_and_query(), empty())
             .await?;

@@ -29,6 +29,7 @@ mod copy;
 mod health;
 mod info;
 mod large;
+pub mod migrate;
 mod object;
 mod relocate;
 mod seal;
@@ -83,6 +84,7 @@ struct Inner {
     partial_listings: bool,
     readiness: Option<crate::cluster::health::Readiness>,
     disable_path: Option<std::path::PathBuf>,
+    inflight: Arc<migrate::Inflight>,
 }
 
 /// Who the request acts as, towards the clusters (phase 2).
@@ -143,6 +145,7 @@ impl FederationService {
                 partial_listings: false,
                 readiness: None,
                 disable_path: None,
+                inflight: Arc::default(),
             }),
         }
     }
@@ -192,6 +195,11 @@ impl FederationService {
     /// The clusters.
     pub fn clusters(&self) -> &Clusters {
         &self.inner.clusters
+    }
+
+    /// Client writes in flight to moving containers (shared with the mover).
+    pub fn inflight(&self) -> &Arc<migrate::Inflight> {
+        &self.inner.inflight
     }
 
     /// Answers one request. Never fails: errors become Swift-style responses.

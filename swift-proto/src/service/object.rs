@@ -55,6 +55,17 @@ impl FederationService {
             }
             return Box::pin(self.unheld(call)).await;
         };
+        // A write to a moving container waits out its switch (see `migrate`).
+        let (record, cluster, _inflight) =
+            if call.parts.method == Method::GET || call.parts.method == Method::HEAD {
+                (record, cluster, None)
+            } else {
+                let (record, guard) = self
+                    .write_gate(account, container, Some(object), record)
+                    .await?;
+                let cluster = self.cluster(&record.cluster)?;
+                (record, cluster, guard)
+            };
         // Both sides of a copy, each in its own account. A side no cluster holds (or
         // that the caller may not see) is left to the cluster, whose answer (404, 403)
         // is Swift's.

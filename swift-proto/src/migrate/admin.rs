@@ -1,0 +1,252 @@
+//! The operator's admin API, in front of the Swift service.
+//!
+//! Every path under `/federation/` is the admin API's; nothing else is. Swift's own
+//! paths start with `/v1`, `/v1.0`, `/auth`, `/info` or `/healthcheck`, and a Swift
+//! cluster answers `/federation/…` with 400 (not an API version), so the prefix can
+//! never hide a Swift request.
+//!
+//! - `GET /federation/v1/auth` with `X-Auth-User`/`X-Auth-Key` of the configured
+//!   operator: `X-Auth-Token` for the rest (an hour);
+//! - `POST /federation/v1/migrations` `{"account", "container", "to"?}`: 202 `{"id"}`;
+//! - `GET /federation/v1/migrations`, `GET /federation/v1/migrations/{id}`: the journal
+//!   entry and the progress (objects and bytes done/total, rate, ETA);
+//! - `POST /federation/v1/drains` `{"account", "cluster", "concurrency"?}`: 202
+//!   `{"migrations": [ids]}`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use federation_core::{AccountName, ClusterId, ContainerName};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use serde::Deserialize;
+use stackfed_http::{full, Body, BoxError};
+
+use super::{random_hex, Migrations, MoveError};
+use crate::FederationService;
+
+/// The admin prefix.
+pub(super) const PREFIX: &str = "/federation/";
+const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+const MAX_REQUEST: usize = 64 * 1024;
+
+/// The Swift service with the admin API in front. Cheap to clone; a `tower::Service`.
+#[derive(Debug, Clone)]
+pub struct AdminService {
+    proxy: FederationService,
+    migrations: Migrations,
+    tokens: Arc<Mutex<HashMap<String, Instant>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MoveRequest {
+    account: String,
+    container: String,
+    #[serde(default)]
+    to: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DrainRequest {
+    account: String,
+    cluster: String,
+    #[serde(default)]
+    concurrency: Option<usize>,
+}
+
+fn json(status: StatusCode, v: &serde_json::Value) -> Response<Body> {
+    let mut r = Response::new(full(v.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn error(status: StatusCode, message: &str) -> Response<Body> {
+    json(status, &serde_json::json!({ "error": message }))
+}
+
+fn move_error(e: &MoveError) -> Response<Body> {
+    match e {
+        MoveError::Fatal(m) => error(StatusCode::CONFLICT, m),
+        other => error(StatusCode::SERVICE_UNAVAILABLE, &other.to_string()),
+    }
+}
+
+impl AdminService {
+    /// `proxy` with the admin API of `migrations` in front.
+    pub fn new(proxy: FederationService, migrations: Migrations) -> Self {
+        Self {
+            proxy,
+            migrations,
+            tokens: Arc::default(),
+        }
+    }
+
+    /// Answers one request: the admin API's, or the Swift service's.
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+        B::Error: Into<BoxError>,
+    {
+        if !req.uri().path().starts_with(PREFIX) {
+            return self.proxy.handle(req).await;
+        }
+        let (parts, body) = req.into_parts();
+        let path = parts.uri.path().trim_end_matches('/').to_owned();
+        if path == "/federation/v1/auth" {
+            let get = |k: &str| {
+                parts
+                    .headers
+                    .get(k)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+            };
+            if !self
+                .migrations
+                .is_operator(get("x-auth-user"), get("x-auth-key"))
+            {
+                return error(StatusCode::UNAUTHORIZED, "not the operator");
+            }
+            let token = format!("FED_tk{}", random_hex(16));
+            let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
+            let now = Instant::now();
+            tokens.retain(|_, t| *t > now);
+            tokens.insert(token.clone(), now + TOKEN_LIFETIME);
+            let mut r = json(StatusCode::OK, &serde_json::json!({}));
+            if let Ok(v) = HeaderValue::from_str(&token) {
+                r.headers_mut().insert("x-auth-token", v);
+            }
+            return r;
+        }
+        let authorized = parts
+            .headers
+            .get("x-auth-token")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| {
+                self.tokens
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get(t)
+                    .is_some_and(|until| *until > Instant::now())
+            });
+        if !authorized {
+            return error(StatusCode::UNAUTHORIZED, "an operator token is needed");
+        }
+        let body = match read(body).await {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        match (&parts.method, segments.as_slice()) {
+            (&Method::POST, ["federation", "v1", "migrations"]) => {
+                let req: MoveRequest = match serde_json::from_slice(&body) {
+                    Ok(r) => r,
+                    Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+                };
+                let (Ok(account), Ok(container)) = (
+                    AccountName::new(req.account),
+                    ContainerName::new(req.container),
+                ) else {
+                    return error(StatusCode::BAD_REQUEST, "invalid account or container name");
+                };
+                let to = match req.to.map(ClusterId::new).transpose() {
+                    Ok(t) => t,
+                    Err(_) => return error(StatusCode::BAD_REQUEST, "invalid cluster name"),
+                };
+                match self.migrations.start_move(&account, &container, to).await {
+                    Ok(id) => json(StatusCode::ACCEPTED, &serde_json::json!({ "id": id })),
+                    Err(e) => move_error(&e),
+                }
+            }
+            (&Method::POST, ["federation", "v1", "drains"]) => {
+                let req: DrainRequest = match serde_json::from_slice(&body) {
+                    Ok(r) => r,
+                    Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+                };
+                let (Ok(account), Ok(cluster)) =
+                    (AccountName::new(req.account), ClusterId::new(req.cluster))
+                else {
+                    return error(StatusCode::BAD_REQUEST, "invalid account or cluster name");
+                };
+                match self
+                    .migrations
+                    .start_drain(&account, &cluster, req.concurrency.unwrap_or(4))
+                    .await
+                {
+                    Ok(ids) => json(
+                        StatusCode::ACCEPTED,
+                        &serde_json::json!({ "migrations": ids }),
+                    ),
+                    Err(e) => move_error(&e),
+                }
+            }
+            (&Method::GET, ["federation", "v1", "migrations"]) => {
+                match self.migrations.list().await {
+                    Ok(all) => json(StatusCode::OK, &serde_json::json!({ "migrations": all })),
+                    Err(e) => move_error(&e),
+                }
+            }
+            (&Method::GET, ["federation", "v1", "migrations", id]) => {
+                match self.migrations.get(id).await {
+                    Ok(Some(v)) => json(StatusCode::OK, &v),
+                    Ok(None) => error(StatusCode::NOT_FOUND, "no such migration"),
+                    Err(e) => move_error(&e),
+                }
+            }
+            _ => error(StatusCode::NOT_FOUND, "no such admin resource"),
+        }
+    }
+}
+
+async fn read<B>(body: B) -> Result<Bytes, Response<Body>>
+where
+    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    let mut body = std::pin::pin!(body);
+    let mut out = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            error(
+                StatusCode::BAD_REQUEST,
+                &format!("unreadable body: {}", e.into()),
+            )
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > MAX_REQUEST {
+                return Err(error(StatusCode::PAYLOAD_TOO_LARGE, "request too large"));
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out.freeze())
+}
+
+impl<B> tower::Service<Request<B>> for AdminService
+where
+    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Response<Body>, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let svc = self.clone();
+        Box::pin(async move { Ok(svc.handle(req).await) })
+    }
+}

@@ -1,0 +1,321 @@
+//! The mirror's cluster work: listings, one object copied (streamed), container
+//! settings, deletes. Everything acts as the operator (a reseller admin on every
+//! cluster), through the typed cluster client.
+
+use std::collections::HashMap;
+
+use federation_core::migration::Entry;
+use federation_core::AccountName;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+
+use crate::cluster::{swift_path, Auth, ClusterError, ClusterRequest, Payload, SwiftCluster};
+
+use super::MoveError;
+
+/// Objects per listing page.
+const PAGE: usize = 10_000;
+
+/// The whole listing of a container (JSON pages), reduced to [`Entry`]s, with sizes.
+pub(super) async fn list(
+    cluster: &SwiftCluster,
+    auth: Auth<'_>,
+    account: &AccountName,
+    container: &str,
+) -> Result<Option<(Vec<Entry>, HashMap<String, u64>)>, MoveError> {
+    let mut out = Vec::new();
+    let mut sizes = HashMap::new();
+    let mut marker = String::new();
+    loop {
+        let mut path = swift_path(account, Some(container), None);
+        path.push_str(&format!("?format=json&limit={PAGE}"));
+        if !marker.is_empty() {
+            path.push_str("&marker=");
+            path.push_str(&crate::path::encode_segment(&marker, true).replace('/', "%2F"));
+        }
+        let (parts, body) = cluster
+            .collect(
+                ClusterRequest::new(Method::GET, path),
+                auth,
+                crate::cluster::MAX_COLLECTED_BODY,
+            )
+            .await?;
+        if parts.status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !parts.status.is_success() {
+            return Err(MoveError::answer(cluster, "listing", parts.status));
+        }
+        if parts.status == StatusCode::NO_CONTENT || body.is_empty() {
+            break;
+        }
+        let items: Vec<serde_json::Value> = serde_json::from_slice(&body).map_err(|e| {
+            MoveError::Cluster(format!("{}: unreadable listing: {e}", cluster.id()))
+        })?;
+        let n = items.len();
+        for item in items {
+            let s = |k: &str| {
+                item.get(k)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            let name = s("name");
+            if name.is_empty() {
+                continue; // a subdir: not asked for
+            }
+            let bytes = item
+                .get("bytes")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0);
+            // An SLO's listed hash is its manifest's, which names each segment's
+            // last-modified time (not preserved by a copy); slo_etag is the content's.
+            let etag = Some(s("slo_etag"))
+                .filter(|e| !e.is_empty())
+                .unwrap_or_else(|| s("hash"));
+            let key = format!("{etag}|{bytes}|{}|{}", s("content_type"), s("symlink_path"));
+            sizes.insert(name.clone(), bytes);
+            marker.clone_from(&name);
+            out.push(Entry {
+                name,
+                key,
+                modified: s("last_modified"),
+            });
+        }
+        if n < PAGE {
+            break;
+        }
+    }
+    Ok(Some((out, sizes)))
+}
+
+/// Object headers a copy keeps (as Swift's copy middleware does), besides user
+/// metadata.
+const KEPT: [&str; 9] = [
+    "content-type",
+    "content-encoding",
+    "content-disposition",
+    "content-language",
+    "cache-control",
+    "expires",
+    "x-delete-at",
+    "x-object-manifest",
+    "x-robots-tag",
+];
+
+/// What copying one object did.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Copied {
+    /// Copied: its size.
+    Bytes(u64),
+    /// The source no longer has it (deleted or expired meanwhile): the next pass
+    /// deletes the destination's copy, if any.
+    Gone,
+}
+
+/// Copies one object, streamed: data and ETag, content headers, user metadata,
+/// `X-Delete-At`; an SLO as its manifest (`multipart-manifest=get&format=raw`, then
+/// `put`), a DLO as its manifest object, a symlink as a link (`symlink=get`).
+pub(super) async fn copy_object(
+    from: &SwiftCluster,
+    to: &SwiftCluster,
+    auth: Auth<'_>,
+    account: &AccountName,
+    container: &str,
+    name: &str,
+) -> Result<Copied, MoveError> {
+    let path = swift_path(account, Some(container), Some(name));
+    let get = from
+        .send(
+            ClusterRequest::new(
+                Method::GET,
+                format!("{path}?multipart-manifest=get&format=raw&symlink=get"),
+            ),
+            auth,
+        )
+        .await?;
+    if get.status() == StatusCode::NOT_FOUND {
+        return Ok(Copied::Gone);
+    }
+    if !get.status().is_success() {
+        return Err(MoveError::answer(from, "object GET", get.status()));
+    }
+    let (parts, body) = get.into_parts();
+    let h = &parts.headers;
+    let mut out = HeaderMap::new();
+    for (n, v) in h {
+        if n.as_str().starts_with("x-object-meta-") || KEPT.contains(&n.as_str()) {
+            out.append(n.clone(), v.clone());
+        }
+    }
+    let length: u64 = h
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let slo = h
+        .get("x-static-large-object")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
+    let link = h.get("x-symlink-target").is_some();
+    let mut target = path.clone();
+    let payload = if link {
+        for k in [
+            "x-symlink-target",
+            "x-symlink-target-account",
+            "x-symlink-target-etag",
+        ] {
+            if let Some(v) = h.get(k) {
+                out.insert(HeaderName::from_static(k), v.clone());
+            }
+        }
+        out.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        Payload::Empty
+    } else {
+        if slo {
+            target.push_str("?multipart-manifest=put");
+        } else if let Some(etag) = h.get(http::header::ETAG) {
+            out.insert(http::header::ETAG, etag.clone());
+        }
+        out.insert(http::header::CONTENT_LENGTH, HeaderValue::from(length));
+        Payload::Stream(body)
+    };
+    let put = to
+        .send(
+            ClusterRequest::new(Method::PUT, target)
+                .headers(out)
+                .body(payload),
+            auth,
+        )
+        .await?;
+    let status = put.status();
+    let (_, body) = put.into_parts();
+    let _ = to.http().read_body(body, 64 * 1024).await;
+    if status.is_success() {
+        return Ok(Copied::Bytes(if slo { 0 } else { length }));
+    }
+    // An X-Delete-At that has passed meanwhile: the object is expiring at the source.
+    if status == StatusCode::BAD_REQUEST && h.contains_key("x-delete-at") {
+        return Ok(Copied::Gone);
+    }
+    Err(MoveError::answer(to, "object PUT", status))
+}
+
+/// DELETE of an object or container; 404 counts as done.
+pub(super) async fn delete(
+    cluster: &SwiftCluster,
+    auth: Auth<'_>,
+    account: &AccountName,
+    container: &str,
+    object: Option<&str>,
+) -> Result<StatusCode, MoveError> {
+    let path = swift_path(account, Some(container), object);
+    let resp = cluster
+        .send(ClusterRequest::new(Method::DELETE, path), auth)
+        .await?;
+    Ok(resp.status())
+}
+
+/// A container's HEAD: its headers, `None` when it does not exist.
+pub(super) async fn head(
+    cluster: &SwiftCluster,
+    auth: Auth<'_>,
+    account: &AccountName,
+    container: &str,
+) -> Result<Option<HeaderMap>, MoveError> {
+    let path = swift_path(account, Some(container), None);
+    let resp = cluster
+        .send(ClusterRequest::new(Method::HEAD, path), auth)
+        .await?;
+    match resp.status() {
+        s if s.is_success() => Ok(Some(resp.headers().clone())),
+        StatusCode::NOT_FOUND => Ok(None),
+        s => Err(MoveError::answer(cluster, "container HEAD", s)),
+    }
+}
+
+/// The headers that recreate a container's settings: metadata, ACLs, quota, storage
+/// policy; the versions/history location only when `archives` (they are restored at
+/// the switch: set earlier, the mirror's own overwrites would be archived).
+pub(super) fn settings(head: &HeaderMap, archives: bool) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for (name, value) in head {
+        let n = name.as_str();
+        let archive = matches!(n, "x-versions-location" | "x-history-location");
+        if n.starts_with("x-container-meta-")
+            || matches!(
+                n,
+                "x-container-read" | "x-container-write" | "x-storage-policy"
+            )
+            || (archives && archive)
+        {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+/// Creates (or updates) the destination container with the source's settings. The
+/// storage policy rule: the source's policy when the destination offers it (a PUT
+/// naming it succeeds), otherwise the destination's default.
+pub(super) async fn put_container(
+    to: &SwiftCluster,
+    auth: Auth<'_>,
+    account: &AccountName,
+    container: &str,
+    settings: HeaderMap,
+) -> Result<(), MoveError> {
+    let path = swift_path(account, Some(container), None);
+    let send = |h: HeaderMap| {
+        to.send(
+            ClusterRequest::new(Method::PUT, path.clone()).headers(h),
+            auth,
+        )
+    };
+    let status = send(settings.clone()).await?.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    if matches!(status, StatusCode::BAD_REQUEST | StatusCode::CONFLICT)
+        && settings.contains_key("x-storage-policy")
+    {
+        let mut without = settings;
+        let policy = without.remove("x-storage-policy");
+        tracing::warn!(cluster = %to.id(), container, ?policy, %status, "storage policy not usable on the destination; using its default");
+        let again = send(without).await?.status();
+        if again.is_success() {
+            return Ok(());
+        }
+        return Err(MoveError::answer(to, "container PUT", again));
+    }
+    Err(MoveError::answer(to, "container PUT", status))
+}
+
+/// POSTs settings to an existing container (metadata changed during the copy, the
+/// archive locations at the switch).
+pub(super) async fn post_container(
+    to: &SwiftCluster,
+    auth: Auth<'_>,
+    account: &AccountName,
+    container: &str,
+    mut settings: HeaderMap,
+) -> Result<(), MoveError> {
+    settings.remove("x-storage-policy");
+    let path = swift_path(account, Some(container), None);
+    let status = to
+        .send(
+            ClusterRequest::new(Method::POST, path).headers(settings),
+            auth,
+        )
+        .await?
+        .status();
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(MoveError::answer(to, "container POST", status))
+    }
+}
+
+impl From<ClusterError> for MoveError {
+    fn from(e: ClusterError) -> Self {
+        Self::Cluster(e.to_string())
+    }
+}

@@ -1,0 +1,1245 @@
+//! Live container migration between clusters: the mover, its progress, and the
+//! operator's admin API ([`AdminService`]).
+//!
+//! The protocol (mirror, hold writes, switch by compare-and-set, clean) and its
+//! invariants are described in [`federation_core::migration`]; the README has the
+//! operator's view. [`Migrations`] runs migrations on a [`Background`]: one task per
+//! migration, each holding the migration's lease in the journal, and a resume loop
+//! that takes over migrations whose lease expired (a proxy that died mid-move).
+
+mod admin;
+mod mirror;
+
+pub use admin::AdminService;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use federation_core::attrs::{now_ms, Attributes, ContainerRecord, NewContainer, StoreError};
+use federation_core::migration::{
+    diff, Action, JournalEntry, JournalState, MoveMark, Phase, JOURNAL_ACCOUNT, JOURNAL_ATTRIBUTE,
+    MIGRATION_ATTRIBUTE,
+};
+use federation_core::placement::PlacementRequest;
+use federation_core::{AccountName, ClusterId, ClusterState, ContainerName, LocateError, Locator};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use stackfed_http::Background;
+
+use crate::cluster::{Auth, Credentials, Session, SwiftCluster};
+use crate::service::migrate::Inflight;
+use crate::FederationService;
+
+/// `[migration]` in the proxy's configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct MigrationConfig {
+    /// The operator: a tempauth user in the `.reseller_admin` group on every cluster
+    /// (`account:user`). Its credentials also open the admin API.
+    pub operator_user: String,
+    /// Its key.
+    pub operator_key: String,
+    /// Objects copied at once, per migration.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Seconds a lease lasts (renewed at a third of it).
+    #[serde(default = "default_lease")]
+    pub lease_seconds: f64,
+    /// Seconds to wait after a phase change for every proxy's cache to see it
+    /// (default: the locator's cache TTL plus one).
+    #[serde(default)]
+    pub settle_seconds: Option<f64>,
+    /// The longest a client write is held during a switch.
+    #[serde(default = "default_hold")]
+    pub max_hold_seconds: f64,
+    /// Seconds between looks for migrations to resume.
+    #[serde(default = "default_resume")]
+    pub resume_interval_seconds: f64,
+}
+
+fn default_concurrency() -> usize {
+    4
+}
+fn default_lease() -> f64 {
+    30.0
+}
+fn default_hold() -> f64 {
+    20.0
+}
+fn default_resume() -> f64 {
+    5.0
+}
+
+/// Why a migration step failed. `Cluster` and `Store` failures are retried (the
+/// migration resumes); `Fatal` stops it.
+#[derive(Debug, thiserror::Error)]
+pub enum MoveError {
+    /// A cluster failed or answered unexpectedly (temporary: retried).
+    #[error("cluster: {0}")]
+    Cluster(String),
+    /// The attribute store failed (retried).
+    #[error("attribute store: {0}")]
+    Store(String),
+    /// Another proxy holds the lease, or a record changed under us: stop working.
+    #[error("lease lost: {0}")]
+    LeaseLost(String),
+    /// Cannot go on (recorded in the journal).
+    #[error("{0}")]
+    Fatal(String),
+}
+
+impl MoveError {
+    fn answer(cluster: &SwiftCluster, what: &str, status: http::StatusCode) -> Self {
+        Self::Cluster(format!("{}: {what} answered {status}", cluster.id()))
+    }
+}
+
+impl From<StoreError> for MoveError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e.to_string())
+    }
+}
+impl From<LocateError> for MoveError {
+    fn from(e: LocateError) -> Self {
+        Self::Store(e.to_string())
+    }
+}
+
+/// A migration's progress, as the admin API shows it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Progress {
+    /// The journal entry's id.
+    pub id: String,
+    /// The account.
+    pub account: String,
+    /// The containers.
+    pub containers: Vec<String>,
+    /// Source and destination.
+    pub from: String,
+    /// The destination.
+    pub to: String,
+    /// `copying`, `switching`, `cleaning`, `done`, `failed`, `waiting` (lease held
+    /// elsewhere or not started here).
+    pub phase: String,
+    /// Objects in the source when the migration started here.
+    pub objects_total: u64,
+    /// Bytes in the source when it started here.
+    pub bytes_total: u64,
+    /// Objects copied.
+    pub objects_done: u64,
+    /// Bytes copied.
+    pub bytes_done: u64,
+    /// Objects deleted from the destination (the source deleted them meanwhile).
+    pub objects_deleted: u64,
+    /// Mirror passes run.
+    pub passes: u64,
+    /// Seconds since it started here.
+    pub elapsed_seconds: f64,
+    /// Objects per second so far.
+    pub objects_per_second: f64,
+    /// Bytes per second so far.
+    pub bytes_per_second: f64,
+    /// Estimated seconds to the end of the first pass (0 once it is over).
+    pub eta_seconds: f64,
+    /// How long client writes were held at the switch, milliseconds.
+    pub hold_ms: u64,
+    /// The last error (retried unless the phase is `failed`).
+    pub error: Option<String>,
+}
+
+struct Live {
+    progress: Progress,
+    started: Instant,
+}
+
+/// The migrations this proxy runs and knows about. Cheap to clone.
+#[derive(Clone)]
+pub struct Migrations {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Migrations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Migrations")
+            .field("owner", &self.inner.owner)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    locator: Arc<Locator>,
+    clusters: crate::cluster::Clusters,
+    inflight: Arc<Inflight>,
+    operator: Session,
+    config: MigrationConfig,
+    settle: Duration,
+    owner: String,
+    live: Mutex<HashMap<String, Live>>,
+    background: Background,
+}
+
+fn random_hex(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    if getrandom::fill(&mut b).is_err() {
+        b = now_ms().to_be_bytes().to_vec();
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn secs(v: f64) -> Duration {
+    Duration::try_from_secs_f64(v).unwrap_or(Duration::from_secs(1))
+}
+
+impl Migrations {
+    /// Starts the migration machinery for `service`: the resume loop runs on
+    /// `background` (which also owns every migration's task).
+    pub fn start(
+        service: &FederationService,
+        config: MigrationConfig,
+        cache_ttl: Duration,
+        background: &Background,
+    ) -> Self {
+        service
+            .inflight()
+            .set_max_hold(secs(config.max_hold_seconds));
+        let settle = config
+            .settle_seconds
+            .map_or(cache_ttl + Duration::from_secs(1), secs);
+        let operator = Session::new(Credentials {
+            user: config.operator_user.clone(),
+            key: config.operator_key.clone(),
+        });
+        let me = Self {
+            inner: Arc::new(Inner {
+                locator: service.locator().clone(),
+                clusters: service.clusters().clone(),
+                inflight: service.inflight().clone(),
+                operator,
+                settle,
+                owner: format!("proxy-{}", random_hex(6)),
+                live: Mutex::new(HashMap::new()),
+                background: background.clone(),
+                config,
+            }),
+        };
+        let resume = me.clone();
+        background.spawn("migration resume", async move {
+            loop {
+                if let Err(e) = resume.resume_once().await {
+                    tracing::warn!(error = %e, "could not look for migrations to resume");
+                }
+                tokio::time::sleep(secs(resume.inner.config.resume_interval_seconds)).await;
+            }
+        });
+        me
+    }
+
+    /// Whether these are the operator's credentials (constant time).
+    pub fn is_operator(&self, user: &str, key: &str) -> bool {
+        let eq = |a: &[u8], b: &[u8]| {
+            a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        };
+        let c = &self.inner.config;
+        eq(user.as_bytes(), c.operator_user.as_bytes())
+            & eq(key.as_bytes(), c.operator_key.as_bytes())
+    }
+
+    fn auth(&self) -> Auth<'_> {
+        Auth::Session(&self.inner.operator)
+    }
+
+    fn cluster(&self, id: &ClusterId) -> Result<&SwiftCluster, MoveError> {
+        self.inner
+            .clusters
+            .get(id)
+            .ok_or_else(|| MoveError::Fatal(format!("cluster {id} is not configured")))
+    }
+
+    fn journal_account() -> AccountName {
+        AccountName::new(JOURNAL_ACCOUNT).unwrap_or_else(|_| unreachable!("a valid name"))
+    }
+
+    /// The containers that move with `container`: its `_segments` container and its
+    /// versions/history location when they live on the same cluster, first.
+    async fn group(&self, record: &ContainerRecord) -> Result<Vec<String>, MoveError> {
+        let from = self.cluster(&record.cluster)?;
+        let mut out = Vec::new();
+        let mut candidates = vec![format!("{}_segments", record.container.as_str())];
+        if let Some(h) = mirror::head(
+            from,
+            self.auth(),
+            &record.account,
+            record.container.as_str(),
+        )
+        .await?
+        {
+            for k in ["x-versions-location", "x-history-location"] {
+                if let Some(v) = h.get(k).and_then(|v| v.to_str().ok()) {
+                    let v = percent_encoding::percent_decode_str(v)
+                        .decode_utf8_lossy()
+                        .into_owned();
+                    candidates.push(v);
+                }
+            }
+        }
+        for c in candidates {
+            let Ok(name) = ContainerName::new(c.clone()) else {
+                continue;
+            };
+            if name == record.container || out.contains(&c) {
+                continue;
+            }
+            if let Some(r) = self
+                .inner
+                .locator
+                .locate_fresh(&record.account, &name)
+                .await?
+            {
+                if r.cluster == record.cluster {
+                    out.push(c);
+                }
+            }
+        }
+        out.push(record.container.as_str().to_owned());
+        Ok(out)
+    }
+
+    /// Starts moving `container` (with the containers that stay with it) to `to`, or
+    /// where the placement policy chooses among the other clusters. Returns the
+    /// migration's id.
+    pub async fn start_move(
+        &self,
+        account: &AccountName,
+        container: &ContainerName,
+        to: Option<ClusterId>,
+    ) -> Result<String, MoveError> {
+        let locator = &self.inner.locator;
+        let record = locator
+            .locate_fresh(account, container)
+            .await?
+            .ok_or_else(|| MoveError::Fatal(format!("no container {container} in {account}")))?;
+        if let Some(m) = MoveMark::of(&record) {
+            return Err(MoveError::Fatal(format!(
+                "already moving (migration {})",
+                m.id
+            )));
+        }
+        let to = match to {
+            Some(t) => t,
+            None => {
+                let snapshot = locator.registry().snapshot();
+                let others: Vec<_> = snapshot
+                    .iter()
+                    .filter(|c| c.id() != &record.cluster)
+                    .collect();
+                locator
+                    .policy()
+                    .place(
+                        &PlacementRequest::new(account.clone(), container.clone()),
+                        &others,
+                    )
+                    .map_err(|e| MoveError::Fatal(e.to_string()))?
+            }
+        };
+        if to == record.cluster {
+            return Err(MoveError::Fatal(format!("container is already on {to}")));
+        }
+        let dest = self.cluster(&to)?;
+        if locator
+            .registry()
+            .get(&to)
+            .is_some_and(|s| s.state == ClusterState::Offline)
+        {
+            return Err(MoveError::Fatal(format!("cluster {to} is offline")));
+        }
+        let containers = self.group(&record).await?;
+        // A destination already holding one of them with objects is not ours to mirror
+        // over (an orphan an operator must look at).
+        for c in &containers {
+            if let Some(h) = mirror::head(dest, self.auth(), account, c).await? {
+                let count = h
+                    .get("x-container-object-count")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("0");
+                if count != "0" {
+                    return Err(MoveError::Fatal(format!(
+                        "cluster {to} already holds a container {c} with {count} objects"
+                    )));
+                }
+            }
+        }
+        let id = format!("m{}-{}", now_ms(), random_hex(4));
+        let entry = JournalEntry {
+            id: id.clone(),
+            account: account.as_str().to_owned(),
+            containers,
+            from: record.cluster.clone(),
+            to: to.clone(),
+            state: JournalState::Running,
+            owner: self.inner.owner.clone(),
+            lease_until_ms: now_ms() + lease_ms(&self.inner.config),
+            created_ms: now_ms(),
+        };
+        let name = ContainerName::new(id.clone()).map_err(|e| MoveError::Fatal(e.to_string()))?;
+        let mut attrs = Attributes::new();
+        attrs.insert(
+            JOURNAL_ATTRIBUTE.into(),
+            serde_json::to_string(&entry).unwrap_or_default(),
+        );
+        locator
+            .store()
+            .create_if_absent(
+                NewContainer::new(Self::journal_account(), name, to).attributes(attrs),
+            )
+            .await?;
+        tracing::info!(%id, %account, containers = ?entry.containers, from = %entry.from, to = %entry.to, "migration started");
+        self.spawn(entry);
+        Ok(id)
+    }
+
+    /// Moves every container of `account` on `cluster` elsewhere, `concurrency` at a
+    /// time; returns the migrations' ids (containers that move with another count
+    /// under it).
+    pub async fn start_drain(
+        &self,
+        account: &AccountName,
+        cluster: &ClusterId,
+        concurrency: usize,
+    ) -> Result<Vec<String>, MoveError> {
+        let mut names = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self
+                .inner
+                .locator
+                .store()
+                .list(account, marker.as_deref(), 1000)
+                .await?;
+            let n = page.len();
+            for r in page {
+                marker = Some(r.container.as_str().to_owned());
+                if &r.cluster == cluster && MoveMark::of(&r).is_none() {
+                    names.push(r.container);
+                }
+            }
+            if n < 1000 {
+                break;
+            }
+        }
+        // Bases first: a `_segments` container or an archive moves with its base.
+        names.sort_by_key(|n| n.as_str().ends_with("_segments"));
+        let this = self.clone();
+        let account = account.clone();
+        let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+        let mut ids = Vec::new();
+        let mut taken: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let mut queue = Vec::new();
+        for name in names {
+            if taken.contains(name.as_str()) {
+                continue;
+            }
+            let Some(record) = self.inner.locator.locate_fresh(&account, &name).await? else {
+                continue;
+            };
+            let group = self.group(&record).await?;
+            taken.extend(group.iter().cloned());
+            let id = format!("m{}-{}", now_ms(), random_hex(4));
+            ids.push(id.clone());
+            queue.push((id, name));
+        }
+        let drained = cluster.clone();
+        self.inner.background.spawn("drain", async move {
+            futures::stream::iter(queue)
+                .for_each_concurrent(None, |(planned, name)| {
+                    let (this, account, sem, drained) = (this.clone(), account.clone(), sem.clone(), drained.clone());
+                    async move {
+                        let Ok(_permit) = sem.acquire().await else { return };
+                        let to = this.choose_other(&account, &name, &drained);
+                        match this.start_move(&account, &name, to).await {
+                            Ok(id) => this.alias(&planned, &id),
+                            Err(e) => {
+                                tracing::warn!(%account, container = %name, error = %e, "drain: could not start a move");
+                                return;
+                            }
+                        }
+                        // Wait for it to finish before taking the next permit's work.
+                        loop {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            match this.progress_of(&planned) {
+                                Some(p) if p.phase == "done" || p.phase == "failed" => break,
+                                None => break,
+                                _ => {}
+                            }
+                        }
+                    }
+                })
+                .await;
+            tracing::info!(cluster = %drained, "drain finished");
+        });
+        Ok(ids)
+    }
+
+    fn choose_other(
+        &self,
+        account: &AccountName,
+        name: &ContainerName,
+        not: &ClusterId,
+    ) -> Option<ClusterId> {
+        let snapshot = self.inner.locator.registry().snapshot();
+        let others: Vec<_> = snapshot.iter().filter(|c| c.id() != not).collect();
+        self.inner
+            .locator
+            .policy()
+            .place(
+                &PlacementRequest::new(account.clone(), name.clone()),
+                &others,
+            )
+            .ok()
+    }
+
+    fn alias(&self, planned: &str, id: &str) {
+        let mut live = self
+            .inner
+            .live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(l) = live.get(id) {
+            let copy = Live {
+                progress: l.progress.clone(),
+                started: l.started,
+            };
+            live.insert(
+                format!("alias:{planned}"),
+                Live {
+                    progress: Progress {
+                        id: id.to_owned(),
+                        ..copy.progress
+                    },
+                    started: copy.started,
+                },
+            );
+        }
+    }
+
+    /// The progress of a migration this proxy knows (by id, or a drain's planned id).
+    pub fn progress_of(&self, id: &str) -> Option<Progress> {
+        let live = self
+            .inner
+            .live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let l = live.get(id).or_else(|| {
+            live.get(&format!("alias:{id}"))
+                .and_then(|a| live.get(&a.progress.id))
+        })?;
+        let mut p = l.progress.clone();
+        let e = l.started.elapsed().as_secs_f64();
+        p.elapsed_seconds = e;
+        if e > 0.0 {
+            p.objects_per_second = p.objects_done as f64 / e;
+            p.bytes_per_second = p.bytes_done as f64 / e;
+            let left = p.objects_total.saturating_sub(p.objects_done) as f64;
+            p.eta_seconds = if p.objects_per_second > 0.0 {
+                left / p.objects_per_second
+            } else {
+                0.0
+            };
+        }
+        Some(p)
+    }
+
+    /// Every migration in the journal, with live progress where this proxy runs it.
+    pub async fn list(&self) -> Result<Vec<serde_json::Value>, MoveError> {
+        let mut out = Vec::new();
+        for entry in self.journal().await? {
+            let p = self.progress_of(&entry.1.id);
+            out.push(serde_json::json!({ "entry": entry.1, "progress": p }));
+        }
+        Ok(out)
+    }
+
+    /// A journal entry and its progress.
+    pub async fn get(&self, id: &str) -> Result<Option<serde_json::Value>, MoveError> {
+        let Ok(name) = ContainerName::new(id) else {
+            return Ok(None);
+        };
+        let Some(rec) = self
+            .inner
+            .locator
+            .store()
+            .get(&Self::journal_account(), &name)
+            .await?
+        else {
+            return Ok(self
+                .progress_of(id)
+                .map(|p| serde_json::json!({ "progress": p })));
+        };
+        let entry = read_entry(&rec);
+        let progress = self.progress_of(id).map(|mut p| {
+            if let Some(e) = &entry {
+                match &e.state {
+                    JournalState::Done => p.phase = "done".into(),
+                    JournalState::Failed { .. } => p.phase = "failed".into(),
+                    JournalState::Running => {}
+                }
+            }
+            p
+        });
+        Ok(Some(
+            serde_json::json!({ "entry": entry, "progress": progress }),
+        ))
+    }
+
+    async fn journal(&self) -> Result<Vec<(ContainerRecord, JournalEntry)>, MoveError> {
+        let mut out = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self
+                .inner
+                .locator
+                .store()
+                .list(&Self::journal_account(), marker.as_deref(), 1000)
+                .await?;
+            let n = page.len();
+            for r in page {
+                marker = Some(r.container.as_str().to_owned());
+                if let Some(e) = read_entry(&r) {
+                    out.push((r, e));
+                }
+            }
+            if n < 1000 {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Takes over running migrations whose lease expired (or that are ours but not
+    /// running here: this proxy restarted with the same owner id, which it never does).
+    async fn resume_once(&self) -> Result<(), MoveError> {
+        let now = now_ms();
+        for (_, entry) in self.journal().await? {
+            let running_here = self
+                .inner
+                .live
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&entry.id)
+                .is_some_and(|l| {
+                    !matches!(l.progress.phase.as_str(), "done" | "failed" | "waiting")
+                });
+            if running_here || !entry.claimable_by(&self.inner.owner, now) {
+                continue;
+            }
+            tracing::info!(id = %entry.id, previous_owner = %entry.owner, "resuming a migration");
+            self.spawn(entry);
+        }
+        Ok(())
+    }
+
+    fn set(&self, id: &str, f: impl FnOnce(&mut Progress)) {
+        let mut live = self
+            .inner
+            .live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(l) = live.get_mut(id) {
+            f(&mut l.progress);
+        }
+    }
+
+    fn spawn(&self, entry: JournalEntry) {
+        {
+            let mut live = self
+                .inner
+                .live
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            live.insert(
+                entry.id.clone(),
+                Live {
+                    progress: Progress {
+                        id: entry.id.clone(),
+                        account: entry.account.clone(),
+                        containers: entry.containers.clone(),
+                        from: entry.from.to_string(),
+                        to: entry.to.to_string(),
+                        phase: "copying".into(),
+                        ..Progress::default()
+                    },
+                    started: Instant::now(),
+                },
+            );
+        }
+        let this = self.clone();
+        self.inner.background.spawn("migration", async move {
+            let id = entry.id.clone();
+            let mut backoff = Duration::from_millis(500);
+            loop {
+                match this.run(&id).await {
+                    Ok(()) => return,
+                    Err(MoveError::LeaseLost(why)) => {
+                        tracing::info!(%id, %why, "migration left to another proxy");
+                        this.set(&id, |p| p.phase = "waiting".into());
+                        return;
+                    }
+                    Err(MoveError::Fatal(why)) => {
+                        tracing::error!(%id, %why, "migration failed");
+                        this.set(&id, |p| {
+                            p.phase = "failed".into();
+                            p.error = Some(why.clone());
+                        });
+                        let _ = this.finish(&id, JournalState::Failed { reason: why }).await;
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(%id, error = %e, "migration step failed; retrying");
+                        this.set(&id, |p| p.error = Some(e.to_string()));
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                    }
+                }
+            }
+        });
+    }
+
+    /// Reads the journal entry and claims or renews its lease (compare-and-set).
+    async fn claim(&self, id: &str) -> Result<JournalEntry, MoveError> {
+        let name = ContainerName::new(id).map_err(|e| MoveError::Fatal(e.to_string()))?;
+        let store = self.inner.locator.store();
+        let rec = store
+            .get(&Self::journal_account(), &name)
+            .await?
+            .ok_or_else(|| MoveError::LeaseLost("journal entry gone".into()))?;
+        let mut entry =
+            read_entry(&rec).ok_or_else(|| MoveError::Fatal("unreadable journal entry".into()))?;
+        if !entry.claimable_by(&self.inner.owner, now_ms()) {
+            return Err(MoveError::LeaseLost(format!("held by {}", entry.owner)));
+        }
+        entry.owner.clone_from(&self.inner.owner);
+        entry.lease_until_ms = now_ms() + lease_ms(&self.inner.config);
+        let mut attrs = rec.attributes.clone();
+        attrs.insert(
+            JOURNAL_ATTRIBUTE.into(),
+            serde_json::to_string(&entry).unwrap_or_default(),
+        );
+        match store
+            .update_attributes(&Self::journal_account(), &name, rec.version, attrs)
+            .await
+        {
+            Ok(_) => Ok(entry),
+            Err(StoreError::Conflict { .. }) => {
+                Err(MoveError::LeaseLost("another proxy claimed it".into()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn finish(&self, id: &str, state: JournalState) -> Result<(), MoveError> {
+        let name = ContainerName::new(id).map_err(|e| MoveError::Fatal(e.to_string()))?;
+        let store = self.inner.locator.store();
+        for _ in 0..8 {
+            let Some(rec) = store.get(&Self::journal_account(), &name).await? else {
+                return Ok(());
+            };
+            let Some(mut entry) = read_entry(&rec) else {
+                return Ok(());
+            };
+            entry.state = state.clone();
+            let mut attrs = rec.attributes.clone();
+            attrs.insert(
+                JOURNAL_ATTRIBUTE.into(),
+                serde_json::to_string(&entry).unwrap_or_default(),
+            );
+            match store
+                .update_attributes(&Self::journal_account(), &name, rec.version, attrs)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(MoveError::Store("journal entry kept changing".into()))
+    }
+
+    /// Runs a migration from whatever phase its records show, holding the lease
+    /// (renewed in the background of the work; losing it stops the work).
+    async fn run(&self, id: &str) -> Result<(), MoveError> {
+        let entry = self.claim(id).await?;
+        let renew_every = secs(self.inner.config.lease_seconds / 3.0);
+        let renew = async {
+            loop {
+                tokio::time::sleep(renew_every).await;
+                if let Err(e) = self.claim(id).await {
+                    return e;
+                }
+            }
+        };
+        tokio::select! {
+            r = self.work(&entry) => r,
+            e = renew => Err(e),
+        }
+    }
+
+    async fn record(
+        &self,
+        account: &AccountName,
+        c: &str,
+    ) -> Result<Option<ContainerRecord>, MoveError> {
+        let name = ContainerName::new(c).map_err(|e| MoveError::Fatal(e.to_string()))?;
+        Ok(self.inner.locator.locate_fresh(account, &name).await?)
+    }
+
+    /// Sets (or with `None` removes) the mark on a container's record, compare-and-set.
+    async fn mark(
+        &self,
+        account: &AccountName,
+        c: &str,
+        mark: Option<&MoveMark>,
+    ) -> Result<ContainerRecord, MoveError> {
+        let name = ContainerName::new(c).map_err(|e| MoveError::Fatal(e.to_string()))?;
+        for _ in 0..16 {
+            let rec = self
+                .inner
+                .locator
+                .locate_fresh(account, &name)
+                .await?
+                .ok_or_else(|| {
+                    MoveError::Fatal(format!("container {c} was deleted while it moved"))
+                })?;
+            let mut attrs = rec.attributes.clone();
+            match mark {
+                Some(m) => attrs.insert(MIGRATION_ATTRIBUTE.into(), m.to_value()),
+                None => attrs.remove(MIGRATION_ATTRIBUTE),
+            };
+            if attrs == rec.attributes {
+                return Ok(rec);
+            }
+            match self
+                .inner
+                .locator
+                .update_attributes(account, &name, rec.version, attrs)
+                .await
+            {
+                Ok(r) => return Ok(r),
+                Err(LocateError::Store(StoreError::Conflict { .. })) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(MoveError::Store(format!("record of {c} kept changing")))
+    }
+
+    async fn work(&self, entry: &JournalEntry) -> Result<(), MoveError> {
+        let account =
+            AccountName::new(entry.account.clone()).map_err(|e| MoveError::Fatal(e.to_string()))?;
+        let (from, to) = (self.cluster(&entry.from)?, self.cluster(&entry.to)?);
+        let mark = |phase| MoveMark {
+            id: entry.id.clone(),
+            from: entry.from.clone(),
+            to: entry.to.clone(),
+            phase,
+        };
+        // Where are we? The slowest container decides.
+        let mut phase = Phase::Cleaning;
+        for c in &entry.containers {
+            let rec = self.record(&account, c).await?;
+            let p = match rec.as_ref() {
+                None => return self.abandon(entry, &account, c).await,
+                Some(r) if r.cluster == entry.to => {
+                    MoveMark::of(r).map_or(Phase::Cleaning, |_| Phase::Cleaning)
+                }
+                Some(r) => match MoveMark::of(r) {
+                    Some(m) if m.id == entry.id => m.phase,
+                    Some(m) => {
+                        return Err(MoveError::Fatal(format!(
+                            "container {c} is in migration {}",
+                            m.id
+                        )))
+                    }
+                    None => Phase::Copying,
+                },
+            };
+            phase = match (phase, p) {
+                (Phase::Copying, _) | (_, Phase::Copying) => Phase::Copying,
+                (Phase::Switching, _) | (_, Phase::Switching) => Phase::Switching,
+                _ => Phase::Cleaning,
+            };
+        }
+        let mut copied: HashMap<String, HashMap<String, String>> = HashMap::new();
+        if phase == Phase::Switching {
+            // A switch interrupted: writes are held; go back to copying briefly (the
+            // switch is redone from its start).
+            for c in &entry.containers {
+                if self
+                    .record(&account, c)
+                    .await?
+                    .is_some_and(|r| r.cluster == entry.from)
+                {
+                    self.mark(&account, c, Some(&mark(Phase::Copying))).await?;
+                }
+            }
+            phase = Phase::Copying;
+        }
+        if phase == Phase::Copying {
+            // Totals, the destination containers, the marks.
+            let mut objects = 0;
+            let mut bytes = 0;
+            for c in &entry.containers {
+                let h = mirror::head(from, self.auth(), &account, c)
+                    .await?
+                    .ok_or_else(|| {
+                        MoveError::Fatal(format!("source cluster has no container {c}"))
+                    })?;
+                let n = |k: &str| {
+                    h.get(k)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(0)
+                };
+                objects += n("x-container-object-count");
+                bytes += n("x-container-bytes-used");
+                mirror::put_container(to, self.auth(), &account, c, mirror::settings(&h, false))
+                    .await?;
+                self.mark(&account, c, Some(&mark(Phase::Copying))).await?;
+            }
+            self.set(&entry.id, |p| {
+                p.objects_total = objects;
+                p.bytes_total = bytes;
+                p.phase = "copying".into();
+            });
+            // Every proxy must know the container moves before the switch can count on
+            // its writes being gated.
+            let marked = Instant::now();
+            for c in &entry.containers {
+                let map = copied.entry(c.clone()).or_default();
+                for _ in 0..8 {
+                    let (n, _) = self.pass(entry, &account, c, map).await?;
+                    if n <= 16 {
+                        break;
+                    }
+                }
+            }
+            if let Some(wait) = self.inner.settle.checked_sub(marked.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+            self.switch(entry, &account, &mut copied).await?;
+            phase = Phase::Cleaning;
+        }
+        if phase == Phase::Cleaning {
+            self.set(&entry.id, |p| p.phase = "cleaning".into());
+            tokio::time::sleep(self.inner.settle).await;
+            for c in &entry.containers {
+                self.clean(from, &account, c).await?;
+            }
+            for c in &entry.containers {
+                self.mark(&account, c, None).await?;
+            }
+            self.finish(&entry.id, JournalState::Done).await?;
+            self.set(&entry.id, |p| {
+                p.phase = "done".into();
+                p.error = None;
+            });
+            let p = self.progress_of(&entry.id).unwrap_or_default();
+            tracing::info!(id = %entry.id, objects = p.objects_done, bytes = p.bytes_done, seconds = p.elapsed_seconds, objects_per_s = p.objects_per_second, "migration done");
+        }
+        Ok(())
+    }
+
+    /// Held writes, a last pass, verification, the archive settings, the switch.
+    async fn switch(
+        &self,
+        entry: &JournalEntry,
+        account: &AccountName,
+        copied: &mut HashMap<String, HashMap<String, String>>,
+    ) -> Result<(), MoveError> {
+        let (from, to) = (self.cluster(&entry.from)?, self.cluster(&entry.to)?);
+        let mark = |phase| MoveMark {
+            id: entry.id.clone(),
+            from: entry.from.clone(),
+            to: entry.to.clone(),
+            phase,
+        };
+        self.set(&entry.id, |p| p.phase = "switching".into());
+        let held = Instant::now();
+        for c in &entry.containers {
+            self.mark(account, c, Some(&mark(Phase::Switching))).await?;
+        }
+        // Writes that passed the gate before the mark: let them land.
+        let budget = secs(self.inner.config.max_hold_seconds / 2.0);
+        let result: Result<bool, MoveError> = async {
+            for c in &entry.containers {
+                while self.inner.inflight.count(account.as_str(), c) > 0 {
+                    if held.elapsed() > budget {
+                        return Ok(false);
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+            for c in &entry.containers {
+                let map = copied.entry(c.clone()).or_default();
+                let gone = loop {
+                    let (n, gone) = self.pass(entry, account, c, map).await?;
+                    if n == 0 {
+                        break gone;
+                    }
+                    if held.elapsed() > budget {
+                        return Ok(false);
+                    }
+                };
+                // Verified: both listings name the same objects with the same content.
+                let s = mirror::list(from, self.auth(), account, c)
+                    .await?
+                    .unwrap_or_default()
+                    .0;
+                let d = mirror::list(to, self.auth(), account, c)
+                    .await?
+                    .unwrap_or_default()
+                    .0;
+                let key = |v: Vec<federation_core::migration::Entry>| {
+                    v.into_iter()
+                        .filter(|e| !gone.contains(&e.name))
+                        .map(|e| (e.name, e.key))
+                        .collect::<Vec<_>>()
+                };
+                if key(s) != key(d) {
+                    return Ok(false);
+                }
+                let h = mirror::head(from, self.auth(), account, c)
+                    .await?
+                    .ok_or_else(|| {
+                        MoveError::Fatal(format!("source cluster has no container {c}"))
+                    })?;
+                mirror::post_container(to, self.auth(), account, c, mirror::settings(&h, true))
+                    .await?;
+            }
+            Ok(true)
+        }
+        .await;
+        let verified = match result {
+            Ok(v) => v,
+            Err(e) => {
+                self.unhold(entry, account).await?;
+                return Err(e);
+            }
+        };
+        if !verified {
+            self.unhold(entry, account).await?;
+            return Err(MoveError::Cluster(
+                "the switch did not finish within its hold budget; retrying".into(),
+            ));
+        }
+        // The switch: each record moves (compare-and-set), keeping its mark.
+        for c in &entry.containers {
+            let rec = self.record(account, c).await?.ok_or_else(|| {
+                MoveError::Fatal(format!("container {c} was deleted while it moved"))
+            })?;
+            if rec.cluster == entry.to {
+                continue;
+            }
+            let name = rec.container.clone();
+            self.inner
+                .locator
+                .relocate(account, &name, rec.version, entry.to.clone())
+                .await?;
+            self.mark(account, c, Some(&mark(Phase::Cleaning))).await?;
+        }
+        let hold_ms = u64::try_from(held.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.set(&entry.id, |p| p.hold_ms = hold_ms);
+        tracing::info!(id = %entry.id, hold_ms, to = %entry.to, "migration switched");
+        Ok(())
+    }
+
+    async fn unhold(&self, entry: &JournalEntry, account: &AccountName) -> Result<(), MoveError> {
+        let m = MoveMark {
+            id: entry.id.clone(),
+            from: entry.from.clone(),
+            to: entry.to.clone(),
+            phase: Phase::Copying,
+        };
+        for c in &entry.containers {
+            if self
+                .record(account, c)
+                .await?
+                .is_some_and(|r| r.cluster == entry.from)
+            {
+                self.mark(account, c, Some(&m)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One mirror pass over a container; returns how many steps it took.
+    async fn pass(
+        &self,
+        entry: &JournalEntry,
+        account: &AccountName,
+        c: &str,
+        copied: &mut HashMap<String, String>,
+    ) -> Result<(usize, std::collections::HashSet<String>), MoveError> {
+        let (from, to) = (self.cluster(&entry.from)?, self.cluster(&entry.to)?);
+        let Some((source, _)) = mirror::list(from, self.auth(), account, c).await? else {
+            return Err(MoveError::Fatal(format!(
+                "source cluster lost container {c}"
+            )));
+        };
+        let (dest, _) = mirror::list(to, self.auth(), account, c)
+            .await?
+            .unwrap_or_default();
+        let stamps: HashMap<&str, &str> = source
+            .iter()
+            .map(|e| (e.name.as_str(), e.modified.as_str()))
+            .collect();
+        let mut actions = diff(&source, &dest, copied);
+        // Objects written through this proxy meanwhile are checked one by one: a
+        // listing may lag a write (a copy of one the source no longer has deletes the
+        // destination's).
+        let named: std::collections::HashSet<String> = actions
+            .iter()
+            .map(|a| match a {
+                Action::Copy(n) | Action::Delete(n) => n.clone(),
+            })
+            .collect();
+        for t in self.inner.inflight.take_touched(account.as_str(), c) {
+            if !named.contains(&t) {
+                actions.push(Action::Copy(t));
+            }
+        }
+        let n = actions.len();
+        self.set(&entry.id, |p| p.passes += 1);
+        // Static symlinks after everything else: their target must exist already.
+        let linked: std::collections::HashSet<&str> = source
+            .iter()
+            .filter(|e| !e.key.ends_with('|'))
+            .map(|e| e.name.as_str())
+            .collect();
+        let (mut plain, links): (Vec<Action>, Vec<Action>) =
+            actions.into_iter().partition(|a| match a {
+                Action::Copy(n) => !linked.contains(n.as_str()),
+                Action::Delete(_) => true,
+            });
+        plain.extend(links);
+        let concurrency = self.inner.config.concurrency.max(1);
+        let results: Vec<(String, Option<String>, Result<u64, MoveError>)> =
+            futures::stream::iter(plain)
+                .map(|a| {
+                    let stamp = match &a {
+                        Action::Copy(n) => stamps.get(n.as_str()).map(|s| (*s).to_owned()),
+                        Action::Delete(_) => None,
+                    };
+                    async move {
+                        match a {
+                            Action::Copy(n) => {
+                                let r = mirror::copy_object(from, to, self.auth(), account, c, &n)
+                                    .await;
+                                let r = match r {
+                                    Ok(mirror::Copied::Bytes(b)) => {
+                                        self.set(&entry.id, |p| {
+                                            p.objects_done += 1;
+                                            p.bytes_done += b;
+                                        });
+                                        Ok(b)
+                                    }
+                                    // Listed but gone (a listing lagging a delete).
+                                    Ok(mirror::Copied::Gone) => {
+                                        mirror::delete(to, self.auth(), account, c, Some(&n))
+                                            .await
+                                            .map(|_| GONE)
+                                    }
+                                    Err(e) => Err(e),
+                                };
+                                (n, stamp, r)
+                            }
+                            Action::Delete(n) => {
+                                let r = mirror::delete(to, self.auth(), account, c, Some(&n))
+                                    .await
+                                    .map(|_| 0);
+                                self.set(&entry.id, |p| p.objects_deleted += 1);
+                                (n, None, r)
+                            }
+                        }
+                    }
+                })
+                .buffered(concurrency)
+                .collect()
+                .await;
+        let mut gone = std::collections::HashSet::new();
+        for (name, stamp, r) in results {
+            if r? == GONE {
+                copied.remove(&name);
+                gone.insert(name);
+                continue;
+            }
+            match stamp {
+                Some(s) => {
+                    copied.insert(name, s);
+                }
+                None => {
+                    copied.remove(&name);
+                }
+            }
+        }
+        let p = self.progress_of(&entry.id).unwrap_or_default();
+        tracing::info!(id = %entry.id, container = c, steps = n, objects_done = p.objects_done, objects_total = p.objects_total, bytes_done = p.bytes_done, objects_per_s = format!("{:.1}", p.objects_per_second), eta_s = format!("{:.1}", p.eta_seconds), "mirror pass");
+        Ok((n - gone.len(), gone))
+    }
+
+    /// Empties and deletes the source container (after the switch).
+    async fn clean(
+        &self,
+        from: &SwiftCluster,
+        account: &AccountName,
+        c: &str,
+    ) -> Result<(), MoveError> {
+        for _ in 0..20 {
+            let Some((objects, _)) = mirror::list(from, self.auth(), account, c).await? else {
+                return Ok(());
+            };
+            futures::stream::iter(objects)
+                .map(|e| async move {
+                    mirror::delete(from, self.auth(), account, c, Some(&e.name)).await
+                })
+                .buffer_unordered(self.inner.config.concurrency.max(1))
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()?;
+            let s = mirror::delete(from, self.auth(), account, c, None).await?;
+            if s.is_success() || s == http::StatusCode::NOT_FOUND {
+                return Ok(());
+            }
+            // 409: the container's listing lags its deletes; again.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        Err(MoveError::Cluster(format!(
+            "{}: container {c} would not go",
+            from.id()
+        )))
+    }
+
+    /// The container was deleted by its owner while it moved: remove the mirror.
+    async fn abandon(
+        &self,
+        entry: &JournalEntry,
+        account: &AccountName,
+        c: &str,
+    ) -> Result<(), MoveError> {
+        let to = self.cluster(&entry.to)?;
+        let _ = self.clean(to, account, c).await;
+        Err(MoveError::Fatal(format!(
+            "container {c} was deleted while it moved"
+        )))
+    }
+}
+
+/// A copy that found the source's object gone.
+const GONE: u64 = u64::MAX;
+
+fn lease_ms(config: &MigrationConfig) -> u64 {
+    u64::try_from(secs(config.lease_seconds).as_millis()).unwrap_or(30_000)
+}
+
+fn read_entry(rec: &ContainerRecord) -> Option<JournalEntry> {
+    serde_json::from_str(rec.attributes.get(JOURNAL_ATTRIBUTE)?).ok()
+}

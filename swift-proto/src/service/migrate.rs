@@ -1,0 +1,169 @@
+//! Client writes to a container that is moving (see [`federation_core::migration`]):
+//! held while the mover switches it, counted while in flight so the mover can wait for
+//! them before its last pass.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use federation_core::attrs::ContainerRecord;
+use federation_core::migration::{MoveMark, WriteRoute};
+use federation_core::{AccountName, ContainerName};
+
+use super::{FederationService, Result};
+use crate::error::SwiftError;
+
+/// How often a held write reads the record again.
+const HOLD_POLL: Duration = Duration::from_millis(50);
+
+/// Writes in flight to moving containers, per (account, container), in this process.
+#[derive(Debug)]
+pub struct Inflight {
+    counts: Mutex<HashMap<(String, String), usize>>,
+    /// Objects written through this proxy while their container moves: the mover
+    /// re-checks each one (a container listing may lag a write).
+    touched: Mutex<HashMap<(String, String), HashSet<String>>>,
+    max_hold_ms: AtomicU64,
+}
+
+impl Default for Inflight {
+    fn default() -> Self {
+        Self {
+            counts: Mutex::new(HashMap::new()),
+            touched: Mutex::new(HashMap::new()),
+            max_hold_ms: AtomicU64::new(30_000),
+        }
+    }
+}
+
+impl Inflight {
+    /// How long a write may be held before it is answered 503 (the mover gives up a
+    /// switch well before that).
+    pub fn set_max_hold(&self, max: Duration) {
+        let ms = u64::try_from(max.as_millis()).unwrap_or(u64::MAX);
+        self.max_hold_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// The longest hold.
+    pub fn max_hold(&self) -> Duration {
+        Duration::from_millis(self.max_hold_ms.load(Ordering::Relaxed))
+    }
+
+    /// How many writes to the container are in flight.
+    pub fn count(&self, account: &str, container: &str) -> usize {
+        self.counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(account.to_owned(), container.to_owned()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Takes the names of the objects written to the container since the last take.
+    pub fn take_touched(&self, account: &str, container: &str) -> Vec<String> {
+        self.touched
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&(account.to_owned(), container.to_owned()))
+            .map(|s| s.into_iter().collect())
+            .unwrap_or_default()
+    }
+
+    fn touch(&self, key: &(String, String), object: Option<&String>) {
+        if let Some(o) = object {
+            self.touched
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(key.clone())
+                .or_default()
+                .insert(o.clone());
+        }
+    }
+
+    fn enter(
+        self: &Arc<Self>,
+        account: &str,
+        container: &str,
+        object: Option<&str>,
+    ) -> InflightGuard {
+        let key = (account.to_owned(), container.to_owned());
+        *self
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key.clone())
+            .or_insert(0) += 1;
+        let object = object.map(str::to_owned);
+        self.touch(&key, object.as_ref());
+        InflightGuard {
+            table: self.clone(),
+            key,
+            object,
+        }
+    }
+}
+
+/// A write in flight; counted until dropped.
+#[derive(Debug)]
+pub(crate) struct InflightGuard {
+    table: Arc<Inflight>,
+    key: (String, String),
+    object: Option<String>,
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        // Again once the write is done: a take in between must not miss it.
+        self.table.touch(&self.key, self.object.as_ref());
+        let mut counts = self
+            .table
+            .counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = counts.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.key);
+            }
+        }
+    }
+}
+
+impl FederationService {
+    /// Before a client write to `record`'s container: when it is moving, the record
+    /// as it is now (read past the cache), after waiting out a switch, and a guard that
+    /// counts the write until it is done. Containers that are not moving pass at once.
+    pub(super) async fn write_gate(
+        &self,
+        account: &AccountName,
+        container: &ContainerName,
+        object: Option<&str>,
+        record: ContainerRecord,
+    ) -> Result<(ContainerRecord, Option<InflightGuard>)> {
+        if MoveMark::of(&record).is_none() {
+            return Ok((record, None));
+        }
+        let table = &self.inner.inflight;
+        let deadline = Instant::now() + table.max_hold();
+        loop {
+            // Counted first, then read: a switch that begins after this read waits for
+            // this write (see the mover's switch).
+            let guard = table.enter(account.as_str(), container.as_str(), object);
+            let Some(now) = self.inner.locator.locate_fresh(account, container).await? else {
+                return Err(SwiftError::not_found());
+            };
+            let route = MoveMark::of(&now).map_or(WriteRoute::Proceed, |m| m.write_route(&now));
+            if route == WriteRoute::Proceed {
+                return Ok((now, Some(guard)));
+            }
+            drop(guard);
+            if Instant::now() >= deadline {
+                return Err(SwiftError::unavailable(
+                    "The container is switching clusters; retry",
+                ));
+            }
+            tokio::time::sleep(HOLD_POLL).await;
+        }
+    }
+}

@@ -1,0 +1,369 @@
+"""Live container migration (issue 15), against two real Swift clusters.
+
+A container (objects of mixed sizes, metadata, X-Delete-At, an SLO, a DLO, a symlink,
+classic versioning) moves from east to west while a client loop reads, lists and
+writes it through the proxy; then kill -9 of the proxy mid-move (several seeds) and a
+drain. Every claim is checked on the clusters directly."""
+
+import hashlib
+import json
+import os
+import random
+import signal
+import statistics
+import threading
+import time
+import uuid
+
+import pytest
+import requests
+from swiftclient import client as swc
+from swiftclient.exceptions import ClientException
+
+import peers
+
+USER, KEY = "test:tester", "testing"
+OPERATOR, OPERATOR_KEY = "admin:admin", "admin"
+FIGURES = os.environ.get("STACKFED_MIGRATION_FIGURES")
+
+
+def conn(auth_url, user=USER, key=KEY):
+    return swc.Connection(authurl=auth_url, user=user, key=key, retries=0)
+
+
+def uniq(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def mproxy(workdir, clusters, proxy_binary):
+    p = peers.FederationProxy(
+        workdir / "migration-proxy",
+        list(clusters.values()),
+        extra_toml=(
+            "cache_ttl_seconds = 1\n"
+            f'migration = {{ operator_user = "{OPERATOR}", operator_key = "{OPERATOR_KEY}", '
+            "concurrency = 8, lease_seconds = 3, settle_seconds = 1.5, resume_interval_seconds = 1 }"
+        ),
+    )
+    p.start(proxy_binary)
+    yield p
+    p.stop()
+
+
+def admin_token(proxy):
+    r = requests.get(f"{proxy.endpoint}/federation/v1/auth",
+                     headers={"X-Auth-User": OPERATOR, "X-Auth-Key": OPERATOR_KEY})
+    assert r.status_code == 200, r.text
+    return r.headers["X-Auth-Token"]
+
+
+def start_move(proxy, container, to="west", account="AUTH_test"):
+    r = requests.post(f"{proxy.endpoint}/federation/v1/migrations",
+                      headers={"X-Auth-Token": admin_token(proxy)},
+                      json={"account": account, "container": container, "to": to})
+    assert r.status_code == 202, r.text
+    return r.json()["id"]
+
+
+def wait_done(proxy, mid, timeout=120):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            r = requests.get(f"{proxy.endpoint}/federation/v1/migrations/{mid}",
+                             headers={"X-Auth-Token": admin_token(proxy)}, timeout=10)
+            last = r.json()
+            if last.get("entry", {}).get("state") == "done":
+                return last
+            assert "failed" not in json.dumps(last.get("entry", {}).get("state")), last
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"migration {mid} did not finish: {last}\n{proxy.log()}")
+
+
+def direct_objects(cluster, container):
+    """{name: etag} of a container, listed and HEADed on a cluster directly."""
+    c = conn(cluster.auth_url)
+    _, listing = c.get_container(container, full_listing=True)
+    return {o["name"]: o for o in listing}
+
+
+def test_admin_api_needs_the_operator(mproxy):
+    r = requests.get(f"{mproxy.endpoint}/federation/v1/migrations")
+    assert r.status_code == 401
+    r = requests.get(f"{mproxy.endpoint}/federation/v1/auth",
+                     headers={"X-Auth-User": USER, "X-Auth-Key": KEY})
+    assert r.status_code == 401
+    tok = admin_token(mproxy)
+    r = requests.post(f"{mproxy.endpoint}/federation/v1/migrations", headers={"X-Auth-Token": tok},
+                      data=b"{not json")
+    assert r.status_code == 400
+    r = requests.post(f"{mproxy.endpoint}/federation/v1/migrations", headers={"X-Auth-Token": tok},
+                      json={"account": "AUTH_test", "container": "no-such-container-x", "to": "west"})
+    assert r.status_code == 409, r.text
+    # A client's token is no operator token; Swift paths are untouched.
+    url, token = conn(mproxy.auth_url).get_auth()
+    r = requests.get(f"{mproxy.endpoint}/federation/v1/migrations", headers={"X-Auth-Token": token})
+    assert r.status_code == 401
+    assert requests.get(f"{mproxy.endpoint}/healthcheck").status_code == 200
+
+
+def populate(fed, name, count, seed):
+    rnd = random.Random(seed)
+    fed.put_container(f"{name}_versions", headers={"X-Container-Attr-Cluster": "east"})
+    fed.put_container(name, headers={"X-Container-Attr-Cluster": "east",
+                                     "X-Versions-Location": f"{name}_versions",
+                                     "X-Container-Meta-Color": "blue",
+                                     "X-Container-Read": ".r:*,.rlistings"})
+    fed.put_container(f"{name}_segments")
+    expected = {}
+    sizes = [0, 1, 100, 4096, 65536, 300_000]
+
+    def put(i):
+        n = f"obj/{i:05d}-é"
+        body = os.urandom(rnd.choice(sizes)) if i % 7 else b"x" * (i % 50)
+        headers = {"X-Object-Meta-Index": str(i)}
+        if i % 11 == 0:
+            headers["X-Delete-At"] = str(int(time.time()) + 86400)
+        etag = fed.put_object(name, n, body, content_type=f"app/t{i % 3}", headers=headers)
+        return n, etag
+
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(8) as ex:
+        local = threading.local()
+
+        def job(i):
+            if not hasattr(local, "c"):
+                local.c = conn(fed.authurl)
+            n = f"obj/{i:05d}-é"
+            body = (b"%d" % i) * ((i * 7919) % 40000)
+            headers = {"X-Object-Meta-Index": str(i)}
+            if i % 11 == 0:
+                headers["X-Delete-At"] = str(int(time.time()) + 86400)
+            return n, local.c.put_object(name, n, body, content_type=f"app/t{i % 3}", headers=headers)
+
+        for n, etag in ex.map(job, range(count)):
+            expected[n] = etag
+    # SLO, DLO, symlink, versions.
+    segs = []
+    for k in range(2):
+        data = bytes([65 + k]) * 1_100_000
+        e = fed.put_object(f"{name}_segments", f"slo/{k}", data)
+        segs.append({"path": f"/{name}_segments/slo/{k}", "etag": e, "size_bytes": len(data)})
+    fed.put_object(name, "big.slo", json.dumps(segs), query_string="multipart-manifest=put")
+    for k in range(3):
+        fed.put_object(f"{name}_segments", f"dlo/{k}", b"d%d" % k)
+    fed.put_object(name, "big.dlo", b"", headers={"X-Object-Manifest": f"{name}_segments/dlo/"})
+    fed.put_object(name, "link", b"", headers={"X-Symlink-Target": f"{name}/obj/00001-é"})
+    fed.put_object(name, "versioned", b"v1")
+    fed.put_object(name, "versioned", b"v2")
+    expected["versioned"] = hashlib.md5(b"v2").hexdigest()
+    return expected
+
+
+class ClientLoop(threading.Thread):
+    """Reads, lists, HEADs and writes the container through the proxy, recording every
+    failure and every stale answer."""
+
+    def __init__(self, proxy, name, expected, first=0):
+        super().__init__(daemon=True)
+        self.first = first
+        self.c = conn(proxy.auth_url)
+        self.name, self.expected = name, dict(expected)
+        self.stop_flag = threading.Event()
+        self.errors, self.latencies, self.ops = [], [], 0
+        self.written, self.deleted = {}, set()
+        self.rnd = random.Random(7)
+
+    def run(self):
+        i = self.first
+        names = sorted(self.expected)
+        while not self.stop_flag.is_set():
+            i += 1
+            t0 = time.monotonic()
+            try:
+                kind = i % 6
+                if kind == 0:
+                    n = self.rnd.choice(names)
+                    h, body = self.c.get_object(self.name, n)
+                    if hashlib.md5(body).hexdigest() != self.expected[n]:
+                        self.errors.append(f"stale GET {n}")
+                elif kind == 1:
+                    _, listing = self.c.get_container(self.name, full_listing=True)
+                    have = {o["name"] for o in listing}
+                    missing = (set(names) | set(self.written)) - have
+                    if missing:
+                        self.errors.append(f"listing misses {sorted(missing)[:3]}")
+                    extra = have & self.deleted
+                    if extra:
+                        n = sorted(extra)[0]
+                        try:
+                            self.c.head_object(self.name, n)
+                            status = 200
+                        except ClientException as e:
+                            status = e.http_status
+                        self.errors.append(f"listing shows deleted {sorted(extra)[:3]} (HEAD {n}: {status})")
+                elif kind == 2:
+                    h = self.c.head_container(self.name)
+                    if h.get("x-container-meta-color") != "blue":
+                        self.errors.append("container metadata lost")
+                elif kind == 3:
+                    n = f"live/{i:06d}"
+                    body = os.urandom(self.rnd.randint(0, 20000))
+                    self.c.put_object(self.name, n, body)
+                    self.written[n] = hashlib.md5(body).hexdigest()
+                    self.deleted.discard(n)
+                elif kind == 4 and self.written:
+                    n = self.rnd.choice(sorted(self.written))
+                    self.c.post_object(self.name, n, headers={"X-Object-Meta-Seen": str(i)})
+                    h = self.c.head_object(self.name, n)
+                    if h["etag"] != self.written[n]:
+                        self.errors.append(f"stale HEAD {n}")
+                elif kind == 5 and len(self.written) > 5:
+                    n = sorted(self.written)[0]
+                    self.c.delete_object(self.name, n)
+                    del self.written[n]
+                    self.deleted.add(n)
+                self.ops += 1
+            except Exception as e:  # noqa: BLE001 - every failure counts
+                self.errors.append(f"{type(e).__name__}: {e}")
+            self.latencies.append(time.monotonic() - t0)
+
+
+def test_move_under_load(mproxy, clusters):
+    fed = conn(mproxy.auth_url)
+    name = uniq("mv")
+    count = int(os.environ.get("STACKFED_MIGRATION_OBJECTS", "400"))
+    expected = populate(fed, name, count, seed=1)
+    # Idle latency first.
+    idle = ClientLoop(mproxy, name, expected)
+    idle.start()
+    time.sleep(3)
+    idle.stop_flag.set()
+    idle.join()
+    assert idle.errors == [], idle.errors[:5]
+
+    loop = ClientLoop(mproxy, name, expected, first=1_000_000)
+    loop.written = dict(idle.written)
+    loop.deleted = set(idle.deleted)
+    loop.start()
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    mid = start_move(mproxy, name)
+    done = wait_done(mproxy, mid)
+    moved_in = time.monotonic() - t0
+    time.sleep(1)
+    loop.stop_flag.set()
+    loop.join()
+    assert loop.errors == [], loop.errors[:10]
+    assert loop.ops > 50
+
+    east, west = clusters["east"], clusters["west"]
+    # The source no longer holds any of the group.
+    for c in (name, f"{name}_segments", f"{name}_versions"):
+        with pytest.raises(ClientException) as e:
+            conn(east.auth_url).head_container(c)
+        assert e.value.http_status == 404, c
+    # The destination holds every object, with its ETag.
+    on_west = direct_objects(west, name)
+    want = dict(expected)
+    want.update(loop.written)
+    for n, etag in want.items():
+        assert n in on_west, n
+        if n not in ("big.slo",):
+            assert on_west[n]["hash"] == etag, n
+    for n in loop.deleted:
+        assert n not in on_west, n
+    w = conn(west.auth_url)
+    h = w.head_object(name, "obj/00011-é")
+    assert h["x-object-meta-index"] == "11" and "x-delete-at" in h
+    assert w.head_object(name, "obj/00004-é")["content-type"] == "app/t1"
+    # Manifests as manifests, links as links, settings kept.
+    assert fed.get_object(name, "big.slo")[1] == b"A" * 1_100_000 + b"B" * 1_100_000
+    assert w.get_object(name, "big.slo", query_string="multipart-manifest=get")[0].get(
+        "x-static-large-object") == "True"
+    assert fed.get_object(name, "big.dlo")[1] == b"d0d1d2"
+    assert w.head_object(name, "big.dlo")["x-object-manifest"] == f"{name}_segments/dlo/"
+    assert w.head_object(name, "link", query_string="symlink=get")["x-symlink-target"] == f"{name}/obj/00001-é"
+    hc = w.head_container(name)
+    assert hc["x-container-meta-color"] == "blue"
+    assert hc["x-versions-location"] == f"{name}_versions"
+    assert hc.get("x-container-read") == ".r:*,.rlistings"
+    _, archived = w.get_container(f"{name}_versions")
+    assert any(o["name"].endswith("versioned/") or "versioned" in o["name"] for o in archived)
+    assert fed.head_container(name)["x-container-attr-cluster"] == "west"
+    # Versioning still works on the destination.
+    fed.put_object(name, "versioned", b"v3")
+    fed.delete_object(name, "versioned")
+    assert fed.get_object(name, "versioned")[1] == b"v2"
+    # Counts converge to the source's plus the loop's writes.
+    assert int(hc["x-container-object-count"]) == len(on_west)
+    p = done["progress"]
+    lat_idle = statistics.median(idle.latencies) * 1000
+    lat_move = statistics.median(loop.latencies) * 1000
+    p95 = sorted(loop.latencies)[int(len(loop.latencies) * 0.95)] * 1000
+    line = (f"move of {p['objects_done']} objects / {p['bytes_done'] / 1e6:.1f} MB in {moved_in:.1f} s "
+            f"(copy {p['objects_per_second']:.0f} objects/s, {p['bytes_per_second'] / 1e6:.2f} MB/s over "
+            f"{p['elapsed_seconds']:.1f} s incl. settle waits), writes held {p['hold_ms']} ms; "
+            f"client median latency idle {lat_idle:.1f} ms, during move {lat_move:.1f} ms (p95 {p95:.1f} ms), "
+            f"{loop.ops} client ops, 0 errors")
+    print(line)
+    if FIGURES:
+        with open(FIGURES, "a") as f:
+            f.write(line + "\n")
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_kill9_mid_move_resumes(mproxy, clusters, proxy_binary, seed):
+    fed = conn(mproxy.auth_url)
+    name = uniq(f"k9s{seed}")
+    fed.put_container(name, headers={"X-Container-Attr-Cluster": "east"})
+    want = {}
+    for i in range(150):
+        body = os.urandom(1000 + i * 37)
+        want[f"o{i:04d}"] = fed.put_object(name, f"o{i:04d}", body)
+    mid = start_move(mproxy, name)
+    time.sleep(random.Random(seed).uniform(0.2, 3.0))
+    mproxy.proc.stop(sig=signal.SIGKILL)
+    mproxy.proc = None
+    mproxy.start(proxy_binary)
+    wait_done(mproxy, mid)
+    fed = conn(mproxy.auth_url)
+    on_west = direct_objects(clusters["west"], name)
+    assert {n: o["hash"] for n, o in on_west.items()} == want
+    with pytest.raises(ClientException) as e:
+        conn(clusters["east"].auth_url).head_container(name)
+    assert e.value.http_status == 404
+    assert fed.head_container(name)["x-container-attr-cluster"] == "west"
+    _, listing = fed.get_container(name, full_listing=True)
+    assert len(listing) == 150
+
+
+def test_drain_empties_a_cluster(mproxy, clusters):
+    fed = conn(mproxy.auth_url, "test2:tester2", "testing2")
+    names = [uniq("dr") for _ in range(50)]
+    for n in names:
+        fed.put_container(n, headers={"X-Container-Attr-Cluster": "east"})
+        fed.put_object(n, "a", n.encode())
+        fed.put_object(n, "b", b"b" * 1000)
+    r = requests.post(f"{mproxy.endpoint}/federation/v1/drains",
+                      headers={"X-Auth-Token": admin_token(mproxy)},
+                      json={"account": "AUTH_test2", "cluster": "east", "concurrency": 8})
+    assert r.status_code == 202, r.text
+    ids = r.json()["migrations"]
+    assert len(ids) == 50
+    deadline = time.time() + 240
+    east = conn(clusters["east"].auth_url, "test2:tester2", "testing2")
+    while time.time() < deadline:
+        _, left = east.get_account(full_listing=True)
+        if not [c for c in left if c["name"] in names]:
+            break
+        time.sleep(1)
+    _, left = east.get_account(full_listing=True)
+    assert [c["name"] for c in left if c["name"] in names] == []
+    west = conn(clusters["west"].auth_url, "test2:tester2", "testing2")
+    for n in names:
+        assert west.get_object(n, "a")[1] == n.encode()
+        assert fed.head_container(n)["x-container-attr-cluster"] == "west"
