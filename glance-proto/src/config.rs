@@ -16,6 +16,7 @@ use url::Url;
 
 use crate::client::CentralClient;
 use crate::identity::IdentityMode;
+use crate::keystone::KeystoneConfig;
 use crate::service::EdgeService;
 
 /// A configuration that cannot be used.
@@ -111,6 +112,9 @@ pub struct EdgeConfig {
     /// How requests are identified.
     #[serde(default)]
     pub identity: IdentityMode,
+    /// Keystone, for `identity = "keystone"`.
+    #[serde(default)]
+    pub keystone: Option<KeystoneConfig>,
     /// Seconds to connect to the central.
     #[serde(default = "default_connect")]
     pub connect_timeout_seconds: f64,
@@ -163,6 +167,20 @@ impl EdgeConfig {
         secs("max_stale_seconds", c.max_stale_seconds)?;
         secs("connect_timeout_seconds", c.connect_timeout_seconds)?;
         secs("response_timeout_seconds", c.response_timeout_seconds)?;
+        match (c.identity, &c.keystone) {
+            (IdentityMode::Keystone, Some(k)) => k.check().map_err(ConfigError::Invalid)?,
+            (IdentityMode::Keystone, None) => {
+                return Err(ConfigError::Invalid(
+                    "identity = \"keystone\" needs a [keystone] table".into(),
+                ))
+            }
+            (_, Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "a [keystone] table needs identity = \"keystone\"".into(),
+                ))
+            }
+            (_, None) => {}
+        }
         for p in &c.prefetch {
             match (&p.id, p.properties.is_empty()) {
                 (Some(id), true) if image_cache_core::ImageId::parse(id).is_some() => {}
@@ -189,6 +207,13 @@ impl EdgeConfig {
     /// the background work (prefetch workers, configured prefetches) on a
     /// [`Background`] it returns with the service.
     pub async fn build(&self) -> Result<Edge, ConfigError> {
+        // The password is read first: a missing secret fails before anything is opened.
+        let keystone = self
+            .keystone
+            .as_ref()
+            .map(KeystoneConfig::build)
+            .transpose()
+            .map_err(ConfigError::Invalid)?;
         std::fs::create_dir_all(&self.cache_dir)
             .map_err(|e| open_error("cache directory")(e.into()))?;
         let meta = SqliteMetadataStore::open(self.cache_dir.join("metadata.db"))
@@ -223,7 +248,10 @@ impl EdgeConfig {
         .map_err(|e| open_error("cache")(e.into()))?;
         self.start_prefetch(&cache, &background);
         Ok(Edge {
-            service: EdgeService::new(cache, central, self.identity),
+            service: match keystone {
+                Some(auth) => EdgeService::with_keystone(cache, central, auth),
+                None => EdgeService::new(cache, central, self.identity),
+            },
             background,
             reconciled,
         })

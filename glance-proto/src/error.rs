@@ -37,6 +37,9 @@ pub struct GlanceError {
 struct Extra {
     /// Headers the answer carries besides the body's (`Content-Range` on a 416).
     headers: HeaderMap,
+    /// A body given as is (content type, text) instead of the negotiated one, for the
+    /// answers Glance's middleware gives in one format whatever the `Accept`.
+    raw: Option<(&'static str, String)>,
 }
 
 impl GlanceError {
@@ -109,8 +112,14 @@ impl GlanceError {
         Self::new(status, format!("{what}; {consequence} ({e})"))
     }
 
+    /// Answers with this body as is, whatever the request's `Accept`.
+    pub(crate) fn with_raw_body(mut self, content_type: &'static str, body: String) -> Self {
+        self.extra.get_or_insert_default().raw = Some((content_type, body));
+        self
+    }
+
     /// Adds a header to the answer.
-    fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
+    pub(crate) fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
         self.extra
             .get_or_insert_default()
             .headers
@@ -120,9 +129,17 @@ impl GlanceError {
 
     /// The response, in the format the request's `Accept` header prefers.
     pub fn into_response(self, request_headers: &HeaderMap) -> Response<Body> {
-        let Extra { headers } = self.extra.map(|e| *e).unwrap_or_default();
+        let Extra { headers, raw } = self.extra.map(|e| *e).unwrap_or_default();
         let mut r = if self.status == StatusCode::NO_CONTENT {
             Response::new(empty())
+        } else if let Some((ctype, body)) = raw {
+            let len = body.len();
+            let mut r = Response::new(full(body));
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+            r.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            r
         } else {
             negotiated(self.status, &self.message, request_headers)
         };

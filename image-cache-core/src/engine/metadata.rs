@@ -65,6 +65,16 @@ impl ReadThrough {
             }
         }
         match self.upstream.get(id, ctx).await {
+            Ok(Some(record)) if ctx.enforce_locally && !ctx.may_see(&record) => {
+                // The upstream answered someone who sees more than the caller: recorded
+                // for those who may see it, refused to this caller.
+                if unreadable.is_none() {
+                    if let Err(e) = self.meta.put(&record, now).await {
+                        tracing::warn!(image = %id, error = %e, "could not record the image");
+                    }
+                }
+                Err(CacheError::NotFound(id.clone()))
+            }
             Ok(Some(mut record)) => {
                 // Only the owner sees a shared image's whole member list; a member sees
                 // itself, and others (admins included) may see none: merge their
@@ -127,9 +137,12 @@ impl ReadThrough {
         ctx: &RequestContext,
     ) -> Result<Served<Page>, CacheError> {
         match self.upstream.list(query, ctx).await {
-            Ok(page) => {
+            Ok(mut page) => {
                 if let Err(e) = self.record_seen(&page.images).await {
                     tracing::warn!(error = %e, "could not record listed images");
+                }
+                if ctx.enforce_locally {
+                    page.images.retain(|r| ctx.may_see(r));
                 }
                 Ok(Served::fresh(page))
             }
