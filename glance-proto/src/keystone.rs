@@ -17,9 +17,9 @@
 //!   when Keystone answers 401 to a validation.
 //!
 //! An invalid, expired or missing token is answered as Glance behind `auth_token`
-//! answers it: 401 with `{"error": {"code": 401, "title": "Unauthorized", "message":
-//! "The request you have made requires authentication."}}` and
-//! `WWW-Authenticate: Keystone uri="…"`.
+//! answers it: 401 with webob's page ("This server could not verify that you are
+//! authorized to access the document you requested. …") in the format the `Accept`
+//! header asks for, and `WWW-Authenticate: Keystone uri="…"`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -640,23 +640,16 @@ fn keystone_unreachable(e: ClientError) -> AuthError {
     AuthError::unavailable(e)
 }
 
-/// The 401 Glance answers behind `auth_token` (JSON whatever the `Accept`).
+/// The 401 Glance answers behind `auth_token` (taken from Glance 33 with
+/// keystonemiddleware 13): webob's own page, negotiated by `Accept` like every Glance
+/// error, and `WWW-Authenticate: Keystone uri="…"`.
 pub fn unauthorized(www_authenticate: HeaderValue) -> GlanceError {
-    GlanceError::new(
-        StatusCode::UNAUTHORIZED,
-        "The request you have made requires authentication.",
-    )
-    .with_raw_body(
-        "application/json",
-        json!({"error": {
-            "code": 401,
-            "title": "Unauthorized",
-            "message": "The request you have made requires authentication.",
-        }})
-        .to_string(),
-    )
-    .with_header(header::WWW_AUTHENTICATE, www_authenticate)
+    GlanceError::new(StatusCode::UNAUTHORIZED, UNAUTHORIZED)
+        .with_header(header::WWW_AUTHENTICATE, www_authenticate)
 }
+
+/// The message of that 401.
+pub const UNAUTHORIZED: &str = "This server could not verify that you are authorized to access the document you requested. Either you supplied the wrong credentials (e.g., bad password), or your browser does not understand how to supply the credentials required.";
 
 /// The token of a validation or login answer (`{"token": {…}}`).
 fn token_info(body: &[u8]) -> Result<TokenInfo, AuthError> {

@@ -366,19 +366,28 @@ async fn the_edge_answers_401_as_auth_token_and_forwards_the_callers_token() {
     let upstream = Arc::new(Recording::default());
     let service = edge(auth(&url, ""), upstream.clone()).await;
     for token in [None, Some("garbage")] {
-        for accept in ["*/*", "text/html", "application/json"] {
+        for (accept, format) in [
+            ("*/*", "text/html"),
+            ("text/html", "text/html"),
+            ("application/json", "application/json"),
+            ("text/plain", "text/plain"),
+        ] {
             let (status, headers, body) = get(&service, token, accept).await;
             assert_eq!(status, StatusCode::UNAUTHORIZED);
-            assert_eq!(headers["content-type"], "application/json");
+            assert!(
+                headers["content-type"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with(format),
+                "{accept}: {headers:?}"
+            );
             assert_eq!(
                 headers["www-authenticate"],
                 format!("Keystone uri=\"{}\"", url.as_str().trim_end_matches('/'))
             );
-            let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
-            assert_eq!(doc["error"]["code"], 401);
-            assert_eq!(
-                doc["error"]["message"],
-                "The request you have made requires authentication."
+            assert!(
+                body.contains(glance_proto::keystone::UNAUTHORIZED),
+                "{body}"
             );
         }
     }
