@@ -225,9 +225,9 @@ fn negotiated(status: StatusCode, message: &str, request_headers: &HeaderMap) ->
             // message (with the template's `<br /><br />` and blank lines), code, title.
             format!(
                 "{{\"message\": {}, \"code\": {}, \"title\": {}}}",
-                py_json_str(&format!("{message}<br /><br />\n\n\n")),
-                py_json_str(&code),
-                py_json_str(title)
+                stackfed_http::pyjson::string(&format!("{message}<br /><br />\n\n\n")),
+                stackfed_http::pyjson::string(&code),
+                stackfed_http::pyjson::string(title)
             ),
         )
     } else if choice == Some("text/html") {
@@ -300,30 +300,6 @@ fn negotiate(accept: &str) -> Option<&'static str> {
         (true, true) if json > html => Some("application/json"),
         (true, true) => Some("text/html"),
     }
-}
-
-/// A JSON string as Python's `json.dumps` writes it (non-ASCII escaped as `\uXXXX`).
-fn py_json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_ascii() && !c.is_ascii_control() => out.push(c),
-            c => {
-                let mut units = [0u16; 2];
-                for u in c.encode_utf16(&mut units) {
-                    out.push_str(&format!("\\u{u:04x}"));
-                }
-            }
-        }
-    }
-    out.push('"');
-    out
 }
 
 fn html_escape(s: &str) -> String {
