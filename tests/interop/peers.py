@@ -1001,6 +1001,12 @@ backend = oslo_cache.dict
         else:
             self._create_endpoint(service_type, name, url, region)
 
+    def grant(self, user: str, project: str, role: str) -> None:
+        """Gives `user` the role `role` in `project` (names; the role must exist)."""
+        rid = self._admin("GET", f"/roles?name={role}")["roles"][0]["id"]
+        self._admin("PUT", f"/projects/{self.project_ids[project]}/users/{self.users[user].id}/roles/{rid}")
+        self.users[user].roles.setdefault(project, []).append(role)
+
     def revoke(self, token: str) -> None:
         """Revokes a token (DELETE /v3/auth/tokens, as an admin)."""
         if not self._admin_token:

@@ -34,6 +34,9 @@ def site(workdir, keystone):
     base = workdir / "glance-keystone"
     edge_c = peers.GlanceEdge(base / "edge-c", "", port=peers.free_port())
     edge_e = peers.GlanceEdge(base / "edge-e", "", port=peers.free_port())
+    # A third edge that reads from the central as its own service user (an admin of the
+    # central Glance) and applies the visibility rules itself.
+    edge_s = peers.GlanceEdge(base / "edge-s", "", port=peers.free_port())
     keystone.add_endpoint("image", "glance-edge-1", edge_c.endpoint, region="Edge1")
     keystone.add_endpoint("image", "glance-edge-2", edge_e.endpoint, region="Edge2")
     central = peers.GlanceCentral(base / "central", keystone=keystone)
@@ -50,7 +53,10 @@ def site(workdir, keystone):
         password.write_text(keystone.users["stackfed-edge"].password + "\n")
         password.chmod(0o600)
         binary = peers.cargo_example("glance-edge-cache")
-        for edge, ks in ((edge_c, keystone), (edge_e, edge_ks)):
+        if "admin" not in keystone.users["stackfed-edge"].roles["service"]:
+            keystone.grant("stackfed-edge", "service", "admin")
+        for edge, ks, mode in ((edge_c, keystone, "forward"), (edge_e, edge_ks, "forward"),
+                               (edge_s, keystone, "service")):
             edge.central_url = central.endpoint
             edge.identity = "keystone"
             edge.extra_toml = (
@@ -62,10 +68,11 @@ def site(workdir, keystone):
                 "cache_seconds = 2\n"
                 "offline_seconds = 600\n"
                 "timeout_seconds = 1\n"
+                f'central_auth = "{mode}"\n'
             )
             edge.start(binary)
             procs.append(edge)
-        yield {"central": central, "edge_c": edge_c, "edge_e": edge_e, "edge_ks": edge_ks,
+        yield {"central": central, "edge_c": edge_c, "edge_e": edge_e, "edge_s": edge_s, "edge_ks": edge_ks,
                "keystone": keystone}
     finally:
         os.killpg(keystone.proc.pid, signal.SIGCONT)
@@ -259,6 +266,35 @@ def test_glanceclient_and_openstacksdk_through_the_catalog(site, world, tmp_path
             conn.image.get_image(ids["beta"])
     finally:
         conn.close()
+
+
+def test_an_edge_reading_as_its_service_user_applies_the_rules_itself(site, world):
+    """central_auth = "service": the central answers the edge's service user (who sees
+    every image); each caller still sees exactly what Glance would show them."""
+    ks, edge = site["keystone"], site["edge_s"]
+    ids, data = world
+    for user in ("alice", "bob", "rita"):
+        token = ks.token(user)
+        r = requests.get(edge.endpoint + "/v2/images", headers=auth(token))
+        assert r.status_code == 200, r.text
+        listed = {i["id"] for i in r.json()["images"]}
+        for kind, img in ids.items():
+            # Known limit (README): Glance 33 does not show an image's members to an
+            # admin of another project, so this edge never learns that beta accepted
+            # alpha's shared image and refuses it to bob — a refusal Glance would not
+            # make, never a leak. Asserted as it is, so that a change shows.
+            if kind == "shared" and user == "bob":
+                assert img not in listed
+                assert requests.get(f"{edge.endpoint}/v2/images/{img}", headers=auth(token)).status_code == 404
+                continue
+            assert (img in listed) == (kind in ALLOWED[user]), (user, kind)
+            show = requests.get(f"{edge.endpoint}/v2/images/{img}", headers=auth(token))
+            down = requests.get(f"{edge.endpoint}/v2/images/{img}/file", headers=auth(token))
+            if kind in ALLOWED[user]:
+                assert show.status_code == 200 and down.content == data[kind], (user, kind, show.text)
+            else:
+                assert (show.status_code, down.status_code) == (404, 404), (user, kind)
+                assert data[kind][:64] not in down.content
 
 
 def test_a_revoked_token_is_refused_once_its_validation_is_refreshed(site, world):
