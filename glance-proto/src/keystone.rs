@@ -77,6 +77,9 @@ fn default_capacity() -> u64 {
 fn default_timeout() -> f64 {
     5.0
 }
+fn default_retry() -> f64 {
+    5.0
+}
 
 /// The `[keystone]` table of the edge's configuration.
 ///
@@ -133,6 +136,11 @@ pub struct KeystoneConfig {
     /// Seconds to connect to Keystone and for it to answer.
     #[serde(default = "default_timeout")]
     pub timeout_seconds: f64,
+    /// After Keystone failed to answer, it is not asked again for this long: earlier
+    /// validations are used at once, unknown tokens get a 503 at once (no request waits
+    /// for a timeout again and again while the link is down).
+    #[serde(default = "default_retry")]
+    pub retry_seconds: f64,
     /// Where clients are told to authenticate (`WWW-Authenticate` of a 401); default
     /// `auth_url`.
     #[serde(default)]
@@ -170,6 +178,7 @@ impl KeystoneConfig {
         secs("offline_seconds", self.offline_seconds)?;
         secs("negative_cache_seconds", self.negative_cache_seconds)?;
         secs("timeout_seconds", self.timeout_seconds)?;
+        secs("retry_seconds", self.retry_seconds)?;
         let sources = [
             self.password.is_some(),
             self.password_file.is_some(),
@@ -218,6 +227,7 @@ impl KeystoneConfig {
         let cache_for = secs("cache_seconds", self.cache_seconds)?;
         let offline_for = secs("offline_seconds", self.offline_seconds)?;
         let negative_for = secs("negative_cache_seconds", self.negative_cache_seconds)?;
+        let retry_after = secs("retry_seconds", self.retry_seconds)?;
         let cache = Cache::builder()
             .max_capacity(self.cache_capacity)
             .expire_after(Lifetime {
@@ -251,6 +261,8 @@ impl KeystoneConfig {
                 cache,
                 cache_for,
                 offline_for,
+                retry_after,
+                unreachable_since: std::sync::Mutex::new(None),
                 central_auth: self.central_auth,
             }),
         })
@@ -406,6 +418,9 @@ struct Inner {
     cache: Cache<[u8; 32], Entry>,
     cache_for: Duration,
     offline_for: Duration,
+    retry_after: Duration,
+    /// When Keystone last failed to answer (cleared by an answer).
+    unreachable_since: std::sync::Mutex<Option<Instant>>,
     central_auth: CentralAuth,
 }
 
@@ -450,7 +465,16 @@ impl KeystoneAuth {
             }
             _ => {}
         }
-        match self.ask(token).await {
+        let answer = match self.recently_unreachable() {
+            Some(since) => Err(AuthError::unavailable(format!(
+                "Keystone did not answer {:.0?} ago; asking again after {:?}",
+                since.elapsed(),
+                i.retry_after
+            ))),
+            None => self.ask(token).await,
+        };
+        self.note_reachability(&answer);
+        match answer {
             Ok(Some(info)) if info.expired() => Err(AuthError::Invalid),
             Ok(Some(info)) => {
                 let info = Arc::new(info);
@@ -479,6 +503,33 @@ impl KeystoneAuth {
                 _ => Err(e),
             },
             Err(e) => Err(e),
+        }
+    }
+
+    /// When Keystone failed to answer, if that was less than `retry_seconds` ago.
+    fn recently_unreachable(&self) -> Option<Instant> {
+        let since = self
+            .inner
+            .unreachable_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        since.filter(|s| s.elapsed() < self.inner.retry_after)
+    }
+
+    fn note_reachability<T>(&self, answer: &Result<T, AuthError>) {
+        let mut since = self
+            .inner
+            .unreachable_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match answer {
+            Err(AuthError::Unavailable { .. }) => {
+                if since.is_none_or(|s| s.elapsed() >= self.inner.retry_after) {
+                    tracing::warn!("Keystone is unreachable: earlier validations stand in");
+                    *since = Some(Instant::now());
+                }
+            }
+            _ => *since = None,
         }
     }
 

@@ -35,6 +35,8 @@ struct State {
     service_token: String,
     logins: u32,
     validations: u32,
+    /// Every request, answered or not.
+    requests: u32,
     /// Answer 503 to everything.
     down: bool,
 }
@@ -65,6 +67,7 @@ fn token_body(user: &str, project: &str, roles: &[String], expires: &str) -> Str
 
 async fn keystone_answer(state: Shared, req: Request<hyper::body::Incoming>) -> Response<Body> {
     let mut s = state.lock().unwrap();
+    s.requests += 1;
     if s.down {
         return reply(StatusCode::SERVICE_UNAVAILABLE, &[], String::new());
     }
@@ -203,24 +206,37 @@ async fn offline_a_validated_token_works_within_the_cap_and_an_unknown_one_is_50
     let (url, ks) = fake_keystone().await;
     add(&ks, "t", "alpha", &["member"]);
     add(&ks, "new", "alpha", &["member"]);
-    let v = auth(&url, "cache_seconds = 0\noffline_seconds = 0.4");
+    let v = auth(
+        &url,
+        "cache_seconds = 0\noffline_seconds = 0.4\nretry_seconds = 0.2",
+    );
     v.validate("t").await.unwrap();
     ks.lock().unwrap().down = true;
+    let asked = ks.lock().unwrap().requests;
     assert_eq!(
         v.validate("t").await.unwrap().project_id.as_deref(),
         Some("alpha")
     );
+    // Keystone just failed: not asked again within retry_seconds.
     assert!(matches!(
         v.validate("new").await,
         Err(AuthError::Unavailable { .. })
     ));
+    v.validate("t").await.unwrap();
+    assert_eq!(ks.lock().unwrap().requests, asked + 1);
     tokio::time::sleep(Duration::from_millis(450)).await;
     assert!(matches!(
         v.validate("t").await,
         Err(AuthError::Unavailable { .. })
     ));
-    // Keystone back: asked again, valid again.
+    assert_eq!(
+        ks.lock().unwrap().requests,
+        asked + 2,
+        "asked again after retry_seconds"
+    );
+    // Keystone back: asked again (after retry_seconds), valid again.
     ks.lock().unwrap().down = false;
+    tokio::time::sleep(Duration::from_millis(250)).await;
     v.validate("t").await.unwrap();
 }
 
