@@ -17,6 +17,7 @@ use url::Url;
 
 use crate::client::CentralClient;
 use crate::identity::IdentityMode;
+use crate::keystone::KeystoneConfig;
 use crate::service::EdgeService;
 
 /// A configuration that cannot be used.
@@ -125,6 +126,9 @@ pub struct EdgeConfig {
     /// How requests are identified.
     #[serde(default)]
     pub identity: IdentityMode,
+    /// Keystone, for `identity = "keystone"`.
+    #[serde(default)]
+    pub keystone: Option<KeystoneConfig>,
     /// How long to wait for a connection to the central (alias
     /// `connect_timeout_seconds`).
     #[serde(
@@ -205,6 +209,20 @@ impl EdgeConfig {
                 "prefetch_concurrency: must be at least 1".into(),
             ));
         }
+        match (c.identity, &c.keystone) {
+            (IdentityMode::Keystone, Some(k)) => k.check().map_err(ConfigError::Invalid)?,
+            (IdentityMode::Keystone, None) => {
+                return Err(ConfigError::Invalid(
+                    "identity = \"keystone\" needs a [keystone] table".into(),
+                ))
+            }
+            (_, Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "a [keystone] table needs identity = \"keystone\"".into(),
+                ))
+            }
+            (_, None) => {}
+        }
         for p in &c.prefetch {
             match (&p.id, p.properties.is_empty()) {
                 (Some(id), true) if image_cache_core::ImageId::parse(id).is_some() => {}
@@ -231,6 +249,13 @@ impl EdgeConfig {
     /// the background work (prefetch workers, configured prefetches) on a
     /// [`Background`] it returns with the service.
     pub async fn build(&self) -> Result<Edge, ConfigError> {
+        // The password is read first: a missing secret fails before anything is opened.
+        let keystone = self
+            .keystone
+            .as_ref()
+            .map(KeystoneConfig::build)
+            .transpose()
+            .map_err(ConfigError::Invalid)?;
         std::fs::create_dir_all(&self.cache_dir)
             .map_err(|e| open_error("cache directory")(e.into()))?;
         let meta = SqliteMetadataStore::open(self.cache_dir.join("metadata.db"))
@@ -285,8 +310,11 @@ impl EdgeConfig {
             });
         }
         Ok(Edge {
-            service: EdgeService::new(cache, central, self.identity)
-                .with_disable_path(self.disable_path.clone()),
+            service: match keystone {
+                Some(auth) => EdgeService::with_keystone(cache, central, auth),
+                None => EdgeService::new(cache, central, self.identity),
+            }
+            .with_disable_path(self.disable_path.clone()),
             background,
             reconciled,
         })

@@ -17,7 +17,6 @@ use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use image_cache_core::list::ListError;
 use image_cache_core::upstream::UpstreamError;
 use image_cache_core::CacheError;
-use serde_json::json;
 
 use crate::body::{empty, full, Body};
 
@@ -110,7 +109,7 @@ impl GlanceError {
     }
 
     /// Adds a header to the answer.
-    fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
+    pub(crate) fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
         self.extra
             .get_or_insert_default()
             .headers
@@ -218,16 +217,20 @@ fn negotiated(status: StatusCode, message: &str, request_headers: &HeaderMap) ->
         .unwrap_or("");
     let title = status.canonical_reason().unwrap_or("Error");
     let code = format!("{} {title}", status.as_u16());
-    // As webob negotiates: JSON when asked for, HTML for `text/html` or `*/*`
-    // (what browsers and most HTTP clients send), plain text otherwise.
-    let html = accept.contains("html") || accept.contains("*/*") || accept.contains("text/*");
-    let json = accept.contains("application/json") && !accept.contains("html");
-    let (ctype, body) = if json {
+    let choice = negotiate(accept);
+    let (ctype, body) = if choice == Some("application/json") {
         (
             "application/json",
-            json!({"message": message, "code": code, "title": title}).to_string(),
+            // webob's `json_body`, byte for byte: Python's `json.dumps` of the page's
+            // message (with the template's `<br /><br />` and blank lines), code, title.
+            format!(
+                "{{\"message\": {}, \"code\": {}, \"title\": {}}}",
+                stackfed_http::pyjson::string(&format!("{message}<br /><br />\n\n\n")),
+                stackfed_http::pyjson::string(&code),
+                stackfed_http::pyjson::string(title)
+            ),
         )
-    } else if html {
+    } else if choice == Some("text/html") {
         (
             "text/html; charset=UTF-8",
             format!(
@@ -248,6 +251,55 @@ fn negotiated(status: StatusCode, message: &str, request_headers: &HeaderMap) ->
     r.headers_mut()
         .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     r
+}
+
+/// What webob answers an error with for this `Accept`: its `acceptable_offers` over
+/// `text/html` then `application/json` — each offer takes the quality of the most
+/// specific media range that matches it (`type/subtype` over `type/*` over `*/*`), offers
+/// of quality 0 are out, the best quality wins and a tie goes to HTML. `None` (plain
+/// text) when neither is acceptable, also for a missing or empty header.
+fn negotiate(accept: &str) -> Option<&'static str> {
+    let ranges: Vec<(String, String, f32)> = accept
+        .split(',')
+        .filter_map(|item| {
+            let mut parts = item.split(';');
+            let range = parts.next()?.trim().to_ascii_lowercase();
+            let (ty, sub) = range.split_once('/')?;
+            let mut q = 1.0f32;
+            for p in parts {
+                if let Some((k, v)) = p.split_once('=') {
+                    if k.trim().eq_ignore_ascii_case("q") {
+                        q = v.trim().parse().ok().filter(|q| (0.0..=1.0).contains(q))?;
+                    }
+                }
+            }
+            Some((ty.trim().to_owned(), sub.trim().to_owned(), q))
+        })
+        .collect();
+    let quality = |offer: &str| {
+        let (ty, sub) = offer.split_once('/').unwrap_or((offer, ""));
+        ranges
+            .iter()
+            .filter_map(|(t, s, q)| {
+                let specificity = match (t.as_str(), s.as_str()) {
+                    (t, s) if t == ty && s == sub => 3,
+                    (t, "*") if t == ty => 2,
+                    ("*", "*") => 1,
+                    _ => return None,
+                };
+                Some((specificity, *q))
+            })
+            .max_by_key(|(specificity, _)| *specificity)
+            .map_or(0.0, |(_, q)| q)
+    };
+    let (html, json) = (quality("text/html"), quality("application/json"));
+    match (html > 0.0, json > 0.0) {
+        (false, false) => None,
+        (true, false) => Some("text/html"),
+        (false, true) => Some("application/json"),
+        (true, true) if json > html => Some("application/json"),
+        (true, true) => Some("text/html"),
+    }
 }
 
 fn html_escape(s: &str) -> String {
@@ -391,6 +443,47 @@ mod tests {
             refused.headers()[header::CONTENT_TYPE],
             "text/plain; charset=UTF-8"
         );
+    }
+
+    #[test]
+    fn json_errors_are_webobs_bytes() {
+        let r = negotiated(
+            StatusCode::NOT_FOUND,
+            "No \"image\" é",
+            &[(header::ACCEPT, HeaderValue::from_static("application/json"))]
+                .into_iter()
+                .collect(),
+        );
+        let body = futures::executor::block_on(http_body_util::BodyExt::collect(r.into_body()))
+            .unwrap()
+            .to_bytes();
+        assert_eq!(
+            std::str::from_utf8(&body).unwrap(),
+            r#"{"message": "No \"image\" \u00e9<br /><br />\n\n\n", "code": "404 Not Found", "title": "Not Found"}"#
+        );
+    }
+
+    #[test]
+    fn error_formats_are_negotiated_as_webob_does() {
+        for (accept, want) in [
+            ("", None),
+            ("*/*", Some("text/html")),
+            ("text/html", Some("text/html")),
+            ("application/json", Some("application/json")),
+            ("application/json, */*;q=0.1", Some("application/json")),
+            (
+                "text/html;q=0.5, application/json",
+                Some("application/json"),
+            ),
+            ("application/*", Some("application/json")),
+            ("text/*", Some("text/html")),
+            ("text/plain", None),
+            ("application/json;q=0, */*", Some("text/html")),
+            ("*/*;q=0", None),
+            ("text/html, application/json", Some("text/html")),
+        ] {
+            assert_eq!(negotiate(accept), want, "{accept:?}");
+        }
     }
 
     #[test]

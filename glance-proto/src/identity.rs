@@ -16,6 +16,9 @@ pub enum IdentityMode {
     /// Identity from trusted headers set by an authenticating front end
     /// (`X-Identity-Status: Confirmed`, `X-Project-Id`, `X-Roles`), forwarded to the central.
     TrustedHeaders,
+    /// Each request's `X-Auth-Token` validated by Keystone (the `[keystone]` table; see
+    /// [`crate::keystone`]).
+    Keystone,
 }
 
 /// The headers that carry identity; forwarded to the central as the caller sent them.
@@ -41,6 +44,13 @@ impl IdentityMode {
         }
         match self {
             Self::NoAuth => ctx.is_admin = true,
+            // Identified by `KeystoneAuth::identify`; without a validator nobody is.
+            Self::Keystone => {
+                return Err(GlanceError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "The request you have made requires authentication.",
+                ))
+            }
             Self::TrustedHeaders => {
                 let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
                 if get("x-identity-status") != Some("Confirmed") {

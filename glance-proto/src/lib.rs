@@ -9,6 +9,8 @@
 //! - [`error`]: [`GlanceError`], the answer type (plain text, JSON or HTML as Glance
 //!   negotiates), and the one mapping from every internal error to its answer;
 //! - [`identity`]: who the caller is (no-auth, or trusted headers);
+//! - [`keystone`]: the Keystone mode: tokens validated by Keystone, cached, honoured
+//!   offline until they expire;
 //! - [`client`]: the client for the central Glance (over `stackfed_http::HttpClient`),
 //!   which implements `image_cache_core::upstream::Upstream`;
 //! - [`service`]: the [`EdgeService`], a `tower::Service` that runs each request through
@@ -32,6 +34,7 @@ pub mod config;
 pub mod error;
 pub mod identity;
 pub mod image;
+pub mod keystone;
 pub mod query;
 pub mod service;
 

@@ -84,6 +84,10 @@ pub struct RequestContext {
     pub project_id: Option<String>,
     /// Whether the caller is an admin (sees every image).
     pub is_admin: bool,
+    /// Whether the upstream is asked as someone who sees more than the caller (an edge
+    /// acting as its own service user): the cache then applies [`may_see`](Self::may_see)
+    /// to the upstream's answers too, instead of trusting the upstream to decide.
+    pub enforce_locally: bool,
 }
 
 impl RequestContext {

@@ -9,6 +9,7 @@
 //! - [`client`]: the pooled client for peers, with a timeout per phase and typed errors;
 //! - [`headers`]: the one hop-by-hop header list;
 //! - [`range`]: the one `Range` header parser and `Content-Range` values;
+//! - [`pyjson`]: JSON strings in the bytes Python's `json.dumps` writes;
 //! - [`background`]: the owner of a service's background tasks.
 //!
 //! Any `tower::Service` can be served, wrapped in tower-http layers first:
@@ -41,6 +42,7 @@ pub mod client;
 pub mod config;
 pub mod headers;
 pub mod observe;
+pub mod pyjson;
 pub mod range;
 mod server;
 

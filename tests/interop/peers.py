@@ -598,6 +598,9 @@ class GlanceCentral:
     trusted: bool = False
     # Glance's own image cache (the `caching` pipeline), for comparisons.
     own_cache: bool = False
+    # A Keystone (peers.Keystone, started): paste flavor `keystone`, authtoken with the
+    # `glance` service user, per-project rules from the validated tokens.
+    keystone: "Keystone | None" = None
 
     @property
     def endpoint(self) -> str:
@@ -625,7 +628,7 @@ class GlanceCentral:
                 ) + ("\n[composite:glance-api-trusted]\npaste.composite_factory = glance.api:root_app_factory\n"
                      "/: api\n/healthcheck: healthcheck\n")
             (conf / "glance-api-paste.ini").write_text(text)
-            admin_rule = "role:admin" if self.trusted else "@"
+            admin_rule = "role:admin" if self.trusted or self.keystone else "@"
             (conf / "policy.yaml").write_text(f'"context_is_admin": "{admin_rule}"\n')
         if not self.port:
             self.port = free_port()
@@ -660,9 +663,26 @@ policy_file = {conf / "policy.yaml"}
 
 [paste_deploy]
 config_file = {conf / "glance-api-paste.ini"}
-{"flavor = trusted" if self.trusted else ("flavor = caching" if self.own_cache else "")}
+{"flavor = trusted" if self.trusted else ("flavor = keystone" if self.keystone else ("flavor = caching" if self.own_cache else ""))}
+{self._authtoken()}
 """)
         return conf
+
+    def _authtoken(self) -> str:
+        if not self.keystone:
+            return ""
+        ks = self.keystone
+        return f"""
+[keystone_authtoken]
+www_authenticate_uri = {ks.auth_url}
+auth_url = {ks.endpoint}
+auth_type = password
+project_domain_id = default
+user_domain_id = default
+project_name = service
+username = glance
+password = {ks.users["glance"].password}
+"""
 
     def start(self) -> None:
         conf = self.write_config()
@@ -835,6 +855,11 @@ class Keystone:
     workers: int = 1
     project_ids: dict[str, str] = field(default_factory=dict)
     users: dict[str, KeystoneUser] = field(default_factory=dict)
+    # Another (started) Keystone this one replicates, as distributed clouds run one
+    # Keystone per site, synchronised: its database and Fernet and credential keys are
+    # copied at start (so both issue and validate the same tokens for the same users,
+    # projects and catalog), then the two run apart. No provisioning of its own.
+    replica_of: "Keystone | None" = None
     proc: Proc | None = None
     _admin_token: str = ""
     _pending_endpoints: list = field(default_factory=list)
@@ -901,6 +926,8 @@ backend = oslo_cache.dict
         answers, then creates the projects, roles, users and endpoints."""
         conf = self.write_config()
         try:
+            if self.replica_of and not (self.base / "keystone.sqlite").exists():
+                self._copy_from(self.replica_of)
             if not (self.base / "keystone.sqlite").exists():
                 # The key repositories do not need the database: set them up meanwhile.
                 keys = [self._manage(conf, "fernet_setup", "--keystone-user", "root",
@@ -931,10 +958,25 @@ backend = oslo_cache.dict
                 self.base / "gunicorn.log", env={"OS_KEYSTONE_CONFIG_DIR": str(conf)},
             )
             wait_http(f"{self.auth_url}", timeout=120)
-            self._provision()
+            if self.replica_of:
+                self.project_ids = dict(self.replica_of.project_ids)
+                self.users = dict(self.replica_of.users)
+                list(map(lambda e: self._create_endpoint(*e), self._pending_endpoints))
+                self._pending_endpoints.clear()
+            else:
+                self._provision()
         except BaseException:
             self.stop()
             raise
+
+    def _copy_from(self, other: "Keystone") -> None:
+        import sqlite3
+        self.base.mkdir(parents=True, exist_ok=True)
+        with sqlite3.connect(other.base / "keystone.sqlite") as src, \
+                sqlite3.connect(self.base / "keystone.sqlite") as dst:
+            src.backup(dst)
+        for d in ("fernet-keys", "credential-keys"):
+            shutil.copytree(other.base / d, self.base / d, dirs_exist_ok=True)
 
     def _admin(self, method: str, path: str, body=None) -> dict:
         if not self._admin_token:
@@ -986,16 +1028,42 @@ backend = oslo_cache.dict
             list(pool.map(lambda e: self._create_endpoint(*e), self._pending_endpoints))
         self._pending_endpoints.clear()
 
-    def add_endpoint(self, service_type: str, name: str, url: str) -> None:
+    def add_endpoint(self, service_type: str, name: str, url: str,
+                     region: str | None = None) -> None:
         """Registers a catalog service (if new) and its public, internal and admin
-        endpoints in this region, e.g. ("object-store", "swift",
-        "http://127.0.0.1:PORT/v1/AUTH_%(project_id)s"). Before start, kept for it."""
+        endpoints in this region (or `region`, created if new), e.g. ("object-store",
+        "swift", "http://127.0.0.1:PORT/v1/AUTH_%(project_id)s"). Before start, kept for
+        it."""
         if not self.proc:
-            self._pending_endpoints.append((service_type, name, url))
+            self._pending_endpoints.append((service_type, name, url, region))
         else:
-            self._create_endpoint(service_type, name, url)
+            self._create_endpoint(service_type, name, url, region)
 
-    def _create_endpoint(self, service_type: str, name: str, url: str) -> None:
+    def grant(self, user: str, project: str, role: str) -> None:
+        """Gives `user` the role `role` in `project` (names; the role must exist)."""
+        rid = self._admin("GET", f"/roles?name={role}")["roles"][0]["id"]
+        self._admin("PUT", f"/projects/{self.project_ids[project]}/users/{self.users[user].id}/roles/{rid}")
+        self.users[user].roles.setdefault(project, []).append(role)
+
+    def revoke(self, token: str) -> None:
+        """Revokes a token (DELETE /v3/auth/tokens, as an admin)."""
+        if not self._admin_token:
+            self._admin_token = self.token("admin", "admin")
+        req = urllib.request.Request(f"{self.auth_url}/auth/tokens", method="DELETE", headers={
+            "X-Auth-Token": self._admin_token, "X-Subject-Token": token})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            assert r.status == 204, r.status
+
+    def _create_endpoint(self, service_type: str, name: str, url: str,
+                         region: str | None = None) -> None:
+        region = region or self.region
+        if region != self.region:
+            try:
+                self._admin("GET", f"/regions/{region}")
+            except urllib.error.HTTPError as e:
+                if e.code != 404:
+                    raise
+                self._admin("POST", "/regions", {"region": {"id": region}})
         services = [s for s in self._admin("GET", f"/services?type={service_type}")["services"]
                     if s["name"] == name]
         sid = services[0]["id"] if services else self._admin("POST", "/services", {"service": {
@@ -1005,7 +1073,7 @@ backend = oslo_cache.dict
         for interface in ("public", "internal", "admin"):
             self._admin("POST", "/endpoints", {"endpoint": {
                 "service_id": sid, "interface": interface, "url": url,
-                "region_id": self.region, "enabled": True}})
+                "region_id": region, "enabled": True}})
 
     def authenticate(self, user: str, project: str | None = None,
                      password: str | None = None) -> tuple[str, dict]:

@@ -21,12 +21,12 @@ impl EdgeService {
         let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let mut headers = parts.headers.clone();
         headers.remove(header::HOST);
-        if self.inner.mode == IdentityMode::TrustedHeaders {
+        if self.inner.mode != IdentityMode::NoAuth {
             // Only what we vouched for travels on.
             for n in IDENTITY_HEADERS {
                 headers.remove(n);
             }
-            for (k, v) in crate::client::identity(caller) {
+            for (k, v) in self.identity_for_central(caller, &parts.headers) {
                 if let Some(k) = k {
                     headers.insert(k, v);
                 }

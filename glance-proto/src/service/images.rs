@@ -49,6 +49,13 @@ impl EdgeService {
         id: &ImageId,
         caller: &Caller,
     ) -> Result<Response<Body>> {
+        if !parts.headers.contains_key(header::RANGE) {
+            if let Some(v) = parts.headers.get(header::CONTENT_RANGE) {
+                let range = self.legacy_content_range(v, id, caller).await?;
+                let data = self.inner.cache.data(id, range, caller).await?;
+                return Ok(data_response(data));
+            }
+        }
         let range = range::parse_range(&parts.headers)
             .map_err(|_| {
                 GlanceError::new(
@@ -63,6 +70,60 @@ impl EdgeService {
         let data = self.inner.cache.data(id, range, caller).await?;
         Ok(data_response(data))
     }
+}
+
+impl EdgeService {
+    /// The range a request's `Content-Range` header selects, as Glance still honours it
+    /// in requests without `Range` (for backward compatibility): `bytes first-last/size`
+    /// or `bytes first-last/*`, checked against the image's size with Glance's 416s.
+    async fn legacy_content_range(
+        &self,
+        value: &HeaderValue,
+        id: &ImageId,
+        caller: &Caller,
+    ) -> Result<Option<RangeSpec>> {
+        let record = self.inner.cache.image(id, caller).await?.value;
+        if record.status == image_cache_core::ImageStatus::Deactivated && !caller.is_admin {
+            // Glance refuses the download before it reads the header.
+            return Ok(None);
+        }
+        let size = record.size.unwrap_or(0);
+        let unsatisfiable = |m: String| GlanceError::new(StatusCode::RANGE_NOT_SATISFIABLE, m);
+        let (first, last, length) = value
+            .to_str()
+            .ok()
+            .and_then(parse_content_range)
+            .ok_or_else(|| unsatisfiable("Invalid Content-Range header.".into()))?;
+        let top = size.saturating_sub(1);
+        if length.is_none() && last >= size {
+            return Err(unsatisfiable(format!(
+                "Invalid stop position in Content-Range header. The stop position MUST be in the inclusive range [0, {top}]."
+            )));
+        }
+        if first >= size {
+            return Err(unsatisfiable(format!(
+                "Invalid start position in Content-Range header. Start position MUST be in the inclusive range [0, {top}]."
+            )));
+        }
+        Ok(Some(RangeSpec::From {
+            first,
+            last: Some(last),
+        }))
+    }
+}
+
+/// `bytes first-last/length` or `bytes first-last/*` (webob's `ContentRange.parse`):
+/// the first and last byte and the length if given; `None` when invalid.
+fn parse_content_range(v: &str) -> Option<(u64, u64, Option<u64>)> {
+    let rest = v.trim().strip_prefix("bytes ")?;
+    let (span, length) = rest.split_once('/')?;
+    let (a, b) = span.split_once('-')?;
+    let (first, last): (u64, u64) = (a.parse().ok()?, b.parse().ok()?);
+    let length = match length {
+        "*" => None,
+        l => Some(l.parse::<u64>().ok()?),
+    };
+    (first <= last && length.is_none_or(|l| last < l)).then_some((first, last, length))
 }
 
 /// 200 with the whole image or 206 with a range, `Content-MD5` of the whole image as
@@ -106,4 +167,20 @@ fn data_response(data: ImageData) -> Response<Body> {
         }
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_content_range;
+
+    #[test]
+    fn legacy_content_range_values() {
+        assert_eq!(parse_content_range("bytes 0-99/*"), Some((0, 99, None)));
+        assert_eq!(parse_content_range("bytes 5-9/10"), Some((5, 9, Some(10))));
+        assert_eq!(parse_content_range("bytes 5-10/10"), None);
+        assert_eq!(parse_content_range("bytes 9-5/*"), None);
+        assert_eq!(parse_content_range("bytes */10"), None);
+        assert_eq!(parse_content_range("bytes=0-9"), None);
+        assert_eq!(parse_content_range("bytes -1-9/*"), None);
+    }
 }

@@ -4,7 +4,8 @@
 //! [`EdgeService::handle`] runs the same phases for every request, once each:
 //!
 //! 1. **parse** the request line into a route (a request family);
-//! 2. **identify the caller** ([`IdentityMode::identify`]), except for the public
+//! 2. **identify the caller** ([`IdentityMode::identify`], or in Keystone mode
+//!    [`KeystoneAuth::identify`]), except for the public
 //!    documents (`/`, `/versions`, `/healthcheck`);
 //! 3. **resolve and send**: the family answers from the cache (through the engine, which
 //!    asks the central when it must) or passes the request through to the central;
@@ -54,6 +55,7 @@ use crate::body::{from_any, full, Body, BoxError};
 use crate::client::CentralClient;
 use crate::error::GlanceError;
 use crate::identity::IdentityMode;
+use crate::keystone::KeystoneAuth;
 
 /// The header that marks an answer served from cache while the central could not
 /// confirm it.
@@ -134,6 +136,7 @@ struct Inner {
     cache: ImageCache,
     central: CentralClient,
     mode: IdentityMode,
+    keystone: Option<KeystoneAuth>,
     documents: schemas::Documents,
     disable_path: Option<std::path::PathBuf>,
 }
@@ -198,6 +201,7 @@ impl EdgeService {
                 cache,
                 central,
                 mode,
+                keystone: None,
                 documents: schemas::Documents::default(),
                 disable_path: None,
             }),
@@ -210,6 +214,43 @@ impl EdgeService {
             inner.disable_path = path;
         }
         self
+    }
+
+    /// A service over `cache`, forwarding to `central`, whose callers are identified by
+    /// their Keystone tokens ([`IdentityMode::Keystone`]).
+    pub fn with_keystone(cache: ImageCache, central: CentralClient, auth: KeystoneAuth) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                cache,
+                central,
+                mode: IdentityMode::Keystone,
+                keystone: Some(auth),
+                documents: schemas::Documents::default(),
+                disable_path: None,
+            }),
+        }
+    }
+
+    /// Phase 2: who the caller is.
+    async fn identify(&self, headers: &http::HeaderMap) -> Result<Caller> {
+        match &self.inner.keystone {
+            Some(auth) => auth.identify(headers).await,
+            None => self.inner.mode.identify(headers),
+        }
+    }
+
+    /// How the caller's identity goes on to the central with a request the edge passes
+    /// through: what it sent, or — with a service identity for the edge's own reads —
+    /// the caller's own token, so that the central decides every write.
+    fn identity_for_central(&self, caller: &Caller, headers: &http::HeaderMap) -> http::HeaderMap {
+        if caller.enforce_locally {
+            let mut h = http::HeaderMap::new();
+            if let Some(t) = headers.get("x-auth-token") {
+                h.insert("x-auth-token", t.clone());
+            }
+            return h;
+        }
+        crate::client::identity(caller)
     }
 
     /// The cache.
@@ -258,7 +299,7 @@ impl EdgeService {
             Route::Health => return Ok(self.health().await),
             Route::Versions { root } => return Ok(self.versions(parts, root)),
             Route::NoImage(id) => return Err(GlanceError::no_image(&id)),
-            _ => self.inner.mode.identify(&parts.headers)?,
+            _ => self.identify(&parts.headers).await?,
         };
         match route {
             Route::Schema => self.schema(parts, &caller).await,

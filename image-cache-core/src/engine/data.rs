@@ -81,6 +81,8 @@ impl ImageCache {
         let record = served.value;
         match record.status {
             ImageStatus::Active => {}
+            // As Glance: an admin may still download a deactivated image.
+            ImageStatus::Deactivated if ctx.is_admin => {}
             ImageStatus::Deactivated => return Err(CacheError::Deactivated(id.clone())),
             _ => return Err(CacheError::NoData(id.clone())),
         }

@@ -65,6 +65,16 @@ impl ReadThrough {
             }
         }
         match self.upstream.get(id, ctx).await {
+            Ok(Some(record)) if ctx.enforce_locally && !ctx.may_see(&record) => {
+                // The upstream answered someone who sees more than the caller: recorded
+                // for those who may see it, refused to this caller.
+                if unreadable.is_none() {
+                    if let Err(e) = self.meta.put(&record, now).await {
+                        tracing::warn!(image = %id, error = %e, "could not record the image");
+                    }
+                }
+                Err(CacheError::NotFound(id.clone()))
+            }
             Ok(Some(mut record)) => {
                 // Only the owner sees a shared image's whole member list; a member sees
                 // itself, and others (admins included) may see none: merge their
@@ -127,9 +137,12 @@ impl ReadThrough {
         ctx: &RequestContext,
     ) -> Result<Served<Page>, CacheError> {
         match self.upstream.list(query, ctx).await {
-            Ok(page) => {
+            Ok(mut page) => {
                 if let Err(e) = self.record_seen(&page.images).await {
                     tracing::warn!(error = %e, "could not record listed images");
+                }
+                if ctx.enforce_locally {
+                    page.images = self.visible(std::mem::take(&mut page.images), ctx).await;
                 }
                 Ok(Served::fresh(page))
             }
@@ -148,6 +161,38 @@ impl ReadThrough {
                 Ok(Served::stale(query.apply(records)?))
             }
         }
+    }
+
+    /// The records of a listing the upstream gave someone who sees more than the caller
+    /// that the caller may see. Listings carry no members: a shared image of another
+    /// project is checked against its known accepted members, learned from the upstream
+    /// (one show, with its members) when none are known yet.
+    async fn visible(&self, records: Vec<ImageRecord>, ctx: &RequestContext) -> Vec<ImageRecord> {
+        let mut kept = Vec::with_capacity(records.len());
+        for mut r in records {
+            let foreign_shared = r.visibility == crate::record::Visibility::Shared
+                && !ctx.is_admin
+                && r.owner.is_some()
+                && r.owner != ctx.project_id;
+            if foreign_shared {
+                r.members = match self.meta.get(&r.id).await {
+                    Ok(Some(c)) if !c.record.members.is_empty() => c.record.members,
+                    _ => match self.upstream.get(&r.id, ctx).await {
+                        Ok(Some(fresh)) => {
+                            if let Err(e) = self.meta.put(&fresh, now_ms()).await {
+                                tracing::warn!(image = %r.id, error = %e, "could not record the image");
+                            }
+                            fresh.members
+                        }
+                        _ => Vec::new(),
+                    },
+                };
+            }
+            if ctx.may_see(&r) {
+                kept.push(r);
+            }
+        }
+        kept
     }
 
     /// Records images the upstream listed. Listings carry no member lists: what is known

@@ -279,8 +279,8 @@ impl Outcome {
                     .collect();
                 format!(
                     "{{\"Response Status\": {}, \"Response Body\": {}, \"Number Deleted\": {}, \"Number Not Found\": {}, \"Errors\": {}}}",
-                    json_str(&self.status),
-                    json_str(&self.body),
+                    stackfed_http::pyjson::string(&self.status),
+                    stackfed_http::pyjson::string(&self.body),
                     self.deleted,
                     self.not_found,
                     json_list(&errors),
@@ -318,30 +318,6 @@ impl Outcome {
     }
 }
 
-/// A JSON string as Python's `json.dumps` writes it (ASCII only).
-pub(super) fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_ascii() && !c.is_ascii_control() => out.push(c),
-            c => {
-                let mut buf = [0u16; 2];
-                for u in c.encode_utf16(&mut buf) {
-                    out.push_str(&format!("\\u{u:04x}"));
-                }
-            }
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// A JSON list of `[name, status]` pairs with Python's separators.
 fn json_list(items: &[Value]) -> String {
     let inner: Vec<String> = items
@@ -351,7 +327,7 @@ fn json_list(items: &[Value]) -> String {
                 .as_array()
                 .map(|a| {
                     a.iter()
-                        .map(|s| json_str(s.as_str().unwrap_or_default()))
+                        .map(|s| stackfed_http::pyjson::string(s.as_str().unwrap_or_default()))
                         .collect()
                 })
                 .unwrap_or_default();

@@ -262,7 +262,10 @@ fn parse_input(body: &[u8], itself: &str) -> Result<Vec<Input>> {
             .collect();
         if !extra.is_empty() {
             extra.sort();
-            let names: Vec<String> = extra.iter().map(|k| bulk::json_str(k)).collect();
+            let names: Vec<String> = extra
+                .iter()
+                .map(|k| stackfed_http::pyjson::string(k))
+                .collect();
             errors.push(format!("Index {i}: extraneous keys {}", names.join(", ")));
             continue;
         }
@@ -423,7 +426,7 @@ fn encode_stored(entries: &[Stored]) -> String {
         .map(|e| match e {
             Stored::Data(d) => format!(
                 "{{\"data\": {}}}",
-                bulk::json_str(&base64::engine::general_purpose::STANDARD.encode(d))
+                stackfed_http::pyjson::string(&base64::engine::general_purpose::STANDARD.encode(d))
             ),
             Stored::Segment {
                 name,
@@ -436,10 +439,10 @@ fn encode_stored(entries: &[Stored]) -> String {
             } => {
                 let mut s = format!(
                     "{{\"name\": {}, \"bytes\": {bytes}, \"hash\": {}, \"content_type\": {}, \"last_modified\": {}",
-                    bulk::json_str(name),
-                    bulk::json_str(hash),
-                    bulk::json_str(content_type),
-                    bulk::json_str(last_modified)
+                    stackfed_http::pyjson::string(name),
+                    stackfed_http::pyjson::string(hash),
+                    stackfed_http::pyjson::string(content_type),
+                    stackfed_http::pyjson::string(last_modified)
                 );
                 if let Some((a, b)) = range {
                     let _ = write!(s, ", \"range\": \"{a}-{b}\"");
@@ -511,7 +514,7 @@ fn encode_raw(entries: &[Stored]) -> String {
         .map(|e| match e {
             Stored::Data(d) => format!(
                 "{{\"data\": {}}}",
-                bulk::json_str(&base64::engine::general_purpose::STANDARD.encode(d))
+                stackfed_http::pyjson::string(&base64::engine::general_purpose::STANDARD.encode(d))
             ),
             Stored::Segment {
                 name,
@@ -523,8 +526,8 @@ fn encode_raw(entries: &[Stored]) -> String {
                 // `json.dumps(…, sort_keys=True)`
                 let mut s = format!(
                     "{{\"etag\": {}, \"path\": {}",
-                    bulk::json_str(hash),
-                    bulk::json_str(name)
+                    stackfed_http::pyjson::string(hash),
+                    stackfed_http::pyjson::string(name)
                 );
                 if let Some((a, b)) = range {
                     let _ = write!(s, ", \"range\": \"{a}-{b}\"");
@@ -701,7 +704,13 @@ fn upload_errors(format: Format, errors: &[(String, String)]) -> String {
         Format::Json => {
             let items: Vec<String> = errors
                 .iter()
-                .map(|(n, s)| format!("[{}, {}]", bulk::json_str(n), bulk::json_str(s)))
+                .map(|(n, s)| {
+                    format!(
+                        "[{}, {}]",
+                        stackfed_http::pyjson::string(n),
+                        stackfed_http::pyjson::string(s)
+                    )
+                })
                 .collect();
             format!("{{\"Errors\": [{}]}}", items.join(", "))
         }
@@ -1750,7 +1759,7 @@ pub(super) fn rewrite_listing(body: &[u8], json: bool) -> Option<Vec<u8>> {
                 if j > 0 {
                     out.push_str(", ");
                 }
-                out.push_str(&bulk::json_str(k));
+                out.push_str(&stackfed_http::pyjson::string(k));
                 out.push_str(": ");
                 python_json(v, &mut out);
             }
@@ -1817,7 +1826,7 @@ impl<'de> serde::Deserialize<'de> for Entry {
 /// A JSON value as Python's `json.dumps` writes it (`", "`, `": "`, ASCII only).
 fn python_json(v: &Value, out: &mut String) {
     match v {
-        Value::String(s) => out.push_str(&bulk::json_str(s)),
+        Value::String(s) => out.push_str(&stackfed_http::pyjson::string(s)),
         Value::Array(a) => {
             out.push('[');
             for (i, x) in a.iter().enumerate() {
@@ -1834,7 +1843,7 @@ fn python_json(v: &Value, out: &mut String) {
                 if i > 0 {
                     out.push_str(", ");
                 }
-                out.push_str(&bulk::json_str(k));
+                out.push_str(&stackfed_http::pyjson::string(k));
                 out.push_str(": ");
                 python_json(x, out);
             }

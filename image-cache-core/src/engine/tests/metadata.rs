@@ -127,10 +127,14 @@ async fn statuses_and_access() {
         CacheConfig::default(),
     )
     .await;
+    // As Glance: a deactivated image's data is refused to everyone but admins.
     assert!(matches!(
-        fresh.data(&id(), None, &admin).await,
+        fresh.data(&id(), None, &owner).await,
         Err(CacheError::Deactivated(_))
     ));
+    body(fresh.data(&id(), None, &admin).await.unwrap())
+        .await
+        .unwrap();
     r.status = ImageStatus::Queued;
     *up.record.lock().unwrap() = Some(r);
     let fresh = cache_over(

@@ -1,0 +1,788 @@
+//! Keystone mode: the edge validates each request's `X-Auth-Token` as keystonemiddleware's
+//! `auth_token` does — by asking Keystone (`GET /v3/auth/tokens` with the edge's own
+//! service token in `X-Auth-Token` and the caller's in `X-Subject-Token`) — and derives
+//! the caller's project, user and roles from the answer.
+//!
+//! - Validations are cached (a [`moka`] cache keyed by the SHA-256 of the token, never the
+//!   token itself) and re-checked with Keystone after `cache_seconds`, so a revoked token
+//!   is refused at the latest that long after its revocation.
+//! - A token Keystone rejected is remembered for `negative_cache_seconds` and never
+//!   honoured, online or offline: its earlier validation is dropped with the rejection.
+//! - While Keystone cannot be reached, a token validated before keeps working until it
+//!   expires, but no longer than `offline_seconds` after its last validation; an unknown
+//!   token is then a 503 ("The Keystone service is temporarily unavailable.", as
+//!   `auth_token` answers), an expired one a 401.
+//! - The service token is obtained with the edge's service user (password from a file,
+//!   the environment or the configuration) and renewed before it expires, or at once
+//!   when Keystone answers 401 to a validation.
+//!
+//! An invalid, expired or missing token is answered as Glance behind `auth_token`
+//! answers it: 401 with webob's page ("This server could not verify that you are
+//! authorized to access the document you requested. …") in the format the `Accept`
+//! header asks for, and `WWW-Authenticate: Keystone uri="…"`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
+use image_cache_core::upstream::RequestContext;
+use moka::future::Cache;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use stackfed_http::{BoxError, ClientError, HttpClient, Timeouts};
+use url::Url;
+
+use crate::body::full;
+use crate::error::GlanceError;
+
+/// The most a Keystone answer may weigh (a token with a large catalog).
+const MAX_ANSWER: usize = 4 * 1024 * 1024;
+
+/// How the edge identifies itself to the central Glance in Keystone mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum CentralAuth {
+    /// The caller's own token goes on to the central (both sites share one Keystone, or
+    /// synchronised ones): the central decides who sees what online, the edge learns.
+    #[default]
+    Forward,
+    /// The edge's service token goes to the central (which must make the edge's service
+    /// user an admin); the edge enforces Glance's visibility rules itself, online too.
+    /// Writes still carry the caller's token, so the central decides them.
+    Service,
+}
+
+fn default_domain() -> String {
+    "default".into()
+}
+fn default_service_project() -> String {
+    "service".into()
+}
+fn default_cache_seconds() -> f64 {
+    300.0
+}
+fn default_offline_seconds() -> f64 {
+    3600.0
+}
+fn default_negative_seconds() -> f64 {
+    10.0
+}
+fn default_capacity() -> u64 {
+    100_000
+}
+fn default_timeout() -> f64 {
+    5.0
+}
+fn default_retry() -> f64 {
+    5.0
+}
+
+/// The `[keystone]` table of the edge's configuration.
+///
+/// ```
+/// let cfg: glance_proto::keystone::KeystoneConfig = toml::from_str(r#"
+///     auth_url = "http://keystone.example:5000/v3"
+///     username = "stackfed-edge"
+///     password_file = "/etc/stackfed/edge-password"
+/// "#).unwrap();
+/// assert_eq!(cfg.project_name, "service");
+/// assert_eq!(cfg.cache_seconds, 300.0);
+/// ```
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct KeystoneConfig {
+    /// Keystone's identity endpoint (`http://host:5000/v3`; `/v3` is added when missing):
+    /// the central site's, or a Keystone at the edge site that serves the same users.
+    pub auth_url: Url,
+    /// The edge's service user (needs the `service` role to validate tokens).
+    pub username: String,
+    /// Its password, in the configuration (prefer `password_file` or `password_env`).
+    #[serde(default)]
+    pub password: Option<String>,
+    /// A file holding its password (trailing newline ignored).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// An environment variable holding its password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// The service user's domain id.
+    #[serde(default = "default_domain")]
+    pub user_domain_id: String,
+    /// The project the service token is scoped to.
+    #[serde(default = "default_service_project")]
+    pub project_name: String,
+    /// That project's domain id.
+    #[serde(default = "default_domain")]
+    pub project_domain_id: String,
+    /// A validation is trusted this long, then checked with Keystone again (as
+    /// `auth_token`'s `token_cache_time`): the longest a revoked token still works.
+    #[serde(default = "default_cache_seconds")]
+    pub cache_seconds: f64,
+    /// While Keystone is unreachable, a token validated within this long keeps working
+    /// (never past its own expiry).
+    #[serde(default = "default_offline_seconds")]
+    pub offline_seconds: f64,
+    /// How long a token Keystone rejected is refused without asking again.
+    #[serde(default = "default_negative_seconds")]
+    pub negative_cache_seconds: f64,
+    /// The most validations kept.
+    #[serde(default = "default_capacity")]
+    pub cache_capacity: u64,
+    /// Seconds to connect to Keystone and for it to answer.
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: f64,
+    /// After Keystone failed to answer, it is not asked again for this long: earlier
+    /// validations are used at once, unknown tokens get a 503 at once (no request waits
+    /// for a timeout again and again while the link is down).
+    #[serde(default = "default_retry")]
+    pub retry_seconds: f64,
+    /// Where clients are told to authenticate (`WWW-Authenticate` of a 401); default
+    /// `auth_url`.
+    #[serde(default)]
+    pub www_authenticate_uri: Option<Url>,
+    /// How the edge identifies itself to the central.
+    #[serde(default)]
+    pub central_auth: CentralAuth,
+}
+
+impl std::fmt::Debug for KeystoneConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeystoneConfig")
+            .field("auth_url", &self.auth_url.as_str())
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password_file", &self.password_file)
+            .field("password_env", &self.password_env)
+            .field("project_name", &self.project_name)
+            .field("cache_seconds", &self.cache_seconds)
+            .field("offline_seconds", &self.offline_seconds)
+            .field("central_auth", &self.central_auth)
+            .finish_non_exhaustive()
+    }
+}
+
+fn secs(name: &str, v: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(v)
+        .map_err(|_| format!("keystone.{name} must be a non-negative number of seconds"))
+}
+
+impl KeystoneConfig {
+    /// Checks the values that do not need the outside world.
+    pub fn check(&self) -> Result<(), String> {
+        secs("cache_seconds", self.cache_seconds)?;
+        secs("offline_seconds", self.offline_seconds)?;
+        secs("negative_cache_seconds", self.negative_cache_seconds)?;
+        secs("timeout_seconds", self.timeout_seconds)?;
+        secs("retry_seconds", self.retry_seconds)?;
+        let sources = [
+            self.password.is_some(),
+            self.password_file.is_some(),
+            self.password_env.is_some(),
+        ];
+        if sources.iter().filter(|s| **s).count() != 1 {
+            return Err(
+                "keystone needs exactly one of password, password_file, password_env".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The service user's password, from wherever the configuration says.
+    pub fn resolve_password(&self) -> Result<String, String> {
+        if let Some(p) = &self.password {
+            return Ok(p.clone());
+        }
+        if let Some(path) = &self.password_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read keystone.password_file {path:?}: {e}"))?;
+            return Ok(text.trim_end_matches(['\r', '\n']).to_owned());
+        }
+        if let Some(var) = &self.password_env {
+            return std::env::var(var)
+                .map_err(|_| format!("keystone.password_env: ${var} is not set"));
+        }
+        Err("keystone needs a password".into())
+    }
+
+    /// A validator for this configuration (reads the password now).
+    pub fn build(&self) -> Result<KeystoneAuth, String> {
+        self.check()?;
+        let password = self.resolve_password()?;
+        let mut base = self.auth_url.as_str().trim_end_matches('/').to_owned();
+        if !base.ends_with("/v3") {
+            base.push_str("/v3");
+        }
+        let www = self.www_authenticate_uri.as_ref().map_or_else(
+            || base.clone(),
+            |u| u.as_str().trim_end_matches('/').to_owned(),
+        );
+        let www_authenticate = HeaderValue::from_str(&format!("Keystone uri=\"{www}\""))
+            .map_err(|_| "keystone.www_authenticate_uri is not a valid header value")?;
+        let timeout = secs("timeout_seconds", self.timeout_seconds)?;
+        let cache_for = secs("cache_seconds", self.cache_seconds)?;
+        let offline_for = secs("offline_seconds", self.offline_seconds)?;
+        let negative_for = secs("negative_cache_seconds", self.negative_cache_seconds)?;
+        let retry_after = secs("retry_seconds", self.retry_seconds)?;
+        let cache = Cache::builder()
+            .max_capacity(self.cache_capacity)
+            .expire_after(Lifetime {
+                keep_valid: cache_for.max(offline_for),
+                keep_rejected: negative_for,
+            })
+            .build();
+        Ok(KeystoneAuth {
+            inner: Arc::new(Inner {
+                http: HttpClient::new(Timeouts {
+                    connect: timeout,
+                    response: timeout,
+                    idle: timeout,
+                }),
+                tokens_url: format!("{base}/auth/tokens"),
+                www_authenticate,
+                login: Login {
+                    body: json!({"auth": {
+                        "identity": {"methods": ["password"], "password": {"user": {
+                            "name": self.username,
+                            "domain": {"id": self.user_domain_id},
+                            "password": password,
+                        }}},
+                        "scope": {"project": {
+                            "name": self.project_name,
+                            "domain": {"id": self.project_domain_id},
+                        }},
+                    }}),
+                },
+                service: tokio::sync::Mutex::new(None),
+                cache,
+                cache_for,
+                offline_for,
+                retry_after,
+                unreachable_since: std::sync::Mutex::new(None),
+                central_auth: self.central_auth,
+            }),
+        })
+    }
+}
+
+/// Who a token belongs to, as Keystone validated it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TokenInfo {
+    /// The user's id.
+    pub user_id: String,
+    /// The project the token is scoped to (none for an unscoped or domain token).
+    pub project_id: Option<String>,
+    /// The role names in that scope.
+    pub roles: Vec<String>,
+    /// When the token expires.
+    pub expires_at: SystemTime,
+}
+
+impl TokenInfo {
+    fn expired(&self) -> bool {
+        SystemTime::now() >= self.expires_at
+    }
+
+    /// Whether the roles make the caller an admin (Glance's `context_is_admin`:
+    /// `role:admin`).
+    pub fn is_admin(&self) -> bool {
+        self.roles.iter().any(|r| r.eq_ignore_ascii_case("admin"))
+    }
+}
+
+/// Why a token was not accepted. [`is_temporary`](Self::is_temporary) says whether
+/// asking again later may help.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// The request carries no token.
+    #[error("the request carries no token")]
+    Missing,
+    /// Keystone says the token is invalid, expired or revoked (or it is known expired).
+    #[error("the token is invalid or expired")]
+    Invalid,
+    /// Keystone could not be asked (unreachable, slow, failing, or an unreadable answer);
+    /// the token is not known from before.
+    #[error("Keystone could not validate the token: {source}")]
+    Unavailable {
+        /// Why.
+        #[source]
+        source: BoxError,
+    },
+    /// Keystone refused the edge's own service user (credentials or roles): a
+    /// configuration fault of the edge's.
+    #[error("Keystone refused the edge's service user: {0}")]
+    Service(String),
+}
+
+impl AuthError {
+    /// Whether asking again later may succeed.
+    pub fn is_temporary(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+
+    fn unavailable(e: impl Into<BoxError>) -> Self {
+        Self::Unavailable { source: e.into() }
+    }
+}
+
+#[derive(Clone)]
+struct Login {
+    body: Value,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Login { <credentials> }")
+    }
+}
+
+#[derive(Clone)]
+struct ServiceToken {
+    token: String,
+    renew_at: Instant,
+}
+
+impl std::fmt::Debug for ServiceToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceToken")
+            .field("renew_at", &self.renew_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A cached validation.
+#[derive(Debug, Clone)]
+enum Entry {
+    Valid {
+        info: Arc<TokenInfo>,
+        checked: Instant,
+    },
+    Rejected,
+}
+
+/// How long an entry lives: a validation until the token expires but no longer than it
+/// can be used (online or offline); a rejection briefly.
+struct Lifetime {
+    keep_valid: Duration,
+    keep_rejected: Duration,
+}
+
+impl Lifetime {
+    fn of(&self, e: &Entry) -> Duration {
+        match e {
+            Entry::Valid { info, .. } => info
+                .expires_at
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+                .min(self.keep_valid),
+            Entry::Rejected => self.keep_rejected,
+        }
+    }
+}
+
+impl moka::Expiry<[u8; 32], Entry> for Lifetime {
+    fn expire_after_create(&self, _: &[u8; 32], e: &Entry, _: Instant) -> Option<Duration> {
+        Some(self.of(e))
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &[u8; 32],
+        e: &Entry,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(self.of(e))
+    }
+}
+
+/// The token validator (see the [module docs](self)). Cheap to clone: clones share the
+/// cache, the service token and the connection pool.
+#[derive(Debug, Clone)]
+pub struct KeystoneAuth {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: HttpClient,
+    tokens_url: String,
+    www_authenticate: HeaderValue,
+    login: Login,
+    service: tokio::sync::Mutex<Option<ServiceToken>>,
+    cache: Cache<[u8; 32], Entry>,
+    cache_for: Duration,
+    offline_for: Duration,
+    retry_after: Duration,
+    /// When Keystone last failed to answer (cleared by an answer).
+    unreachable_since: std::sync::Mutex<Option<Instant>>,
+    central_auth: CentralAuth,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeystoneAuth")
+            .field("tokens_url", &self.tokens_url)
+            .field("cached", &self.cache.entry_count())
+            .field("central_auth", &self.central_auth)
+            .finish_non_exhaustive()
+    }
+}
+
+fn key(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+impl KeystoneAuth {
+    /// How the edge identifies itself to the central.
+    pub fn central_auth(&self) -> CentralAuth {
+        self.inner.central_auth
+    }
+
+    /// Validates a token: from the cache while its validation is recent, else by asking
+    /// Keystone; while Keystone is unreachable, from an earlier validation within
+    /// `offline_seconds`.
+    pub async fn validate(&self, token: &str) -> Result<Arc<TokenInfo>, AuthError> {
+        let i = &self.inner;
+        if token.is_empty() {
+            return Err(AuthError::Missing);
+        }
+        let key = key(token);
+        let cached = i.cache.get(&key).await;
+        match &cached {
+            Some(Entry::Rejected) => return Err(AuthError::Invalid),
+            Some(Entry::Valid { info, .. }) if info.expired() => {
+                i.cache.invalidate(&key).await;
+                return Err(AuthError::Invalid);
+            }
+            Some(Entry::Valid { info, checked }) if checked.elapsed() < i.cache_for => {
+                return Ok(info.clone());
+            }
+            _ => {}
+        }
+        let answer = match self.recently_unreachable() {
+            Some(since) => Err(AuthError::unavailable(format!(
+                "Keystone did not answer {:.0?} ago; asking again after {:?}",
+                since.elapsed(),
+                i.retry_after
+            ))),
+            None => self.ask(token).await,
+        };
+        self.note_reachability(&answer);
+        match answer {
+            Ok(Some(info)) if info.expired() => Err(AuthError::Invalid),
+            Ok(Some(info)) => {
+                let info = Arc::new(info);
+                i.cache
+                    .insert(
+                        key,
+                        Entry::Valid {
+                            info: info.clone(),
+                            checked: Instant::now(),
+                        },
+                    )
+                    .await;
+                Ok(info)
+            }
+            Ok(None) => {
+                // Never honoured again, online or offline: the rejection replaces any
+                // earlier validation.
+                i.cache.insert(key, Entry::Rejected).await;
+                Err(AuthError::Invalid)
+            }
+            Err(e @ AuthError::Unavailable { .. }) => match cached {
+                Some(Entry::Valid { info, checked }) if checked.elapsed() < i.offline_for => {
+                    tracing::debug!(error = %e, "Keystone unreachable: an earlier validation stands");
+                    Ok(info)
+                }
+                _ => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    /// When Keystone failed to answer, if that was less than `retry_seconds` ago.
+    fn recently_unreachable(&self) -> Option<Instant> {
+        let since = self
+            .inner
+            .unreachable_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        since.filter(|s| s.elapsed() < self.inner.retry_after)
+    }
+
+    fn note_reachability<T>(&self, answer: &Result<T, AuthError>) {
+        let mut since = self
+            .inner
+            .unreachable_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match answer {
+            Err(AuthError::Unavailable { .. }) => {
+                if since.is_none_or(|s| s.elapsed() >= self.inner.retry_after) {
+                    tracing::warn!("Keystone is unreachable: earlier validations stand in");
+                    *since = Some(Instant::now());
+                }
+            }
+            _ => *since = None,
+        }
+    }
+
+    /// The caller of a request: its token validated, its project and roles from the
+    /// validation, and the identity that goes on to the central.
+    pub async fn identify(&self, headers: &HeaderMap) -> Result<RequestContext, GlanceError> {
+        let token = headers
+            .get("x-auth-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .unwrap_or("");
+        let info = self.validate(token).await.map_err(|e| self.refusal(&e))?;
+        let mut ctx = RequestContext {
+            project_id: info.project_id.clone(),
+            is_admin: info.is_admin(),
+            ..RequestContext::default()
+        };
+        match self.inner.central_auth {
+            CentralAuth::Forward => {
+                ctx.identity_headers
+                    .push(("x-auth-token".into(), token.to_owned()));
+            }
+            CentralAuth::Service => {
+                let service = self
+                    .service_token(false)
+                    .await
+                    .map_err(|e| self.refusal(&e))?;
+                ctx.identity_headers.push(("x-auth-token".into(), service));
+                ctx.enforce_locally = true;
+            }
+        }
+        Ok(ctx)
+    }
+
+    /// The answer to a token that was not accepted: 401 as `auth_token` gives it, or 503
+    /// when Keystone could not be asked.
+    pub fn refusal(&self, e: &AuthError) -> GlanceError {
+        match e {
+            AuthError::Missing | AuthError::Invalid => {
+                tracing::info!(error = %e, "token refused");
+                unauthorized(self.inner.www_authenticate.clone())
+            }
+            AuthError::Unavailable { .. } | AuthError::Service(_) => {
+                tracing::error!(error = %e, "cannot validate a token");
+                GlanceError::unavailable("The Keystone service is temporarily unavailable.")
+            }
+        }
+    }
+
+    /// Asks Keystone about a token: `Some` when valid, `None` when Keystone rejects it.
+    async fn ask(&self, token: &str) -> Result<Option<TokenInfo>, AuthError> {
+        let i = &self.inner;
+        let Ok(subject) = HeaderValue::from_str(token) else {
+            return Ok(None);
+        };
+        for attempt in 0..2 {
+            let service = self.service_token(attempt > 0).await?;
+            let service = HeaderValue::from_str(&service)
+                .map_err(|_| AuthError::Service("the service token is not a header".into()))?;
+            let mut req = Request::builder()
+                .method(Method::GET)
+                .uri(&i.tokens_url)
+                .header("x-auth-token", service)
+                .header("x-subject-token", subject.clone())
+                .header(header::ACCEPT, "application/json")
+                .body(crate::body::empty())
+                .map_err(AuthError::unavailable)?;
+            req.headers_mut().remove(header::HOST);
+            let (parts, body) = i
+                .http
+                .send_collect(req, MAX_ANSWER)
+                .await
+                .map_err(keystone_unreachable)?;
+            match parts.status {
+                StatusCode::OK => return token_info(&body).map(Some),
+                StatusCode::NOT_FOUND => return Ok(None),
+                StatusCode::UNAUTHORIZED if attempt == 0 => {
+                    tracing::info!("Keystone refused the service token: logging in again");
+                }
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                    return Err(AuthError::Service(format!(
+                        "token validation answered {}",
+                        parts.status
+                    )))
+                }
+                s if s.is_server_error() => {
+                    return Err(AuthError::unavailable(format!(
+                        "token validation answered {s}"
+                    )))
+                }
+                // A malformed subject token (400 and the like): not a valid token.
+                _ => return Ok(None),
+            }
+        }
+        Err(AuthError::Service(
+            "the renewed service token was refused".into(),
+        ))
+    }
+
+    /// The edge's service token: the current one, or a new one when it is due for
+    /// renewal (or `renew`).
+    async fn service_token(&self, renew: bool) -> Result<String, AuthError> {
+        let mut current = self.inner.service.lock().await;
+        if let Some(t) = current.as_ref() {
+            if !renew && Instant::now() < t.renew_at {
+                return Ok(t.token.clone());
+            }
+        }
+        let fresh = self.login().await?;
+        let token = fresh.token.clone();
+        *current = Some(fresh);
+        Ok(token)
+    }
+
+    /// A password login as the edge's service user.
+    async fn login(&self) -> Result<ServiceToken, AuthError> {
+        let i = &self.inner;
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(&i.tokens_url)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "application/json")
+            .body(full(Bytes::from(i.login.body.to_string())))
+            .map_err(AuthError::unavailable)?;
+        let (parts, body) = i
+            .http
+            .send_collect(req, MAX_ANSWER)
+            .await
+            .map_err(keystone_unreachable)?;
+        match parts.status {
+            StatusCode::CREATED | StatusCode::OK => {}
+            s if s.is_server_error() => {
+                return Err(AuthError::unavailable(format!("login answered {s}")))
+            }
+            s => return Err(AuthError::Service(format!("login answered {s}"))),
+        }
+        let token = parts
+            .headers
+            .get("x-subject-token")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| AuthError::unavailable("login answer without X-Subject-Token"))?
+            .to_owned();
+        let info = token_info(&body)?;
+        let left = info
+            .expires_at
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        // Renewed half-way, or 5 minutes before it expires, whichever comes later.
+        let renew_in = (left / 2).max(left.saturating_sub(Duration::from_secs(300)));
+        tracing::info!(expires_in = ?left, "logged in to Keystone as the edge's service user");
+        Ok(ServiceToken {
+            token,
+            renew_at: Instant::now() + renew_in,
+        })
+    }
+}
+
+fn keystone_unreachable(e: ClientError) -> AuthError {
+    AuthError::unavailable(e)
+}
+
+/// The 401 Glance answers behind `auth_token` (taken from Glance 33 with
+/// keystonemiddleware 13): webob's own page, negotiated by `Accept` like every Glance
+/// error, and `WWW-Authenticate: Keystone uri="…"`.
+pub fn unauthorized(www_authenticate: HeaderValue) -> GlanceError {
+    GlanceError::new(StatusCode::UNAUTHORIZED, UNAUTHORIZED)
+        .with_header(header::WWW_AUTHENTICATE, www_authenticate)
+}
+
+/// The message of that 401.
+pub const UNAUTHORIZED: &str = "This server could not verify that you are authorized to access the document you requested. Either you supplied the wrong credentials (e.g., bad password), or your browser does not understand how to supply the credentials required.";
+
+/// The token of a validation or login answer (`{"token": {…}}`).
+fn token_info(body: &[u8]) -> Result<TokenInfo, AuthError> {
+    let doc: Value = serde_json::from_slice(body)
+        .map_err(|e| AuthError::unavailable(format!("Keystone's answer is not JSON: {e}")))?;
+    let t = &doc["token"];
+    let user_id = t["user"]["id"]
+        .as_str()
+        .ok_or_else(|| AuthError::unavailable("Keystone's token has no user id"))?
+        .to_owned();
+    let expires_at = t["expires_at"]
+        .as_str()
+        .and_then(parse_time)
+        .ok_or_else(|| AuthError::unavailable("Keystone's token has no readable expires_at"))?;
+    Ok(TokenInfo {
+        user_id,
+        project_id: t["project"]["id"].as_str().map(str::to_owned),
+        roles: t["roles"]
+            .as_array()
+            .map(|rs| {
+                rs.iter()
+                    .filter_map(|r| r["name"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        expires_at,
+    })
+}
+
+/// Keystone's UTC timestamps: `2026-11-30T15:35:49.000000Z` (fraction and `Z`
+/// optional).
+fn parse_time(s: &str) -> Option<SystemTime> {
+    let s = s.trim().trim_end_matches('Z');
+    let s = s.strip_suffix("+00:00").unwrap_or(s);
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+    let mut t = hms.splitn(3, ':').map(|p| p.parse::<u64>().ok());
+    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    // Days since the epoch of a proleptic Gregorian date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = u64::try_from(era * 146_097 + doe - 719_468).ok()?;
+    let nanos = if frac.is_empty() {
+        0
+    } else {
+        let digits: String = frac.chars().take(9).collect();
+        let n: u64 = digits.parse().ok()?;
+        n * 10u64.pow(9 - u32::try_from(digits.len()).ok()?)
+    };
+    Some(
+        UNIX_EPOCH
+            + Duration::from_secs(days * 86_400 + hh * 3600 + mm * 60 + ss)
+            + Duration::from_nanos(nanos),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keystone_times() {
+        let t = parse_time("2026-11-30T15:35:49.250000Z").unwrap();
+        let d = t.duration_since(UNIX_EPOCH).unwrap();
+        assert_eq!(d.as_secs(), 1_796_052_949);
+        assert_eq!(d.subsec_millis(), 250);
+        assert_eq!(
+            parse_time("1970-01-01T00:00:00Z"),
+            Some(UNIX_EPOCH),
+            "the epoch"
+        );
+        assert!(parse_time("2026-13-01T00:00:00Z").is_none());
+        assert!(parse_time("yesterday").is_none());
+        assert!(parse_time("2026-11-30T15:35").is_none());
+    }
+}

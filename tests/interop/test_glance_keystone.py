@@ -1,0 +1,362 @@
+"""The edge in Keystone mode, in front of a real Glance 33 protected by a real Keystone
+30 (keystonemiddleware's auth_token), used through the catalog by python-openstackclient,
+python-glanceclient and openstacksdk.
+
+Layout: the session's Keystone is the central site's; the central Glance validates tokens
+with it as the `glance` service user. Two edges (`identity = "keystone"`, service user
+`stackfed-edge`, the caller's token forwarded to the central):
+- `edge_c` validates with the central Keystone (region `Edge1` in the catalog);
+- `edge_e` validates with an edge-site Keystone, a second real Keystone that replicates
+  the central one (database and Fernet keys copied, as distributed clouds keep one
+  Keystone per site in sync), region `Edge2`.
+The central site going dark is the central Glance stopped and the central Keystone
+frozen (SIGSTOP: a lost link is silence, not a refusal)."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+import requests
+
+import peers
+
+OPENSTACK = str(peers.VENV_BIN / "openstack")
+GLANCE = str(peers.VENV_BIN / "glance")
+
+
+@pytest.fixture(scope="module")
+def site(workdir, keystone):
+    """The central Glance, the two edges, the edge-site Keystone and the catalog."""
+    base = workdir / "glance-keystone"
+    edge_c = peers.GlanceEdge(base / "edge-c", "", port=peers.free_port())
+    edge_e = peers.GlanceEdge(base / "edge-e", "", port=peers.free_port())
+    # A third edge that reads from the central as its own service user (an admin of the
+    # central Glance) and applies the visibility rules itself.
+    edge_s = peers.GlanceEdge(base / "edge-s", "", port=peers.free_port())
+    keystone.add_endpoint("image", "glance-edge-1", edge_c.endpoint, region="Edge1")
+    keystone.add_endpoint("image", "glance-edge-2", edge_e.endpoint, region="Edge2")
+    central = peers.GlanceCentral(base / "central", keystone=keystone)
+    central.write_config()  # picks its port
+    keystone.add_endpoint("image", "glance", central.endpoint)
+    edge_ks = peers.Keystone(base / "edge-keystone", replica_of=keystone)
+    procs = []
+    try:
+        edge_ks.start()
+        procs.append(edge_ks)
+        central.start()
+        procs.append(central)
+        password = base / "edge-password"
+        password.write_text(keystone.users["stackfed-edge"].password + "\n")
+        password.chmod(0o600)
+        binary = peers.cargo_bin("glance-edge-cache")
+        if "admin" not in keystone.users["stackfed-edge"].roles["service"]:
+            keystone.grant("stackfed-edge", "service", "admin")
+        for edge, ks, mode in ((edge_c, keystone, "forward"), (edge_e, edge_ks, "forward"),
+                               (edge_s, keystone, "service")):
+            edge.central_url = central.endpoint
+            edge.identity = "keystone"
+            edge.extra_toml = (
+                "\n[keystone]\n"
+                f'auth_url = "{ks.auth_url}"\n'
+                f'www_authenticate_uri = "{keystone.auth_url}"\n'
+                'username = "stackfed-edge"\n'
+                f'password_file = "{password}"\n'
+                "cache_seconds = 2\n"
+                "offline_seconds = 600\n"
+                "timeout_seconds = 1\n"
+                f'central_auth = "{mode}"\n'
+            )
+            edge.start(binary)
+            procs.append(edge)
+        yield {"central": central, "edge_c": edge_c, "edge_e": edge_e, "edge_s": edge_s, "edge_ks": edge_ks,
+               "keystone": keystone}
+    finally:
+        if keystone.proc:
+            os.killpg(keystone.proc.pid, signal.SIGCONT)
+        for p in reversed(procs):
+            p.stop()
+
+
+def auth(token):
+    return {"X-Auth-Token": token}
+
+
+def make(central, token, name, visibility, data):
+    r = requests.post(central.endpoint + "/v2/images", headers=auth(token), json={
+        "name": name, "disk_format": "raw", "container_format": "bare", "visibility": visibility})
+    assert r.status_code == 201, r.text
+    img = r.json()["id"]
+    r = requests.put(f"{central.endpoint}/v2/images/{img}/file", data=data,
+                     headers={**auth(token), "Content-Type": "application/octet-stream"})
+    assert r.status_code == 204, r.text
+    return img
+
+
+@pytest.fixture(scope="module")
+def world(site):
+    """Images made at the central by their owners: alpha's private and shared (with beta,
+    accepted), beta's private, and a public one made by the admin."""
+    ks, central = site["keystone"], site["central"]
+    alice, bob, admin = ks.token("alice"), ks.token("bob"), ks.token("admin", "admin")
+    data = {k: os.urandom(192 * 1024) for k in ("alpha", "shared", "beta", "public")}
+    ids = {
+        "alpha": make(central, alice, "alpha-private", "private", data["alpha"]),
+        "shared": make(central, alice, "alpha-shared", "shared", data["shared"]),
+        "beta": make(central, bob, "beta-private", "private", data["beta"]),
+        "public": make(central, admin, "everyones", "public", data["public"]),
+    }
+    s = ids["shared"]
+    beta = ks.project_ids["beta"]
+    r = requests.post(f"{central.endpoint}/v2/images/{s}/members", json={"member": beta}, headers=auth(alice))
+    assert r.status_code == 200, r.text
+    r = requests.put(f"{central.endpoint}/v2/images/{s}/members/{beta}", json={"status": "accepted"},
+                     headers=auth(bob))
+    assert r.status_code == 200, r.text
+    return ids, data
+
+
+# Who may read what (Glance's rules): alice and bob are members of alpha and beta, rita
+# only reads alpha, admin administers.
+ALLOWED = {
+    "alice": {"alpha", "shared", "public"},
+    "rita": {"alpha", "shared", "public"},
+    "bob": {"shared", "beta", "public"},
+    "admin": {"alpha", "shared", "beta", "public"},
+}
+PROJECT = {"admin": "admin"}
+
+
+def cli(argv, env, region="Edge1", timeout=180):
+    out = subprocess.run(argv, env={**env, "OS_REGION_NAME": region, "PATH": "/usr/bin:/bin"},
+                         capture_output=True, text=True, timeout=timeout)
+    return out
+
+
+def test_refusals_are_glances(site, world):
+    """Missing, invalid and revoked tokens: the edge answers exactly as the central does
+    (auth_token's 401: JSON body, WWW-Authenticate), for every Accept."""
+    ks, central, edge = site["keystone"], site["central"], site["edge_c"]
+    ids, _ = world
+    wrong = []
+    for headers in ({}, auth("gAAAAAnot-a-token"), auth("")):
+        for accept in ("*/*", "text/html", "application/json", "text/plain", None):
+            h = {**headers, **({"Accept": accept} if accept else {})}
+            for path in ("/v2/images", f"/v2/images/{ids['public']}/file"):
+                want = requests.get(central.endpoint + path, headers=h)
+                got = requests.get(edge.endpoint + path, headers=h)
+                assert want.status_code == 401, want.text
+                if (got.status_code, got.headers["Content-Type"], got.text) != (
+                        want.status_code, want.headers["Content-Type"], want.text):
+                    wrong.append((headers, accept, path, want.headers["Content-Type"], want.text,
+                                  got.headers["Content-Type"], got.text))
+                assert got.headers["WWW-Authenticate"] == want.headers["WWW-Authenticate"]
+    assert not wrong, "\n".join(map(repr, wrong))
+
+
+def test_access_rules_and_errors_as_glance(site, world):
+    """Glance's answers, compared byte for byte with the central's: error bodies per
+    Accept, the legacy Content-Range request header, and a deactivated image (its data
+    for admins only)."""
+    ks, central, edge = site["keystone"], site["central"], site["edge_c"]
+    ids, data = world
+    alice, admin = ks.token("alice"), ks.token("admin", "admin")
+
+    def both(method, path, token, **headers):
+        h = {**auth(token), **headers}
+        return (requests.request(method, central.endpoint + path, headers=h),
+                requests.request(method, edge.endpoint + path, headers=h))
+
+    def same(want, got, what):
+        assert (got.status_code, got.headers.get("Content-Type"), got.content) == (
+            want.status_code, want.headers.get("Content-Type"), want.content), (what, want.text, got.text)
+
+    missing = "0b9ecbbf-1d6b-4d3e-9a53-2cb2a0a2c0de"
+    for accept in ("*/*", "text/html", "application/json", "text/plain", "application/json, */*;q=0.5",
+                   "text/html;q=0.5, application/json", "application/*", ""):
+        for path in (f"/v2/images/{missing}", f"/v2/images/{ids['beta']}", f"/v2/images/{ids['beta']}/file"):
+            want, got = both("GET", path, alice, Accept=accept)
+            assert want.status_code == 404
+            same(want, got, (accept, path))
+    # The legacy Content-Range request header selects a range, as Glance honours it.
+    img, size = ids["alpha"], len(data["alpha"])
+    for value in ("bytes 10-19/*", f"bytes 0-{size - 1}/{size}", f"bytes {size - 5}-{size - 1}/*"):
+        want, got = both("GET", f"/v2/images/{img}/file", alice, **{"Content-Range": value})
+        assert want.status_code == 206, (value, want.text)
+        assert (got.status_code, got.headers.get("Content-Range"), got.content) == (
+            want.status_code, want.headers.get("Content-Range"), want.content), value
+    for value in (f"bytes 10-{size}/*", f"bytes {size}-{size}/{size + 1}", "bytes 5-1/*", "bytes=0-9"):
+        want, got = both("GET", f"/v2/images/{img}/file", alice, **{"Content-Range": value})
+        assert got.status_code == want.status_code, (value, want.status_code, want.text, got.text)
+    # Deactivated: 403 for the owner, the data for an admin, as the central answers.
+    r = requests.post(f"{central.endpoint}/v2/images/{img}/actions/deactivate", headers=auth(admin))
+    assert r.status_code == 204, r.text
+    try:
+        for accept in ("application/json", "*/*"):
+            want, got = both("GET", f"/v2/images/{img}/file", alice, Accept=accept)
+            assert want.status_code == 403
+            same(want, got, ("deactivated", accept))
+        want, got = both("GET", f"/v2/images/{img}/file", admin)
+        assert want.status_code == 200 and want.content == data["alpha"]
+        assert got.status_code == 200 and got.content == data["alpha"], got.text
+    finally:
+        r = requests.post(f"{central.endpoint}/v2/images/{img}/actions/reactivate", headers=auth(admin))
+        assert r.status_code == 204, r.text
+
+
+def test_openstack_cli_through_the_catalog(site, world, tmp_path):
+    """`openstack image list|show|save` as members of two projects, a reader and an
+    admin, with the edge picked from the catalog (region Edge1); cross-project reads
+    refused as Glance refuses them."""
+    ks, edge = site["keystone"], site["edge_c"]
+    ids, data = world
+    for user, allowed in ALLOWED.items():
+        env = ks.os_env(user, PROJECT.get(user))
+        out = cli([OPENSTACK, "--debug", "image", "list", "-f", "json"], env)
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert f"{edge.endpoint}/v2/images" in out.stderr, "the listing went through the edge"
+        listed = {i["ID"] for i in json.loads(out.stdout)}
+        for kind, img in ids.items():
+            assert (img in listed) == (kind in allowed), (user, kind)
+        # One download each: alice's own, rita reads alpha's, bob's shared one, and the
+        # admin another project's private image.
+        kind = {"alice": "alpha", "rita": "alpha", "bob": "shared", "admin": "beta"}[user]
+        target = tmp_path / f"{user}.img"
+        save = cli([OPENSTACK, "image", "save", "--file", str(target), ids[kind]], env)
+        assert save.returncode == 0, save.stderr[-2000:]
+        assert hashlib.md5(target.read_bytes()).hexdigest() == hashlib.md5(data[kind]).hexdigest()
+    # Show: one's own, and the other project's private image refused (as Glance: 404).
+    for user, mine, theirs in (("alice", "alpha", "beta"), ("bob", "beta", "alpha")):
+        env = ks.os_env(user)
+        show = cli([OPENSTACK, "image", "show", ids[mine], "-f", "json"], env)
+        assert show.returncode == 0, (user, show.stderr[-2000:])
+        assert json.loads(show.stdout)["id"] == ids[mine]
+        show = cli([OPENSTACK, "image", "show", ids[theirs], "-f", "json"], env)
+        assert show.returncode != 0, user
+        assert "No Image found" in show.stderr or "Not Found" in show.stderr, show.stderr[-2000:]
+
+
+def test_glanceclient_and_openstacksdk_through_the_catalog(site, world, tmp_path):
+    ks = site["keystone"]
+    ids, data = world
+    env = ks.os_env("bob")
+    target = tmp_path / "shared.img"
+    out = cli([GLANCE, "image-download", "--file", str(target), ids["shared"]], env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert target.read_bytes() == data["shared"]
+    out = cli([GLANCE, "image-download", "--file", str(tmp_path / "x"), ids["alpha"]], env)
+    assert out.returncode != 0 and "404" in out.stderr + out.stdout, out.stderr
+
+    import openstack
+    import openstack.exceptions
+    u = ks.users["alice"]
+    conn = openstack.connect(auth_url=ks.auth_url, username="alice", password=u.password,
+                             project_name="alpha", user_domain_id="default", project_domain_id="default",
+                             region_name="Edge1", interface="public")
+    try:
+        assert conn.image.get_endpoint().rstrip("/").startswith(site["edge_c"].endpoint)
+        names = {i.name for i in conn.image.images()}
+        assert {"alpha-private", "alpha-shared", "everyones"} <= names and "beta-private" not in names
+        got = conn.image.download_image(ids["alpha"])
+        assert hashlib.md5(got.content if hasattr(got, "content") else got).hexdigest() == \
+            hashlib.md5(data["alpha"]).hexdigest()
+        with pytest.raises(openstack.exceptions.NotFoundException):
+            conn.image.get_image(ids["beta"])
+    finally:
+        conn.close()
+
+
+def test_an_edge_reading_as_its_service_user_applies_the_rules_itself(site, world):
+    """central_auth = "service": the central answers the edge's service user (who sees
+    every image); each caller still sees exactly what Glance would show them."""
+    ks, edge = site["keystone"], site["edge_s"]
+    ids, data = world
+    # bob first: the edge has learned nothing about the shared image's members yet.
+    for user in ("bob", "alice", "rita"):
+        token = ks.token(user)
+        r = requests.get(edge.endpoint + "/v2/images", headers=auth(token))
+        assert r.status_code == 200, r.text
+        listed = {i["id"] for i in r.json()["images"]}
+        for kind, img in ids.items():
+            assert (img in listed) == (kind in ALLOWED[user]), (user, kind)
+            show = requests.get(f"{edge.endpoint}/v2/images/{img}", headers=auth(token))
+            down = requests.get(f"{edge.endpoint}/v2/images/{img}/file", headers=auth(token))
+            if kind in ALLOWED[user]:
+                assert show.status_code == 200 and down.content == data[kind], (user, kind, show.text)
+            else:
+                assert (show.status_code, down.status_code) == (404, 404), (user, kind)
+                assert data[kind][:64] not in down.content
+
+
+def test_a_revoked_token_is_refused_once_its_validation_is_refreshed(site, world):
+    ks, edge = site["keystone"], site["edge_c"]
+    ids, _ = world
+    token = ks.token("alice")
+    assert requests.get(f"{edge.endpoint}/v2/images/{ids['alpha']}", headers=auth(token)).status_code == 200
+    ks.revoke(token)
+    # cache_seconds = 2: at most that long later, Keystone is asked again and says no.
+    time.sleep(2.5)
+    r = requests.get(f"{edge.endpoint}/v2/images/{ids['alpha']}", headers=auth(token))
+    assert r.status_code == 401, r.text
+    assert "This server could not verify that you are authorized" in r.text
+    # Remembered as rejected: still refused (never honoured), also from the listing.
+    assert requests.get(f"{edge.endpoint}/v2/images", headers=auth(token)).status_code == 401
+
+
+def test_with_the_central_site_down(site, world, tmp_path):
+    """Central Glance stopped and central Keystone frozen: tokens the edge validated
+    before keep working (and rules still hold); an edge-site Keystone serves new logins
+    (openstack CLI via its catalog) at the edge that validates with it."""
+    ks, central, edge_c, edge_e = site["keystone"], site["central"], site["edge_c"], site["edge_e"]
+    ids, data = world
+    alice, bob = ks.token("alice"), ks.token("bob")
+    # Online: both edges learn the images (metadata, members, data) as their users read.
+    for edge in (edge_c, edge_e):
+        for token, kinds in ((alice, ("alpha", "shared", "public")), (bob, ("shared", "public", "beta"))):
+            assert requests.get(edge.endpoint + "/v2/images", headers=auth(token)).status_code == 200
+            for kind in kinds:
+                r = requests.get(f"{edge.endpoint}/v2/images/{ids[kind]}/file", headers=auth(token))
+                assert r.status_code == 200 and r.content == data[kind], (kind, r.status_code)
+    central.stop()
+    os.killpg(ks.proc.pid, signal.SIGSTOP)
+    try:
+        # A validated token keeps working past cache_seconds (Keystone unreachable).
+        time.sleep(2.5)
+        listed = requests.get(edge_c.endpoint + "/v2/images", headers=auth(alice))
+        assert listed.status_code == 200, listed.text
+        assert listed.headers.get("X-Edge-Stale") == "true"
+        got = {i["id"] for i in listed.json()["images"]}
+        assert got == {ids["alpha"], ids["shared"], ids["public"]}, got
+        # glance image-download with the token, straight at the edge.
+        target = tmp_path / "alpha.img"
+        out = subprocess.run([GLANCE, "--os-image-url", edge_c.endpoint, "--os-auth-token", alice,
+                              "image-download", "--file", str(target), ids["alpha"]],
+                             capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin"})
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert target.read_bytes() == data["alpha"]
+        # Offline the edge decides the same way: bob never sees alpha's private image.
+        r = requests.get(f"{edge_c.endpoint}/v2/images/{ids['alpha']}", headers=auth(bob))
+        assert r.status_code == 404, r.text
+        # A token never validated cannot be checked: 503 as auth_token answers, not 500.
+        fresh = site["edge_ks"].token("rita")
+        r = requests.get(edge_c.endpoint + "/v2/images", headers=auth(fresh))
+        assert r.status_code == 503, r.text
+        # The edge-site Keystone: a new login there, through its catalog, to the edge that
+        # validates with it (region Edge2).
+        env = site["edge_ks"].os_env("bob")
+        out = cli([OPENSTACK, "image", "list", "-f", "json"], env, region="Edge2")
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert {i["ID"] for i in json.loads(out.stdout)} == {ids["shared"], ids["public"], ids["beta"]}
+        target = tmp_path / "beta.img"
+        out = cli([OPENSTACK, "image", "save", "--file", str(target), ids["beta"]], env, region="Edge2")
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert target.read_bytes() == data["beta"]
+        show = cli([OPENSTACK, "image", "show", ids["alpha"]], env, region="Edge2")
+        assert show.returncode != 0
+        r = requests.get(edge_e.endpoint + "/v2/images", headers=auth("gAAAAAnot-a-token"))
+        assert r.status_code == 401, r.text
+    finally:
+        os.killpg(ks.proc.pid, signal.SIGCONT)
