@@ -128,6 +128,35 @@ pub async fn concurrent_creates_have_one_winner<S: AttributeStore>(store: Arc<S>
     }
 }
 
+/// Two stores over one shared database (as two proxy processes have): 16 tasks per
+/// name, alternating between the stores, over 50 names; exactly one wins each race and
+/// all agree on its cluster. Not part of [`run_all`]: it needs two stores.
+pub async fn two_stores_race_with_one_winner<S: AttributeStore>(
+    one: Arc<S>,
+    two: Arc<S>,
+    namespace: &str,
+) {
+    let a = account(namespace, "race2");
+    for round in 0..50 {
+        let c = container(&format!("c{round}"));
+        let tasks: Vec<_> = (0..16)
+            .map(|i| {
+                let s = if i % 2 == 0 { one.clone() } else { two.clone() };
+                let new = NewContainer::new(a.clone(), c.clone(), cluster(&format!("k{i}")));
+                tokio::spawn(async move { s.create_if_absent(new).await })
+            })
+            .collect();
+        let mut winners = 0;
+        let mut clusters = BTreeSet::new();
+        for t in tasks {
+            let o = t.await.unwrap().unwrap();
+            winners += usize::from(o.created());
+            clusters.insert(o.record().cluster.clone());
+        }
+        assert_eq!((winners, clusters.len()), (1, 1), "round {round}");
+    }
+}
+
 /// Updates succeed only at the current version and bump it.
 pub async fn update_is_compare_and_set<S: AttributeStore + ?Sized>(store: &S, namespace: &str) {
     let a = account(namespace, "update");

@@ -204,7 +204,18 @@ impl MysqlConfig {
         })?;
         let lock_wait = timeout.as_secs_f64().ceil().max(1.0);
         Ok(builder
-            .pool_opts(PoolOpts::default().with_constraints(constraints))
+            // No COM_RESET_CONNECTION when a connection goes back to the pool: it would
+            // drop the prepared statements (a prepare per call). Nothing here leaves
+            // session state behind (an unfinished transaction is rolled back; the
+            // migration lock lives on a connection of its own).
+            .pool_opts(
+                PoolOpts::default()
+                    .with_constraints(constraints)
+                    // Keep up to `pool_size` idle connections for a minute (with the
+                    // default of 0, every connection is closed on return).
+                    .with_inactive_connection_ttl(Duration::from_secs(60))
+                    .with_reset_connection(false),
+            )
             .tcp_keepalive(Some(Duration::from_secs(10)))
             // 0 rows affected must mean "unchanged" (a lost create race), not "found".
             .client_found_rows(false)

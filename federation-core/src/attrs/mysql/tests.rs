@@ -81,36 +81,11 @@ async fn two_pools_race_with_one_winner() {
     // both opened at once (both migrate under the lock).
     let (one, two) = tokio::join!(store(), store());
     let (one, two) = (Arc::new(one), Arc::new(two));
-    let a = AccountName::new(format!("AUTH_myrace_{}", crate::attrs::now_ms())).unwrap();
-    for round in 0..50 {
-        let c = ContainerName::new(format!("c{round}")).unwrap();
-        let tasks: Vec<_> = (0..16)
-            .map(|i| {
-                let s = if i % 2 == 0 { one.clone() } else { two.clone() };
-                let new = NewContainer::new(
-                    a.clone(),
-                    c.clone(),
-                    ClusterId::new(format!("k{i}")).unwrap(),
-                );
-                tokio::spawn(async move { s.create_if_absent(new).await })
-            })
-            .collect();
-        let mut winners = 0;
-        let mut clusters = std::collections::BTreeSet::new();
-        for t in tasks {
-            let o = t.await.unwrap().unwrap();
-            winners += usize::from(o.created());
-            clusters.insert(o.record().cluster.clone());
-        }
-        assert_eq!((winners, clusters.len()), (1, 1), "round {round}");
-    }
+    crate::attrs::conformance::two_stores_race_with_one_winner(one.clone(), two, "my").await;
     // A lost race is a no-op update: it logged no change.
     let mut conn = one.pool.get_conn().await.unwrap();
     let logged: Option<u64> = conn
-        .exec_first(
-            "SELECT COUNT(*) FROM stackfed_changes WHERE account = ?",
-            (a.as_str().as_bytes(),),
-        )
+        .query_first("SELECT COUNT(*) FROM stackfed_changes WHERE account LIKE 'AUTH_my_race2_%'")
         .await
         .unwrap();
     assert_eq!(logged, Some(0));
@@ -188,4 +163,39 @@ async fn polling_the_change_log_bounds_how_long_a_stale_record_is_used() {
     let label = format!("change log polled every {:?}", fed.poll_interval);
     checks::feed_bounds_staleness(store().await, store().await, fed, |s, f| s.watch(f), &label)
         .await;
+}
+
+#[tokio::test]
+#[ignore = "needs a real MariaDB; run by tests/interop"]
+async fn connections_and_statements_are_reused() {
+    // A pool that closed every connection on return (mysql_async's default with no
+    // idle TTL) costs a connect, a login and a prepare per call: ten times slower.
+    let store = store().await;
+    let status = |name: &'static str| {
+        let pool = store.pool.clone();
+        async move {
+            let mut conn = pool.get_conn().await.unwrap();
+            let row: Option<(String, u64)> = conn
+                .exec_first("SHOW GLOBAL STATUS WHERE Variable_name = ?", (name,))
+                .await
+                .unwrap();
+            row.unwrap().1
+        }
+    };
+    let (connections, prepares) = (
+        status("Connections").await,
+        status("Com_stmt_prepare").await,
+    );
+    let a = AccountName::new("AUTH_reuse").unwrap();
+    for i in 0..100 {
+        let c = ContainerName::new(format!("c{i}")).unwrap();
+        assert!(store.get(&a, &c).await.unwrap().is_none());
+    }
+    let new_connections = status("Connections").await - connections;
+    let new_prepares = status("Com_stmt_prepare").await - prepares;
+    assert!(
+        new_connections <= 3,
+        "{new_connections} connections for 100 calls"
+    );
+    assert!(new_prepares <= 5, "{new_prepares} prepares for 100 calls");
 }

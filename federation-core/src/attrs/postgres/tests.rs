@@ -29,29 +29,7 @@ async fn postgres_passes_the_conformance_suite() {
 async fn two_pools_race_with_one_winner() {
     // Two independent pools, as two proxy processes have, 8 tasks each per name.
     let (one, two) = (Arc::new(store().await), Arc::new(store().await));
-    let a = AccountName::new(format!("AUTH_pgrace_{}", crate::attrs::now_ms())).unwrap();
-    for round in 0..50 {
-        let c = ContainerName::new(format!("c{round}")).unwrap();
-        let tasks: Vec<_> = (0..16)
-            .map(|i| {
-                let s = if i % 2 == 0 { one.clone() } else { two.clone() };
-                let new = NewContainer::new(
-                    a.clone(),
-                    c.clone(),
-                    ClusterId::new(format!("k{i}")).unwrap(),
-                );
-                tokio::spawn(async move { s.create_if_absent(new).await })
-            })
-            .collect();
-        let mut winners = 0;
-        let mut clusters = std::collections::BTreeSet::new();
-        for t in tasks {
-            let o = t.await.unwrap().unwrap();
-            winners += usize::from(o.created());
-            clusters.insert(o.record().cluster.clone());
-        }
-        assert_eq!((winners, clusters.len()), (1, 1), "round {round}");
-    }
+    crate::attrs::conformance::two_stores_race_with_one_winner(one, two, "pg").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
