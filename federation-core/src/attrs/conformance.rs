@@ -1,6 +1,6 @@
 //! The conformance suite every [`AttributeStore`] backend must pass.
 //!
-//! Written once, run against every backend (memory, SQLite and PostgreSQL here; the
+//! Written once, run against every backend (memory, SQLite, PostgreSQL and MySQL here; the
 //! Swift-backed store in `swift-proto`). Each check works in accounts of its own, named from
 //! `namespace` and the current time, so the suite can run against a shared, persistent
 //! store. Failures panic, as assertions do in tests.

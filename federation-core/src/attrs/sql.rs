@@ -123,6 +123,15 @@ pub(crate) async fn bounded<T>(
         })?
 }
 
+/// A create that lost its race, found the winner's record gone, and lost again a few
+/// times: a retry later will do.
+pub(crate) fn kept_changing() -> StoreError {
+    StoreError::Unavailable {
+        message: "the record kept being created and deleted; try again".to_owned(),
+        source: None,
+    }
+}
+
 /// `timeout_seconds` as a positive duration.
 pub(crate) fn positive_timeout(seconds: f64) -> Result<Duration, StoreError> {
     Duration::try_from_secs_f64(seconds)

@@ -626,10 +626,7 @@ impl AttributeStore for MysqlStore {
                     return Ok(CreateOutcome::Existing(existing));
                 }
             }
-            Err(StoreError::Unavailable {
-                message: "the record kept being created and deleted; try again".to_owned(),
-                source: None,
-            })
+            Err(super::sql::kept_changing())
         })
         .await
     }
