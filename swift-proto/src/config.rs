@@ -63,6 +63,11 @@ pub enum StoreConfig {
     /// and the proxies' shared sessions. Needs [`ProxyConfig::open`].
     #[cfg(feature = "postgres")]
     Postgres(federation_core::attrs::PostgresConfig),
+    /// A MySQL or MariaDB database (or Galera cluster) shared by many proxies (feature
+    /// `mysql`): real compare-and-set, a polled change log that keeps every proxy's
+    /// cache coherent, and the proxies' shared sessions. Needs [`ProxyConfig::open`].
+    #[cfg(feature = "mysql")]
+    Mysql(federation_core::attrs::MysqlConfig),
 }
 
 impl Default for StoreConfig {
@@ -355,6 +360,12 @@ impl ProxyConfig {
                     "a PostgreSQL store is opened with ProxyConfig::open".into(),
                 ))
             }
+            #[cfg(feature = "mysql")]
+            StoreConfig::Mysql(_) => {
+                return Err(ConfigError::Invalid(
+                    "a MySQL store is opened with ProxyConfig::open".into(),
+                ))
+            }
         };
         let (locator, service, background) = self.assemble(store, client)?;
         drop(locator);
@@ -362,27 +373,56 @@ impl ProxyConfig {
     }
 
     /// Like [`build`](Self::build), for every kind of store: connects to a database
-    /// store (and migrates its schema) first. With PostgreSQL, the proxy's sessions
-    /// are shared through the database, and a change feed (`LISTEN`), owned by the
-    /// returned [`Background`], drops cached records that another proxy changed.
+    /// store (and migrates its schema) first. With PostgreSQL or MySQL, the proxy's
+    /// sessions are shared through the database, and a change feed (`LISTEN`, or the
+    /// polled change log), owned by the returned [`Background`], drops cached records
+    /// that another proxy changed.
     pub async fn open(&self) -> Result<(FederationService, Background), ConfigError> {
+        #[cfg(feature = "mysql")]
+        if let StoreConfig::Mysql(my) = &self.store {
+            let store = federation_core::attrs::MysqlStore::open(my)
+                .await
+                .map_err(|e| ConfigError::Invalid(format!("MySQL store: {e}")))?;
+            return self.with_database(store, "MySQL change feed", |s, f| s.watch(f));
+        }
         #[cfg(feature = "postgres")]
         if let StoreConfig::Postgres(pg) = &self.store {
-            use federation_core::attrs::postgres::{Change, PostgresStore};
-            let store = PostgresStore::open(pg)
+            let store = federation_core::attrs::PostgresStore::open(pg)
                 .await
                 .map_err(|e| ConfigError::Invalid(format!("PostgreSQL store: {e}")))?;
-            let (locator, service, background) =
-                self.assemble(Arc::new(store.clone()), self.client()?)?;
-            let feed = store.watch(move |change| match change {
+            return self.with_database(store, "PostgreSQL change feed", |s, f| s.watch(f));
+        }
+        self.build()
+    }
+
+    /// The service over a database store: sessions shared through it, and its change
+    /// feed (started by `watch` on the returned [`Background`]) dropping the records
+    /// other proxies changed from the locator's cache.
+    #[cfg(any(feature = "postgres", feature = "mysql"))]
+    fn with_database<S, W, Fut>(
+        &self,
+        store: S,
+        feed_name: &'static str,
+        watch: W,
+    ) -> Result<(FederationService, Background), ConfigError>
+    where
+        S: AttributeStore + federation_core::sessions::SessionStore + Clone,
+        W: FnOnce(&S, Box<dyn Fn(federation_core::attrs::Change) + Send + Sync>) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        use federation_core::attrs::Change;
+        let (locator, service, background) =
+            self.assemble(Arc::new(store.clone()), self.client()?)?;
+        let feed = watch(
+            &store,
+            Box::new(move |change| match change {
                 Change::Record { account, container } => locator.invalidate(&account, &container),
                 // A resync (or anything this build does not know): drop everything.
                 _ => locator.invalidate_all(),
-            });
-            background.spawn("PostgreSQL change feed", feed);
-            return Ok((service.with_shared_sessions(Arc::new(store)), background));
-        }
-        self.build()
+            }),
+        );
+        background.spawn(feed_name, feed);
+        Ok((service.with_shared_sessions(Arc::new(store)), background))
     }
 
     fn client(&self) -> Result<HttpClient, ConfigError> {
@@ -509,6 +549,32 @@ mod tests {
             "a database store needs the async open()"
         );
         assert!(ProxyConfig::from_toml(&text.replace("pool_size", "pool")).is_err());
+    }
+
+    #[cfg(feature = "mysql")]
+    #[test]
+    fn reads_a_mysql_store_and_hides_its_password() {
+        let text = r#"
+            store = { kind = "mysql", url = "mysql://fed:s3cret@db.example:3307/fed", password_file = "/etc/stackfed/db", poll_interval_ms = 50 }
+            [[clusters]]
+            id = "a"
+            endpoint = "http://127.0.0.1:1"
+            capacity_bytes = 1
+        "#;
+        let cfg = ProxyConfig::from_toml(text).unwrap();
+        let StoreConfig::Mysql(my) = &cfg.store else {
+            panic!("{:?}", cfg.store)
+        };
+        assert_eq!(
+            (my.pool_size, my.max_sessions, my.poll_interval_ms),
+            (16, 100_000, 50)
+        );
+        assert!(!format!("{my:?}").contains("s3cret"), "{my:?}");
+        assert!(
+            cfg.build().is_err(),
+            "a database store needs the async open()"
+        );
+        assert!(ProxyConfig::from_toml(&text.replace("poll_interval_ms", "poll")).is_err());
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! (sequential), create throughput (16 concurrent creators) and the locator's miss
 //! latency (a lookup that reaches the store). Small and bounded; ignored by a plain
 //! `cargo test`: `tests/interop/test_swift_shared_store.py` runs it against a real
-//! PostgreSQL (`STACKFED_PG_URL`) and a real Swift registry (`STACKFED_REGISTRY_*`),
-//! and SQLite on a file in a temporary directory.
+//! PostgreSQL (`STACKFED_PG_URL`), a real MariaDB (`STACKFED_MYSQL_URL`,
+//! `STACKFED_MYSQL_PASSWORD_FILE`) and a real Swift registry (`STACKFED_REGISTRY_*`),
+//! and SQLite on a file in a temporary directory (unless `STACKFED_FIGURES_SKIP_SQLITE`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
@@ -80,11 +81,13 @@ async fn measure(name: &str, store: Arc<dyn AttributeStore>, sequential: usize, 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs real PostgreSQL and Swift; run by tests/interop"]
+#[ignore = "needs real PostgreSQL, MariaDB and Swift; run by tests/interop"]
 async fn store_figures() {
     let dir = tempfile::tempdir().unwrap();
-    let sqlite = SqliteStore::open(dir.path().join("figures.db")).unwrap();
-    measure("sqlite", Arc::new(sqlite), 200, 800).await;
+    if std::env::var_os("STACKFED_FIGURES_SKIP_SQLITE").is_none() {
+        let sqlite = SqliteStore::open(dir.path().join("figures.db")).unwrap();
+        measure("sqlite", Arc::new(sqlite), 200, 800).await;
+    }
     #[cfg(feature = "postgres")]
     if let Ok(url) = std::env::var("STACKFED_PG_URL") {
         use federation_core::attrs::{PostgresConfig, PostgresStore};
@@ -92,6 +95,14 @@ async fn store_figures() {
             .await
             .unwrap();
         measure("postgres", Arc::new(pg), 200, 800).await;
+    }
+    #[cfg(feature = "mysql")]
+    if let Ok(url) = std::env::var("STACKFED_MYSQL_URL") {
+        use federation_core::attrs::{MysqlConfig, MysqlStore};
+        let mut config = MysqlConfig::new(url);
+        config.password_file = std::env::var_os("STACKFED_MYSQL_PASSWORD_FILE").map(Into::into);
+        let my = MysqlStore::open(&config).await.unwrap();
+        measure("mysql (MariaDB)", Arc::new(my), 200, 800).await;
     }
     if let Ok(endpoint) = std::env::var("STACKFED_REGISTRY_ENDPOINT") {
         let config = SwiftStoreConfig::new(

@@ -1217,3 +1217,124 @@ class Postgres:
         if self.base:
             shutil.rmtree(self.base, ignore_errors=True)
             self.base = None
+
+
+def _maria_bin(*names: str) -> str:
+    for name in names:
+        path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin")
+        if path:
+            return path
+    raise FileNotFoundError(f"{names[0]} not found: run scripts/peers-setup (apt-get install mariadb-server)")
+
+
+class MariaDB:
+    """A real MariaDB server (Debian's package) on a free loopback port, its data in a
+    temporary directory of its own, started and stopped by PID. The proxies connect
+    over TCP as a user with a password and only the grants on its own database (no
+    --skip-grant-tables: permission problems show); the fixture administers it through
+    its private socket as the OS user (unix_socket authentication). As root, the server
+    runs as the `mysql` system user."""
+
+    base: Path | None = None
+    port: int = 0
+    proc: Proc | None = None
+    user: str = "stackfed"
+    dbname: str = "stackfed"
+    password: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"mysql://{self.user}@127.0.0.1:{self.port}/{self.dbname}"
+
+    @property
+    def password_file(self) -> Path:
+        assert self.base is not None
+        return self.base / "password"
+
+    @property
+    def socket(self) -> Path:
+        assert self.base is not None
+        return self.base / "mysqld.sock"
+
+    def _os_user(self) -> str:
+        import pwd
+        return "mysql" if os.getuid() == 0 else pwd.getpwuid(os.getuid()).pw_name
+
+    def start(self) -> None:
+        """mariadb-install-db into a fresh temporary directory, start, create the
+        database and its user with a password."""
+        import secrets
+        self.base = Path(tempfile.mkdtemp(prefix="stackfed-maria-"))
+        os.chmod(self.base, 0o755)
+        if os.getuid() == 0:
+            import pwd
+            pw = pwd.getpwnam("mysql")
+            os.chown(self.base, pw.pw_uid, pw.pw_gid)
+        self.password = secrets.token_hex(16)
+        self.password_file.write_text(self.password + "\n")
+        self.password_file.chmod(0o600)
+        r = subprocess.run([_maria_bin("mariadb-install-db", "mysql_install_db"), "--no-defaults",
+                            f"--datadir={self.base / 'data'}", f"--user={self._os_user()}",
+                            "--auth-root-authentication-method=socket", "--skip-test-db"],
+                           capture_output=True, text=True, cwd=self.base, timeout=120)
+        if r.returncode != 0:
+            shutil.rmtree(self.base, ignore_errors=True)
+            raise RuntimeError(f"mariadb-install-db: {r.stdout[-2000:]}{r.stderr[-2000:]}")
+        self.port = free_port()
+        try:
+            self.start_server()
+            self.sql(f"CREATE DATABASE {self.dbname};"
+                     f"CREATE USER '{self.user}'@'127.0.0.1' IDENTIFIED BY '{self.password}';"
+                     f"GRANT ALL PRIVILEGES ON {self.dbname}.* TO '{self.user}'@'127.0.0.1';",
+                     db="mysql")
+        except BaseException:
+            self.teardown()
+            raise
+
+    def start_server(self) -> None:
+        """Starts the server on its port with its data (kept across restarts)."""
+        assert self.base is not None
+        argv = [_maria_bin("mariadbd", "mysqld"), "--no-defaults", f"--datadir={self.base / 'data'}",
+                f"--port={self.port}", "--bind-address=127.0.0.1", f"--socket={self.socket}",
+                f"--pid-file={self.base / 'mysqld.pid'}", f"--user={self._os_user()}",
+                "--skip-name-resolve", "--max-connections=300", "--innodb-buffer-pool-size=32M",
+                "--innodb-flush-log-at-trx-commit=2", "--character-set-server=utf8mb4",
+                f"--log-error={self.base / 'error.log'}"]
+        log = self.base / "mariadbd.log"
+        self.proc = spawn("mariadbd", argv, log, cwd=self.base)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if not self.proc.alive():
+                err = self.base / "error.log"
+                text = err.read_text(errors="replace") if err.exists() else log.read_text(errors="replace")
+                raise RuntimeError("mariadbd exited:\n" + text[-2000:])
+            r = subprocess.run([_maria_bin("mariadb-admin", "mysqladmin"), "--no-defaults",
+                                f"--socket={self.socket}", "-u", "root" if os.getuid() == 0 else self._os_user(),
+                                "ping"], capture_output=True, timeout=10)
+            if r.returncode == 0:
+                return
+            time.sleep(0.2)
+        self.stop()
+        raise TimeoutError("mariadbd did not become ready in 60 s")
+
+    def sql(self, sql: str, db: str | None = None) -> str:
+        """Runs SQL as the administrator (through the socket); tab-separated rows."""
+        user = "root" if os.getuid() == 0 else self._os_user()
+        r = subprocess.run([_maria_bin("mariadb", "mysql"), "--no-defaults", f"--socket={self.socket}",
+                            "-u", user, "-N", "-B", "-e", sql, db or self.dbname],
+                           capture_output=True, text=True, errors="replace", timeout=30)
+        if r.returncode != 0:
+            raise RuntimeError(f"mariadb {sql!r}: {r.stderr}")
+        return r.stdout
+
+    def stop(self, sig=signal.SIGTERM) -> None:
+        """SIGTERM is MariaDB's clean shutdown; SIGKILL a crash."""
+        if self.proc:
+            self.proc.stop(sig=sig, timeout=30)
+            self.proc = None
+
+    def teardown(self) -> None:
+        self.stop()
+        if self.base:
+            shutil.rmtree(self.base, ignore_errors=True)
+            self.base = None

@@ -4,8 +4,9 @@
 //! `X-Container-Attr-*` attributes a client set, when and by which policy it was placed,
 //! and a version that changes with every update. An [`AttributeStore`] keeps these
 //! records; this crate has an in-memory store ([`MemoryStore`]), a SQLite one
-//! ([`SqliteStore`], the default) and, with the `postgres` feature, a PostgreSQL one
-//! (`PostgresStore`) that many proxies share.
+//! ([`SqliteStore`], the default) and, with the `postgres` and `mysql` features, a
+//! PostgreSQL one (`PostgresStore`) and a MySQL/MariaDB one (`MysqlStore`) that many
+//! proxies share.
 //!
 //! Every backend must pass the same conformance suite (`attrs::conformance`, behind the
 //! `conformance` feature), including races of many tasks creating one name.
@@ -29,14 +30,22 @@
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod memory;
+#[cfg(feature = "mysql")]
+pub mod mysql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "mysql")]
+pub use mysql::{MysqlConfig, MysqlStore};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresConfig, PostgresStore};
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub use sql::Change;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteStore, SCHEMA_VERSION as SQLITE_SCHEMA_VERSION};
 

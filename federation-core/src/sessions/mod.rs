@@ -6,9 +6,9 @@
 //! from the token itself, so a copy of the store reveals neither tokens nor users' keys.
 //! Stores are bounded (the oldest sessions go first) and forget expired sessions.
 //!
-//! Backends: [`MemorySessionStore`] (one process), and the PostgreSQL store
-//! (`attrs::PostgresStore`, feature `postgres`), which keeps them beside the container
-//! records.
+//! Backends: [`MemorySessionStore`] (one process), and the PostgreSQL and MySQL stores
+//! (`attrs::PostgresStore`, feature `postgres`; `attrs::MysqlStore`, feature `mysql`),
+//! which keep them beside the container records.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, PoisonError};

@@ -32,8 +32,9 @@ use serde::Deserialize;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
-pub use notify::Change;
+pub use super::sql::Change;
 
+use super::sql::{corrupt as corrupt_in, json, miss, to_i64, RawRecord, COLUMNS};
 use super::{AttributeStore, Attributes, ContainerRecord, CreateOutcome, NewContainer, StoreError};
 use crate::cluster::ClusterId;
 use crate::name::{AccountName, ContainerName};
@@ -152,12 +153,7 @@ impl PostgresConfig {
     }
 
     fn timeout(&self) -> Result<Duration, StoreError> {
-        Duration::try_from_secs_f64(self.timeout_seconds)
-            .ok()
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| StoreError::InvalidInput {
-                reason: "timeout_seconds must be a positive number".to_owned(),
-            })
+        super::sql::positive_timeout(self.timeout_seconds)
     }
 
     fn pg_config(&self) -> Result<tokio_postgres::Config, StoreError> {
@@ -166,10 +162,7 @@ impl PostgresConfig {
                 reason: format!("PostgreSQL url: {e}"),
             })?;
         if let Some(path) = &self.password_file {
-            let text = std::fs::read_to_string(path).map_err(|e| StoreError::InvalidInput {
-                reason: format!("password_file {}: {e}", path.display()),
-            })?;
-            config.password(text.lines().next().unwrap_or("").as_bytes());
+            config.password(super::sql::read_password(path)?.as_bytes());
         }
         config.connect_timeout(self.timeout()?);
         config.keepalives_idle(Duration::from_secs(10));
@@ -228,52 +221,29 @@ fn pool_error(e: PoolError) -> StoreError {
     }
 }
 
-fn timed_out(what: &str) -> StoreError {
-    StoreError::Unavailable {
-        message: format!("PostgreSQL did not answer in time ({what})"),
-        source: None,
-    }
-}
-
-fn to_i64(v: u64) -> Result<i64, StoreError> {
-    i64::try_from(v).map_err(|_| StoreError::InvalidInput {
-        reason: format!("{v} does not fit in a bigint"),
-    })
-}
-
 fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
-    StoreError::Internal {
-        message: format!("corrupt {what} in PostgreSQL: {detail}"),
-    }
+    corrupt_in("PostgreSQL", what, detail)
 }
-
-const COLUMNS: &str = "account, container, cluster, attributes, placed_at_ms, policy, version";
 
 fn row_to_record(row: &Row) -> Result<ContainerRecord, StoreError> {
-    let text = |i: usize, what: &str| -> Result<String, StoreError> {
-        let bytes: Vec<u8> = row.try_get(i).map_err(|e| corrupt(what, e))?;
-        String::from_utf8(bytes).map_err(|e| corrupt(what, e))
+    let bytes = |i: usize, what: &str| -> Result<Vec<u8>, StoreError> {
+        row.try_get(i).map_err(|e| corrupt(what, e))
     };
-    let cluster: String = row.try_get(2).map_err(|e| corrupt("cluster", e))?;
-    let attributes: String = row.try_get(3).map_err(|e| corrupt("attributes", e))?;
-    let placed_at_ms: i64 = row.try_get(4).map_err(|e| corrupt("time", e))?;
-    let version: i64 = row.try_get(6).map_err(|e| corrupt("version", e))?;
-    Ok(ContainerRecord {
-        account: AccountName::new(text(0, "account")?).map_err(|e| corrupt("account", e))?,
-        container: ContainerName::new(text(1, "container")?)
-            .map_err(|e| corrupt("container", e))?,
-        cluster: ClusterId::new(cluster).map_err(|e| corrupt("cluster", e))?,
-        attributes: serde_json::from_str(&attributes).map_err(|e| corrupt("attributes", e))?,
-        placed_at_ms: u64::try_from(placed_at_ms).map_err(|e| corrupt("time", e))?,
-        policy: row.try_get(5).map_err(|e| corrupt("policy", e))?,
-        version: u64::try_from(version).map_err(|e| corrupt("version", e))?,
-    })
-}
-
-fn json(attributes: &Attributes) -> Result<String, StoreError> {
-    serde_json::to_string(attributes).map_err(|e| StoreError::InvalidInput {
-        reason: e.to_string(),
-    })
+    let text = |i: usize, what: &str| -> Result<Vec<u8>, StoreError> {
+        row.try_get::<_, String>(i)
+            .map(String::into_bytes)
+            .map_err(|e| corrupt(what, e))
+    };
+    RawRecord {
+        account: bytes(0, "account")?,
+        container: bytes(1, "container")?,
+        cluster: text(2, "cluster")?,
+        attributes: text(3, "attributes")?,
+        placed_at_ms: row.try_get(4).map_err(|e| corrupt("time", e))?,
+        policy: text(5, "policy")?,
+        version: row.try_get(6).map_err(|e| corrupt("version", e))?,
+    }
+    .into_record("PostgreSQL")
 }
 
 impl PostgresStore {
@@ -314,13 +284,11 @@ impl PostgresStore {
         F: FnOnce(Object) -> Fut,
         Fut: std::future::Future<Output = Result<T, StoreError>>,
     {
-        let work = async {
+        super::sql::bounded("PostgreSQL", self.timeout, what, async {
             let client = self.pool.get().await.map_err(pool_error)?;
             f(client).await
-        };
-        tokio::time::timeout(self.timeout, work)
-            .await
-            .map_err(|_| timed_out(what))?
+        })
+        .await
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -405,25 +373,13 @@ impl PostgresStore {
         container: &ContainerName,
         expected: u64,
     ) -> StoreError {
-        match Self::read(
+        let read = Self::read(
             client,
             account.as_str().as_bytes(),
             container.as_str().as_bytes(),
         )
-        .await
-        {
-            Ok(Some(r)) => StoreError::Conflict {
-                account: account.clone(),
-                container: container.clone(),
-                expected,
-                actual: r.version,
-            },
-            Ok(None) => StoreError::NotFound {
-                account: account.clone(),
-                container: container.clone(),
-            },
-            Err(e) => e,
-        }
+        .await;
+        miss(account, container, expected, read)
     }
 
     /// One conditional `UPDATE … SET <set>, version = version + 1 WHERE … AND version =
@@ -520,10 +476,7 @@ impl AttributeStore for PostgresStore {
                     return Ok(CreateOutcome::Existing(existing));
                 }
             }
-            Err(StoreError::Unavailable {
-                message: "the record kept being created and deleted; try again".to_owned(),
-                source: None,
-            })
+            Err(super::sql::kept_changing())
         })
         .await
     }

@@ -6,25 +6,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio_postgres::{AsyncMessage, NoTls};
 
-use super::{PostgresStore, CHANNEL};
+use super::{Change, PostgresStore, CHANNEL};
 use crate::name::{AccountName, ContainerName};
-
-/// What the database says changed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Change {
-    /// This container's record was updated, relocated or deleted by someone (maybe
-    /// this very process): a cached copy is stale.
-    Record {
-        /// The account.
-        account: AccountName,
-        /// The container.
-        container: ContainerName,
-    },
-    /// The listening connection was (re)established after a gap: changes made during
-    /// the gap were not heard, so every cached record is suspect.
-    Resync,
-}
 
 fn decode_hex(s: &str) -> Option<String> {
     if !s.len().is_multiple_of(2) {
