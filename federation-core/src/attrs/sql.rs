@@ -196,6 +196,17 @@ pub(crate) mod checks {
             Some(s(7, later + 7))
         );
         assert_eq!(two.get_session(&[1; 32]).await.unwrap(), None, "dropped");
+        // The session just written stays, even when it expires before all the others
+        // (a proxy's new login must work on every proxy at once).
+        one.put_session(&[9; 32], s(9, later - 1_000))
+            .await
+            .unwrap();
+        assert_eq!(count().await, 3, "bounded");
+        assert_eq!(
+            two.get_session(&[9; 32]).await.unwrap(),
+            Some(s(9, later - 1_000)),
+            "the newest session is kept"
+        );
     }
 
     /// A locator over `store` with two clusters and a cache of `ttl`.

@@ -160,11 +160,30 @@ impl FederationService {
             .await?;
         let cluster = self.cluster(&placement.record.cluster)?;
         if !placement.created {
-            // Somebody else placed it first: the PUT goes to their choice.
+            // Somebody else placed it first: the PUT goes to their choice, unless the
+            // client pinned another cluster (then the answer is the same 409 as for a
+            // container that exists, whatever the timing of the race).
+            if pin.as_ref().is_some_and(|p| *p != placement.record.cluster) {
+                return Err(conflict(format!(
+                    "Container exists on cluster {}; containers do not move",
+                    placement.record.cluster
+                )));
+            }
             return self.forward(cluster, &call, &pq, body).await;
         }
         let result = self.forward(cluster, &call, &pq, body).await;
-        let keep = matches!(&result, Ok(r) if r.status().is_success());
+        let mut keep = matches!(&result, Ok(r) if r.status().is_success());
+        if !keep {
+            // A concurrent PUT that lost the race to this one went to the same cluster
+            // and may have created the container there: then the record stays, so that
+            // no container is left without one.
+            keep = matches!(
+                cluster
+                    .holds_container(account, container, call.caller.auth())
+                    .await,
+                Ok(true)
+            );
+        }
         if !keep {
             // The cluster refused or was unreachable: no orphan record.
             if let Err(e) = locator

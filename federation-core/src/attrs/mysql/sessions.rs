@@ -19,7 +19,8 @@ impl SessionStore for MysqlStore {
     ) -> Result<(), StoreError> {
         let now = to_i64(now_ms())?;
         let expires = to_i64(session.expires_at_ms)?;
-        let max = self.max_sessions;
+        // The session written now is kept; of the others, the newest `max - 1`.
+        let others = self.max_sessions.max(1) - 1;
         self.with_conn("session write", |mut conn| async move {
             let mut tx = conn
                 .start_transaction(TxOpts::default())
@@ -39,25 +40,26 @@ impl SessionStore for MysqlStore {
             )
             .await
             .map_err(my_error)?;
-            // Bounded: past `max_sessions`, the sessions that expire first go. The first
-            // one too many marks the boundary (MySQL cannot DELETE … LIMIT … OFFSET).
+            // Bounded: past `max_sessions`, the oldest sessions (by creation) go, never
+            // the one just written. The first one too many marks the boundary (MySQL
+            // cannot DELETE … LIMIT … OFFSET).
             let first_too_many: Option<Row> = tx
                 .exec_first(
-                    "SELECT expires_at_ms, created_at_ms, token_hash FROM stackfed_sessions
-                     ORDER BY expires_at_ms DESC, created_at_ms DESC, token_hash DESC
+                    "SELECT created_at_ms, token_hash FROM stackfed_sessions
+                     WHERE token_hash <> ?
+                     ORDER BY created_at_ms DESC, token_hash DESC
                      LIMIT 1 OFFSET ?",
-                    (max,),
+                    (token_hash.as_slice(), others),
                 )
                 .await
                 .map_err(my_error)?;
             if let Some(mut row) = first_too_many {
-                let e: i64 = column(&mut row, 0, "session expiry")?;
-                let c: i64 = column(&mut row, 1, "session time")?;
-                let h: Vec<u8> = column(&mut row, 2, "session hash")?;
+                let c: i64 = column(&mut row, 0, "session time")?;
+                let h: Vec<u8> = column(&mut row, 1, "session hash")?;
                 tx.exec_drop(
                     "DELETE FROM stackfed_sessions
-                     WHERE (expires_at_ms, created_at_ms, token_hash) <= (?, ?, ?)",
-                    (e, c, h),
+                     WHERE token_hash <> ? AND (created_at_ms, token_hash) <= (?, ?)",
+                    (token_hash.as_slice(), c, h),
                 )
                 .await
                 .map_err(my_error)?;

@@ -15,7 +15,8 @@ impl SessionStore for PostgresStore {
     ) -> Result<(), StoreError> {
         let now = to_i64(now_ms())?;
         let expires = to_i64(session.expires_at_ms)?;
-        let max = to_i64(self.max_sessions)?;
+        // The session written now is kept; of the others, the newest `max - 1`.
+        let others = to_i64(self.max_sessions.max(1) - 1)?;
         self.with_client("session write", |mut client| async move {
             let tx = client.transaction().await.map_err(pg_error)?;
             tx.execute(
@@ -33,12 +34,13 @@ impl SessionStore for PostgresStore {
             )
             .await
             .map_err(pg_error)?;
-            // Bounded: past `max_sessions`, the sessions that expire first go.
+            // Bounded: past `max_sessions`, the oldest sessions (by creation) go, never
+            // the one just written.
             tx.execute(
                 "DELETE FROM stackfed_sessions WHERE token_hash IN (
-                   SELECT token_hash FROM stackfed_sessions
-                   ORDER BY expires_at_ms DESC, created_at_ms DESC OFFSET $1)",
-                &[&max],
+                   SELECT token_hash FROM stackfed_sessions WHERE token_hash <> $2
+                   ORDER BY created_at_ms DESC, token_hash DESC OFFSET $1)",
+                &[&others, &token_hash.as_slice()],
             )
             .await
             .map_err(pg_error)?;
