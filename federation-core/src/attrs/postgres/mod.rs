@@ -199,13 +199,29 @@ fn transient(code: &SqlState) -> bool {
     c.starts_with("08") || c.starts_with("40") || c.starts_with("53") || c.starts_with("57P")
 }
 
+/// What went wrong, in the server's words: `tokio_postgres::Error` displays only "db
+/// error" or "error connecting to server"; the server's message (with its SQLSTATE) or
+/// the underlying cause (e.g. "Connection refused") is in the error's details.
+fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+    }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 fn pg_error(e: tokio_postgres::Error) -> StoreError {
+    let message = format!("PostgreSQL: {}", describe(&e));
     match e.code() {
-        Some(code) if !transient(code) => StoreError::Internal {
-            message: format!("PostgreSQL: {e}"),
-        },
+        Some(code) if !transient(code) => StoreError::Internal { message },
         _ => StoreError::Unavailable {
-            message: format!("PostgreSQL: {e}"),
+            message,
             source: Some(Box::new(e)),
         },
     }
