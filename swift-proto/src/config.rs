@@ -310,6 +310,29 @@ impl ProxyConfig {
             stackfed_http::config::http_endpoint("store.endpoint", &swift.endpoint)
                 .map_err(invalid)?;
         }
+        #[cfg(feature = "postgres")]
+        if let StoreConfig::Postgres(pg) = &cfg.store {
+            sql_store_settings(
+                pg.pool_size,
+                pg.timeout_seconds,
+                pg.max_sessions,
+                pg.password_file.as_deref(),
+            )?;
+        }
+        #[cfg(feature = "mysql")]
+        if let StoreConfig::Mysql(my) = &cfg.store {
+            sql_store_settings(
+                my.pool_size,
+                my.timeout_seconds,
+                my.max_sessions,
+                my.password_file.as_deref(),
+            )?;
+            if my.poll_interval_ms == 0 {
+                return Err(ConfigError::Invalid(
+                    "store.poll_interval_ms: must be at least 1".into(),
+                ));
+            }
+        }
         Ok(cfg)
     }
 
@@ -510,6 +533,40 @@ impl ProxyConfig {
     }
 }
 
+/// What a SQL store's settings must be for it to work at all: checked with the rest of
+/// the configuration (and by `--check-config`), not first when the store is opened.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+fn sql_store_settings(
+    pool_size: usize,
+    timeout_seconds: f64,
+    max_sessions: u64,
+    password_file: Option<&std::path::Path>,
+) -> Result<(), ConfigError> {
+    let bad = |m: String| Err(ConfigError::Invalid(m));
+    if pool_size == 0 {
+        return bad("store.pool_size: must be at least 1".into());
+    }
+    if !(timeout_seconds.is_finite() && timeout_seconds > 0.0) {
+        return bad("store.timeout_seconds: must be a positive number of seconds".into());
+    }
+    if max_sessions == 0 {
+        return bad("store.max_sessions: must be at least 1".into());
+    }
+    if let Some(path) = password_file {
+        match std::fs::read_to_string(path) {
+            Ok(text) if !text.trim().is_empty() => {}
+            Ok(_) => return bad(format!("store.password_file: {} is empty", path.display())),
+            Err(e) => {
+                return bad(format!(
+                    "store.password_file: cannot read {}: {e}",
+                    path.display()
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -554,13 +611,18 @@ mod tests {
     #[cfg(feature = "mysql")]
     #[test]
     fn reads_a_mysql_store_and_hides_its_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("db");
+        std::fs::write(&pw, "s3cret\n").unwrap();
         let text = r#"
-            store = { kind = "mysql", url = "mysql://fed:s3cret@db.example:3307/fed", password_file = "/etc/stackfed/db", poll_interval_ms = 50 }
+            store = { kind = "mysql", url = "mysql://fed:s3cret@db.example:3307/fed", password_file = "PW", poll_interval_ms = 50 }
             [[clusters]]
             id = "a"
             endpoint = "http://127.0.0.1:1"
             capacity_bytes = 1
-        "#;
+        "#
+        .replace("PW", &pw.display().to_string());
+        let text = text.as_str();
         let cfg = ProxyConfig::from_toml(text).unwrap();
         let StoreConfig::Mysql(my) = &cfg.store else {
             panic!("{:?}", cfg.store)
@@ -575,6 +637,36 @@ mod tests {
             "a database store needs the async open()"
         );
         assert!(ProxyConfig::from_toml(&text.replace("poll_interval_ms", "poll")).is_err());
+        // Settings that cannot work are refused with the configuration, naming the key.
+        let missing = dir.path().join("nope").display().to_string();
+        for (bad, key) in [
+            (
+                text.replace(&pw.display().to_string(), &missing),
+                "store.password_file",
+            ),
+            (
+                text.replace("poll_interval_ms = 50", "poll_interval_ms = 0"),
+                "store.poll_interval_ms",
+            ),
+            (
+                text.replace("poll_interval_ms = 50", "pool_size = 0"),
+                "store.pool_size",
+            ),
+            (
+                text.replace("poll_interval_ms = 50", "max_sessions = 0"),
+                "store.max_sessions",
+            ),
+            (
+                text.replace("poll_interval_ms = 50", "timeout_seconds = 0"),
+                "store.timeout_seconds",
+            ),
+        ] {
+            let err = ProxyConfig::from_toml(&bad).unwrap_err().to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
+        std::fs::write(&pw, "\n").unwrap();
+        let err = ProxyConfig::from_toml(text).unwrap_err().to_string();
+        assert!(err.contains("is empty"), "{err}");
     }
 
     #[test]
