@@ -699,7 +699,10 @@ password = {ks.users["glance"].password}
             "glance-api",
             [str(VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{self.port}",
              "--workers", str(self.workers), "--threads", "4", "--timeout", "300",
-             "--access-logfile", str(self.access_log), "glance.wsgi.api:application"],
+             "--access-logfile", str(self.access_log),
+             # gunicorn 27 otherwise opens one control socket path for every master
+             # (/root/.gunicorn/gunicorn.ctl): several Glances at once would share it.
+             "--no-control-socket", "glance.wsgi.api:application"],
             self.base / "gunicorn.log", env=env,
         )
         try:
