@@ -738,13 +738,20 @@ fn upload_errors(format: Format, errors: &[(String, String)]) -> String {
 }
 
 impl FederationService {
-    /// The auth headers of a large object's subrequests: the caller's token; for a read
-    /// through a temp URL (no token), the account's authority as Swift's tempurl
-    /// middleware lends it, i.e. a live proxy session of that account (tempauth mode).
-    fn segment_auth(&self, call: &Call, account: &AccountName) -> HeaderMap {
+    /// The auth headers of a large object's subrequest for `segment` (a
+    /// `container/object` path, or a container): the caller's token; for a read through
+    /// a temp URL (no token), the account's authority as Swift's tempurl middleware lends
+    /// it, i.e. a live proxy session of that account (tempauth mode) — but only within
+    /// the signed object's own container (see [`lent_token`](Self::lent_token)).
+    fn segment_auth(&self, call: &Call, account: &AccountName, segment: &str) -> HeaderMap {
         let mut h = auth_headers(&call.parts.headers);
+        let container = segment
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or("");
         if let Some(v) = self
-            .lent_token(call, account)
+            .lent_token(call, account, container)
             .and_then(|t| HeaderValue::from_str(&t).ok())
         {
             h.insert(HeaderName::from_static("x-auth-token"), v);
@@ -754,16 +761,34 @@ impl FederationService {
 
     /// For a request through a temp URL (no token): a live proxy session of `account`,
     /// whose authority the proxy lends to what the request reaches beyond the signed
-    /// object (segments, a link's target), as Swift's tempurl middleware lends the
-    /// account's to its subrequests.
-    pub(super) fn lent_token(&self, call: &Call, account: &AccountName) -> Option<String> {
+    /// object (segments, a link's target), as Swift's tempurl middleware lends its
+    /// subrequests the key's authority. The proxy cannot tell whether the account's key
+    /// or the container's signed the URL, and a container key's authority ends at its
+    /// container: so the proxy lends only for `container`s equal to the signed object's
+    /// (never more than Swift would allow; an account key's reach beyond its container
+    /// is refused instead).
+    pub(super) fn lent_token(
+        &self,
+        call: &Call,
+        account: &AccountName,
+        container: &str,
+    ) -> Option<String> {
         let temp_url = is_temp_url(&call.parts);
         let token = call.parts.headers.contains_key("x-auth-token")
             || call.parts.headers.contains_key("x-storage-token");
         if !temp_url || token {
             return None;
         }
-        self.inner.sessions.token_for_account(account.as_str())
+        match crate::path::SwiftPath::parse(call.parts.uri.path()) {
+            Ok(crate::path::SwiftPath::Object {
+                account: a,
+                container: c,
+                ..
+            }) if a == *account && c.as_str() == container => {
+                self.inner.sessions.token_for_account(account.as_str())
+            }
+            _ => None,
+        }
     }
 
     /// A request through this service's own phases (as Swift's middlewares send their
@@ -847,7 +872,6 @@ impl FederationService {
                 }
             }
         }
-        let auth = self.segment_auth(&call, account);
         let base = swift_path(account, None, None);
         let heads: Vec<(String, Response<Body>)> =
             futures::stream::iter(paths.into_iter().map(|p| {
@@ -856,7 +880,7 @@ impl FederationService {
                     "{base}/{}",
                     utf8_percent_encode(p.trim_start_matches('/'), QUOTE)
                 );
-                let auth = auth.clone();
+                let auth = self.segment_auth(&call, account, &p);
                 let fut: std::pin::Pin<
                     Box<dyn std::future::Future<Output = (String, Response<Body>)> + Send>,
                 > = Box::pin(async move {
@@ -1363,12 +1387,18 @@ impl FederationService {
         pieces: Vec<Piece>,
         depth: u8,
     ) -> Result<Body> {
-        let auth = self.segment_auth(call, account);
+        let auths: Vec<HeaderMap> = pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Fetch { path, .. } => self.segment_auth(call, account, path),
+                Piece::Inline(_) => HeaderMap::new(),
+            })
+            .collect();
+        let pieces: Vec<(Piece, HeaderMap)> = pieces.into_iter().zip(auths).collect();
         let base = swift_path(account, None, None);
         let svc = self.clone();
-        let fetch = move |piece: Piece| {
+        let fetch = move |(piece, auth): (Piece, HeaderMap)| {
             let svc = svc.clone();
-            let auth = auth.clone();
             let base = base.clone();
             async move {
                 match piece {
@@ -1432,7 +1462,7 @@ impl FederationService {
             .subrequest(
                 Method::GET,
                 &target,
-                self.segment_auth(call, account),
+                self.segment_auth(call, account, container),
                 depth + 1,
             )
             .await;

@@ -55,7 +55,7 @@ impl FederationService {
             }
             let next = self.cluster(&record.cluster)?;
             // Through a temp URL, the target is read with the account's authority.
-            let lent = match self.lent_token(call, &account) {
+            let lent = match self.lent_token(call, &account, container.as_str()) {
                 Some(t) => self.inner.sessions.get(&t).await?,
                 None => None,
             };
