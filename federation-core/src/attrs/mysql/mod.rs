@@ -27,7 +27,9 @@
 //!
 //! Every call is bounded by `timeout_seconds` (and the server's lock waits by the same
 //! number of seconds), so a database that is down or silent is a quick
-//! [`StoreError::Unavailable`] (a 503), never a hang.
+//! [`StoreError::Unavailable`] (a 503), never a hang. The one exception is the schema
+//! migration at start, which may wait for another proxy's migration lock and then run
+//! DDL: four times `timeout_seconds`.
 
 mod changes;
 mod sessions;
