@@ -419,15 +419,21 @@ fn hex_md5(data: &[u8]) -> String {
     s
 }
 
+/// An inline data item of a manifest, `{"data": "<base64>"}`, as both the stored and
+/// the raw form write it.
+fn data_item(d: &[u8]) -> String {
+    format!(
+        "{{\"data\": {}}}",
+        stackfed_http::pyjson::string(&base64::engine::general_purpose::STANDARD.encode(d))
+    )
+}
+
 /// The stored manifest as Python's `json.dumps` writes it (Swift stores exactly that).
 fn encode_stored(entries: &[Stored]) -> String {
     let items: Vec<String> = entries
         .iter()
         .map(|e| match e {
-            Stored::Data(d) => format!(
-                "{{\"data\": {}}}",
-                stackfed_http::pyjson::string(&base64::engine::general_purpose::STANDARD.encode(d))
-            ),
+            Stored::Data(d) => data_item(d),
             Stored::Segment {
                 name,
                 bytes,
@@ -512,10 +518,7 @@ fn encode_raw(entries: &[Stored]) -> String {
     let items: Vec<String> = entries
         .iter()
         .map(|e| match e {
-            Stored::Data(d) => format!(
-                "{{\"data\": {}}}",
-                stackfed_http::pyjson::string(&base64::engine::general_purpose::STANDARD.encode(d))
-            ),
+            Stored::Data(d) => data_item(d),
             Stored::Segment {
                 name,
                 bytes,
