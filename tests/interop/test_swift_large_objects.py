@@ -40,6 +40,7 @@ def cleanup():
 class Side:
     def __init__(self, auth_url, man_pin, seg_pin):
         conn = swc.Connection(authurl=auth_url, user="test:tester", key="testing", retries=0)
+        self.auth_url = auth_url
         self.url, self.token = conn.get_auth()
         self.pins = {"man": man_pin, "segs": seg_pin}
         self.names = {}
@@ -296,3 +297,32 @@ def test_the_marker_is_the_proxys_own(proxy):
     assert h["content-type"] == "text/x-new"
     assert h["content-length"] == str(sum(map(len, SEG)))
     assert side.req("GET", f"{side.man}/slo").content == b"".join(SEG)
+
+
+def test_dlo_read_by_referer_needs_both_containers_acl(sides):
+    """Swift's test_dlo_referer_on_segment_container: a user of the account without
+    rights (tester3) reads a DLO with a Referer; it is served only once both the manifest's
+    and the segments' containers let that referer read (and list) them."""
+    seen = []
+    for side in sides:
+        side.setup("ref")
+        r = side.req("PUT", f"{side.man}/dlo", {"X-Object-Manifest": f"{side.segs}/s"}, data=b"")
+        assert r.status_code == 201, r.text
+        url, token3 = swc.Connection(authurl=side.auth_url, user="test:tester3", key="testing3",
+                                     retries=0).get_auth()
+        h = {"X-Auth-Token": token3, "Referer": "http://blah.example.com"}
+
+        def read():
+            r = requests.get(f"{url}/{side.man}/dlo", headers=h)
+            return r.status_code, r.content if r.status_code == 200 else b""
+
+        acl = {"X-Container-Read": ".r:*.example.com,.rlistings"}
+        steps = [read()]
+        assert side.req("POST", side.man, acl).status_code == 204
+        steps.append(read())
+        assert side.req("POST", side.segs, acl).status_code == 204
+        steps.append(read())
+        seen.append(steps)
+    ref, fed = seen
+    assert ref == [(403, b""), (403, b""), (200, b"".join(SEG))]
+    assert fed == ref
