@@ -23,325 +23,51 @@
 //! a stream and refused past `bulk_delete.max_deletes_per_request` of `/info` (Swift's
 //! default when no cluster says), so memory stays bounded.
 //!
-//! Not done here yet: bulk upload (`PUT ?extract-archive`). At container or object
-//! level it is forwarded to the container's cluster like any PUT there: a cluster
-//! running the bulk middleware extracts it into that one container, a cluster without
-//! it takes it for a container PUT and ignores the archive. At account level, where
-//! entries may name many containers on different clusters, the proxy answers 405.
-
-use std::future::Future;
-use std::pin::Pin;
-use std::time::Duration;
+//! Bulk upload (`PUT ?extract-archive`) is the sibling module `extract`.
 
 use bytes::{Bytes, BytesMut};
 use federation_core::AccountName;
 use futures::stream::FuturesOrdered;
 use futures::StreamExt;
 use http::request::Parts;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use http_body_util::BodyExt;
-use percent_encoding::{percent_decode, percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use serde_json::Value;
-use stackfed_http::{from_stream, Body};
+use percent_encoding::{percent_decode, percent_encode};
+use stackfed_http::Body;
 
-use super::FederationService;
-use crate::path::SwiftPath;
+use super::{
+    heartbeat_response, info_limit, negotiate, status_line, BoxFuture, Format, Report,
+    MAX_PATH_LENGTH, QUOTE,
+};
+use crate::service::FederationService;
 
-/// The formats Swift's bulk middleware offers, in its order of preference.
-const ACCEPTABLE_FORMATS: [&str; 4] = [
-    "text/plain",
-    "application/json",
-    "application/xml",
-    "text/xml",
-];
-/// Swift's `max_path_length` in the bulk middleware: object name, container name and
-/// two slashes. The list is read in blocks of this size.
-const MAX_PATH_LENGTH: usize = 1024 + 256 + 2;
 /// Swift's defaults, used when no cluster's `/info` gives them.
-const DEFAULT_MAX_DELETES: u64 = 10_000;
-const DEFAULT_MAX_FAILED_DELETES: u64 = 1_000;
-/// How often whitespace goes out while the work goes on (Swift's `yield_frequency`).
-const HEARTBEAT: Duration = Duration::from_secs(10);
+pub(super) const DEFAULT_MAX_DELETES: u64 = 10_000;
+pub(super) const DEFAULT_MAX_FAILED_DELETES: u64 = 1_000;
 /// Deletes in flight at once for one bulk request.
 const CONCURRENCY: usize = 4;
-/// The longest item answer read (and dropped) so its connection can be reused.
-const ITEM_BODY_LIMIT: usize = 64 * 1024;
-/// Python's `urllib.parse.quote(name, safe='/')`.
-pub(super) const QUOTE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~')
-    .remove(b'/');
+/// The counts of a bulk delete's report, in Swift's order.
+const COUNTS: [&str; 2] = ["Number Deleted", "Number Not Found"];
+const DELETED: usize = 0;
+const NOT_FOUND: usize = 1;
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+/// What a bulk delete did.
+pub(in crate::service) type Outcome = Report;
 
-/// The response format (`None`: nothing acceptable, plain text under `text/html`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Format {
-    Plain,
-    Json,
-    Xml(&'static str),
-}
-
-impl Format {
-    pub(super) fn content_type(self) -> &'static str {
-        match self {
-            Self::Plain => "text/plain",
-            Self::Json => "application/json",
-            Self::Xml(ct) => ct,
-        }
+impl Report {
+    /// A bulk delete's report, `200 OK` so far.
+    fn delete() -> Self {
+        Self::new("delete", StatusCode::OK, &COUNTS)
     }
 }
 
 /// Whether the request is a bulk delete: `POST` or `DELETE` with a `bulk-delete`
 /// query parameter, at any level under an account (as Swift's middleware checks it).
-pub(super) fn is_bulk_delete(parts: &Parts) -> bool {
+pub(in crate::service) fn is_bulk_delete(parts: &Parts) -> bool {
     (parts.method == Method::POST || parts.method == Method::DELETE)
         && parts.uri.query().is_some_and(|q| {
             url::form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "bulk-delete")
         })
-}
-
-/// The account a path is under, if any.
-pub(super) fn account_of(path: &SwiftPath) -> Option<&AccountName> {
-    match path {
-        SwiftPath::Account { account }
-        | SwiftPath::Container { account, .. }
-        | SwiftPath::Object { account, .. } => Some(account),
-        _ => None,
-    }
-}
-
-/// Swift's `Accept.best_match(ACCEPTABLE_FORMATS)`: `None` when no offer matches or the
-/// header is malformed; the first offer when there is no header.
-pub(super) fn negotiate(accept: Option<&[u8]>) -> Option<Format> {
-    let to_format = |ct: &'static str| match ct {
-        "application/json" => Format::Json,
-        "application/xml" | "text/xml" => Format::Xml(ct),
-        _ => Format::Plain,
-    };
-    let accept = match accept {
-        None => return Some(Format::Plain),
-        Some(a) => std::str::from_utf8(a).ok()?,
-    };
-    if accept.is_empty() {
-        return Some(Format::Plain);
-    }
-    // (type, subtype, quality, no wildcard), in the header's order.
-    let mut types: Vec<(String, String, f64, bool)> = Vec::new();
-    for part in accept.split(',') {
-        let (typ, subtype, params) = parse_media_range(part)?;
-        let mut quality = 1.0;
-        let mut seen_q = false;
-        for p in params.split(';').map(str::trim).filter(|p| !p.is_empty()) {
-            let mut kv = p.split('=');
-            let (Some(name), Some(value), None) = (kv.next(), kv.next(), kv.next()) else {
-                return None;
-            };
-            if name.trim() == "q" {
-                if seen_q {
-                    return None;
-                }
-                seen_q = true;
-                quality = value.trim().parse::<f64>().ok()?;
-            }
-        }
-        let exact = typ != "*" && subtype != "*";
-        types.push((typ.to_owned(), subtype.to_owned(), quality, exact));
-    }
-    // Python's stable sort, reversed: by quality, then exact before wildcards.
-    types.sort_by(|a, b| {
-        (b.2, b.3)
-            .partial_cmp(&(a.2, a.3))
-            .unwrap_or(std::cmp::Ordering::Equal)
-    });
-    for (typ, subtype, _, _) in &types {
-        for offer in ACCEPTABLE_FORMATS {
-            let (ot, os) = offer.split_once('/')?;
-            if (typ == "*" || typ == ot) && (subtype == "*" || subtype == os) {
-                return Some(to_format(offer));
-            }
-        }
-    }
-    None
-}
-
-/// An RFC 2616 token character, as Swift's `Accept` pattern has it.
-fn is_token(c: char) -> bool {
-    !c.is_control() && !c.is_whitespace() && !"()<>@,;:\\\"/[]?={}".contains(c) && c != '\x7f'
-}
-
-/// `type/subtype` and the raw parameters after it, as Swift's `Accept` pattern matches
-/// one comma-separated part; `None` when it does not match.
-fn parse_media_range(part: &str) -> Option<(&str, &str, &str)> {
-    let s = part.trim_start();
-    let slash = s.find('/')?;
-    let typ = &s[..slash];
-    let rest = &s[slash + 1..];
-    let end = rest.find(|c: char| !is_token(c)).unwrap_or(rest.len());
-    let (subtype, params) = rest.split_at(end);
-    if typ.is_empty() || !typ.chars().all(is_token) || subtype.is_empty() {
-        return None;
-    }
-    // Each parameter: `\s*;\s*token\s*=\s*(token|"quoted")`, then trailing space.
-    let mut p = params;
-    loop {
-        p = p.trim_start();
-        if p.is_empty() {
-            break;
-        }
-        p = p.strip_prefix(';')?.trim_start();
-        let n = p.find(|c: char| !is_token(c)).unwrap_or(p.len());
-        if n == 0 {
-            return None;
-        }
-        p = p[n..].trim_start().strip_prefix('=')?.trim_start();
-        if let Some(q) = p.strip_prefix('"') {
-            let mut chars = q.char_indices();
-            let mut close = None;
-            while let Some((i, c)) = chars.next() {
-                match c {
-                    '\\' => {
-                        chars.next();
-                    }
-                    '"' => {
-                        close = Some(i);
-                        break;
-                    }
-                    _ => {}
-                }
-            }
-            p = &q[close? + 1..];
-        } else {
-            let n = p.find(|c: char| !is_token(c)).unwrap_or(p.len());
-            if n == 0 {
-                return None;
-            }
-            p = &p[n..];
-        }
-    }
-    Some((typ, subtype, params))
-}
-
-/// Swift's reason phrase for a status (`swob.RESPONSE_REASONS`).
-pub(super) fn status_line(status: StatusCode) -> String {
-    let reason = match status.as_u16() {
-        202 => "Accepted",
-        413 => "Request Entity Too Large",
-        414 => "Request URI Too Long",
-        416 => "Requested Range Not Satisfiable",
-        422 => "Unprocessable Entity",
-        499 => "Client Disconnect",
-        500 => "Internal Error",
-        529 => "Too Many Backend Requests",
-        _ => status.canonical_reason().unwrap_or("Unknown"),
-    };
-    format!("{} {reason}", status.as_u16())
-}
-
-/// What a bulk delete did, as Swift's middleware reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Outcome {
-    status: String,
-    body: String,
-    deleted: u64,
-    not_found: u64,
-    /// Quoted name and status line of every item that failed.
-    errors: Vec<(String, String)>,
-}
-
-impl Outcome {
-    fn new() -> Self {
-        Self {
-            status: status_line(StatusCode::OK),
-            body: String::new(),
-            deleted: 0,
-            not_found: 0,
-            errors: Vec::new(),
-        }
-    }
-
-    fn failed(mut self, status: StatusCode, body: &str) -> Self {
-        self.status = status_line(status);
-        body.clone_into(&mut self.body);
-        self
-    }
-
-    /// The body as `get_heartbeat_response_body` writes it (`format` `None`: plain).
-    pub(super) fn render(&self, format: Option<Format>) -> String {
-        match format {
-            Some(Format::Json) => {
-                let errors: Vec<Value> = self
-                    .errors
-                    .iter()
-                    .map(|(n, s)| Value::from(vec![n.as_str(), s.as_str()]))
-                    .collect();
-                format!(
-                    "{{\"Response Status\": {}, \"Response Body\": {}, \"Number Deleted\": {}, \"Number Not Found\": {}, \"Errors\": {}}}",
-                    stackfed_http::pyjson::string(&self.status),
-                    stackfed_http::pyjson::string(&self.body),
-                    self.deleted,
-                    self.not_found,
-                    json_list(&errors),
-                )
-            }
-            Some(Format::Xml(_)) => {
-                let mut out = format!(
-                    "<delete>\n<number_deleted>{}</number_deleted>\n<number_not_found>{}</number_not_found>\n<response_body>{}</response_body>\n<response_status>{}</response_status>\n<errors>\n",
-                    self.deleted,
-                    self.not_found,
-                    xml_escape(&self.body),
-                    xml_escape(&self.status),
-                );
-                for (n, s) in &self.errors {
-                    out.push_str(&format!(
-                        "<object><name>{}</name><status>{}</status></object>\n",
-                        xml_escape(n),
-                        xml_escape(s)
-                    ));
-                }
-                out.push_str("</errors>\n</delete>\n");
-                out
-            }
-            Some(Format::Plain) | None => {
-                let mut out = format!(
-                    "Number Deleted: {}\nNumber Not Found: {}\nResponse Body: {}\nResponse Status: {}\nErrors:\n",
-                    self.deleted, self.not_found, self.body, self.status
-                );
-                for (n, s) in &self.errors {
-                    out.push_str(&format!("{n}, {s}\n"));
-                }
-                out
-            }
-        }
-    }
-}
-
-/// A JSON list of `[name, status]` pairs with Python's separators.
-fn json_list(items: &[Value]) -> String {
-    let inner: Vec<String> = items
-        .iter()
-        .map(|v| {
-            let pair: Vec<String> = v
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .map(|s| stackfed_http::pyjson::string(s.as_str().unwrap_or_default()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            format!("[{}]", pair.join(", "))
-        })
-        .collect();
-    format!("[{}]", inner.join(", "))
-}
-
-/// `xml.sax.saxutils.escape`.
-pub(super) fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 /// Reads a request body in blocks of a fixed size, as Swift reads `wsgi.input`.
@@ -395,7 +121,7 @@ async fn read_names(body: Body, max: u64) -> Result<Vec<Vec<u8>>, Outcome> {
             let data = reader
                 .read(MAX_PATH_LENGTH)
                 .await
-                .map_err(|s| Outcome::new().failed(s, ""))?;
+                .map_err(|s| Outcome::delete().failed(s, ""))?;
             if data.is_empty() {
                 more = false;
                 let name = unquote(&line);
@@ -407,13 +133,13 @@ async fn read_names(body: Body, max: u64) -> Result<Vec<Vec<u8>>, Outcome> {
             }
         }
         if names.len() as u64 > max {
-            return Err(Outcome::new().failed(
+            return Err(Outcome::delete().failed(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &format!("Maximum Bulk Deletes: {max} per request"),
             ));
         }
         if line.len() > MAX_PATH_LENGTH * 2 {
-            return Err(Outcome::new().failed(StatusCode::BAD_REQUEST, "Invalid File Name"));
+            return Err(Outcome::delete().failed(StatusCode::BAD_REQUEST, "Invalid File Name"));
         }
         if !more {
             return Ok(names);
@@ -433,23 +159,10 @@ fn is_object(name: &[u8]) -> bool {
     s.contains(&b'/')
 }
 
-/// Adds `bulk_delete` to the federation's `/info` when no cluster advertised it: the
-/// proxy does bulk deletes itself, with Swift's default limits.
-pub(super) fn advertise(info: &mut Value) {
-    if let Some(map) = info.as_object_mut() {
-        map.entry("bulk_delete").or_insert_with(|| {
-            serde_json::json!({
-                "max_deletes_per_request": DEFAULT_MAX_DELETES,
-                "max_failed_deletes": DEFAULT_MAX_FAILED_DELETES,
-            })
-        });
-    }
-}
-
 impl FederationService {
     /// Answers a bulk delete (see the [module docs](self)): `200` once the list is read,
     /// whitespace while the items are deleted, then the result.
-    pub(super) async fn bulk_delete(
+    pub(in crate::service) async fn bulk_delete(
         &self,
         parts: Parts,
         body: Body,
@@ -468,36 +181,7 @@ impl FederationService {
                 )
             }
         };
-        let xml = matches!(format, Some(Format::Xml(_)));
-        let stream = futures::stream::unfold(Some((work, false)), move |state| async move {
-            let (mut work, beaten) = state?;
-            tokio::select! {
-                outcome = &mut work => {
-                    let mut out = String::new();
-                    if beaten {
-                        out.push_str("\r\n\r\n");
-                    }
-                    out.push_str(&outcome.render(format));
-                    Some((Ok::<_, std::convert::Infallible>(Bytes::from(out)), None))
-                }
-                () = tokio::time::sleep(HEARTBEAT) => {
-                    let beat: &'static [u8] = if xml && !beaten {
-                        b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-                    } else {
-                        b" "
-                    };
-                    Some((Ok(Bytes::from_static(beat)), Some((work, true))))
-                }
-            }
-        });
-        let mut resp = Response::new(from_stream(stream));
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(
-                format.map_or("text/html; charset=UTF-8", Format::content_type),
-            ),
-        );
-        resp
+        heartbeat_response(format, work).await
     }
 
     /// The checks of Swift's `handle_delete_iter` and the list it reads; the names and
@@ -508,7 +192,7 @@ impl FederationService {
         body: Body,
         format: Option<Format>,
     ) -> Result<(Vec<Vec<u8>>, u64), Outcome> {
-        let refused = |status| Outcome::new().failed(status, "");
+        let refused = |status| Outcome::delete().failed(status, "");
         if format.is_none() {
             return Err(refused(StatusCode::NOT_ACCEPTABLE));
         }
@@ -525,19 +209,22 @@ impl FederationService {
             return Err(refused(StatusCode::LENGTH_REQUIRED));
         }
         let (info, _) = self.info().await;
-        let limit = |key: &str, default: u64| {
-            info.pointer(&format!("/bulk_delete/{key}"))
-                .and_then(Value::as_u64)
-                .unwrap_or(default)
-        };
-        let max_deletes = limit("max_deletes_per_request", DEFAULT_MAX_DELETES);
-        let max_failed = limit("max_failed_deletes", DEFAULT_MAX_FAILED_DELETES);
+        let max_deletes = info_limit(
+            &info,
+            "/bulk_delete/max_deletes_per_request",
+            DEFAULT_MAX_DELETES,
+        );
+        let max_failed = info_limit(
+            &info,
+            "/bulk_delete/max_failed_deletes",
+            DEFAULT_MAX_FAILED_DELETES,
+        );
         Ok((read_names(body, max_deletes).await?, max_failed))
     }
 
     /// The deletes of an SLO's `?multipart-manifest=delete` (its segments, then the
     /// manifest), with Swift's default failure limit.
-    pub(super) async fn delete_in_order(
+    pub(in crate::service) async fn delete_in_order(
         self,
         names: Vec<Vec<u8>>,
         account: AccountName,
@@ -555,7 +242,7 @@ impl FederationService {
         token: Option<HeaderValue>,
         max_failed: u64,
     ) -> Outcome {
-        let mut outcome = Outcome::new();
+        let mut outcome = Outcome::delete();
         let mut bad_gateway = false;
         let mut aborted = false;
         for objects in [true, false] {
@@ -584,8 +271,8 @@ impl FederationService {
                     break;
                 };
                 match status.as_u16() {
-                    200..=299 => outcome.deleted += 1,
-                    404 => outcome.not_found += 1,
+                    200..=299 => outcome.count(DELETED),
+                    404 => outcome.count(NOT_FOUND),
                     s => {
                         bad_gateway |= s / 100 == 5;
                         outcome.errors.push((quoted, status_line(status)));
@@ -605,8 +292,8 @@ impl FederationService {
             } else {
                 StatusCode::BAD_REQUEST
             };
-            outcome.status = status_line(status);
-        } else if outcome.deleted == 0 && outcome.not_found == 0 {
+            outcome.set_status(status);
+        } else if outcome.counted(DELETED) == 0 && outcome.counted(NOT_FOUND) == 0 {
             return outcome.failed(StatusCode::BAD_REQUEST, "Invalid bulk delete.");
         }
         outcome
@@ -619,33 +306,12 @@ impl FederationService {
     }
 
     async fn delete_item_inner(self, path: String, token: Option<HeaderValue>) -> StatusCode {
-        let mut req = Request::new(());
-        *req.method_mut() = Method::DELETE;
-        let Ok(uri) = path.parse() else {
-            return StatusCode::PRECONDITION_FAILED;
-        };
-        *req.uri_mut() = uri;
+        let mut headers = HeaderMap::new();
         if let Some(t) = token {
-            req.headers_mut().insert("x-auth-token", t);
+            headers.insert("x-auth-token", t);
         }
-        // Through the service's named (boxed) future: the item runs every phase.
-        let mut svc = self;
-        let call = tower::Service::call(
-            &mut svc,
-            req.map(|()| http_body_util::Empty::<Bytes>::new()),
-        );
-        let Ok(resp) = call.await;
-        let status = resp.status();
-        // Read the (short) answer so its connection can be reused; never more.
-        let mut body = resp.into_body();
-        let mut read = 0;
-        while read <= ITEM_BODY_LIMIT {
-            match body.frame().await {
-                Some(Ok(frame)) => read += frame.data_ref().map_or(0, Bytes::len),
-                _ => break,
-            }
-        }
-        status
+        self.item_request(Method::DELETE, &path, headers, stackfed_http::empty())
+            .await
     }
 }
 
@@ -654,56 +320,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn negotiates_as_swob_does() {
-        let n = |a: &str| negotiate(Some(a.as_bytes()));
-        assert_eq!(negotiate(None), Some(Format::Plain));
-        assert_eq!(n(""), Some(Format::Plain));
-        assert_eq!(n("application/json"), Some(Format::Json));
-        assert_eq!(n("text/xml"), Some(Format::Xml("text/xml")));
-        assert_eq!(n("*/*"), Some(Format::Plain));
-        assert_eq!(n("application/*"), Some(Format::Json));
-        assert_eq!(
-            n("text/plain;q=0.5, application/xml;q=0.9"),
-            Some(Format::Xml("application/xml"))
-        );
-        assert_eq!(n("*/*;q=0.9, application/json"), Some(Format::Json));
-        assert_eq!(n("image/png"), None);
-        assert_eq!(n("garbage"), None);
-        assert_eq!(n("application/json;q=x"), None);
-        assert_eq!(n("application/json; q=1; q=1"), None);
-    }
-
-    #[test]
     fn objects_and_containers() {
         assert!(is_object(b"/c/o"));
         assert!(is_object(b"c/o/"));
         assert!(!is_object(b"/c/"));
         assert!(!is_object(b"/"));
-    }
-
-    #[test]
-    fn renders_as_swift_does() {
-        let mut o = Outcome::new();
-        o.deleted = 2;
-        o.not_found = 3;
-        o.status = status_line(StatusCode::BAD_REQUEST);
-        o.errors
-            .push(("/full".into(), status_line(StatusCode::CONFLICT)));
-        assert_eq!(
-            o.render(Some(Format::Json)),
-            r#"{"Response Status": "400 Bad Request", "Response Body": "", "Number Deleted": 2, "Number Not Found": 3, "Errors": [["/full", "409 Conflict"]]}"#
-        );
-        assert_eq!(
-            o.render(Some(Format::Plain)),
-            "Number Deleted: 2\nNumber Not Found: 3\nResponse Body: \nResponse Status: 400 Bad Request\nErrors:\n/full, 409 Conflict\n"
-        );
-        assert_eq!(
-            o.render(Some(Format::Xml("text/xml"))),
-            "<delete>\n<number_deleted>2</number_deleted>\n<number_not_found>3</number_not_found>\n<response_body></response_body>\n<response_status>400 Bad Request</response_status>\n<errors>\n<object><name>/full</name><status>409 Conflict</status></object>\n</errors>\n</delete>\n"
-        );
-        assert_eq!(
-            status_line(StatusCode::PAYLOAD_TOO_LARGE),
-            "413 Request Entity Too Large"
-        );
     }
 }
