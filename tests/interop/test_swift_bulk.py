@@ -1,15 +1,20 @@
-"""Bulk delete (`POST ?bulk-delete`) through the federation, with the real `swift` CLI
-and raw HTTP, compared with what one real Swift cluster running the bulk middleware
-answers.
+"""Bulk delete (`POST ?bulk-delete`) and bulk upload (`PUT ?extract-archive`) through
+the federation, with the real `swift` CLI, curl and raw HTTP, compared with what one
+real Swift cluster running the bulk middleware answers.
 
 The module starts its own federation (two clusters with the plain pipeline, no bulk
 middleware: the proxy does bulk deletes itself) and a reference cluster with the SAIO
-pipeline, so that `swift delete --all` empties an account no other test uses."""
+pipeline, so that `swift delete --all` empties an account no other test uses (the upload
+tests run after it and create containers with tags in their names)."""
 
+import gzip
 import http.client
+import io
 import json
 import re
 import subprocess
+import tarfile
+import time
 import urllib.parse
 import uuid
 
@@ -287,3 +292,267 @@ def test_bulk_delete_with_expect_100_continue(bulk_fed, reference, tmp_path):
     ref, fed = answers
     assert '"Number Deleted": 4' in ref, ref
     assert fed == ref
+
+
+# ----- bulk upload (`PUT ?extract-archive`) ------------------------------------------------
+# python-swiftclient has no option for it (`swift upload` uploads files one by one): raw
+# HTTP with requests, and curl for `Expect: 100-continue`.
+
+
+def make_tar(files, comp=""):
+    """A pax archive (GNU tar's default format) of (name, bytes or None for a directory,
+    pax records) entries."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:" + comp, format=tarfile.PAX_FORMAT) as t:
+        for name, data, *pax in files:
+            info = tarfile.TarInfo(name)
+            if data is None:
+                info.type = tarfile.DIRTYPE
+            elif data == "symlink":
+                info.type, info.linkname, data = tarfile.SYMTYPE, "elsewhere", None
+            else:
+                info.size = len(data)
+            if pax:
+                info.pax_headers = pax[0]
+            t.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
+def extract(url, token, path, body, fmt="tar", accept=None, headers=None):
+    h = dict(headers or {})
+    if token:
+        h["X-Auth-Token"] = token
+    if accept:
+        h["Accept"] = accept
+    r = requests.put(f"{url}{path}?extract-archive={fmt}", data=body, headers=h, timeout=120)
+    ctype = r.headers.get("Content-Type")
+    # Swift may send whitespace (or the XML declaration) before the result while it works.
+    text = r.text.lstrip(" \r\n")
+    return r.status_code, ctype, errors_in_order(ctype, text)
+
+
+def both(bulk_fed, reference, make, check=None):
+    """`make(url, token, tag)` → answer, on the reference cluster then the federation;
+    answers with the tag taken out, and `check(url, token, tag)` run on each."""
+    answers = []
+    for url, token in endpoints(bulk_fed, reference):
+        tag = uuid.uuid4().hex[:6]
+        status, ctype, text = make(url, token, tag)
+        answers.append((status, ctype, text.replace(tag, "TAG")))
+        if check:
+            check(url, token, tag)
+    return answers
+
+
+def where_is(clusters, container):
+    return [name for name, c in clusters.items() if holds(c, container)]
+
+
+@pytest.mark.parametrize("accept", [None, "application/json", "application/xml", "text/xml"])
+def test_extract_account_level_places_new_containers(bulk_fed, reference, accept):
+    proxy, clusters = bulk_fed
+    made = {}
+
+    def make(url, token, tag):
+        names = [f"x{i}-{tag}" for i in range(6)]
+        made[url] = names
+        files = [(f"{c}/dir/f{i}.txt", f"{c}-{i}".encode()) for c in names for i in range(2)]
+        files += [("top-level-file", b"ignored"), (f"{names[0]}/sub", None),
+                  (f"{names[0]}/link", "symlink"), (f"./{names[1]}/dotted", b"d")]
+        return extract(url, token, "", make_tar(files), accept=accept)
+
+    ref, fed = both(bulk_fed, reference, make)
+    assert ref[0] == 200 and "201 Created" in ref[2] and "13" in ref[2], ref
+    assert fed == ref
+    f = conn(proxy.auth_url)
+    (names,) = [v for k, v in made.items() if k.startswith(proxy.endpoint)]
+    for c in names:
+        on = where_is(clusters, c)
+        assert len(on) == 1, (c, on)  # placed on exactly one cluster, and recorded there
+        assert has_record(f, c, on[0])
+        listing = [o["name"] for o in f.get_container(c)[1]]
+        extra = ["dotted"] if c == names[1] else []
+        assert listing == sorted(["dir/f0.txt", "dir/f1.txt"] + extra), listing
+        assert f.get_object(c, "dir/f1.txt")[1] == f"{c}-1".encode()
+
+
+@pytest.mark.parametrize("comp", ["tar", "tar.gz", "tar.bz2"])
+def test_extract_container_level_with_prefix_and_pax_metadata(bulk_fed, reference, comp):
+    heads = []
+    pax = {"SCHILY.xattr.user.meta.color": "blü", "LIBARCHIVE.xattr.user.meta.Size": "L",
+           "SCHILY.xattr.user.mime_type": "application/x-stackfed",
+           "SCHILY.xattr.user.other": "ignored", "SCHILY.xattr.security.selinux": "no"}
+
+    def make(url, token, tag):
+        s = {"X-Auth-Token": token}
+        # An existing container (on west through the federation).
+        assert requests.put(f"{url}/pre-{tag}", headers={**s, **pinned("west")}).status_code == 201
+        files = [("a.txt", b"aaa", pax), ("d/b.png", b"bb"), ("./c.json", b"{}"), ("d", None)]
+        body = make_tar(files, {"tar": "", "tar.gz": "gz", "tar.bz2": "bz2"}[comp])
+        return extract(url, token, f"/pre-{tag}/in/side/", body, fmt=comp,
+                       accept="application/json",
+                       headers={"X-Object-Meta-Batch": "7", "Content-Type": "text/x-ignored",
+                                "X-Delete-After": "86400"})
+
+    def check(url, token, tag):
+        s = {"X-Auth-Token": token}
+        got = {}
+        for o in ("a.txt", "d/b.png", "c.json"):
+            r = requests.head(f"{url}/pre-{tag}/in/side/{o}", headers=s)
+            assert r.status_code == 200, (o, r.status_code)
+            got[o] = {k: v for k, v in r.headers.items()
+                      if k.lower().startswith("x-object-meta-")
+                      or k.lower() in ("content-type", "content-length", "etag")}
+            got[o]["has-delete-at"] = "X-Delete-At" in r.headers
+        heads.append(got)
+
+    ref, fed = both(bulk_fed, reference, make, check)
+    assert '"Number Files Created": 3' in ref[2], ref
+    assert fed == ref
+    assert heads[0] == heads[1]
+    assert heads[0]["a.txt"]["Content-Type"] == "application/x-stackfed"
+    assert heads[0]["d/b.png"]["Content-Type"] == "image/png"
+
+
+def truncated_in_data(tag):
+    return make_tar([(f"t-{tag}/small", b"1"), (f"t-{tag}/big", b"2" * 5000)])[:3000]
+
+
+def huge_header(tag):
+    """A header claiming a file over Swift's 5 GiB limit, with no data after it."""
+    info = tarfile.TarInfo(f"h-{tag}/huge")
+    info.size = 6 * 1024 ** 3
+    return info.tobuf(tarfile.USTAR_FORMAT)
+
+
+REFUSALS = {
+    "garbage": lambda tag: ("", "tar", b"garbage" * 100),
+    "empty": lambda tag: ("", "tar", b""),
+    "zeros": lambda tag: ("", "tar", b"\0" * 1024),
+    "short": lambda tag: ("", "tar", b"x" * 100),
+    "bad-checksum": lambda tag: ("", "tar", make_tar([(f"k-{tag}/a", b"1")])[:148] + b"0000001\0"
+                                 + make_tar([(f"k-{tag}/a", b"1")])[156:]),
+    "truncated-in-data": lambda tag: ("", "tar", truncated_in_data(tag)),
+    "truncated-padding": lambda tag: ("", "tar", make_tar([(f"p-{tag}/a", b"1")])[:700]),
+    "junk-after-a-file": lambda tag: ("", "tar", make_tar([(f"j-{tag}/a", b"1")])[:1024]
+                                      + b"junk" * 200),
+    "not-gzip": lambda tag: ("", "tar.gz", b"garbage"),
+    "not-bzip2": lambda tag: ("", "tar.bz2", b"garbage" * 100),
+    "gzip-of-garbage": lambda tag: ("", "tar.gz", gzip.compress(b"garbage" * 100)),
+    "corrupt-gzip": lambda tag: ("", "tar.gz", gzip.compress(make_tar(
+        [(f"g-{tag}/a", b"1" * 3000)]))[:40] + b"\xff" * 300),
+    "unknown-format": lambda tag: (f"/u-{tag}", "zip", b"whatever"),
+    "too-large": lambda tag: ("", "tar", huge_header(tag)),
+    "names": lambda tag: ("", "tar", make_tar([
+        ("c" * 257 + "/a", b"1"), (f"n-{tag}/" + "o" * 1025, b"2"),
+        (f"n-{tag}/\udcff", b"3"), (f"/n-{tag}//y", b"5"), (f"n-{tag}/ok", b"6")])),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSALS))
+def test_extract_refusals_match_a_real_cluster(bulk_fed, reference, case):
+    def make(url, token, tag):
+        path, fmt, body = REFUSALS[case](tag)
+        return extract(url, token, path, body, fmt=fmt, accept="application/json")
+
+    def check(url, token, tag):
+        if case == "truncated-in-data":
+            # The file cut short is not stored, not even in part.
+            r = requests.head(f"{url}/t-{tag}/big", headers={"X-Auth-Token": token})
+            assert r.status_code == 404, r.status_code
+
+    ref, fed = both(bulk_fed, reference, make, check)
+    assert fed == ref
+
+
+@pytest.mark.parametrize("case", ["not-acceptable", "no-token", "bogus-token", "plain"])
+def test_extract_answers_by_caller_and_accept(bulk_fed, reference, case):
+    def make(url, token, tag):
+        accept = {"not-acceptable": "image/png", "plain": "text/plain"}.get(case)
+        token = {"no-token": None, "bogus-token": "AUTH_tkbogus"}.get(case, token)
+        body = make_tar([(f"a-{tag}/x", b"1"), (f"a-{tag}/y", b"2")])
+        return extract(url, token, "", body, accept=accept)
+
+    ref, fed = both(bulk_fed, reference, make)
+    assert fed == ref
+
+
+def test_extract_as_a_read_only_user(bulk_fed, reference):
+    """tester3 has no admin role on `test`: it may read a container whose ACL says so, but
+    not write to it nor create containers; every file fails with the cluster's 403."""
+    def make(url, token, tag):
+        s = {"X-Auth-Token": token}
+        r = requests.put(f"{url}/ro-{tag}", headers={**s, "X-Container-Read": "test:tester3"})
+        assert r.status_code == 201
+        auth = reference.auth_url if url.startswith(reference.endpoint) else bulk_fed[0].auth_url
+        _, ro = swc.Connection(authurl=auth, user="test:tester3", key="testing3",
+                               retries=0).get_auth()
+        body = make_tar([(f"ro-{tag}/a", b"1"), (f"ro-{tag}/b", b"2"), (f"new-{tag}/c", b"3")])
+        return extract(url, ro, "", body, accept="application/json")
+
+    def check(url, token, tag):
+        s = {"X-Auth-Token": token}
+        assert requests.get(f"{url}/ro-{tag}", headers=s).text == ""
+        assert requests.head(f"{url}/new-{tag}", headers=s).status_code == 404
+
+    ref, fed = both(bulk_fed, reference, make, check)
+    assert "403 Forbidden" in ref[2], ref
+    assert fed == ref
+
+
+def test_extract_with_curl_and_expect_100_continue(bulk_fed, reference, tmp_path):
+    """curl -T sends `Expect: 100-continue`: the 100 must come before any answer."""
+    def make(url, token, tag):
+        f = tmp_path / f"up-{tag}.tar.gz"
+        f.write_bytes(make_tar([(f"cu-{tag}/o{i}", b"x" * 4096) for i in range(20)], "gz"))
+        out = subprocess.run(
+            ["curl", "-sS", "--max-time", "60", "-T", str(f), "-H", "Expect: 100-continue",
+             "-H", "Accept: application/json", "-H", f"X-Auth-Token: {token}",
+             "-w", "\n%{http_code}", f"{url}?extract-archive=tar.gz"],
+            capture_output=True, text=True, timeout=90)
+        assert out.returncode == 0, out.stderr
+        text, _, code = out.stdout.strip().rpartition("\n")
+        return int(code), "application/json", errors_in_order("application/json", text.strip())
+
+    def check(url, token, tag):
+        r = requests.get(f"{url}/cu-{tag}", headers={"X-Auth-Token": token})
+        assert len(r.text.split()) == 20
+
+    ref, fed = both(bulk_fed, reference, make, check)
+    assert '"Number Files Created": 20' in ref[2], ref
+    assert fed == ref
+
+
+def test_extract_of_a_client_gone_mid_archive_leaves_no_partial_object(bulk_fed):
+    proxy, clusters = bulk_fed
+    url, token = conn(proxy.auth_url).get_auth()
+    tag = uuid.uuid4().hex[:6]
+    body = make_tar([(f"gone-{tag}/whole", b"w"), (f"gone-{tag}/cut", b"c" * 200_000)])
+    u = urllib.parse.urlsplit(url)
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    c.putrequest("PUT", f"{u.path}?extract-archive=tar")
+    c.putheader("X-Auth-Token", token)
+    c.putheader("Content-Length", str(len(body)))
+    c.endheaders()
+    c.send(body[:100_000])  # inside the second file's data, then gone
+    c.close()
+    f = conn(proxy.auth_url)
+    for _ in range(50):
+        try:
+            names = [o["name"] for o in f.get_container(f"gone-{tag}")[1]]
+        except ClientException:
+            names = None
+        if names == ["whole"]:
+            break
+        time.sleep(0.2)
+    time.sleep(1)
+    assert [o["name"] for o in f.get_container(f"gone-{tag}")[1]] == ["whole"]
+    with pytest.raises(ClientException) as e:
+        f.head_object(f"gone-{tag}", "cut")
+    assert e.value.http_status == 404
+
+
+def test_info_advertises_bulk_upload(bulk_fed, reference):
+    proxy, _ = bulk_fed
+    ref = conn(reference.auth_url).get_capabilities()["bulk_upload"]
+    assert conn(proxy.auth_url).get_capabilities()["bulk_upload"] == ref

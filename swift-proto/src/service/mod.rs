@@ -19,7 +19,7 @@
 //! The request families live one per file and supply only what differs: `auth`
 //! (`/auth/v1.0`), `account` (fan-out and merge), `container` (placement before a
 //! PUT, bookkeeping after PUT/POST/DELETE, co-location), `object`, `copy` (across
-//! clusters), `symlink` (the 404-then-follow rule), `bulk` (bulk delete) and `info`.
+//! clusters), `symlink` (the 404-then-follow rule), `bulk` (bulk delete and upload) and `info`.
 
 mod account;
 pub mod auth;
@@ -267,6 +267,10 @@ impl FederationService {
         if let Some(account) = bulk::account_of(&path).filter(|_| bulk::is_bulk_delete(&parts)) {
             return Ok(Box::pin(self.bulk_delete(parts, body, account.clone())).await);
         }
+        // So do bulk uploads: each file (and container) is a request of its own.
+        if let Some(kind) = account_of_extract(&path, &parts) {
+            return Ok(Box::pin(self.bulk_extract(parts, body, kind)).await);
+        }
         let manifest = parts
             .uri
             .query()
@@ -496,6 +500,14 @@ where
         let svc = self.clone();
         Box::pin(async move { Ok(svc.handle(req).await) })
     }
+}
+
+/// A bulk upload under an account: its compression (`Err`: a format Swift refuses).
+fn account_of_extract(
+    path: &SwiftPath,
+    parts: &Parts,
+) -> Option<std::result::Result<bulk::Compression, ()>> {
+    bulk::account_of(path).and(bulk::extract_archive(parts))
 }
 
 /// A plain-text answer the proxy makes itself.
