@@ -723,14 +723,27 @@ async fn versions_locations_must_exist_on_the_same_cluster() {
     let fed = Federation::start(3).await;
     fed.login().await;
 
-    // A location that does not exist yet.
-    let r = fed
-        .request("PUT", &p("docs"))
-        .header("x-versions-location", "docs-versions")
-        .send()
-        .await;
-    assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
-    assert!(fed.holders("docs").is_empty());
+    // A location that does not exist yet is accepted (as Swift accepts it) and recorded
+    // on the container's cluster, not created: the client's later PUT of it lands
+    // there. Raw UTF-8 names count too.
+    for (name, location, encoded) in [
+        ("drafts", "drafts-versions", "drafts-versions"),
+        ("brouillons", "brouillons-é", "brouillons-%C3%A9"),
+    ] {
+        let r = fed
+            .request("PUT", &p(name))
+            .header("x-versions-location", location)
+            .send()
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+        let home = fed.holders(name);
+        assert_eq!(home.len(), 1);
+        assert!(fed.holders(location).is_empty(), "only recorded");
+        let r = fed.request("HEAD", &p(encoded)).send().await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{r:?}");
+        fed.put_container(encoded, None).await;
+        assert_eq!(fed.holders(location), home);
+    }
 
     // A location on another cluster than the one the container is pinned to.
     fed.put_container("docs-versions", Some("east")).await;
