@@ -810,7 +810,20 @@ impl FederationService {
         headers: HeaderMap,
         depth: u8,
     ) -> Response<Body> {
-        let mut req = Request::new(http_body_util::Empty::<Bytes>::new());
+        self.subrequest_with(method, path_and_query, headers, empty(), depth)
+            .await
+    }
+
+    /// [`subrequest`](Self::subrequest) with a body.
+    pub(super) async fn subrequest_with(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        headers: HeaderMap,
+        body: Body,
+        depth: u8,
+    ) -> Response<Body> {
+        let mut req = Request::new(body);
         *req.method_mut() = method;
         match path_and_query.parse() {
             Ok(uri) => *req.uri_mut() = uri,
