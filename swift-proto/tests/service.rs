@@ -723,14 +723,27 @@ async fn versions_locations_must_exist_on_the_same_cluster() {
     let fed = Federation::start(3).await;
     fed.login().await;
 
-    // A location that does not exist yet.
-    let r = fed
-        .request("PUT", &p("docs"))
-        .header("x-versions-location", "docs-versions")
-        .send()
-        .await;
-    assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
-    assert!(fed.holders("docs").is_empty());
+    // A location that does not exist yet is accepted (as Swift accepts it) and recorded
+    // on the container's cluster, not created: the client's later PUT of it lands
+    // there. Raw UTF-8 names count too.
+    for (name, location, encoded) in [
+        ("drafts", "drafts-versions", "drafts-versions"),
+        ("brouillons", "brouillons-é", "brouillons-%C3%A9"),
+    ] {
+        let r = fed
+            .request("PUT", &p(name))
+            .header("x-versions-location", location)
+            .send()
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+        let home = fed.holders(name);
+        assert_eq!(home.len(), 1);
+        assert!(fed.holders(location).is_empty(), "only recorded");
+        let r = fed.request("HEAD", &p(encoded)).send().await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{r:?}");
+        fed.put_container(encoded, None).await;
+        assert_eq!(fed.holders(location), home);
+    }
 
     // A location on another cluster than the one the container is pinned to.
     fed.put_container("docs-versions", Some("east")).await;
@@ -1661,36 +1674,8 @@ async fn a_copy_across_clusters_of_a_manifest_copies_the_manifest() {
         .send()
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
-    // ?multipart-manifest=get: the manifest itself, X-Object-Manifest and all.
-    let r = fed
-        .request("PUT", &p("dst/dlo?multipart-manifest=get"))
-        .header("x-copy-from", "src/dlo")
-        .send()
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
-    let east_get = fed
-        .cluster("east")
-        .log()
-        .into_iter()
-        .find(|l| l.method == "GET" && l.path == p("src/dlo"))
-        .unwrap();
-    assert_eq!(
-        east_get.query.as_deref(),
-        Some("multipart-manifest=get&format=raw")
-    );
-    let west_put = fed
-        .cluster("west")
-        .log()
-        .into_iter()
-        .find(|l| l.method == "PUT" && l.path == p("dst/dlo"))
-        .unwrap();
-    assert_eq!(west_put.query, None, "a DLO is copied with its header");
-    let copy = fed
-        .cluster("west")
-        .object(DEFAULT_ACCOUNT, "dst", "dlo")
-        .unwrap();
-    assert_eq!(copy.meta["x-object-manifest"], "src/seg-");
-    // Without it, the assembled object is copied and the manifest header is not.
+    // Without ?multipart-manifest=get, the assembled object is copied and the manifest
+    // header is not.
     let r = fed
         .request("PUT", &p("dst/assembled"))
         .header("x-copy-from", "src/dlo")
@@ -1702,6 +1687,28 @@ async fn a_copy_across_clusters_of_a_manifest_copies_the_manifest() {
         .object(DEFAULT_ACCOUNT, "dst", "assembled")
         .unwrap();
     assert!(!copy.meta.contains_key("x-object-manifest"), "{copy:?}");
+    // With it, the manifest itself: a DLO manifest PUT through the proxy into `dst`
+    // (not empty now, so it stays on west), whose segments live on east: stored by the
+    // proxy, read back with its X-Object-Manifest.
+    let r = fed
+        .request("PUT", &p("dst/dlo?multipart-manifest=get"))
+        .header("x-copy-from", "src/dlo")
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    assert!(fed
+        .cluster("east")
+        .log()
+        .into_iter()
+        .any(|l| l.method == "GET"
+            && l.path == p("src/dlo")
+            && l.query.as_deref() == Some("multipart-manifest=get&format=raw")));
+    assert_eq!(fed.holders("dst"), ["west"]);
+    let r = fed
+        .request("HEAD", &p("dst/dlo?multipart-manifest=get"))
+        .send()
+        .await;
+    assert_eq!(r.header("x-object-manifest"), Some("src/seg-"), "{r:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -311,7 +311,7 @@ use = egg:swift#slo
 [filter:versioned_writes]
 use = egg:swift#versioned_writes
 allow_versioned_writes = true
-{"allow_object_versioning = true" if self.full_pipeline else ""}
+allow_object_versioning = true
 [filter:symlink]
 use = egg:swift#symlink
 {extra_filters}{keystone_filters}""")

@@ -38,8 +38,8 @@ def cleanup():
 
 
 class Side:
-    def __init__(self, auth_url, man_pin, seg_pin):
-        conn = swc.Connection(authurl=auth_url, user="test:tester", key="testing", retries=0)
+    def __init__(self, auth_url, man_pin, seg_pin, user="test:tester", key="testing"):
+        conn = swc.Connection(authurl=auth_url, user=user, key=key, retries=0)
         self.auth_url = auth_url
         self.url, self.token = conn.get_auth()
         self.pins = {"man": man_pin, "segs": seg_pin}
@@ -50,11 +50,13 @@ class Side:
         h.update(headers or {})
         return requests.request(method, f"{self.url}/{path}", headers=h, allow_redirects=False, **kw)
 
-    def setup(self, tag):
+    def setup(self, tag, man_headers=None):
         """Two non-empty containers: <man> (with a filler) and <segs> (with the segments)."""
         for role in ("man", "segs"):
             name = uniq(f"{tag}-{role}")
             h = {"X-Container-Attr-Cluster": self.pins[role]} if self.pins[role] else {}
+            if role == "man":
+                h.update(man_headers or {})
             assert self.req("PUT", name, h).status_code in (201, 202)
             CREATED.append((self, name))
             self.names[role] = name
@@ -326,3 +328,209 @@ def test_dlo_read_by_referer_needs_both_containers_acl(sides):
     ref, fed = seen
     assert ref == [(403, b""), (403, b""), (200, b"".join(SEG))]
     assert fed == ref
+
+
+# ----- large objects under versioning -------------------------------------------------
+
+VERSIONED = ("x-object-version-id", "x-object-current-version-id")
+
+
+def vshape(r, side, body=True):
+    """shape() with whether version headers are there (their values differ by side)."""
+    out = shape(r, side, body)
+    out.update({h: h in r.headers for h in VERSIONED})
+    return out
+
+
+def drop_versions(side, name):
+    """Every version of every object, then the container (so cleanup can delete it)."""
+    side.req("POST", name, {"X-Versions-Enabled": "false"})
+    listing = side.req("GET", f"{name}?format=json&versions")
+    for o in (listing.json() if listing.status_code == 200 else []):
+        side.req("DELETE", f"{name}/{quote(o['name'])}?version-id={o['version_id']}")
+
+
+def test_slo_versions_across_clusters(sides):
+    """New-style versioning (X-Versions-Enabled) of a manifest container whose segments
+    live on another cluster: version-id reads, part numbers, manifests of old versions,
+    ?versions listings, a restore by copy and multipart-manifest=delete of a version."""
+    seen = []
+    for side in sides:
+        side.setup("ver", {"X-Versions-Enabled": "true"})
+        answers = {}
+        v1 = side.slo(entries=[{"path": f"/{side.segs}/s0"}, {"path": f"/{side.segs}/s1"}])
+        v2 = side.slo(entries=[{"path": f"/{side.segs}/s2"}])
+        answers["put"] = [(r.status_code, r.headers.get("etag")) for r in (v1, v2)]
+        v1, v2 = v1.headers["x-object-version-id"], v2.headers["x-object-version-id"]
+        obj = f"{side.man}/slo"
+        for tag, v in (("v1", v1), ("v2", v2)):
+            answers[f"get {tag}"] = vshape(side.req("GET", f"{obj}?version-id={v}"), side)
+            answers[f"head {tag}"] = vshape(side.req("HEAD", f"{obj}?version-id={v}"), side, False)
+            answers[f"range {tag}"] = vshape(
+                side.req("GET", f"{obj}?version-id={v}", {"Range": "bytes=990-1010"}), side)
+            for n in ("1", "2", "3"):
+                answers[f"part {n} {tag}"] = vshape(
+                    side.req("GET", f"{obj}?part-number={n}&version-id={v}"), side)
+                answers[f"head part {n} {tag}"] = vshape(
+                    side.req("HEAD", f"{obj}?part-number={n}&version-id={v}"), side, False)
+            r = side.req("GET", f"{obj}?multipart-manifest=get&version-id={v}")
+            answers[f"manifest {tag}"] = (
+                r.status_code, r.headers.get("content-type"), r.headers.get("x-static-large-object"),
+                [(side.anon(e["name"]), e["bytes"], e["hash"]) for e in r.json()])
+        answers["current"] = vshape(side.req("GET", obj), side)
+
+        def listing(query):
+            entries = side.req("GET", f"{side.man}?format=json{query}").json()
+            out = [{k: v for k, v in e.items() if k not in ("last_modified", "hash", "version_id")}
+                   for e in entries if e["name"] == "slo"]
+            for e in out:
+                if "symlink_path" in e:
+                    e["symlink_path"] = side.anon(e["symlink_path"].split("?")[0])
+            return out
+        answers["listing"] = listing("")
+        answers["versions"] = listing("&versions")
+        # Restore v1 by copying its manifest (as the functional suite does).
+        r = side.req("COPY", f"{obj}?multipart-manifest=get&version-id={v1}",
+                     {"Destination": f"{side.man}/slo"})
+        answers["restore"] = (r.status_code, side.anon(r.headers.get("x-copied-from", "")),
+                              "x-copied-from-version-id" in r.headers)
+        answers["restored"] = vshape(side.req("GET", obj), side)
+        answers["versions after restore"] = listing("&versions")
+        r = side.req("DELETE", f"{obj}?multipart-manifest=delete&version-id={v2}",
+                     {"Accept": "application/json"})
+        answers["delete v2"] = (r.status_code, r.json())
+        answers["versions after delete"] = listing("&versions")
+        answers["s2 after"] = side.req("HEAD", f"{side.segs}/s2").status_code
+        answers["current after"] = vshape(side.req("GET", obj), side)
+        drop_versions(side, side.man)
+        seen.append(answers)
+    ref, fed = seen
+    assert ref["part 2 v1"]["status"] == 206 and ref["part 2 v2"]["status"] == 416
+    assert ref["delete v2"][1]["Number Deleted"] == 2 and ref["s2 after"] == 404
+    assert len(ref["versions after restore"]) == 3
+    # Known difference (README, "Large objects across clusters"): the current version's
+    # entry in the plain listing is the versioning middleware's symlink, which keeps only
+    # the bare content type, so the proxy cannot tell it is a large object: `bytes` is the
+    # manifest's size and `slo_etag` is missing. Everything else must be Swift's.
+    for entry in ref["listing"]:
+        entry.pop("bytes"), entry.pop("slo_etag")
+    for entry in fed["listing"]:
+        entry.pop("bytes"), entry.pop("slo_etag", None)
+    for key in ref:
+        assert fed[key] == ref[key], key
+
+
+def test_slo_under_versioned_writes_across_clusters(sides):
+    """Legacy versioned writes (X-Versions-Location, named before it exists) of a
+    manifest whose segments live on another cluster: the archive copy, its listing, reads
+    of the archived manifest, and the restore on DELETE."""
+    seen = []
+    for side in sides:
+        archive = uniq("archive")
+        side.setup("vw", {"X-Versions-Location": archive})
+        r = side.req("PUT", archive)
+        assert r.status_code == 201, r.text
+        CREATED.append((side, archive))
+        side.names["archive"] = archive
+        answers = {"put": [side.slo(entries=[{"path": f"/{side.segs}/s{i}"}]).status_code
+                           for i in (0, 1)]}
+        kept = side.req("GET", f"{archive}?format=json").json()
+        answers["archive"] = [(e["bytes"], e["content_type"], e.get("slo_etag")) for e in kept]
+        old = f"{archive}/{quote(kept[0]['name'])}"
+        answers["old"] = shape(side.req("GET", old), side)
+        answers["old head"] = shape(side.req("HEAD", old), side, False)
+        r = side.req("GET", f"{old}?multipart-manifest=get")
+        answers["old manifest"] = (r.status_code, r.headers.get("content-type"),
+                                   [(side.anon(e["name"]), e["bytes"]) for e in r.json()])
+        answers["current"] = shape(side.req("GET", f"{side.man}/slo"), side)
+        answers["delete"] = side.req("DELETE", f"{side.man}/slo").status_code
+        answers["restored"] = shape(side.req("GET", f"{side.man}/slo"), side)
+        answers["listing"] = [(e["bytes"], e.get("slo_etag")) for e in
+                              side.req("GET", f"{side.man}?format=json").json() if e["name"] == "slo"]
+        answers["archive after"] = len(side.req("GET", f"{archive}?format=json").json())
+        side.req("POST", side.man, {"X-Remove-Versions-Location": "x"})
+        seen.append(answers)
+    ref, fed = seen
+    assert ref["put"] == [201, 201] and len(ref["archive"]) == 1
+    assert ref["restored"]["content-length"] == str(len(SEG[0]))
+    for key in ref:
+        assert fed[key] == ref[key], key
+
+
+# ----- manifests copied to other accounts and clusters ----------------------------------
+
+def test_manifest_copies_are_validated_as_manifest_puts(sides, clusters, proxy):
+    """A manifest copied as such (?multipart-manifest=get) into another account whose
+    segment container lives on another cluster than the destination: validated as a
+    manifest PUT there (Swift's 403s, then 404s, then success), by PUT+X-Copy-From and by
+    COPY; copies of the data; a DLO manifest copied."""
+    seen = []
+    for side, auth_url in zip(sides, (clusters["east"].auth_url, proxy.auth_url)):
+        side.setup("cpm")
+        assert side.slo().status_code == 201
+        assert side.req("PUT", f"{side.man}/dlo", {"X-Object-Manifest": f"{side.segs}/s"},
+                        data=b"").status_code == 201
+        other = Side(auth_url, None, None, user="test2:tester2", key="testing2")
+        account2 = other.url.rsplit("/", 1)[1]
+        dst = uniq("cpm-dst")
+        h = {"X-Container-Write": "test:tester", "X-Container-Read": "test:tester"}
+        if side.pins["man"]:
+            h["X-Container-Attr-Cluster"] = "east"
+        assert other.req("PUT", dst, h).status_code == 201
+        CREATED.append((other, dst))
+        assert other.req("PUT", f"{dst}/filler", data=b"f").status_code == 201
+        answers = {}
+
+        def copy(name, query="multipart-manifest=get", verb="PUT", src="slo"):
+            if verb == "PUT":
+                base, account1 = side.url.rsplit("/", 1)
+                r = requests.put(f"{base}/{account2}/{dst}/{name}?{query}", data=b"",
+                                 headers={"X-Auth-Token": side.token,
+                                          "X-Copy-From": f"{side.man}/{src}",
+                                          "X-Copy-From-Account": account1})
+            else:
+                r = side.req("COPY", f"{side.man}/{src}?{query}",
+                             {"Destination": f"{dst}/{name}", "Destination-Account": account2})
+            return (r.status_code, side.anon(r.content).replace(dst, "<dst>"),
+                    side.anon(r.headers.get("x-copied-from", "")))
+
+        # No segment container in account2: the caller may not read there.
+        answers["no segs"] = copy("m1")
+        answers["no segs COPY"] = copy("m1", verb="COPY")
+        # The segment container (the same name) on the other cluster, readable, without
+        # the segments: 404s.
+        h = {"X-Container-Read": "test:tester"}
+        if side.pins["segs"]:
+            h["X-Container-Attr-Cluster"] = "west"
+        assert other.req("PUT", side.segs, h).status_code == 201
+        CREATED.append((other, side.segs))
+        assert other.req("PUT", f"{side.segs}/filler", data=b"f").status_code == 201
+        answers["no segments"] = copy("m1")
+        for i, data in enumerate(SEG):
+            assert other.req("PUT", f"{side.segs}/s{i}", data=data).status_code == 201
+        answers["copied"] = copy("m1")
+        answers["copied COPY"] = copy("m2", verb="COPY")
+        answers["data copy"] = copy("d1", query="")
+        answers["dlo copied"] = copy("dlo1", src="dlo")
+        answers["dlo data"] = copy("dlo2", query="", src="dlo")
+        for name in ("m1", "m2", "d1", "dlo1", "dlo2"):
+            answers[name] = shape(other.req("GET", f"{dst}/{name}"), side)
+            r = other.req("GET", f"{dst}/{name}?multipart-manifest=get")
+            answers[name + " manifest"] = (
+                r.status_code, r.headers.get("x-static-large-object"),
+                side.anon(r.headers.get("x-object-manifest", "")),
+                [(side.anon(e["name"]), e["bytes"]) for e in r.json()]
+                if r.headers.get("x-static-large-object") else None)
+        # The same account: the manifest copied next to itself reads as the original.
+        answers["same account"] = copy_same = side.req(
+            "COPY", f"{side.man}/slo?multipart-manifest=get", {"Destination": f"{side.man}/slo2"}
+        ).status_code
+        assert copy_same == 201
+        answers["same account get"] = shape(side.req("GET", f"{side.man}/slo2"), side)
+        seen.append(answers)
+    ref, fed = seen
+    assert ref["no segs"][0] == 400 and ref["no segs"][1].count("403 Forbidden") == 3
+    assert ref["no segments"][1].count("404 Not Found") == 3
+    assert ref["copied"][0] == 201 and ref["m1"]["status"] == 200
+    for key in ref:
+        assert fed[key] == ref[key], key

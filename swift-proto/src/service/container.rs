@@ -28,9 +28,10 @@ pub(super) fn archive_locations(
 ) -> Result<Vec<(&'static str, ContainerName)>> {
     let mut out = Vec::new();
     for header in ["x-versions-location", "x-history-location"] {
+        // Raw UTF-8 or percent-encoded, as Swift takes it.
         let v = headers
             .get(header)
-            .and_then(|v| v.to_str().ok())
+            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
             .map(|s| {
                 percent_encoding::percent_decode_str(s.trim())
                     .decode_utf8_lossy()
@@ -124,6 +125,8 @@ impl FederationService {
             let resp = self.forward(cluster, &call, &pq, body).await?;
             if resp.status().is_success() {
                 self.update_attributes(account, container, &changes).await?;
+                self.reserve_archives(&call, account, &record.cluster)
+                    .await?;
             }
             return Ok(resp);
         }
@@ -169,10 +172,17 @@ impl FederationService {
                     placement.record.cluster
                 )));
             }
-            return self.forward(cluster, &call, &pq, body).await;
+            let resp = self.forward(cluster, &call, &pq, body).await?;
+            if resp.status().is_success() {
+                self.reserve_archives(&call, account, cluster.id()).await?;
+            }
+            return Ok(resp);
         }
         let result = self.forward(cluster, &call, &pq, body).await;
         let mut keep = matches!(&result, Ok(r) if r.status().is_success());
+        if keep {
+            self.reserve_archives(&call, account, cluster.id()).await?;
+        }
         if !keep {
             // A concurrent PUT that lost the race to this one went to the same cluster
             // and may have created the container there: then the record stays, so that
@@ -224,7 +234,7 @@ impl FederationService {
         }
         // Validate before anything is written anywhere.
         apply_changes(&record.attributes, &changes)?;
-        let (_, cluster) = if call.parts.headers.contains_key("x-versions-location")
+        let (record, cluster) = if call.parts.headers.contains_key("x-versions-location")
             || call.parts.headers.contains_key("x-history-location")
         {
             let record = self.colocate_archives(&call, account, record).await?;
@@ -241,6 +251,8 @@ impl FederationService {
             .await?;
         if resp.status().is_success() {
             self.update_attributes(account, container, &changes).await?;
+            self.reserve_archives(&call, account, &record.cluster)
+                .await?;
         }
         Ok(resp)
     }
@@ -375,17 +387,43 @@ impl FederationService {
                 consider(r.cluster, reason)?;
             }
         }
-        for (header, location) in archive_locations(&call.parts.headers)? {
-            let v = location.as_str();
-            match self.find(caller, account, &location, true).await? {
-                Some(r) => consider(r.cluster, "versions live with their container")?,
-                None => {
-                    return Err(conflict(format!(
-                        "Create the {header} container {v} first: it must live on this container's cluster"
-                    )))
-                }
+        for (_, location) in archive_locations(&call.parts.headers)? {
+            // A location that does not exist yet is recorded on this container's
+            // cluster once this container's request succeeds (`reserve_archives`).
+            if let Some(r) = self.find(caller, account, &location, true).await? {
+                consider(r.cluster, "versions live with their container")?;
             }
         }
         Ok(found)
+    }
+
+    /// After a container PUT or POST naming a versions or history location that does not
+    /// exist yet (Swift accepts it; the archive is written to once it exists): the
+    /// location is recorded on the container's cluster, so that the client's later PUT
+    /// of it lands there and the cluster's versioned_writes middleware finds it. Only
+    /// the record is written (the container is not created: a listing or HEAD shows
+    /// nothing until the client creates it, as on one cluster).
+    async fn reserve_archives(
+        &self,
+        call: &Call,
+        account: &AccountName,
+        cluster: &ClusterId,
+    ) -> Result<()> {
+        for (_, location) in archive_locations(&call.parts.headers)? {
+            if self
+                .find(&call.caller, account, &location, true)
+                .await?
+                .is_some()
+            {
+                continue;
+            }
+            let placed = self
+                .inner
+                .locator
+                .adopt(account, &location, cluster.clone())
+                .await?;
+            tracing::info!(%account, container = %location, %cluster, created = placed.created, "reserved a versions location on its container's cluster");
+        }
+        Ok(())
     }
 }

@@ -322,6 +322,39 @@ fn sink_headers(
     h
 }
 
+/// What a successful copy's answer tells of its source (`X-Copied-From`,
+/// `X-Copied-From-Account`, `-Last-Modified`, `-Version-Id`) and of the new object
+/// (`sink`: its user metadata and `X-Delete-At`), as Swift's copy middleware does.
+fn copied_from(out: &mut HeaderMap, src: &ObjectAt, source: &HeaderMap, sink: &HeaderMap) {
+    let copied_from = format!(
+        "{}/{}",
+        encode_segment(src.container.as_str(), false),
+        encode_segment(&src.object, true)
+    );
+    for (name, value) in [
+        (
+            "x-copied-from-account",
+            encode_segment(src.account.as_str(), false),
+        ),
+        ("x-copied-from", copied_from),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            out.insert(name, v);
+        }
+    }
+    if let Some(v) = source.get(header::LAST_MODIFIED) {
+        out.insert("x-copied-from-last-modified", v.clone());
+    }
+    if let Some(v) = source.get("x-object-version-id") {
+        out.insert("x-copied-from-version-id", v.clone());
+    }
+    for (k, v) in sink {
+        if echoed(k.as_str()) {
+            out.append(k.clone(), v.clone());
+        }
+    }
+}
+
 /// The `Content-Location` of a link's answer, as an object path.
 pub(super) fn link_target(resp: &Response<Body>) -> Option<ObjectAt> {
     let raw = resp.headers().get(header::CONTENT_LOCATION)?;
@@ -427,6 +460,142 @@ impl FederationService {
         Ok(resp)
     }
 
+    /// A copy whose source is a large object the proxy must handle itself, done as
+    /// Swift's copy middleware does it — a GET of the source and a PUT of the new
+    /// object — but both through this service's own phases, so that the large-object
+    /// paths apply to each: `None` when the source is not such an object (one `HEAD`
+    /// of it, `?multipart-manifest=get`, tells).
+    ///
+    /// - With `?multipart-manifest=get`, the manifest itself is copied when the source
+    ///   is an SLO or DLO manifest (Swift's or one the proxy assembles): its raw form is
+    ///   read and PUT as `?multipart-manifest=put` (an SLO) or with `X-Object-Manifest`
+    ///   (a DLO) in the destination's account, so the new manifest is validated and
+    ///   stored exactly as if the client had PUT it there — the segments checked
+    ///   through the federation, as the caller, wherever their containers live (a
+    ///   cluster's own slo middleware could only see its own containers: 403 for a
+    ///   container it does not hold, where Swift answers 404).
+    /// - Without it, a source the proxy assembles (marked) is read assembled, so the
+    ///   copy is a plain object of the large object's bytes, as in Swift (the cluster
+    ///   would copy the stored manifest).
+    pub(super) async fn copy_large(
+        &self,
+        call: &Call,
+        copy: &CopyRequest,
+    ) -> Result<Option<Response<Body>>> {
+        let query = query_pairs(call.parts.uri.query());
+        let manifest_get = query
+            .iter()
+            .any(|(k, v)| k == "multipart-manifest" && v == "get");
+        let Some(src) = self
+            .find(&call.caller, &copy.src.account, &copy.src.container, false)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut probe_query = vec![("multipart-manifest".to_owned(), "get".to_owned())];
+        probe_query.extend(
+            query
+                .iter()
+                .filter(|(k, _)| k == "version-id" || k == "symlink")
+                .cloned(),
+        );
+        let head = self
+            .cluster(&src.cluster)?
+            .send(
+                ClusterRequest::new(Method::HEAD, with_query(copy.src.path(), &probe_query)),
+                call.caller.auth(),
+            )
+            .await?;
+        if !head.status().is_success() {
+            return Ok(None);
+        }
+        let marked = super::large::marked(&head).is_some();
+        let manifest = marked
+            || is_true(head.headers(), "x-static-large-object")
+            || head.headers().contains_key("x-object-manifest");
+        if !(marked || manifest_get && manifest) {
+            return Ok(None);
+        }
+        let depth = call
+            .parts
+            .extensions
+            .get::<super::large::Depth>()
+            .copied()
+            .unwrap_or_default()
+            .0;
+        // The source, through this service (a marked one assembled, or its manifest
+        // in the form a client PUTs).
+        let mut source_query: Vec<(String, String)> = query
+            .iter()
+            .filter(|(k, _)| k == "version-id" || k == "symlink")
+            .cloned()
+            .collect();
+        if manifest_get {
+            source_query.push(("multipart-manifest".to_owned(), "get".to_owned()));
+            source_query.push(("format".to_owned(), "raw".to_owned()));
+        }
+        let mut headers = HeaderMap::new();
+        for (k, v) in &call.parts.headers {
+            if !copy_control(k.as_str()) {
+                headers.append(k.clone(), v.clone());
+            }
+        }
+        let source = self
+            .subrequest_with(
+                Method::GET,
+                &with_query(copy.src.path(), &source_query),
+                headers,
+                stackfed_http::empty(),
+                depth,
+            )
+            .await;
+        if source.status().as_u16() >= 300 {
+            return Ok(Some(source));
+        }
+        if !source.headers().contains_key(header::CONTENT_LENGTH) {
+            return Err(SwiftError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Your request is too large.",
+            ));
+        }
+        let (sp, sb) = source.into_parts();
+        let h = sink_headers(&call.parts.headers, &sp, manifest_get);
+        let slo_manifest = manifest_get && sp.headers.contains_key("x-static-large-object");
+        let mut dst_query: Vec<(String, String)> = query
+            .into_iter()
+            .filter(|(k, _)| {
+                !matches!(
+                    k.as_str(),
+                    "multipart-manifest" | "version-id" | "symlink" | "format"
+                )
+            })
+            .collect();
+        if slo_manifest {
+            dst_query.push(("multipart-manifest".to_owned(), "put".to_owned()));
+        }
+        let mut done = self
+            .subrequest_with(
+                Method::PUT,
+                &with_query(copy.dst.path(), &dst_query),
+                h.clone(),
+                sb,
+                depth,
+            )
+            .await;
+        let status = done.status();
+        if status.is_success() {
+            copied_from(done.headers_mut(), &copy.src, &sp.headers, &h);
+        }
+        tracing::info!(
+            src_account = %copy.src.account,
+            dst_account = %copy.dst.account,
+            manifest = manifest_get,
+            %status,
+            "copied a large object through the proxy"
+        );
+        Ok(Some(done))
+    }
+
     /// Copies an object between clusters (or through the proxy when the source is a
     /// link to another cluster): see the [module docs](self).
     pub(super) async fn copy_across(
@@ -477,35 +646,7 @@ impl FederationService {
         let mut done = to.send(req, auth).await?;
         let status = done.status();
         if status.is_success() {
-            let out = done.headers_mut();
-            let src = &copy.src;
-            let copied_from = format!(
-                "{}/{}",
-                encode_segment(src.container.as_str(), false),
-                encode_segment(&src.object, true)
-            );
-            for (name, value) in [
-                (
-                    "x-copied-from-account",
-                    encode_segment(src.account.as_str(), false),
-                ),
-                ("x-copied-from", copied_from),
-            ] {
-                if let Ok(v) = HeaderValue::from_str(&value) {
-                    out.insert(name, v);
-                }
-            }
-            if let Some(v) = sp.headers.get(header::LAST_MODIFIED) {
-                out.insert("x-copied-from-last-modified", v.clone());
-            }
-            if let Some(v) = sp.headers.get("x-object-version-id") {
-                out.insert("x-copied-from-version-id", v.clone());
-            }
-            for (k, v) in &h {
-                if echoed(k.as_str()) {
-                    out.append(k.clone(), v.clone());
-                }
-            }
+            copied_from(done.headers_mut(), &copy.src, &sp.headers, &h);
         }
         tracing::info!(
             from = %src_cluster,

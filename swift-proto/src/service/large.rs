@@ -155,6 +155,13 @@ pub(super) fn marked(resp: &Response<Body>) -> Option<Marked> {
     unmark(ct).1
 }
 
+/// A query parameter's value, as sent (still encoded).
+fn query_value<'a>(query: Option<&'a str>, key: &str) -> Option<&'a str> {
+    query?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+}
+
 fn query_has(query: Option<&str>, pair: &str) -> bool {
     query.is_some_and(|q| q.split('&').any(|kv| kv == pair))
 }
@@ -803,7 +810,20 @@ impl FederationService {
         headers: HeaderMap,
         depth: u8,
     ) -> Response<Body> {
-        let mut req = Request::new(http_body_util::Empty::<Bytes>::new());
+        self.subrequest_with(method, path_and_query, headers, empty(), depth)
+            .await
+    }
+
+    /// [`subrequest`](Self::subrequest) with a body.
+    pub(super) async fn subrequest_with(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        headers: HeaderMap,
+        body: Body,
+        depth: u8,
+    ) -> Response<Body> {
+        let mut req = Request::new(body);
         *req.method_mut() = method;
         match path_and_query.parse() {
             Ok(uri) => *req.uri_mut() = uri,
@@ -1556,9 +1576,10 @@ impl FederationService {
             .unwrap_or_default();
         names.push(own);
         let token = call.parts.headers.get("x-auth-token").cloned();
+        let version = query_value(call.parts.uri.query(), "version-id").map(str::to_owned);
         let outcome = self
             .clone()
-            .delete_in_order(names, account.clone(), token)
+            .delete_in_order(names, account.clone(), token, version)
             .await;
         let mut r = Response::new(full(outcome.render(format)));
         r.headers_mut().insert(

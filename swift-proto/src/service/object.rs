@@ -37,6 +37,13 @@ impl FederationService {
             ));
         }
         let copy = copy_endpoints(&call.parts, account, container, object)?;
+        // A copy of a large object the proxy must handle (a manifest copied as such, or
+        // one the proxy assembles) is a GET and a PUT through the proxy's own phases.
+        if let Some(c) = &copy {
+            if let Some(resp) = Box::pin(self.copy_large(&call, c)).await? {
+                return Ok(resp);
+            }
+        }
         let Some((record, cluster)) = self.target(&call.caller, account, container, false).await?
         else {
             // Swift's copy middleware reads the source before it writes: a copy into a

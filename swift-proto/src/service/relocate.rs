@@ -44,6 +44,7 @@ fn settings(head: &HeaderMap) -> HeaderMap {
                     | "x-container-write"
                     | "x-versions-location"
                     | "x-history-location"
+                    | "x-versions-enabled"
                     | "x-storage-policy"
                     | "x-container-sync-to"
             )
@@ -76,6 +77,18 @@ impl FederationService {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if !head.status().is_success() || count != Some(0) {
+            return Ok(None);
+        }
+        // A container that keeps old versions in an archive container (legacy
+        // versioned writes) stays with it: moved alone, its cluster's versioned_writes
+        // middleware would find no archive (412 on the next overwrite). (New-style
+        // versioning moves: its hidden versions container is created with
+        // `X-Versions-Enabled` on the new cluster, and an old one holding versions makes
+        // the old container's delete fail, which undoes the move.)
+        let archived = ["x-versions-location", "x-history-location"]
+            .iter()
+            .any(|h| head.headers().get(*h).is_some_and(|v| !v.is_empty()));
+        if archived {
             return Ok(None);
         }
         let created = dest

@@ -177,7 +177,7 @@ impl FederationService {
                 let token = parts.headers.get("x-auth-token").cloned();
                 Box::pin(
                     self.clone()
-                        .bulk_delete_items(names, account, token, max_failed),
+                        .bulk_delete_items(names, account, token, max_failed, None),
                 )
             }
         };
@@ -223,14 +223,18 @@ impl FederationService {
     }
 
     /// The deletes of an SLO's `?multipart-manifest=delete` (its segments, then the
-    /// manifest), with Swift's default failure limit.
+    /// manifest, the last name), with Swift's default failure limit. `version` is the
+    /// request's `version-id`: the manifest's DELETE carries it, as in Swift's slo
+    /// middleware (the segments are deleted as they are named).
     pub(in crate::service) async fn delete_in_order(
         self,
         names: Vec<Vec<u8>>,
         account: AccountName,
         token: Option<HeaderValue>,
+        version: Option<String>,
     ) -> Outcome {
-        self.bulk_delete_items(names, account, token, DEFAULT_MAX_FAILED_DELETES)
+        let last = version.map(|v| (names.len().saturating_sub(1), v));
+        self.bulk_delete_items(names, account, token, DEFAULT_MAX_FAILED_DELETES, last)
             .await
     }
 
@@ -241,6 +245,7 @@ impl FederationService {
         account: AccountName,
         token: Option<HeaderValue>,
         max_failed: u64,
+        version: Option<(usize, String)>,
     ) -> Outcome {
         let mut outcome = Outcome::delete();
         let mut bad_gateway = false;
@@ -249,18 +254,24 @@ impl FederationService {
             let mut pending = FuturesOrdered::new();
             let mut items = names
                 .iter()
-                .filter(|n| !n.is_empty() && is_object(n) == objects);
+                .enumerate()
+                .filter(|(_, n)| !n.is_empty() && is_object(n) == objects);
             loop {
                 while !aborted && pending.len() < CONCURRENCY {
-                    let Some(name) = items.next() else { break };
+                    let Some((at, name)) = items.next() else {
+                        break;
+                    };
                     let quoted = percent_encode(name, QUOTE).to_string();
                     let item = match std::str::from_utf8(name) {
                         Ok(n) if !n.contains('\0') => {
-                            let path = format!(
+                            let mut path = format!(
                                 "{}/{}",
                                 crate::cluster::swift_path(&account, None, None),
                                 percent_encode(n.trim_start_matches('/').as_bytes(), QUOTE)
                             );
+                            if let Some((_, v)) = version.as_ref().filter(|(i, _)| *i == at) {
+                                path = format!("{path}?version-id={v}");
+                            }
                             self.clone().delete_item(path, token.clone())
                         }
                         _ => Box::pin(async { StatusCode::PRECONDITION_FAILED }),
