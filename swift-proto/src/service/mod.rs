@@ -34,6 +34,7 @@ mod object;
 mod relocate;
 mod seal;
 mod symlink;
+mod tempurl;
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -120,6 +121,8 @@ pub(crate) struct Call {
     parts: Parts,
     body: Body,
     caller: Caller,
+    /// What a temp URL lends the request's subrequests, once known.
+    lent: tempurl::LentCell,
 }
 
 impl Call {
@@ -285,6 +288,7 @@ impl FederationService {
             parts,
             body,
             caller,
+            lent: tempurl::LentCell::default(),
         };
         // A future is as large as its largest branch, and the service's is allocated and
         // moved whole for every request: the families other than objects (the hot path)

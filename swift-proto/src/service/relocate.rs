@@ -184,7 +184,7 @@ impl FederationService {
     ) -> Result<(ContainerRecord, Option<Apart>)> {
         // A temp URL may not create links or manifests at all: the cluster's tempurl
         // middleware says so (400), whatever the proxy could arrange.
-        if super::large::is_temp_url(&call.parts) {
+        if super::tempurl::is_temp_url(&call.parts) {
             return Ok((record, None));
         }
         let mut refs: Vec<(ContainerName, &'static str)> = Vec::new();
