@@ -22,6 +22,7 @@ use super::large::MAX_MANIFEST;
 
 const SLO_SEGMENTS: &str = "An SLO's segments";
 const DLO_SEGMENTS: &str = "A DLO's segments";
+const STATIC_TARGET: &str = "A static symlink's target";
 
 /// A large object whose parts live on another cluster than its manifest: the proxy
 /// stores and assembles it (see [`large`](super::large)).
@@ -193,7 +194,7 @@ impl FederationService {
             && !headers.contains_key("x-symlink-target-account")
         {
             if let Some((c, _)) = super::copy::header_path(headers, "x-symlink-target")? {
-                refs.push((c, "A static symlink's target"));
+                refs.push((c, STATIC_TARGET));
             }
         }
         let dlo = headers
@@ -252,17 +253,16 @@ impl FederationService {
                     continue;
                 }
             }
+            // So is a static link's check (`symlink`).
+            if !together && what == STATIC_TARGET {
+                continue;
+            }
             if !together {
-                let advice = if what.contains("symlink") {
-                    " Use a dynamic symlink (no X-Symlink-Target-Etag)."
-                } else {
-                    ""
-                };
                 return Err(SwiftError::new(
                     StatusCode::CONFLICT,
                     format!(
                         "{what} in container {name} live on cluster {}, this container on {}; \
-                         neither is empty, so they cannot be brought onto the same cluster.{advice}",
+                         neither is empty, so they cannot be brought onto the same cluster.",
                         other.cluster, record.cluster
                     ),
                 ));

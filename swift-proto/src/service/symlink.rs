@@ -120,6 +120,42 @@ pub(super) fn link_fields(fields: &mut Vec<(String, serde_json::Value)>, link: S
     fields.insert(at, ("symlink_etag".into(), link.etag.into()));
 }
 
+/// A `HEAD` with no headers of its own, as `caller` (a probe of a link).
+fn head_call(call: &Call, caller: Caller) -> Call {
+    let mut parts = call.parts.clone();
+    parts.method = Method::HEAD;
+    parts.headers = http::HeaderMap::new();
+    Call {
+        parts,
+        body: empty(),
+        caller,
+        lent: call.lent.clone(),
+    }
+}
+
+/// The ETag Swift's middleware compares a static link's with, from a
+/// `HEAD ?symlink=get` of the link's target: a link's target ETag (a marked link's
+/// too) when the target is a static link, else the target's own ETag; `None` when the
+/// target is not there to judge (the read then answers as it does).
+fn link_etag(probe: &Response<Body>) -> Option<String> {
+    if !probe.status().is_success() {
+        return None;
+    }
+    let h = probe.headers();
+    let text = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    if !h.contains_key("x-symlink-target") {
+        return None;
+    }
+    text("x-symlink-target-etag")
+        .or_else(|| {
+            text("content-type")
+                .as_deref()
+                .and_then(link_mark)
+                .map(|l| l.etag)
+        })
+        .or_else(|| text("etag"))
+}
+
 /// Swift's `normalize_etag`: the value without surrounding double quotes.
 fn normalize_etag(v: &str) -> &str {
     v.strip_prefix('"')
@@ -163,7 +199,8 @@ impl FederationService {
     /// Follows a read's 404 (or 403) with `Content-Location` to the target's cluster, at
     /// most [`SYMLINK_HOPS`] times. Any other answer, and `?symlink=get`, pass through
     /// unchanged. A static link the proxy stored (marked) is checked against its
-    /// target's ETag, as Swift checks it.
+    /// target's ETag, as Swift checks it: the target's own (a link's target ETag when
+    /// the target is a static link itself).
     pub(super) async fn follow_symlink(
         &self,
         call: &Call,
@@ -173,6 +210,7 @@ impl FederationService {
         if super::copy::link_itself(&call.parts) {
             return Ok(resp);
         }
+        let head = call.parts.method == Method::HEAD;
         let mut at = home.clone();
         let mut wanted = None;
         for hop in 0..SYMLINK_HOPS {
@@ -196,27 +234,40 @@ impl FederationService {
             if record.cluster == at {
                 return Ok(resp);
             }
-            if hop == 0 {
-                wanted = self.static_link_etag(call).await?;
-            }
             let next = self.cluster(&record.cluster)?;
-            // Through a temp URL, the target is read with the account's authority.
-            let lent = match self.lent_token(call, &account, container.as_str()).await? {
-                Some(t) => self.inner.sessions.get(&t).await?,
+            // Through a temp URL, the target is read with the authority the URL lends.
+            let caller = match self.lent_token(call, &account, container.as_str()).await? {
+                Some(t) => self.inner.sessions.get(&t).await?.map(Caller::Session),
                 None => None,
-            };
-            resp = match lent {
-                Some(session) => {
-                    let borrowed = Call {
-                        parts: call.parts.clone(),
-                        body: empty(),
-                        caller: Caller::Session(session),
-                        lent: call.lent.clone(),
-                    };
-                    self.forward(next, &borrowed, &target, empty()).await?
+            }
+            .unwrap_or_else(|| call.caller.clone());
+            if hop == 0 {
+                if let Some(etag) = self.marked_link_etag(call, home).await? {
+                    // The first object the link reaches is the one its ETag names.
+                    let probe = self
+                        .forward(
+                            next,
+                            &head_call(call, caller.clone()),
+                            &format!("{target}?symlink=get"),
+                            empty(),
+                        )
+                        .await?;
+                    match link_etag(&probe) {
+                        Some(found) if found != etag => {
+                            return Ok(etag_conflict(&found, &etag, &target, head));
+                        }
+                        Some(_) => {}
+                        None => wanted = Some(etag),
+                    }
                 }
-                None => self.forward(next, call, &target, empty()).await?,
+            }
+            let borrowed = Call {
+                parts: call.parts.clone(),
+                body: empty(),
+                caller,
+                lent: call.lent.clone(),
             };
+            resp = self.forward(next, &borrowed, &target, empty()).await?;
             if let Ok(v) = HeaderValue::from_str(&target) {
                 resp.headers_mut()
                     .entry(header::CONTENT_LOCATION)
@@ -229,7 +280,6 @@ impl FederationService {
                         .get(header::ETAG)
                         .and_then(|v| v.to_str().ok());
                     if let Some(found) = found.filter(|f| f != wanted) {
-                        let head = call.parts.method == Method::HEAD;
                         return Ok(etag_conflict(found, wanted, &target, head));
                     }
                 }
@@ -240,35 +290,41 @@ impl FederationService {
         Ok(resp)
     }
 
-    /// The ETag a link the proxy stored as a static link across clusters names (its
-    /// `?symlink=get` answer, through this service, as the caller or with the temp
-    /// URL's lent authority); `None` for any other object.
-    async fn static_link_etag(&self, call: &Call) -> Result<Option<String>> {
+    /// The ETag named by the marker of the link the request reads (on `home`), when the
+    /// proxy stored it as a static link across clusters: a `HEAD ?symlink=get` on its
+    /// cluster, as the caller (or with the authority a temp URL lends within the link's
+    /// own container).
+    async fn marked_link_etag(&self, call: &Call, home: &ClusterId) -> Result<Option<String>> {
         let path = call.parts.uri.path();
-        let mut headers = super::large::auth_headers(&call.parts.headers);
-        if let Ok(SwiftPath::Object {
+        let Ok(SwiftPath::Object {
             account, container, ..
         }) = SwiftPath::parse(path)
-        {
-            if let Some(v) = self
-                .lent_token(call, &account, container.as_str())
-                .await?
-                .and_then(|t| HeaderValue::from_str(&t).ok())
-            {
-                headers.insert(HeaderName::from_static("x-auth-token"), v);
-            }
+        else {
+            return Ok(None);
+        };
+        let caller = match self.lent_token(call, &account, container.as_str()).await? {
+            Some(t) => self.inner.sessions.get(&t).await?.map(Caller::Session),
+            None => None,
         }
+        .unwrap_or_else(|| call.caller.clone());
+        let cluster = self.cluster(home)?;
         let probe = self
-            .subrequest(Method::HEAD, &format!("{path}?symlink=get"), headers, 0)
-            .await;
+            .forward(
+                cluster,
+                &head_call(call, caller),
+                &format!("{path}?symlink=get"),
+                empty(),
+            )
+            .await?;
         if !probe.status().is_success() {
             return Ok(None);
         }
         Ok(probe
             .headers()
-            .get("x-symlink-target-etag")
+            .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(str::to_owned))
+            .and_then(link_mark)
+            .map(|l| l.etag))
     }
 
     /// A static link (`X-Symlink-Target-Etag`) whose target's container is on another
