@@ -224,15 +224,23 @@ def test_temp_urls_reach_other_containers_only_with_an_account_key(fed):
         akey, ckey = uniq("akey"), uniq("ckey")
         assert side.req("POST", "", {"X-Account-Meta-Temp-URL-Key": akey}).status_code == 204
         links = side.container("links", "links", {"X-Container-Meta-Temp-URL-Key": ckey})
-        data = side.container("data", "data")
+        # A UTF-8 name, sent raw in X-Object-Manifest (as Swift's own tests do).
+        data = side.container("dätä", "data")
         for i in range(3):
             assert side.req("PUT", f"{data}/seg/{i}", data=b"%d" % i * 5).status_code == 201
-        assert side.req("PUT", f"{links}/dlo", {"X-Object-Manifest": f"{data}/seg/"},
+        assert side.req("PUT", f"{links}/dlo", {"X-Object-Manifest": f"{data}/seg/".encode()},
                         data=b"").status_code == 201
+        # An empty manifest container (pinned to east) moves to its segments' cluster.
+        moved = uniq("moved")
+        h = {"X-Container-Attr-Cluster": "east"} if side.pins else {}
+        assert side.req("PUT", moved, h).status_code == 201
+        assert side.req("PUT", f"{moved}/dlo", {"X-Object-Manifest": f"{data}/seg/".encode()},
+                        data=b"").status_code == 201
+        r = requests.get(temp_url(side, "GET", f"{moved}/dlo", akey))
+        answers = {"moved": (r.status_code, r.content)}
         assert side.req("PUT", f"{data}/target", data=b"payload").status_code == 201
-        assert side.req("PUT", f"{links}/sym", {"X-Symlink-Target": f"{data}/target"},
+        assert side.req("PUT", f"{links}/sym", {"X-Symlink-Target": f"{data}/target".encode()},
                         data=b"").status_code == 201
-        answers = {}
         for obj in ("dlo", "sym"):
             for keyname, key in (("account", akey), ("container", ckey)):
                 for form, kw in (("hex sha256", {}), ("base64 sha512",
@@ -253,4 +261,5 @@ def test_temp_urls_reach_other_containers_only_with_an_account_key(fed):
     assert ref[("dlo", "account", "hex sha256", "GET")][:2] == (200, b"000001111122222")
     assert ref[("sym", "account", "hex sha256", "GET")][:2] == (200, b"payload")
     assert ref[("dlo", "container", "hex sha256", "GET")][0] == 401
+    assert ref["moved"] == (200, b"000001111122222")
     same(seen)

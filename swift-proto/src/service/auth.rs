@@ -188,7 +188,7 @@ impl Sessions {
             .filter(|(_, s)| s.storage_path.rsplit('/').next() == Some(account))
             .map(|(t, s)| (t, s.expires))
             .collect();
-        found.sort_by(|a, b| b.1.cmp(&a.1));
+        found.sort_by_key(|f| std::cmp::Reverse(f.1));
         found.into_iter().map(|(t, _)| t.clone()).collect()
     }
 

@@ -199,9 +199,9 @@ impl FederationService {
         }
         let dlo = headers
             .get("x-object-manifest")
-            .and_then(|v| v.to_str().ok())
+            // Raw UTF-8 as well as percent-encoded (Swift takes both).
             .map(|v| {
-                percent_encoding::percent_decode_str(v)
+                percent_encoding::percent_decode(v.as_bytes())
                     .decode_utf8_lossy()
                     .into_owned()
             });

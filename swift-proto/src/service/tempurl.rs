@@ -243,7 +243,7 @@ pub(crate) fn extract_digest(sig: &str) -> Option<(Option<Digest>, Vec<u8>)> {
             .ok()?;
         return Some((Digest::named(algo), bytes));
     }
-    if sig.len() % 2 != 0 || !sig.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !sig.len().is_multiple_of(2) || !sig.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let bytes: Vec<u8> = (0..sig.len())
