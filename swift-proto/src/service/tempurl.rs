@@ -101,58 +101,33 @@ fn python_int(text: &str) -> Option<i64> {
     Some(if neg { -n } else { n })
 }
 
-/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// `timegm(strptime(text, '%Y-%m-%dT%H:%M:%SZ'))`: strptime takes one or two digits
-/// for the fields after the year (four digits at most).
+/// for the fields after the year (up to four for the year); the padded text is
+/// RFC 3339, which `humantime` reads.
 fn iso8601(text: &str) -> Option<i64> {
-    fn num(s: &str, max_len: usize, lo: i64, hi: i64) -> Option<i64> {
+    fn field(s: &str, max_len: usize) -> Option<u32> {
         if s.is_empty() || s.len() > max_len || !s.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        let n: i64 = s.parse().ok()?;
-        (lo..=hi).contains(&n).then_some(n)
+        s.parse().ok()
     }
-    let body = text.strip_suffix('Z')?;
-    let (date, time) = body.split_once('T')?;
-    let mut d = date.split('-');
-    let (y, m, day) = (d.next()?, d.next()?, d.next()?);
-    let mut t = time.split(':');
-    let (h, mi, s) = (t.next()?, t.next()?, t.next()?);
-    if d.next().is_some() || t.next().is_some() {
+    let (date, time) = text.strip_suffix('Z')?.split_once('T')?;
+    let d: Vec<&str> = date.split('-').collect();
+    let t: Vec<&str> = time.split(':').collect();
+    let ([y, m, day], [h, mi, sec]) = (d.as_slice(), t.as_slice()) else {
         return None;
-    }
-    let y = num(y, 4, 0, 9999)?;
-    let m = num(m, 2, 1, 12)?;
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let month_days = [
-        31,
-        if leap { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
-    let day = num(day, 2, 1, month_days[usize::try_from(m - 1).ok()?])?;
-    let h = num(h, 2, 0, 23)?;
-    let mi = num(mi, 2, 0, 59)?;
-    let s = num(s, 2, 0, 61)?;
-    Some(days_from_civil(y, m, day) * 86_400 + h * 3600 + mi * 60 + s)
+    };
+    let padded = format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        field(y, 4)?,
+        field(m, 2)?,
+        field(day, 2)?,
+        field(h, 2)?,
+        field(mi, 2)?,
+        field(sec, 2)?
+    );
+    let at = humantime::parse_rfc3339(&padded).ok()?;
+    i64::try_from(at.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs()).ok()
 }
 
 /// `normalize_temp_url_expires`: the expiry as a Unix time, `None` when it does not
@@ -589,20 +564,12 @@ mod tests {
     proptest! {
         #[test]
         fn iso_dates_match_unix_seconds(t in 0i64..253_402_300_799) {
-            let days = t.div_euclid(86_400);
-            let secs = t.rem_euclid(86_400);
-            // civil_from_days, the inverse of days_from_civil.
-            let z = days + 719_468;
-            let era = z.div_euclid(146_097);
-            let doe = z - era * 146_097;
-            let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-            let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-            let mp = (5 * doy + 2) / 153;
-            let d = doy - (153 * mp + 2) / 5 + 1;
-            let m = if mp < 10 { mp + 3 } else { mp - 9 };
-            let y = yoe + era * 400 + i64::from(m <= 2);
-            let text = format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs / 60 % 60, secs % 60);
+            let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.unsigned_abs());
+            let text = humantime::format_rfc3339_seconds(at).to_string();
             prop_assert_eq!(iso8601(&text), Some(t));
+            // strptime's one-digit fields.
+            let short = text.replace("-0", "-").replace("T0", "T").replace(":0", ":");
+            prop_assert_eq!(iso8601(&short), Some(t));
             prop_assert_eq!(python_int(&t.to_string()), Some(t));
         }
 
