@@ -19,7 +19,8 @@
 //! The request families live one per file and supply only what differs: `auth`
 //! (`/auth/v1.0`), `account` (fan-out and merge), `container` (placement before a
 //! PUT, bookkeeping after PUT/POST/DELETE, co-location), `object`, `copy` (across
-//! clusters), `symlink` (the 404-then-follow rule), `bulk` (bulk delete) and `info`.
+//! clusters), `symlink` (the 404-then-follow rule, static links across clusters),
+//! `tempurl` (which key signed a temp URL), `bulk` (bulk delete) and `info`.
 
 mod account;
 pub mod auth;
