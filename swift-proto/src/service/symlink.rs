@@ -338,6 +338,10 @@ impl FederationService {
         account: &AccountName,
         home: &ClusterId,
     ) -> Result<Option<Response<Body>>> {
+        // A temp URL may not make links: the cluster's tempurl middleware says so.
+        if super::tempurl::is_temp_url(&call.parts) {
+            return Ok(None);
+        }
         let headers = &call.parts.headers;
         let Some(given) = headers
             .get("x-symlink-target-etag")
