@@ -987,15 +987,82 @@ async fn a_link_to_another_cluster_is_followed_by_the_proxy() {
     assert!(link.body.is_empty());
     assert_eq!(west.count_under(&p("data")), 0);
 
-    // A static link needs its target on the same cluster.
+    // A static link to another cluster: checked by the proxy (Swift's 409 for another
+    // ETag, nothing stored), stored on the link's cluster as a marked dynamic link.
     let r = fed
-        .request("PUT", &p("links/static"))
+        .request("PUT", &p("links/wrong"))
         .header("x-symlink-target", "data/target")
-        .header("x-symlink-target-etag", "321c3cf486ed509164edec1e1981fec8")
+        .header("x-symlink-target-etag", "0123456789abcdef0123456789abcdef")
         .send()
         .await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
-    assert!(r.text().contains("dynamic"), "{}", r.text());
+    assert_eq!(
+        r.text(),
+        "Object Etag '321c3cf486ed509164edec1e1981fec8' does not match \
+         X-Symlink-Target-Etag header '0123456789abcdef0123456789abcdef'"
+    );
+    assert_eq!(
+        r.header("content-location"),
+        Some("/v1/AUTH_test/data/target")
+    );
+    let east = fed.cluster("east");
+    assert!(east.object(DEFAULT_ACCOUNT, "links", "wrong").is_none());
+    let r = fed
+        .request("PUT", &p("links/static"))
+        .header("x-symlink-target", "data/target")
+        .header(
+            "x-symlink-target-etag",
+            "\"321c3cf486ed509164edec1e1981fec8\"",
+        )
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let stored = east.object(DEFAULT_ACCOUNT, "links", "static").unwrap();
+    assert!(stored.symlink.is_some());
+    assert!(
+        stored
+            .content_type
+            .ends_with(";stackfed_link=321c3cf486ed509164edec1e1981fec8-7"),
+        "{}",
+        stored.content_type
+    );
+    let link = fed
+        .request("HEAD", &p("links/static?symlink=get"))
+        .send()
+        .await;
+    assert_eq!(
+        link.header("x-symlink-target-etag"),
+        Some("321c3cf486ed509164edec1e1981fec8")
+    );
+    assert_eq!(link.header("x-symlink-target-bytes"), Some("7"));
+    assert!(!link.header("content-type").unwrap().contains("stackfed"));
+    let get = fed.request("GET", &p("links/static")).send().await;
+    assert_eq!(get.status, StatusCode::OK, "{get:?}");
+    assert_eq!(get.text(), "payload");
+    let listing = fed.request("GET", &p("links?format=json")).send().await;
+    assert!(
+        listing.text().contains(
+            r#""symlink_etag": "321c3cf486ed509164edec1e1981fec8", "symlink_bytes": 7, "symlink_path""#
+        ),
+        "{}",
+        listing.text()
+    );
+    // The target changes: the link is broken.
+    fed.put_object("data", "target", b"changed").await;
+    let get = fed.request("GET", &p("links/static")).send().await;
+    assert_eq!(get.status, StatusCode::CONFLICT, "{get:?}");
+    assert_eq!(
+        get.header("content-location"),
+        Some("/v1/AUTH_test/data/target")
+    );
+    // A client may not set the marker.
+    let r = fed
+        .request("PUT", &p("links/forged"))
+        .header("content-type", "text/plain;stackfed_link=x-1")
+        .body("x")
+        .send()
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1999,7 +2066,8 @@ async fn two_non_empty_containers_do_not_move() {
     assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
     assert_eq!(fed.holders("docs"), ["east"]);
     assert_eq!(fed.holders("archive"), ["west"]);
-    // A static link or an SLO into a non-empty container elsewhere: 409, nothing stored.
+    // A static link into a non-empty container elsewhere is checked by the proxy (here
+    // another ETag: Swift's 409), nothing stored.
     fed.put_object("archive", "t", b"target").await;
     let r = fed
         .request("PUT", &p("docs/link"))
@@ -2009,7 +2077,7 @@ async fn two_non_empty_containers_do_not_move() {
         .send()
         .await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
-    assert!(r.text().contains("archive"), "{r:?}");
+    assert!(r.text().contains("does not match"), "{r:?}");
     assert!(fed
         .cluster("east")
         .object(DEFAULT_ACCOUNT, "docs", "link")

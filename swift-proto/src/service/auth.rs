@@ -176,18 +176,20 @@ impl Sessions {
             .cloned()
     }
 
-    /// A live session's proxy token for `account` (its storage path ends in it): the
-    /// account's authority that Swift's tempurl middleware lends to the segment
-    /// subrequests of a large object read through a temp URL.
-    pub(super) fn token_for_account(&self, account: &str) -> Option<String> {
+    /// The live sessions' proxy tokens for `account` (their storage paths end in it),
+    /// the longest-lived first: the account's authority that Swift's tempurl middleware
+    /// lends to the subrequests of a read through a temp URL (see `tempurl.rs`).
+    pub(super) fn tokens_for_account(&self, account: &str) -> Vec<String> {
         let table = self.by_token.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
-        table
+        let mut found: Vec<(&String, Instant)> = table
             .iter()
             .filter(|(_, s)| s.expires > now)
             .filter(|(_, s)| s.storage_path.rsplit('/').next() == Some(account))
-            .max_by_key(|(_, s)| s.expires)
-            .map(|(t, _)| t.clone())
+            .map(|(t, s)| (t, s.expires))
+            .collect();
+        found.sort_by_key(|f| std::cmp::Reverse(f.1));
+        found.into_iter().map(|(t, _)| t.clone()).collect()
     }
 
     /// How many sessions this process holds in memory.

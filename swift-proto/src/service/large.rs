@@ -49,6 +49,7 @@ use stackfed_http::range::{parse_range_value, RangeSpec};
 use stackfed_http::{empty, from_stream, full, Body, BoxError};
 
 use super::bulk::{self, Format, QUOTE};
+use super::symlink::{link_fields, link_mark, LINK_MARK};
 use super::{Call, FederationService, Result};
 use crate::cluster::swift_path;
 use crate::error::SwiftError;
@@ -104,14 +105,18 @@ pub(super) fn unmark(content_type: &str) -> (String, Option<Marked>) {
             }
         }
     }
-    if marked.is_none() {
+    if marked.is_none() && !content_type.contains(LINK_MARK) {
         return (content_type.to_owned(), None);
     }
     let mut pieces = content_type.split(';');
     let mut clean = pieces.next().unwrap_or_default().to_owned();
     for p in pieces {
         let t = p.trim_start();
-        if t.starts_with(SLO_MARK) || t.starts_with(DLO_MARK) || t.starts_with("swift_bytes=") {
+        if t.starts_with(SLO_MARK)
+            || t.starts_with(DLO_MARK)
+            || t.starts_with(LINK_MARK)
+            || (marked.is_some() && t.starts_with("swift_bytes="))
+        {
             continue;
         }
         clean.push(';');
@@ -144,7 +149,7 @@ pub(super) fn carries_mark(headers: &HeaderMap) -> bool {
         .is_some_and(|ct| {
             ct.split(';').skip(1).any(|p| {
                 let p = p.trim_start();
-                p.starts_with(SLO_MARK) || p.starts_with(DLO_MARK)
+                p.starts_with(SLO_MARK) || p.starts_with(DLO_MARK) || p.starts_with(LINK_MARK)
             })
         })
 }
@@ -164,14 +169,6 @@ fn query_value<'a>(query: Option<&'a str>, key: &str) -> Option<&'a str> {
 
 fn query_has(query: Option<&str>, pair: &str) -> bool {
     query.is_some_and(|q| q.split('&').any(|kv| kv == pair))
-}
-
-/// Whether a request is signed as a temp URL (`temp_url_sig` in its query).
-pub(super) fn is_temp_url(parts: &http::request::Parts) -> bool {
-    parts
-        .uri
-        .query()
-        .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("temp_url_sig=")))
 }
 
 /// `?multipart-manifest=<value>`.
@@ -671,7 +668,7 @@ fn slo_parts(entries: &[Stored]) -> Vec<(PartSource, u64, u64)> {
 /// What a subrequest carries of the client's request: its tokens, and its `Referer`
 /// (Swift's subrequests copy the request's environment, so referrer ACLs apply to
 /// segments too).
-fn auth_headers(headers: &HeaderMap) -> HeaderMap {
+pub(super) fn auth_headers(headers: &HeaderMap) -> HeaderMap {
     let mut h = HeaderMap::new();
     for name in [
         "x-auth-token",
@@ -750,10 +747,14 @@ fn upload_errors(format: Format, errors: &[(String, String)]) -> String {
 impl FederationService {
     /// The auth headers of a large object's subrequest for `segment` (a
     /// `container/object` path, or a container): the caller's token; for a read through
-    /// a temp URL (no token), the account's authority as Swift's tempurl middleware lends
-    /// it, i.e. a live proxy session of that account (tempauth mode) — but only within
-    /// the signed object's own container (see [`lent_token`](Self::lent_token)).
-    fn segment_auth(&self, call: &Call, account: &AccountName, segment: &str) -> HeaderMap {
+    /// a temp URL (no token), the authority Swift's tempurl middleware lends, as far as
+    /// the key that signed it reaches (see [`lent_token`](Self::lent_token)).
+    async fn segment_auth(
+        &self,
+        call: &Call,
+        account: &AccountName,
+        segment: &str,
+    ) -> Result<HeaderMap> {
         let mut h = auth_headers(&call.parts.headers);
         let container = segment
             .trim_start_matches('/')
@@ -762,48 +763,17 @@ impl FederationService {
             .unwrap_or("");
         if let Some(v) = self
             .lent_token(call, account, container)
+            .await?
             .and_then(|t| HeaderValue::from_str(&t).ok())
         {
             h.insert(HeaderName::from_static("x-auth-token"), v);
         }
-        h
-    }
-
-    /// For a request through a temp URL (no token): a live proxy session of `account`,
-    /// whose authority the proxy lends to what the request reaches beyond the signed
-    /// object (segments, a link's target), as Swift's tempurl middleware lends its
-    /// subrequests the key's authority. The proxy cannot tell whether the account's key
-    /// or the container's signed the URL, and a container key's authority ends at its
-    /// container: so the proxy lends only for `container`s equal to the signed object's
-    /// (never more than Swift would allow; an account key's reach beyond its container
-    /// is refused instead).
-    pub(super) fn lent_token(
-        &self,
-        call: &Call,
-        account: &AccountName,
-        container: &str,
-    ) -> Option<String> {
-        let temp_url = is_temp_url(&call.parts);
-        let token = call.parts.headers.contains_key("x-auth-token")
-            || call.parts.headers.contains_key("x-storage-token");
-        if !temp_url || token {
-            return None;
-        }
-        match crate::path::SwiftPath::parse(call.parts.uri.path()) {
-            Ok(crate::path::SwiftPath::Object {
-                account: a,
-                container: c,
-                ..
-            }) if a == *account && c.as_str() == container => {
-                self.inner.sessions.token_for_account(account.as_str())
-            }
-            _ => None,
-        }
+        Ok(h)
     }
 
     /// A request through this service's own phases (as Swift's middlewares send their
     /// subrequests through the rest of the pipeline).
-    async fn subrequest(
+    pub(super) async fn subrequest(
         &self,
         method: Method,
         path_and_query: &str,
@@ -896,14 +866,17 @@ impl FederationService {
             }
         }
         let base = swift_path(account, None, None);
+        let mut auths = Vec::with_capacity(paths.len());
+        for p in &paths {
+            auths.push(self.segment_auth(&call, account, p).await?);
+        }
         let heads: Vec<(String, Response<Body>)> =
-            futures::stream::iter(paths.into_iter().map(|p| {
+            futures::stream::iter(paths.into_iter().zip(auths).map(|(p, auth)| {
                 let svc = self.clone();
                 let target = format!(
                     "{base}/{}",
                     utf8_percent_encode(p.trim_start_matches('/'), QUOTE)
                 );
-                let auth = self.segment_auth(&call, account, &p);
                 let fut: std::pin::Pin<
                     Box<dyn std::future::Future<Output = (String, Response<Body>)> + Send>,
                 > = Box::pin(async move {
@@ -1114,6 +1087,7 @@ impl FederationService {
                     parts: head_parts(&call.parts),
                     body: empty(),
                     caller: call.caller.clone(),
+                    lent: call.lent.clone(),
                 },
                 &manifest_get(call, path),
                 empty(),
@@ -1145,6 +1119,7 @@ impl FederationService {
                     parts,
                     body: empty(),
                     caller: call.caller.clone(),
+                    lent: call.lent.clone(),
                 },
                 &manifest_get(call, path),
                 empty(),
@@ -1236,6 +1211,7 @@ impl FederationService {
                 parts,
                 body: empty(),
                 caller: call.caller.clone(),
+                lent: call.lent.clone(),
             };
             let r = self
                 .forward(cluster, &c, &manifest_get(call, path), empty())
@@ -1410,13 +1386,13 @@ impl FederationService {
         pieces: Vec<Piece>,
         depth: u8,
     ) -> Result<Body> {
-        let auths: Vec<HeaderMap> = pieces
-            .iter()
-            .map(|p| match p {
-                Piece::Fetch { path, .. } => self.segment_auth(call, account, path),
+        let mut auths: Vec<HeaderMap> = Vec::with_capacity(pieces.len());
+        for p in &pieces {
+            auths.push(match p {
+                Piece::Fetch { path, .. } => self.segment_auth(call, account, path).await?,
                 Piece::Inline(_) => HeaderMap::new(),
-            })
-            .collect();
+            });
+        }
         let pieces: Vec<(Piece, HeaderMap)> = pieces.into_iter().zip(auths).collect();
         let base = swift_path(account, None, None);
         let svc = self.clone();
@@ -1485,7 +1461,7 @@ impl FederationService {
             .subrequest(
                 Method::GET,
                 &target,
-                self.segment_auth(call, account, container),
+                self.segment_auth(call, account, container).await?,
                 depth + 1,
             )
             .await;
@@ -1552,6 +1528,7 @@ impl FederationService {
                 parts,
                 body: empty(),
                 caller: call.caller.clone(),
+                lent: call.lent.clone(),
             };
             let r = self
                 .forward(cluster, &c, &manifest_get(call, path), empty())
@@ -1781,7 +1758,7 @@ pub(super) async fn listing_answer(resp: Response<Body>) -> Result<Response<Body
 /// Swift lists its own large objects; `None` when nothing in it is marked.
 pub(super) fn rewrite_listing(body: &[u8], json: bool) -> Option<Vec<u8>> {
     let text = std::str::from_utf8(body).ok()?;
-    if !text.contains(SLO_MARK) && !text.contains(DLO_MARK) {
+    if !text.contains(SLO_MARK) && !text.contains(DLO_MARK) && !text.contains(LINK_MARK) {
         return None;
     }
     if json {
@@ -1793,9 +1770,13 @@ pub(super) fn rewrite_listing(body: &[u8], json: bool) -> Option<Vec<u8>> {
             let Some(ct) = fields[at].1.as_str() else {
                 continue;
             };
+            let link = link_mark(ct);
             let (clean, marked) = unmark(ct);
-            let Some(marked) = marked else { continue };
             fields[at].1 = Value::String(clean);
+            if let Some(link) = link {
+                link_fields(fields, link);
+            }
+            let Some(marked) = marked else { continue };
             if let Marked::Slo { etag, size } = marked {
                 if let Some(b) = fields.iter_mut().find(|(k, _)| k == "bytes") {
                     b.1 = Value::from(size);

@@ -19,7 +19,8 @@
 //! The request families live one per file and supply only what differs: `auth`
 //! (`/auth/v1.0`), `account` (fan-out and merge), `container` (placement before a
 //! PUT, bookkeeping after PUT/POST/DELETE, co-location), `object`, `copy` (across
-//! clusters), `symlink` (the 404-then-follow rule), `bulk` (bulk delete and upload) and `info`.
+//! clusters), `symlink` (the 404-then-follow rule, static links across clusters),
+//! `tempurl` (which key signed a temp URL), `bulk` (bulk delete and upload) and `info`.
 
 mod account;
 pub mod auth;
@@ -34,6 +35,7 @@ mod object;
 mod relocate;
 mod seal;
 mod symlink;
+mod tempurl;
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -120,6 +122,8 @@ pub(crate) struct Call {
     parts: Parts,
     body: Body,
     caller: Caller,
+    /// What a temp URL lends the request's subrequests, once known.
+    lent: tempurl::LentCell,
 }
 
 impl Call {
@@ -289,6 +293,7 @@ impl FederationService {
             parts,
             body,
             caller,
+            lent: tempurl::LentCell::default(),
         };
         // A future is as large as its largest branch, and the service's is allocated and
         // moved whole for every request: the families other than objects (the hot path)

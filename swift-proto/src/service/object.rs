@@ -10,6 +10,7 @@ use stackfed_http::{empty, Body};
 use super::copy::{copy_endpoints, unfollowed};
 use super::large;
 use super::relocate::Apart;
+use super::symlink;
 use super::{Call, FederationService, Result};
 use crate::cluster::swift_path;
 use crate::error::SwiftError;
@@ -96,7 +97,11 @@ impl FederationService {
         let cluster = if call.parts.method == Method::PUT {
             let (record, apart) =
                 Box::pin(self.colocate_references(&mut call, account, record)).await?;
-            Box::pin(self.check_static_link(&call, account, &record.cluster)).await?;
+            if let Some(refused) =
+                Box::pin(self.prepare_static_link(&mut call, account, &record.cluster)).await?
+            {
+                return Ok(refused);
+            }
             match apart {
                 Some(Apart::Slo(manifest)) => {
                     return Box::pin(self.slo_put(
@@ -135,11 +140,12 @@ impl FederationService {
             }
         }
         let body = std::mem::replace(&mut call.body, empty());
-        let resp = self
+        let mut resp = self
             .forward(cluster, &call, call.path_and_query(), body)
             .await?;
         let reads = method == Method::GET || method == Method::HEAD;
         if reads {
+            symlink::link_answer(&mut resp);
             if let Some(m) = large::marked(&resp) {
                 return Box::pin(self.large_answer(&call, at, resp, m, false)).await;
             }

@@ -22,6 +22,7 @@ use super::large::MAX_MANIFEST;
 
 const SLO_SEGMENTS: &str = "An SLO's segments";
 const DLO_SEGMENTS: &str = "A DLO's segments";
+const STATIC_TARGET: &str = "A static symlink's target";
 
 /// A large object whose parts live on another cluster than its manifest: the proxy
 /// stores and assembles it (see [`large`](super::large)).
@@ -197,7 +198,7 @@ impl FederationService {
     ) -> Result<(ContainerRecord, Option<Apart>)> {
         // A temp URL may not create links or manifests at all: the cluster's tempurl
         // middleware says so (400), whatever the proxy could arrange.
-        if super::large::is_temp_url(&call.parts) {
+        if super::tempurl::is_temp_url(&call.parts) {
             return Ok((record, None));
         }
         let mut refs: Vec<(ContainerName, &'static str)> = Vec::new();
@@ -206,14 +207,14 @@ impl FederationService {
             && !headers.contains_key("x-symlink-target-account")
         {
             if let Some((c, _)) = super::copy::header_path(headers, "x-symlink-target")? {
-                refs.push((c, "A static symlink's target"));
+                refs.push((c, STATIC_TARGET));
             }
         }
         let dlo = headers
             .get("x-object-manifest")
-            .and_then(|v| v.to_str().ok())
+            // Raw UTF-8 as well as percent-encoded (Swift takes both).
             .map(|v| {
-                percent_encoding::percent_decode_str(v)
+                percent_encoding::percent_decode(v.as_bytes())
                     .decode_utf8_lossy()
                     .into_owned()
             });
@@ -265,17 +266,16 @@ impl FederationService {
                     continue;
                 }
             }
+            // So is a static link's check (`symlink`).
+            if !together && what == STATIC_TARGET {
+                continue;
+            }
             if !together {
-                let advice = if what.contains("symlink") {
-                    " Use a dynamic symlink (no X-Symlink-Target-Etag)."
-                } else {
-                    ""
-                };
                 return Err(SwiftError::new(
                     StatusCode::CONFLICT,
                     format!(
                         "{what} in container {name} live on cluster {}, this container on {}; \
-                         neither is empty, so they cannot be brought onto the same cluster.{advice}",
+                         neither is empty, so they cannot be brought onto the same cluster.",
                         other.cluster, record.cluster
                     ),
                 ));
