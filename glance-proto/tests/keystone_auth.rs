@@ -280,7 +280,25 @@ fn the_password_comes_from_one_source_and_is_never_printed() {
         file.to_str().unwrap()
     ))
     .unwrap();
-    assert_eq!(cfg.resolve_password().unwrap(), "s3cret");
+    let body = cfg.credentials().unwrap().auth_body().unwrap();
+    assert_eq!(
+        body["auth"]["identity"]["password"]["user"]["password"],
+        "s3cret"
+    );
+    // Two sources at once is a mistake, not a silent choice.
+    let both: KeystoneConfig = toml::from_str(&format!(
+        "auth_url = \"http://127.0.0.1:1/v3\"\nusername = \"edge\"\npassword = \"x\"\npassword_file = {:?}",
+        file.to_str().unwrap()
+    ))
+    .unwrap();
+    assert!(both.build().is_err());
+    // The proxy's spelling: `password = { file = … }`, `user`, `project`.
+    let proxy_style: KeystoneConfig = toml::from_str(&format!(
+        "auth_url = \"http://127.0.0.1:1/v3\"\nuser = \"edge\"\nproject = \"service\"\npassword = {{ file = {:?} }}",
+        file.to_str().unwrap()
+    ))
+    .unwrap();
+    assert_eq!(proxy_style.credentials(), cfg.credentials());
     let inline: KeystoneConfig = toml::from_str(
         "auth_url = \"http://127.0.0.1:1/v3\"\nusername = \"edge\"\npassword = \"s3cret\"",
     )
