@@ -485,17 +485,10 @@ impl KeystoneAuth {
             Some(Entry::Valid { info, checked }) if checked.elapsed() < i.cache_for => {
                 return Ok(info.clone());
             }
-            _ => {}
+            Some(_) => {}
+            None => return self.first_validation(token, key).await,
         }
-        let answer = match self.recently_unreachable() {
-            Some(since) => Err(AuthError::unavailable(format!(
-                "Keystone did not answer {:.0?} ago; asking again after {:?}",
-                since.elapsed(),
-                i.retry_after
-            ))),
-            None => self.ask(token).await,
-        };
-        self.note_reachability(&answer);
+        let answer = self.ask_unless_unreachable(token).await;
         match answer {
             Ok(Some(info)) if info.expired() => Err(AuthError::Invalid),
             Ok(Some(info)) => {
@@ -526,6 +519,56 @@ impl KeystoneAuth {
             },
             Err(e) => Err(e),
         }
+    }
+
+    /// A token not seen before: one request to Keystone however many callers bring it at
+    /// once (moka's `try_get_with` runs one lookup per key; the others wait for it and
+    /// share its outcome, a failure too).
+    async fn first_validation(
+        &self,
+        token: &str,
+        key: [u8; 32],
+    ) -> Result<Arc<TokenInfo>, AuthError> {
+        let entry = self
+            .inner
+            .cache
+            .try_get_with(key, async {
+                match self.ask_unless_unreachable(token).await? {
+                    Some(info) if info.expired() => Err(AuthError::Invalid),
+                    Some(info) => Ok(Entry::Valid {
+                        info: Arc::new(info),
+                        checked: Instant::now(),
+                    }),
+                    // Never honoured, online or offline.
+                    None => Ok(Entry::Rejected),
+                }
+            })
+            .await;
+        match entry {
+            Ok(Entry::Valid { info, .. }) if !info.expired() => Ok(info),
+            Ok(_) => Err(AuthError::Invalid),
+            Err(shared) => Err(match &*shared {
+                AuthError::Missing => AuthError::Missing,
+                AuthError::Invalid => AuthError::Invalid,
+                AuthError::Service(m) => AuthError::Service(m.clone()),
+                AuthError::Unavailable { source } => AuthError::unavailable(source.to_string()),
+            }),
+        }
+    }
+
+    /// Asks Keystone about a token, unless it failed to answer within `retry_seconds`;
+    /// notes whether it answered.
+    async fn ask_unless_unreachable(&self, token: &str) -> Result<Option<TokenInfo>, AuthError> {
+        let answer = match self.recently_unreachable() {
+            Some(since) => Err(AuthError::unavailable(format!(
+                "Keystone did not answer {:.0?} ago; asking again after {:?}",
+                since.elapsed(),
+                self.inner.retry_after
+            ))),
+            None => self.ask(token).await,
+        };
+        self.note_reachability(&answer);
+        answer
     }
 
     /// When Keystone failed to answer, if that was less than `retry_seconds` ago.
