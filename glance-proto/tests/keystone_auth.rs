@@ -210,7 +210,9 @@ async fn concurrent_first_validations_of_one_token_ask_keystone_once() {
     ks.lock().unwrap().down = true;
     let asked = ks.lock().unwrap().requests;
     let all = futures::future::join_all((0..100).map(|_| v.validate("third"))).await;
-    assert!(all.iter().all(|r| r.as_ref().is_err_and(AuthError::is_temporary)));
+    assert!(all
+        .iter()
+        .all(|r| r.as_ref().is_err_and(AuthError::is_temporary)));
     assert_eq!(ks.lock().unwrap().requests, asked + 1);
 }
 
