@@ -13,8 +13,9 @@
 //!   token is then a 503 ("The Keystone service is temporarily unavailable.", as
 //!   `auth_token` answers), an expired one a 401.
 //! - The service token is obtained with the edge's service user (password from a file,
-//!   the environment or the configuration) and renewed before it expires, or at once
-//!   when Keystone answers 401 to a validation.
+//!   the environment or the configuration) or an application credential, by the shared
+//!   [`TokenSource`] (renewed before it expires, or at once when Keystone answers 401 to
+//!   a validation; one login however many validations wait for it).
 //!
 //! An invalid, expired or missing token is answered as Glance behind `auth_token`
 //! answers it: 401 with webob's page ("This server could not verify that you are
@@ -23,23 +24,24 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
 use image_cache_core::upstream::RequestContext;
 use moka::future::Cache;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
+use stackfed_http::keystone::{parse_time, Credentials, KeystoneError, Secret, TokenSource};
 use stackfed_http::{BoxError, ClientError, HttpClient, Timeouts};
 use url::Url;
 
-use crate::body::full;
 use crate::error::GlanceError;
 
 /// The most a Keystone answer may weigh (a token with a large catalog).
 const MAX_ANSWER: usize = 4 * 1024 * 1024;
+/// Renew the service token this long before it expires (or half-way, if later).
+const RENEW_MARGIN: Duration = Duration::from_secs(300);
 
 /// How the edge identifies itself to the central Glance in Keystone mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, Deserialize)]
@@ -91,6 +93,13 @@ fn default_retry() -> f64 {
 /// "#).unwrap();
 /// assert_eq!(cfg.project_name, "service");
 /// assert_eq!(cfg.cache_seconds, 300.0);
+/// // Or an application credential of that user; secrets as the proxy spells them too:
+/// let cfg: glance_proto::keystone::KeystoneConfig = toml::from_str(r#"
+///     auth_url = "http://keystone.example:5000/v3"
+///     application_credential_id = "2a2ac1c4d7e94a4f8d8c9a1c5c8b0f00"
+///     application_credential_secret = { file = "/etc/stackfed/edge-app-cred" }
+/// "#).unwrap();
+/// assert!(cfg.check().is_ok());
 /// ```
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -99,11 +108,14 @@ pub struct KeystoneConfig {
     /// Keystone's identity endpoint (`http://host:5000/v3`; `/v3` is added when missing):
     /// the central site's, or a Keystone at the edge site that serves the same users.
     pub auth_url: Url,
-    /// The edge's service user (needs the `service` role to validate tokens).
-    pub username: String,
-    /// Its password, in the configuration (prefer `password_file` or `password_env`).
+    /// The edge's service user (needs the `service` role to validate tokens; also
+    /// `user`, as the proxy spells it), or the owner of an application credential given
+    /// by name.
+    #[serde(default, alias = "user")]
+    pub username: Option<String>,
+    /// Its password: inline, `{ file = "…" }` or `{ env = "…" }` (as the proxy's).
     #[serde(default)]
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// A file holding its password (trailing newline ignored).
     #[serde(default)]
     pub password_file: Option<PathBuf>,
@@ -113,12 +125,22 @@ pub struct KeystoneConfig {
     /// The service user's domain id.
     #[serde(default = "default_domain")]
     pub user_domain_id: String,
-    /// The project the service token is scoped to.
-    #[serde(default = "default_service_project")]
+    /// The project the service token is scoped to (also `project`).
+    #[serde(default = "default_service_project", alias = "project")]
     pub project_name: String,
     /// That project's domain id.
     #[serde(default = "default_domain")]
     pub project_domain_id: String,
+    /// An application credential's id (instead of a password; its project is the one it
+    /// was created in).
+    #[serde(default)]
+    pub application_credential_id: Option<String>,
+    /// An application credential's name (with `username`; instead of its id).
+    #[serde(default)]
+    pub application_credential_name: Option<String>,
+    /// The application credential's secret: inline, `{ file = "…" }` or `{ env = "…" }`.
+    #[serde(default)]
+    pub application_credential_secret: Option<Secret>,
     /// A validation is trusted this long, then checked with Keystone again (as
     /// `auth_token`'s `token_cache_time`): the longest a revoked token still works.
     #[serde(default = "default_cache_seconds")]
@@ -155,9 +177,18 @@ impl std::fmt::Debug for KeystoneConfig {
         f.debug_struct("KeystoneConfig")
             .field("auth_url", &self.auth_url.as_str())
             .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password", &self.password)
             .field("password_file", &self.password_file)
             .field("password_env", &self.password_env)
+            .field("application_credential_id", &self.application_credential_id)
+            .field(
+                "application_credential_name",
+                &self.application_credential_name,
+            )
+            .field(
+                "application_credential_secret",
+                &self.application_credential_secret,
+            )
             .field("project_name", &self.project_name)
             .field("cache_seconds", &self.cache_seconds)
             .field("offline_seconds", &self.offline_seconds)
@@ -179,51 +210,74 @@ impl KeystoneConfig {
         secs("negative_cache_seconds", self.negative_cache_seconds)?;
         secs("timeout_seconds", self.timeout_seconds)?;
         secs("retry_seconds", self.retry_seconds)?;
-        let sources = [
-            self.password.is_some(),
-            self.password_file.is_some(),
-            self.password_env.is_some(),
-        ];
-        if sources.iter().filter(|s| **s).count() != 1 {
-            return Err(
-                "keystone needs exactly one of password, password_file, password_env".into(),
-            );
-        }
-        Ok(())
+        self.credentials().map(|_| ())
     }
 
-    /// The service user's password, from wherever the configuration says.
-    pub fn resolve_password(&self) -> Result<String, String> {
-        if let Some(p) = &self.password {
-            return Ok(p.clone());
+    /// The login these settings describe (secrets not read yet).
+    pub fn credentials(&self) -> Result<Credentials, String> {
+        let passwords = [
+            self.password.clone(),
+            self.password_file.clone().map(|file| Secret::File { file }),
+            self.password_env.clone().map(|env| Secret::Env { env }),
+        ];
+        let mut passwords = passwords.into_iter().flatten();
+        let (password, more) = (passwords.next(), passwords.next().is_some());
+        let app =
+            self.application_credential_id.is_some() || self.application_credential_name.is_some();
+        if app {
+            let secret = self
+                .application_credential_secret
+                .clone()
+                .filter(|_| password.is_none())
+                .ok_or(
+                    "keystone: an application credential needs \
+                        application_credential_secret and no password",
+                )?;
+            return Ok(Credentials::ApplicationCredential {
+                id: self.application_credential_id.clone(),
+                name: self.application_credential_name.clone(),
+                user: self.username.clone(),
+                user_domain_id: self.user_domain_id.clone(),
+                secret,
+            });
         }
-        if let Some(path) = &self.password_file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read keystone.password_file {path:?}: {e}"))?;
-            return Ok(text.trim_end_matches(['\r', '\n']).to_owned());
-        }
-        if let Some(var) = &self.password_env {
-            return std::env::var(var)
-                .map_err(|_| format!("keystone.password_env: ${var} is not set"));
-        }
-        Err("keystone needs a password".into())
+        let (Some(user), Some(password), false) = (&self.username, password, more) else {
+            return Err("keystone needs username and exactly one of password, \
+                        password_file, password_env (or an application credential)"
+                .into());
+        };
+        Ok(Credentials::Password {
+            user: user.clone(),
+            user_domain_id: self.user_domain_id.clone(),
+            password,
+            project: self.project_name.clone(),
+            project_domain_id: self.project_domain_id.clone(),
+        })
     }
 
     /// A validator for this configuration (reads the password now).
     pub fn build(&self) -> Result<KeystoneAuth, String> {
-        self.check()?;
-        let password = self.resolve_password()?;
-        let mut base = self.auth_url.as_str().trim_end_matches('/').to_owned();
-        if !base.ends_with("/v3") {
-            base.push_str("/v3");
-        }
+        let credentials = self.credentials()?;
+        let timeout = secs("timeout_seconds", self.timeout_seconds)?;
+        let http = HttpClient::new(Timeouts {
+            connect: timeout,
+            response: timeout,
+            idle: timeout,
+        });
+        let source = TokenSource::new(&self.auth_url, &credentials, http.clone())
+            .map_err(|e| format!("keystone: {e}"))?
+            .with_identity("edge")
+            .with_renew_margin(RENEW_MARGIN);
+        let tokens_url = source.tokens_url().clone();
         let www = self.www_authenticate_uri.as_ref().map_or_else(
-            || base.clone(),
+            || {
+                let t = tokens_url.to_string();
+                t.trim_end_matches("/auth/tokens").to_owned()
+            },
             |u| u.as_str().trim_end_matches('/').to_owned(),
         );
         let www_authenticate = HeaderValue::from_str(&format!("Keystone uri=\"{www}\""))
             .map_err(|_| "keystone.www_authenticate_uri is not a valid header value")?;
-        let timeout = secs("timeout_seconds", self.timeout_seconds)?;
         let cache_for = secs("cache_seconds", self.cache_seconds)?;
         let offline_for = secs("offline_seconds", self.offline_seconds)?;
         let negative_for = secs("negative_cache_seconds", self.negative_cache_seconds)?;
@@ -237,27 +291,10 @@ impl KeystoneConfig {
             .build();
         Ok(KeystoneAuth {
             inner: Arc::new(Inner {
-                http: HttpClient::new(Timeouts {
-                    connect: timeout,
-                    response: timeout,
-                    idle: timeout,
-                }),
-                tokens_url: format!("{base}/auth/tokens"),
+                http,
+                tokens_url,
                 www_authenticate,
-                login: Login {
-                    body: json!({"auth": {
-                        "identity": {"methods": ["password"], "password": {"user": {
-                            "name": self.username,
-                            "domain": {"id": self.user_domain_id},
-                            "password": password,
-                        }}},
-                        "scope": {"project": {
-                            "name": self.project_name,
-                            "domain": {"id": self.project_domain_id},
-                        }},
-                    }}),
-                },
-                service: tokio::sync::Mutex::new(None),
+                source,
                 cache,
                 cache_for,
                 offline_for,
@@ -329,30 +366,15 @@ impl AuthError {
     fn unavailable(e: impl Into<BoxError>) -> Self {
         Self::Unavailable { source: e.into() }
     }
-}
 
-#[derive(Clone)]
-struct Login {
-    body: Value,
-}
-
-impl std::fmt::Debug for Login {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Login { <credentials> }")
-    }
-}
-
-#[derive(Clone)]
-struct ServiceToken {
-    token: String,
-    renew_at: Instant,
-}
-
-impl std::fmt::Debug for ServiceToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServiceToken")
-            .field("renew_at", &self.renew_at)
-            .finish_non_exhaustive()
+    /// The edge's own login failed: Keystone down or failing (a retry may help), or the
+    /// service credentials refused or unusable (the edge's configuration).
+    fn login(e: KeystoneError) -> Self {
+        if e.is_temporary() {
+            Self::unavailable(e)
+        } else {
+            Self::Service(e.to_string())
+        }
     }
 }
 
@@ -411,10 +433,10 @@ pub struct KeystoneAuth {
 
 struct Inner {
     http: HttpClient,
-    tokens_url: String,
+    tokens_url: http::Uri,
     www_authenticate: HeaderValue,
-    login: Login,
-    service: tokio::sync::Mutex<Option<ServiceToken>>,
+    /// The edge's own service token.
+    source: TokenSource,
     cache: Cache<[u8; 32], Entry>,
     cache_for: Duration,
     offline_for: Duration,
@@ -463,17 +485,10 @@ impl KeystoneAuth {
             Some(Entry::Valid { info, checked }) if checked.elapsed() < i.cache_for => {
                 return Ok(info.clone());
             }
-            _ => {}
+            Some(_) => {}
+            None => return self.first_validation(token, key).await,
         }
-        let answer = match self.recently_unreachable() {
-            Some(since) => Err(AuthError::unavailable(format!(
-                "Keystone did not answer {:.0?} ago; asking again after {:?}",
-                since.elapsed(),
-                i.retry_after
-            ))),
-            None => self.ask(token).await,
-        };
-        self.note_reachability(&answer);
+        let answer = self.ask_unless_unreachable(token).await;
         match answer {
             Ok(Some(info)) if info.expired() => Err(AuthError::Invalid),
             Ok(Some(info)) => {
@@ -504,6 +519,56 @@ impl KeystoneAuth {
             },
             Err(e) => Err(e),
         }
+    }
+
+    /// A token not seen before: one request to Keystone however many callers bring it at
+    /// once (moka's `try_get_with` runs one lookup per key; the others wait for it and
+    /// share its outcome, a failure too).
+    async fn first_validation(
+        &self,
+        token: &str,
+        key: [u8; 32],
+    ) -> Result<Arc<TokenInfo>, AuthError> {
+        let entry = self
+            .inner
+            .cache
+            .try_get_with(key, async {
+                match self.ask_unless_unreachable(token).await? {
+                    Some(info) if info.expired() => Err(AuthError::Invalid),
+                    Some(info) => Ok(Entry::Valid {
+                        info: Arc::new(info),
+                        checked: Instant::now(),
+                    }),
+                    // Never honoured, online or offline.
+                    None => Ok(Entry::Rejected),
+                }
+            })
+            .await;
+        match entry {
+            Ok(Entry::Valid { info, .. }) if !info.expired() => Ok(info),
+            Ok(_) => Err(AuthError::Invalid),
+            Err(shared) => Err(match &*shared {
+                AuthError::Missing => AuthError::Missing,
+                AuthError::Invalid => AuthError::Invalid,
+                AuthError::Service(m) => AuthError::Service(m.clone()),
+                AuthError::Unavailable { source } => AuthError::unavailable(source.to_string()),
+            }),
+        }
+    }
+
+    /// Asks Keystone about a token, unless it failed to answer within `retry_seconds`;
+    /// notes whether it answered.
+    async fn ask_unless_unreachable(&self, token: &str) -> Result<Option<TokenInfo>, AuthError> {
+        let answer = match self.recently_unreachable() {
+            Some(since) => Err(AuthError::unavailable(format!(
+                "Keystone did not answer {:.0?} ago; asking again after {:?}",
+                since.elapsed(),
+                self.inner.retry_after
+            ))),
+            None => self.ask(token).await,
+        };
+        self.note_reachability(&answer);
+        answer
     }
 
     /// When Keystone failed to answer, if that was less than `retry_seconds` ago.
@@ -554,9 +619,12 @@ impl KeystoneAuth {
             }
             CentralAuth::Service => {
                 let service = self
-                    .service_token(false)
+                    .inner
+                    .source
+                    .token()
                     .await
-                    .map_err(|e| self.refusal(&e))?;
+                    .map_err(|e| self.refusal(&AuthError::login(e)))?;
+                let service = service.value.to_str().unwrap_or_default().to_owned();
                 ctx.identity_headers.push(("x-auth-token".into(), service));
                 ctx.enforce_locally = true;
             }
@@ -585,14 +653,18 @@ impl KeystoneAuth {
         let Ok(subject) = HeaderValue::from_str(token) else {
             return Ok(None);
         };
+        let mut refused: Option<HeaderValue> = None;
         for attempt in 0..2 {
-            let service = self.service_token(attempt > 0).await?;
-            let service = HeaderValue::from_str(&service)
-                .map_err(|_| AuthError::Service("the service token is not a header".into()))?;
+            let service = match &refused {
+                None => i.source.token().await,
+                Some(r) => i.source.renew(r).await,
+            }
+            .map_err(AuthError::login)?
+            .value;
             let mut req = Request::builder()
                 .method(Method::GET)
                 .uri(&i.tokens_url)
-                .header("x-auth-token", service)
+                .header("x-auth-token", service.clone())
                 .header("x-subject-token", subject.clone())
                 .header(header::ACCEPT, "application/json")
                 .body(crate::body::empty())
@@ -608,6 +680,7 @@ impl KeystoneAuth {
                 StatusCode::NOT_FOUND => return Ok(None),
                 StatusCode::UNAUTHORIZED if attempt == 0 => {
                     tracing::info!("Keystone refused the service token: logging in again");
+                    refused = Some(service);
                 }
                 StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                     return Err(AuthError::Service(format!(
@@ -627,63 +700,6 @@ impl KeystoneAuth {
         Err(AuthError::Service(
             "the renewed service token was refused".into(),
         ))
-    }
-
-    /// The edge's service token: the current one, or a new one when it is due for
-    /// renewal (or `renew`).
-    async fn service_token(&self, renew: bool) -> Result<String, AuthError> {
-        let mut current = self.inner.service.lock().await;
-        if let Some(t) = current.as_ref() {
-            if !renew && Instant::now() < t.renew_at {
-                return Ok(t.token.clone());
-            }
-        }
-        let fresh = self.login().await?;
-        let token = fresh.token.clone();
-        *current = Some(fresh);
-        Ok(token)
-    }
-
-    /// A password login as the edge's service user.
-    async fn login(&self) -> Result<ServiceToken, AuthError> {
-        let i = &self.inner;
-        let req = Request::builder()
-            .method(Method::POST)
-            .uri(&i.tokens_url)
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(header::ACCEPT, "application/json")
-            .body(full(Bytes::from(i.login.body.to_string())))
-            .map_err(AuthError::unavailable)?;
-        let (parts, body) = i
-            .http
-            .send_collect(req, MAX_ANSWER)
-            .await
-            .map_err(keystone_unreachable)?;
-        match parts.status {
-            StatusCode::CREATED | StatusCode::OK => {}
-            s if s.is_server_error() => {
-                return Err(AuthError::unavailable(format!("login answered {s}")))
-            }
-            s => return Err(AuthError::Service(format!("login answered {s}"))),
-        }
-        let token = parts
-            .headers
-            .get("x-subject-token")
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| AuthError::unavailable("login answer without X-Subject-Token"))?
-            .to_owned();
-        let info = token_info(&body)?;
-        let left = info
-            .expires_at
-            .duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO);
-        // Renewed half-way, or 5 minutes before it expires, whichever comes later.
-        let renew_in = (left / 2).max(left.saturating_sub(Duration::from_secs(300)));
-        tracing::info!(expires_in = ?left, "logged in to Keystone as the edge's service user");
-        Ok(ServiceToken {
-            token,
-            renew_at: Instant::now() + renew_in,
-        })
     }
 }
 
@@ -728,61 +744,4 @@ fn token_info(body: &[u8]) -> Result<TokenInfo, AuthError> {
             .unwrap_or_default(),
         expires_at,
     })
-}
-
-/// Keystone's UTC timestamps: `2026-11-30T15:35:49.000000Z` (fraction and `Z`
-/// optional).
-fn parse_time(s: &str) -> Option<SystemTime> {
-    let s = s.trim().trim_end_matches('Z');
-    let s = s.strip_suffix("+00:00").unwrap_or(s);
-    let (date, time) = s.split_once('T')?;
-    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
-    let mut t = hms.splitn(3, ':').map(|p| p.parse::<u64>().ok());
-    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
-        return None;
-    }
-    // Days since the epoch of a proleptic Gregorian date (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = u64::try_from(era * 146_097 + doe - 719_468).ok()?;
-    let nanos = if frac.is_empty() {
-        0
-    } else {
-        let digits: String = frac.chars().take(9).collect();
-        let n: u64 = digits.parse().ok()?;
-        n * 10u64.pow(9 - u32::try_from(digits.len()).ok()?)
-    };
-    Some(
-        UNIX_EPOCH
-            + Duration::from_secs(days * 86_400 + hh * 3600 + mm * 60 + ss)
-            + Duration::from_nanos(nanos),
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keystone_times() {
-        let t = parse_time("2026-11-30T15:35:49.250000Z").unwrap();
-        let d = t.duration_since(UNIX_EPOCH).unwrap();
-        assert_eq!(d.as_secs(), 1_796_052_949);
-        assert_eq!(d.subsec_millis(), 250);
-        assert_eq!(
-            parse_time("1970-01-01T00:00:00Z"),
-            Some(UNIX_EPOCH),
-            "the epoch"
-        );
-        assert!(parse_time("2026-13-01T00:00:00Z").is_none());
-        assert!(parse_time("yesterday").is_none());
-        assert!(parse_time("2026-11-30T15:35").is_none());
-    }
 }

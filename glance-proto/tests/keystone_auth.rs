@@ -39,6 +39,8 @@ struct State {
     requests: u32,
     /// Answer 503 to everything.
     down: bool,
+    /// How long each answer takes.
+    delay: Duration,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -66,6 +68,8 @@ fn token_body(user: &str, project: &str, roles: &[String], expires: &str) -> Str
 }
 
 async fn keystone_answer(state: Shared, req: Request<hyper::body::Incoming>) -> Response<Body> {
+    let delay = state.lock().unwrap().delay;
+    tokio::time::sleep(delay).await;
     let mut s = state.lock().unwrap();
     s.requests += 1;
     if s.down {
@@ -186,6 +190,33 @@ async fn validations_are_cached_then_checked_again_and_revocation_is_seen() {
 }
 
 #[tokio::test]
+async fn concurrent_first_validations_of_one_token_ask_keystone_once() {
+    let (url, ks) = fake_keystone().await;
+    add(&ks, "new-token", "alpha", &["member"]);
+    ks.lock().unwrap().delay = Duration::from_millis(100);
+    let v = auth(&url, "");
+    let all = futures::future::join_all((0..100).map(|_| v.validate("new-token"))).await;
+    assert!(all
+        .iter()
+        .all(|r| r.as_ref().unwrap().project_id.as_deref() == Some("alpha")));
+    assert_eq!(ks.lock().unwrap().validations, 1, "one GET /v3/auth/tokens");
+    assert_eq!(ks.lock().unwrap().logins, 1, "one service login");
+    // A rejected token: one call too, all refused.
+    let all = futures::future::join_all((0..100).map(|_| v.validate("unknown"))).await;
+    assert!(all.iter().all(|r| matches!(r, Err(AuthError::Invalid))));
+    assert_eq!(ks.lock().unwrap().validations, 2);
+    // Keystone failing: the 100 share one failure (a 503 each), and nothing is cached.
+    add(&ks, "third", "alpha", &["member"]);
+    ks.lock().unwrap().down = true;
+    let asked = ks.lock().unwrap().requests;
+    let all = futures::future::join_all((0..100).map(|_| v.validate("third"))).await;
+    assert!(all
+        .iter()
+        .all(|r| r.as_ref().is_err_and(AuthError::is_temporary)));
+    assert_eq!(ks.lock().unwrap().requests, asked + 1);
+}
+
+#[tokio::test]
 async fn a_rejected_token_is_never_honoured_offline() {
     let (url, ks) = fake_keystone().await;
     add(&ks, "t", "alpha", &["member"]);
@@ -280,7 +311,25 @@ fn the_password_comes_from_one_source_and_is_never_printed() {
         file.to_str().unwrap()
     ))
     .unwrap();
-    assert_eq!(cfg.resolve_password().unwrap(), "s3cret");
+    let body = cfg.credentials().unwrap().auth_body().unwrap();
+    assert_eq!(
+        body["auth"]["identity"]["password"]["user"]["password"],
+        "s3cret"
+    );
+    // Two sources at once is a mistake, not a silent choice.
+    let both: KeystoneConfig = toml::from_str(&format!(
+        "auth_url = \"http://127.0.0.1:1/v3\"\nusername = \"edge\"\npassword = \"x\"\npassword_file = {:?}",
+        file.to_str().unwrap()
+    ))
+    .unwrap();
+    assert!(both.build().is_err());
+    // The proxy's spelling: `password = { file = … }`, `user`, `project`.
+    let proxy_style: KeystoneConfig = toml::from_str(&format!(
+        "auth_url = \"http://127.0.0.1:1/v3\"\nuser = \"edge\"\nproject = \"service\"\npassword = {{ file = {:?} }}",
+        file.to_str().unwrap()
+    ))
+    .unwrap();
+    assert_eq!(proxy_style.credentials(), cfg.credentials());
     let inline: KeystoneConfig = toml::from_str(
         "auth_url = \"http://127.0.0.1:1/v3\"\nusername = \"edge\"\npassword = \"s3cret\"",
     )

@@ -8,6 +8,7 @@
 //!   `tower::Service`, and [`shutdown_signal`];
 //! - [`client`]: the pooled client for peers, with a timeout per phase and typed errors;
 //! - [`headers`]: the one hop-by-hop header list;
+//! - [`keystone`]: the one Keystone login (a service's own token, renewed single-flight);
 //! - [`range`]: the one `Range` header parser and `Content-Range` values;
 //! - [`pyjson`]: JSON strings in the bytes Python's `json.dumps` writes;
 //! - [`background`]: the owner of a service's background tasks.
@@ -41,6 +42,7 @@ pub mod body;
 pub mod client;
 pub mod config;
 pub mod headers;
+pub mod keystone;
 pub mod observe;
 pub mod pyjson;
 pub mod range;

@@ -225,7 +225,7 @@ impl SwiftAttributeStore {
     ) -> Result<Answer, StoreError> {
         let account = self
             .session
-            .token_for(&self.cluster, false)
+            .token_for(&self.cluster, None)
             .await
             .map_err(|e| StoreError::Unavailable {
                 message: format!("registry authentication failed: {e}"),

@@ -1,12 +1,15 @@
 //! Why talking to a cluster failed, and where the fault lies.
 
+use std::sync::Arc;
+
 use federation_core::ClusterId;
 use http::StatusCode;
 use stackfed_http::ClientError;
 
 /// Why an exchange with a cluster failed. The service maps each to Swift's answer in one
-/// place (`From<ClusterError> for SwiftError`).
-#[derive(Debug, thiserror::Error)]
+/// place (`From<ClusterError> for SwiftError`). Cheap to clone (a failed login is shared
+/// by the requests that waited for it).
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClusterError {
     /// The cluster could not be reached, broke off, or did not answer in time.
@@ -16,7 +19,7 @@ pub enum ClusterError {
         cluster: ClusterId,
         /// What the HTTP client saw.
         #[source]
-        source: ClientError,
+        source: Arc<ClientError>,
     },
     /// The cluster refused the credentials (the client's fault).
     #[error("cluster {cluster} refused the credentials")]

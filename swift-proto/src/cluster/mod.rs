@@ -211,7 +211,7 @@ impl SwiftCluster {
         .increment(1);
         ClusterError::Transport {
             cluster: self.inner.id.clone(),
-            source,
+            source: Arc::new(source),
         }
     }
 
@@ -224,16 +224,17 @@ impl SwiftCluster {
             .map_err(|_| format!("not a valid path: {path_and_query}"))
     }
 
+    /// The token to send; `refused`: the one the cluster answered 401 to.
     async fn token(
         &self,
         auth: Auth<'_>,
-        force: bool,
+        refused: Option<&HeaderValue>,
     ) -> Result<Option<HeaderValue>, ClusterError> {
         Ok(match auth {
             Auth::Anonymous => None,
             Auth::Token(t) => Some(t.clone()),
             Auth::Session(s) | Auth::WithService { user: s, .. } => {
-                Some(s.token_for(self, force).await?.token)
+                Some(s.token_for(self, refused).await?.token)
             }
         })
     }
@@ -242,10 +243,12 @@ impl SwiftCluster {
     async fn service_token(
         &self,
         auth: Auth<'_>,
-        force: bool,
+        refused: Option<&HeaderValue>,
     ) -> Result<Option<HeaderValue>, ClusterError> {
         Ok(match auth {
-            Auth::WithService { service, .. } => Some(service.token_for(self, force).await?.token),
+            Auth::WithService { service, .. } => {
+                Some(service.token_for(self, refused).await?.token)
+            }
             _ => None,
         })
     }
@@ -344,15 +347,15 @@ impl SwiftCluster {
             Auth::Session(_) | Auth::WithService { .. } => body.replay(),
             _ => None,
         };
-        let token = self.token(auth, false).await?;
-        let service = self.service_token(auth, false).await?;
+        let token = self.token(auth, None).await?;
+        let service = self.service_token(auth, None).await?;
         let resp = self
             .exchange(
                 &method,
                 uri.clone(),
                 &headers,
                 body.into_body(),
-                (token.clone(), service),
+                (token.clone(), service.clone()),
             )
             .await?;
         if resp.status() != StatusCode::UNAUTHORIZED {
@@ -361,8 +364,8 @@ impl SwiftCluster {
         match (replay, auth) {
             (Some(again), _) => {
                 tracing::debug!(cluster = %self.id(), "token refused; renewing it once");
-                let token = self.token(auth, true).await?;
-                let service = self.service_token(auth, true).await?;
+                let token = self.token(auth, token.as_ref()).await?;
+                let service = self.service_token(auth, service.as_ref()).await?;
                 self.exchange(&method, uri, &headers, again, (token, service))
                     .await
             }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use federation_core::ClusterId;
 use http::{HeaderMap, HeaderValue};
+use stackfed_http::keystone::{Expiring, Lease};
 
 use super::{ClusterError, KeystoneAuth, SwiftCluster};
 
@@ -58,11 +59,22 @@ pub struct ClusterToken {
     pub expires: Instant,
 }
 
-impl ClusterToken {
-    fn fresh(&self) -> bool {
-        self.expires > Instant::now() + RENEW_MARGIN
+impl Expiring for ClusterToken {
+    fn value(&self) -> &HeaderValue {
+        &self.token
+    }
+    fn renew_at(&self) -> Instant {
+        self.expires
+            .checked_sub(RENEW_MARGIN)
+            .unwrap_or(self.expires)
+    }
+    fn expires(&self) -> Instant {
+        self.expires
     }
 }
+
+/// One cluster's token, renewed single-flight.
+type ClusterLease = Arc<Lease<ClusterToken, ClusterError>>;
 
 /// How a session logs in.
 #[derive(Debug)]
@@ -78,8 +90,7 @@ enum Login {
 #[derive(Debug)]
 pub struct Session {
     login: Login,
-    tokens: Mutex<HashMap<ClusterId, ClusterToken>>,
-    renewal: tokio::sync::Mutex<()>,
+    tokens: Mutex<HashMap<ClusterId, ClusterLease>>,
 }
 
 impl Session {
@@ -92,8 +103,12 @@ impl Session {
     pub fn with_tokens(credentials: Credentials, tokens: HashMap<ClusterId, ClusterToken>) -> Self {
         Self {
             login: Login::Tempauth(credentials),
-            tokens: Mutex::new(tokens),
-            renewal: tokio::sync::Mutex::new(()),
+            tokens: Mutex::new(
+                tokens
+                    .into_iter()
+                    .map(|(c, t)| (c, Arc::new(Lease::new(Some(t)))))
+                    .collect(),
+            ),
         }
     }
 
@@ -102,16 +117,16 @@ impl Session {
         Self {
             login: Login::Keystone(auth),
             tokens: Mutex::new(HashMap::new()),
-            renewal: tokio::sync::Mutex::new(()),
         }
     }
 
-    fn cached(&self, cluster: &ClusterId) -> Option<ClusterToken> {
+    fn lease(&self, cluster: &ClusterId) -> ClusterLease {
         self.tokens
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(cluster)
-            .cloned()
+            .entry(cluster.clone())
+            .or_default()
+            .clone()
     }
 
     /// Drops the token held for `cluster` if it is still `refused` (a cluster refused it
@@ -120,43 +135,28 @@ impl Session {
         if let Login::Keystone(auth) = &self.login {
             return auth.forget(refused);
         }
-        let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
-        if tokens.get(cluster).map(|t| &t.token) == refused {
-            tokens.remove(cluster);
+        if let Some(refused) = refused {
+            self.lease(cluster).forget(refused);
         }
     }
 
     /// This session's token for `cluster`, obtained or renewed first when there is none,
-    /// it is about to expire, or `force` says the cluster refused it. Concurrent
-    /// renewals of one session wait for each other instead of logging in twice.
+    /// it is about to expire, or it is `refused` (the cluster answered 401 to it; a token
+    /// renewed since is used as it is). Concurrent renewals of one cluster's token wait
+    /// for one login instead of logging in each.
     pub async fn token_for(
         &self,
         cluster: &SwiftCluster,
-        force: bool,
+        refused: Option<&HeaderValue>,
     ) -> Result<ClusterToken, ClusterError> {
-        let credentials = match &self.login {
-            Login::Tempauth(c) => c,
-            Login::Keystone(auth) => return auth.token(cluster.id(), force).await,
-        };
-        if !force {
-            if let Some(t) = self.cached(cluster.id()).filter(ClusterToken::fresh) {
-                return Ok(t);
+        match &self.login {
+            Login::Keystone(auth) => auth.token(cluster.id(), refused).await,
+            Login::Tempauth(credentials) => {
+                self.lease(cluster.id())
+                    .get(refused, || cluster.login(credentials))
+                    .await
             }
         }
-        let seen = self.cached(cluster.id()).map(|t| t.token);
-        let _one_at_a_time = self.renewal.lock().await;
-        // Another request may have renewed it while we waited.
-        if let Some(t) = self.cached(cluster.id()).filter(ClusterToken::fresh) {
-            if Some(&t.token) != seen.as_ref() || !force {
-                return Ok(t);
-            }
-        }
-        let t = cluster.login(credentials).await?;
-        self.tokens
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(cluster.id().clone(), t.clone());
-        Ok(t)
     }
 }
 

@@ -1,0 +1,329 @@
+//! The shared Keystone login against an in-process fake Keystone (the real one is
+//! exercised by tests/interop: test_swift_keystone.py, test_glance_keystone.py):
+//! expiry-driven renewal, 401-driven renewal exactly once, single flight under 50
+//! concurrent callers (logins counted), a failed login shared rather than repeated, and
+//! the secret never in `Debug` output, errors or logs.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::convert::Infallible;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use stackfed_http::keystone::{Credentials, KeystoneError, Origin, Secret, TokenSource};
+use stackfed_http::{Body, HttpClient, Timeouts};
+
+const SECRET: &str = "pa55-w0rd-never-shown";
+
+#[derive(Debug, Default)]
+struct State {
+    /// Login requests received.
+    logins: u32,
+    /// How long tokens live.
+    lifetime: Duration,
+    /// How long a login takes.
+    delay: Duration,
+    /// Answer this to logins instead of a token.
+    refuse: Option<StatusCode>,
+    /// The last login document.
+    last_body: serde_json::Value,
+}
+
+type Shared = Arc<Mutex<State>>;
+
+async fn answer(state: Shared, req: Request<hyper::body::Incoming>) -> Response<Body> {
+    let body = req.into_body().collect().await.unwrap().to_bytes();
+    let (n, delay, lifetime, refuse) = {
+        let mut s = state.lock().unwrap();
+        s.logins += 1;
+        s.last_body = serde_json::from_slice(&body).unwrap_or_default();
+        (s.logins, s.delay, s.lifetime, s.refuse)
+    };
+    tokio::time::sleep(delay).await;
+    let mut r = Response::new(stackfed_http::full(String::new()));
+    if let Some(status) = refuse {
+        *r.status_mut() = status;
+        *r.body_mut() = stackfed_http::full(
+            r#"{"error": {"code": 401, "message": "The request you have made requires authentication.", "title": "Unauthorized"}}"#,
+        );
+        return r;
+    }
+    let expires = humantime::format_rfc3339_micros(SystemTime::now() + lifetime).to_string();
+    *r.status_mut() = StatusCode::CREATED;
+    r.headers_mut()
+        .insert("x-subject-token", format!("token-{n}").parse().unwrap());
+    *r.body_mut() = stackfed_http::full(
+        serde_json::json!({"token": {"expires_at": expires,
+            "user": {"id": "u1"}, "project": {"id": "p1"}}})
+        .to_string(),
+    );
+    r
+}
+
+async fn fake_keystone(lifetime: Duration) -> (url::Url, Shared) {
+    let state: Shared = Arc::new(Mutex::new(State {
+        lifetime,
+        ..State::default()
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let s = state.clone();
+    let svc = tower::service_fn(move |req| {
+        let s = s.clone();
+        async move { Ok::<_, Infallible>(answer(s, req).await) }
+    });
+    tokio::spawn(stackfed_http::serve(
+        listener,
+        svc,
+        std::future::pending(),
+        Duration::from_secs(1),
+    ));
+    (format!("http://{addr}/v3").parse().unwrap(), state)
+}
+
+fn password() -> Credentials {
+    Credentials::Password {
+        user: "stackfed".into(),
+        user_domain_id: "default".into(),
+        password: Secret::Inline(SECRET.into()),
+        project: "service".into(),
+        project_domain_id: "default".into(),
+    }
+}
+
+fn source(url: &url::Url, margin: Duration) -> Arc<TokenSource> {
+    let http = HttpClient::new(Timeouts {
+        connect: Duration::from_secs(2),
+        response: Duration::from_secs(5),
+        idle: Duration::from_secs(5),
+    });
+    Arc::new(
+        TokenSource::new(url, &password(), http)
+            .unwrap()
+            .with_identity("test")
+            .with_renew_margin(margin),
+    )
+}
+
+#[tokio::test]
+async fn renewed_before_expiry_not_on_every_call() {
+    // A 2 s token with a 1.5 s margin: renewed half-way (1 s), as the margin would
+    // leave it only 0.5 s of use.
+    let (url, ks) = fake_keystone(Duration::from_secs(2)).await;
+    let src = source(&url, Duration::from_millis(1500));
+    let first = src.token().await.unwrap();
+    assert_eq!(first.project_id.as_deref(), Some("p1"));
+    for _ in 0..5 {
+        assert_eq!(src.token().await.unwrap().value, first.value);
+    }
+    assert_eq!(ks.lock().unwrap().logins, 1, "one login while fresh");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = src.token().await.unwrap();
+    assert_ne!(second.value, first.value, "renewed once due");
+    assert_eq!(ks.lock().unwrap().logins, 2);
+    assert_eq!(src.logins(), 2);
+    // The login document: a project-scoped password login.
+    let body = ks.lock().unwrap().last_body.clone();
+    assert_eq!(body["auth"]["identity"]["methods"][0], "password");
+    assert_eq!(body["auth"]["scope"]["project"]["name"], "service");
+}
+
+#[tokio::test]
+async fn a_refused_token_is_renewed_exactly_once() {
+    let (url, ks) = fake_keystone(Duration::from_secs(3600)).await;
+    let src = source(&url, Duration::from_secs(60));
+    let first = src.token().await.unwrap();
+    // 50 requests meet a 401 with the first token at once: one login between them.
+    let renewed: Vec<_> = futures::future::join_all((0..50).map(|_| {
+        let src = src.clone();
+        let refused = first.value.clone();
+        async move { src.renew(&refused).await.unwrap().value }
+    }))
+    .await;
+    assert!(renewed
+        .iter()
+        .all(|t| *t == renewed[0] && *t != first.value));
+    assert_eq!(ks.lock().unwrap().logins, 2);
+    // A late 401 for the old token does not log in again; one for the new token does.
+    assert_eq!(src.renew(&first.value).await.unwrap().value, renewed[0]);
+    assert_eq!(ks.lock().unwrap().logins, 2);
+    let third = src.renew(&renewed[0]).await.unwrap();
+    assert_ne!(third.value, renewed[0]);
+    assert_eq!(ks.lock().unwrap().logins, 3);
+    // forget: the next caller logs in.
+    src.forget(&third.value);
+    src.token().await.unwrap();
+    assert_eq!(ks.lock().unwrap().logins, 4);
+}
+
+#[tokio::test]
+async fn fifty_concurrent_first_callers_make_one_login() {
+    let (url, ks) = fake_keystone(Duration::from_secs(3600)).await;
+    ks.lock().unwrap().delay = Duration::from_millis(200);
+    let src = source(&url, Duration::from_secs(60));
+    let tokens: Vec<_> = futures::future::join_all((0..50).map(|_| {
+        let src = src.clone();
+        async move { src.token().await.unwrap().value }
+    }))
+    .await;
+    assert!(tokens.iter().all(|t| *t == tokens[0]));
+    assert_eq!(ks.lock().unwrap().logins, 1, "single flight");
+}
+
+#[tokio::test]
+async fn a_failed_login_is_shared_by_those_who_waited_and_says_whose_fault() {
+    let (url, ks) = fake_keystone(Duration::from_secs(3600)).await;
+    {
+        let mut s = ks.lock().unwrap();
+        s.delay = Duration::from_millis(200);
+        s.refuse = Some(StatusCode::UNAUTHORIZED);
+    }
+    let src = source(&url, Duration::from_secs(60));
+    let started = std::time::Instant::now();
+    let errors: Vec<KeystoneError> = futures::future::join_all((0..50).map(|_| {
+        let src = src.clone();
+        async move { src.token().await.unwrap_err() }
+    }))
+    .await;
+    assert_eq!(
+        ks.lock().unwrap().logins,
+        1,
+        "waiters take the failure, not a turn each"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    for e in &errors {
+        assert!(matches!(e, KeystoneError::Refused { status, .. } if *status == 401));
+        assert_eq!(e.origin(), Origin::Client);
+        assert!(!e.is_temporary());
+        assert!(e.to_string().contains("requires authentication"), "{e}");
+    }
+    // Keystone failing: upstream, temporary. A later caller tries again.
+    ks.lock().unwrap().refuse = Some(StatusCode::SERVICE_UNAVAILABLE);
+    let e = src.token().await.unwrap_err();
+    assert_eq!(e.origin(), Origin::Upstream);
+    assert!(e.is_temporary());
+    assert_eq!(ks.lock().unwrap().logins, 2);
+    // Keystone gone: unreachable, temporary.
+    let gone: url::Url = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/v3", l.local_addr().unwrap())
+            .parse()
+            .unwrap()
+    };
+    let e = source(&gone, Duration::from_secs(60))
+        .token()
+        .await
+        .unwrap_err();
+    assert!(matches!(e, KeystoneError::Unreachable(_)), "{e:?}");
+    assert!(e.is_temporary());
+}
+
+#[tokio::test]
+async fn a_held_token_serves_while_renewal_fails_until_it_expires() {
+    let (url, ks) = fake_keystone(Duration::from_secs(2)).await;
+    let src = source(&url, Duration::from_secs(60));
+    let first = src.token().await.unwrap();
+    ks.lock().unwrap().refuse = Some(StatusCode::SERVICE_UNAVAILABLE);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Due (half-way) but not expired: the renewal fails, the old token still serves.
+    assert_eq!(src.token().await.unwrap().value, first.value);
+    // Refused by a peer: it is not offered again.
+    assert!(src.renew(&first.value).await.is_err());
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(src.token().await.is_err(), "expired: never used");
+}
+
+#[test]
+fn application_credentials_by_id_or_by_name() {
+    let secret = Secret::Inline(SECRET.into());
+    let by_id = Credentials::ApplicationCredential {
+        id: Some("ac-id".into()),
+        name: None,
+        user: None,
+        user_domain_id: "default".into(),
+        secret: secret.clone(),
+    };
+    let body = by_id.auth_body().unwrap();
+    let ac = &body["auth"]["identity"]["application_credential"];
+    assert_eq!(ac["id"], "ac-id");
+    assert_eq!(ac["secret"], SECRET);
+    assert!(
+        body["auth"].get("scope").is_none(),
+        "its project is its own"
+    );
+    let by_name = Credentials::ApplicationCredential {
+        id: None,
+        name: Some("backup".into()),
+        user: Some("stackfed".into()),
+        user_domain_id: "default".into(),
+        secret: secret.clone(),
+    };
+    let body = by_name.auth_body().unwrap();
+    let ac = &body["auth"]["identity"]["application_credential"];
+    assert_eq!(ac["name"], "backup");
+    assert_eq!(ac["user"]["name"], "stackfed");
+    let neither = Credentials::ApplicationCredential {
+        id: None,
+        name: Some("backup".into()),
+        user: None,
+        user_domain_id: "default".into(),
+        secret,
+    };
+    let e = neither.auth_body().unwrap_err();
+    assert_eq!(e.origin(), Origin::Internal);
+}
+
+/// A tracing writer into a buffer.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn the_secret_is_never_in_debug_output_errors_or_logs() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut shown = String::new();
+    rt.block_on(async {
+        let (url, ks) = fake_keystone(Duration::from_secs(3600)).await;
+        let src = source(&url, Duration::from_secs(60));
+        let token = src.token().await.unwrap();
+        shown += &format!("{src:?} {token:?} {:?} {:?}", password(), token.value);
+        ks.lock().unwrap().refuse = Some(StatusCode::UNAUTHORIZED);
+        let e = src.renew(&token.value).await.unwrap_err();
+        shown += &format!("{e} {e:?}");
+    });
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("logged in to Keystone"),
+        "the logs were captured: {logs}"
+    );
+    assert!(logs.contains("Keystone login failed"), "{logs}");
+    for text in [&shown, &logs] {
+        assert!(!text.contains(SECRET), "{text}");
+        assert!(!text.contains("token-1"), "tokens neither: {text}");
+    }
+}
