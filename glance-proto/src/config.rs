@@ -210,7 +210,15 @@ impl EdgeConfig {
             ));
         }
         match (c.identity, &c.keystone) {
-            (IdentityMode::Keystone, Some(k)) => k.check().map_err(ConfigError::Invalid)?,
+            (IdentityMode::Keystone, Some(k)) => {
+                k.check().map_err(ConfigError::Invalid)?;
+                stackfed_http::config::http_endpoint("keystone.auth_url", &k.auth_url)
+                    .map_err(invalid)?;
+                if let Some(u) = &k.www_authenticate_uri {
+                    stackfed_http::config::http_endpoint("keystone.www_authenticate_uri", u)
+                        .map_err(invalid)?;
+                }
+            }
             (IdentityMode::Keystone, None) => {
                 return Err(ConfigError::Invalid(
                     "identity = \"keystone\" needs a [keystone] table".into(),
@@ -243,6 +251,16 @@ impl EdgeConfig {
         let text =
             std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path, source })?;
         Self::from_toml(&text)
+    }
+
+    /// Reads the secrets the configuration names (the Keystone service user's password,
+    /// from the TOML, a file or the environment) as the start does, without contacting
+    /// anything: for `--check-config`.
+    pub fn check_secrets(&self) -> Result<(), ConfigError> {
+        if let Some(k) = &self.keystone {
+            k.resolve_password().map_err(ConfigError::Invalid)?;
+        }
+        Ok(())
     }
 
     /// Opens the stores (reconciling them after a crash), builds the service, and starts

@@ -200,7 +200,11 @@ impl KeystoneConfig {
         if let Some(path) = &self.password_file {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("cannot read keystone.password_file {path:?}: {e}"))?;
-            return Ok(text.trim_end_matches(['\r', '\n']).to_owned());
+            let password = text.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                return Err(format!("keystone.password_file {path:?} is empty"));
+            }
+            return Ok(password.to_owned());
         }
         if let Some(var) = &self.password_env {
             return std::env::var(var)
