@@ -540,11 +540,17 @@ impl KeystoneAuth {
     /// The caller of a request: its token validated, its project and roles from the
     /// validation, and the identity that goes on to the central.
     pub async fn identify(&self, headers: &HeaderMap) -> Result<RequestContext, GlanceError> {
-        let token = headers
-            .get("x-auth-token")
+        let mut sent = headers.get_all("x-auth-token").iter();
+        let token = sent
+            .next()
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
             .unwrap_or("");
+        if sent.next().is_some() {
+            // Glance's WSGI server joins repeated headers into one value ("a, b"), which
+            // Keystone rejects: never honour the first of several tokens.
+            return Err(self.refusal(&AuthError::Invalid));
+        }
         let info = self.validate(token).await.map_err(|e| self.refusal(&e))?;
         let mut ctx = RequestContext {
             project_id: info.project_id.clone(),
@@ -558,7 +564,7 @@ impl KeystoneAuth {
             }
             CentralAuth::Service => {
                 let service = self
-                    .service_token(false)
+                    .service_identity()
                     .await
                     .map_err(|e| self.refusal(&e))?;
                 ctx.identity_headers.push(("x-auth-token".into(), service));
@@ -566,6 +572,34 @@ impl KeystoneAuth {
             }
         }
         Ok(ctx)
+    }
+
+    /// The edge's service token for a request to the central. While Keystone is
+    /// unreachable, the current token stands even when it is due for renewal (renewal
+    /// comes well before it expires): offline, a caller validated before is served as
+    /// in forward mode instead of meeting a 503 because the edge could not log in.
+    async fn service_identity(&self) -> Result<String, AuthError> {
+        let current = || {
+            self.inner
+                .service
+                .try_lock()
+                .ok()
+                .and_then(|t| t.as_ref().map(|t| t.token.clone()))
+        };
+        if self.recently_unreachable().is_some() {
+            if let Some(token) = current() {
+                return Ok(token);
+            }
+        }
+        let answer = self.service_token(false).await;
+        if let Err(AuthError::Unavailable { .. }) = &answer {
+            self.note_reachability(&answer);
+            if let Some(token) = current() {
+                tracing::warn!("Keystone unreachable: the edge's service token is not renewed yet");
+                return Ok(token);
+            }
+        }
+        answer
     }
 
     /// The answer to a token that was not accepted: 401 as `auth_token` gives it, or 503

@@ -298,10 +298,12 @@ impl EdgeService {
         let caller = match route {
             Route::Health => return Ok(self.health().await),
             Route::Versions { root } => return Ok(self.versions(parts, root)),
-            Route::NoImage(id) => return Err(GlanceError::no_image(&id)),
+            // Glance authenticates before it routes: a caller who is not identified gets
+            // the 401 even for a path that names no image.
             _ => self.identify(&parts.headers).await?,
         };
         match route {
+            Route::NoImage(id) => Err(GlanceError::no_image(&id)),
             Route::Schema => self.schema(parts, &caller).await,
             Route::List => self.list(parts, &caller).await,
             Route::Show(id) => self.show(&id, &caller).await,
