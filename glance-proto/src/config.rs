@@ -162,8 +162,8 @@ pub struct EdgeConfig {
     /// `/healthcheck` reports without asking the central itself).
     #[serde(default = "default_probe_interval", with = "duration")]
     pub probe_interval: Duration,
-    /// PEM file of CA certificates trusted for an `https://` central, besides the
-    /// system's roots.
+    /// PEM file of CA certificates trusted for an `https://` central and Keystone,
+    /// besides the system's roots.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
     /// When this file exists, `/healthcheck` answers 503 `DISABLED BY FILE`, so load
@@ -271,7 +271,7 @@ impl EdgeConfig {
         let keystone = self
             .keystone
             .as_ref()
-            .map(KeystoneConfig::build)
+            .map(|k| k.build_with_ca_file(self.ca_file.as_deref()))
             .transpose()
             .map_err(ConfigError::Invalid)?;
         std::fs::create_dir_all(&self.cache_dir)

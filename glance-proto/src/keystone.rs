@@ -213,8 +213,18 @@ impl KeystoneConfig {
         Err("keystone needs a password".into())
     }
 
-    /// A validator for this configuration (reads the password now).
+    /// A validator for this configuration (reads the password now), trusting the
+    /// system's CAs for an https Keystone.
     pub fn build(&self) -> Result<KeystoneAuth, String> {
+        self.build_with_ca_file(None)
+    }
+
+    /// A validator for this configuration that also trusts the CA certificates of a
+    /// PEM file (the edge's `ca_file`: a private CA that signed Keystone's certificate).
+    pub fn build_with_ca_file(
+        &self,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<KeystoneAuth, String> {
         self.check()?;
         let password = self.resolve_password()?;
         let mut base = self.auth_url.as_str().trim_end_matches('/').to_owned();
@@ -232,6 +242,15 @@ impl KeystoneConfig {
         let offline_for = secs("offline_seconds", self.offline_seconds)?;
         let negative_for = secs("negative_cache_seconds", self.negative_cache_seconds)?;
         let retry_after = secs("retry_seconds", self.retry_seconds)?;
+        let http = HttpClient::with_ca_file(
+            Timeouts {
+                connect: timeout,
+                response: timeout,
+                idle: timeout,
+            },
+            ca_file,
+        )
+        .map_err(|e| format!("keystone: {e}"))?;
         let cache = Cache::builder()
             .max_capacity(self.cache_capacity)
             .expire_after(Lifetime {
@@ -241,11 +260,7 @@ impl KeystoneConfig {
             .build();
         Ok(KeystoneAuth {
             inner: Arc::new(Inner {
-                http: HttpClient::new(Timeouts {
-                    connect: timeout,
-                    response: timeout,
-                    idle: timeout,
-                }),
+                http,
                 tokens_url: format!("{base}/auth/tokens"),
                 www_authenticate,
                 login: Login {
