@@ -312,6 +312,19 @@ impl TokenInfo {
     pub fn is_admin(&self) -> bool {
         self.roles.iter().any(|r| r.eq_ignore_ascii_case("admin"))
     }
+
+    /// Whether Glance's secure-RBAC defaults let the caller read images at all: an admin,
+    /// or a `reader` (which Keystone's implied roles give every `member`) of a project.
+    /// An unscoped token, or one with only other roles, may not (Glance: 403 on the
+    /// list, 404 for an image).
+    pub fn may_read(&self) -> bool {
+        self.is_admin()
+            || (self.project_id.is_some()
+                && self
+                    .roles
+                    .iter()
+                    .any(|r| r.eq_ignore_ascii_case("reader") || r.eq_ignore_ascii_case("member")))
+    }
 }
 
 /// Why a token was not accepted. [`is_temporary`](Self::is_temporary) says whether
@@ -570,6 +583,7 @@ impl KeystoneAuth {
         let mut ctx = RequestContext {
             project_id: info.project_id.clone(),
             is_admin: info.is_admin(),
+            may_not_read: !info.may_read(),
             ..RequestContext::default()
         };
         match self.inner.central_auth {

@@ -466,6 +466,34 @@ async fn refused_before_routing_and_never_on_the_first_of_two_tokens() {
 }
 
 #[tokio::test]
+async fn a_caller_without_a_reading_role_reads_nothing() {
+    let (url, ks) = fake_keystone().await;
+    add(&ks, "alice", "alpha", &["member"]);
+    add(&ks, "other", "alpha", &["service"]);
+    add(&ks, "boss", "admin", &["admin"]);
+    for mode in ["forward", "service"] {
+        let service = edge(
+            auth(&url, &format!("central_auth = \"{mode}\"")),
+            Arc::new(Recording::default()),
+        )
+        .await;
+        let (status, _, _) = get(&service, Some("alice"), "application/json").await;
+        assert_eq!(status, StatusCode::OK, "{mode}");
+        let (status, _, _) = get(&service, Some("boss"), "application/json").await;
+        assert_eq!(status, StatusCode::OK, "{mode}");
+        let (status, _, body) = get(&service, Some("other"), "application/json").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{mode}");
+        assert!(body.contains("The resource could not be found."), "{body}");
+        let list = Request::get("/v2/images")
+            .header("x-auth-token", "other")
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap();
+        let resp = service.clone().oneshot(list).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{mode}");
+    }
+}
+
+#[tokio::test]
 async fn with_a_service_identity_the_edge_enforces_visibility_itself() {
     let (url, ks) = fake_keystone().await;
     add(&ks, "alice", "alpha", &["member"]);

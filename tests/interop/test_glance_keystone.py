@@ -401,6 +401,28 @@ def test_writes_are_decided_by_the_callers_roles(site, world):
         assert r.status_code == 204, r.text
 
 
+def test_an_unscoped_token_reads_nothing(site, world):
+    """A valid token without a project (unscoped: no roles) may not read images under
+    Glance's secure-RBAC defaults: the list is a 403, an image a 404. The edge reading as
+    its service user (who sees everything) served public images to it."""
+    ks, central = site["keystone"], site["central"]
+    ids, _ = world
+    body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "name": "alice", "domain": {"id": "default"}, "password": ks.users["alice"].password}}}}}
+    unscoped = peers._http_json("POST", f"{ks.auth_url}/auth/tokens", body)[0]["X-Subject-Token"]
+    h = {**auth(unscoped), "Accept": "application/json"}
+    for edge in (site["edge_c"], site["edge_s"]):
+        for path in ("/v2/images", f"/v2/images/{ids['public']}", f"/v2/images/{ids['public']}/file"):
+            want = requests.get(central.endpoint + path, headers=h)
+            got = requests.get(edge.endpoint + path, headers=h)
+            assert want.status_code in (403, 404), (path, want.status_code, want.text)
+            assert (got.status_code, got.text) == (want.status_code, want.text), (edge.endpoint, path)
+        # An image it could not see anyway: 404 too (Glance words it "No image found").
+        for path in (f"/v2/images/{ids['alpha']}", f"/v2/images/{ids['alpha']}/file"):
+            assert requests.get(central.endpoint + path, headers=h).status_code == 404
+            assert requests.get(edge.endpoint + path, headers=h).status_code == 404
+
+
 def test_an_https_keystone_signed_by_the_edges_ca_file(site, world, workdir):
     """Keystone behind TLS with a private CA: the edge's `ca_file` (which it trusts for
     the central) is trusted for Keystone too, so validations work instead of every

@@ -302,6 +302,25 @@ impl EdgeService {
             // the 401 even for a path that names no image.
             _ => self.identify(&parts.headers).await?,
         };
+        if caller.may_not_read {
+            // As Glance's policy refuses a caller without a reading role: before any
+            // cached answer, online and offline alike. Other calls go to the central.
+            match route {
+                Route::List => {
+                    return Err(GlanceError::new(
+                        StatusCode::FORBIDDEN,
+                        "You are not authorized to complete get_images action.",
+                    ))
+                }
+                Route::Show(_) | Route::Download(_) => {
+                    return Err(GlanceError::new(
+                        StatusCode::NOT_FOUND,
+                        "The resource could not be found.",
+                    ))
+                }
+                _ => {}
+            }
+        }
         match route {
             Route::NoImage(id) => Err(GlanceError::no_image(&id)),
             Route::Schema => self.schema(parts, &caller).await,
