@@ -162,8 +162,8 @@ pub struct EdgeConfig {
     /// `/healthcheck` reports without asking the central itself).
     #[serde(default = "default_probe_interval", with = "duration")]
     pub probe_interval: Duration,
-    /// PEM file of CA certificates trusted for an `https://` central, besides the
-    /// system's roots.
+    /// PEM file of CA certificates trusted for an `https://` central and Keystone,
+    /// besides the system's roots.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
     /// When this file exists, `/healthcheck` answers 503 `DISABLED BY FILE`, so load
@@ -210,7 +210,15 @@ impl EdgeConfig {
             ));
         }
         match (c.identity, &c.keystone) {
-            (IdentityMode::Keystone, Some(k)) => k.check().map_err(ConfigError::Invalid)?,
+            (IdentityMode::Keystone, Some(k)) => {
+                k.check().map_err(ConfigError::Invalid)?;
+                stackfed_http::config::http_endpoint("keystone.auth_url", &k.auth_url)
+                    .map_err(invalid)?;
+                if let Some(u) = &k.www_authenticate_uri {
+                    stackfed_http::config::http_endpoint("keystone.www_authenticate_uri", u)
+                        .map_err(invalid)?;
+                }
+            }
             (IdentityMode::Keystone, None) => {
                 return Err(ConfigError::Invalid(
                     "identity = \"keystone\" needs a [keystone] table".into(),
@@ -245,6 +253,18 @@ impl EdgeConfig {
         Self::from_toml(&text)
     }
 
+    /// Reads the secrets the configuration names (the Keystone service user's password,
+    /// from the TOML, a file or the environment) as the start does, without contacting
+    /// anything: for `--check-config`.
+    pub fn check_secrets(&self) -> Result<(), ConfigError> {
+        if let Some(k) = &self.keystone {
+            k.credentials()
+                .and_then(|c| c.auth_body().map_err(|e| format!("keystone: {e}")))
+                .map_err(ConfigError::Invalid)?;
+        }
+        Ok(())
+    }
+
     /// Opens the stores (reconciling them after a crash), builds the service, and starts
     /// the background work (prefetch workers, configured prefetches) on a
     /// [`Background`] it returns with the service.
@@ -253,7 +273,7 @@ impl EdgeConfig {
         let keystone = self
             .keystone
             .as_ref()
-            .map(KeystoneConfig::build)
+            .map(|k| k.build_with_ca_file(self.ca_file.as_deref()))
             .transpose()
             .map_err(ConfigError::Invalid)?;
         std::fs::create_dir_all(&self.cache_dir)

@@ -32,7 +32,7 @@ use moka::future::Cache;
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use stackfed_http::keystone::{parse_time, Credentials, KeystoneError, Secret, TokenSource};
+use stackfed_http::keystone::{parse_time, Credentials, KeystoneError, Secret, Token, TokenSource};
 use stackfed_http::{BoxError, ClientError, HttpClient, Timeouts};
 use url::Url;
 
@@ -255,15 +255,29 @@ impl KeystoneConfig {
         })
     }
 
-    /// A validator for this configuration (reads the password now).
+    /// A validator for this configuration (reads the password now), trusting the
+    /// system's CAs for an https Keystone.
     pub fn build(&self) -> Result<KeystoneAuth, String> {
+        self.build_with_ca_file(None)
+    }
+
+    /// A validator for this configuration that also trusts the CA certificates of a
+    /// PEM file (the edge's `ca_file`: a private CA that signed Keystone's certificate).
+    pub fn build_with_ca_file(
+        &self,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<KeystoneAuth, String> {
         let credentials = self.credentials()?;
         let timeout = secs("timeout_seconds", self.timeout_seconds)?;
-        let http = HttpClient::new(Timeouts {
-            connect: timeout,
-            response: timeout,
-            idle: timeout,
-        });
+        let http = HttpClient::with_ca_file(
+            Timeouts {
+                connect: timeout,
+                response: timeout,
+                idle: timeout,
+            },
+            ca_file,
+        )
+        .map_err(|e| format!("keystone: {e}"))?;
         let source = TokenSource::new(&self.auth_url, &credentials, http.clone())
             .map_err(|e| format!("keystone: {e}"))?
             .with_identity("edge")
@@ -329,6 +343,19 @@ impl TokenInfo {
     /// `role:admin`).
     pub fn is_admin(&self) -> bool {
         self.roles.iter().any(|r| r.eq_ignore_ascii_case("admin"))
+    }
+
+    /// Whether Glance's secure-RBAC defaults let the caller read images at all: an admin,
+    /// or a `reader` (which Keystone's implied roles give every `member`) of a project.
+    /// An unscoped token, or one with only other roles, may not (Glance: 403 on the
+    /// list, 404 for an image).
+    pub fn may_read(&self) -> bool {
+        self.is_admin()
+            || (self.project_id.is_some()
+                && self
+                    .roles
+                    .iter()
+                    .any(|r| r.eq_ignore_ascii_case("reader") || r.eq_ignore_ascii_case("member")))
     }
 }
 
@@ -601,15 +628,22 @@ impl KeystoneAuth {
     /// The caller of a request: its token validated, its project and roles from the
     /// validation, and the identity that goes on to the central.
     pub async fn identify(&self, headers: &HeaderMap) -> Result<RequestContext, GlanceError> {
-        let token = headers
-            .get("x-auth-token")
+        let mut sent = headers.get_all("x-auth-token").iter();
+        let token = sent
+            .next()
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
             .unwrap_or("");
+        if sent.next().is_some() {
+            // Glance's WSGI server joins repeated headers into one value ("a, b"), which
+            // Keystone rejects: never honour the first of several tokens.
+            return Err(self.refusal(&AuthError::Invalid));
+        }
         let info = self.validate(token).await.map_err(|e| self.refusal(&e))?;
         let mut ctx = RequestContext {
             project_id: info.project_id.clone(),
             is_admin: info.is_admin(),
+            may_not_read: !info.may_read(),
             ..RequestContext::default()
         };
         match self.inner.central_auth {
@@ -619,9 +653,7 @@ impl KeystoneAuth {
             }
             CentralAuth::Service => {
                 let service = self
-                    .inner
-                    .source
-                    .token()
+                    .service_identity()
                     .await
                     .map_err(|e| self.refusal(&AuthError::login(e)))?;
                 let service = service.value.to_str().unwrap_or_default().to_owned();
@@ -630,6 +662,20 @@ impl KeystoneAuth {
             }
         }
         Ok(ctx)
+    }
+
+    /// The edge's service token for a request to the central. While Keystone is
+    /// unreachable, the current token stands even when it is due for renewal (renewal
+    /// comes well before it expires), without a login attempt per request: offline, a
+    /// caller validated before is served as in forward mode instead of waiting for a
+    /// login that cannot succeed.
+    async fn service_identity(&self) -> Result<Token, KeystoneError> {
+        if self.recently_unreachable().is_some() {
+            if let Some(token) = self.inner.source.current() {
+                return Ok(token);
+            }
+        }
+        self.inner.source.token().await
     }
 
     /// The answer to a token that was not accepted: 401 as `auth_token` gives it, or 503

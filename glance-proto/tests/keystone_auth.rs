@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -41,6 +41,8 @@ struct State {
     down: bool,
     /// How long each answer takes.
     delay: Duration,
+    /// When the service tokens it issues expire (default far away).
+    service_expires: Option<String>,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -87,12 +89,11 @@ async fn keystone_answer(state: Shared, req: Request<hyper::body::Incoming>) -> 
             s.logins += 1;
             s.service_token = format!("service-{}", s.logins);
             let token = s.service_token.clone();
-            let body = token_body(
-                "edge",
-                "service",
-                &["service".into()],
-                "2099-01-01T00:00:00Z",
-            );
+            let expires = s
+                .service_expires
+                .clone()
+                .unwrap_or_else(|| "2099-01-01T00:00:00Z".into());
+            let body = token_body("edge", "service", &["service".into()], &expires);
             reply(StatusCode::CREATED, &[("x-subject-token", &token)], body)
         }
         ("GET", "/v3/auth/tokens") => {
@@ -471,6 +472,77 @@ async fn the_edge_answers_401_as_auth_token_and_forwards_the_callers_token() {
 }
 
 #[tokio::test]
+async fn refused_before_routing_and_never_on_the_first_of_two_tokens() {
+    let (url, ks) = fake_keystone().await;
+    add(&ks, "alice", "alpha", &["member"]);
+    let service = edge(auth(&url, ""), Arc::new(Recording::default())).await;
+    let send = |path: &str, tokens: &[&str]| {
+        let mut req = Request::get(path).header("accept", "application/json");
+        for t in tokens {
+            req = req.header("x-auth-token", *t);
+        }
+        let service = service.clone();
+        let req = req.body(http_body_util::Empty::<Bytes>::new()).unwrap();
+        async move { service.oneshot(req).await.unwrap().status() }
+    };
+    // auth_token answers before Glance's router: a path naming no image is a 401 too.
+    assert_eq!(
+        send("/v2/images/not-an-id", &[]).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        send("/v2/images/not-an-id", &["garbage"]).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        send("/v2/images/not-an-id", &["alice"]).await,
+        StatusCode::NOT_FOUND
+    );
+    // Two tokens, whichever is valid: refused, as Glance's joined value is.
+    let list = "/v2/images";
+    assert_eq!(
+        send(list, &["alice", "garbage"]).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        send(list, &["garbage", "alice"]).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        send(list, &["alice", "alice"]).await,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn a_caller_without_a_reading_role_reads_nothing() {
+    let (url, ks) = fake_keystone().await;
+    add(&ks, "alice", "alpha", &["member"]);
+    add(&ks, "other", "alpha", &["service"]);
+    add(&ks, "boss", "admin", &["admin"]);
+    for mode in ["forward", "service"] {
+        let service = edge(
+            auth(&url, &format!("central_auth = \"{mode}\"")),
+            Arc::new(Recording::default()),
+        )
+        .await;
+        let (status, _, _) = get(&service, Some("alice"), "application/json").await;
+        assert_eq!(status, StatusCode::OK, "{mode}");
+        let (status, _, _) = get(&service, Some("boss"), "application/json").await;
+        assert_eq!(status, StatusCode::OK, "{mode}");
+        let (status, _, body) = get(&service, Some("other"), "application/json").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{mode}");
+        assert!(body.contains("The resource could not be found."), "{body}");
+        let list = Request::get("/v2/images")
+            .header("x-auth-token", "other")
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap();
+        let resp = service.clone().oneshot(list).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{mode}");
+    }
+}
+
+#[tokio::test]
 async fn with_a_service_identity_the_edge_enforces_visibility_itself() {
     let (url, ks) = fake_keystone().await;
     add(&ks, "alice", "alpha", &["member"]);
@@ -488,4 +560,36 @@ async fn with_a_service_identity_the_edge_enforces_visibility_itself() {
             &vec![("x-auth-token".to_owned(), "service-1".to_owned())]
         );
     }
+}
+
+#[tokio::test]
+async fn offline_a_service_edge_serves_validated_callers_when_its_token_is_due() {
+    let (url, ks) = fake_keystone().await;
+    add(&ks, "alice", "alpha", &["member"]);
+    // Service tokens live 4 s: the edge renews them half-way.
+    let soon = humantime::format_rfc3339_seconds(SystemTime::now() + Duration::from_secs(4));
+    ks.lock().unwrap().service_expires = Some(soon.to_string());
+    let upstream = Arc::new(Recording::default());
+    let service = edge(
+        auth(&url, "central_auth = \"service\"\ncache_seconds = 60"),
+        upstream.clone(),
+    )
+    .await;
+    let (status, _, _) = get(&service, Some("alice"), "application/json").await;
+    assert_eq!(status, StatusCode::OK);
+    // Keystone goes away; the service token comes due for renewal, still valid.
+    ks.lock().unwrap().down = true;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for _ in 0..3 {
+        let (status, _, body) = get(&service, Some("alice"), "application/json").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    assert_eq!(
+        upstream.0.lock().unwrap().last().unwrap(),
+        &vec![("x-auth-token".to_owned(), "service-1".to_owned())],
+        "the current service token, not renewed"
+    );
+    // A caller never validated still cannot be: 503.
+    let (status, _, _) = get(&service, Some("bob"), "application/json").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
 }

@@ -88,6 +88,10 @@ pub struct RequestContext {
     /// acting as its own service user): the cache then applies [`may_see`](Self::may_see)
     /// to the upstream's answers too, instead of trusting the upstream to decide.
     pub enforce_locally: bool,
+    /// The caller holds no role that lets it read images (Glance's secure-RBAC
+    /// defaults want `reader` in a project, or `admin`; an unscoped token has neither):
+    /// the service refuses its reads before the cache is asked.
+    pub may_not_read: bool,
 }
 
 impl RequestContext {

@@ -92,7 +92,12 @@ fn main() -> ExitCode {
         Err(e) => return common::fail(NAME, e),
     };
     if args.check_config {
-        return common::check_config(NAME, &args.config, config.ca_file.as_deref());
+        return common::check_config(
+            NAME,
+            &args.config,
+            config.ca_file.as_deref(),
+            config.check_secrets(),
+        );
     }
     common::init_logging(config.log_format);
     common::run_main(NAME, run(args, config))

@@ -289,7 +289,7 @@ fn default_usage_interval() -> Duration {
 impl ProxyConfig {
     /// Parses and checks a configuration.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let cfg: Self = toml::from_str(text)?;
+        let mut cfg: Self = toml::from_str(text)?;
         cfg.policy
             .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
@@ -309,6 +309,10 @@ impl ProxyConfig {
         if let StoreConfig::Swift(swift) = &cfg.store {
             stackfed_http::config::http_endpoint("store.endpoint", &swift.endpoint)
                 .map_err(invalid)?;
+        }
+        if let AuthConfig::Keystone(k) = &mut cfg.auth {
+            stackfed_http::config::http_endpoint("auth.auth_url", &k.auth_url).map_err(invalid)?;
+            k.auth_url = keystone_v3(&k.auth_url);
         }
         #[cfg(feature = "postgres")]
         if let StoreConfig::Postgres(pg) = &cfg.store {
@@ -342,6 +346,17 @@ impl ProxyConfig {
         let text =
             std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path, source })?;
         Self::from_toml(&text)
+    }
+
+    /// Reads the secrets the configuration names (the Keystone password or application
+    /// credential secret, from the TOML, a file or the environment) as the start does,
+    /// without contacting anything: for `--check-config`.
+    pub fn check_secrets(&self) -> Result<(), ConfigError> {
+        if let AuthConfig::Keystone(k) = &self.auth {
+            KeystoneAuth::new(k, HttpClient::new(Timeouts::default()))
+                .map_err(|e| ConfigError::Invalid(format!("auth: {e}")))?;
+        }
+        Ok(())
     }
 
     /// Builds the service this configuration describes: opens the store and, inside a
@@ -533,6 +548,19 @@ impl ProxyConfig {
     }
 }
 
+/// Keystone's v3 endpoint: `auth_url` as given when it ends in `/v3`, else with `/v3`
+/// added (`http://keystone:5000`, the form keystonemiddleware's `auth_url` takes, is the
+/// same Keystone; without it every login would meet a 404).
+fn keystone_v3(auth_url: &url::Url) -> url::Url {
+    let path = auth_url.path().trim_end_matches('/');
+    if path.ends_with("/v3") {
+        return auth_url.clone();
+    }
+    let mut v3 = auth_url.clone();
+    v3.set_path(&format!("{path}/v3"));
+    v3
+}
+
 /// What a SQL store's settings must be for it to work at all: checked with the rest of
 /// the configuration (and by `--check-config`), not first when the store is opened.
 #[cfg(any(feature = "postgres", feature = "mysql"))]
@@ -709,6 +737,29 @@ mod tests {
             panic!("{:?}", alias.auth)
         };
         assert_eq!(a, k);
+        // Keystone's root (keystonemiddleware's form of auth_url) means its v3 API.
+        for (given, used) in [
+            ("http://k:5000", "http://k:5000/v3"),
+            ("http://k:5000/", "http://k:5000/v3"),
+            ("https://k/identity", "https://k/identity/v3"),
+            ("http://k:5000/v3", "http://k:5000/v3"),
+            ("http://k:5000/v3/", "http://k:5000/v3/"),
+        ] {
+            let cfg = with(&format!(
+                "{{ kind = \"keystone\", auth_url = \"{given}\", user = \"u\", password = \"p\", \
+                 project = \"service\" }}"
+            ))
+            .unwrap();
+            let AuthConfig::Keystone(k) = &cfg.auth else {
+                panic!("{:?}", cfg.auth)
+            };
+            assert_eq!(k.auth_url.as_str(), used, "{given}");
+        }
+        assert!(with(
+            "{ kind = \"keystone\", auth_url = \"ftp://k/v3\", user = \"u\", password = \"p\", \
+             project = \"service\" }"
+        )
+        .is_err());
         // The secret is read when the service is built: a missing variable is an error
         // naming it, not a panic.
         let err = tokio::runtime::Builder::new_current_thread()

@@ -599,7 +599,9 @@ class GlanceCentral:
     # Glance's own image cache (the `caching` pipeline), for comparisons.
     own_cache: bool = False
     # A Keystone (peers.Keystone, started): paste flavor `keystone`, authtoken with the
-    # `glance` service user, per-project rules from the validated tokens.
+    # `glance` service user, per-project rules from the validated tokens, and Glance's
+    # secure-RBAC defaults as a real cloud runs them (`enforce_new_defaults`: a `reader`
+    # reads and gets 403 on writes; the legacy rules let any project member write).
     keystone: "Keystone | None" = None
 
     @property
@@ -657,7 +659,7 @@ filesystem_store_datadir = {self.base / "staging"}
 filesystem_store_datadir = {self.base / "tasks"}
 
 [oslo_policy]
-enforce_new_defaults = false
+enforce_new_defaults = {"true" if self.keystone else "false"}
 enforce_scope = false
 policy_file = {conf / "policy.yaml"}
 

@@ -22,6 +22,9 @@ USER, KEY = "test:tester", "testing"
 
 CLUSTER = '[[clusters]]\nid = "a"\nendpoint = "http://127.0.0.1:1"\ncapacity_bytes = 1000\n'
 
+KEYSTONE_AUTH = ('auth = {{ kind = "keystone", auth_url = "http://127.0.0.1:1/v3", user = "stackfed", '
+                 'project = "service", {} }}\n')
+
 PROXY_REFUSED = [
     ('listen_adress = "127.0.0.1:1"\n' + CLUSTER, "listen_adress"),
     (CLUSTER + "weigth = 2\n", "weigth"),
@@ -35,9 +38,20 @@ PROXY_REFUSED = [
     ("probe_fall = 0\n" + CLUSTER, "probe_fall"),
     (CLUSTER + 'state = "offline"\n', "offline"),
     ('ca_file = "/nonexistent/ca.pem"\n' + CLUSTER, "/nonexistent/ca.pem"),
+    # Keystone: secrets that cannot be read are refused by --check-config as at start.
+    (KEYSTONE_AUTH.format('password = { file = "/nonexistent/ks-password" }') + CLUSTER,
+     "/nonexistent/ks-password"),
+    (KEYSTONE_AUTH.format('password = { env = "STACKFED_TEST_UNSET_PASSWORD" }') + CLUSTER,
+     "STACKFED_TEST_UNSET_PASSWORD"),
+    ('auth = { kind = "keystone", auth_url = "http://127.0.0.1:1/v3", application_credential_id = "x" }\n'
+     + CLUSTER, "application_credential_secret"),
+    (KEYSTONE_AUTH.format('password = "pw"').replace("http://", "ftp://") + CLUSTER, "auth.auth_url"),
 ]
 
 EDGE = 'central_url = "http://127.0.0.1:1"\ncache_dir = "{d}"\n'
+
+EDGE_KEYSTONE = (EDGE + 'identity = "keystone"\n[keystone]\nauth_url = "http://127.0.0.1:1/v3"\n'
+                 'username = "stackfed-edge"\n')
 
 EDGE_REFUSED = [
     (EDGE + "freshnes = 3\n", "freshnes"),
@@ -46,6 +60,12 @@ EDGE_REFUSED = [
     (EDGE + 'max_stale = "1 fortnight"\n', "max_stale"),
     (EDGE + "response_timeout_seconds = 0\n", "response_timeout"),
     (EDGE + 'prefetch = [{ id = "9b2c1f4e-3a5d-4c6b-8e7f-0123456789ab", colour = "red" }]\n', "colour"),
+    # Keystone: secrets that cannot be read are refused by --check-config as at start.
+    (EDGE_KEYSTONE + 'password_file = "/nonexistent/edge-password"\n', "/nonexistent/edge-password"),
+    (EDGE_KEYSTONE + 'password_env = "STACKFED_TEST_UNSET_PASSWORD"\n', "STACKFED_TEST_UNSET_PASSWORD"),
+    (EDGE_KEYSTONE + 'password_file = "/dev/null"\n', "is empty"),
+    (EDGE_KEYSTONE.replace('"http://127.0.0.1:1/v3"', '"ftp://127.0.0.1:1/v3"') + 'password = "pw"\n',
+     "keystone.auth_url"),
 ]
 
 

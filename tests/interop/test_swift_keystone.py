@@ -31,14 +31,16 @@ def ks_clusters(workdir, keystone):
 @pytest.fixture(scope="module")
 def ks_proxy(workdir, keystone, ks_clusters, proxy_binary):
     """The proxy in Keystone mode; its own password comes from the environment, its
-    registry is a Swift store on east in its own (service) project's account."""
+    registry is a Swift store on east in its own (service) project's account. Its
+    auth_url is Keystone's root, as keystonemiddleware's `auth_url` is written (the
+    proxy uses its /v3)."""
     p = peers.FederationProxy(
         workdir / "proxy-ks", list(ks_clusters.values()),
         policy_toml='kind = "rendezvous"\n',
         store=f'{{ kind = "swift", endpoint = "{ks_clusters["east"].endpoint}", settle_ms = 50 }}',
         auth_toml=('{ kind = "keystone", auth_url = "%s", user = "stackfed", '
                    'password = { env = "STACKFED_KEYSTONE_PASSWORD" }, project = "service" }'
-                   % keystone.auth_url),
+                   % keystone.endpoint),
         env={"STACKFED_KEYSTONE_PASSWORD": keystone.users["stackfed"].password},
     )
     p.start(proxy_binary)

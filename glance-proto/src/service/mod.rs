@@ -298,10 +298,31 @@ impl EdgeService {
         let caller = match route {
             Route::Health => return Ok(self.health().await),
             Route::Versions { root } => return Ok(self.versions(parts, root)),
-            Route::NoImage(id) => return Err(GlanceError::no_image(&id)),
+            // Glance authenticates before it routes: a caller who is not identified gets
+            // the 401 even for a path that names no image.
             _ => self.identify(&parts.headers).await?,
         };
+        if caller.may_not_read {
+            // As Glance's policy refuses a caller without a reading role: before any
+            // cached answer, online and offline alike. Other calls go to the central.
+            match route {
+                Route::List => {
+                    return Err(GlanceError::new(
+                        StatusCode::FORBIDDEN,
+                        "You are not authorized to complete get_images action.",
+                    ))
+                }
+                Route::Show(_) | Route::Download(_) => {
+                    return Err(GlanceError::new(
+                        StatusCode::NOT_FOUND,
+                        "The resource could not be found.",
+                    ))
+                }
+                _ => {}
+            }
+        }
         match route {
+            Route::NoImage(id) => Err(GlanceError::no_image(&id)),
             Route::Schema => self.schema(parts, &caller).await,
             Route::List => self.list(parts, &caller).await,
             Route::Show(id) => self.show(&id, &caller).await,

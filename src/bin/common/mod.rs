@@ -33,12 +33,23 @@ pub(crate) fn init_logging(format: LogFormat) {
 }
 
 /// `--check-config`: the configuration was read and checked; the CA file, when one is
-/// named, must hold certificates. Prints the verdict; exit 0 or 1.
-pub(crate) fn check_config(name: &str, path: &Path, ca_file: Option<&Path>) -> ExitCode {
+/// named, must hold certificates, and the secrets it names (files, environment
+/// variables: `secrets`, the configuration's own check) must be readable, as the start
+/// needs them. Prints the verdict; exit 0 or 1.
+pub(crate) fn check_config(
+    name: &str,
+    path: &Path,
+    ca_file: Option<&Path>,
+    secrets: Result<(), impl std::fmt::Display>,
+) -> ExitCode {
     if let Err(e) =
         stackfed::http::HttpClient::with_ca_file(stackfed::http::Timeouts::default(), ca_file)
     {
         eprintln!("{name}: invalid configuration {}: {e}", path.display());
+        return ExitCode::FAILURE;
+    }
+    if let Err(e) = secrets {
+        eprintln!("{name}: {e}");
         return ExitCode::FAILURE;
     }
     println!("{name}: configuration {} is valid", path.display());
