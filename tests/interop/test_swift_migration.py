@@ -269,7 +269,7 @@ def test_move_under_load(mproxy, clusters):
     time.sleep(0.5)
     t0 = time.monotonic()
     mid = start_move(mproxy, name)
-    done = wait_done(mproxy, mid)
+    done = wait_done(mproxy, mid, timeout=120 + count * 0.2)
     moved_in = time.monotonic() - t0
     time.sleep(1)
     loop.stop_flag.set()

@@ -1295,62 +1295,68 @@ impl Migrations {
             .filter(|e| !e.key.ends_with('|'))
             .map(|e| e.name.as_str())
             .collect();
-        let (mut plain, links): (Vec<Action>, Vec<Action>) =
+        let (plain, links): (Vec<Action>, Vec<Action>) =
             actions.into_iter().partition(|a| match a {
                 Action::Copy(n) => !linked.contains(n.as_str()),
                 Action::Delete(_) => true,
             });
-        plain.extend(links);
         let concurrency = self.inner.config.concurrency.max(1);
-        let results: Vec<(String, Option<String>, Result<u64, MoveError>)> =
-            futures::stream::iter(plain)
-                .map(|a| {
-                    let stamp = match &a {
-                        Action::Copy(n) => stamps.get(n.as_str()).map(|s| (*s).to_owned()),
-                        Action::Delete(_) => None,
-                    };
-                    async move {
-                        match a {
-                            Action::Copy(n) => {
-                                let r = mirror::copy_object(from, to, self.auth(), account, c, &n)
-                                    .await;
-                                let r = match r {
-                                    Ok(mirror::Copied::Bytes(b)) => {
-                                        metrics::counter!(
-                                            "stackfed_migration_objects_copied_total"
-                                        )
-                                        .increment(1);
-                                        metrics::counter!("stackfed_migration_bytes_copied_total")
-                                            .increment(b);
-                                        self.set(&entry.id, |p| {
-                                            p.objects_done += 1;
-                                            p.bytes_done += b;
-                                        });
-                                        Ok(b)
-                                    }
-                                    // Listed but gone (a listing lagging a delete).
-                                    Ok(mirror::Copied::Gone) => {
-                                        mirror::delete(to, self.auth(), account, c, Some(&n))
-                                            .await
-                                            .map(|_| GONE)
-                                    }
-                                    Err(e) => Err(e),
-                                };
-                                (n, stamp, r)
+        let step = |a: Action| {
+            let stamp = match &a {
+                Action::Copy(n) => stamps.get(n.as_str()).map(|s| (*s).to_owned()),
+                Action::Delete(_) => None,
+            };
+            async move {
+                match a {
+                    Action::Copy(n) => {
+                        let r = mirror::copy_object(from, to, self.auth(), account, c, &n).await;
+                        let r = match r {
+                            Ok(mirror::Copied::Bytes(b)) => {
+                                metrics::counter!("stackfed_migration_objects_copied_total")
+                                    .increment(1);
+                                metrics::counter!("stackfed_migration_bytes_copied_total")
+                                    .increment(b);
+                                self.set(&entry.id, |p| {
+                                    p.objects_done += 1;
+                                    p.bytes_done += b;
+                                });
+                                Ok(b)
                             }
-                            Action::Delete(n) => {
-                                let r = mirror::delete(to, self.auth(), account, c, Some(&n))
+                            // Listed but gone (a listing lagging a delete).
+                            Ok(mirror::Copied::Gone) => {
+                                mirror::delete(to, self.auth(), account, c, Some(&n))
                                     .await
-                                    .map(|_| 0);
-                                self.set(&entry.id, |p| p.objects_deleted += 1);
-                                (n, None, r)
+                                    .map(|_| GONE)
                             }
-                        }
+                            Err(e) => Err(e),
+                        };
+                        (n, stamp, r)
                     }
-                })
-                .buffered(concurrency)
+                    Action::Delete(n) => {
+                        let r = mirror::delete(to, self.auth(), account, c, Some(&n))
+                            .await
+                            .map(|_| 0);
+                        self.set(&entry.id, |p| p.objects_deleted += 1);
+                        (n, None, r)
+                    }
+                }
+            }
+        };
+        // Unordered within each half: a large object does not hold back the window;
+        // the links start only once every other copy has ended.
+        let mut results: Vec<(String, Option<String>, Result<u64, MoveError>)> =
+            futures::stream::iter(plain)
+                .map(&step)
+                .buffer_unordered(concurrency)
                 .collect()
                 .await;
+        results.extend(
+            futures::stream::iter(links)
+                .map(&step)
+                .buffer_unordered(concurrency)
+                .collect::<Vec<_>>()
+                .await,
+        );
         let mut gone = std::collections::HashSet::new();
         for (name, stamp, r) in results {
             if r? == GONE {
