@@ -4,6 +4,8 @@
 //! federation-migrate --proxy http://127.0.0.1:8080 --user admin:admin --key admin \
 //!     move AUTH_test photos [--to east] [--wait]
 //! federation-migrate ... drain AUTH_test west [--concurrency 4] [--wait]
+//! federation-migrate ... rebalance 80% AUTH_test [AUTH_other ...] [--concurrency 4] [--wait]
+//! federation-migrate ... cancel ID
 //! federation-migrate ... status [ID]
 //! ```
 #![allow(missing_docs)]
@@ -57,6 +59,19 @@ enum Command {
         #[arg(long)]
         wait: bool,
     },
+    /// Move containers of the accounts until every cluster is under the fill target
+    /// (a fraction such as 0.8 or a percentage such as 80%).
+    Rebalance {
+        fill_target: String,
+        #[arg(required = true)]
+        accounts: Vec<String>,
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Cancel a migration before its switch (rolled back).
+    Cancel { id: String },
     /// One migration's state, or all.
     Status { id: Option<String> },
 }
@@ -120,7 +135,10 @@ impl Api {
                     p["eta_seconds"].as_f64().unwrap_or(0.0),
                     p["error"].as_str().unwrap_or("")
                 );
-                if state == serde_json::json!("running") || state.is_null() {
+                if state == serde_json::json!("running")
+                    || state == serde_json::json!("cancelling")
+                    || state.is_null()
+                {
                     open += 1;
                 }
                 if state.get("failed").is_some() {
@@ -195,6 +213,72 @@ async fn run(args: Args) -> Result<(), String> {
             if wait {
                 api.wait(&ids).await?;
             }
+        }
+        Command::Rebalance {
+            fill_target,
+            accounts,
+            concurrency,
+            wait,
+        } => {
+            // A percentage stays a string; anything else is sent as a number.
+            let target = if fill_target.trim_end().ends_with('%') {
+                serde_json::json!(fill_target)
+            } else {
+                serde_json::json!(fill_target
+                    .trim()
+                    .parse::<f64>()
+                    .map_err(|_| format!("{fill_target}: not a fraction or a percentage"))?)
+            };
+            let v = api
+                .call(Method::POST, "/federation/v1/rebalances", Some(serde_json::json!({"fill_target": target, "accounts": accounts, "concurrency": concurrency})))
+                .await?;
+            let id = v["id"].as_str().unwrap_or_default().to_owned();
+            println!("{id}");
+            if wait {
+                loop {
+                    let r = api
+                        .call(
+                            Method::GET,
+                            &format!("/federation/v1/rebalances/{id}"),
+                            None,
+                        )
+                        .await?;
+                    for c in r["clusters"].as_array().into_iter().flatten() {
+                        println!(
+                            "  {}: {:.1}% ({} of {} bytes)",
+                            c["cluster"].as_str().unwrap_or(""),
+                            c["fill"].as_f64().unwrap_or(0.0) * 100.0,
+                            c["used_bytes"],
+                            c["capacity_bytes"]
+                        );
+                    }
+                    for m in r["moves"].as_array().into_iter().flatten() {
+                        println!(
+                            "  {}/{} {} -> {}: {}",
+                            m["account"].as_str().unwrap_or(""),
+                            m["container"].as_str().unwrap_or(""),
+                            m["from"].as_str().unwrap_or(""),
+                            m["to"].as_str().unwrap_or(""),
+                            m["phase"].as_str().unwrap_or("")
+                        );
+                    }
+                    match r["state"].as_str() {
+                        Some("running") => tokio::time::sleep(Duration::from_secs(1)).await,
+                        Some("done") => break,
+                        _ => return Err(format!("rebalance stopped: {}", r["reason"])),
+                    }
+                }
+            }
+        }
+        Command::Cancel { id } => {
+            let v = api
+                .call(
+                    Method::DELETE,
+                    &format!("/federation/v1/migrations/{id}"),
+                    None,
+                )
+                .await?;
+            println!("{id}: {}", v["state"]);
         }
         Command::Status { id } => {
             let path = id.map_or_else(

@@ -306,6 +306,9 @@ impl ProxyConfig {
                 "probe_fall and probe_rise must be at least 1".into(),
             ));
         }
+        if let Some(m) = &cfg.migration {
+            m.validate().map_err(invalid)?;
+        }
         if let StoreConfig::Swift(swift) = &cfg.store {
             stackfed_http::config::http_endpoint("store.endpoint", &swift.endpoint)
                 .map_err(invalid)?;
@@ -695,6 +698,44 @@ mod tests {
         std::fs::write(&pw, "\n").unwrap();
         let err = ProxyConfig::from_toml(text).unwrap_err().to_string();
         assert!(err.contains("is empty"), "{err}");
+    }
+
+    #[test]
+    fn migration_durations_take_units_and_the_seconds_spellings() {
+        let clusters =
+            "[[clusters]]\nid = \"a\"\nendpoint = \"http://127.0.0.1:1\"\ncapacity_bytes = 1\n";
+        let with = |m: &str| {
+            ProxyConfig::from_toml(&format!(
+                "migration = {{ operator_user = \"a:b\", operator_key = \"k\", {m} }}\n{clusters}"
+            ))
+        };
+        let m = with("lease = \"1m\", settle = \"250ms\", max_hold = 5, resume_interval = 0.5")
+            .unwrap()
+            .migration
+            .unwrap();
+        assert_eq!(m.lease, Duration::from_secs(60));
+        assert_eq!(m.settle, Some(Duration::from_millis(250)));
+        assert_eq!(m.max_hold, Duration::from_secs(5));
+        assert_eq!(m.resume_interval, Duration::from_millis(500));
+        let m = with("lease_seconds = 3, settle_seconds = 1.5, max_hold_seconds = 20, resume_interval_seconds = 1")
+            .unwrap()
+            .migration
+            .unwrap();
+        assert_eq!(m.lease, Duration::from_secs(3));
+        assert_eq!(m.settle, Some(Duration::from_millis(1500)));
+        let m = with("concurrency = 2").unwrap().migration.unwrap();
+        assert_eq!((m.lease, m.settle), (Duration::from_secs(30), None));
+        for bad in [
+            "lease = 0",
+            "max_hold = \"soon\"",
+            "concurrency = 0",
+            "resume_interval = -1",
+            "lease_secs = 3",
+        ] {
+            assert!(with(bad).is_err(), "{bad}");
+        }
+        let err = with("lease = \"0s\"").unwrap_err().to_string();
+        assert!(err.contains("migration.lease"), "{err}");
     }
 
     #[test]

@@ -521,6 +521,8 @@ class FederationProxy:
     env: dict[str, str] = field(default_factory=dict)
     # More [[clusters]] tables, as TOML (clusters that are not SwiftCluster objects).
     extra_clusters: str = ""
+    # A cluster's configured (capacity_bytes, used_bytes); 1 TB and 0 when absent.
+    usage: dict[str, tuple[int, int]] = field(default_factory=dict)
     proc: Proc | None = None
     port: int = 0
 
@@ -542,8 +544,9 @@ class FederationProxy:
         else:
             lines.append(f"store = {self.store}")
         for c in self.clusters:
+            capacity, used = self.usage.get(c.name, (1_000_000_000_000, 0))
             lines += ["", "[[clusters]]", f'id = "{c.name}"', f'endpoint = "{c.endpoint}"',
-                      "capacity_bytes = 1_000_000_000_000"]
+                      f"capacity_bytes = {capacity}", f"used_bytes = {used}"]
             if self.recon:
                 lines.append(f'recon_endpoints = ["{c.recon_endpoint}"]')
             if c.name in self.states:

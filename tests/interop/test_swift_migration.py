@@ -35,17 +35,24 @@ def uniq(prefix):
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
+def migration_toml(metrics_port=None):
+    return (
+        "cache_ttl = \"1s\"\n"
+        + (f'metrics_listen = "127.0.0.1:{metrics_port}"\n' if metrics_port else "")
+        + f'migration = {{ operator_user = "{OPERATOR}", operator_key = "{OPERATOR_KEY}", '
+        'concurrency = 8, lease = "3s", settle = "1.5s", resume_interval = "1s" }'
+    )
+
+
 @pytest.fixture(scope="module")
 def mproxy(workdir, clusters, proxy_binary):
+    port = peers.free_port()
     p = peers.FederationProxy(
         workdir / "migration-proxy",
         list(clusters.values()),
-        extra_toml=(
-            "cache_ttl_seconds = 1\n"
-            f'migration = {{ operator_user = "{OPERATOR}", operator_key = "{OPERATOR_KEY}", '
-            "concurrency = 8, lease_seconds = 3, settle_seconds = 1.5, resume_interval_seconds = 1 }"
-        ),
+        extra_toml=migration_toml(port),
     )
+    p.metrics = f"http://127.0.0.1:{port}/metrics"
     p.start(proxy_binary)
     yield p
     p.stop()
@@ -66,21 +73,31 @@ def start_move(proxy, container, to="west", account="AUTH_test"):
     return r.json()["id"]
 
 
-def wait_done(proxy, mid, timeout=120):
+def migration(proxy, mid):
+    r = requests.get(f"{proxy.endpoint}/federation/v1/migrations/{mid}",
+                     headers={"X-Auth-Token": admin_token(proxy)}, timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def wait_done(proxy, mid, timeout=120, state="done"):
     deadline = time.time() + timeout
     last = None
     while time.time() < deadline:
         try:
-            r = requests.get(f"{proxy.endpoint}/federation/v1/migrations/{mid}",
-                             headers={"X-Auth-Token": admin_token(proxy)}, timeout=10)
-            last = r.json()
-            if last.get("entry", {}).get("state") == "done":
+            last = migration(proxy, mid)
+            if last.get("entry", {}).get("state") == state:
                 return last
             assert "failed" not in json.dumps(last.get("entry", {}).get("state")), last
         except requests.ConnectionError:
             pass
         time.sleep(0.3)
-    raise AssertionError(f"migration {mid} did not finish: {last}\n{proxy.log()}")
+    raise AssertionError(f"migration {mid} did not reach {state}: {last}\n{proxy.log()}")
+
+
+def cancel(proxy, mid):
+    return requests.delete(f"{proxy.endpoint}/federation/v1/migrations/{mid}",
+                           headers={"X-Auth-Token": admin_token(proxy)}, timeout=10)
 
 
 def direct_objects(cluster, container):
@@ -167,9 +184,14 @@ class ClientLoop(threading.Thread):
     """Reads, lists, HEADs and writes the container through the proxy, recording every
     failure and every stale answer."""
 
-    def __init__(self, proxy, name, expected, first=0):
+    def __init__(self, proxy, name, expected, first=0, clusters=None):
         super().__init__(daemon=True)
         self.first = first
+        # A listing that lags a write is Swift's own when the cluster holding the
+        # container shows the same lag when asked directly right after (container
+        # updates become async pendings under load); only the others count as errors.
+        self.clusters = clusters or {}
+        self.swift_lag = []
         self.c = conn(proxy.auth_url)
         self.name, self.expected = name, dict(expected)
         self.stop_flag = threading.Event()
@@ -194,6 +216,15 @@ class ClientLoop(threading.Thread):
                     _, listing = self.c.get_container(self.name, full_listing=True)
                     have = {o["name"] for o in listing}
                     missing = (set(names) | set(self.written)) - have
+                    if (missing or have & self.deleted) and self.clusters:
+                        where = self.c.head_container(self.name)["x-container-attr-cluster"]
+                        _, own = conn(self.clusters[where].auth_url).get_container(
+                            self.name, full_listing=True)
+                        own = {o["name"] for o in own}
+                        if not (missing & own) and (have & self.deleted) <= own:
+                            self.swift_lag.append((where, sorted(missing), sorted(have & self.deleted)))
+                            missing = set()
+                            have = have - self.deleted
                     if missing:
                         self.errors.append(f"listing misses {sorted(missing)[:3]}")
                     extra = have & self.deleted
@@ -238,21 +269,21 @@ def test_move_under_load(mproxy, clusters):
     count = int(os.environ.get("STACKFED_MIGRATION_OBJECTS", "400"))
     expected = populate(fed, name, count, seed=1)
     # Idle latency first.
-    idle = ClientLoop(mproxy, name, expected)
+    idle = ClientLoop(mproxy, name, expected, clusters=clusters)
     idle.start()
     time.sleep(3)
     idle.stop_flag.set()
     idle.join()
     assert idle.errors == [], idle.errors[:5]
 
-    loop = ClientLoop(mproxy, name, expected, first=1_000_000)
+    loop = ClientLoop(mproxy, name, expected, first=1_000_000, clusters=clusters)
     loop.written = dict(idle.written)
     loop.deleted = set(idle.deleted)
     loop.start()
     time.sleep(0.5)
     t0 = time.monotonic()
     mid = start_move(mproxy, name)
-    done = wait_done(mproxy, mid)
+    done = wait_done(mproxy, mid, timeout=120 + count * 0.2)
     moved_in = time.monotonic() - t0
     time.sleep(1)
     loop.stop_flag.set()
@@ -308,7 +339,7 @@ def test_move_under_load(mproxy, clusters):
             f"(copy {p['objects_per_second']:.0f} objects/s, {p['bytes_per_second'] / 1e6:.2f} MB/s over "
             f"{p['elapsed_seconds']:.1f} s incl. settle waits), writes held {p['hold_ms']} ms; "
             f"client median latency idle {lat_idle:.1f} ms, during move {lat_move:.1f} ms (p95 {p95:.1f} ms), "
-            f"{loop.ops} client ops, 0 errors")
+            f"{loop.ops} client ops, 0 errors ({len(loop.swift_lag)} listings lagging on the cluster itself)")
     print(line)
     if FIGURES:
         with open(FIGURES, "a") as f:
@@ -367,3 +398,201 @@ def test_drain_empties_a_cluster(mproxy, clusters):
     for n in names:
         assert west.get_object(n, "a")[1] == n.encode()
         assert fed.head_container(n)["x-container-attr-cluster"] == "west"
+
+
+def fill_container(fed, name, count, size=1000):
+    fed.put_container(name, headers={"X-Container-Attr-Cluster": "east"})
+    want = {}
+    for i in range(count):
+        body = os.urandom(size + i * 37)
+        want[f"o{i:04d}"] = fed.put_object(name, f"o{i:04d}", body)
+    return want
+
+
+def assert_rolled_back(proxy, clusters, name, want):
+    """The container never left east, every object is there, west holds no copy."""
+    east = direct_objects(clusters["east"], name)
+    assert {n: o["hash"] for n, o in east.items()} == want
+    with pytest.raises(ClientException) as e:
+        conn(clusters["west"].auth_url).head_container(name)
+    assert e.value.http_status == 404
+    fed = conn(proxy.auth_url)
+    assert fed.head_container(name)["x-container-attr-cluster"] == "east"
+    # Writes go on to the source (no mark left holding them).
+    fed.put_object(name, "after-cancel", b"x")
+    assert conn(clusters["east"].auth_url).head_object(name, "after-cancel")["etag"] == hashlib.md5(b"x").hexdigest()
+
+
+def test_cancel_rolls_back_before_the_switch(mproxy, clusters):
+    fed = conn(mproxy.auth_url)
+    name = uniq("cx")
+    want = fill_container(fed, name, 150)
+    mid = start_move(mproxy, name)
+    deadline = time.time() + 30
+    while migration(mproxy, mid)["progress"]["objects_done"] < 10:
+        assert time.time() < deadline
+        time.sleep(0.05)
+    r = cancel(mproxy, mid)
+    assert r.status_code == 202, r.text
+    assert r.json()["state"] == "cancelling"
+    done = wait_done(mproxy, mid, state="cancelled")
+    assert done["progress"]["phase"] == "cancelled"
+    assert cancel(mproxy, mid).status_code == 202  # again: nothing to do, not an error
+    assert_rolled_back(mproxy, clusters, name, {**want})
+    # After the switch a cancel is refused; an unknown id is 404.
+    small = uniq("cy")
+    fill_container(fed, small, 3)
+    mid2 = start_move(mproxy, small)
+    wait_done(mproxy, mid2)
+    r = cancel(mproxy, mid2)
+    assert r.status_code == 409 and "new migration" in r.json()["error"], r.text
+    assert cancel(mproxy, "m0-nosuch").status_code == 404
+    r = requests.post(f"{mproxy.endpoint}/federation/v1/migrations/{mid2}/cancel",
+                      headers={"X-Auth-Token": admin_token(mproxy)})
+    assert r.status_code == 409
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_kill9_during_cancel_resumes_the_cancel(mproxy, clusters, proxy_binary, seed):
+    fed = conn(mproxy.auth_url)
+    name = uniq(f"kc{seed}")
+    want = fill_container(fed, name, 150)
+    mid = start_move(mproxy, name)
+    rnd = random.Random(seed)
+    deadline = time.time() + 30
+    # Far enough into the copy that the rollback has objects to delete.
+    while migration(mproxy, mid)["progress"]["objects_done"] < 60:
+        assert time.time() < deadline
+        time.sleep(0.05)
+    assert cancel(mproxy, mid).status_code == 202
+    time.sleep(rnd.uniform(0.0, 0.6))
+    mproxy.proc.stop(sig=signal.SIGKILL)
+    mproxy.proc = None
+    mproxy.start(proxy_binary)
+    wait_done(mproxy, mid, state="cancelled")
+    assert_rolled_back(mproxy, clusters, name, want)
+
+
+def test_progress_in_metrics(mproxy, clusters):
+    from test_ops import sample, scrape
+
+    def m(name, metric=None, **labels):
+        # prometheus_client names a counter's family without `_total`.
+        family = metric or name.removesuffix("_total")
+        return sample(scrape(mproxy.metrics), family, name, **labels) or 0.0
+
+    fed = conn(mproxy.auth_url)
+    name = uniq("mx")
+    want = fill_container(fed, name, 200, size=5000)
+    before = {k: m(k) for k in ("stackfed_migration_objects_copied_total",
+                                "stackfed_migration_bytes_copied_total",
+                                "stackfed_migration_holds_total")}
+    holds_before = m("stackfed_migration_hold_seconds_count", "stackfed_migration_hold_seconds")
+    done_before = m("stackfed_migrations_finished_total", outcome="done")
+    mid = start_move(mproxy, name)
+    seen_running = seen_total = 0
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        fams = scrape(mproxy.metrics)
+        running = sample(fams, "stackfed_migrations_running", "stackfed_migrations_running") or 0
+        total = sample(fams, "stackfed_migration_objects", "stackfed_migration_objects", of="total") or 0
+        seen_running, seen_total = max(seen_running, running), max(seen_total, total)
+        if migration(mproxy, mid)["entry"]["state"] == "done":
+            break
+        time.sleep(0.1)
+    assert seen_running >= 1
+    assert seen_total >= 200
+    wait_done(mproxy, mid)
+    assert m("stackfed_migrations_running") == 0
+    assert m("stackfed_migration_objects_copied_total") - before["stackfed_migration_objects_copied_total"] >= 200
+    assert m("stackfed_migration_bytes_copied_total") - before["stackfed_migration_bytes_copied_total"] >= sum(
+        5000 + i * 37 for i in range(200))
+    assert m("stackfed_migration_holds_total") - before["stackfed_migration_holds_total"] >= 1
+    assert m("stackfed_migration_hold_seconds_count", "stackfed_migration_hold_seconds") - holds_before >= 1
+    assert m("stackfed_migrations_finished_total", outcome="done") - done_before == 1
+    assert {n: o["hash"] for n, o in direct_objects(clusters["west"], name).items()} == want
+
+
+MB = 1_000_000
+
+
+@pytest.fixture(scope="module")
+def rproxy(workdir, clusters, proxy_binary):
+    """A proxy whose configured usage puts east at 80% and west at 10% (10 MB each)."""
+    p = peers.FederationProxy(
+        workdir / "rebalance-proxy",
+        list(clusters.values()),
+        extra_toml=migration_toml(),
+        usage={"east": (10 * MB, 8 * MB), "west": (10 * MB, 1 * MB)},
+    )
+    p.start(proxy_binary)
+    yield p
+    p.stop()
+
+
+def rebalance(proxy, body):
+    return requests.post(f"{proxy.endpoint}/federation/v1/rebalances",
+                         headers={"X-Auth-Token": admin_token(proxy)}, json=body, timeout=10)
+
+
+def wait_rebalance(proxy, rid, timeout=180):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        r = requests.get(f"{proxy.endpoint}/federation/v1/rebalances/{rid}",
+                         headers={"X-Auth-Token": admin_token(proxy)}, timeout=10)
+        assert r.status_code == 200, r.text
+        if r.json()["state"] != "running":
+            return r.json()
+        time.sleep(0.3)
+    raise AssertionError(f"rebalance {rid} did not end: {r.json()}\n{proxy.log()}")
+
+
+def test_rebalance_to_a_fill_target(rproxy, clusters):
+    for bad in [{"fill_target": 80, "accounts": ["AUTH_test"]},
+                {"fill_target": "0%", "accounts": ["AUTH_test"]},
+                {"fill_target": "120%", "accounts": ["AUTH_test"]},
+                {"fill_target": "lots", "accounts": ["AUTH_test"]},
+                {"fill_target": 0.5, "accounts": []},
+                {"fill_target": 0.5},
+                {"fill_target": 0.5, "accounts": ["AUTH_test"], "concurrency": 0}]:
+        r = rebalance(rproxy, bad)
+        assert r.status_code == 400, (bad, r.text)
+    fed = conn(rproxy.auth_url)
+    # East is 3 MB over a 50% target. Largest first (2 MB) leaves 1 MB over, which the
+    # smallest sufficient one (1.5 MB) covers; the 0.6 MB, 0.2 MB and empty ones stay.
+    sizes = {"a": 2 * MB, "b": 1_500_000, "c": 600_000, "d": 200_000, "e": 0}
+    tag = uuid.uuid4().hex[:6]
+    names = {k: f"rb-{tag}-{k}" for k in sizes}
+    for k, n in names.items():
+        fed.put_container(n, headers={"X-Container-Attr-Cluster": "east"})
+        if sizes[k]:
+            fed.put_object(n, "blob", os.urandom(sizes[k]))
+    # A target nothing can reach (west alone is at 10%): stopped, nothing moved.
+    r = rebalance(rproxy, {"fill_target": "5%", "accounts": ["AUTH_test"]})
+    assert r.status_code == 202, r.text
+    stopped = wait_rebalance(rproxy, r.json()["id"])
+    assert stopped["state"] == "stopped" and "nothing can help" in stopped["reason"], stopped
+    assert stopped["moves"] == []
+    r = rebalance(rproxy, {"fill_target": "50%", "accounts": ["AUTH_test"], "concurrency": 2})
+    assert r.status_code == 202, r.text
+    done = wait_rebalance(rproxy, r.json()["id"])
+    assert done["state"] == "done", done
+    moved = sorted(m["container"] for m in done["moves"])
+    assert moved == sorted([names["a"], names["b"]]), done["moves"]
+    assert all(m["phase"] == "done" and m["to"] == "west" for m in done["moves"]), done["moves"]
+    fills = {c["cluster"]: c for c in done["clusters"]}
+    assert fills["east"]["fill"] <= 0.5 and fills["west"]["fill"] <= 0.5, fills
+    assert fills["east"]["used_bytes_before"] == 8 * MB
+    east, west = conn(clusters["east"].auth_url), conn(clusters["west"].auth_url)
+    for k in ("a", "b"):
+        assert int(west.head_container(names[k])["x-container-bytes-used"]) == sizes[k]
+        with pytest.raises(ClientException):
+            east.head_container(names[k])
+        assert fed.head_container(names[k])["x-container-attr-cluster"] == "west"
+    for k in ("c", "d", "e"):
+        assert int(east.head_container(names[k])["x-container-bytes-used"]) == sizes[k]
+        assert fed.head_container(names[k])["x-container-attr-cluster"] == "east"
+    # Under the target now: a second rebalance has nothing to do.
+    r = rebalance(rproxy, {"fill_target": 0.5, "accounts": ["AUTH_test"]})
+    again = wait_rebalance(rproxy, r.json()["id"])
+    assert again["state"] == "done" and again["moves"] == [], again

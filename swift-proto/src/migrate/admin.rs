@@ -10,8 +10,15 @@
 //! - `POST /federation/v1/migrations` `{"account", "container", "to"?}`: 202 `{"id"}`;
 //! - `GET /federation/v1/migrations`, `GET /federation/v1/migrations/{id}`: the journal
 //!   entry and the progress (objects and bytes done/total, rate, ETA);
+//! - `DELETE /federation/v1/migrations/{id}` (or `POST …/{id}/cancel`): cancels a
+//!   migration before its switch (202, rolled back: the records never leave the source,
+//!   the destination's copy is deleted, the journal says `cancelled`); 409 once the
+//!   switch is committed (move it back with a new migration), 404 for no such id;
 //! - `POST /federation/v1/drains` `{"account", "cluster", "concurrency"?}`: 202
-//!   `{"migrations": [ids]}`.
+//!   `{"migrations": [ids]}`;
+//! - `POST /federation/v1/rebalances` `{"fill_target", "accounts", "concurrency"?}`:
+//!   202 `{"id"}` (see [`super::rebalance`]); `fill_target` a fraction (`0.8`) or a
+//!   percentage string (`"80%"`); `GET /federation/v1/rebalances[/{id}]`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -19,13 +26,14 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use federation_core::migration::FillTarget;
 use federation_core::{AccountName, ClusterId, ContainerName};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use serde::Deserialize;
 use stackfed_http::{full, Body, BoxError};
 
-use super::{random_hex, Migrations, MoveError};
+use super::{random_hex, Migrations, MoveError, RebalanceRequest};
 use crate::FederationService;
 
 /// The admin prefix.
@@ -57,6 +65,28 @@ struct DrainRequest {
     cluster: String,
     #[serde(default)]
     concurrency: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RebalanceBody {
+    fill_target: serde_json::Value,
+    accounts: Vec<String>,
+    #[serde(default)]
+    concurrency: Option<usize>,
+}
+
+/// Most migrations a drain or rebalance runs at once.
+const MAX_CONCURRENCY: usize = 64;
+
+/// A drain's or rebalance's concurrency: 4 unless given, 1 to [`MAX_CONCURRENCY`].
+fn concurrency(asked: Option<usize>) -> Result<usize, String> {
+    let c = asked.unwrap_or(4);
+    if (1..=MAX_CONCURRENCY).contains(&c) {
+        Ok(c)
+    } else {
+        Err(format!("concurrency must be 1 to {MAX_CONCURRENCY}"))
+    }
 }
 
 fn json(status: StatusCode, v: &serde_json::Value) -> Response<Body> {
@@ -176,9 +206,13 @@ impl AdminService {
                 else {
                     return error(StatusCode::BAD_REQUEST, "invalid account or cluster name");
                 };
+                let concurrency = match concurrency(req.concurrency) {
+                    Ok(c) => c,
+                    Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+                };
                 match self
                     .migrations
-                    .start_drain(&account, &cluster, req.concurrency.unwrap_or(4))
+                    .start_drain(&account, &cluster, concurrency)
                     .await
                 {
                     Ok(ids) => json(
@@ -186,6 +220,58 @@ impl AdminService {
                         &serde_json::json!({ "migrations": ids }),
                     ),
                     Err(e) => move_error(&e),
+                }
+            }
+            (&Method::DELETE, ["federation", "v1", "migrations", id])
+            | (&Method::POST, ["federation", "v1", "migrations", id, "cancel"]) => {
+                match self.migrations.cancel(id).await {
+                    Ok(Some(entry)) => json(
+                        StatusCode::ACCEPTED,
+                        &serde_json::json!({ "id": entry.id, "state": entry.state }),
+                    ),
+                    Ok(None) => error(StatusCode::NOT_FOUND, "no such migration"),
+                    Err(e) => move_error(&e),
+                }
+            }
+            (&Method::POST, ["federation", "v1", "rebalances"]) => {
+                let req: RebalanceBody = match serde_json::from_slice(&body) {
+                    Ok(r) => r,
+                    Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
+                };
+                let target = match FillTarget::parse_json(&req.fill_target) {
+                    Ok(t) => t,
+                    Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+                };
+                let Ok(accounts) = req
+                    .accounts
+                    .into_iter()
+                    .map(AccountName::new)
+                    .collect::<Result<Vec<_>, _>>()
+                else {
+                    return error(StatusCode::BAD_REQUEST, "invalid account name");
+                };
+                if accounts.is_empty() {
+                    return error(StatusCode::BAD_REQUEST, "accounts: name at least one");
+                }
+                let concurrency = match concurrency(req.concurrency) {
+                    Ok(c) => c,
+                    Err(e) => return error(StatusCode::BAD_REQUEST, &e),
+                };
+                let id = self.migrations.start_rebalance(RebalanceRequest {
+                    target,
+                    accounts,
+                    concurrency,
+                });
+                json(StatusCode::ACCEPTED, &serde_json::json!({ "id": id }))
+            }
+            (&Method::GET, ["federation", "v1", "rebalances"]) => json(
+                StatusCode::OK,
+                &serde_json::json!({ "rebalances": self.migrations.rebalances() }),
+            ),
+            (&Method::GET, ["federation", "v1", "rebalances", id]) => {
+                match self.migrations.rebalance(id) {
+                    Some(r) => json(StatusCode::OK, &serde_json::json!(r)),
+                    None => error(StatusCode::NOT_FOUND, "no such rebalance"),
                 }
             }
             (&Method::GET, ["federation", "v1", "migrations"]) => {

@@ -9,8 +9,10 @@
 
 mod admin;
 mod mirror;
+mod rebalance;
 
 pub use admin::AdminService;
+pub use rebalance::{Rebalance, RebalanceRequest};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -18,20 +20,22 @@ use std::time::{Duration, Instant};
 
 use federation_core::attrs::{now_ms, Attributes, ContainerRecord, NewContainer, StoreError};
 use federation_core::migration::{
-    diff, Action, JournalEntry, JournalState, MoveMark, Phase, JOURNAL_ACCOUNT, JOURNAL_ATTRIBUTE,
-    MIGRATION_ATTRIBUTE,
+    diff, Action, CancelOutcome, JournalEntry, JournalState, MoveMark, Phase, JOURNAL_ACCOUNT,
+    JOURNAL_ATTRIBUTE, MIGRATION_ATTRIBUTE,
 };
 use federation_core::placement::PlacementRequest;
 use federation_core::{AccountName, ClusterId, ClusterState, ContainerName, LocateError, Locator};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
+use stackfed_http::config::duration;
 use stackfed_http::Background;
 
 use crate::cluster::{Auth, Credentials, Session, SwiftCluster};
 use crate::service::migrate::Inflight;
 use crate::FederationService;
 
-/// `[migration]` in the proxy's configuration.
+/// `[migration]` in the proxy's configuration. Durations are seconds or strings with
+/// units (`"30s"`, `"1m"`), as elsewhere; the `*_seconds` spellings are aliases.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -44,32 +48,58 @@ pub struct MigrationConfig {
     /// Objects copied at once, per migration.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
-    /// Seconds a lease lasts (renewed at a third of it).
-    #[serde(default = "default_lease")]
-    pub lease_seconds: f64,
-    /// Seconds to wait after a phase change for every proxy's cache to see it
-    /// (default: the locator's cache TTL plus one).
-    #[serde(default)]
-    pub settle_seconds: Option<f64>,
-    /// The longest a client write is held during a switch.
-    #[serde(default = "default_hold")]
-    pub max_hold_seconds: f64,
-    /// Seconds between looks for migrations to resume.
-    #[serde(default = "default_resume")]
-    pub resume_interval_seconds: f64,
+    /// How long a lease lasts (renewed at a third of it; alias `lease_seconds`).
+    #[serde(default = "default_lease", alias = "lease_seconds", with = "duration")]
+    pub lease: Duration,
+    /// How long to wait after a phase change for every proxy's cache to see it
+    /// (default: the locator's cache TTL plus one second; alias `settle_seconds`).
+    #[serde(default, alias = "settle_seconds", deserialize_with = "some_duration")]
+    pub settle: Option<Duration>,
+    /// The longest a client write is held during a switch (alias `max_hold_seconds`).
+    #[serde(
+        default = "default_hold",
+        alias = "max_hold_seconds",
+        with = "duration"
+    )]
+    pub max_hold: Duration,
+    /// Time between looks for migrations to resume (alias `resume_interval_seconds`).
+    #[serde(
+        default = "default_resume",
+        alias = "resume_interval_seconds",
+        with = "duration"
+    )]
+    pub resume_interval: Duration,
+}
+
+fn some_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration::deserialize(d).map(Some)
+}
+
+impl MigrationConfig {
+    /// Refuses values the mover cannot work with, naming the key.
+    pub fn validate(&self) -> Result<(), stackfed_http::config::Invalid> {
+        use stackfed_http::config::{nonzero, Invalid};
+        if self.concurrency == 0 {
+            return Err(Invalid::new("migration.concurrency", "must be more than 0"));
+        }
+        nonzero("migration.lease", self.lease)?;
+        nonzero("migration.max_hold", self.max_hold)?;
+        nonzero("migration.resume_interval", self.resume_interval)?;
+        Ok(())
+    }
 }
 
 fn default_concurrency() -> usize {
     4
 }
-fn default_lease() -> f64 {
-    30.0
+fn default_lease() -> Duration {
+    Duration::from_secs(30)
 }
-fn default_hold() -> f64 {
-    20.0
+fn default_hold() -> Duration {
+    Duration::from_secs(20)
 }
-fn default_resume() -> f64 {
-    5.0
+fn default_resume() -> Duration {
+    Duration::from_secs(5)
 }
 
 /// Why a migration step failed. `Cluster` and `Store` failures are retried (the
@@ -88,6 +118,9 @@ pub enum MoveError {
     /// Cannot go on (recorded in the journal).
     #[error("{0}")]
     Fatal(String),
+    /// An operator cancelled the migration: stop working, roll back.
+    #[error("cancelled")]
+    Cancelled,
 }
 
 impl MoveError {
@@ -177,6 +210,7 @@ struct Inner {
     settle: Duration,
     owner: String,
     live: Mutex<HashMap<String, Live>>,
+    rebalances: Mutex<HashMap<String, Rebalance>>,
     background: Background,
 }
 
@@ -188,10 +222,6 @@ fn random_hex(n: usize) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn secs(v: f64) -> Duration {
-    Duration::try_from_secs_f64(v).unwrap_or(Duration::from_secs(1))
-}
-
 impl Migrations {
     /// Starts the migration machinery for `service`: the resume loop runs on
     /// `background` (which also owns every migration's task).
@@ -201,12 +231,8 @@ impl Migrations {
         cache_ttl: Duration,
         background: &Background,
     ) -> Self {
-        service
-            .inflight()
-            .set_max_hold(secs(config.max_hold_seconds));
-        let settle = config
-            .settle_seconds
-            .map_or(cache_ttl + Duration::from_secs(1), secs);
+        service.inflight().set_max_hold(config.max_hold);
+        let settle = config.settle.unwrap_or(cache_ttl + Duration::from_secs(1));
         let operator = Session::new(Credentials {
             user: config.operator_user.clone(),
             key: config.operator_key.clone(),
@@ -220,6 +246,7 @@ impl Migrations {
                 settle,
                 owner: format!("proxy-{}", random_hex(6)),
                 live: Mutex::new(HashMap::new()),
+                rebalances: Mutex::new(HashMap::new()),
                 background: background.clone(),
                 config,
             }),
@@ -230,7 +257,7 @@ impl Migrations {
                 if let Err(e) = resume.resume_once().await {
                     tracing::warn!(error = %e, "could not look for migrations to resume");
                 }
-                tokio::time::sleep(secs(resume.inner.config.resume_interval_seconds)).await;
+                tokio::time::sleep(resume.inner.config.resume_interval).await;
             }
         });
         me
@@ -381,6 +408,7 @@ impl Migrations {
             owner: self.inner.owner.clone(),
             lease_until_ms: now_ms() + lease_ms(&self.inner.config),
             created_ms: now_ms(),
+            switched: false,
         };
         let name = ContainerName::new(id.clone()).map_err(|e| MoveError::Fatal(e.to_string()))?;
         let mut attrs = Attributes::new();
@@ -399,15 +427,13 @@ impl Migrations {
         Ok(id)
     }
 
-    /// Moves every container of `account` on `cluster` elsewhere, `concurrency` at a
-    /// time; returns the migrations' ids (containers that move with another count
-    /// under it).
-    pub async fn start_drain(
+    /// The containers of `account` on the clusters `on` accepts that are not moving,
+    /// each with the containers that move with it (those are not listed again).
+    async fn groups_on(
         &self,
         account: &AccountName,
-        cluster: &ClusterId,
-        concurrency: usize,
-    ) -> Result<Vec<String>, MoveError> {
+        on: impl Fn(&ClusterId) -> bool,
+    ) -> Result<Vec<(ContainerRecord, Vec<String>)>, MoveError> {
         let mut names = Vec::new();
         let mut marker: Option<String> = None;
         loop {
@@ -420,7 +446,7 @@ impl Migrations {
             let n = page.len();
             for r in page {
                 marker = Some(r.container.as_str().to_owned());
-                if &r.cluster == cluster && MoveMark::of(&r).is_none() {
+                if on(&r.cluster) && MoveMark::of(&r).is_none() {
                     names.push(r.container);
                 }
             }
@@ -430,24 +456,40 @@ impl Migrations {
         }
         // Bases first: a `_segments` container or an archive moves with its base.
         names.sort_by_key(|n| n.as_str().ends_with("_segments"));
-        let this = self.clone();
-        let account = account.clone();
-        let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
-        let mut ids = Vec::new();
         let mut taken: std::collections::HashSet<String> = std::collections::HashSet::new();
-        let mut queue = Vec::new();
+        let mut out = Vec::new();
         for name in names {
             if taken.contains(name.as_str()) {
                 continue;
             }
-            let Some(record) = self.inner.locator.locate_fresh(&account, &name).await? else {
+            let Some(record) = self.inner.locator.locate_fresh(account, &name).await? else {
                 continue;
             };
             let group = self.group(&record).await?;
             taken.extend(group.iter().cloned());
+            out.push((record, group));
+        }
+        Ok(out)
+    }
+
+    /// Moves every container of `account` on `cluster` elsewhere, `concurrency` at a
+    /// time; returns the migrations' ids (containers that move with another count
+    /// under it).
+    pub async fn start_drain(
+        &self,
+        account: &AccountName,
+        cluster: &ClusterId,
+        concurrency: usize,
+    ) -> Result<Vec<String>, MoveError> {
+        let this = self.clone();
+        let account = account.clone();
+        let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+        let mut ids = Vec::new();
+        let mut queue = Vec::new();
+        for (record, _) in self.groups_on(&account, |c| c == cluster).await? {
             let id = format!("m{}-{}", now_ms(), random_hex(4));
             ids.push(id.clone());
-            queue.push((id, name));
+            queue.push((id, record.container));
         }
         let drained = cluster.clone();
         self.inner.background.spawn("drain", async move {
@@ -457,21 +499,11 @@ impl Migrations {
                     async move {
                         let Ok(_permit) = sem.acquire().await else { return };
                         let to = this.choose_other(&account, &name, &drained);
-                        match this.start_move(&account, &name, to).await {
-                            Ok(id) => this.alias(&planned, &id),
-                            Err(e) => {
-                                tracing::warn!(%account, container = %name, error = %e, "drain: could not start a move");
-                                return;
-                            }
-                        }
-                        // Wait for it to finish before taking the next permit's work.
-                        loop {
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                            match this.progress_of(&planned) {
-                                Some(p) if p.phase == "done" || p.phase == "failed" => break,
-                                None => break,
-                                _ => {}
-                            }
+                        if let Err(e) = this
+                            .move_and_wait(&account, &name, to, |id| this.alias(&planned, id))
+                            .await
+                        {
+                            tracing::warn!(%account, container = %name, error = %e, "drain: could not start a move");
                         }
                     }
                 })
@@ -479,6 +511,31 @@ impl Migrations {
             tracing::info!(cluster = %drained, "drain finished");
         });
         Ok(ids)
+    }
+
+    /// Starts a move and waits for it to end (done, failed or cancelled); `started`
+    /// sees its id first. Returns the last progress.
+    async fn move_and_wait(
+        &self,
+        account: &AccountName,
+        name: &ContainerName,
+        to: Option<ClusterId>,
+        started: impl FnOnce(&str),
+    ) -> Result<Progress, MoveError> {
+        let id = self.start_move(account, name, to).await?;
+        started(&id);
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            match self.progress_of(&id) {
+                Some(p) if matches!(p.phase.as_str(), "done" | "failed" | "cancelled") => {
+                    return Ok(p)
+                }
+                // Left to another proxy: the journal tells how it ends.
+                Some(p) if p.phase == "waiting" => return Ok(p),
+                None => return Ok(Progress::default()),
+                _ => {}
+            }
+        }
     }
 
     fn choose_other(
@@ -582,6 +639,8 @@ impl Migrations {
                 match &e.state {
                     JournalState::Done => p.phase = "done".into(),
                     JournalState::Failed { .. } => p.phase = "failed".into(),
+                    JournalState::Cancelled => p.phase = "cancelled".into(),
+                    JournalState::Cancelling => p.phase = "cancelling".into(),
                     JournalState::Running => {}
                 }
             }
@@ -627,7 +686,10 @@ impl Migrations {
                 .unwrap_or_else(PoisonError::into_inner)
                 .get(&entry.id)
                 .is_some_and(|l| {
-                    !matches!(l.progress.phase.as_str(), "done" | "failed" | "waiting")
+                    !matches!(
+                        l.progress.phase.as_str(),
+                        "done" | "failed" | "cancelled" | "waiting"
+                    )
                 });
             if running_here || !entry.claimable_by(&self.inner.owner, now) {
                 continue;
@@ -647,6 +709,7 @@ impl Migrations {
         if let Some(l) = live.get_mut(id) {
             f(&mut l.progress);
         }
+        publish(&live);
     }
 
     fn spawn(&self, entry: JournalEntry) {
@@ -684,7 +747,13 @@ impl Migrations {
                         this.set(&id, |p| p.phase = "waiting".into());
                         return;
                     }
+                    Err(MoveError::Cancelled) => {
+                        // Run again: the claim sees the cancel and rolls back.
+                        tracing::info!(%id, "migration cancelled; rolling back");
+                    }
                     Err(MoveError::Fatal(why)) => {
+                        metrics::counter!("stackfed_migration_failures_total", "kind" => "fatal")
+                            .increment(1);
                         tracing::error!(%id, %why, "migration failed");
                         this.set(&id, |p| {
                             p.phase = "failed".into();
@@ -694,6 +763,8 @@ impl Migrations {
                         return;
                     }
                     Err(e) => {
+                        metrics::counter!("stackfed_migration_failures_total", "kind" => "retried")
+                            .increment(1);
                         tracing::warn!(%id, error = %e, "migration step failed; retrying");
                         this.set(&id, |p| p.error = Some(e.to_string()));
                         tokio::time::sleep(backoff).await;
@@ -704,49 +775,23 @@ impl Migrations {
         });
     }
 
-    /// Reads the journal entry and claims or renews its lease (compare-and-set).
-    async fn claim(&self, id: &str) -> Result<JournalEntry, MoveError> {
+    /// Changes a journal entry by compare-and-set: `f` sees the entry as it is now
+    /// (again after a conflict) and may refuse; returns the entry written.
+    async fn update_entry(
+        &self,
+        id: &str,
+        mut f: impl FnMut(&mut JournalEntry) -> Result<(), MoveError>,
+    ) -> Result<JournalEntry, MoveError> {
         let name = ContainerName::new(id).map_err(|e| MoveError::Fatal(e.to_string()))?;
         let store = self.inner.locator.store();
-        let rec = store
-            .get(&Self::journal_account(), &name)
-            .await?
-            .ok_or_else(|| MoveError::LeaseLost("journal entry gone".into()))?;
-        let mut entry =
-            read_entry(&rec).ok_or_else(|| MoveError::Fatal("unreadable journal entry".into()))?;
-        if !entry.claimable_by(&self.inner.owner, now_ms()) {
-            return Err(MoveError::LeaseLost(format!("held by {}", entry.owner)));
-        }
-        entry.owner.clone_from(&self.inner.owner);
-        entry.lease_until_ms = now_ms() + lease_ms(&self.inner.config);
-        let mut attrs = rec.attributes.clone();
-        attrs.insert(
-            JOURNAL_ATTRIBUTE.into(),
-            serde_json::to_string(&entry).unwrap_or_default(),
-        );
-        match store
-            .update_attributes(&Self::journal_account(), &name, rec.version, attrs)
-            .await
-        {
-            Ok(_) => Ok(entry),
-            Err(StoreError::Conflict { .. }) => {
-                Err(MoveError::LeaseLost("another proxy claimed it".into()))
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    async fn finish(&self, id: &str, state: JournalState) -> Result<(), MoveError> {
-        let name = ContainerName::new(id).map_err(|e| MoveError::Fatal(e.to_string()))?;
-        let store = self.inner.locator.store();
-        for _ in 0..8 {
-            let Some(rec) = store.get(&Self::journal_account(), &name).await? else {
-                return Ok(());
-            };
-            let Some(mut entry) = read_entry(&rec) else {
-                return Ok(());
-            };
-            entry.state = state.clone();
+        for _ in 0..16 {
+            let rec = store
+                .get(&Self::journal_account(), &name)
+                .await?
+                .ok_or_else(|| MoveError::LeaseLost("journal entry gone".into()))?;
+            let mut entry = read_entry(&rec)
+                .ok_or_else(|| MoveError::Fatal("unreadable journal entry".into()))?;
+            f(&mut entry)?;
             let mut attrs = rec.attributes.clone();
             attrs.insert(
                 JOURNAL_ATTRIBUTE.into(),
@@ -756,7 +801,7 @@ impl Migrations {
                 .update_attributes(&Self::journal_account(), &name, rec.version, attrs)
                 .await
             {
-                Ok(_) => return Ok(()),
+                Ok(_) => return Ok(entry),
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -764,23 +809,138 @@ impl Migrations {
         Err(MoveError::Store("journal entry kept changing".into()))
     }
 
-    /// Runs a migration from whatever phase its records show, holding the lease
-    /// (renewed in the background of the work; losing it stops the work).
+    /// Claims or renews the lease (compare-and-set); refused when another proxy holds
+    /// it.
+    async fn claim(&self, id: &str) -> Result<JournalEntry, MoveError> {
+        let owner = &self.inner.owner;
+        let lease = lease_ms(&self.inner.config);
+        self.update_entry(id, |entry| {
+            if !entry.claimable_by(owner, now_ms()) {
+                return Err(MoveError::LeaseLost(format!("held by {}", entry.owner)));
+            }
+            entry.owner.clone_from(owner);
+            entry.lease_until_ms = now_ms() + lease;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn finish(&self, id: &str, state: JournalState) -> Result<(), MoveError> {
+        match self
+            .update_entry(id, |entry| {
+                entry.state = state.clone();
+                Ok(())
+            })
+            .await
+        {
+            Ok(_) | Err(MoveError::LeaseLost(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let outcome = match state {
+            JournalState::Done => "done",
+            JournalState::Failed { .. } => "failed",
+            JournalState::Cancelled => "cancelled",
+            JournalState::Running | JournalState::Cancelling => return Ok(()),
+        };
+        metrics::counter!("stackfed_migrations_finished_total", "outcome" => outcome).increment(1);
+        Ok(())
+    }
+
+    /// Cancels a migration before its switch (the lease holder rolls it back: marks
+    /// removed, the destination's copy deleted, journal `cancelled`). Refused once the
+    /// switch is committed.
+    pub async fn cancel(&self, id: &str) -> Result<Option<JournalEntry>, MoveError> {
+        let Ok(name) = ContainerName::new(id) else {
+            return Ok(None);
+        };
+        if self
+            .inner
+            .locator
+            .store()
+            .get(&Self::journal_account(), &name)
+            .await?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        let entry = self
+            .update_entry(id, |entry| match entry.cancel() {
+                CancelOutcome::Cancel => {
+                    entry.state = JournalState::Cancelling;
+                    Ok(())
+                }
+                CancelOutcome::Already => Ok(()),
+                CancelOutcome::Refused(why) => Err(MoveError::Fatal(why)),
+            })
+            .await?;
+        tracing::info!(%id, "migration cancel asked");
+        self.set(id, |p| p.phase = "cancelling".into());
+        Ok(Some(entry))
+    }
+
+    /// Runs a migration from whatever phase its records show (or rolls it back when
+    /// cancelled), holding the lease (renewed in the background of the work; losing it
+    /// stops the work, and so does a cancel seen at a renewal).
     async fn run(&self, id: &str) -> Result<(), MoveError> {
         let entry = self.claim(id).await?;
-        let renew_every = secs(self.inner.config.lease_seconds / 3.0);
+        let cancelling = entry.state == JournalState::Cancelling;
+        let renew_every = self.inner.config.lease / 3;
         let renew = async {
             loop {
                 tokio::time::sleep(renew_every).await;
-                if let Err(e) = self.claim(id).await {
-                    return e;
+                match self.claim(id).await {
+                    Ok(e) if !cancelling && e.state == JournalState::Cancelling => {
+                        return MoveError::Cancelled
+                    }
+                    Ok(_) => {}
+                    Err(e) => return e,
                 }
             }
         };
-        tokio::select! {
-            r = self.work(&entry) => r,
-            e = renew => Err(e),
+        if cancelling {
+            tokio::select! {
+                r = self.roll_back(&entry) => r,
+                e = renew => Err(e),
+            }
+        } else {
+            tokio::select! {
+                r = self.work(&entry) => r,
+                e = renew => Err(e),
+            }
         }
+    }
+
+    /// A cancelled migration: the marks removed (held writes go on to the source), the
+    /// destination's copies deleted, the journal says cancelled. Idempotent (a proxy
+    /// killed during it does it again).
+    async fn roll_back(&self, entry: &JournalEntry) -> Result<(), MoveError> {
+        let account =
+            AccountName::new(entry.account.clone()).map_err(|e| MoveError::Fatal(e.to_string()))?;
+        self.set(&entry.id, |p| p.phase = "cancelling".into());
+        for c in &entry.containers {
+            match self.record(&account, c).await? {
+                Some(r) if r.cluster == entry.to => {
+                    return Err(MoveError::Fatal(format!(
+                        "container {c} was switched; it cannot be rolled back"
+                    )))
+                }
+                Some(r) if MoveMark::of(&r).is_some_and(|m| m.id == entry.id) => {
+                    self.mark(&account, c, None).await?;
+                }
+                _ => {}
+            }
+        }
+        let to = self.cluster(&entry.to)?;
+        for c in &entry.containers {
+            self.clean(to, &account, c).await?;
+        }
+        self.finish(&entry.id, JournalState::Cancelled).await?;
+        self.set(&entry.id, |p| {
+            p.phase = "cancelled".into();
+            p.error = None;
+        });
+        tracing::info!(id = %entry.id, "migration cancelled and rolled back");
+        Ok(())
     }
 
     async fn record(
@@ -937,6 +1097,8 @@ impl Migrations {
                 self.mark(&account, c, None).await?;
             }
             self.finish(&entry.id, JournalState::Done).await?;
+            let moved = self.progress_of(&entry.id).map_or(0, |p| p.bytes_total);
+            self.account_usage(&entry.from, &entry.to, moved);
             self.set(&entry.id, |p| {
                 p.phase = "done".into();
                 p.error = None;
@@ -967,7 +1129,7 @@ impl Migrations {
             self.mark(account, c, Some(&mark(Phase::Switching))).await?;
         }
         // Writes that passed the gate before the mark: let them land.
-        let budget = secs(self.inner.config.max_hold_seconds / 2.0);
+        let budget = self.inner.config.max_hold / 2;
         let result: Result<bool, MoveError> = async {
             for c in &entry.containers {
                 while self.inner.inflight.count(account.as_str(), c) > 0 {
@@ -1030,6 +1192,23 @@ impl Migrations {
                 "the switch did not finish within its hold budget; retrying".into(),
             ));
         }
+        // Committed: from here a cancel is refused (the same compare-and-set on the
+        // journal decides between the two).
+        let committed = self
+            .update_entry(&entry.id, |e| {
+                if e.state == JournalState::Cancelling {
+                    return Err(MoveError::Cancelled);
+                }
+                e.switched = true;
+                Ok(())
+            })
+            .await;
+        if let Err(e) = committed {
+            if !matches!(e, MoveError::Cancelled) {
+                self.unhold(entry, account).await?;
+            }
+            return Err(e);
+        }
         // The switch: each record moves (compare-and-set), keeping its mark.
         for c in &entry.containers {
             let rec = self.record(account, c).await?.ok_or_else(|| {
@@ -1046,6 +1225,8 @@ impl Migrations {
             self.mark(account, c, Some(&mark(Phase::Cleaning))).await?;
         }
         let hold_ms = u64::try_from(held.elapsed().as_millis()).unwrap_or(u64::MAX);
+        metrics::counter!("stackfed_migration_holds_total").increment(1);
+        metrics::histogram!("stackfed_migration_hold_seconds").record(held.elapsed().as_secs_f64());
         self.set(&entry.id, |p| p.hold_ms = hold_ms);
         tracing::info!(id = %entry.id, hold_ms, to = %entry.to, "migration switched");
         Ok(())
@@ -1114,56 +1295,68 @@ impl Migrations {
             .filter(|e| !e.key.ends_with('|'))
             .map(|e| e.name.as_str())
             .collect();
-        let (mut plain, links): (Vec<Action>, Vec<Action>) =
+        let (plain, links): (Vec<Action>, Vec<Action>) =
             actions.into_iter().partition(|a| match a {
                 Action::Copy(n) => !linked.contains(n.as_str()),
                 Action::Delete(_) => true,
             });
-        plain.extend(links);
         let concurrency = self.inner.config.concurrency.max(1);
-        let results: Vec<(String, Option<String>, Result<u64, MoveError>)> =
-            futures::stream::iter(plain)
-                .map(|a| {
-                    let stamp = match &a {
-                        Action::Copy(n) => stamps.get(n.as_str()).map(|s| (*s).to_owned()),
-                        Action::Delete(_) => None,
-                    };
-                    async move {
-                        match a {
-                            Action::Copy(n) => {
-                                let r = mirror::copy_object(from, to, self.auth(), account, c, &n)
-                                    .await;
-                                let r = match r {
-                                    Ok(mirror::Copied::Bytes(b)) => {
-                                        self.set(&entry.id, |p| {
-                                            p.objects_done += 1;
-                                            p.bytes_done += b;
-                                        });
-                                        Ok(b)
-                                    }
-                                    // Listed but gone (a listing lagging a delete).
-                                    Ok(mirror::Copied::Gone) => {
-                                        mirror::delete(to, self.auth(), account, c, Some(&n))
-                                            .await
-                                            .map(|_| GONE)
-                                    }
-                                    Err(e) => Err(e),
-                                };
-                                (n, stamp, r)
+        let step = |a: Action| {
+            let stamp = match &a {
+                Action::Copy(n) => stamps.get(n.as_str()).map(|s| (*s).to_owned()),
+                Action::Delete(_) => None,
+            };
+            async move {
+                match a {
+                    Action::Copy(n) => {
+                        let r = mirror::copy_object(from, to, self.auth(), account, c, &n).await;
+                        let r = match r {
+                            Ok(mirror::Copied::Bytes(b)) => {
+                                metrics::counter!("stackfed_migration_objects_copied_total")
+                                    .increment(1);
+                                metrics::counter!("stackfed_migration_bytes_copied_total")
+                                    .increment(b);
+                                self.set(&entry.id, |p| {
+                                    p.objects_done += 1;
+                                    p.bytes_done += b;
+                                });
+                                Ok(b)
                             }
-                            Action::Delete(n) => {
-                                let r = mirror::delete(to, self.auth(), account, c, Some(&n))
+                            // Listed but gone (a listing lagging a delete).
+                            Ok(mirror::Copied::Gone) => {
+                                mirror::delete(to, self.auth(), account, c, Some(&n))
                                     .await
-                                    .map(|_| 0);
-                                self.set(&entry.id, |p| p.objects_deleted += 1);
-                                (n, None, r)
+                                    .map(|_| GONE)
                             }
-                        }
+                            Err(e) => Err(e),
+                        };
+                        (n, stamp, r)
                     }
-                })
-                .buffered(concurrency)
+                    Action::Delete(n) => {
+                        let r = mirror::delete(to, self.auth(), account, c, Some(&n))
+                            .await
+                            .map(|_| 0);
+                        self.set(&entry.id, |p| p.objects_deleted += 1);
+                        (n, None, r)
+                    }
+                }
+            }
+        };
+        // Unordered within each half: a large object does not hold back the window;
+        // the links start only once every other copy has ended.
+        let mut results: Vec<(String, Option<String>, Result<u64, MoveError>)> =
+            futures::stream::iter(plain)
+                .map(&step)
+                .buffer_unordered(concurrency)
                 .collect()
                 .await;
+        results.extend(
+            futures::stream::iter(links)
+                .map(&step)
+                .buffer_unordered(concurrency)
+                .collect::<Vec<_>>()
+                .await,
+        );
         let mut gone = std::collections::HashSet::new();
         for (name, stamp, r) in results {
             if r? == GONE {
@@ -1183,6 +1376,15 @@ impl Migrations {
         let p = self.progress_of(&entry.id).unwrap_or_default();
         tracing::info!(id = %entry.id, container = c, steps = n, objects_done = p.objects_done, objects_total = p.objects_total, bytes_done = p.bytes_done, objects_per_s = format!("{:.1}", p.objects_per_second), eta_s = format!("{:.1}", p.eta_seconds), "mirror pass");
         Ok((n - gone.len(), gone))
+    }
+
+    /// What this proxy knows of the clusters' usage follows the bytes it moved (until
+    /// the next measurement from `recon_endpoints` replaces it), so that placement and
+    /// a rebalance see the move at once.
+    fn account_usage(&self, from: &ClusterId, to: &ClusterId, bytes: u64) {
+        let registry = self.inner.locator.registry();
+        let _ = registry.update(from, |s| s.used_bytes = s.used_bytes.saturating_sub(bytes));
+        let _ = registry.update(to, |s| s.used_bytes = s.used_bytes.saturating_add(bytes));
     }
 
     /// Empties and deletes the source container (after the switch).
@@ -1233,11 +1435,39 @@ impl Migrations {
     }
 }
 
+/// The progress gauges: the migrations this proxy is working on, and their objects and
+/// bytes done and expected (summed).
+fn publish(live: &HashMap<String, Live>) {
+    let mut running = 0u64;
+    let (mut od, mut ot, mut bd, mut bt) = (0u64, 0u64, 0u64, 0u64);
+    for (k, l) in live {
+        let p = &l.progress;
+        if k.starts_with("alias:")
+            || !matches!(
+                p.phase.as_str(),
+                "copying" | "switching" | "cleaning" | "cancelling"
+            )
+        {
+            continue;
+        }
+        running += 1;
+        od += p.objects_done;
+        ot += p.objects_total;
+        bd += p.bytes_done;
+        bt += p.bytes_total;
+    }
+    metrics::gauge!("stackfed_migrations_running").set(running as f64);
+    metrics::gauge!("stackfed_migration_objects", "of" => "done").set(od as f64);
+    metrics::gauge!("stackfed_migration_objects", "of" => "total").set(ot as f64);
+    metrics::gauge!("stackfed_migration_bytes", "of" => "done").set(bd as f64);
+    metrics::gauge!("stackfed_migration_bytes", "of" => "total").set(bt as f64);
+}
+
 /// A copy that found the source's object gone.
 const GONE: u64 = u64::MAX;
 
 fn lease_ms(config: &MigrationConfig) -> u64 {
-    u64::try_from(secs(config.lease_seconds).as_millis()).unwrap_or(30_000)
+    u64::try_from(config.lease.as_millis()).unwrap_or(30_000)
 }
 
 fn read_entry(rec: &ContainerRecord) -> Option<JournalEntry> {
