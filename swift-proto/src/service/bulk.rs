@@ -47,6 +47,9 @@ use stackfed_http::{from_stream, Body};
 use super::FederationService;
 use crate::path::SwiftPath;
 
+#[cfg(feature = "fuzzing")]
+pub mod fuzz;
+
 /// The formats Swift's bulk middleware offers, in its order of preference.
 const ACCEPTABLE_FORMATS: [&str; 4] = [
     "text/plain",

@@ -53,6 +53,9 @@ use super::{Call, FederationService, Result};
 use crate::cluster::swift_path;
 use crate::error::SwiftError;
 
+#[cfg(feature = "fuzzing")]
+pub mod fuzz;
+
 /// The content-type parameter that marks an SLO manifest the proxy assembles.
 const SLO_MARK: &str = "stackfed_slo";
 /// The content-type parameter that marks a DLO manifest the proxy assembles.
