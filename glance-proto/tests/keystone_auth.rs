@@ -65,7 +65,10 @@ fn token_body(user: &str, project: &str, roles: &[String], expires: &str) -> Str
     .to_string()
 }
 
-async fn keystone_answer(state: Shared, req: Request<hyper::body::Incoming>) -> Response<Body> {
+async fn keystone_answer(
+    state: Shared,
+    req: Request<stackfed_http::RequestBody>,
+) -> Response<Body> {
     let mut s = state.lock().unwrap();
     s.requests += 1;
     if s.down {
