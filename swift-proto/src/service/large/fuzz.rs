@@ -35,7 +35,11 @@ pub fn stored_manifest(body: &[u8], first: u64, last: u64) {
         .iter()
         .fold(0u64, |n, e| n.saturating_add(e.length()));
     let (first, last) = (first.min(last), first.max(last));
-    for p in pieces(&slo_parts(&entries), first, last.min(total.saturating_sub(1))) {
+    for p in pieces(
+        &slo_parts(&entries),
+        first,
+        last.min(total.saturating_sub(1)),
+    ) {
         if let Piece::Fetch { first, last, .. } = p {
             assert!(first <= last, "a piece's range is inverted");
         }
