@@ -4,7 +4,10 @@ Glance, with raw sockets and real clients.
 - A client whose request body stalls or trickles is answered 408 (Swift's body) within
   the configured `client_timeout`, its connection closed, what was being written to a
   cluster aborted (no object appears there), while other clients are served meanwhile;
-  the same for an image upload through the edge."""
+  the same for an image upload through the edge.
+- kill -9 of the proxy while an upload, a cross-cluster copy and container creates run
+  (three seeds, killed at a random moment): no partial object on any cluster, no record
+  naming a cluster without its container, and the proxy starts again over the store."""
 
 import socket
 import threading
@@ -205,3 +208,125 @@ def test_a_stalled_image_upload_through_the_edge_is_cut_off_with_408(slow_edge, 
     assert doc["status"] == "queued" and doc["size"] is None, doc
     # The edge still serves.
     assert requests.get(f"{slow_edge.endpoint}/v2/images", timeout=30).status_code == 200
+
+
+# ----- kill -9 of the proxy mid-upload, mid cross-cluster copy, mid container create --
+
+MIB = 1024 * 1024
+
+
+def slow_upload(port: int, path: str, token: str, size: int, stop: threading.Event) -> None:
+    """PUTs `size` bytes (Content-Length) at about 8 MiB/s until done or the proxy dies."""
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=30)
+        s.sendall((f"PUT {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Auth-Token: {token}\r\n"
+                   f"Content-Length: {size}\r\n\r\n").encode())
+        block = b"u" * (256 * 1024)
+        for _ in range(size // len(block)):
+            if stop.is_set():
+                return
+            s.sendall(block)
+            time.sleep(0.03)
+        read_all(s, 30)
+    except OSError:
+        pass
+
+
+def start_proxy_again(p, binary):
+    p.start(binary)
+    return login(p)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_kill_9_mid_upload_copy_and_create_leaves_no_partial_object_or_orphan_record(
+        workdir, clusters, bins, seed):
+    import random
+    import signal
+    import sqlite3
+
+    rnd = random.Random(seed)
+    p = peers.FederationProxy(workdir / f"kill9-proxy-{seed}", [clusters["east"], clusters["west"]])
+    p.start(bins["swift-federation-proxy"])
+    try:
+        url, token = login(p)
+        account = url.rsplit("/", 1)[1]
+        c = swc.Connection(preauthurl=url, preauthtoken=token, retries=0)
+        src, dst, up = f"k9-src-{seed}", f"k9-dst-{seed}", f"k9-up-{seed}"
+        c.put_container(src, headers={"X-Container-Attr-Cluster": "east"})
+        c.put_container(dst, headers={"X-Container-Attr-Cluster": "west"})
+        c.put_container(up, headers={"X-Container-Attr-Cluster": rnd.choice(["east", "west"])})
+        big = bytes(rnd.getrandbits(8) for _ in range(4096)) * (48 * 256)  # 48 MiB
+        src_etag = c.put_object(src, "big", big)
+        stop = threading.Event()
+        created = []
+
+        def copies():
+            while not stop.is_set():
+                try:
+                    requests.request("COPY", f"{url}/{src}/big", timeout=60, headers={
+                        "X-Auth-Token": token, "Destination": f"{dst}/copy"})
+                except requests.RequestException:
+                    return
+
+        def creates():
+            i = 0
+            while not stop.is_set():
+                name = f"k9-new-{seed}-{i}"
+                i += 1
+                try:
+                    requests.put(f"{url}/{name}", headers={"X-Auth-Token": token}, timeout=30)
+                    created.append(name)
+                except requests.RequestException:
+                    return
+
+        threads = [threading.Thread(target=slow_upload, daemon=True,
+                                    args=(p.port, f"/v1/{account}/{up}/obj", token, 64 * MIB, stop)),
+                   threading.Thread(target=copies, daemon=True),
+                   threading.Thread(target=creates, daemon=True)]
+        for t in threads:
+            t.start()
+        time.sleep(rnd.uniform(1.0, 3.0))
+        p.proc.stop(sig=signal.SIGKILL)
+        p.proc = None
+        stop.set()
+        for t in threads:
+            t.join(60)
+
+        # Every cluster directly: the upload and the copy are whole or absent.
+        time.sleep(1.0)
+        for cl in clusters.values():
+            curl, ctoken = cl.authenticate(USER, KEY)
+            for container, obj, size, etag in ((up, "obj", 64 * MIB, None),
+                                               (dst, "copy", len(big), src_etag)):
+                r = requests.head(f"{curl}/{container}/{obj}", headers={"X-Auth-Token": ctoken},
+                                  timeout=30)
+                assert r.status_code in (404, 200), (cl.name, container, r.status_code)
+                if obj == "obj":
+                    # 64 MiB at 8 MiB/s cannot have finished before the kill (1-3 s).
+                    assert r.status_code == 404, (cl.name, r.status_code, r.headers)
+                if r.status_code == 200:
+                    assert int(r.headers["Content-Length"]) == size, (cl.name, container, r.headers)
+                    if etag:
+                        assert r.headers["Etag"].strip('"') == etag
+
+        # Every record of the store names a cluster that holds its container.
+        db = sqlite3.connect(f"file:{p.base / 'federation.db'}?mode=ro", uri=True)
+        records = db.execute("SELECT container, cluster FROM containers WHERE account = ?",
+                             (account,)).fetchall()
+        db.close()
+        assert len(records) >= 3 and created, (records, created)
+        tokens = {name: cl.authenticate(USER, KEY) for name, cl in clusters.items()}
+        orphans = []
+        for container, cluster in records:
+            curl, ctoken = tokens[cluster]
+            r = requests.head(f"{curl}/{container}", headers={"X-Auth-Token": ctoken}, timeout=30)
+            if r.status_code == 404:
+                orphans.append((container, cluster))
+        assert not orphans, f"records without a container: {orphans} (created: {len(created)})"
+
+        # And the proxy starts again over the same store and serves what was there.
+        url, token = start_proxy_again(p, bins["swift-federation-proxy"])
+        c = swc.Connection(preauthurl=url, preauthtoken=token, retries=0)
+        assert c.head_object(src, "big")["etag"] == src_etag
+    finally:
+        p.stop()
