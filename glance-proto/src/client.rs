@@ -144,6 +144,8 @@ impl CentralClient {
         let sent = self.http.send(req).await;
         self.record_reach(match &sent {
             Ok(_) => Some(true),
+            // A client whose upload stalled says nothing about the central.
+            Err(e) if stackfed_http::RequestBodyTimeout::caused(e) => None,
             Err(e) if e.is_temporary() => Some(false),
             Err(_) => None,
         });

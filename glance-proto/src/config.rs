@@ -80,6 +80,10 @@ fn default_max_stale() -> Duration {
 fn default_connect() -> Duration {
     Duration::from_secs(2)
 }
+fn default_client_timeout() -> Duration {
+    stackfed_http::DEFAULT_CLIENT_TIMEOUT
+}
+
 fn default_response() -> Duration {
     Duration::from_secs(30)
 }
@@ -146,6 +150,11 @@ pub struct EdgeConfig {
         with = "duration"
     )]
     pub response_timeout: Duration,
+    /// How long a client's request body (an image upload or stage forwarded to the
+    /// central) may stay silent (Swift's and Glance's `client_timeout`, default 60 s):
+    /// then the request is answered 408 and the upload to the central aborted.
+    #[serde(default = "default_client_timeout", with = "duration")]
+    pub client_timeout: Duration,
     /// The most bytes of image data to keep (no limit when absent). Enforced before
     /// anything is written: least recently used unpinned images are evicted; an image
     /// that cannot fit streams through uncached.
@@ -202,6 +211,7 @@ impl EdgeConfig {
         let invalid = |e: stackfed_http::config::Invalid| ConfigError::Invalid(e.to_string());
         nonzero("connect_timeout", c.connect_timeout).map_err(invalid)?;
         nonzero("response_timeout", c.response_timeout).map_err(invalid)?;
+        nonzero("client_timeout", c.client_timeout).map_err(invalid)?;
         nonzero("probe_interval", c.probe_interval).map_err(invalid)?;
         stackfed_http::config::http_endpoint("central_url", &c.central_url).map_err(invalid)?;
         if c.prefetch_concurrency == 0 {

@@ -70,6 +70,13 @@ impl GlanceError {
     /// (`consequence`, e.g. "changing images is not possible from this edge while it is
     /// offline").
     pub fn from_upstream(e: &UpstreamError, consequence: &str) -> Self {
+        if stackfed_http::RequestBodyTimeout::caused(e) {
+            // The client's body stalled while it was streamed to the central.
+            return Self::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "The server has waited too long for the request to be sent by the client.",
+            );
+        }
         let (status, what) = match e {
             UpstreamError::Refused {
                 status,

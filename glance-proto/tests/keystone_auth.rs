@@ -69,7 +69,10 @@ fn token_body(user: &str, project: &str, roles: &[String], expires: &str) -> Str
     .to_string()
 }
 
-async fn keystone_answer(state: Shared, req: Request<hyper::body::Incoming>) -> Response<Body> {
+async fn keystone_answer(
+    state: Shared,
+    req: Request<stackfed_http::RequestBody>,
+) -> Response<Body> {
     let delay = state.lock().unwrap().delay;
     tokio::time::sleep(delay).await;
     let mut s = state.lock().unwrap();

@@ -57,11 +57,12 @@ async fn run(args: common::ServerArgs, mut config: EdgeConfig) -> Result<(), Str
             http::HeaderName::from_static("x-openstack-request-id"),
         ))
         .service(edge.service);
-    let served = stackfed::http::serve(
+    let served = stackfed::http::serve_with(
         listener,
         service,
         stackfed::http::shutdown_signal(),
-        Duration::from_secs(10),
+        stackfed::http::ServeOptions::new(Duration::from_secs(10))
+            .body_idle_timeout(config.client_timeout),
     )
     .await;
     // Prefetch workers and fills still running stop here (a fill cut short leaves only

@@ -55,7 +55,8 @@ async fn run(args: common::ServerArgs, mut config: ProxyConfig) -> Result<(), St
     let options = stackfed::http::ServeOptions::new(Duration::from_secs(10))
         .max_headers(stackfed::swift_proto::headers::MAX_REQUEST_HEADERS)
         // Swift answers a path of raw invalid UTF-8 with 412, not the parser's 400.
-        .encode_raw_target(true);
+        .encode_raw_target(true)
+        .body_idle_timeout(config.client_timeout);
     let access_log = stackfed::http::AccessLogLayer::new(
         "swift",
         stackfed::swift_proto::service::family,

@@ -53,4 +53,7 @@ pub use body::{boxed, empty, from_stream, full, Body, BoxError};
 pub use client::{ClientError, HttpClient, Timeouts, TlsError};
 pub use hyper::{Request, Response};
 pub use observe::{AccessLogLayer, PeerAddr};
-pub use server::{serve, serve_with, shutdown_signal, ServeOptions};
+pub use server::{
+    serve, serve_with, shutdown_signal, RequestBody, RequestBodyTimeout, ServeOptions,
+    CLIENT_CHUNK_SIZE, DEFAULT_CLIENT_TIMEOUT,
+};

@@ -35,6 +35,11 @@ pub struct ServeOptions {
     /// the HTTP parser would otherwise refuse with a bare 400 before the service sees
     /// the request. Later requests on a kept-alive connection are not rewritten.
     pub encode_raw_target: bool,
+    /// How long the server may wait for each [`CLIENT_CHUNK_SIZE`] bytes of a request
+    /// body (Swift's `client_timeout`): waiting longer ends the body with a
+    /// [`RequestBodyTimeout`] error, so a client that sends a byte now and then, or stops
+    /// mid-body, holds nothing for long (see [`RequestBody`]).
+    pub body_idle_timeout: Duration,
 }
 
 impl ServeOptions {
@@ -45,7 +50,15 @@ impl ServeOptions {
             header_read_timeout: Duration::from_secs(30),
             max_headers: 100,
             encode_raw_target: false,
+            body_idle_timeout: DEFAULT_CLIENT_TIMEOUT,
         }
+    }
+
+    /// With another idle timeout on request bodies (60 s by default, Swift's
+    /// `client_timeout`).
+    pub fn body_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.body_idle_timeout = timeout;
+        self
     }
 
     /// With raw bytes in a connection's first request line percent-encoded (see
@@ -68,6 +81,132 @@ impl ServeOptions {
     }
 }
 
+/// Swift's default `client_timeout`: how long a request body may stay silent.
+pub const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A request body stayed silent longer than the server's
+/// [`body_idle_timeout`](ServeOptions::body_idle_timeout): the client's fault (Swift
+/// answers 408 Request Timeout); retrying helps only if the client sends faster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the client sent no part of the request body for {after:?}")]
+pub struct RequestBodyTimeout {
+    /// The idle time that passed.
+    pub after: Duration,
+}
+
+impl RequestBodyTimeout {
+    /// Whether `error`, or any error it was caused by, is a [`RequestBodyTimeout`]:
+    /// a request that failed because the client's body stalled (also when that body was
+    /// being streamed to a peer by an [`HttpClient`](crate::HttpClient)).
+    pub fn caused(error: &(dyn std::error::Error + 'static)) -> bool {
+        let mut e = Some(error);
+        while let Some(err) = e {
+            if err.is::<Self>() {
+                return true;
+            }
+            e = err.source();
+        }
+        false
+    }
+}
+
+/// Swift's `client_chunk_size`: the unit a request body is read in, each within the
+/// `client_timeout`.
+pub const CLIENT_CHUNK_SIZE: usize = 64 * 1024;
+
+/// The body of a request as [`serve`] hands it to a service: the connection's body,
+/// ending with a [`RequestBodyTimeout`] error when the client takes longer than the
+/// [`body_idle_timeout`](ServeOptions::body_idle_timeout) to send the next
+/// [`CLIENT_CHUNK_SIZE`] bytes (or the rest), as Swift reads `wsgi.input` in chunks of
+/// `client_chunk_size`, each under `client_timeout`: a client that stops, or sends a
+/// byte now and then, is cut off. Only the time spent waiting for the client counts
+/// (a service busy elsewhere, a peer slow to take the bytes, is not the client's
+/// fault). Its size hint is the request's.
+pub struct RequestBody {
+    body: Incoming,
+    after: Duration,
+    /// The time waited for the client since the last full chunk.
+    waited: Duration,
+    /// Bytes received since the last full chunk.
+    got: usize,
+    /// While waiting: since when, and the deadline.
+    waiting: Option<(tokio::time::Instant, Pin<Box<tokio::time::Sleep>>)>,
+}
+
+impl std::fmt::Debug for RequestBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestBody")
+            .field("idle_timeout", &self.after)
+            .field("waited", &self.waited)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RequestBody {
+    fn new(body: Incoming, after: Duration) -> Self {
+        Self {
+            body,
+            after,
+            waited: Duration::ZERO,
+            got: 0,
+            waiting: None,
+        }
+    }
+}
+
+impl http_body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                if let Some((since, _)) = this.waiting.take() {
+                    this.waited += since.elapsed();
+                }
+                if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(|f| f.data_ref())) {
+                    this.got += data.map_or(0, Bytes::len);
+                    if this.got >= CLIENT_CHUNK_SIZE {
+                        this.got = 0;
+                        this.waited = Duration::ZERO;
+                    }
+                }
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => {
+                let left = this.after.saturating_sub(this.waited);
+                let (_, deadline) = this.waiting.get_or_insert_with(|| {
+                    (
+                        tokio::time::Instant::now(),
+                        Box::pin(tokio::time::sleep(left)),
+                    )
+                });
+                match deadline.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        this.waiting = None;
+                        Poll::Ready(Some(Err(Box::new(RequestBodyTimeout {
+                            after: this.after,
+                        }))))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// Serves `service` on `listener` (HTTP/1.1, keep-alive) until `shutdown` completes,
 /// then stops accepting and lets in-flight requests finish for up to `drain`.
 ///
@@ -84,7 +223,7 @@ pub async fn serve<S, B>(
     drain: Duration,
 ) -> std::io::Result<()>
 where
-    S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S: tower::Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
     B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -101,7 +240,7 @@ pub async fn serve_with<S, B>(
     options: ServeOptions,
 ) -> std::io::Result<()>
 where
-    S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S: tower::Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
     B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -121,6 +260,7 @@ where
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let idle = options.body_idle_timeout;
                 let conn = http1::Builder::new()
                     .keep_alive(true)
                     .timer(TokioTimer::new())
@@ -135,7 +275,8 @@ where
                                 service.clone(),
                                 keep_zero_length::<B>,
                             ),
-                            move |mut req: Request<Incoming>| {
+                            move |req: Request<Incoming>| {
+                                let mut req = req.map(|b| RequestBody::new(b, idle));
                                 req.extensions_mut().insert(crate::observe::PeerAddr(peer));
                                 req
                             },
@@ -316,7 +457,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let service = tower::service_fn(|_req: Request<Incoming>| async {
+        let service = tower::service_fn(|_req: Request<RequestBody>| async {
             let chunks = futures::stream::iter(
                 ["a", "b", "c"].map(|s| Ok::<_, std::io::Error>(Bytes::from(s))),
             );
@@ -354,7 +495,7 @@ mod tests {
     async fn a_client_stalling_mid_head_is_disconnected() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let service = tower::service_fn(|_req: Request<Incoming>| async {
+        let service = tower::service_fn(|_req: Request<RequestBody>| async {
             Ok::<_, std::convert::Infallible>(Response::<Body>::new(crate::empty()))
         });
         let options = ServeOptions::new(Duration::from_secs(1))
@@ -399,7 +540,7 @@ mod tests {
             }
         });
         let client = crate::HttpClient::new(crate::Timeouts::default());
-        let service = tower::service_fn(move |req: Request<Incoming>| {
+        let service = tower::service_fn(move |req: Request<RequestBody>| {
             let client = client.clone();
             async move {
                 if req.uri().path() == "/empty" {
@@ -456,7 +597,7 @@ mod tests {
 
     #[tokio::test]
     async fn raw_bytes_in_a_first_request_line_are_percent_encoded() {
-        let service = tower::service_fn(|req: Request<Incoming>| async move {
+        let service = tower::service_fn(|req: Request<RequestBody>| async move {
             Ok::<_, std::convert::Infallible>(Response::new(crate::full(req.uri().to_string())))
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -480,6 +621,157 @@ mod tests {
         let out = String::from_utf8_lossy(&out);
         assert!(out.starts_with("HTTP/1.1 200"), "{out}");
         assert!(out.ends_with("/v1/a/%FF%C3%A9?q=%E2"), "{out}");
+        tx.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
+
+    /// A client that stops mid-body: the body read ends with [`RequestBodyTimeout`]
+    /// within the bound, also when the body is being streamed on to a peer by an
+    /// `HttpClient` (whose error then says it was caused by the client's body), and the
+    /// peer sees its request broken off rather than completed.
+    #[tokio::test]
+    async fn a_stalled_request_body_times_out_also_when_streamed_on() {
+        // The peer: reads the whole body, says how much it got.
+        let peer_got = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let seen = peer_got.clone();
+        let peer = tower::service_fn(move |req: Request<RequestBody>| {
+            let seen = seen.clone();
+            async move {
+                let r = http_body_util::BodyExt::collect(req.into_body()).await;
+                let what = match r {
+                    Ok(b) => format!("complete {}", b.to_bytes().len()),
+                    Err(_) => "broken".to_owned(),
+                };
+                seen.lock().unwrap().push(what);
+                Ok::<_, std::convert::Infallible>(Response::new(crate::full("ok")))
+            }
+        });
+        let peer_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer_addr = peer_listener.local_addr().unwrap();
+        let (peer_tx, peer_rx) = tokio::sync::oneshot::channel::<()>();
+        let peer_server = tokio::spawn(serve(
+            peer_listener,
+            peer,
+            async {
+                let _ = peer_rx.await;
+            },
+            Duration::from_secs(1),
+        ));
+        // The proxy: streams the client's body to the peer.
+        let client = crate::HttpClient::new(crate::Timeouts::default());
+        let proxy = tower::service_fn(move |req: Request<RequestBody>| {
+            let client = client.clone();
+            async move {
+                let (parts, body) = req.into_parts();
+                let mut up = Request::new(crate::boxed(body));
+                *up.method_mut() = parts.method;
+                *up.uri_mut() = format!("http://{peer_addr}/x").parse().unwrap();
+                if let Some(l) = parts.headers.get(http::header::CONTENT_LENGTH) {
+                    up.headers_mut()
+                        .insert(http::header::CONTENT_LENGTH, l.clone());
+                }
+                let answer = match client.send(up).await {
+                    Ok(_) => "forwarded".to_owned(),
+                    Err(e) if RequestBodyTimeout::caused(&e) => "client timeout".to_owned(),
+                    Err(e) => format!("other: {e}"),
+                };
+                Ok::<_, std::convert::Infallible>(Response::new(crate::full(answer)))
+            }
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let options =
+            ServeOptions::new(Duration::from_secs(1)).body_idle_timeout(Duration::from_millis(300));
+        let server = tokio::spawn(serve_with(
+            listener,
+            proxy,
+            async {
+                let _ = rx.await;
+            },
+            options,
+        ));
+        let started = std::time::Instant::now();
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"PUT /o HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+            .await
+            .unwrap();
+        // Then nothing more: the answer comes within the bound.
+        let mut out = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+        assert!(read.is_ok(), "the server held the stalled connection");
+        let out = String::from_utf8_lossy(&out);
+        assert!(out.ends_with("client timeout"), "{out}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+        // The peer never saw a complete request.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let got = peer_got.lock().unwrap().clone();
+        assert!(got.iter().all(|g| g == "broken"), "{got:?}");
+        // A client that sends the whole body is served as before.
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            b"PUT /o HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
+        )
+        .await
+        .unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.unwrap();
+        assert!(String::from_utf8_lossy(&out).ends_with("forwarded"));
+        assert_eq!(peer_got.lock().unwrap().last().unwrap(), "complete 3");
+        tx.send(()).unwrap();
+        peer_tx.send(()).unwrap();
+        server.await.unwrap().unwrap();
+        peer_server.await.unwrap().unwrap();
+    }
+
+    /// A client that trickles a byte now and then never sends a chunk in time: cut off
+    /// after about the timeout of waiting, not kept alive by each byte.
+    #[tokio::test]
+    async fn a_trickling_request_body_times_out() {
+        let service = tower::service_fn(|req: Request<RequestBody>| async move {
+            let r = http_body_util::BodyExt::collect(req.into_body()).await;
+            let answer = match r {
+                Ok(b) => format!("complete {}", b.to_bytes().len()),
+                Err(e) if RequestBodyTimeout::caused(&*e) => "client timeout".to_owned(),
+                Err(e) => format!("other: {e}"),
+            };
+            Ok::<_, std::convert::Infallible>(Response::new(crate::full(answer)))
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let options =
+            ServeOptions::new(Duration::from_secs(1)).body_idle_timeout(Duration::from_millis(400));
+        let server = tokio::spawn(serve_with(
+            listener,
+            service,
+            async {
+                let _ = rx.await;
+            },
+            options,
+        ));
+        let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut r, mut w) = s.into_split();
+        w.write_all(b"PUT /o HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let trickle = tokio::spawn(async move {
+            for _ in 0..50 {
+                if w.write_all(b"x").await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        let mut out = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(4), r.read_to_end(&mut out)).await;
+        assert!(read.is_ok(), "the trickling client held the connection");
+        let out = String::from_utf8_lossy(&out);
+        assert!(out.ends_with("client timeout"), "{out}");
+        let took = started.elapsed();
+        assert!(took < Duration::from_millis(1500), "{took:?}");
+        trickle.abort();
         tx.send(()).unwrap();
         server.await.unwrap().unwrap();
     }

@@ -159,6 +159,10 @@ fn default_connect() -> Duration {
     Duration::from_secs(3)
 }
 
+fn default_client_timeout() -> Duration {
+    stackfed_http::DEFAULT_CLIENT_TIMEOUT
+}
+
 fn default_response() -> Duration {
     Duration::from_secs(60)
 }
@@ -218,6 +222,11 @@ pub struct ProxyConfig {
         with = "duration"
     )]
     pub response_timeout: Duration,
+    /// How long a client's request body may stay silent (Swift's `client_timeout`,
+    /// default 60 s): then the request is answered 408 and what was being written to a
+    /// cluster is aborted, so no partial object appears.
+    #[serde(default = "default_client_timeout", with = "duration")]
+    pub client_timeout: Duration,
     /// The clusters.
     pub clusters: Vec<ClusterConfig>,
     /// Time between health probes of every cluster, 0 disables the probe (alias
@@ -301,6 +310,7 @@ impl ProxyConfig {
         let invalid = |e: stackfed_http::config::Invalid| ConfigError::Invalid(e.to_string());
         nonzero("connect_timeout", cfg.connect_timeout).map_err(invalid)?;
         nonzero("response_timeout", cfg.response_timeout).map_err(invalid)?;
+        nonzero("client_timeout", cfg.client_timeout).map_err(invalid)?;
         if cfg.probe_fall == 0 || cfg.probe_rise == 0 {
             return Err(ConfigError::Invalid(
                 "probe_fall and probe_rise must be at least 1".into(),

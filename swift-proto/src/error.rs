@@ -118,6 +118,7 @@ fn default_text(status: StatusCode) -> (&'static str, &'static str) {
         409 => ("Conflict", "There was a conflict when trying to complete your request."),
         411 => ("Length Required", "Length Required"),
         412 => ("Precondition Failed", "A precondition for this request was not met."),
+        408 => ("Request Timeout", "The server has waited too long for the request to be sent by the client."),
         413 => ("Request Entity Too Large", "The body of your request was too large for this server."),
         416 => ("Requested Range Not Satisfiable", "The Range requested is not available."),
         499 => ("Client Disconnect", "The client was disconnected during request."),
@@ -139,6 +140,11 @@ impl From<crate::cluster::ClusterError> for SwiftError {
         match &e {
             E::Refused { .. } => Self::unauthorized(),
             E::Invalid { message, .. } => Self::bad_request(message.clone()),
+            // The client's body stalled while it was streamed to the cluster (Swift's
+            // `client_timeout`): its fault, not the cluster's.
+            _ if stackfed_http::RequestBodyTimeout::caused(&e) => {
+                Self::status(StatusCode::REQUEST_TIMEOUT)
+            }
             _ if e.is_timeout() => Self::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 format!("cluster {} did not answer in time", e.cluster()),

@@ -149,7 +149,7 @@ async fn serve_admin(
             upkeep.run_upkeep();
         }
     });
-    let service = tower::service_fn(move |req: Request<hyper::body::Incoming>| {
+    let service = tower::service_fn(move |req: Request<stackfed::http::RequestBody>| {
         let (handle, ready) = (handle.clone(), ready.clone());
         async move {
             let resp = match (req.method().as_str(), req.uri().path()) {

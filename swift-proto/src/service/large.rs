@@ -54,6 +54,9 @@ use super::{Call, FederationService, Result};
 use crate::cluster::swift_path;
 use crate::error::SwiftError;
 
+#[cfg(feature = "fuzzing")]
+pub mod fuzz;
+
 /// The content-type parameter that marks an SLO manifest the proxy assembles.
 const SLO_MARK: &str = "stackfed_slo";
 /// The content-type parameter that marks a DLO manifest the proxy assembles.
@@ -187,9 +190,10 @@ fn range_for_length(spec: RangeSpec, length: u64) -> Option<(u64, u64)> {
     match spec {
         RangeSpec::Suffix(0) => None,
         RangeSpec::Suffix(n) => Some((length.saturating_sub(n), length)),
-        RangeSpec::From { first, last } if first < length => {
-            Some((first, last.map_or(length, |l| (l + 1).min(length))))
-        }
+        RangeSpec::From { first, last } if first < length => Some((
+            first,
+            last.map_or(length, |l| l.saturating_add(1).min(length)),
+        )),
         RangeSpec::From { .. } => None,
     }
 }
@@ -468,12 +472,13 @@ fn encode_stored(entries: &[Stored]) -> String {
     format!("[{}]", items.join(", "))
 }
 
-/// A stored manifest, read back (`None` when it is not one).
+/// A stored manifest, read back (`None` when it is not one: also an inverted range, or
+/// a total size past `u64`).
 fn decode_stored(body: &[u8]) -> Option<Vec<Stored>> {
     let Value::Array(items) = serde_json::from_slice(body).ok()? else {
         return None;
     };
-    items
+    let entries: Vec<Stored> = items
         .iter()
         .map(|item| {
             if let Some(d) = item.get("data").and_then(Value::as_str) {
@@ -500,7 +505,8 @@ fn decode_stored(body: &[u8]) -> Option<Vec<Stored>> {
                 None => None,
                 Some(r) => {
                     let (a, b) = r.split_once('-')?;
-                    Some((a.parse().ok()?, b.parse().ok()?))
+                    let (a, b): (u64, u64) = (a.parse().ok()?, b.parse().ok()?);
+                    Some((a <= b && b < u64::MAX).then_some((a, b))?)
                 }
             };
             Some(Stored::Segment {
@@ -513,7 +519,11 @@ fn decode_stored(body: &[u8]) -> Option<Vec<Stored>> {
                 sub_slo,
             })
         })
-        .collect()
+        .collect::<Option<_>>()?;
+    entries
+        .iter()
+        .try_fold(0u64, |n, e| n.checked_add(e.length()))?;
+    Some(entries)
 }
 
 /// `convert_segment_listing`: the stored manifest in the form a client PUTs
@@ -1957,6 +1967,32 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok[1], Input::Data(b"xyz".to_vec()));
+    }
+
+    /// Found by the fuzz targets (fuzz/regressions/): a range ending at `u64::MAX`
+    /// overflowed, and a stored manifest with an inverted range or sizes past `u64`
+    /// made its length and pieces overflow.
+    #[test]
+    fn ranges_and_stored_manifests_at_the_limits_do_not_overflow() {
+        let all = RangeSpec::From {
+            first: 0,
+            last: Some(u64::MAX),
+        };
+        assert_eq!(range_for_length(all, 10), Some((0, 10)));
+        let stored = |r: &str| {
+            decode_stored(format!(r#"[{{"name": "/s/o", "bytes": 5, "hash": "x"{r}}}]"#).as_bytes())
+        };
+        assert!(stored(r#", "range": "5-3""#).is_none());
+        assert!(stored(r#", "range": "0-18446744073709551615""#).is_none());
+        assert_eq!(
+            stored(r#", "range": "1-3""#).map(|e| e[0].length()),
+            Some(3)
+        );
+        let max = u64::MAX;
+        let huge = format!(
+            r#"[{{"name": "/s/o", "bytes": {max}, "hash": "x"}}, {{"name": "/s/p", "bytes": {max}, "hash": "y"}}]"#
+        );
+        assert!(decode_stored(huge.as_bytes()).is_none());
     }
 
     #[test]

@@ -37,6 +37,14 @@ mod seal;
 mod symlink;
 mod tempurl;
 
+/// The service's private parsers, for the fuzz targets in `fuzz/` only (not an API).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use super::bulk::fuzz as bulk;
+    pub use super::large::fuzz as large;
+}
+
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;

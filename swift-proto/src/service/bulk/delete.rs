@@ -41,6 +41,9 @@ use super::{
 };
 use crate::service::FederationService;
 
+#[cfg(feature = "fuzzing")]
+pub mod fuzz;
+
 /// Swift's defaults, used when no cluster's `/info` gives them.
 pub(super) const DEFAULT_MAX_DELETES: u64 = 10_000;
 pub(super) const DEFAULT_MAX_FAILED_DELETES: u64 = 1_000;

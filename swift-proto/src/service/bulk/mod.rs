@@ -17,6 +17,10 @@
 mod delete;
 mod extract;
 
+/// The bulk-delete parsers, for the fuzz targets (`fuzz/`, feature `fuzzing`).
+#[cfg(feature = "fuzzing")]
+pub use delete::fuzz;
+
 pub(super) use delete::is_bulk_delete;
 pub(super) use extract::{extract_archive, Compression};
 

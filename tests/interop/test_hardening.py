@@ -1,0 +1,332 @@
+"""Hardening (issue 16): slow clients and faults, against real Swift clusters and a real
+Glance, with raw sockets and real clients.
+
+- A client whose request body stalls or trickles is answered 408 (Swift's body) within
+  the configured `client_timeout`, its connection closed, what was being written to a
+  cluster aborted (no object appears there), while other clients are served meanwhile;
+  the same for an image upload through the edge.
+- kill -9 of the proxy while an upload, a cross-cluster copy and container creates run
+  (three seeds, killed at a random moment): no partial object on any cluster, no record
+  naming a cluster without its container, and the proxy starts again over the store."""
+
+import socket
+import threading
+import time
+
+import pytest
+import requests
+import swiftclient.client as swc
+
+import peers
+
+USER, KEY = "test:tester", "testing"
+# The servers' client_timeout in these tests (Swift's default is 60 s).
+CLIENT_TIMEOUT = 2.0
+# What a loaded 2-core machine may add to it before the answer is read.
+SLACK = 4.0
+SWIFT_408 = ("<html><h1>Request Timeout</h1><p>The server has waited too long for the "
+             "request to be sent by the client.</p></html>")
+
+
+@pytest.fixture(scope="module")
+def bins():
+    return {n: peers.cargo_bin(n) for n in ("swift-federation-proxy", "glance-edge-cache")}
+
+
+@pytest.fixture(scope="module")
+def slow_proxy(workdir, clusters, bins):
+    p = peers.FederationProxy(workdir / "hardening-proxy", [clusters["east"], clusters["west"]],
+                              extra_toml=f'client_timeout = "{CLIENT_TIMEOUT}s"\n')
+    p.start(bins["swift-federation-proxy"])
+    yield p
+    p.stop()
+
+
+def login(proxy):
+    r = requests.get(proxy.auth_url, headers={"X-Auth-User": USER, "X-Auth-Key": KEY}, timeout=30)
+    r.raise_for_status()
+    return r.headers["X-Storage-Url"], r.headers["X-Auth-Token"]
+
+
+def read_all(s: socket.socket, limit: float) -> bytes:
+    """Everything the server sends until it closes, or what came within `limit` s."""
+    s.settimeout(limit)
+    out = b""
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b:
+                return out
+            out += b
+    except (socket.timeout, ConnectionResetError):
+        return out
+
+
+def stalled_put(host_port, path: str, token: str, framing: str, how: str):
+    """PUTs `path` announcing a 1 MiB body, sends 10 bytes of it, then stops (`stop`) or
+    sends one byte every 0.5 s (`trickle`). Returns (answer, seconds from the last
+    full-speed byte to the connection's close, closed)."""
+    host, port = host_port
+    s = socket.create_connection((host, port), timeout=30)
+    head = (f"PUT {path} HTTP/1.1\r\nHost: {host}:{port}\r\nX-Auth-Token: {token}\r\n"
+            "Content-Type: application/octet-stream\r\n")
+    if framing == "length":
+        s.sendall((head + "Content-Length: 1048576\r\n\r\n").encode() + b"0123456789")
+    else:
+        s.sendall((head + "Transfer-Encoding: chunked\r\n\r\n").encode() + b"a\r\n0123456789\r\n")
+    started = time.monotonic()
+    stop = threading.Event()
+
+    def trickle():
+        while not stop.wait(0.5):
+            try:
+                s.sendall(b"1\r\nx\r\n" if framing == "chunked" else b"x")
+            except OSError:
+                return
+
+    t = threading.Thread(target=trickle, daemon=True)
+    if how == "trickle":
+        t.start()
+    out = read_all(s, CLIENT_TIMEOUT + SLACK + 10)
+    took = time.monotonic() - started
+    # Closed: a read now gives EOF (or a reset), not a timeout.
+    s.settimeout(1)
+    try:
+        closed = s.recv(1) == b""
+    except socket.timeout:
+        closed = False
+    except OSError:
+        closed = True
+    stop.set()
+    s.close()
+    return out.decode(errors="replace"), took, closed
+
+
+@pytest.mark.parametrize("framing,how", [("length", "stop"), ("chunked", "stop"),
+                                         ("length", "trickle")])
+def test_a_stalled_upload_is_cut_off_with_408_and_leaves_no_object(
+        slow_proxy, clusters, framing, how):
+    url, token = login(slow_proxy)
+    container = f"slow-{framing}-{how}"
+    c = swc.Connection(preauthurl=url, preauthtoken=token, retries=0)
+    c.put_container(container, headers={"X-Container-Attr-Cluster": "east"})
+    c.put_object(container, "other", b"served meanwhile")
+    account = url.rsplit("/", 1)[1]
+    path = f"/v1/{account}/{container}/stalled"
+
+    # Other clients are served while the slow one holds its connection.
+    served, slowest = [], [0.0]
+    done = threading.Event()
+
+    def others():
+        while not done.is_set():
+            t0 = time.monotonic()
+            r = requests.get(f"{url}/{container}/other", headers={"X-Auth-Token": token}, timeout=30)
+            slowest[0] = max(slowest[0], time.monotonic() - t0)
+            served.append(r.status_code)
+            time.sleep(0.2)
+
+    t = threading.Thread(target=others, daemon=True)
+    t.start()
+    try:
+        answer, took, closed = stalled_put(("127.0.0.1", slow_proxy.port), path, token, framing, how)
+    finally:
+        done.set()
+        t.join(30)
+    assert answer.startswith("HTTP/1.1 408"), answer
+    assert answer.endswith(SWIFT_408), answer
+    assert closed, "the connection stayed open after the 408"
+    assert CLIENT_TIMEOUT * 0.9 <= took <= CLIENT_TIMEOUT + SLACK, took
+    assert len(served) >= 3 and set(served) == {200}, served
+    assert slowest[0] < CLIENT_TIMEOUT, slowest
+
+    # No object, on the cluster itself or through the proxy; the container's listing on
+    # the cluster does not name it.
+    east_url, east_token = clusters["east"].authenticate(USER, KEY)
+    time.sleep(0.5)
+    r = requests.head(f"{east_url}/{container}/stalled", headers={"X-Auth-Token": east_token}, timeout=30)
+    assert r.status_code == 404, r.status_code
+    r = requests.get(f"{east_url}/{container}", headers={"X-Auth-Token": east_token}, timeout=30)
+    assert r.text.split() == ["other"], r.text
+    r = requests.head(f"{url}/{container}/stalled", headers={"X-Auth-Token": token}, timeout=30)
+    assert r.status_code == 404
+
+
+def test_a_slow_but_steady_upload_is_not_cut_off(slow_proxy):
+    """64 KiB every second (one chunk a second, under the 2 s client_timeout), 8 chunks
+    long: longer than the timeout in all, but every chunk in time: stored whole."""
+    url, token = login(slow_proxy)
+    c = swc.Connection(preauthurl=url, preauthtoken=token, retries=0)
+    c.put_container("slow-steady")
+    chunk = b"s" * 65536
+
+    def body():
+        for _ in range(8):
+            yield chunk
+            time.sleep(1.0)
+
+    r = requests.put(f"{url}/slow-steady/steady", data=body(), headers={"X-Auth-Token": token},
+                     timeout=60)
+    assert r.status_code == 201, r.text
+    assert c.head_object("slow-steady", "steady")["content-length"] == str(8 * 65536)
+
+
+@pytest.fixture(scope="module")
+def central(workdir):
+    g = peers.GlanceCentral(workdir / "hardening-central")
+    g.start()
+    yield g
+    g.stop()
+
+
+@pytest.fixture(scope="module")
+def slow_edge(workdir, central, bins):
+    e = peers.GlanceEdge(workdir / "hardening-edge", central.endpoint,
+                         extra_toml=f'client_timeout = "{CLIENT_TIMEOUT}s"\n')
+    e.start(bins["glance-edge-cache"])
+    yield e
+    e.stop()
+
+
+def test_a_stalled_image_upload_through_the_edge_is_cut_off_with_408(slow_edge, central):
+    r = requests.post(f"{slow_edge.endpoint}/v2/images", json={
+        "name": "stalled", "disk_format": "raw", "container_format": "bare"}, timeout=30)
+    assert r.status_code == 201, r.text
+    image = r.json()["id"]
+    answer, took, closed = stalled_put(("127.0.0.1", slow_edge.port), f"/v2/images/{image}/file",
+                                       "x", "length", "stop")
+    assert answer.startswith("HTTP/1.1 408"), answer
+    assert closed
+    assert CLIENT_TIMEOUT * 0.9 <= took <= CLIENT_TIMEOUT + SLACK, took
+    # The central holds no data for it: the upload was aborted, not completed short.
+    deadline = time.monotonic() + 30
+    while True:
+        doc = requests.get(f"{central.endpoint}/v2/images/{image}", timeout=30).json()
+        if doc["status"] != "saving" or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert doc["status"] == "queued" and doc["size"] is None, doc
+    # The edge still serves.
+    assert requests.get(f"{slow_edge.endpoint}/v2/images", timeout=30).status_code == 200
+
+
+# ----- kill -9 of the proxy mid-upload, mid cross-cluster copy, mid container create --
+
+MIB = 1024 * 1024
+
+
+def slow_upload(port: int, path: str, token: str, size: int, stop: threading.Event) -> None:
+    """PUTs `size` bytes (Content-Length) at about 8 MiB/s until done or the proxy dies."""
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=30)
+        s.sendall((f"PUT {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Auth-Token: {token}\r\n"
+                   f"Content-Length: {size}\r\n\r\n").encode())
+        block = b"u" * (256 * 1024)
+        for _ in range(size // len(block)):
+            if stop.is_set():
+                return
+            s.sendall(block)
+            time.sleep(0.03)
+        read_all(s, 30)
+    except OSError:
+        pass
+
+
+def start_proxy_again(p, binary):
+    p.start(binary)
+    return login(p)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_kill_9_mid_upload_copy_and_create_leaves_no_partial_object_or_orphan_record(
+        workdir, clusters, bins, seed):
+    import random
+    import signal
+    import sqlite3
+
+    rnd = random.Random(seed)
+    p = peers.FederationProxy(workdir / f"kill9-proxy-{seed}", [clusters["east"], clusters["west"]])
+    p.start(bins["swift-federation-proxy"])
+    try:
+        url, token = login(p)
+        account = url.rsplit("/", 1)[1]
+        c = swc.Connection(preauthurl=url, preauthtoken=token, retries=0)
+        src, dst, up = f"k9-src-{seed}", f"k9-dst-{seed}", f"k9-up-{seed}"
+        c.put_container(src, headers={"X-Container-Attr-Cluster": "east"})
+        c.put_container(dst, headers={"X-Container-Attr-Cluster": "west"})
+        c.put_container(up, headers={"X-Container-Attr-Cluster": rnd.choice(["east", "west"])})
+        big = bytes(rnd.getrandbits(8) for _ in range(4096)) * (48 * 256)  # 48 MiB
+        src_etag = c.put_object(src, "big", big)
+        stop = threading.Event()
+        created = []
+
+        def copies():
+            while not stop.is_set():
+                try:
+                    requests.request("COPY", f"{url}/{src}/big", timeout=60, headers={
+                        "X-Auth-Token": token, "Destination": f"{dst}/copy"})
+                except requests.RequestException:
+                    return
+
+        def creates():
+            i = 0
+            while not stop.is_set():
+                name = f"k9-new-{seed}-{i}"
+                i += 1
+                try:
+                    requests.put(f"{url}/{name}", headers={"X-Auth-Token": token}, timeout=30)
+                    created.append(name)
+                except requests.RequestException:
+                    return
+
+        threads = [threading.Thread(target=slow_upload, daemon=True,
+                                    args=(p.port, f"/v1/{account}/{up}/obj", token, 64 * MIB, stop)),
+                   threading.Thread(target=copies, daemon=True),
+                   threading.Thread(target=creates, daemon=True)]
+        for t in threads:
+            t.start()
+        time.sleep(rnd.uniform(1.0, 3.0))
+        p.proc.stop(sig=signal.SIGKILL)
+        p.proc = None
+        stop.set()
+        for t in threads:
+            t.join(60)
+
+        # Every cluster directly: the upload and the copy are whole or absent.
+        time.sleep(1.0)
+        for cl in clusters.values():
+            curl, ctoken = cl.authenticate(USER, KEY)
+            for container, obj, size, etag in ((up, "obj", 64 * MIB, None),
+                                               (dst, "copy", len(big), src_etag)):
+                r = requests.head(f"{curl}/{container}/{obj}", headers={"X-Auth-Token": ctoken},
+                                  timeout=30)
+                assert r.status_code in (404, 200), (cl.name, container, r.status_code)
+                if obj == "obj":
+                    # 64 MiB at 8 MiB/s cannot have finished before the kill (1-3 s).
+                    assert r.status_code == 404, (cl.name, r.status_code, r.headers)
+                if r.status_code == 200:
+                    assert int(r.headers["Content-Length"]) == size, (cl.name, container, r.headers)
+                    if etag:
+                        assert r.headers["Etag"].strip('"') == etag
+
+        # Every record of the store names a cluster that holds its container.
+        db = sqlite3.connect(f"file:{p.base / 'federation.db'}?mode=ro", uri=True)
+        records = db.execute("SELECT container, cluster FROM containers WHERE account = ?",
+                             (account,)).fetchall()
+        db.close()
+        assert len(records) >= 3 and created, (records, created)
+        tokens = {name: cl.authenticate(USER, KEY) for name, cl in clusters.items()}
+        orphans = []
+        for container, cluster in records:
+            curl, ctoken = tokens[cluster]
+            r = requests.head(f"{curl}/{container}", headers={"X-Auth-Token": ctoken}, timeout=30)
+            if r.status_code == 404:
+                orphans.append((container, cluster))
+        assert not orphans, f"records without a container: {orphans} (created: {len(created)})"
+
+        # And the proxy starts again over the same store and serves what was there.
+        url, token = start_proxy_again(p, bins["swift-federation-proxy"])
+        c = swc.Connection(preauthurl=url, preauthtoken=token, retries=0)
+        assert c.head_object(src, "big")["etag"] == src_etag
+    finally:
+        p.stop()
