@@ -228,11 +228,12 @@ def main():
     ap.add_argument("--large-mib", type=int, default=1024, help="size of the large object")
     ap.add_argument("--uploads", type=int, default=64, help="concurrent uploads for the RSS row")
     ap.add_argument("--upload-mib", type=int, default=1024, help="size of each upload for the RSS row")
+    ap.add_argument("--binary", default=str(ROOT / "target" / "release" / "swift-federation-proxy"))
     ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
     args = ap.parse_args()
     only = set(args.only.split(","))
     assert only <= set(SECTIONS), only
-    binary = ROOT / "target" / "release" / "swift-federation-proxy"
+    binary = Path(args.binary)
     base = Path(tempfile.mkdtemp(prefix="stackfed-load-swift-"))
     clusters, proxy, nginx = [], None, None
     fast = fast_proxy = fnginx = None
