@@ -206,7 +206,9 @@ def upload_rss(r, binary, base, uploads, mib):
                     c.kill()
                     c.wait()
         r["rss_seconds"] = time.monotonic() - started
-        assert codes == ["201"] * uploads, codes
+        # Reported, not asserted: the peak is what this row measures (see the README
+        # for uploads that outlast the client's response timeout).
+        r["rss_statuses"] = {c: codes.count(c) for c in sorted(set(codes))}
         r["rss_peak_mib"] = hwm()
         r["rss_uploads"], r["rss_upload_mib"] = uploads, mib
         src.unlink()
@@ -304,6 +306,9 @@ def main():
             print(f"{args.uploads} concurrent uploads of {args.upload_mib} MiB through the proxy", flush=True)
             upload_rss(r, binary, base, args.uploads, args.upload_mib)
     finally:
+        partial = ROOT / ".run" / "load-swift.partial.json"
+        partial.parent.mkdir(exist_ok=True)
+        partial.write_text(json.dumps(r, indent=2))
         for p in (fnginx, fast_proxy, fast, nginx, proxy):
             if p:
                 p.stop()
@@ -331,7 +336,8 @@ def main():
               f"{p50['proxy'] / slower:.2f}")
     if "rss" in only:
         print(f"proxy peak RSS (VmHWM): {r['rss_before_mib']:.1f} MiB before, {r['rss_peak_mib']:.1f} MiB after "
-              f"{r['rss_uploads']} concurrent {r['rss_upload_mib']} MiB uploads ({r['rss_seconds']:.0f} s)")
+              f"{r['rss_uploads']} concurrent {r['rss_upload_mib']} MiB uploads ({r['rss_seconds']:.0f} s, "
+              f"statuses {r['rss_statuses']})")
     out = ROOT / ".run" / "load-swift.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(r, indent=2))

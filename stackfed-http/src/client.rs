@@ -344,7 +344,10 @@ impl HttpClient {
             again
         });
         let Some(again) = replay else {
-            return self.once(&self.wide, req).await.map_err(Failure::into_error);
+            return self
+                .once(&self.wide, req)
+                .await
+                .map_err(Failure::into_error);
         };
         match self.once(&self.http, req).await {
             Err(Failure::Error(ClientError::Connect { source })) => {
