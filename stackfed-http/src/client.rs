@@ -18,6 +18,12 @@ use crate::body::{boxed, empty, is_empty, Body, BoxError};
 /// Swift account with its 90 allowed metadata items sends).
 pub const MAX_RESPONSE_HEADERS: usize = 1024;
 
+/// The headers a replayable request's answer is first parsed with: hyper's own default,
+/// for which its parser needs neither a heap allocation nor to fill
+/// [`MAX_RESPONSE_HEADERS`] slots on every answer (about 10,000 instructions a request).
+/// An answer with more is asked for again with the wide limit (see [`HttpClient::send`]).
+pub const COMMON_RESPONSE_HEADERS: usize = 100;
+
 /// Client timeouts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
@@ -229,8 +235,36 @@ type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 /// see [`with_ca_file`](Self::with_ca_file)).
 #[derive(Debug, Clone)]
 pub struct HttpClient {
+    /// Parses answers with up to [`COMMON_RESPONSE_HEADERS`] headers (hyper's default).
     http: Client<Connector, Body>,
+    /// Parses answers with up to [`MAX_RESPONSE_HEADERS`]: requests that cannot be sent
+    /// again, and replayable ones whose answer had more headers than `http` reads.
+    wide: Client<Connector, Body>,
     timeouts: Timeouts,
+}
+
+/// How one attempt failed: for good, or on an answer head too large to parse (more
+/// headers than the client allowed), which a wider client may read.
+enum Failure {
+    Error(ClientError),
+    ManyHeaders(BoxError),
+}
+
+impl Failure {
+    fn into_error(self) -> ClientError {
+        match self {
+            Self::Error(e) => e,
+            Self::ManyHeaders(source) => ClientError::Transport { source },
+        }
+    }
+}
+
+/// Whether hyper refused an answer's head as too large (too many headers, or more bytes
+/// than its buffer holds).
+fn too_many_headers(e: &hyper_util::client::legacy::Error) -> bool {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<hyper::Error>())
+        .is_some_and(hyper::Error::is_parse_too_large)
 }
 
 fn is_idempotent(m: &Method) -> bool {
@@ -270,15 +304,24 @@ impl HttpClient {
             .https_or_http()
             .enable_http1()
             .wrap_connector(connector);
-        let http = Client::builder(TokioExecutor::new())
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(64)
-            .http1_max_headers(MAX_RESPONSE_HEADERS)
             // The answer's header names keep the peer's spelling (in its extensions),
             // for a server that passes the answer on.
-            .http1_preserve_header_case(true)
+            .http1_preserve_header_case(true);
+        // No `http1_max_headers` here: hyper then parses into 100 slots on the stack
+        // instead of a configured number of slots it allocates and fills per answer.
+        let http = builder.build(connector.clone());
+        let wide = builder
+            .http1_max_headers(MAX_RESPONSE_HEADERS)
             .build(connector);
-        Self { http, timeouts }
+        Self {
+            http,
+            wide,
+            timeouts,
+        }
     }
 
     /// The timeouts in force.
@@ -288,7 +331,10 @@ impl HttpClient {
 
     /// Sends a request whose body streams from the caller; the response body streams
     /// back (each wait for more of it bounded by [`Timeouts::idle`]). A bodiless request
-    /// with an idempotent method is tried once more if no connection could be made.
+    /// with an idempotent method is tried once more if no connection could be made, and
+    /// once more with the [`MAX_RESPONSE_HEADERS`] limit if its answer carried more than
+    /// [`COMMON_RESPONSE_HEADERS`] headers (other requests are parsed with that limit
+    /// from the start).
     pub async fn send(&self, req: Request<Body>) -> Result<Response<Body>, ClientError> {
         let replay = (is_empty(req.body()) && is_idempotent(req.method())).then(|| {
             let mut again = Request::new(empty());
@@ -297,27 +343,44 @@ impl HttpClient {
             *again.headers_mut() = req.headers().clone();
             again
         });
-        match (self.once(req).await, replay) {
-            (Err(ClientError::Connect { source }), Some(again)) => {
+        let Some(again) = replay else {
+            return self
+                .once(&self.wide, req)
+                .await
+                .map_err(Failure::into_error);
+        };
+        match self.once(&self.http, req).await {
+            Err(Failure::Error(ClientError::Connect { source })) => {
                 tracing::debug!(error = %source, "retrying an idempotent request once");
-                self.once(again).await
+                self.once(&self.http, again).await
             }
-            (other, _) => other,
+            Err(Failure::ManyHeaders(source)) => {
+                tracing::debug!(error = %source, "asking again for an answer with many headers");
+                self.once(&self.wide, again).await
+            }
+            other => other,
         }
+        .map_err(Failure::into_error)
     }
 
-    async fn once(&self, req: Request<Body>) -> Result<Response<Body>, ClientError> {
+    async fn once(
+        &self,
+        http: &Client<Connector, Body>,
+        req: Request<Body>,
+    ) -> Result<Response<Body>, Failure> {
         let req = gate_on_continue(req);
-        let resp = match tokio::time::timeout(self.timeouts.response, self.http.request(req)).await
-        {
+        let resp = match tokio::time::timeout(self.timeouts.response, http.request(req)).await {
             Ok(Ok(resp)) => resp,
-            Ok(Err(e)) if e.is_connect() => return Err(ClientError::Connect { source: e.into() }),
-            Ok(Err(e)) => return Err(ClientError::Transport { source: e.into() }),
+            Ok(Err(e)) if e.is_connect() => {
+                return Err(Failure::Error(ClientError::Connect { source: e.into() }))
+            }
+            Ok(Err(e)) if too_many_headers(&e) => return Err(Failure::ManyHeaders(e.into())),
+            Ok(Err(e)) => return Err(Failure::Error(ClientError::Transport { source: e.into() })),
             Err(_) => {
-                return Err(ClientError::Timeout {
+                return Err(Failure::Error(ClientError::Timeout {
                     phase: Phase::Response,
                     after: self.timeouts.response,
-                })
+                }))
             }
         };
         let idle = self.timeouts.idle;
@@ -431,6 +494,75 @@ mod tests {
         let err = client.send_collect(req, 4).await.unwrap_err();
         assert!(matches!(err, ClientError::TooLarge { limit: 4 }), "{err:?}");
         assert!(!err.is_temporary());
+    }
+
+    /// A peer that answers every request (on a connection of its own) with `count`
+    /// `X-Meta-<n>` headers, counting the requests it read.
+    async fn many_headers_peer(
+        count: usize,
+    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = seen.clone();
+        tokio::spawn(async move {
+            let mut answer = String::from("HTTP/1.1 200 OK\r\n");
+            for i in 0..count {
+                answer.push_str(&format!("X-Meta-{i}: v\r\n"));
+            }
+            answer.push_str("Content-Length: 2\r\nConnection: close\r\n\r\nok");
+            loop {
+                let (mut s, _) = l.accept().await.unwrap();
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = s.write_all(answer.as_bytes()).await;
+            }
+        });
+        (format!("http://{addr}/"), seen)
+    }
+
+    #[tokio::test]
+    async fn answers_with_many_headers_are_read_whole() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let client = HttpClient::new(Timeouts::default());
+        // Within hyper's default: one request.
+        let (url, seen) = many_headers_peer(COMMON_RESPONSE_HEADERS - 10).await;
+        let resp = client
+            .send(Request::get(&url).body(empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.headers().len(), COMMON_RESPONSE_HEADERS - 10 + 2);
+        assert_eq!(seen.load(SeqCst), 1);
+        // More: a replayable request is asked again with the wide limit.
+        let (url, seen) = many_headers_peer(900).await;
+        let resp = client
+            .send(Request::head(&url).body(empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.headers().len(), 902);
+        assert_eq!(resp.headers()["x-meta-899"], "v");
+        assert_eq!(seen.load(SeqCst), 2);
+        // A request that cannot be replayed is parsed with the wide limit at once.
+        let resp = client
+            .send(Request::put(&url).body(full("hello")).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.headers().len(), 902);
+        assert_eq!(seen.load(SeqCst), 3);
+        // Beyond the wide limit: a transport error, as before.
+        let (url, _) = many_headers_peer(MAX_RESPONSE_HEADERS + 1).await;
+        let err = client
+            .send(Request::get(&url).body(empty()).unwrap())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ClientError::Transport { .. }), "{err:?}");
     }
 
     /// A peer that reads a request head, then answers `answer` (after `100 Continue`
