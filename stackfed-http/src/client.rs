@@ -29,7 +29,8 @@ pub const COMMON_RESPONSE_HEADERS: usize = 100;
 pub struct Timeouts {
     /// To establish a TCP connection.
     pub connect: Duration,
-    /// From sending the request head to receiving the response head.
+    /// The longest wait for the response head after the request's head, or after the
+    /// last piece of its body was sent (an upload that keeps flowing is not cut).
     pub response: Duration,
     /// The longest wait for the next piece of a response body (a stalled peer ends the
     /// body with [`ClientError::Timeout`] instead of holding the client forever).
@@ -178,6 +179,53 @@ fn gate_on_continue(mut req: Request<Body>) -> Request<Body> {
         });
         crate::body::from_stream(wait.chain(frames))
     })
+}
+
+/// When a request's body last gave the connection a piece to send (its start, then
+/// each frame taken): the wait for the answer's head counts from there, so an upload
+/// that keeps flowing is never cut by [`Timeouts::response`] (as Swift's `node_timeout`
+/// bounds each wait, not the whole transfer). `None` for a request without a body.
+type LastSent = Option<std::sync::Arc<std::sync::Mutex<tokio::time::Instant>>>;
+
+fn track_sending(req: Request<Body>) -> (Request<Body>, LastSent) {
+    if is_empty(req.body()) {
+        return (req, None);
+    }
+    let at = std::sync::Arc::new(std::sync::Mutex::new(tokio::time::Instant::now()));
+    let mark = at.clone();
+    let req = req.map(move |body| {
+        boxed(body.map_frame(move |frame| {
+            *mark
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = tokio::time::Instant::now();
+            frame
+        }))
+    });
+    (req, Some(at))
+}
+
+/// `fut` (sending a request, up to the answer's head) within `limit` of the last piece
+/// of its body sent (of its start for a bodiless request); `Err` when that passed.
+async fn head_within<F: std::future::Future>(
+    fut: F,
+    limit: Duration,
+    sent: LastSent,
+) -> Result<F::Output, ()> {
+    let Some(at) = sent else {
+        return tokio::time::timeout(limit, fut).await.map_err(|_| ());
+    };
+    let last = || *at.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    tokio::pin!(fut);
+    loop {
+        tokio::select! {
+            out = &mut fut => return Ok(out),
+            () = tokio::time::sleep_until(last() + limit) => {
+                if tokio::time::Instant::now() >= last() + limit {
+                    return Err(());
+                }
+            }
+        }
+    }
 }
 
 /// A CA bundle that cannot be used.
@@ -369,7 +417,9 @@ impl HttpClient {
         req: Request<Body>,
     ) -> Result<Response<Body>, Failure> {
         let req = gate_on_continue(req);
-        let resp = match tokio::time::timeout(self.timeouts.response, http.request(req)).await {
+        let (req, sent) = track_sending(req);
+        let limit = self.timeouts.response;
+        let resp = match head_within(http.request(req), limit, sent).await {
             Ok(Ok(resp)) => resp,
             Ok(Err(e)) if e.is_connect() => {
                 return Err(Failure::Error(ClientError::Connect { source: e.into() }))
@@ -436,6 +486,96 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(30)).await;
         });
         addr
+    }
+
+    /// A peer that reads a request with a body of `len` bytes whole, then answers 201
+    /// after `think` (or never, when `None`).
+    async fn uploading_peer(len: usize, think: Option<Duration>) -> std::net::SocketAddr {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            let body_at = loop {
+                let n = s.read(&mut buf).await.unwrap();
+                seen.extend_from_slice(&buf[..n]);
+                if let Some(i) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break i + 4;
+                }
+            };
+            while seen.len() < body_at + len {
+                let n = s.read(&mut buf).await.unwrap();
+                assert!(n > 0, "the body ended early");
+                seen.extend_from_slice(&buf[..n]);
+            }
+            let Some(think) = think else {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                return;
+            };
+            tokio::time::sleep(think).await;
+            s.write_all(b"HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n")
+                .await
+                .unwrap();
+        });
+        addr
+    }
+
+    /// A body of `pieces` pieces of 1 KiB, one every `every`.
+    fn slow_body(pieces: usize, every: Duration) -> Body {
+        use futures::StreamExt;
+        let stream = futures::stream::iter(0..pieces).then(move |_| async move {
+            tokio::time::sleep(every).await;
+            Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; 1024]))
+        });
+        crate::body::from_stream(stream)
+    }
+
+    #[tokio::test]
+    async fn an_upload_that_keeps_flowing_outlasts_the_response_timeout() {
+        // 12 pieces 50 ms apart: 600 ms of sending, three times the response timeout.
+        let addr = uploading_peer(12 * 1024, Some(Duration::from_millis(50))).await;
+        let client = HttpClient::new(Timeouts {
+            response: Duration::from_millis(200),
+            ..Timeouts::default()
+        });
+        let req = Request::put(format!("http://{addr}/o"))
+            .header("content-length", 12 * 1024)
+            .body(slow_body(12, Duration::from_millis(50)))
+            .unwrap();
+        let started = std::time::Instant::now();
+        let resp = client.send(req).await.unwrap();
+        assert_eq!(resp.status(), 201);
+        assert!(started.elapsed() >= Duration::from_millis(600));
+    }
+
+    #[tokio::test]
+    async fn the_response_timeout_counts_from_the_last_piece_sent() {
+        let addr = uploading_peer(4 * 1024, None).await;
+        let client = HttpClient::new(Timeouts {
+            response: Duration::from_millis(300),
+            ..Timeouts::default()
+        });
+        let req = Request::put(format!("http://{addr}/o"))
+            .header("content-length", 4 * 1024)
+            .body(slow_body(4, Duration::from_millis(100)))
+            .unwrap();
+        let started = std::time::Instant::now();
+        let err = client.send(req).await.unwrap_err();
+        let took = started.elapsed();
+        assert!(
+            matches!(
+                err,
+                ClientError::Timeout {
+                    phase: Phase::Response,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        // 400 ms of sending, then 300 ms of silence (not 300 ms from the start).
+        assert!(took >= Duration::from_millis(650), "{took:?}");
+        assert!(took < Duration::from_secs(3), "{took:?}");
     }
 
     #[tokio::test]
