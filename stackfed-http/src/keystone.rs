@@ -533,9 +533,7 @@ impl TokenSource {
     /// The token held, without a login: `None` when there is none or it has expired
     /// (one due for renewal is still returned).
     pub fn current(&self) -> Option<Token> {
-        self.lease
-            .current()
-            .filter(|t| Instant::now() < t.expires)
+        self.lease.current().filter(|t| Instant::now() < t.expires)
     }
 
     /// A token other than `refused` (a peer answered 401 to it): a new one, unless
