@@ -21,7 +21,7 @@
 //! use tower_http::set_header::SetResponseHeaderLayer;
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-//! let hello = tower::service_fn(|_req: Request<hyper::body::Incoming>| async {
+//! let hello = tower::service_fn(|_req: Request<stackfed_http::RequestBody>| async {
 //!     Ok::<_, Infallible>(Response::<Body>::new(full("hi")))
 //! });
 //! let service = tower::ServiceBuilder::new()

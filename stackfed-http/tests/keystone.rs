@@ -33,7 +33,7 @@ struct State {
 
 type Shared = Arc<Mutex<State>>;
 
-async fn answer(state: Shared, req: Request<hyper::body::Incoming>) -> Response<Body> {
+async fn answer(state: Shared, req: Request<stackfed_http::RequestBody>) -> Response<Body> {
     let body = req.into_body().collect().await.unwrap().to_bytes();
     let (n, delay, lifetime, refuse) = {
         let mut s = state.lock().unwrap();
