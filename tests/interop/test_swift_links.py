@@ -12,6 +12,7 @@ The module starts its own federation of two clusters with Swift's SAIO pipeline
 (tempurl); the reference is its east cluster, reached directly."""
 
 import hashlib
+import json
 import hmac
 import time
 import uuid
@@ -256,6 +257,25 @@ def test_temp_urls_reach_other_containers_only_with_an_account_key(fed):
             # A wrong key is refused, as on one cluster.
             r = requests.get(temp_url(side, "GET", f"{links}/{obj}", "not-a-key"))
             answers[(obj, "wrong")] = r.status_code
+        # A user of the account who is not its owner logs in last: the proxy's newest
+        # session of the account cannot see its temp URL keys (Swift shows them to owners
+        # only); the account key's reach must not depend on who logged in last.
+        # With an account ACL (as Swift's test_account.py grants), that user reads the
+        # account (2xx) without its keys.
+        acl = {"X-Account-Access-Control": json.dumps({"read-only": ["test:tester3"]})}
+        assert side.req("POST", "", acl).status_code == 204
+        try:
+            _, t3 = swc.Connection(authurl=f"{side.root}/auth/v1.0", user="test:tester3",
+                                   key="testing3", retries=0).get_auth()
+            h = requests.head(side.url, headers={"X-Auth-Token": t3})
+            answers["non-owner account HEAD"] = (h.status_code,
+                                                 "x-account-meta-temp-url-key" in h.headers)
+            for obj in ("dlo", "sym"):
+                r = requests.get(temp_url(side, "GET", f"{links}/{obj}", akey))
+                answers[(obj, "account key after a non-owner's login")] = (r.status_code,
+                                                                           r.content)
+        finally:
+            side.req("POST", "", {"X-Remove-Account-Access-Control": "x"})
         seen.append((label, answers))
     ref = seen[0][1]
     assert ref[("dlo", "account", "hex sha256", "GET")][:2] == (200, b"000001111122222")

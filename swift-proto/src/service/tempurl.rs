@@ -365,8 +365,8 @@ impl FederationService {
         })
     }
 
-    /// Which key signed the request's temp URL, with the keys read through the first
-    /// live session of the account that may read them.
+    /// Which key signed the request's temp URL, with the keys read through the live
+    /// sessions of the account, until one shows a key that verifies the signature.
     async fn temp_url_scope(
         &self,
         call: &Call,
@@ -423,7 +423,11 @@ impl FederationService {
                 object,
                 query: &query,
             };
-            return scope_of(&signed, &keys, &allowed, now).map(|scope| Lent { token, scope });
+            // A session whose user is not the account's owner reads the account but not
+            // its keys (Swift shows temp URL keys to owners only): try the next one.
+            if let Some(scope) = scope_of(&signed, &keys, &allowed, now) {
+                return Some(Lent { token, scope });
+            }
         }
         None
     }
