@@ -10,6 +10,7 @@ that points Swift at that directory before the server's code runs.
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import signal
@@ -1346,3 +1347,32 @@ class MariaDB:
         if self.base:
             shutil.rmtree(self.base, ignore_errors=True)
             self.base = None
+
+
+def errors_in_order(ctype, text):
+    """The answer with its error entries sorted. Swift's bulk middleware deletes with
+    `delete_concurrency` (2) green threads, and SLO validates a manifest's segments with
+    `StreamingPile.asyncstarmap` (results as they finish); both list errors as they come,
+    so their order differs from run to run on one cluster. Everything else is compared as
+    sent."""
+    ctype = (ctype or "").split(";")[0]
+    if ctype == "application/json":
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            return text
+        if isinstance(doc, dict) and isinstance(doc.get("Errors"), list):
+            doc["Errors"] = sorted(doc["Errors"])
+        return json.dumps(doc)
+    if ctype.endswith("/xml"):
+        m = re.search(r"<errors>(.*)</errors>", text, re.S)
+        if m:
+            items = sorted(re.findall(r"<object>.*?</object>", m.group(1), re.S))
+            text = text[: m.start(1)] + "".join(items) + text[m.end(1):]
+        return text
+    head, sep, tail = text.partition("Errors:\n")
+    if sep:
+        lines = tail.split("\n")
+        body, rest = [x for x in lines if x], lines[-1] == ""
+        text = head + sep + "\n".join(sorted(body)) + ("\n" if rest and body else "")
+    return text

@@ -10,8 +10,6 @@ tests run after it and create containers with tags in their names)."""
 import gzip
 import http.client
 import io
-import json
-import re
 import subprocess
 import tarfile
 import time
@@ -167,34 +165,7 @@ def bulk(url, token, body, accept=None, content_type="text/plain"):
     r = requests.post(f"{url}?bulk-delete", data=body, headers=headers, timeout=60)
     # Swift may send whitespace before the result while it works.
     ctype = r.headers.get("Content-Type")
-    return r.status_code, ctype, errors_in_order(ctype, r.text.lstrip(" \r\n"))
-
-
-def errors_in_order(ctype, text):
-    """The answer with its error entries sorted. Swift's bulk middleware deletes with
-    `delete_concurrency` (2) green threads and lists errors as they finish, so their order
-    differs from run to run on one cluster; everything else is compared as sent."""
-    ctype = (ctype or "").split(";")[0]
-    if ctype == "application/json":
-        try:
-            doc = json.loads(text)
-        except ValueError:
-            return text
-        if isinstance(doc, dict) and isinstance(doc.get("Errors"), list):
-            doc["Errors"] = sorted(doc["Errors"])
-        return json.dumps(doc)
-    if ctype.endswith("/xml"):
-        m = re.search(r"<errors>(.*)</errors>", text, re.S)
-        if m:
-            items = sorted(re.findall(r"<object>.*?</object>", m.group(1), re.S))
-            text = text[: m.start(1)] + "".join(items) + text[m.end(1):]
-        return text
-    head, sep, tail = text.partition("Errors:\n")
-    if sep:
-        lines = tail.split("\n")
-        body, rest = [x for x in lines if x], lines[-1] == ""
-        text = head + sep + "\n".join(sorted(body)) + ("\n" if rest and body else "")
-    return text
+    return r.status_code, ctype, peers.errors_in_order(ctype, r.text.lstrip(" \r\n"))
 
 
 def endpoints(bulk_fed, reference):
@@ -328,7 +299,7 @@ def extract(url, token, path, body, fmt="tar", accept=None, headers=None):
     ctype = r.headers.get("Content-Type")
     # Swift may send whitespace (or the XML declaration) before the result while it works.
     text = r.text.lstrip(" \r\n")
-    return r.status_code, ctype, errors_in_order(ctype, text)
+    return r.status_code, ctype, peers.errors_in_order(ctype, text)
 
 
 def both(bulk_fed, reference, make, check=None):
@@ -512,7 +483,7 @@ def test_extract_with_curl_and_expect_100_continue(bulk_fed, reference, tmp_path
             capture_output=True, text=True, timeout=90)
         assert out.returncode == 0, out.stderr
         text, _, code = out.stdout.strip().rpartition("\n")
-        return int(code), "application/json", errors_in_order("application/json", text.strip())
+        return int(code), "application/json", peers.errors_in_order("application/json", text.strip())
 
     def check(url, token, tag):
         r = requests.get(f"{url}/cu-{tag}", headers={"X-Auth-Token": token})
