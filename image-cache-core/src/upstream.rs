@@ -225,14 +225,84 @@ impl UpstreamError {
 pub struct UpstreamData {
     /// Total size of the image (not of the range), when known.
     pub total_size: Option<u64>,
+    /// Where in the image the stream starts: the first byte of the range the upstream
+    /// answered with (HTTP `206`'s `Content-Range`), 0 when it sent the whole image (an
+    /// upstream may answer a `Range` with all of it: HTTP allows ignoring `Range`).
+    pub first: u64,
     /// The bytes (of the range, if one was asked for).
     pub stream: ByteStream,
+}
+
+impl UpstreamData {
+    /// The stream cut to the bytes from `first` on (`len` of them, or to the end when
+    /// `None`), whatever part of the image the upstream answered with: bytes before
+    /// `first` (a whole image sent for a range) are skipped, bytes past the end dropped.
+    /// An answer starting after `first` cannot give those bytes: `Invalid`.
+    pub fn from(self, first: u64, len: Option<u64>) -> Result<ByteStream, UpstreamError> {
+        if self.first > first {
+            return Err(UpstreamError::Invalid {
+                reason: format!(
+                    "asked for the bytes from {first} on, the upstream sent them from {} on",
+                    self.first
+                ),
+                source: None,
+            });
+        }
+        let stream = skip(self.stream, first - self.first);
+        Ok(match len {
+            Some(n) => take(stream, n),
+            None => stream,
+        })
+    }
+}
+
+/// `stream` without its first `n` bytes.
+pub fn skip(stream: ByteStream, n: u64) -> ByteStream {
+    use futures::StreamExt;
+    if n == 0 {
+        return stream;
+    }
+    let mut left = n;
+    Box::pin(stream.filter_map(move |item| {
+        let out = match item {
+            Ok(mut b) if left > 0 => {
+                let cut = usize::try_from(left).unwrap_or(usize::MAX).min(b.len());
+                left -= cut as u64;
+                let rest = b.split_off(cut);
+                (!rest.is_empty()).then_some(Ok(rest))
+            }
+            other => Some(other),
+        };
+        futures::future::ready(out)
+    }))
+}
+
+/// The first `n` bytes of `stream` (it ends there, without reading further).
+pub fn take(stream: ByteStream, n: u64) -> ByteStream {
+    use futures::StreamExt;
+    Box::pin(futures::stream::unfold(
+        (stream, n),
+        |(mut stream, left)| async move {
+            if left == 0 {
+                return None;
+            }
+            match stream.next().await? {
+                Ok(mut b) => {
+                    let keep = usize::try_from(left).unwrap_or(usize::MAX).min(b.len());
+                    b.truncate(keep);
+                    Some((Ok(b), (stream, left - keep as u64)))
+                }
+                Err(e) => Some((Err(e), (stream, 0))),
+            }
+        },
+    ))
 }
 
 impl fmt::Debug for UpstreamData {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UpstreamData")
             .field("total_size", &self.total_size)
+            .field("first", &self.first)
             .finish_non_exhaustive()
     }
 }
