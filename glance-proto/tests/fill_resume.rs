@@ -438,3 +438,24 @@ async fn a_range_on_a_miss_is_exact_when_the_central_ignores_range() {
         .collect();
     assert!(chunks.concat() == central.data[1000..2000]);
 }
+
+#[test]
+fn the_read_timeout_and_resumes_are_configured_with_units() {
+    use glance_proto::config::EdgeConfig;
+    let base = "central_url = \"http://127.0.0.1:9292\"\ncache_dir = \"/tmp/x\"\n";
+    let c = EdgeConfig::from_toml(base).unwrap();
+    assert_eq!(c.read_timeout, None, "the response_timeout applies");
+    assert_eq!(c.fill_resume_attempts, 3);
+    assert_eq!(c.fill_resume_backoff, Duration::from_secs(1));
+    let c = EdgeConfig::from_toml(&format!(
+        "{base}read_timeout = \"1500ms\"\nfill_resume_attempts = 0\nfill_resume_backoff = 2\n"
+    ))
+    .unwrap();
+    assert_eq!(c.read_timeout, Some(Duration::from_millis(1500)));
+    assert_eq!(c.fill_resume_attempts, 0);
+    assert_eq!(c.fill_resume_backoff, Duration::from_secs(2));
+    let zero = EdgeConfig::from_toml(&format!("{base}read_timeout = \"0s\"\n")).unwrap_err();
+    assert!(zero.to_string().contains("read_timeout"), "{zero}");
+    let bad = EdgeConfig::from_toml(&format!("{base}read_timeout = \"soon\"\n")).unwrap_err();
+    assert!(bad.to_string().contains("soon"), "{bad}");
+}

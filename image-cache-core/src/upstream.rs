@@ -329,3 +329,52 @@ pub trait Upstream: Send + Sync + fmt::Debug + 'static {
         ctx: &RequestContext,
     ) -> Result<Option<UpstreamData>, UpstreamError>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::TryStreamExt;
+    use proptest::prelude::*;
+
+    fn answer(image: &[u8], first: usize, cuts: &[usize]) -> UpstreamData {
+        let mut pieces = Vec::new();
+        let mut at = first;
+        for c in cuts {
+            let end = (at + c).min(image.len());
+            pieces.push(Ok(Bytes::copy_from_slice(&image[at..end])));
+            at = end;
+        }
+        pieces.push(Ok(Bytes::copy_from_slice(&image[at..])));
+        UpstreamData {
+            total_size: None,
+            first: first as u64,
+            stream: Box::pin(futures::stream::iter(pieces)),
+        }
+    }
+
+    proptest! {
+        /// Whatever part of the image the upstream answered with (from `sent` on, in
+        /// any pieces), the bytes from `want` on (`len` of them, or all) are exactly the
+        /// image's; an answer starting after `want` is refused.
+        #[test]
+        fn from_gives_exactly_the_bytes_asked(
+            size in 1usize..2000,
+            sent in 0usize..2000,
+            want in 0usize..2000,
+            len in proptest::option::of(0u64..2500),
+            cuts in proptest::collection::vec(0usize..700, 0..6),
+        ) {
+            let image: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+            let (sent, want) = (sent.min(size), want.min(size));
+            let out = answer(&image, sent, &cuts).from(want as u64, len);
+            if sent > want {
+                let refused = matches!(out, Err(UpstreamError::Invalid { .. }));
+                prop_assert!(refused);
+                return Ok(());
+            }
+            let got: Vec<Bytes> = futures::executor::block_on(out.unwrap().try_collect()).unwrap();
+            let end = len.map_or(size, |n| (want + n as usize).min(size));
+            prop_assert_eq!(got.concat(), image[want..end].to_vec());
+        }
+    }
+}

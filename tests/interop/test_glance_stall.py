@@ -24,6 +24,19 @@ MIB = 1024 * 1024
 DATA_PATH = re.compile(rb"^GET /v2/images/[0-9a-f-]+/file ")
 
 
+def read_head(sock: socket.socket) -> tuple[bytes | None, bytes]:
+    """An HTTP message's head (without its blank line) and the bytes read past it; the
+    head is None when the connection closed first (the bytes are all that came)."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        piece = sock.recv(65536)
+        if not piece:
+            return None, buf
+        buf += piece
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    return head, rest
+
+
 class Relay:
     """Forwards TCP connections to `target_port`. For each image-data GET in turn,
     `plan` may say how many bytes of the answer's body to forward (after its whole
@@ -89,13 +102,9 @@ class Relay:
         try:
             with self.lock:
                 self.socks.append(client)
-            head = b""
-            while b"\r\n\r\n" not in head:
-                piece = client.recv(65536)
-                if not piece:
-                    return
-                head += piece
-            head, rest = head.split(b"\r\n\r\n", 1)
+            head, rest = read_head(client)
+            if head is None:
+                return
             lines = head.split(b"\r\n")
             is_data = bool(DATA_PATH.match(lines[0]))
             kept = [lines[0]]
@@ -122,14 +131,10 @@ class Relay:
             gone = threading.Event()
             threading.Thread(target=self._pump, args=(client, upstream, gone), daemon=True).start()
             # The answer's head passes whole; the limit counts body bytes.
-            answer = b""
-            while b"\r\n\r\n" not in answer:
-                data = upstream.recv(65536)
-                if not data:
-                    client.sendall(answer)
-                    return
-                answer += data
-            head, body = answer.split(b"\r\n\r\n", 1)
+            head, body = read_head(upstream)
+            if head is None:
+                client.sendall(body)
+                return
             client.sendall(head + b"\r\n\r\n")
             sent, data = 0, body
             while True:
@@ -300,6 +305,7 @@ def test_stall_mid_body_resumes_with_range(edge, central, relay):
     assert status == 200, hdrs
     assert len(body) == len(data) and md5(body) == md5(data), (len(body), took, edge.log())
     assert took >= 0.9, took
+    print(f"stalled once: {len(data)} bytes in {took:.2f} s")
     assert relay.ranges[0] is None
     m = re.fullmatch(r"bytes=(\d+)-(\d+)", relay.ranges[1] or "")
     assert m and int(m.group(1)) == 3 * MIB and int(m.group(2)) == len(data) - 1, relay.ranges
@@ -344,6 +350,7 @@ def test_stalled_for_good_cuts_the_body_and_a_later_request_refills(edge, centra
     assert status == 200 and int(hdrs["content-length"]) == len(data)
     assert len(body) < len(data), took
     assert body == data[: len(body)]
+    print(f"stalled for good: {len(body)} of {len(data)} bytes, cut after {took:.2f} s")
     # A first try and two resumes, each ending after 1 s of silence, plus back-off.
     assert 2.5 <= took <= 12, took
     assert len(relay.ranges) == 3, relay.ranges
