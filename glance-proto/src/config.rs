@@ -142,8 +142,8 @@ pub struct EdgeConfig {
     )]
     pub connect_timeout: Duration,
     /// How long the central may take to start answering, and the longest pause in the
-    /// middle of an answer (a central that stalls longer is treated as unreachable;
-    /// alias `response_timeout_seconds`).
+    /// middle of an answer unless `read_timeout` is set (a central that stalls longer is
+    /// treated as unreachable; alias `response_timeout_seconds`).
     #[serde(
         default = "default_response",
         alias = "response_timeout_seconds",
