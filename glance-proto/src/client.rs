@@ -288,20 +288,57 @@ impl Upstream for CentralClient {
             .send(Method::GET, &format!("/v2/images/{id}/file"), &h, empty())
             .await?;
         match resp.status() {
-            StatusCode::OK | StatusCode::PARTIAL_CONTENT => {
+            status @ (StatusCode::OK | StatusCode::PARTIAL_CONTENT) => {
                 let total = resp
                     .headers()
                     .get(header::CONTENT_LENGTH)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse().ok());
-                let stream = BodyStream::new(resp.into_body()).filter_map(|frame| async move {
-                    match frame {
-                        Ok(f) => f.into_data().ok().map(Ok),
-                        Err(e) => Some(Err(std::io::Error::other(e))),
+                // A 206 says where its bytes start; a 200 is the whole image, also when a
+                // range was asked for (a central may ignore `Range`).
+                let first = if status == StatusCode::PARTIAL_CONTENT {
+                    let value = resp
+                        .headers()
+                        .get(header::CONTENT_RANGE)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default();
+                    match stackfed_http::range::parse_content_range(value) {
+                        Some((first, _)) => first,
+                        None => {
+                            return Err(UpstreamError::Invalid {
+                                reason: format!("a 206 with Content-Range {value:?}"),
+                                source: None,
+                            })
+                        }
                     }
-                });
+                } else {
+                    0
+                };
+                // A body that stays silent past the idle timeout ends with `TimedOut`
+                // (a stalled central), other breaks with the transport's error.
+                let idle = self.http.timeouts().idle;
+                let stream =
+                    BodyStream::new(resp.into_body()).filter_map(move |frame| async move {
+                        match frame {
+                            Ok(f) => f.into_data().ok().map(Ok),
+                            Err(e) => {
+                                let e = ClientError::from_body(e, idle);
+                                let kind = if e.is_timeout() {
+                                    std::io::ErrorKind::TimedOut
+                                } else {
+                                    std::io::ErrorKind::Other
+                                };
+                                Some(Err(std::io::Error::new(kind, e)))
+                            }
+                        }
+                    });
                 Ok(Some(UpstreamData {
-                    total_size: if range.is_none() { total } else { None },
+                    total_size: if status == StatusCode::OK {
+                        total
+                    } else {
+                        None
+                    },
+                    first,
                     stream: Box::pin(stream),
                 }))
             }

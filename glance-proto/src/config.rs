@@ -142,14 +142,30 @@ pub struct EdgeConfig {
     )]
     pub connect_timeout: Duration,
     /// How long the central may take to start answering, and the longest pause in the
-    /// middle of an answer (a central that stalls longer is treated as unreachable;
-    /// alias `response_timeout_seconds`).
+    /// middle of an answer unless `read_timeout` is set (a central that stalls longer is
+    /// treated as unreachable; alias `response_timeout_seconds`).
     #[serde(
         default = "default_response",
         alias = "response_timeout_seconds",
         with = "duration"
     )]
     pub response_timeout: Duration,
+    /// The longest silence while the central sends a body (image data, a document):
+    /// each read waits this long at most, so a central that stops sending in the middle
+    /// of an image fails the fill instead of holding it and its clients (default: the
+    /// `response_timeout`).
+    #[serde(default, deserialize_with = "duration::some")]
+    pub read_timeout: Option<Duration>,
+    /// When the central's image data breaks off or stalls in the middle of a fill, how
+    /// many times in a row the fill asks for the rest (`Range: bytes=<have>-`, keeping
+    /// the bytes it has) without receiving a byte before it gives up (default 3; 0:
+    /// never).
+    #[serde(default = "default_fill_resume_attempts")]
+    pub fill_resume_attempts: u32,
+    /// The wait before a fill's first resume, doubling with each attempt in a row
+    /// (default 1 s).
+    #[serde(default = "default_fill_resume_backoff", with = "duration")]
+    pub fill_resume_backoff: Duration,
     /// How long a client's request body (an image upload or stage forwarded to the
     /// central) may stay silent (Swift's and Glance's `client_timeout`, default 60 s):
     /// then the request is answered 408 and the upload to the central aborted.
@@ -187,6 +203,13 @@ pub struct EdgeConfig {
     pub log_format: LogFormat,
 }
 
+fn default_fill_resume_attempts() -> u32 {
+    3
+}
+fn default_fill_resume_backoff() -> Duration {
+    Duration::from_secs(1)
+}
+
 fn default_prefetch_concurrency() -> usize {
     2
 }
@@ -212,6 +235,9 @@ impl EdgeConfig {
         nonzero("connect_timeout", c.connect_timeout).map_err(invalid)?;
         nonzero("response_timeout", c.response_timeout).map_err(invalid)?;
         nonzero("client_timeout", c.client_timeout).map_err(invalid)?;
+        if let Some(t) = c.read_timeout {
+            nonzero("read_timeout", t).map_err(invalid)?;
+        }
         nonzero("probe_interval", c.probe_interval).map_err(invalid)?;
         stackfed_http::config::http_endpoint("central_url", &c.central_url).map_err(invalid)?;
         if c.prefetch_concurrency == 0 {
@@ -296,7 +322,7 @@ impl EdgeConfig {
             Timeouts {
                 connect: self.connect_timeout,
                 response: self.response_timeout,
-                idle: self.response_timeout,
+                idle: self.read_timeout.unwrap_or(self.response_timeout),
             },
             self.ca_file.as_deref(),
         )
@@ -306,7 +332,8 @@ impl EdgeConfig {
             .freshness(self.freshness)
             .max_stale(self.max_stale)
             .max_bytes(self.max_cache_bytes)
-            .prefetch_concurrency(self.prefetch_concurrency);
+            .prefetch_concurrency(self.prefetch_concurrency)
+            .resume(self.fill_resume_attempts, self.fill_resume_backoff);
         let background = Background::new();
         let owner = background.clone();
         let spawner: Arc<dyn Spawner> = Arc::new(move |name, task| owner.spawn(name, task));

@@ -58,6 +58,7 @@ impl Upstream for OneImage {
         let chunk = Ok::<_, std::io::Error>(Bytes::from(vec![7u8; 1000]));
         Ok(Some(UpstreamData {
             total_size: Some(1000),
+            first: 0,
             stream: Box::pin(futures::stream::iter([chunk])),
         }))
     }

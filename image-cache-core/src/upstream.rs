@@ -225,14 +225,84 @@ impl UpstreamError {
 pub struct UpstreamData {
     /// Total size of the image (not of the range), when known.
     pub total_size: Option<u64>,
+    /// Where in the image the stream starts: the first byte of the range the upstream
+    /// answered with (HTTP `206`'s `Content-Range`), 0 when it sent the whole image (an
+    /// upstream may answer a `Range` with all of it: HTTP allows ignoring `Range`).
+    pub first: u64,
     /// The bytes (of the range, if one was asked for).
     pub stream: ByteStream,
+}
+
+impl UpstreamData {
+    /// The stream cut to the bytes from `first` on (`len` of them, or to the end when
+    /// `None`), whatever part of the image the upstream answered with: bytes before
+    /// `first` (a whole image sent for a range) are skipped, bytes past the end dropped.
+    /// An answer starting after `first` cannot give those bytes: `Invalid`.
+    pub fn from(self, first: u64, len: Option<u64>) -> Result<ByteStream, UpstreamError> {
+        if self.first > first {
+            return Err(UpstreamError::Invalid {
+                reason: format!(
+                    "asked for the bytes from {first} on, the upstream sent them from {} on",
+                    self.first
+                ),
+                source: None,
+            });
+        }
+        let stream = skip(self.stream, first - self.first);
+        Ok(match len {
+            Some(n) => take(stream, n),
+            None => stream,
+        })
+    }
+}
+
+/// `stream` without its first `n` bytes.
+pub fn skip(stream: ByteStream, n: u64) -> ByteStream {
+    use futures::StreamExt;
+    if n == 0 {
+        return stream;
+    }
+    let mut left = n;
+    Box::pin(stream.filter_map(move |item| {
+        let out = match item {
+            Ok(mut b) if left > 0 => {
+                let cut = usize::try_from(left).unwrap_or(usize::MAX).min(b.len());
+                left -= cut as u64;
+                let rest = b.split_off(cut);
+                (!rest.is_empty()).then_some(Ok(rest))
+            }
+            other => Some(other),
+        };
+        futures::future::ready(out)
+    }))
+}
+
+/// The first `n` bytes of `stream` (it ends there, without reading further).
+pub fn take(stream: ByteStream, n: u64) -> ByteStream {
+    use futures::StreamExt;
+    Box::pin(futures::stream::unfold(
+        (stream, n),
+        |(mut stream, left)| async move {
+            if left == 0 {
+                return None;
+            }
+            match stream.next().await? {
+                Ok(mut b) => {
+                    let keep = usize::try_from(left).unwrap_or(usize::MAX).min(b.len());
+                    b.truncate(keep);
+                    Some((Ok(b), (stream, left - keep as u64)))
+                }
+                Err(e) => Some((Err(e), (stream, 0))),
+            }
+        },
+    ))
 }
 
 impl fmt::Debug for UpstreamData {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UpstreamData")
             .field("total_size", &self.total_size)
+            .field("first", &self.first)
             .finish_non_exhaustive()
     }
 }
@@ -258,4 +328,53 @@ pub trait Upstream: Send + Sync + fmt::Debug + 'static {
         range: Option<ByteRange>,
         ctx: &RequestContext,
     ) -> Result<Option<UpstreamData>, UpstreamError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::TryStreamExt;
+    use proptest::prelude::*;
+
+    fn answer(image: &[u8], first: usize, cuts: &[usize]) -> UpstreamData {
+        let mut pieces = Vec::new();
+        let mut at = first;
+        for c in cuts {
+            let end = (at + c).min(image.len());
+            pieces.push(Ok(Bytes::copy_from_slice(&image[at..end])));
+            at = end;
+        }
+        pieces.push(Ok(Bytes::copy_from_slice(&image[at..])));
+        UpstreamData {
+            total_size: None,
+            first: first as u64,
+            stream: Box::pin(futures::stream::iter(pieces)),
+        }
+    }
+
+    proptest! {
+        /// Whatever part of the image the upstream answered with (from `sent` on, in
+        /// any pieces), the bytes from `want` on (`len` of them, or all) are exactly the
+        /// image's; an answer starting after `want` is refused.
+        #[test]
+        fn from_gives_exactly_the_bytes_asked(
+            size in 1usize..2000,
+            sent in 0usize..2000,
+            want in 0usize..2000,
+            len in proptest::option::of(0u64..2500),
+            cuts in proptest::collection::vec(0usize..700, 0..6),
+        ) {
+            let image: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+            let (sent, want) = (sent.min(size), want.min(size));
+            let out = answer(&image, sent, &cuts).from(want as u64, len);
+            if sent > want {
+                let refused = matches!(out, Err(UpstreamError::Invalid { .. }));
+                prop_assert!(refused);
+                return Ok(());
+            }
+            let got: Vec<Bytes> = futures::executor::block_on(out.unwrap().try_collect()).unwrap();
+            let end = len.map_or(size, |n| (want + n as usize).min(size));
+            prop_assert_eq!(got.concat(), image[want..end].to_vec());
+        }
+    }
 }

@@ -128,7 +128,10 @@ impl ClientError {
         matches!(self, Self::Timeout { .. })
     }
 
-    fn from_body(e: BoxError, idle: Duration) -> Self {
+    /// What an error of a response body from [`HttpClient::send`] means: a
+    /// [`Timeout`](Self::Timeout) when the peer stayed silent longer than `idle`
+    /// (the client's [`Timeouts::idle`]), else [`Body`](Self::Body).
+    pub fn from_body(e: BoxError, idle: Duration) -> Self {
         if e.is::<tower_http::timeout::TimeoutError>() {
             Self::Timeout {
                 phase: Phase::Body,

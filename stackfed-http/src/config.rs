@@ -130,6 +130,12 @@ pub mod duration {
         d.deserialize_any(V)
     }
 
+    /// Reads a duration into an `Option` (with `#[serde(default, deserialize_with =
+    /// "duration::some")]`: absent is `None`).
+    pub fn some<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        deserialize(d).map(Some)
+    }
+
     /// Writes a duration with units (`"1m 30s"`).
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&humantime::format_duration(*d).to_string())

@@ -77,6 +77,20 @@ pub fn content_range(first: u64, last: u64, size: u64) -> HeaderValue {
         .unwrap_or(HeaderValue::from_static("bytes */*"))
 }
 
+/// The first and last byte of a 206's `Content-Range: bytes first-last/size` (the size
+/// may be `*`); `None` when it is not that.
+pub fn parse_content_range(value: &str) -> Option<(u64, u64)> {
+    let rest = value.trim().strip_prefix("bytes ")?;
+    let (span, size) = rest.split_once('/')?;
+    let (first, last) = span.trim().split_once('-')?;
+    let (first, last) = (first.parse::<u64>().ok()?, last.parse::<u64>().ok()?);
+    let size_ok = match size.trim() {
+        "*" => true,
+        s => s.parse::<u64>().is_ok_and(|n| last < n),
+    };
+    (first <= last && size_ok).then_some((first, last))
+}
+
 /// `Content-Range: bytes */size` of a 416.
 pub fn unsatisfied_range(size: u64) -> HeaderValue {
     format!("bytes */{size}")
@@ -90,6 +104,29 @@ mod tests {
 
     fn p(v: &str) -> Result<Option<RangeSpec>, UnsupportedRange> {
         parse_range_value(v)
+    }
+
+    #[test]
+    fn content_ranges_read_back() {
+        assert_eq!(
+            parse_content_range("bytes 1000-8388607/8388608"),
+            Some((1000, 8388607))
+        );
+        assert_eq!(
+            parse_content_range(content_range(0, 9, 100).to_str().unwrap()),
+            Some((0, 9))
+        );
+        assert_eq!(parse_content_range("bytes 5-9/*"), Some((5, 9)));
+        for bad in [
+            "bytes 9-5/100",
+            "bytes 0-100/100",
+            "bytes */100",
+            "items 0-1/2",
+            "bytes 0-/9",
+            "",
+        ] {
+            assert_eq!(parse_content_range(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -24,6 +24,13 @@ pub struct CacheConfig {
     /// long misses stream through from the upstream uncached before a fill is tried
     /// again.
     pub local_fault_pause: Duration,
+    /// When the upstream's data breaks off or stalls in the middle of a fill, how many
+    /// times in a row the fill asks for the rest (`Range: bytes=<have>-`) without
+    /// receiving a byte before it gives up (0: never resume).
+    pub resume_attempts: u32,
+    /// The wait before the first resume of a fill; it doubles with each further
+    /// attempt in a row.
+    pub resume_backoff: Duration,
 }
 
 impl Default for CacheConfig {
@@ -35,6 +42,8 @@ impl Default for CacheConfig {
             max_bytes: None,
             prefetch_concurrency: 2,
             local_fault_pause: Duration::from_secs(60),
+            resume_attempts: 3,
+            resume_backoff: Duration::from_secs(1),
         }
     }
 }
@@ -62,6 +71,13 @@ impl CacheConfig {
     /// the cache's own.
     pub fn local_fault_pause(mut self, d: Duration) -> Self {
         self.local_fault_pause = d;
+        self
+    }
+
+    /// Sets how often in a row a broken fill resumes, and the first wait before it does.
+    pub fn resume(mut self, attempts: u32, backoff: Duration) -> Self {
+        self.resume_attempts = attempts;
+        self.resume_backoff = backoff;
         self
     }
 

@@ -14,7 +14,7 @@ use crate::error::CacheError;
 use crate::hash::Verifier;
 use crate::id::ImageId;
 use crate::record::{ImageRecord, ImageStatus};
-use crate::upstream::{ByteRange, ByteStream, RangeSpec, RequestContext};
+use crate::upstream::{skip, ByteRange, ByteStream, RangeSpec, RequestContext};
 
 /// Where image data came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,9 +228,9 @@ impl ImageCache {
             return Err(CacheError::NotFound(record.id.clone()));
         };
         Ok(match (rest, verifier(record)) {
-            (None, Ok(v)) => skip(verified(data.stream, v, record.size), pos),
-            (None, Err(_)) => skip(data.stream, pos),
-            (Some(_), _) => data.stream,
+            (None, Ok(v)) => skip(verified(data.from(0, None)?, v, record.size), pos),
+            (None, Err(_)) => data.from(pos, None)?,
+            (Some(r), _) => data.from(r.first, Some(r.len()))?,
         })
     }
 
@@ -246,9 +246,11 @@ impl ImageCache {
         let Some(data) = i.upstream.open(&piece.record.id, piece.range, ctx).await? else {
             return Err(CacheError::NotFound(piece.record.id.clone()));
         };
+        // An upstream may answer a range with the whole image: only the range is sent.
         let stream = match (piece.range, verifier(&piece.record)) {
-            (None, Ok(v)) => verified(data.stream, v, piece.record.size),
-            _ => data.stream,
+            (None, Ok(v)) => verified(data.from(0, None)?, v, piece.record.size),
+            (None, Err(_)) => data.from(0, None)?,
+            (Some(r), _) => data.from(r.first, Some(r.len()))?,
         };
         Ok(piece.with(DataSource::Upstream, stream))
     }
@@ -297,23 +299,6 @@ fn verifier(record: &ImageRecord) -> Result<Verifier, crate::hash::VerifyError> 
         record.os_hash_algo.as_deref(),
         record.os_hash_value.as_deref(),
     )
-}
-
-/// `stream` without its first `n` bytes.
-fn skip(stream: ByteStream, n: u64) -> ByteStream {
-    let mut left = n;
-    Box::pin(stream.filter_map(move |item| {
-        let out = match item {
-            Ok(mut b) if left > 0 => {
-                let cut = usize::try_from(left).unwrap_or(usize::MAX).min(b.len());
-                left -= cut as u64;
-                let rest = b.split_off(cut);
-                (!rest.is_empty()).then_some(Ok(rest))
-            }
-            other => Some(other),
-        };
-        futures::future::ready(out)
-    }))
 }
 
 /// Streams `stream` through `verifier`, holding the last piece back until the whole is

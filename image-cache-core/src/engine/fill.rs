@@ -8,12 +8,13 @@ use std::sync::Arc;
 use futures::StreamExt;
 
 use super::budget::Reservation;
+use super::config::CacheConfig;
 use super::inflight::{FillSlot, FillState};
 use super::{now_ms, ImageCache};
 use crate::error::CacheError;
 use crate::hash::Verifier;
 use crate::record::ImageRecord;
-use crate::upstream::{RequestContext, UpstreamError};
+use crate::upstream::{ByteRange, ByteStream, RequestContext, Upstream, UpstreamError};
 
 /// Bytes gathered before each write (and hash) of a fill.
 const WRITE_BATCH: usize = 1 << 20;
@@ -118,12 +119,35 @@ impl Fill {
             .collect();
         let mut batch = bytes::BytesMut::with_capacity(WRITE_BATCH);
         let mut ended = false;
+        // Bytes taken from the upstream so far (written or in `batch`): where a resume
+        // asks the rest from. The hashing state goes on over the resumed bytes, so the
+        // final verification still covers every byte of the image.
+        let mut received = 0u64;
+        let mut resumes = Resumes::new(&i.config);
         while !ended {
             match stream.next().await {
-                Some(Ok(chunk)) => batch.extend_from_slice(&chunk),
+                Some(Ok(chunk)) => {
+                    received += chunk.len() as u64;
+                    resumes.progress();
+                    batch.extend_from_slice(&chunk);
+                }
                 Some(Err(e)) => {
-                    let _ = writer.abort(false).await;
-                    return Err(UpstreamError::Interrupted { source: e }.into());
+                    match resumes
+                        .resume(&*i.upstream, &record, &ctx, received, e)
+                        .await
+                    {
+                        Ok(Some(rest)) => {
+                            i.upstream_data_fetches.fetch_add(1, Ordering::Relaxed);
+                            stream = rest;
+                            continue;
+                        }
+                        // Every byte arrived: the verification decides.
+                        Ok(None) => ended = true,
+                        Err(e) => {
+                            let _ = writer.abort(false).await;
+                            return Err(e);
+                        }
+                    }
                 }
                 None => ended = true,
             }
@@ -182,5 +206,96 @@ impl Fill {
         slot.set(FillState::Done { written });
         tracing::info!(image = %record.id, bytes = written, "image cached and verified");
         Ok(())
+    }
+}
+
+/// The resumes of one fill: how many in a row found nothing, and how long to wait
+/// before the next. Counted in `stackfed_cache_fill_interruptions_total{cause}` (`stall`:
+/// the upstream stayed silent past the read timeout; `broken`: the connection broke) and
+/// `stackfed_cache_fill_resumes_total{outcome}` (`ranged`: the upstream sent the rest;
+/// `restarted`: it sent the whole image again and the bytes already kept were skipped;
+/// `failed`: the fill gave up, its attempts in a row spent without a byte).
+struct Resumes {
+    max: u32,
+    backoff: std::time::Duration,
+    /// Attempts since the last byte arrived.
+    in_a_row: u32,
+}
+
+impl Resumes {
+    fn new(config: &CacheConfig) -> Self {
+        Self {
+            max: config.resume_attempts,
+            backoff: config.resume_backoff,
+            in_a_row: 0,
+        }
+    }
+
+    /// A byte arrived: the next break starts a new series of attempts.
+    fn progress(&mut self) {
+        self.in_a_row = 0;
+    }
+
+    /// The rest of the image from byte `have` on, after its data broke off with
+    /// `broke`: asked with a range, or whole when the upstream refuses the range (a
+    /// store without random access answers 400), its first `have` bytes skipped when the
+    /// upstream sends them again. `Ok(None)` when every byte had arrived already; an
+    /// error when the attempts ran out (the last cause) or the upstream answered what
+    /// no retry changes.
+    async fn resume(
+        &mut self,
+        upstream: &dyn Upstream,
+        record: &ImageRecord,
+        ctx: &RequestContext,
+        have: u64,
+        broke: std::io::Error,
+    ) -> Result<Option<ByteStream>, CacheError> {
+        let stalled = broke.kind() == std::io::ErrorKind::TimedOut;
+        metrics::counter!("stackfed_cache_fill_interruptions_total", "cause" => if stalled { "stall" } else { "broken" })
+            .increment(1);
+        let Some(size) = record.size else {
+            return Err(UpstreamError::Interrupted { source: broke }.into());
+        };
+        if have >= size {
+            return Ok(None);
+        }
+        let mut last: CacheError = UpstreamError::Interrupted { source: broke }.into();
+        while self.in_a_row < self.max {
+            let wait = self.backoff.saturating_mul(1 << self.in_a_row.min(16));
+            self.in_a_row += 1;
+            tracing::warn!(image = %record.id, at = have, error = %last, attempt = self.in_a_row, wait = ?wait, "image data broke off; resuming");
+            tokio::time::sleep(wait).await;
+            let rest = ByteRange {
+                first: have,
+                last: size - 1,
+            };
+            let answer = match upstream.open(&record.id, Some(rest), ctx).await {
+                // The range refused (not a missing image): ask for the whole again.
+                Err(e) if e.is_refusal() => upstream.open(&record.id, None, ctx).await,
+                other => other,
+            };
+            match answer {
+                Ok(Some(data)) => {
+                    let outcome = if data.first == have {
+                        "ranged"
+                    } else {
+                        "restarted"
+                    };
+                    let stream = data.from(have, Some(size - have))?;
+                    metrics::counter!("stackfed_cache_fill_resumes_total", "outcome" => outcome)
+                        .increment(1);
+                    tracing::info!(image = %record.id, at = have, outcome, "image data resumed");
+                    return Ok(Some(stream));
+                }
+                Ok(None) => return Err(CacheError::NotFound(record.id.clone())),
+                Err(e) if e.is_temporary() => last = e.into(),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if self.max > 0 {
+            metrics::counter!("stackfed_cache_fill_resumes_total", "outcome" => "failed")
+                .increment(1);
+        }
+        Err(last)
     }
 }

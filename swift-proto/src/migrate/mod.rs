@@ -53,7 +53,7 @@ pub struct MigrationConfig {
     pub lease: Duration,
     /// How long to wait after a phase change for every proxy's cache to see it
     /// (default: the locator's cache TTL plus one second; alias `settle_seconds`).
-    #[serde(default, alias = "settle_seconds", deserialize_with = "some_duration")]
+    #[serde(default, alias = "settle_seconds", deserialize_with = "duration::some")]
     pub settle: Option<Duration>,
     /// The longest a client write is held during a switch (alias `max_hold_seconds`).
     #[serde(
@@ -69,10 +69,6 @@ pub struct MigrationConfig {
         with = "duration"
     )]
     pub resume_interval: Duration,
-}
-
-fn some_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    duration::deserialize(d).map(Some)
 }
 
 impl MigrationConfig {

@@ -124,6 +124,7 @@ impl Upstream for Scripted {
         use futures::StreamExt;
         Ok(Some(UpstreamData {
             total_size: Some(total),
+            first: range.map_or(0, |r| r.first),
             stream: Box::pin(stream),
         }))
     }
@@ -209,6 +210,7 @@ impl Upstream for Many {
             .collect();
         Ok(Some(UpstreamData {
             total_size: Some(data.len() as u64),
+            first: range.map_or(0, |r| r.first),
             stream: Box::pin(futures::stream::iter(chunks)),
         }))
     }
