@@ -773,7 +773,7 @@ def test_kill9_mid_rebalance_resumes(workdir, clusters, proxy_binary, seed):
         p.proc = None
         p.start(proxy_binary)
         done = wait_rebalance(p, rid)
-        assert done["state"] == "done", done
+        assert done["state"] == "done", json.dumps(done, indent=1) + p.log()[-6000:]
         moved = [m["container"] for m in done["moves"]]
         assert sorted(moved) == sorted([names["a"], names["b"]]), done["moves"]
         assert all(m["phase"] == "done" and m["to"] == "west" for m in done["moves"]), done

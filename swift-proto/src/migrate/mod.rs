@@ -1163,7 +1163,20 @@ impl Migrations {
                 self.mark(&account, c, None).await?;
             }
             self.finish(&entry.id, JournalState::Done).await?;
-            let moved = self.progress_of(&entry.id).map_or(0, |p| p.bytes_total);
+            let mut moved = self.progress_of(&entry.id).map_or(0, |p| p.bytes_total);
+            if moved == 0 {
+                // Resumed after the switch: the totals were taken by another run; the
+                // destination holds what moved.
+                for c in &entry.containers {
+                    if let Ok(Some(h)) = mirror::head(to, self.auth(), &account, c).await {
+                        moved += h
+                            .get("x-container-bytes-used")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.parse::<u64>().ok())
+                            .unwrap_or(0);
+                    }
+                }
+            }
             self.account_usage(&entry.from, &entry.to, moved);
             self.set(&entry.id, |p| {
                 p.phase = "done".into();

@@ -50,6 +50,10 @@ struct Saved {
     before: BTreeMap<String, u64>,
     owner: String,
     lease_until_ms: u64,
+    /// When it started (a migration of one of its containers journaled since then is
+    /// one of its moves, even when it was killed before saving the move's id).
+    #[serde(default)]
+    started_ms: u64,
 }
 
 impl Saved {
@@ -162,6 +166,7 @@ impl Migrations {
             before: before.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             owner: self.inner.owner.clone(),
             lease_until_ms: now_ms() + lease_ms(&self.inner.config),
+            started_ms: now_ms(),
         };
         let name = ContainerName::new(id.clone()).map_err(|e| MoveError::Fatal(e.to_string()))?;
         let home = before
@@ -218,11 +223,12 @@ impl Migrations {
                 if let Some(saved) = &resumed {
                     // Its moves are journaled migrations that resume on their own:
                     // wait for them, so that the rounds plan from their outcome.
-                    this.await_moves(&id, &before, request.target).await?;
+                    this.await_moves(&id, saved, &before, request.target).await?;
                     this.restore_usage(saved, &before).await;
-                    tried = saved
-                        .rebalance
-                        .moves
+                    tried = this
+                        .memory_rebalance(&id)
+                        .map(|r| r.moves)
+                        .unwrap_or_default()
                         .iter()
                         .map(|m| (m.account.clone(), m.container.clone()))
                         .collect();
@@ -388,6 +394,7 @@ impl Migrations {
     async fn await_moves(
         &self,
         id: &str,
+        saved: &Saved,
         before: &BTreeMap<ClusterId, u64>,
         target: FillTarget,
     ) -> Result<(), MoveError> {
@@ -399,16 +406,40 @@ impl Migrations {
                     .find(|(_, e)| e.id == mid)
                     .map(|(_, e)| e.state.clone())
             };
+            // A move killed before its migration's id was saved: the latest migration
+            // of that container journaled since the rebalance started.
+            let started = |m: &RebalanceMove| {
+                journal
+                    .iter()
+                    .filter(|(_, e)| {
+                        e.account == m.account
+                            && e.created_ms >= saved.started_ms
+                            && e.containers.contains(&m.container)
+                    })
+                    .max_by_key(|(_, e)| e.created_ms)
+                    .map(|(_, e)| e.id.clone())
+            };
             let mut running = false;
-            let mut phases = Vec::new();
+            let mut found = Vec::new();
             for m in self
                 .memory_rebalance(id)
                 .map(|r| r.moves)
                 .unwrap_or_default()
             {
-                let phase = match m.migration.as_deref().map(state) {
+                let mid = m.migration.clone().or_else(|| started(&m));
+                let phase = match mid.as_deref().map(state) {
                     None => "not-started",
                     Some(None) => "unknown",
+                    // Ended, but run here and not yet counted in the usage.
+                    Some(Some(JournalState::Done))
+                        if mid
+                            .as_deref()
+                            .and_then(|i| self.progress_of(i))
+                            .is_some_and(|p| p.phase != "done") =>
+                    {
+                        running = true;
+                        "cleaning"
+                    }
                     Some(Some(JournalState::Done)) => "done",
                     Some(Some(JournalState::Failed { .. })) => "failed",
                     Some(Some(JournalState::Cancelled)) => "cancelled",
@@ -417,16 +448,19 @@ impl Migrations {
                         "copying"
                     }
                 };
-                phases.push(phase);
+                found.push((mid, phase));
             }
             self.update_rebalance(id, before, target, |r| {
-                for (m, p) in r.moves.iter_mut().zip(&phases) {
-                    if m.phase != *p {
-                        m.phase = (*p).to_owned();
-                    }
+                for (m, (mid, phase)) in r.moves.iter_mut().zip(&found) {
+                    (*phase).clone_into(&mut m.phase);
+                    m.migration.clone_from(mid);
                 }
             });
             if !running {
+                // Planned but never started: not a move; the rounds may plan it again.
+                self.update_rebalance(id, before, target, |r| {
+                    r.moves.retain(|m| m.phase != "not-started");
+                });
                 return Ok(());
             }
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
@@ -452,11 +486,15 @@ impl Migrations {
             .map(|(_, e)| e.id.as_str())
             .collect();
         let mut moved: Vec<(ClusterId, ClusterId, u64)> = Vec::new();
-        for m in &saved.rebalance.moves {
+        let moves = self
+            .memory_rebalance(&saved.rebalance.id)
+            .map_or_else(|| saved.rebalance.moves.clone(), |r| r.moves);
+        for m in &moves {
             let Some(mid) = m.migration.as_deref() else {
                 continue;
             };
-            if !done.contains(mid) {
+            // Moves this process ran (resumed) count themselves when they end.
+            if !done.contains(mid) || self.progress_of(mid).is_some() {
                 continue;
             }
             if let (Ok(from), Ok(to)) =
@@ -637,6 +675,13 @@ impl Migrations {
             });
             for m in &plan {
                 tried.insert((m.candidate.account.clone(), m.candidate.container.clone()));
+            }
+            // Saved before any move starts: a proxy killed from here on leaves the
+            // plan to the one that resumes it.
+            match self.save_rebalance(id, false).await {
+                Ok(()) => {}
+                Err(e @ MoveError::LeaseLost(_)) => return Err(e),
+                Err(e) => tracing::warn!(%id, error = %e, "could not save a rebalance's plan"),
             }
             futures::stream::iter(plan.into_iter().enumerate())
                 .for_each_concurrent(request.concurrency.max(1), |(k, m)| async move {

@@ -166,8 +166,8 @@ impl FederationService {
     }
 
     /// Before a container PUT or POST naming a versions or history location: the two
-    /// containers must share a cluster; an empty one of them is moved to make it so
-    /// (the 409 for two non-empty ones comes from the co-location check that follows).
+    /// containers must share a cluster; an empty one of them is moved to make it so,
+    /// else a small archive is moved by the mover ([`Self::move_archive`]), else 409.
     pub(super) async fn colocate_archives(
         &self,
         call: &Call,
