@@ -735,12 +735,26 @@ mod tests {
         assert_eq!(m.settle, Some(Duration::from_millis(1500)));
         let m = with("concurrency = 2").unwrap().migration.unwrap();
         assert_eq!((m.lease, m.settle), (Duration::from_secs(30), None));
+        assert_eq!(
+            (m.archive_move_limit, m.archive_move_wait),
+            (1000, Duration::from_secs(60))
+        );
+        let m = with("archive_move_limit = 5, archive_move_wait = \"2m\"")
+            .unwrap()
+            .migration
+            .unwrap();
+        assert_eq!(
+            (m.archive_move_limit, m.archive_move_wait),
+            (5, Duration::from_secs(120))
+        );
         for bad in [
             "lease = 0",
             "max_hold = \"soon\"",
             "concurrency = 0",
             "resume_interval = -1",
             "lease_secs = 3",
+            "archive_move_wait = 0",
+            "archive_move_limit = -1",
         ] {
             assert!(with(bad).is_err(), "{bad}");
         }

@@ -40,7 +40,8 @@ def migration_toml(metrics_port=None):
         "cache_ttl = \"1s\"\n"
         + (f'metrics_listen = "127.0.0.1:{metrics_port}"\n' if metrics_port else "")
         + f'migration = {{ operator_user = "{OPERATOR}", operator_key = "{OPERATOR_KEY}", '
-        'concurrency = 8, lease = "3s", settle = "1.5s", resume_interval = "1s" }'
+        'concurrency = 8, lease = "3s", settle = "1.5s", resume_interval = "1s", '
+        'archive_move_limit = 5 }'
     )
 
 
@@ -596,3 +597,192 @@ def test_rebalance_to_a_fill_target(rproxy, clusters):
     r = rebalance(rproxy, {"fill_target": 0.5, "accounts": ["AUTH_test"]})
     again = wait_rebalance(rproxy, r.json()["id"])
     assert again["state"] == "done" and again["moves"] == [], again
+
+
+def versioned_state(url, token, name):
+    """A new-style versioned container as a client sees it: X-Versions-Enabled, the
+    ?versions listing (without version ids and times) and every version's body."""
+    h = {"X-Auth-Token": token}
+    r = requests.head(f"{url}/{name}", headers=h)
+    assert r.status_code == 204, r.status_code
+    enabled = r.headers.get("X-Versions-Enabled")
+    r = requests.get(f"{url}/{name}?format=json&versions", headers=h)
+    assert r.status_code == 200, r.text
+    listing = r.json()
+    versions = []
+    for v in listing:
+        got = requests.get(f"{url}/{name}/{v['name']}?version-id={v['version_id']}",
+                           headers=h)
+        body = hashlib.md5(got.content).hexdigest() if got.status_code == 200 else None
+        versions.append((v["name"], v.get("content_type"), v.get("bytes"),
+                         v.get("slo_etag") or v.get("hash"), v["is_latest"], got.status_code,
+                         body))
+    ids = [v["version_id"] for v in listing]
+    return enabled, versions, ids
+
+
+def make_versioned(fed, name):
+    url, token = fed.get_auth()
+    fed.put_container(f"{name}_segments", headers={"X-Container-Attr-Cluster": "east"})
+    fed.put_container(name, headers={"X-Container-Attr-Cluster": "east",
+                                     "X-Versions-Enabled": "true"})
+    for i in range(3):
+        fed.put_object(name, "doc", f"version {i}".encode() * (i + 1))
+    fed.delete_object(name, "doc")  # a delete marker
+    for i in range(2):
+        fed.put_object(f"{name}_segments", f"s{i}", bytes([65 + i]) * 1000)
+    manifest = [{"path": f"{name}_segments/s{i}"} for i in range(2)]
+    fed.put_object(name, "big", json.dumps(manifest),
+                   query_string="multipart-manifest=put")
+    fed.put_object(name, "big", b"plain now")  # the SLO becomes an older version
+    return url, token
+
+
+
+def test_versioned_container_is_not_moved(mproxy, clusters):
+    """New-style versioning is not carried: version ids are write timestamps a client
+    cannot set, so a move is refused (409 saying why) and nothing changes; once the
+    versions are gone and versioning is off, the container moves."""
+    fed = conn(mproxy.auth_url)
+    name = uniq("ver")
+    url, token = make_versioned(fed, name)
+    before = versioned_state(url, token, name)
+    assert before[0] == "True" and len(before[1]) == 6
+    r = requests.post(f"{mproxy.endpoint}/federation/v1/migrations",
+                      headers={"X-Auth-Token": admin_token(mproxy)},
+                      json={"account": "AUTH_test", "container": name, "to": "west"})
+    assert r.status_code == 409, r.text
+    assert "X-Versions-Enabled" in r.json()["error"] and "new ids" in r.json()["error"], r.text
+    assert versioned_state(url, token, name) == before
+    assert fed.head_container(name)["x-container-attr-cluster"] == "east"
+    with pytest.raises(ClientException):
+        conn(clusters["west"].auth_url).head_container(name)
+    # Suspended with versions kept: still refused.
+    fed.post_container(name, headers={"X-Versions-Enabled": "false"})
+    r = requests.post(f"{mproxy.endpoint}/federation/v1/migrations",
+                      headers={"X-Auth-Token": admin_token(mproxy)},
+                      json={"account": "AUTH_test", "container": name, "to": "west"})
+    assert r.status_code == 409 and "keeps object versions" in r.text, r.text
+    # The way out the answer names: delete every version, then it moves.
+    h = {"X-Auth-Token": token}
+    for v in requests.get(f"{url}/{name}?format=json&versions", headers=h).json():
+        d = requests.delete(f"{url}/{name}/{v['name']}?version-id={v['version_id']}", headers=h)
+        assert d.status_code in (204, 404), d.text
+    fed.put_object(name, "after", b"plain")
+    mid = start_move(mproxy, name)
+    wait_done(mproxy, mid)
+    assert {n: o["hash"] for n, o in direct_objects(clusters["west"], name).items()} == {
+        "after": hashlib.md5(b"plain").hexdigest()}
+
+
+def test_versioning_enabled_mid_move_rolls_back(mproxy, clusters):
+    fed = conn(mproxy.auth_url)
+    name = uniq("vmid")
+    want = fill_container(fed, name, 60)
+    mid = start_move(mproxy, name)
+    fed.post_container(name, headers={"X-Versions-Enabled": "true"})
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        m = migration(mproxy, mid)
+        if m["entry"]["state"] != "running":
+            break
+        time.sleep(0.3)
+    assert "failed" in json.dumps(m["entry"]["state"]), m
+    assert "versioning enabled" in json.dumps(m["entry"]["state"]), m
+    assert_rolled_back(mproxy, clusters, name, want)
+
+
+def test_archive_on_another_cluster_moves_next_to_its_container(mproxy, clusters):
+    """X-History-Location / X-Versions-Location naming a non-empty archive on the other
+    cluster: a small archive (at most archive_move_limit = 5 objects here) is moved by
+    the mover and the header applies; a larger one gets 409 saying why and what to do."""
+    fed = conn(mproxy.auth_url)
+    east, west = conn(clusters["east"].auth_url), conn(clusters["west"].auth_url)
+    base = uniq("arc")
+    fed.put_container(base, headers={"X-Container-Attr-Cluster": "east"})
+    fed.put_object(base, "doc", b"first")
+    small, big = f"{base}-hist", f"{base}-vers"
+    fed.put_container(small, headers={"X-Container-Attr-Cluster": "west"})
+    old = {f"old{i}": fed.put_object(small, f"old{i}", f"old {i}".encode()) for i in range(3)}
+    fed.put_container(big, headers={"X-Container-Attr-Cluster": "west"})
+    for i in range(6):
+        fed.put_object(big, f"v{i}", b"v")
+    # Over the limit: 409 naming the limit and the way out; nothing changed.
+    with pytest.raises(ClientException) as e:
+        fed.post_container(base, headers={"X-Versions-Location": big})
+    assert e.value.http_status == 409
+    body = e.value.http_response_content.decode()
+    assert "holds 6 objects" in body and "at most 5 objects" in body, body
+    assert "/federation/v1/migrations" in body, body
+    assert "x-versions-location" not in fed.head_container(base)
+    assert fed.head_container(big)["x-container-attr-cluster"] == "west"
+    # Small: moved to east, then the header applies (204 as from Swift).
+    fed.post_container(base, headers={"X-History-Location": small})
+    assert fed.head_container(base)["x-history-location"] == small
+    assert fed.head_container(small)["x-container-attr-cluster"] == "east"
+    assert {n: o["hash"] for n, o in direct_objects(clusters["east"], small).items()} == old
+    # History versioning works on east: an overwrite archives the old copy there.
+    fed.put_object(base, "doc", b"second")
+    deadline = time.time() + 10
+    while time.time() < deadline and len(direct_objects(clusters["east"], small)) < 4:
+        time.sleep(0.2)
+    archived = [n for n in direct_objects(clusters["east"], small) if n not in old]
+    assert len(archived) == 1 and archived[0].startswith("003doc/"), archived
+    assert fed.get_object(base, "doc")[1] == b"second"
+    # The source copy is cleaned up after the switch.
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            west.head_container(small)
+        except ClientException as gone:
+            assert gone.http_status == 404
+            break
+        time.sleep(0.3)
+    else:
+        raise AssertionError("the archive's source copy was not removed from west")
+
+
+@pytest.mark.parametrize("seed", [1])
+def test_kill9_mid_rebalance_resumes(workdir, clusters, proxy_binary, seed):
+    """A proxy killed with kill -9 during a rebalance: after restart the rebalance
+    (saved in the attribute store with a lease) is resumed, waits for the move it had
+    started, and finishes; no container moves twice."""
+    p = peers.FederationProxy(
+        workdir / f"rebalance-kill-{seed}",
+        list(clusters.values()),
+        extra_toml=migration_toml(),
+        usage={"east": (10 * MB, 7 * MB), "west": (10 * MB, 1 * MB)},
+    )
+    p.start(proxy_binary)
+    try:
+        fed = conn(p.auth_url, "test2:tester2", "testing2")
+        # East is 2 MB over a 50% target; no one container covers it: the largest
+        # (1.2 MB) moves, then the 1 MB one; the 0.3 MB one stays.
+        sizes = {"a": 1_200_000, "b": 1_000_000, "c": 300_000}
+        tag = uuid.uuid4().hex[:6]
+        names = {k: f"rk-{tag}-{k}" for k in sizes}
+        for k, n in names.items():
+            fed.put_container(n, headers={"X-Container-Attr-Cluster": "east"})
+            for i in range(4):
+                fed.put_object(n, f"o{i}", os.urandom(sizes[k] // 4))
+        r = rebalance(p, {"fill_target": "50%", "accounts": ["AUTH_test2"], "concurrency": 1})
+        assert r.status_code == 202, r.text
+        rid = r.json()["id"]
+        time.sleep(random.Random(seed).uniform(0.5, 2.5))
+        p.proc.stop(sig=signal.SIGKILL)
+        p.proc = None
+        p.start(proxy_binary)
+        done = wait_rebalance(p, rid)
+        assert done["state"] == "done", json.dumps(done, indent=1) + p.log()[-6000:]
+        moved = [m["container"] for m in done["moves"]]
+        assert sorted(moved) == sorted([names["a"], names["b"]]), done["moves"]
+        assert all(m["phase"] == "done" and m["to"] == "west" for m in done["moves"]), done
+        east, west = (conn(clusters[c].auth_url, "test2:tester2", "testing2")
+                      for c in ("east", "west"))
+        for k in ("a", "b"):
+            assert int(west.head_container(names[k])["x-container-bytes-used"]) == sizes[k]
+            with pytest.raises(ClientException):
+                east.head_container(names[k])
+        assert int(east.head_container(names["c"])["x-container-bytes-used"]) == sizes["c"]
+    finally:
+        p.stop()

@@ -105,7 +105,7 @@ fn error(status: StatusCode, message: &str) -> Response<Body> {
 
 fn move_error(e: &MoveError) -> Response<Body> {
     match e {
-        MoveError::Fatal(m) => error(StatusCode::CONFLICT, m),
+        MoveError::Fatal(m) | MoveError::Refused(m) => error(StatusCode::CONFLICT, m),
         other => error(StatusCode::SERVICE_UNAVAILABLE, &other.to_string()),
     }
 }
@@ -257,21 +257,30 @@ impl AdminService {
                     Ok(c) => c,
                     Err(e) => return error(StatusCode::BAD_REQUEST, &e),
                 };
-                let id = self.migrations.start_rebalance(RebalanceRequest {
-                    target,
-                    accounts,
-                    concurrency,
-                });
-                json(StatusCode::ACCEPTED, &serde_json::json!({ "id": id }))
+                match self
+                    .migrations
+                    .start_rebalance(RebalanceRequest {
+                        target,
+                        accounts,
+                        concurrency,
+                    })
+                    .await
+                {
+                    Ok(id) => json(StatusCode::ACCEPTED, &serde_json::json!({ "id": id })),
+                    Err(e) => move_error(&e),
+                }
             }
-            (&Method::GET, ["federation", "v1", "rebalances"]) => json(
-                StatusCode::OK,
-                &serde_json::json!({ "rebalances": self.migrations.rebalances() }),
-            ),
+            (&Method::GET, ["federation", "v1", "rebalances"]) => {
+                match self.migrations.rebalances().await {
+                    Ok(all) => json(StatusCode::OK, &serde_json::json!({ "rebalances": all })),
+                    Err(e) => move_error(&e),
+                }
+            }
             (&Method::GET, ["federation", "v1", "rebalances", id]) => {
-                match self.migrations.rebalance(id) {
-                    Some(r) => json(StatusCode::OK, &serde_json::json!(r)),
-                    None => error(StatusCode::NOT_FOUND, "no such rebalance"),
+                match self.migrations.rebalance(id).await {
+                    Ok(Some(r)) => json(StatusCode::OK, &serde_json::json!(r)),
+                    Ok(None) => error(StatusCode::NOT_FOUND, "no such rebalance"),
+                    Err(e) => move_error(&e),
                 }
             }
             (&Method::GET, ["federation", "v1", "migrations"]) => {

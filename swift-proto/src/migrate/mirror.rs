@@ -319,3 +319,73 @@ impl From<ClusterError> for MoveError {
         Self::Cluster(e.to_string())
     }
 }
+
+/// Why a container cannot move because of new-style object versioning
+/// (`X-Versions-Enabled`), or `None`. Swift keeps the versions in a hidden container
+/// (a reserved name no client request can address) and makes each version id from
+/// the timestamp of the write that created it, which a client cannot set: a move could
+/// only re-create the versions with new ids, breaking every id a user kept. So the
+/// rule is: versioning enabled, or suspended with versions still kept (an entry of
+/// the `?versions` listing with an id other than `null`), refuses the move.
+pub(super) async fn versioning_refusal(
+    cluster: &SwiftCluster,
+    auth: Auth<'_>,
+    account: &AccountName,
+    container: &str,
+    head: &HeaderMap,
+) -> Result<Option<String>, MoveError> {
+    let Some(enabled) = head.get("x-versions-enabled") else {
+        return Ok(None);
+    };
+    let why = |what: &str| {
+        Some(format!(
+            "container {container} {what}: a move cannot carry object versions (Swift makes \
+             each version id from the time of its write, which a client cannot set, so the \
+             versions would get new ids); delete its old versions and delete markers \
+             (DELETE ?version-id=) and set X-Versions-Enabled: false to move it"
+        ))
+    };
+    if enabled.as_bytes().eq_ignore_ascii_case(b"true") {
+        return Ok(why(
+            "has object versioning enabled (X-Versions-Enabled: true)",
+        ));
+    }
+    let mut path = swift_path(account, Some(container), None);
+    path.push_str(&format!("?format=json&versions&limit={PAGE}"));
+    let (parts, body) = cluster
+        .collect(
+            ClusterRequest::new(Method::GET, path),
+            auth,
+            crate::cluster::MAX_COLLECTED_BODY,
+        )
+        .await?;
+    if parts.status == StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    if !parts.status.is_success() {
+        return Err(MoveError::answer(cluster, "versions listing", parts.status));
+    }
+    if body.is_empty() {
+        return Ok(None);
+    }
+    let items: Vec<serde_json::Value> = serde_json::from_slice(&body).map_err(|e| {
+        MoveError::Cluster(format!(
+            "{}: unreadable versions listing: {e}",
+            cluster.id()
+        ))
+    })?;
+    let kept = items.iter().any(|i| {
+        i.get("version_id")
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|v| v != "null")
+    });
+    if kept {
+        return Ok(why("keeps object versions (versioning suspended)"));
+    }
+    if items.len() >= PAGE {
+        return Ok(why(&format!(
+            "had object versioning and lists more than {PAGE} entries (not checked for versions)"
+        )));
+    }
+    Ok(None)
+}

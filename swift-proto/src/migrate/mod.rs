@@ -69,6 +69,15 @@ pub struct MigrationConfig {
         with = "duration"
     )]
     pub resume_interval: Duration,
+    /// Most objects a versions/history archive on another cluster may hold to be
+    /// moved next to its container when a client names it (`X-Versions-Location`,
+    /// `X-History-Location`); above it the client gets 409.
+    #[serde(default = "default_archive_limit")]
+    pub archive_move_limit: u64,
+    /// The longest a client's request waits for such a move (then 409 saying it is
+    /// still moving: retry).
+    #[serde(default = "default_archive_wait", with = "duration")]
+    pub archive_move_wait: Duration,
 }
 
 impl MigrationConfig {
@@ -81,10 +90,17 @@ impl MigrationConfig {
         nonzero("migration.lease", self.lease)?;
         nonzero("migration.max_hold", self.max_hold)?;
         nonzero("migration.resume_interval", self.resume_interval)?;
+        nonzero("migration.archive_move_wait", self.archive_move_wait)?;
         Ok(())
     }
 }
 
+fn default_archive_limit() -> u64 {
+    1000
+}
+fn default_archive_wait() -> Duration {
+    Duration::from_secs(60)
+}
 fn default_concurrency() -> usize {
     4
 }
@@ -117,6 +133,10 @@ pub enum MoveError {
     /// An operator cancelled the migration: stop working, roll back.
     #[error("cancelled")]
     Cancelled,
+    /// The container turned out not movable during the move (versioning enabled
+    /// meanwhile): roll back, then fail with the reason.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl MoveError {
@@ -247,6 +267,7 @@ impl Migrations {
                 config,
             }),
         };
+        service.set_archive_mover(Arc::new(me.clone()));
         let resume = me.clone();
         background.spawn("migration resume", async move {
             loop {
@@ -378,6 +399,16 @@ impl Migrations {
             return Err(MoveError::Fatal(format!("cluster {to} is offline")));
         }
         let containers = self.group(&record).await?;
+        let from = self.cluster(&record.cluster)?;
+        for c in &containers {
+            if let Some(h) = mirror::head(from, self.auth(), account, c).await? {
+                if let Some(why) =
+                    mirror::versioning_refusal(from, self.auth(), account, c, &h).await?
+                {
+                    return Err(MoveError::Fatal(why));
+                }
+            }
+        }
         // A destination already holding one of them with objects is not ours to mirror
         // over (an orphan an operator must look at).
         for c in &containers {
@@ -648,6 +679,16 @@ impl Migrations {
     }
 
     async fn journal(&self) -> Result<Vec<(ContainerRecord, JournalEntry)>, MoveError> {
+        Ok(self
+            .journal_records()
+            .await?
+            .into_iter()
+            .filter_map(|r| read_entry(&r).map(|e| (r, e)))
+            .collect())
+    }
+
+    /// Every record of the journal account (migrations and rebalances).
+    async fn journal_records(&self) -> Result<Vec<ContainerRecord>, MoveError> {
         let mut out = Vec::new();
         let mut marker: Option<String> = None;
         loop {
@@ -660,9 +701,7 @@ impl Migrations {
             let n = page.len();
             for r in page {
                 marker = Some(r.container.as_str().to_owned());
-                if let Some(e) = read_entry(&r) {
-                    out.push((r, e));
-                }
+                out.push(r);
             }
             if n < 1000 {
                 return Ok(out);
@@ -693,7 +732,7 @@ impl Migrations {
             tracing::info!(id = %entry.id, previous_owner = %entry.owner, "resuming a migration");
             self.spawn(entry);
         }
-        Ok(())
+        self.resume_rebalances().await
     }
 
     fn set(&self, id: &str, f: impl FnOnce(&mut Progress)) {
@@ -747,7 +786,15 @@ impl Migrations {
                         // Run again: the claim sees the cancel and rolls back.
                         tracing::info!(%id, "migration cancelled; rolling back");
                     }
-                    Err(MoveError::Fatal(why)) => {
+                    Err(e @ (MoveError::Fatal(_) | MoveError::Refused(_))) => {
+                        if matches!(e, MoveError::Refused(_)) {
+                            if let Err(undo) = this.undo(&id).await {
+                                tracing::warn!(%id, error = %undo, "could not roll back a refused migration; retrying");
+                                tokio::time::sleep(backoff).await;
+                                continue;
+                            }
+                        }
+                        let why = e.to_string();
                         metrics::counter!("stackfed_migration_failures_total", "kind" => "fatal")
                             .increment(1);
                         tracing::error!(%id, %why, "migration failed");
@@ -910,9 +957,29 @@ impl Migrations {
     /// destination's copies deleted, the journal says cancelled. Idempotent (a proxy
     /// killed during it does it again).
     async fn roll_back(&self, entry: &JournalEntry) -> Result<(), MoveError> {
+        self.set(&entry.id, |p| p.phase = "cancelling".into());
+        self.unmirror(entry).await?;
+        self.finish(&entry.id, JournalState::Cancelled).await?;
+        self.set(&entry.id, |p| {
+            p.phase = "cancelled".into();
+            p.error = None;
+        });
+        tracing::info!(id = %entry.id, "migration cancelled and rolled back");
+        Ok(())
+    }
+
+    /// A refused migration (found not movable during the move): rolled back as a
+    /// cancel is, under its lease; the caller records it failed.
+    async fn undo(&self, id: &str) -> Result<(), MoveError> {
+        let entry = self.claim(id).await?;
+        self.unmirror(&entry).await
+    }
+
+    /// The marks removed (held writes go on to the source) and the destination's
+    /// copies deleted; refused once a record was switched.
+    async fn unmirror(&self, entry: &JournalEntry) -> Result<(), MoveError> {
         let account =
             AccountName::new(entry.account.clone()).map_err(|e| MoveError::Fatal(e.to_string()))?;
-        self.set(&entry.id, |p| p.phase = "cancelling".into());
         for c in &entry.containers {
             match self.record(&account, c).await? {
                 Some(r) if r.cluster == entry.to => {
@@ -930,12 +997,6 @@ impl Migrations {
         for c in &entry.containers {
             self.clean(to, &account, c).await?;
         }
-        self.finish(&entry.id, JournalState::Cancelled).await?;
-        self.set(&entry.id, |p| {
-            p.phase = "cancelled".into();
-            p.error = None;
-        });
-        tracing::info!(id = %entry.id, "migration cancelled and rolled back");
         Ok(())
     }
 
@@ -1054,6 +1115,11 @@ impl Migrations {
                         .and_then(|v| v.parse::<u64>().ok())
                         .unwrap_or(0)
                 };
+                if let Some(why) =
+                    mirror::versioning_refusal(from, self.auth(), &account, c, &h).await?
+                {
+                    return Err(MoveError::Refused(why));
+                }
                 objects += n("x-container-object-count");
                 bytes += n("x-container-bytes-used");
                 mirror::put_container(to, self.auth(), &account, c, mirror::settings(&h, false))
@@ -1093,7 +1159,20 @@ impl Migrations {
                 self.mark(&account, c, None).await?;
             }
             self.finish(&entry.id, JournalState::Done).await?;
-            let moved = self.progress_of(&entry.id).map_or(0, |p| p.bytes_total);
+            let mut moved = self.progress_of(&entry.id).map_or(0, |p| p.bytes_total);
+            if moved == 0 {
+                // Resumed after the switch: the totals were taken by another run; the
+                // destination holds what moved.
+                for c in &entry.containers {
+                    if let Ok(Some(h)) = mirror::head(to, self.auth(), &account, c).await {
+                        moved += h
+                            .get("x-container-bytes-used")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.parse::<u64>().ok())
+                            .unwrap_or(0);
+                    }
+                }
+            }
             self.account_usage(&entry.from, &entry.to, moved);
             self.set(&entry.id, |p| {
                 p.phase = "done".into();
@@ -1169,6 +1248,11 @@ impl Migrations {
                     .ok_or_else(|| {
                         MoveError::Fatal(format!("source cluster has no container {c}"))
                     })?;
+                if let Some(why) =
+                    mirror::versioning_refusal(from, self.auth(), account, c, &h).await?
+                {
+                    return Err(MoveError::Refused(why));
+                }
                 mirror::post_container(to, self.auth(), account, c, mirror::settings(&h, true))
                     .await?;
             }
@@ -1428,6 +1512,50 @@ impl Migrations {
         Err(MoveError::Fatal(format!(
             "container {c} was deleted while it moved"
         )))
+    }
+}
+
+impl crate::service::migrate::ArchiveMover for Migrations {
+    fn limit(&self) -> u64 {
+        self.inner.config.archive_move_limit
+    }
+
+    fn move_archive<'a>(
+        &'a self,
+        account: &'a AccountName,
+        container: &'a ContainerName,
+        to: &'a ClusterId,
+    ) -> futures::future::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let id = self
+                .start_move(account, container, Some(to.clone()))
+                .await
+                .map_err(|e| e.to_string())?;
+            // Switched is enough: the record names `to`; the source is cleaned later.
+            let deadline = Instant::now() + self.inner.config.archive_move_wait;
+            while Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let p = self.progress_of(&id).unwrap_or_default();
+                match p.phase.as_str() {
+                    "cleaning" | "done" => return Ok(()),
+                    "failed" | "cancelled" | "cancelling" => {
+                        return Err(p
+                            .error
+                            .unwrap_or_else(|| format!("migration {id} {}", p.phase)))
+                    }
+                    _ => {}
+                }
+                if let Ok(Some(r)) = self.inner.locator.locate_fresh(account, container).await {
+                    if &r.cluster == to {
+                        return Ok(());
+                    }
+                }
+            }
+            Err(format!(
+                "still moving after {:?} (migration {id}); retry later",
+                self.inner.config.archive_move_wait
+            ))
+        })
     }
 }
 

@@ -12,20 +12,55 @@
 //! why: nothing left there fits anywhere). A container whose move failed is not tried
 //! again by the same rebalance.
 //!
-//! The rebalance's own state lives in this proxy's memory (the moves it started are
-//! journaled migrations: they resume after a restart, the rebalance does not).
+//! Restart-safe: the rebalance's state (request, usage before, moves) is saved in the
+//! attribute store next to the migrations' journal (a record of the journal account
+//! named by its id, attribute `@rebalance`) with a lease, as migrations are;
+//! it is saved whenever it renews its lease (a third of the lease) and when it ends.
+//! A proxy killed mid-rebalance leaves the lease to expire; the resume loop of any
+//! proxy with `[migration]` (the same one restarted included) takes it over: the
+//! moves it had started resume as journaled migrations on their own, every container
+//! it had already planned is not planned again, and the rounds go on from the usage as
+//! that proxy knows it. A cluster's usage that still reads what it did when the
+//! rebalance started (configured, not measured since) is first adjusted by the moves
+//! journaled done, which the killed proxy had counted in its memory only.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::PoisonError;
 
+use federation_core::attrs::{now_ms, Attributes, ContainerRecord, NewContainer, StoreError};
+use federation_core::migration::JournalState;
 use federation_core::migration::{plan_rebalance, Candidate, FillTarget};
 use federation_core::placement::PlacementRequest;
 use federation_core::{AccountName, ClusterId, ClusterState, ContainerName};
 use futures::StreamExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::{mirror, random_hex, Migrations, MoveError};
+use super::{lease_ms, mirror, random_hex, Migrations, MoveError};
 use crate::cluster::SwiftCluster;
+
+/// The attribute of a journal-account record that holds a saved rebalance.
+const REBALANCE_ATTRIBUTE: &str = "@rebalance";
+
+/// A rebalance as saved in the attribute store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Saved {
+    rebalance: Rebalance,
+    concurrency: usize,
+    /// Each cluster's used bytes when it started.
+    before: BTreeMap<String, u64>,
+    owner: String,
+    lease_until_ms: u64,
+    /// When it started (a migration of one of its containers journaled since then is
+    /// one of its moves, even when it was killed before saving the move's id).
+    #[serde(default)]
+    started_ms: u64,
+}
+
+impl Saved {
+    fn of(rec: &ContainerRecord) -> Option<Self> {
+        serde_json::from_str(rec.attributes.get(REBALANCE_ATTRIBUTE)?).ok()
+    }
+}
 
 /// Most rounds a rebalance runs (each round plans from fresh usage).
 const MAX_ROUNDS: usize = 8;
@@ -42,7 +77,7 @@ pub struct RebalanceRequest {
 }
 
 /// One cluster as the rebalance saw it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClusterFill {
     /// The cluster.
     pub cluster: String,
@@ -59,7 +94,7 @@ pub struct ClusterFill {
 }
 
 /// One move of a rebalance.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RebalanceMove {
     /// The account.
     pub account: String,
@@ -78,7 +113,7 @@ pub struct RebalanceMove {
 }
 
 /// A rebalance's state, as `GET /federation/v1/rebalances/{id}` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Rebalance {
     /// Its id.
     pub id: String,
@@ -99,9 +134,10 @@ pub struct Rebalance {
 }
 
 impl Migrations {
-    /// Starts a rebalance; returns its id (progress: [`Migrations::rebalance`]).
-    pub fn start_rebalance(&self, request: RebalanceRequest) -> String {
-        let id = format!("r{}-{}", federation_core::attrs::now_ms(), random_hex(4));
+    /// Starts a rebalance (saved first); returns its id (progress:
+    /// [`Migrations::rebalance`]).
+    pub async fn start_rebalance(&self, request: RebalanceRequest) -> Result<String, MoveError> {
+        let id = format!("r{}-{}", now_ms(), random_hex(4));
         let before: BTreeMap<ClusterId, u64> = self
             .inner
             .locator
@@ -124,31 +160,366 @@ impl Migrations {
             clusters: Vec::new(),
             moves: Vec::new(),
         };
+        let saved = Saved {
+            rebalance: state.clone(),
+            concurrency: request.concurrency,
+            before: before.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            owner: self.inner.owner.clone(),
+            lease_until_ms: now_ms() + lease_ms(&self.inner.config),
+            started_ms: now_ms(),
+        };
+        let name = ContainerName::new(id.clone()).map_err(|e| MoveError::Fatal(e.to_string()))?;
+        let home = before
+            .keys()
+            .next()
+            .cloned()
+            .ok_or_else(|| MoveError::Fatal("no clusters".into()))?;
+        let mut attrs = Attributes::new();
+        attrs.insert(
+            REBALANCE_ATTRIBUTE.into(),
+            serde_json::to_string(&saved).unwrap_or_default(),
+        );
+        self.inner
+            .locator
+            .store()
+            .create_if_absent(
+                NewContainer::new(Self::journal_account(), name, home).attributes(attrs),
+            )
+            .await?;
         self.inner
             .rebalances
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(id.clone(), state);
+        self.run_rebalance(id.clone(), request, before, None);
+        Ok(id)
+    }
+
+    /// Runs a rebalance's rounds on the background, renewing (and saving) it every
+    /// third of the lease; losing the lease stops it.
+    fn run_rebalance(
+        &self,
+        id: String,
+        request: RebalanceRequest,
+        before: BTreeMap<ClusterId, u64>,
+        resumed: Option<Saved>,
+    ) {
         let this = self.clone();
-        let rid = id.clone();
         self.inner.background.spawn("rebalance", async move {
-            let end = this.rebalance_rounds(&rid, &request, &before).await;
+            let renew_every = this.inner.config.lease / 3;
+            let renew = async {
+                loop {
+                    tokio::time::sleep(renew_every).await;
+                    if let Err(e) = this.save_rebalance(&id, false).await {
+                        if matches!(e, MoveError::LeaseLost(_)) {
+                            return e;
+                        }
+                        tracing::warn!(%id, error = %e, "could not save a rebalance; retrying");
+                    }
+                }
+            };
+            let rounds = async {
+                let mut tried = HashSet::new();
+                if let Some(saved) = &resumed {
+                    // Its moves are journaled migrations that resume on their own:
+                    // wait for them, so that the rounds plan from their outcome.
+                    this.await_moves(&id, saved, &before, request.target).await?;
+                    this.restore_usage(saved, &before).await;
+                    tried = this
+                        .memory_rebalance(&id)
+                        .map(|r| r.moves)
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|m| (m.account.clone(), m.container.clone()))
+                        .collect();
+                }
+                this.rebalance_rounds(&id, &request, &before, tried).await
+            };
+            let end = tokio::select! {
+                end = rounds => end,
+                lost = renew => {
+                    tracing::info!(%id, error = %lost, "rebalance left to another proxy");
+                    return;
+                }
+            };
             let (state, reason) = match end {
                 Ok(None) => ("done", None),
                 Ok(Some(why)) => ("stopped", Some(why)),
                 Err(e) => ("stopped", Some(e.to_string())),
             };
-            tracing::info!(id = %rid, state, reason = reason.as_deref().unwrap_or(""), "rebalance finished");
-            this.update_rebalance(&rid, &before, request.target, |r| {
+            tracing::info!(%id, state, reason = reason.as_deref().unwrap_or(""), "rebalance finished");
+            this.update_rebalance(&id, &before, request.target, |r| {
                 r.state = state.into();
                 r.reason = reason;
             });
+            for _ in 0..8 {
+                match this.save_rebalance(&id, true).await {
+                    Ok(()) | Err(MoveError::LeaseLost(_)) => break,
+                    Err(e) => {
+                        tracing::warn!(%id, error = %e, "could not save a finished rebalance; retrying");
+                        tokio::time::sleep(renew_every).await;
+                    }
+                }
+            }
         });
-        id
     }
 
-    /// A rebalance's state.
-    pub fn rebalance(&self, id: &str) -> Option<Rebalance> {
+    /// Writes this proxy's state of a rebalance to the store (compare-and-set) and
+    /// renews its lease; refused when another proxy holds it.
+    async fn save_rebalance(&self, id: &str, last: bool) -> Result<(), MoveError> {
+        let name = ContainerName::new(id).map_err(|e| MoveError::Fatal(e.to_string()))?;
+        let store = self.inner.locator.store();
+        let Some(state) = self.memory_rebalance(id) else {
+            return Err(MoveError::LeaseLost("not running here".into()));
+        };
+        for _ in 0..16 {
+            let rec = store
+                .get(&Self::journal_account(), &name)
+                .await?
+                .ok_or_else(|| MoveError::LeaseLost("rebalance record gone".into()))?;
+            let mut saved = Saved::of(&rec)
+                .ok_or_else(|| MoveError::Fatal("unreadable rebalance record".into()))?;
+            if saved.owner != self.inner.owner && saved.lease_until_ms >= now_ms() {
+                return Err(MoveError::LeaseLost(format!("held by {}", saved.owner)));
+            }
+            saved.rebalance = state.clone();
+            saved.owner.clone_from(&self.inner.owner);
+            saved.lease_until_ms = if last {
+                now_ms()
+            } else {
+                now_ms() + lease_ms(&self.inner.config)
+            };
+            let mut attrs = rec.attributes.clone();
+            attrs.insert(
+                REBALANCE_ATTRIBUTE.into(),
+                serde_json::to_string(&saved).unwrap_or_default(),
+            );
+            match store
+                .update_attributes(&Self::journal_account(), &name, rec.version, attrs)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(MoveError::Store("rebalance record kept changing".into()))
+    }
+
+    /// The saved rebalances.
+    async fn saved_rebalances(&self) -> Result<Vec<(ContainerRecord, Saved)>, MoveError> {
+        Ok(self
+            .journal_records()
+            .await?
+            .into_iter()
+            .filter_map(|r| Saved::of(&r).map(|s| (r, s)))
+            .collect())
+    }
+
+    /// Takes over running rebalances whose lease expired (a proxy died mid-way):
+    /// claimed by compare-and-set, then run from a new round.
+    pub(super) async fn resume_rebalances(&self) -> Result<(), MoveError> {
+        let now = now_ms();
+        for (rec, saved) in self.saved_rebalances().await? {
+            let id = saved.rebalance.id.clone();
+            if saved.rebalance.state != "running"
+                || saved.lease_until_ms >= now
+                || self
+                    .memory_rebalance(&id)
+                    .is_some_and(|r| r.state == "running")
+            {
+                continue;
+            }
+            // Claim: the record as read, owner and lease ours.
+            let mut claimed = saved.clone();
+            claimed.owner.clone_from(&self.inner.owner);
+            claimed.lease_until_ms = now + lease_ms(&self.inner.config);
+            let mut attrs = rec.attributes.clone();
+            attrs.insert(
+                REBALANCE_ATTRIBUTE.into(),
+                serde_json::to_string(&claimed).unwrap_or_default(),
+            );
+            match self
+                .inner
+                .locator
+                .store()
+                .update_attributes(&Self::journal_account(), &rec.container, rec.version, attrs)
+                .await
+            {
+                Ok(_) => {}
+                Err(StoreError::Conflict { .. }) => continue, // another proxy took it
+                Err(e) => return Err(e.into()),
+            }
+            let (Ok(target), Ok(accounts)) = (
+                FillTarget::new(saved.rebalance.fill_target),
+                saved
+                    .rebalance
+                    .accounts
+                    .iter()
+                    .map(|a| AccountName::new(a.clone()))
+                    .collect::<Result<Vec<_>, _>>(),
+            ) else {
+                tracing::warn!(%id, "unreadable saved rebalance; left alone");
+                continue;
+            };
+            let before: BTreeMap<ClusterId, u64> = saved
+                .before
+                .iter()
+                .filter_map(|(k, v)| ClusterId::new(k.clone()).ok().map(|k| (k, *v)))
+                .collect();
+            tracing::info!(%id, previous_owner = %saved.owner, moves = saved.rebalance.moves.len(), "resuming a rebalance");
+            let mut state = saved.rebalance.clone();
+            state.reason = None;
+            self.inner
+                .rebalances
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(id.clone(), state);
+            self.run_rebalance(
+                id,
+                RebalanceRequest {
+                    target,
+                    accounts,
+                    concurrency: saved.concurrency,
+                },
+                before,
+                Some(saved),
+            );
+        }
+        Ok(())
+    }
+
+    /// Waits until every started move of a resumed rebalance has ended (its journal
+    /// entry done, failed or cancelled), showing each one's outcome.
+    async fn await_moves(
+        &self,
+        id: &str,
+        saved: &Saved,
+        before: &BTreeMap<ClusterId, u64>,
+        target: FillTarget,
+    ) -> Result<(), MoveError> {
+        loop {
+            let journal = self.journal().await?;
+            let state = |mid: &str| {
+                journal
+                    .iter()
+                    .find(|(_, e)| e.id == mid)
+                    .map(|(_, e)| e.state.clone())
+            };
+            // A move killed before its migration's id was saved: the latest migration
+            // of that container journaled since the rebalance started.
+            let started = |m: &RebalanceMove| {
+                journal
+                    .iter()
+                    .filter(|(_, e)| {
+                        e.account == m.account
+                            && e.created_ms >= saved.started_ms
+                            && e.containers.contains(&m.container)
+                    })
+                    .max_by_key(|(_, e)| e.created_ms)
+                    .map(|(_, e)| e.id.clone())
+            };
+            let mut running = false;
+            let mut found = Vec::new();
+            for m in self
+                .memory_rebalance(id)
+                .map(|r| r.moves)
+                .unwrap_or_default()
+            {
+                let mid = m.migration.clone().or_else(|| started(&m));
+                let phase = match mid.as_deref().map(state) {
+                    None => "not-started",
+                    Some(None) => "unknown",
+                    // Ended, but run here and not yet counted in the usage.
+                    Some(Some(JournalState::Done))
+                        if mid
+                            .as_deref()
+                            .and_then(|i| self.progress_of(i))
+                            .is_some_and(|p| p.phase != "done") =>
+                    {
+                        running = true;
+                        "cleaning"
+                    }
+                    Some(Some(JournalState::Done)) => "done",
+                    Some(Some(JournalState::Failed { .. })) => "failed",
+                    Some(Some(JournalState::Cancelled)) => "cancelled",
+                    Some(Some(JournalState::Running | JournalState::Cancelling)) => {
+                        running = true;
+                        "copying"
+                    }
+                };
+                found.push((mid, phase));
+            }
+            self.update_rebalance(id, before, target, |r| {
+                for (m, (mid, phase)) in r.moves.iter_mut().zip(&found) {
+                    (*phase).clone_into(&mut m.phase);
+                    m.migration.clone_from(mid);
+                }
+            });
+            if !running {
+                // Planned but never started: not a move; the rounds may plan it again.
+                self.update_rebalance(id, before, target, |r| {
+                    r.moves.retain(|m| m.phase != "not-started");
+                });
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+
+    /// A cluster's usage that still reads what it did when the rebalance started (not
+    /// measured since: configured) follows the moves journaled done, which the proxy
+    /// that ran them had counted in its memory only.
+    async fn restore_usage(&self, saved: &Saved, before: &BTreeMap<ClusterId, u64>) {
+        let Ok(journal) = self.journal().await else {
+            return;
+        };
+        let registry = self.inner.locator.registry();
+        let unchanged = |c: &ClusterId| {
+            registry
+                .get(c)
+                .is_some_and(|s| before.get(c) == Some(&s.used_bytes))
+        };
+        let done: HashSet<&str> = journal
+            .iter()
+            .filter(|(_, e)| e.state == JournalState::Done)
+            .map(|(_, e)| e.id.as_str())
+            .collect();
+        let mut moved: Vec<(ClusterId, ClusterId, u64)> = Vec::new();
+        let moves = self
+            .memory_rebalance(&saved.rebalance.id)
+            .map_or_else(|| saved.rebalance.moves.clone(), |r| r.moves);
+        for m in &moves {
+            let Some(mid) = m.migration.as_deref() else {
+                continue;
+            };
+            // Moves this process ran (resumed) count themselves when they end.
+            if !done.contains(mid) || self.progress_of(mid).is_some() {
+                continue;
+            }
+            if let (Ok(from), Ok(to)) =
+                (ClusterId::new(m.from.clone()), ClusterId::new(m.to.clone()))
+            {
+                moved.push((from, to, m.bytes));
+            }
+        }
+        let fixed: HashSet<ClusterId> = moved
+            .iter()
+            .flat_map(|(f, t, _)| [f.clone(), t.clone()])
+            .filter(|c| unchanged(c))
+            .collect();
+        for (from, to, bytes) in moved {
+            if fixed.contains(&from) {
+                let _ =
+                    registry.update(&from, |s| s.used_bytes = s.used_bytes.saturating_sub(bytes));
+            }
+            if fixed.contains(&to) {
+                let _ = registry.update(&to, |s| s.used_bytes = s.used_bytes.saturating_add(bytes));
+            }
+        }
+    }
+
+    fn memory_rebalance(&self, id: &str) -> Option<Rebalance> {
         self.inner
             .rebalances
             .lock()
@@ -157,18 +528,42 @@ impl Migrations {
             .cloned()
     }
 
-    /// Every rebalance this proxy ran.
-    pub fn rebalances(&self) -> Vec<Rebalance> {
-        let mut all: Vec<_> = self
+    /// A rebalance's state: this proxy's, else as saved (run or finished by another
+    /// proxy, or before a restart).
+    pub async fn rebalance(&self, id: &str) -> Result<Option<Rebalance>, MoveError> {
+        if let Some(r) = self.memory_rebalance(id) {
+            return Ok(Some(r));
+        }
+        let Ok(name) = ContainerName::new(id) else {
+            return Ok(None);
+        };
+        let rec = self
+            .inner
+            .locator
+            .store()
+            .get(&Self::journal_account(), &name)
+            .await?;
+        Ok(rec.as_ref().and_then(Saved::of).map(|s| s.rebalance))
+    }
+
+    /// Every rebalance: as saved, with this proxy's newer state of those it runs.
+    pub async fn rebalances(&self) -> Result<Vec<Rebalance>, MoveError> {
+        let mut all: BTreeMap<String, Rebalance> = self
+            .saved_rebalances()
+            .await?
+            .into_iter()
+            .map(|(_, s)| (s.rebalance.id.clone(), s.rebalance))
+            .collect();
+        for r in self
             .inner
             .rebalances
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .values()
-            .cloned()
-            .collect();
-        all.sort_by(|a, b| a.id.cmp(&b.id));
-        all
+        {
+            all.insert(r.id.clone(), r.clone());
+        }
+        Ok(all.into_values().collect())
     }
 
     fn update_rebalance(
@@ -210,9 +605,9 @@ impl Migrations {
         id: &str,
         request: &RebalanceRequest,
         before: &BTreeMap<ClusterId, u64>,
+        mut tried: HashSet<(String, String)>,
     ) -> Result<Option<String>, MoveError> {
         let target = request.target;
-        let mut tried: HashSet<(String, String)> = HashSet::new();
         for round in 1..=MAX_ROUNDS {
             let snapshot = self.inner.locator.registry().snapshot();
             let over: HashSet<ClusterId> = snapshot
@@ -266,7 +661,7 @@ impl Migrations {
                 )));
             }
             tracing::info!(%id, round, moves = plan.len(), "rebalance round planned");
-            let first = self.rebalance(id).map_or(0, |r| r.moves.len());
+            let first = self.memory_rebalance(id).map_or(0, |r| r.moves.len());
             self.update_rebalance(id, before, target, |r| {
                 r.moves.extend(plan.iter().map(|m| RebalanceMove {
                     account: m.candidate.account.clone(),
@@ -280,6 +675,13 @@ impl Migrations {
             });
             for m in &plan {
                 tried.insert((m.candidate.account.clone(), m.candidate.container.clone()));
+            }
+            // Saved before any move starts: a proxy killed from here on leaves the
+            // plan to the one that resumes it.
+            match self.save_rebalance(id, false).await {
+                Ok(()) => {}
+                Err(e @ MoveError::LeaseLost(_)) => return Err(e),
+                Err(e) => tracing::warn!(%id, error = %e, "could not save a rebalance's plan"),
             }
             futures::stream::iter(plan.into_iter().enumerate())
                 .for_each_concurrent(request.concurrency.max(1), |(k, m)| async move {

@@ -14,6 +14,22 @@ use federation_core::{AccountName, ContainerName};
 use super::{FederationService, Result};
 use crate::error::SwiftError;
 
+/// Moves a small versions/history archive next to the container that names it, on a
+/// client's request (the mover, when `[migration]` is configured; see
+/// [`FederationService::set_archive_mover`]).
+pub trait ArchiveMover: Send + Sync + std::fmt::Debug {
+    /// Most objects an archive may hold to be moved on a client's request.
+    fn limit(&self) -> u64;
+    /// Moves `container` (with the containers that move with it) to `to`; returns
+    /// once its record names `to`, or why it could not.
+    fn move_archive<'a>(
+        &'a self,
+        account: &'a AccountName,
+        container: &'a ContainerName,
+        to: &'a federation_core::ClusterId,
+    ) -> futures::future::BoxFuture<'a, std::result::Result<(), String>>;
+}
+
 /// How often a held write reads the record again.
 const HOLD_POLL: Duration = Duration::from_millis(50);
 

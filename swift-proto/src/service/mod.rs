@@ -95,6 +95,7 @@ struct Inner {
     readiness: Option<crate::cluster::health::Readiness>,
     disable_path: Option<std::path::PathBuf>,
     inflight: Arc<migrate::Inflight>,
+    archive_mover: std::sync::OnceLock<Arc<dyn migrate::ArchiveMover>>,
 }
 
 /// Who the request acts as, towards the clusters (phase 2).
@@ -158,6 +159,7 @@ impl FederationService {
                 readiness: None,
                 disable_path: None,
                 inflight: Arc::default(),
+                archive_mover: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -212,6 +214,13 @@ impl FederationService {
     /// Client writes in flight to moving containers (shared with the mover).
     pub fn inflight(&self) -> &Arc<migrate::Inflight> {
         &self.inner.inflight
+    }
+
+    /// Lets a client's `X-Versions-Location`/`X-History-Location` on an existing
+    /// container bring a small archive on another cluster next to it (once; later
+    /// calls are ignored).
+    pub fn set_archive_mover(&self, mover: Arc<dyn migrate::ArchiveMover>) {
+        let _ = self.inner.archive_mover.set(mover);
     }
 
     /// Answers one request. Never fails: errors become Swift-style responses.

@@ -166,23 +166,95 @@ impl FederationService {
     }
 
     /// Before a container PUT or POST naming a versions or history location: the two
-    /// containers must share a cluster; an empty one of them is moved to make it so
-    /// (the 409 for two non-empty ones comes from the co-location check that follows).
+    /// containers must share a cluster; an empty one of them is moved to make it so,
+    /// else a small archive is moved by the mover ([`Self::move_archive`]), else 409.
     pub(super) async fn colocate_archives(
         &self,
         call: &Call,
         account: &AccountName,
         mut record: ContainerRecord,
     ) -> Result<ContainerRecord> {
-        for (_, name) in super::container::archive_locations(&call.parts.headers)? {
+        for (header, name) in super::container::archive_locations(&call.parts.headers)? {
             if name == record.container {
                 continue;
             }
             if let Some(archive) = self.find(&call.caller, account, &name, true).await? {
-                record = self.colocate(&call.caller, record, &archive, true).await?.0;
+                let (now, together) = self.colocate(&call.caller, record, &archive, true).await?;
+                record = now;
+                if !together {
+                    self.move_archive(&call.caller, &record, &archive, header)
+                        .await?;
+                }
             }
         }
         Ok(record)
+    }
+
+    /// An archive (versions/history location) on another cluster than the container
+    /// naming it, neither empty: the mover brings the archive over when it holds at
+    /// most the configured number of objects; otherwise 409 says why and what to do.
+    async fn move_archive(
+        &self,
+        caller: &Caller,
+        record: &ContainerRecord,
+        archive: &ContainerRecord,
+        header: &str,
+    ) -> Result<()> {
+        let header = if header == "x-history-location" {
+            "X-History-Location"
+        } else {
+            "X-Versions-Location"
+        };
+        let name = &archive.container;
+        let (here, there) = (&record.cluster, &archive.cluster);
+        let Some(mover) = self.inner.archive_mover.get() else {
+            return Err(SwiftError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "{header} {name} lives on cluster {there}, this container on {here}, and \
+                     neither is empty; versions live with their container, and this proxy \
+                     moves no containers (no [migration] configured)."
+                ),
+            ));
+        };
+        let path = swift_path(&archive.account, Some(name.as_str()), None);
+        let head = self
+            .cluster(there)?
+            .send(ClusterRequest::new(Method::HEAD, path), caller.auth())
+            .await?;
+        if !head.status().is_success() {
+            return Err(SwiftError::new(head.status(), String::new()));
+        }
+        let count = head
+            .headers()
+            .get("x-container-object-count")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(u64::MAX);
+        let limit = mover.limit();
+        if count > limit {
+            return Err(SwiftError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "{header} {name} lives on cluster {there} and holds {count} objects; this \
+                     container lives on {here}. Versions live with their container, and an \
+                     archive is moved next to it on this request only when it holds at most \
+                     {limit} objects. Ask an operator to move one of the two containers to \
+                     the other's cluster (POST /federation/v1/migrations), then set {header} \
+                     again."
+                ),
+            ));
+        }
+        tracing::info!(account = %archive.account, archive = %name, from = %there, to = %here, count, "moving an archive next to its container");
+        mover
+            .move_archive(&archive.account, name, here)
+            .await
+            .map_err(|why| {
+                SwiftError::new(
+                    StatusCode::CONFLICT,
+                    format!("{header} {name} lives on cluster {there}, this container on {here}; moving it here failed: {why}"),
+                )
+            })
     }
 
     /// Before an object PUT: the containers the new object refers to (SLO segments, a
