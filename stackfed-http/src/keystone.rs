@@ -15,7 +15,15 @@
 //!   tempauth tokens use it too).
 //! - [`KeystoneError`]: where a failure lies ([`Origin`]) and whether a retry helps.
 //!
-//! Each login is counted in `stackfed_keystone_logins_total{identity, outcome}`.
+//! A login that cannot succeed by being tried again (Keystone refused the credentials,
+//! or answered something unusable) is not tried again before a back-off period
+//! ([`LOGIN_BACKOFF`], doubling after each further such failure up to
+//! [`LOGIN_BACKOFF_CAP`]); meanwhile callers get that failure at once. A failure is
+//! logged when it differs from the previous one (a repeat goes to `debug`), so a wrong
+//! password neither hammers Keystone (which may lock the user out) nor floods the log.
+//!
+//! Each login attempt is counted in `stackfed_keystone_logins_total{identity, outcome}`
+//! (not the calls answered from the back-off).
 //!
 //! ```
 //! use stackfed_http::keystone::{Credentials, Secret, TokenSource};
@@ -438,6 +446,26 @@ impl Expiring for Token {
 /// The default renewal margin ([`TokenSource::with_renew_margin`]).
 pub const RENEW_MARGIN: Duration = Duration::from_secs(60);
 
+/// After a login failure that a retry cannot mend, no login for this long; doubled after
+/// each further one ([`TokenSource::with_login_backoff`]).
+pub const LOGIN_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The longest back-off between logins that keep failing.
+pub const LOGIN_BACKOFF_CAP: Duration = Duration::from_secs(60);
+
+/// The login attempts' recent history: the back-off and what was logged.
+#[derive(Default)]
+struct Attempts {
+    /// No login before then (after a failure a retry cannot mend).
+    not_before: Option<Instant>,
+    /// The back-off that was waited last (zero: none).
+    backoff: Duration,
+    /// The failure that set `not_before`, answered meanwhile.
+    refusal: Option<KeystoneError>,
+    /// The last failure logged (its text), until a login succeeds.
+    logged: Option<String>,
+}
+
 /// A service's own Keystone token: see the [module docs](self). Shared (in an `Arc` or
 /// inside a cloned owner) by everything acting as that service.
 pub struct TokenSource {
@@ -449,6 +477,8 @@ pub struct TokenSource {
     renew_margin: Duration,
     lease: Lease<Token, KeystoneError>,
     logins: AtomicU64,
+    backoff: (Duration, Duration),
+    attempts: Mutex<Attempts>,
 }
 
 impl std::fmt::Debug for TokenSource {
@@ -497,7 +527,18 @@ impl TokenSource {
             renew_margin: RENEW_MARGIN,
             lease: Lease::default(),
             logins: AtomicU64::new(0),
+            backoff: (LOGIN_BACKOFF, LOGIN_BACKOFF_CAP),
+            attempts: Mutex::new(Attempts::default()),
         })
+    }
+
+    /// After a login failure a retry cannot mend, waits `first` before the next login,
+    /// twice as long after each further one, at most `cap` (defaults [`LOGIN_BACKOFF`],
+    /// [`LOGIN_BACKOFF_CAP`]).
+    #[must_use]
+    pub fn with_login_backoff(mut self, first: Duration, cap: Duration) -> Self {
+        self.backoff = (first, cap.max(first));
+        self
     }
 
     /// Names this identity in logs and metrics (`proxy`, `edge`).
@@ -520,7 +561,7 @@ impl TokenSource {
         &self.tokens_url
     }
 
-    /// How many logins were tried so far.
+    /// How many logins were tried so far (calls answered from the back-off not counted).
     pub fn logins(&self) -> u64 {
         self.logins.load(Ordering::Relaxed)
     }
@@ -547,20 +588,58 @@ impl TokenSource {
         self.lease.forget(refused);
     }
 
-    /// `POST /v3/auth/tokens` with the credentials.
+    fn attempts(&self) -> MutexGuard<'_, Attempts> {
+        self.attempts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `POST /v3/auth/tokens` with the credentials, unless a failure a retry cannot mend
+    /// happened less than the back-off ago: then that failure, without asking.
     async fn login(&self) -> Result<Token, KeystoneError> {
+        {
+            let a = self.attempts();
+            if let (Some(until), Some(e)) = (a.not_before, &a.refusal) {
+                if Instant::now() < until {
+                    return Err(e.clone());
+                }
+            }
+        }
         self.logins.fetch_add(1, Ordering::Relaxed);
         let outcome = self.try_login().await;
         let label = if outcome.is_ok() { "ok" } else { "failed" };
         metrics::counter!("stackfed_keystone_logins_total",
             "identity" => self.identity.clone(), "outcome" => label)
         .increment(1);
+        let mut a = self.attempts();
         match &outcome {
-            Ok(t) => tracing::info!(identity = %self.identity,
-                expires_in = ?t.expires.saturating_duration_since(Instant::now()),
-                "logged in to Keystone"),
-            Err(e) => tracing::warn!(identity = %self.identity, error = %e,
-                temporary = e.is_temporary(), "Keystone login failed"),
+            Ok(t) => {
+                *a = Attempts::default();
+                tracing::info!(identity = %self.identity,
+                    expires_in = ?t.expires.saturating_duration_since(Instant::now()),
+                    "logged in to Keystone");
+            }
+            Err(e) => {
+                let (first, cap) = self.backoff;
+                let retry_in = if e.is_temporary() {
+                    // Keystone down or failing: the next caller tries (single-flight).
+                    Duration::ZERO
+                } else if a.backoff.is_zero() {
+                    first
+                } else {
+                    (a.backoff * 2).min(cap)
+                };
+                a.backoff = retry_in;
+                a.not_before = Some(Instant::now() + retry_in).filter(|_| !retry_in.is_zero());
+                a.refusal = Some(e.clone()).filter(|_| !retry_in.is_zero());
+                let text = e.to_string();
+                if a.logged.as_deref() == Some(text.as_str()) {
+                    tracing::debug!(identity = %self.identity, error = %e, ?retry_in,
+                        "Keystone login failed again");
+                } else {
+                    tracing::warn!(identity = %self.identity, error = %e,
+                        temporary = e.is_temporary(), ?retry_in, "Keystone login failed");
+                    a.logged = Some(text);
+                }
+            }
         }
         outcome
     }
