@@ -32,7 +32,9 @@ use moka::future::Cache;
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use stackfed_http::keystone::{parse_time, Credentials, KeystoneError, Secret, Token, TokenSource};
+use stackfed_http::keystone::{
+    parse_time, CredentialSettings, Credentials, KeystoneError, Secret, Token, TokenSource,
+};
 use stackfed_http::{BoxError, ClientError, HttpClient, Timeouts};
 use url::Url;
 
@@ -91,7 +93,8 @@ fn default_retry() -> f64 {
 ///     username = "stackfed-edge"
 ///     password_file = "/etc/stackfed/edge-password"
 /// "#).unwrap();
-/// assert_eq!(cfg.project_name, "service");
+/// assert_eq!(cfg.project_name, None); // "service"
+/// assert!(cfg.check().is_ok());
 /// assert_eq!(cfg.cache_seconds, 300.0);
 /// // Or an application credential of that user; secrets as the proxy spells them too:
 /// let cfg: glance_proto::keystone::KeystoneConfig = toml::from_str(r#"
@@ -125,9 +128,10 @@ pub struct KeystoneConfig {
     /// The service user's domain id.
     #[serde(default = "default_domain")]
     pub user_domain_id: String,
-    /// The project the service token is scoped to (also `project`).
-    #[serde(default = "default_service_project", alias = "project")]
-    pub project_name: String,
+    /// The project the service token is scoped to (also `project`; default `service`;
+    /// not with an application credential, whose project is its own).
+    #[serde(default, alias = "project")]
+    pub project_name: Option<String>,
     /// That project's domain id.
     #[serde(default = "default_domain")]
     pub project_domain_id: String,
@@ -213,46 +217,26 @@ impl KeystoneConfig {
         self.credentials().map(|_| ())
     }
 
-    /// The login these settings describe (secrets not read yet).
+    /// The login these settings describe (secrets not read yet), checked as the
+    /// proxy's are.
     pub fn credentials(&self) -> Result<Credentials, String> {
         let passwords = [
             self.password.clone(),
             self.password_file.clone().map(|file| Secret::File { file }),
             self.password_env.clone().map(|env| Secret::Env { env }),
         ];
-        let mut passwords = passwords.into_iter().flatten();
-        let (password, more) = (passwords.next(), passwords.next().is_some());
-        let app =
-            self.application_credential_id.is_some() || self.application_credential_name.is_some();
-        if app {
-            let secret = self
-                .application_credential_secret
-                .clone()
-                .filter(|_| password.is_none())
-                .ok_or(
-                    "keystone: an application credential needs \
-                        application_credential_secret and no password",
-                )?;
-            return Ok(Credentials::ApplicationCredential {
-                id: self.application_credential_id.clone(),
-                name: self.application_credential_name.clone(),
-                user: self.username.clone(),
-                user_domain_id: self.user_domain_id.clone(),
-                secret,
-            });
-        }
-        let (Some(user), Some(password), false) = (&self.username, password, more) else {
-            return Err("keystone needs username and exactly one of password, \
-                        password_file, password_env (or an application credential)"
-                .into());
-        };
-        Ok(Credentials::Password {
-            user: user.clone(),
+        Credentials::from_settings(CredentialSettings {
+            user: self.username.clone(),
             user_domain_id: self.user_domain_id.clone(),
-            password,
+            passwords: passwords.into_iter().flatten().collect(),
             project: self.project_name.clone(),
+            default_project: Some(default_service_project()),
             project_domain_id: self.project_domain_id.clone(),
+            application_credential_id: self.application_credential_id.clone(),
+            application_credential_name: self.application_credential_name.clone(),
+            application_credential_secret: self.application_credential_secret.clone(),
         })
+        .map_err(|e| format!("keystone: {e}"))
     }
 
     /// A validator for this configuration (reads the password now), trusting the

@@ -154,7 +154,86 @@ pub enum Credentials {
     },
 }
 
+/// The credential keys of a service's configuration, as both servers read them (the
+/// proxy's `auth` table, the edge's `[keystone]`): [`Credentials::from_settings`] makes
+/// the login they describe, with the same checks and messages for both.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CredentialSettings {
+    /// `user` (or `username`): the password login's user, or an application
+    /// credential's owner when it is given by name.
+    pub user: Option<String>,
+    /// `user_domain_id`.
+    pub user_domain_id: String,
+    /// Every password key given (`password`; the edge's `password_file`,
+    /// `password_env`): at most one may be.
+    pub passwords: Vec<Secret>,
+    /// `project` (or `project_name`), when given.
+    pub project: Option<String>,
+    /// The project of a password login when none is given (`None`: one must be).
+    pub default_project: Option<String>,
+    /// `project_domain_id`.
+    pub project_domain_id: String,
+    /// `application_credential_id`.
+    pub application_credential_id: Option<String>,
+    /// `application_credential_name`.
+    pub application_credential_name: Option<String>,
+    /// `application_credential_secret`.
+    pub application_credential_secret: Option<Secret>,
+}
+
 impl Credentials {
+    /// The login `settings` describe: a password login (user, one password, a project),
+    /// or an application credential (its id, or its name with its user, and its secret;
+    /// no password nor project then). Secrets are not read yet. The error says which
+    /// keys to give (its origin is [`Origin::Internal`]).
+    pub fn from_settings(settings: CredentialSettings) -> Result<Self, KeystoneError> {
+        const EITHER: &str = "give either user, password and project, or an application \
+                              credential (application_credential_id, or \
+                              application_credential_name with user, and \
+                              application_credential_secret)";
+        let s = settings;
+        let mut passwords = s.passwords.into_iter();
+        let (password, more) = (passwords.next(), passwords.next().is_some());
+        if more {
+            return Err(KeystoneError::Config(
+                "give one password: password, password_file or password_env".into(),
+            ));
+        }
+        if s.application_credential_id.is_some() || s.application_credential_name.is_some() {
+            if password.is_some() || s.project.is_some() {
+                return Err(KeystoneError::Config(format!("{EITHER}, not both")));
+            }
+            let secret = s.application_credential_secret.ok_or_else(|| {
+                KeystoneError::Config("application_credential_secret is missing".into())
+            })?;
+            if s.application_credential_name.is_some() && s.user.is_none() {
+                return Err(KeystoneError::Config(
+                    "application_credential_name needs user (the credential's owner)".into(),
+                ));
+            }
+            return Ok(Self::ApplicationCredential {
+                id: s.application_credential_id,
+                name: s.application_credential_name,
+                user: s.user,
+                user_domain_id: s.user_domain_id,
+                secret,
+            });
+        }
+        let (Some(user), Some(password)) = (s.user, password) else {
+            return Err(KeystoneError::Config(EITHER.into()));
+        };
+        let project = s.project.or(s.default_project).ok_or_else(|| {
+            KeystoneError::Config("project is missing (the token is project-scoped)".into())
+        })?;
+        Ok(Self::Password {
+            user,
+            user_domain_id: s.user_domain_id,
+            password,
+            project,
+            project_domain_id: s.project_domain_id,
+        })
+    }
+
     /// The `POST /v3/auth/tokens` document, with the secret read now.
     pub fn auth_body(&self) -> Result<Value, KeystoneError> {
         Ok(match self {

@@ -348,9 +348,27 @@ impl metrics::CounterFn for CounterCell {
 }
 
 impl metrics::Recorder for Counters {
-    fn describe_counter(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
-    fn describe_gauge(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
-    fn describe_histogram(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
     fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
         let mut all = self.0.lock().unwrap();
         let cell = match all.iter().find(|(k, _)| k == key) {
@@ -366,7 +384,11 @@ impl metrics::Recorder for Counters {
     fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
         metrics::Gauge::noop()
     }
-    fn register_histogram(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Histogram {
+    fn register_histogram(
+        &self,
+        _: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
         metrics::Histogram::noop()
     }
 }
@@ -412,14 +434,24 @@ fn a_refused_login_backs_off_instead_of_hammering_keystone() {
         while started.elapsed() < Duration::from_millis(1500) {
             let e = src.token().await.unwrap_err();
             // Every caller still learns why, at once.
-            assert!(matches!(e, KeystoneError::Refused { status, .. } if status == 401), "{e:?}");
+            assert!(
+                matches!(e, KeystoneError::Refused { status, .. } if status == 401),
+                "{e:?}"
+            );
             calls += 1;
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let attempts = ks.lock().unwrap().logins;
         assert!(calls > 30, "{calls}");
-        assert!((1..=2).contains(&attempts), "{attempts} logins for {calls} calls");
-        assert_eq!(src.logins(), u64::from(attempts), "only real attempts are counted");
+        assert!(
+            (1..=2).contains(&attempts),
+            "{attempts} logins for {calls} calls"
+        );
+        assert_eq!(
+            src.logins(),
+            u64::from(attempts),
+            "only real attempts are counted"
+        );
         assert_eq!(counters.logins("test", "failed"), u64::from(attempts));
         assert_eq!(counters.logins("test", "ok"), 0);
     });
@@ -473,7 +505,10 @@ fn the_back_off_doubles_to_its_cap_ends_with_a_login_and_spares_temporary_failur
         assert_eq!(gaps.len(), expected.len(), "attempts at {at:?}");
         for (gap, ms) in gaps.iter().zip(expected) {
             let ms = Duration::from_millis(ms);
-            assert!(*gap >= ms && *gap < ms + Duration::from_millis(150), "{at:?}");
+            assert!(
+                *gap >= ms && *gap < ms + Duration::from_millis(150),
+                "{at:?}"
+            );
         }
         assert_eq!(counters.logins("test", "failed"), 5);
         // The password is fixed in Keystone: the first call past the back-off logs in.
@@ -485,7 +520,11 @@ fn the_back_off_doubles_to_its_cap_ends_with_a_login_and_spares_temporary_failur
         ks.lock().unwrap().refuse = Some(StatusCode::UNAUTHORIZED);
         assert!(src.renew(&token.value).await.is_err());
         assert!(src.renew(&token.value).await.is_err());
-        assert_eq!(ks.lock().unwrap().logins, 7, "one attempt, then the back-off");
+        assert_eq!(
+            ks.lock().unwrap().logins,
+            7,
+            "one attempt, then the back-off"
+        );
         tokio::time::sleep(Duration::from_millis(110)).await;
         assert!(src.renew(&token.value).await.is_err());
         assert_eq!(ks.lock().unwrap().logins, 8, "100 ms, not 400 ms");
@@ -504,4 +543,114 @@ fn the_back_off_doubles_to_its_cap_ends_with_a_login_and_spares_temporary_failur
     // Logged: the refusal, the login, the refusal after it, the first 503; repeats not.
     assert_eq!(logs.matches("Keystone login failed").count(), 3, "{logs}");
     assert_eq!(logs.matches("logged in to Keystone").count(), 1, "{logs}");
+}
+
+#[test]
+fn credentials_from_settings_as_both_servers_give_them() {
+    use stackfed_http::keystone::CredentialSettings;
+    let base = CredentialSettings {
+        user_domain_id: "default".into(),
+        project_domain_id: "default".into(),
+        ..CredentialSettings::default()
+    };
+    let pw = Secret::Inline(SECRET.into());
+    let password = CredentialSettings {
+        user: Some("stackfed".into()),
+        passwords: vec![pw.clone()],
+        project: Some("service".into()),
+        ..base.clone()
+    };
+    assert_eq!(
+        Credentials::from_settings(password.clone()).unwrap(),
+        self::password()
+    );
+    // The edge's default project stands in when none is given; the proxy has none.
+    let no_project = CredentialSettings {
+        project: None,
+        ..password.clone()
+    };
+    let e = Credentials::from_settings(no_project.clone()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "project is missing (the token is project-scoped)"
+    );
+    assert_eq!(e.origin(), Origin::Internal);
+    let defaulted = CredentialSettings {
+        default_project: Some("service".into()),
+        ..no_project
+    };
+    assert_eq!(
+        Credentials::from_settings(defaulted).unwrap(),
+        self::password()
+    );
+    let app = CredentialSettings {
+        application_credential_id: Some("ac".into()),
+        application_credential_secret: Some(pw.clone()),
+        default_project: Some("service".into()),
+        ..base.clone()
+    };
+    assert!(matches!(
+        Credentials::from_settings(app.clone()).unwrap(),
+        Credentials::ApplicationCredential { id: Some(ref id), .. } if id == "ac"
+    ));
+    let refused = |s: CredentialSettings| Credentials::from_settings(s).unwrap_err().to_string();
+    let either = "give either user, password and project, or an application credential \
+                  (application_credential_id, or application_credential_name with user, and \
+                  application_credential_secret)";
+    // Mistakes, each named.
+    for (settings, message) in [
+        (base.clone(), either.to_owned()),
+        (
+            CredentialSettings {
+                passwords: vec![],
+                ..password.clone()
+            },
+            either.to_owned(),
+        ),
+        (
+            CredentialSettings {
+                user: None,
+                ..password.clone()
+            },
+            either.to_owned(),
+        ),
+        (
+            CredentialSettings {
+                passwords: vec![pw.clone(), Secret::Env { env: "X".into() }],
+                ..password.clone()
+            },
+            "give one password: password, password_file or password_env".to_owned(),
+        ),
+        (
+            CredentialSettings {
+                passwords: vec![pw.clone()],
+                ..app.clone()
+            },
+            format!("{either}, not both"),
+        ),
+        (
+            CredentialSettings {
+                project: Some("service".into()),
+                ..app.clone()
+            },
+            format!("{either}, not both"),
+        ),
+        (
+            CredentialSettings {
+                application_credential_secret: None,
+                ..app.clone()
+            },
+            "application_credential_secret is missing".to_owned(),
+        ),
+        (
+            CredentialSettings {
+                application_credential_id: None,
+                application_credential_name: Some("backup".into()),
+                ..app.clone()
+            },
+            "application_credential_name needs user (the credential's owner)".to_owned(),
+        ),
+    ] {
+        assert_eq!(refused(settings.clone()), message, "{settings:?}");
+    }
 }
