@@ -333,7 +333,9 @@ fn the_secret_is_never_in_debug_output_errors_or_logs() {
 
 /// A `metrics` recorder that keeps counters by name and labels, for the login counts.
 #[derive(Clone, Default)]
-struct Counters(Arc<Mutex<Vec<(metrics::Key, Arc<std::sync::atomic::AtomicU64>)>>>);
+struct Counters(Arc<Mutex<Vec<(metrics::Key, Cell)>>>);
+
+type Cell = Arc<std::sync::atomic::AtomicU64>;
 
 struct CounterCell(Arc<std::sync::atomic::AtomicU64>);
 
