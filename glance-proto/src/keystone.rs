@@ -10,8 +10,9 @@
 //!   honoured, online or offline: its earlier validation is dropped with the rejection.
 //! - While Keystone cannot be reached, a token validated before keeps working until it
 //!   expires, but no longer than `offline_seconds` after its last validation; an unknown
-//!   token is then a 503 ("The Keystone service is temporarily unavailable.", as
-//!   `auth_token` answers), an expired one a 401.
+//!   or expired token is then a 401, as Glance answers: its paste file runs `auth_token`
+//!   with `delay_auth_decision = true`, which makes a token Keystone cannot check an
+//!   invalid one (measured with Glance 33: not `auth_token`'s own 503).
 //! - The service token is obtained with the edge's service user (password from a file,
 //!   the environment or the configuration) or an application credential, by the shared
 //!   [`TokenSource`] (renewed before it expires, or at once when Keystone answers 401 to
@@ -163,7 +164,7 @@ pub struct KeystoneConfig {
     #[serde(default = "default_timeout")]
     pub timeout_seconds: f64,
     /// After Keystone failed to answer, it is not asked again for this long: earlier
-    /// validations are used at once, unknown tokens get a 503 at once (no request waits
+    /// validations are used at once, unknown tokens get a 401 at once (no request waits
     /// for a timeout again and again while the link is down).
     #[serde(default = "default_retry")]
     pub retry_seconds: f64,
@@ -662,15 +663,21 @@ impl KeystoneAuth {
         self.inner.source.token().await
     }
 
-    /// The answer to a token that was not accepted: 401 as `auth_token` gives it, or 503
-    /// when Keystone could not be asked.
+    /// The answer to a token that was not accepted: 401 as Glance behind `auth_token`
+    /// gives it, also when Keystone could not be asked (Glance runs `auth_token` with
+    /// `delay_auth_decision = true`: a token it cannot check is invalid); 503 when the
+    /// edge's own service user cannot log in.
     pub fn refusal(&self, e: &AuthError) -> GlanceError {
         match e {
             AuthError::Missing | AuthError::Invalid => {
                 tracing::info!(error = %e, "token refused");
                 unauthorized(self.inner.www_authenticate.clone())
             }
-            AuthError::Unavailable { .. } | AuthError::Service(_) => {
+            AuthError::Unavailable { .. } => {
+                tracing::info!(error = %e, "token refused: Keystone cannot check it");
+                unauthorized(self.inner.www_authenticate.clone())
+            }
+            AuthError::Service(_) => {
                 tracing::error!(error = %e, "cannot validate a token");
                 GlanceError::unavailable("The Keystone service is temporarily unavailable.")
             }
