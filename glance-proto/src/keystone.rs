@@ -10,8 +10,9 @@
 //!   honoured, online or offline: its earlier validation is dropped with the rejection.
 //! - While Keystone cannot be reached, a token validated before keeps working until it
 //!   expires, but no longer than `offline_seconds` after its last validation; an unknown
-//!   token is then a 503 ("The Keystone service is temporarily unavailable.", as
-//!   `auth_token` answers), an expired one a 401.
+//!   or expired token is then a 401, as Glance answers: its paste file runs `auth_token`
+//!   with `delay_auth_decision = true`, which makes a token Keystone cannot check an
+//!   invalid one (measured with Glance 33: not `auth_token`'s own 503).
 //! - The service token is obtained with the edge's service user (password from a file,
 //!   the environment or the configuration) or an application credential, by the shared
 //!   [`TokenSource`] (renewed before it expires, or at once when Keystone answers 401 to
@@ -32,7 +33,9 @@ use moka::future::Cache;
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use stackfed_http::keystone::{parse_time, Credentials, KeystoneError, Secret, Token, TokenSource};
+use stackfed_http::keystone::{
+    parse_time, CredentialSettings, Credentials, KeystoneError, Secret, Token, TokenSource,
+};
 use stackfed_http::{BoxError, ClientError, HttpClient, Timeouts};
 use url::Url;
 
@@ -91,7 +94,8 @@ fn default_retry() -> f64 {
 ///     username = "stackfed-edge"
 ///     password_file = "/etc/stackfed/edge-password"
 /// "#).unwrap();
-/// assert_eq!(cfg.project_name, "service");
+/// assert_eq!(cfg.project_name, None); // "service"
+/// assert!(cfg.check().is_ok());
 /// assert_eq!(cfg.cache_seconds, 300.0);
 /// // Or an application credential of that user; secrets as the proxy spells them too:
 /// let cfg: glance_proto::keystone::KeystoneConfig = toml::from_str(r#"
@@ -125,9 +129,10 @@ pub struct KeystoneConfig {
     /// The service user's domain id.
     #[serde(default = "default_domain")]
     pub user_domain_id: String,
-    /// The project the service token is scoped to (also `project`).
-    #[serde(default = "default_service_project", alias = "project")]
-    pub project_name: String,
+    /// The project the service token is scoped to (also `project`; default `service`;
+    /// not with an application credential, whose project is its own).
+    #[serde(default, alias = "project")]
+    pub project_name: Option<String>,
     /// That project's domain id.
     #[serde(default = "default_domain")]
     pub project_domain_id: String,
@@ -159,7 +164,7 @@ pub struct KeystoneConfig {
     #[serde(default = "default_timeout")]
     pub timeout_seconds: f64,
     /// After Keystone failed to answer, it is not asked again for this long: earlier
-    /// validations are used at once, unknown tokens get a 503 at once (no request waits
+    /// validations are used at once, unknown tokens get a 401 at once (no request waits
     /// for a timeout again and again while the link is down).
     #[serde(default = "default_retry")]
     pub retry_seconds: f64,
@@ -213,46 +218,26 @@ impl KeystoneConfig {
         self.credentials().map(|_| ())
     }
 
-    /// The login these settings describe (secrets not read yet).
+    /// The login these settings describe (secrets not read yet), checked as the
+    /// proxy's are.
     pub fn credentials(&self) -> Result<Credentials, String> {
         let passwords = [
             self.password.clone(),
             self.password_file.clone().map(|file| Secret::File { file }),
             self.password_env.clone().map(|env| Secret::Env { env }),
         ];
-        let mut passwords = passwords.into_iter().flatten();
-        let (password, more) = (passwords.next(), passwords.next().is_some());
-        let app =
-            self.application_credential_id.is_some() || self.application_credential_name.is_some();
-        if app {
-            let secret = self
-                .application_credential_secret
-                .clone()
-                .filter(|_| password.is_none())
-                .ok_or(
-                    "keystone: an application credential needs \
-                        application_credential_secret and no password",
-                )?;
-            return Ok(Credentials::ApplicationCredential {
-                id: self.application_credential_id.clone(),
-                name: self.application_credential_name.clone(),
-                user: self.username.clone(),
-                user_domain_id: self.user_domain_id.clone(),
-                secret,
-            });
-        }
-        let (Some(user), Some(password), false) = (&self.username, password, more) else {
-            return Err("keystone needs username and exactly one of password, \
-                        password_file, password_env (or an application credential)"
-                .into());
-        };
-        Ok(Credentials::Password {
-            user: user.clone(),
+        Credentials::from_settings(CredentialSettings {
+            user: self.username.clone(),
             user_domain_id: self.user_domain_id.clone(),
-            password,
+            passwords: passwords.into_iter().flatten().collect(),
             project: self.project_name.clone(),
+            default_project: Some(default_service_project()),
             project_domain_id: self.project_domain_id.clone(),
+            application_credential_id: self.application_credential_id.clone(),
+            application_credential_name: self.application_credential_name.clone(),
+            application_credential_secret: self.application_credential_secret.clone(),
         })
+        .map_err(|e| format!("keystone: {e}"))
     }
 
     /// A validator for this configuration (reads the password now), trusting the
@@ -678,15 +663,21 @@ impl KeystoneAuth {
         self.inner.source.token().await
     }
 
-    /// The answer to a token that was not accepted: 401 as `auth_token` gives it, or 503
-    /// when Keystone could not be asked.
+    /// The answer to a token that was not accepted: 401 as Glance behind `auth_token`
+    /// gives it, also when Keystone could not be asked (Glance runs `auth_token` with
+    /// `delay_auth_decision = true`: a token it cannot check is invalid); 503 when the
+    /// edge's own service user cannot log in.
     pub fn refusal(&self, e: &AuthError) -> GlanceError {
         match e {
             AuthError::Missing | AuthError::Invalid => {
                 tracing::info!(error = %e, "token refused");
                 unauthorized(self.inner.www_authenticate.clone())
             }
-            AuthError::Unavailable { .. } | AuthError::Service(_) => {
+            AuthError::Unavailable { .. } => {
+                tracing::info!(error = %e, "token refused: Keystone cannot check it");
+                unauthorized(self.inner.www_authenticate.clone())
+            }
+            AuthError::Service(_) => {
                 tracing::error!(error = %e, "cannot validate a token");
                 GlanceError::unavailable("The Keystone service is temporarily unavailable.")
             }

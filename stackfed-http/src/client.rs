@@ -66,19 +66,35 @@ impl std::fmt::Display for Phase {
     }
 }
 
+/// An error with its causes ("a: b: c"): hyper's "client error (Connect)" says nothing
+/// without what lies beneath it (connection refused, a certificate nobody trusts).
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+        next = cause.source();
+    }
+    text
+}
+
 /// Why an exchange with a peer failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
     /// No connection could be made: nothing reached the peer, a retry is safe.
-    #[error("could not connect: {source}")]
+    #[error("could not connect: {}", with_causes(&**.source))]
     Connect {
         /// The transport's error.
         #[source]
         source: BoxError,
     },
     /// The connection failed after the request was (maybe partly) sent.
-    #[error("connection failed: {source}")]
+    #[error("connection failed: {}", with_causes(&**.source))]
     Transport {
         /// The transport's error.
         #[source]
@@ -99,7 +115,7 @@ pub enum ClientError {
         limit: usize,
     },
     /// A body broke off while it was read.
-    #[error("a body broke off: {source}")]
+    #[error("a body broke off: {}", with_causes(&**.source))]
     Body {
         /// The cause.
         #[source]
@@ -616,6 +632,31 @@ mod tests {
             .unwrap();
         let err = client.send(req).await.unwrap_err();
         assert!(matches!(err, ClientError::Connect { .. }), "{err:?}");
+        // The cause is in the message, not only "client error (Connect)".
+        assert!(err.to_string().contains("refused"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_failed_tls_handshake_says_why() {
+        // https:// to a server that speaks plain HTTP (as an https auth_url at a plain
+        // Keystone, or a certificate nobody trusts): the message names the TLS failure.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let _ = s
+                    .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+            }
+        });
+        let client = HttpClient::new(Timeouts::default());
+        let req = Request::get(format!("https://{addr}/v3/auth/tokens"))
+            .body(full(""))
+            .unwrap();
+        let err = client.send(req).await.unwrap_err();
+        assert!(matches!(err, ClientError::Connect { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("corrupt message"), "{text}");
     }
 
     #[tokio::test]

@@ -15,7 +15,15 @@
 //!   tempauth tokens use it too).
 //! - [`KeystoneError`]: where a failure lies ([`Origin`]) and whether a retry helps.
 //!
-//! Each login is counted in `stackfed_keystone_logins_total{identity, outcome}`.
+//! A login that cannot succeed by being tried again (Keystone refused the credentials,
+//! or answered something unusable) is not tried again before a back-off period
+//! ([`LOGIN_BACKOFF`], doubling after each further such failure up to
+//! [`LOGIN_BACKOFF_CAP`]); meanwhile callers get that failure at once. A failure is
+//! logged when it differs from the previous one (a repeat goes to `debug`), so a wrong
+//! password neither hammers Keystone (which may lock the user out) nor floods the log.
+//!
+//! Each login attempt is counted in `stackfed_keystone_logins_total{identity, outcome}`
+//! (not the calls answered from the back-off).
 //!
 //! ```
 //! use stackfed_http::keystone::{Credentials, Secret, TokenSource};
@@ -146,7 +154,86 @@ pub enum Credentials {
     },
 }
 
+/// The credential keys of a service's configuration, as both servers read them (the
+/// proxy's `auth` table, the edge's `[keystone]`): [`Credentials::from_settings`] makes
+/// the login they describe, with the same checks and messages for both.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CredentialSettings {
+    /// `user` (or `username`): the password login's user, or an application
+    /// credential's owner when it is given by name.
+    pub user: Option<String>,
+    /// `user_domain_id`.
+    pub user_domain_id: String,
+    /// Every password key given (`password`; the edge's `password_file`,
+    /// `password_env`): at most one may be.
+    pub passwords: Vec<Secret>,
+    /// `project` (or `project_name`), when given.
+    pub project: Option<String>,
+    /// The project of a password login when none is given (`None`: one must be).
+    pub default_project: Option<String>,
+    /// `project_domain_id`.
+    pub project_domain_id: String,
+    /// `application_credential_id`.
+    pub application_credential_id: Option<String>,
+    /// `application_credential_name`.
+    pub application_credential_name: Option<String>,
+    /// `application_credential_secret`.
+    pub application_credential_secret: Option<Secret>,
+}
+
 impl Credentials {
+    /// The login `settings` describe: a password login (user, one password, a project),
+    /// or an application credential (its id, or its name with its user, and its secret;
+    /// no password nor project then). Secrets are not read yet. The error says which
+    /// keys to give (its origin is [`Origin::Internal`]).
+    pub fn from_settings(settings: CredentialSettings) -> Result<Self, KeystoneError> {
+        const EITHER: &str = "give either user, password and project, or an application \
+                              credential (application_credential_id, or \
+                              application_credential_name with user, and \
+                              application_credential_secret)";
+        let s = settings;
+        let mut passwords = s.passwords.into_iter();
+        let (password, more) = (passwords.next(), passwords.next().is_some());
+        if more {
+            return Err(KeystoneError::Config(
+                "give one password: password, password_file or password_env".into(),
+            ));
+        }
+        if s.application_credential_id.is_some() || s.application_credential_name.is_some() {
+            if password.is_some() || s.project.is_some() {
+                return Err(KeystoneError::Config(format!("{EITHER}, not both")));
+            }
+            let secret = s.application_credential_secret.ok_or_else(|| {
+                KeystoneError::Config("application_credential_secret is missing".into())
+            })?;
+            if s.application_credential_name.is_some() && s.user.is_none() {
+                return Err(KeystoneError::Config(
+                    "application_credential_name needs user (the credential's owner)".into(),
+                ));
+            }
+            return Ok(Self::ApplicationCredential {
+                id: s.application_credential_id,
+                name: s.application_credential_name,
+                user: s.user,
+                user_domain_id: s.user_domain_id,
+                secret,
+            });
+        }
+        let (Some(user), Some(password)) = (s.user, password) else {
+            return Err(KeystoneError::Config(EITHER.into()));
+        };
+        let project = s.project.or(s.default_project).ok_or_else(|| {
+            KeystoneError::Config("project is missing (the token is project-scoped)".into())
+        })?;
+        Ok(Self::Password {
+            user,
+            user_domain_id: s.user_domain_id,
+            password,
+            project,
+            project_domain_id: s.project_domain_id,
+        })
+    }
+
     /// The `POST /v3/auth/tokens` document, with the secret read now.
     pub fn auth_body(&self) -> Result<Value, KeystoneError> {
         Ok(match self {
@@ -438,6 +525,26 @@ impl Expiring for Token {
 /// The default renewal margin ([`TokenSource::with_renew_margin`]).
 pub const RENEW_MARGIN: Duration = Duration::from_secs(60);
 
+/// After a login failure that a retry cannot mend, no login for this long; doubled after
+/// each further one ([`TokenSource::with_login_backoff`]).
+pub const LOGIN_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The longest back-off between logins that keep failing.
+pub const LOGIN_BACKOFF_CAP: Duration = Duration::from_secs(60);
+
+/// The login attempts' recent history: the back-off and what was logged.
+#[derive(Default)]
+struct Attempts {
+    /// No login before then (after a failure a retry cannot mend).
+    not_before: Option<Instant>,
+    /// The back-off that was waited last (zero: none).
+    backoff: Duration,
+    /// The failure that set `not_before`, answered meanwhile.
+    refusal: Option<KeystoneError>,
+    /// The last failure logged (its text), until a login succeeds.
+    logged: Option<String>,
+}
+
 /// A service's own Keystone token: see the [module docs](self). Shared (in an `Arc` or
 /// inside a cloned owner) by everything acting as that service.
 pub struct TokenSource {
@@ -449,6 +556,8 @@ pub struct TokenSource {
     renew_margin: Duration,
     lease: Lease<Token, KeystoneError>,
     logins: AtomicU64,
+    backoff: (Duration, Duration),
+    attempts: Mutex<Attempts>,
 }
 
 impl std::fmt::Debug for TokenSource {
@@ -497,7 +606,18 @@ impl TokenSource {
             renew_margin: RENEW_MARGIN,
             lease: Lease::default(),
             logins: AtomicU64::new(0),
+            backoff: (LOGIN_BACKOFF, LOGIN_BACKOFF_CAP),
+            attempts: Mutex::new(Attempts::default()),
         })
+    }
+
+    /// After a login failure a retry cannot mend, waits `first` before the next login,
+    /// twice as long after each further one, at most `cap` (defaults [`LOGIN_BACKOFF`],
+    /// [`LOGIN_BACKOFF_CAP`]).
+    #[must_use]
+    pub fn with_login_backoff(mut self, first: Duration, cap: Duration) -> Self {
+        self.backoff = (first, cap.max(first));
+        self
     }
 
     /// Names this identity in logs and metrics (`proxy`, `edge`).
@@ -520,7 +640,7 @@ impl TokenSource {
         &self.tokens_url
     }
 
-    /// How many logins were tried so far.
+    /// How many logins were tried so far (calls answered from the back-off not counted).
     pub fn logins(&self) -> u64 {
         self.logins.load(Ordering::Relaxed)
     }
@@ -547,20 +667,58 @@ impl TokenSource {
         self.lease.forget(refused);
     }
 
-    /// `POST /v3/auth/tokens` with the credentials.
+    fn attempts(&self) -> MutexGuard<'_, Attempts> {
+        self.attempts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `POST /v3/auth/tokens` with the credentials, unless a failure a retry cannot mend
+    /// happened less than the back-off ago: then that failure, without asking.
     async fn login(&self) -> Result<Token, KeystoneError> {
+        {
+            let a = self.attempts();
+            if let (Some(until), Some(e)) = (a.not_before, &a.refusal) {
+                if Instant::now() < until {
+                    return Err(e.clone());
+                }
+            }
+        }
         self.logins.fetch_add(1, Ordering::Relaxed);
         let outcome = self.try_login().await;
         let label = if outcome.is_ok() { "ok" } else { "failed" };
         metrics::counter!("stackfed_keystone_logins_total",
             "identity" => self.identity.clone(), "outcome" => label)
         .increment(1);
+        let mut a = self.attempts();
         match &outcome {
-            Ok(t) => tracing::info!(identity = %self.identity,
-                expires_in = ?t.expires.saturating_duration_since(Instant::now()),
-                "logged in to Keystone"),
-            Err(e) => tracing::warn!(identity = %self.identity, error = %e,
-                temporary = e.is_temporary(), "Keystone login failed"),
+            Ok(t) => {
+                *a = Attempts::default();
+                tracing::info!(identity = %self.identity,
+                    expires_in = ?t.expires.saturating_duration_since(Instant::now()),
+                    "logged in to Keystone");
+            }
+            Err(e) => {
+                let (first, cap) = self.backoff;
+                let retry_in = if e.is_temporary() {
+                    // Keystone down or failing: the next caller tries (single-flight).
+                    Duration::ZERO
+                } else if a.backoff.is_zero() {
+                    first
+                } else {
+                    (a.backoff * 2).min(cap)
+                };
+                a.backoff = retry_in;
+                a.not_before = Some(Instant::now() + retry_in).filter(|_| !retry_in.is_zero());
+                a.refusal = Some(e.clone()).filter(|_| !retry_in.is_zero());
+                let text = e.to_string();
+                if a.logged.as_deref() == Some(text.as_str()) {
+                    tracing::debug!(identity = %self.identity, error = %e, ?retry_in,
+                        "Keystone login failed again");
+                } else {
+                    tracing::warn!(identity = %self.identity, error = %e,
+                        temporary = e.is_temporary(), ?retry_in, "Keystone login failed");
+                    a.logged = Some(text);
+                }
+            }
         }
         outcome
     }

@@ -1,8 +1,9 @@
 //! The shared Keystone login against an in-process fake Keystone (the real one is
 //! exercised by tests/interop: test_swift_keystone.py, test_glance_keystone.py):
 //! expiry-driven renewal, 401-driven renewal exactly once, single flight under 50
-//! concurrent callers (logins counted), a failed login shared rather than repeated, and
-//! the secret never in `Debug` output, errors or logs.
+//! concurrent callers (logins counted), a failed login shared rather than repeated, a
+//! refused login backed off (doubling to a cap, counted and logged once), and the secret
+//! never in `Debug` output, errors or logs.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::convert::Infallible;
@@ -203,8 +204,10 @@ async fn a_failed_login_is_shared_by_those_who_waited_and_says_whose_fault() {
         assert!(!e.is_temporary());
         assert!(e.to_string().contains("requires authentication"), "{e}");
     }
-    // Keystone failing: upstream, temporary. A later caller tries again.
+    // Keystone failing: upstream, temporary. A later caller (past the back-off that
+    // follows a refusal) tries again.
     ks.lock().unwrap().refuse = Some(StatusCode::SERVICE_UNAVAILABLE);
+    tokio::time::sleep(stackfed_http::keystone::LOGIN_BACKOFF).await;
     let e = src.token().await.unwrap_err();
     assert_eq!(e.origin(), Origin::Upstream);
     assert!(e.is_temporary());
@@ -325,5 +328,331 @@ fn the_secret_is_never_in_debug_output_errors_or_logs() {
     for text in [&shown, &logs] {
         assert!(!text.contains(SECRET), "{text}");
         assert!(!text.contains("token-1"), "tokens neither: {text}");
+    }
+}
+
+/// A `metrics` recorder that keeps counters by name and labels, for the login counts.
+#[derive(Clone, Default)]
+struct Counters(Arc<Mutex<Vec<(metrics::Key, Cell)>>>);
+
+type Cell = Arc<std::sync::atomic::AtomicU64>;
+
+struct CounterCell(Arc<std::sync::atomic::AtomicU64>);
+
+impl metrics::CounterFn for CounterCell {
+    fn increment(&self, value: u64) {
+        self.0
+            .fetch_add(value, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn absolute(&self, value: u64) {
+        self.0.store(value, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl metrics::Recorder for Counters {
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        let mut all = self.0.lock().unwrap();
+        let cell = match all.iter().find(|(k, _)| k == key) {
+            Some((_, c)) => c.clone(),
+            None => {
+                let c = Arc::new(std::sync::atomic::AtomicU64::new(0));
+                all.push((key.clone(), c.clone()));
+                c
+            }
+        };
+        metrics::Counter::from_arc(Arc::new(CounterCell(cell)))
+    }
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::noop()
+    }
+    fn register_histogram(
+        &self,
+        _: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        metrics::Histogram::noop()
+    }
+}
+
+impl Counters {
+    /// `stackfed_keystone_logins_total{identity, outcome}`.
+    fn logins(&self, identity: &str, outcome: &str) -> u64 {
+        let all = self.0.lock().unwrap();
+        all.iter()
+            .filter(|(k, _)| k.name() == "stackfed_keystone_logins_total")
+            .filter(|(k, _)| {
+                let labels: Vec<_> = k.labels().map(|l| (l.key(), l.value())).collect();
+                labels.contains(&("identity", identity)) && labels.contains(&("outcome", outcome))
+            })
+            .map(|(_, c)| c.load(std::sync::atomic::Ordering::Relaxed))
+            .sum()
+    }
+}
+
+#[test]
+fn a_refused_login_backs_off_instead_of_hammering_keystone() {
+    // A wrong password and a caller asking every 20 ms for 1.5 s: Keystone sees the
+    // first attempt and one after the first back-off period (1 s), not one per call.
+    let counters = Counters::default();
+    let _recorder = metrics::set_default_local_recorder(&counters);
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (url, ks) = fake_keystone(Duration::from_secs(3600)).await;
+        ks.lock().unwrap().refuse = Some(StatusCode::UNAUTHORIZED);
+        let src = source(&url, Duration::from_secs(60));
+        let started = std::time::Instant::now();
+        let mut calls = 0;
+        while started.elapsed() < Duration::from_millis(1500) {
+            let e = src.token().await.unwrap_err();
+            // Every caller still learns why, at once.
+            assert!(
+                matches!(e, KeystoneError::Refused { status, .. } if status == 401),
+                "{e:?}"
+            );
+            calls += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let attempts = ks.lock().unwrap().logins;
+        assert!(calls > 30, "{calls}");
+        assert!(
+            (1..=2).contains(&attempts),
+            "{attempts} logins for {calls} calls"
+        );
+        assert_eq!(
+            src.logins(),
+            u64::from(attempts),
+            "only real attempts are counted"
+        );
+        assert_eq!(counters.logins("test", "failed"), u64::from(attempts));
+        assert_eq!(counters.logins("test", "ok"), 0);
+    });
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(
+        logs.matches("Keystone login failed").count(),
+        1,
+        "the same failure is logged once: {logs}"
+    );
+}
+
+#[test]
+fn the_back_off_doubles_to_its_cap_ends_with_a_login_and_spares_temporary_failures() {
+    let counters = Counters::default();
+    let _recorder = metrics::set_default_local_recorder(&counters);
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (url, ks) = fake_keystone(Duration::from_secs(3600)).await;
+        ks.lock().unwrap().refuse = Some(StatusCode::UNAUTHORIZED);
+        let src = source(&url, Duration::from_secs(60));
+        let src = Arc::new(
+            Arc::into_inner(src)
+                .unwrap()
+                .with_login_backoff(Duration::from_millis(100), Duration::from_millis(400)),
+        );
+        // Asking every 10 ms for 1.3 s: attempts at about 0, 100, 300, 700 and 1100 ms.
+        let started = std::time::Instant::now();
+        let mut seen = 0;
+        let mut at = Vec::new();
+        while started.elapsed() < Duration::from_millis(1300) {
+            assert!(src.token().await.is_err());
+            let n = ks.lock().unwrap().logins;
+            if n != seen {
+                seen = n;
+                at.push(started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let gaps: Vec<_> = at.windows(2).map(|w| w[1] - w[0]).collect();
+        let expected = [100, 200, 400, 400];
+        assert_eq!(gaps.len(), expected.len(), "attempts at {at:?}");
+        for (gap, ms) in gaps.iter().zip(expected) {
+            let ms = Duration::from_millis(ms);
+            assert!(
+                *gap >= ms && *gap < ms + Duration::from_millis(150),
+                "{at:?}"
+            );
+        }
+        assert_eq!(counters.logins("test", "failed"), 5);
+        // The password is fixed in Keystone: the first call past the back-off logs in.
+        ks.lock().unwrap().refuse = None;
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        let token = src.token().await.unwrap();
+        assert_eq!(counters.logins("test", "ok"), 1);
+        // A success ends the back-off: the next refusal waits the first period again.
+        ks.lock().unwrap().refuse = Some(StatusCode::UNAUTHORIZED);
+        assert!(src.renew(&token.value).await.is_err());
+        assert!(src.renew(&token.value).await.is_err());
+        assert_eq!(
+            ks.lock().unwrap().logins,
+            7,
+            "one attempt, then the back-off"
+        );
+        tokio::time::sleep(Duration::from_millis(110)).await;
+        assert!(src.renew(&token.value).await.is_err());
+        assert_eq!(ks.lock().unwrap().logins, 8, "100 ms, not 400 ms");
+        // Keystone failing (5xx) is temporary: no back-off, every renewal asks.
+        tokio::time::sleep(Duration::from_millis(210)).await;
+        ks.lock().unwrap().refuse = Some(StatusCode::SERVICE_UNAVAILABLE);
+        for _ in 0..3 {
+            let e = src.renew(&token.value).await.unwrap_err();
+            assert!(e.is_temporary(), "{e:?}");
+        }
+        assert_eq!(ks.lock().unwrap().logins, 11);
+        assert_eq!(counters.logins("test", "failed"), 10);
+        assert_eq!(counters.logins("test", "ok"), 1);
+    });
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    // Logged: the refusal, the login, the refusal after it, the first 503; repeats not.
+    assert_eq!(logs.matches("Keystone login failed").count(), 3, "{logs}");
+    assert_eq!(logs.matches("logged in to Keystone").count(), 1, "{logs}");
+}
+
+#[test]
+fn credentials_from_settings_as_both_servers_give_them() {
+    use stackfed_http::keystone::CredentialSettings;
+    let base = CredentialSettings {
+        user_domain_id: "default".into(),
+        project_domain_id: "default".into(),
+        ..CredentialSettings::default()
+    };
+    let pw = Secret::Inline(SECRET.into());
+    let password = CredentialSettings {
+        user: Some("stackfed".into()),
+        passwords: vec![pw.clone()],
+        project: Some("service".into()),
+        ..base.clone()
+    };
+    assert_eq!(
+        Credentials::from_settings(password.clone()).unwrap(),
+        self::password()
+    );
+    // The edge's default project stands in when none is given; the proxy has none.
+    let no_project = CredentialSettings {
+        project: None,
+        ..password.clone()
+    };
+    let e = Credentials::from_settings(no_project.clone()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "project is missing (the token is project-scoped)"
+    );
+    assert_eq!(e.origin(), Origin::Internal);
+    let defaulted = CredentialSettings {
+        default_project: Some("service".into()),
+        ..no_project
+    };
+    assert_eq!(
+        Credentials::from_settings(defaulted).unwrap(),
+        self::password()
+    );
+    let app = CredentialSettings {
+        application_credential_id: Some("ac".into()),
+        application_credential_secret: Some(pw.clone()),
+        default_project: Some("service".into()),
+        ..base.clone()
+    };
+    assert!(matches!(
+        Credentials::from_settings(app.clone()).unwrap(),
+        Credentials::ApplicationCredential { id: Some(ref id), .. } if id == "ac"
+    ));
+    let refused = |s: CredentialSettings| Credentials::from_settings(s).unwrap_err().to_string();
+    let either = "give either user, password and project, or an application credential \
+                  (application_credential_id, or application_credential_name with user, and \
+                  application_credential_secret)";
+    // Mistakes, each named.
+    for (settings, message) in [
+        (base.clone(), either.to_owned()),
+        (
+            CredentialSettings {
+                passwords: vec![],
+                ..password.clone()
+            },
+            either.to_owned(),
+        ),
+        (
+            CredentialSettings {
+                user: None,
+                ..password.clone()
+            },
+            either.to_owned(),
+        ),
+        (
+            CredentialSettings {
+                passwords: vec![pw.clone(), Secret::Env { env: "X".into() }],
+                ..password.clone()
+            },
+            "give one password: password, password_file or password_env".to_owned(),
+        ),
+        (
+            CredentialSettings {
+                passwords: vec![pw.clone()],
+                ..app.clone()
+            },
+            format!("{either}, not both"),
+        ),
+        (
+            CredentialSettings {
+                project: Some("service".into()),
+                ..app.clone()
+            },
+            format!("{either}, not both"),
+        ),
+        (
+            CredentialSettings {
+                application_credential_secret: None,
+                ..app.clone()
+            },
+            "application_credential_secret is missing".to_owned(),
+        ),
+        (
+            CredentialSettings {
+                application_credential_id: None,
+                application_credential_name: Some("backup".into()),
+                ..app.clone()
+            },
+            "application_credential_name needs user (the credential's owner)".to_owned(),
+        ),
+    ] {
+        assert_eq!(refused(settings.clone()), message, "{settings:?}");
     }
 }

@@ -955,18 +955,7 @@ backend = oslo_cache.dict
                     "--bootstrap-admin-url", self.auth_url,
                     "--bootstrap-internal-url", self.auth_url,
                     "--bootstrap-public-url", self.auth_url), "bootstrap")
-            # Keystone parses sys.argv with oslo.config when the app loads: hide gunicorn's.
-            (self.base / "keystone_app.py").write_text(
-                "import sys\nsys.argv = sys.argv[:1]\nfrom keystone.wsgi.api import application  # noqa\n")
-            self.proc = spawn(
-                "keystone",
-                [str(VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{self.port}",
-                 "--workers", str(self.workers), "--threads", "8", "--timeout", "120",
-                 "--pythonpath", str(self.base), "--no-control-socket",
-                 "--access-logfile", str(self.base / "access.log"), "keystone_app:application"],
-                self.base / "gunicorn.log", env={"OS_KEYSTONE_CONFIG_DIR": str(conf)},
-            )
-            wait_http(f"{self.auth_url}", timeout=120)
+            self._serve(conf)
             if self.replica_of:
                 self.project_ids = dict(self.replica_of.project_ids)
                 self.users = dict(self.replica_of.users)
@@ -974,6 +963,31 @@ backend = oslo_cache.dict
                 self._pending_endpoints.clear()
             else:
                 self._provision()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _serve(self, conf: Path) -> None:
+        """Starts gunicorn on the database and keys as they are; waits until it answers."""
+        # Keystone parses sys.argv with oslo.config when the app loads: hide gunicorn's.
+        (self.base / "keystone_app.py").write_text(
+            "import sys\nsys.argv = sys.argv[:1]\nfrom keystone.wsgi.api import application  # noqa\n")
+        self.proc = spawn(
+            "keystone",
+            [str(VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{self.port}",
+             "--workers", str(self.workers), "--threads", "8", "--timeout", "120",
+             "--pythonpath", str(self.base), "--no-control-socket",
+             "--access-logfile", str(self.base / "access.log"), "keystone_app:application"],
+            self.base / "gunicorn.log", env={"OS_KEYSTONE_CONFIG_DIR": str(conf)},
+        )
+        wait_http(f"{self.auth_url}", timeout=120)
+
+    def restart(self) -> None:
+        """Starts a stopped Keystone again on its port, with its database and keys (users,
+        tokens issued before and catalog unchanged)."""
+        self.stop()
+        try:
+            self._serve(self.base / "etc")
         except BaseException:
             self.stop()
             raise

@@ -10,7 +10,7 @@ use federation_core::ClusterId;
 use http::HeaderValue;
 use serde::Deserialize;
 pub use stackfed_http::keystone::Secret;
-use stackfed_http::keystone::{Credentials, KeystoneError, Token, TokenSource};
+use stackfed_http::keystone::{CredentialSettings, Credentials, KeystoneError, Token, TokenSource};
 use stackfed_http::HttpClient;
 use url::Url;
 
@@ -76,46 +76,20 @@ pub struct KeystoneConfig {
 }
 
 impl KeystoneConfig {
-    /// The login these settings describe.
+    /// The login these settings describe (checked as the edge's are).
     fn credentials(&self) -> Result<Credentials, String> {
-        let app =
-            self.application_credential_id.is_some() || self.application_credential_name.is_some();
-        if app {
-            if self.password.is_some() || self.project.is_some() {
-                return Err("give either user, password and project, or an application \
-                            credential (application_credential_id or \
-                            application_credential_name with user, and \
-                            application_credential_secret), not both"
-                    .into());
-            }
-            let secret = self
-                .application_credential_secret
-                .clone()
-                .ok_or("application_credential_secret is missing")?;
-            return Ok(Credentials::ApplicationCredential {
-                id: self.application_credential_id.clone(),
-                name: self.application_credential_name.clone(),
-                user: self.user.clone(),
-                user_domain_id: self.user_domain_id.clone(),
-                secret,
-            });
-        }
-        let (Some(user), Some(password)) = (&self.user, &self.password) else {
-            return Err("give either user, password and project, or \
-                        application_credential_id and application_credential_secret"
-                .into());
-        };
-        let project = self
-            .project
-            .clone()
-            .ok_or("project is missing (the proxy's token is project-scoped)")?;
-        Ok(Credentials::Password {
-            user: user.clone(),
+        Credentials::from_settings(CredentialSettings {
+            user: self.user.clone(),
             user_domain_id: self.user_domain_id.clone(),
-            password: password.clone(),
-            project,
+            passwords: self.password.clone().into_iter().collect(),
+            project: self.project.clone(),
+            default_project: None,
             project_domain_id: self.project_domain_id.clone(),
+            application_credential_id: self.application_credential_id.clone(),
+            application_credential_name: self.application_credential_name.clone(),
+            application_credential_secret: self.application_credential_secret.clone(),
         })
+        .map_err(|e| e.to_string())
     }
 }
 
