@@ -283,3 +283,79 @@ def test_temp_urls_reach_other_containers_only_with_an_account_key(fed):
     assert ref[("dlo", "container", "hex sha256", "GET")][0] == 401
     assert ref["moved"] == (200, b"000001111122222")
     same(seen)
+
+
+# ----- chains of links across clusters ----------------------------------------------------
+
+def test_link_chains_across_clusters_count_and_check_as_on_one_cluster(fed):
+    """A chain leaving the link's cluster is walked by the proxy as Swift's middleware
+    walks it: every link counts (`symloop_max` 2: a third link or a loop is 409 "Too many
+    levels"), and a static link to a static link whose final target changed is 409."""
+    seen = []
+    for label, side in sides(fed):
+        links, data = side.container("links", "links"), side.container("data", "data")
+        third = side.container("third", "links")
+        names = (side.account, links, data, third)
+
+        def clean(text):
+            for i, n in enumerate(names):
+                text = text.replace(n, f"<{i}>")
+            return text
+
+        def read(method, path):
+            r = side.req(method, path)
+            return (r.status_code, r.content, r.headers.get("content-type"),
+                    clean(r.headers.get("content-location") or ""))
+
+        etag = side.req("PUT", f"{third}/obj", data=b"third").headers["etag"]
+        for path, h in [
+            (f"{data}/l2", {"X-Symlink-Target": f"{third}/obj", "X-Symlink-Target-Etag": etag}),
+            (f"{links}/l1", {"X-Symlink-Target": f"{data}/l2", "X-Symlink-Target-Etag": etag}),
+            (f"{links}/l1d", {"X-Symlink-Target": f"{data}/l2"}),
+            (f"{links}/h3", {"X-Symlink-Target": f"{links}/l1d"}),
+            (f"{links}/loopa", {"X-Symlink-Target": f"{data}/loopb"}),
+            (f"{data}/loopb", {"X-Symlink-Target": f"{links}/loopa"}),
+        ]:
+            assert side.req("PUT", path, h, data=b"").status_code == 201
+        answers = {}
+        for method in ("GET", "HEAD"):
+            for name in ("l1", "l1d", "h3", "loopa"):
+                answers[(method, name)] = read(method, f"{links}/{name}")
+        assert side.req("PUT", f"{third}/obj", data=b"changed").status_code == 201
+        for method in ("GET", "HEAD"):
+            answers[(method, "l1 changed")] = read(method, f"{links}/l1")
+            answers[(method, "l1d changed")] = read(method, f"{links}/l1d")
+        seen.append((label, answers))
+    ref = seen[0][1]
+    assert ref[("GET", "l1")][:2] == (200, b"third")
+    assert ref[("GET", "h3")][0] == 409 and ref[("GET", "loopa")][0] == 409
+    assert ref[("GET", "l1 changed")][0] == 409
+    same(seen)
+
+
+def test_a_post_to_a_static_link_across_clusters_keeps_it_static(fed):
+    """A POST with a new Content-Type on a static link: Swift answers 307 with
+    `X-Symlink-Target-Etag` and the link stays static (its target ETag is sysmeta)."""
+    seen = []
+    for label, side in sides(fed):
+        links, data = side.container("links", "links"), side.container("data", "data")
+        etag = side.req("PUT", f"{data}/target", data=b"payload").headers["etag"]
+        assert side.req("PUT", f"{links}/l", {"X-Symlink-Target": f"{data}/target",
+                                              "X-Symlink-Target-Etag": etag},
+                        data=b"").status_code == 201
+        answers = {}
+        r = side.req("POST", f"{links}/l", {"Content-Type": "text/x-new",
+                                            "X-Object-Meta-Color": "blue"})
+        answers["post"] = (r.status_code, r.content, r.headers.get("x-symlink-target-etag"))
+        r = side.req("HEAD", f"{links}/l?symlink=get")
+        answers["itself"] = {h: r.headers.get(h) for h in (
+            "content-type", "x-object-meta-color", "x-symlink-target-etag",
+            "x-symlink-target-bytes")}
+        answers["listing"] = [(e["content_type"], e.get("symlink_etag"), e.get("symlink_bytes"))
+                              for e in side.req("GET", f"{links}?format=json").json()]
+        assert side.req("PUT", f"{data}/target", data=b"changed").status_code == 201
+        answers["broken"] = side.req("GET", f"{links}/l").status_code
+        seen.append((label, answers))
+    ref = seen[0][1]
+    assert ref["post"][0] == 307 and ref["post"][2] and ref["broken"] == 409
+    same(seen)

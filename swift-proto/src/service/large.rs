@@ -49,7 +49,7 @@ use stackfed_http::range::{parse_range_value, RangeSpec};
 use stackfed_http::{empty, from_stream, full, Body, BoxError};
 
 use super::bulk::{self, Format, QUOTE};
-use super::symlink::{link_fields, link_mark, LINK_MARK};
+use super::symlink::{link_fields, link_mark, with_link_mark, LINK_MARK};
 use super::{Call, FederationService, Result};
 use crate::cluster::swift_path;
 use crate::error::SwiftError;
@@ -1073,7 +1073,8 @@ impl FederationService {
     }
 
     /// An object `POST` that sets a new `Content-Type` on a marked object keeps the
-    /// marker (as Swift's object server keeps an SLO's `swift_bytes`).
+    /// marker (as Swift's object server keeps an SLO's `swift_bytes`, and a static
+    /// link's target ETag in its sysmeta).
     pub(super) async fn keep_mark_on_post(
         &self,
         call: &mut Call,
@@ -1099,14 +1100,19 @@ impl FederationService {
                     caller: call.caller.clone(),
                     lent: call.lent.clone(),
                 },
-                &manifest_get(call, path),
+                &format!("{}&symlink=get", manifest_get(call, path)),
                 empty(),
             )
             .await?;
+        let mut kept = ct;
         if let Some(m) = marked(&head) {
-            if let Ok(v) = HeaderValue::from_str(&mark(&ct, &m)) {
-                call.parts.headers.insert(header::CONTENT_TYPE, v);
-            }
+            kept = mark(&kept, &m);
+        }
+        if let Some(link) = header_str(&head, header::CONTENT_TYPE).and_then(link_mark) {
+            kept = with_link_mark(&kept, &link);
+        }
+        if let Ok(v) = HeaderValue::from_str(&kept) {
+            call.parts.headers.insert(header::CONTENT_TYPE, v);
         }
         Ok(())
     }
