@@ -359,3 +359,49 @@ def test_a_post_to_a_static_link_across_clusters_keeps_it_static(fed):
     ref = seen[0][1]
     assert ref["post"][0] == 307 and ref["post"][2] and ref["broken"] == 409
     same(seen)
+
+
+def test_ip_restricted_temp_urls_judge_the_clients_address(fed):
+    """`temp_url_ip_range`: the clusters see the proxy's address, so the proxy judges the
+    client's, as one cluster does (a client on 127.0.0.2 with a URL for 127.0.0.1: 401)."""
+    from requests.adapters import HTTPAdapter
+
+    class From2(HTTPAdapter):
+        def init_poolmanager(self, *a, **kw):
+            kw["source_address"] = ("127.0.0.2", 0)
+            super().init_poolmanager(*a, **kw)
+
+    other = requests.Session()
+    other.mount("http://", From2())
+
+    def ip_url(side, method, path, key, ip):
+        expires = int(time.time()) + 600
+        full = f"/v1/{side.account}/{path}"
+        mac = hmac.new(key.encode(), f"ip={ip}\n{method}\n{expires}\n{full}".encode(),
+                       hashlib.sha256).hexdigest()
+        return f"{side.root}{full}?temp_url_sig={mac}&temp_url_expires={expires}" \
+               f"&temp_url_ip_range={quote(ip, safe='')}"
+
+    seen = []
+    for label, side in sides(fed):
+        key = uniq("akey")
+        assert side.req("POST", "", {"X-Account-Meta-Temp-URL-Key": key}).status_code == 204
+        links, data = side.container("links", "links"), side.container("data", "data")
+        assert side.req("PUT", f"{data}/target", data=b"payload").status_code == 201
+        assert side.req("PUT", f"{links}/sym", {"X-Symlink-Target": f"{data}/target"},
+                        data=b"").status_code == 201
+        answers = {}
+        for path in (f"{data}/target", f"{links}/sym"):
+            for ip in ("127.0.0.1", "127.0.0.0/8", "127.0.0.1/8", "10.0.0.0/8"):
+                for who, client in (("same", requests), ("other", other)):
+                    for method in ("GET", "HEAD"):
+                        r = client.request(method, ip_url(side, method, path, key, ip))
+                        answers[(path.split("/")[1], ip, who, method)] = (
+                            r.status_code, r.content, r.headers.get("content-length"),
+                            r.headers.get("www-authenticate"))
+        seen.append((label, answers))
+    ref = seen[0][1]
+    assert ref[("target", "127.0.0.1", "same", "GET")][:2] == (200, b"payload")
+    assert ref[("target", "127.0.0.1", "other", "GET")][0] == 401
+    assert ref[("sym", "127.0.0.0/8", "other", "GET")][0] == 200
+    same(seen)

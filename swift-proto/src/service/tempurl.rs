@@ -302,6 +302,98 @@ pub(super) fn is_temp_url(parts: &http::request::Parts) -> bool {
         .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("temp_url_sig=")))
 }
 
+/// Python's `ip_network(text)` (strict: no host bits set): the network's first
+/// address and prefix length; a netmask after the `/` is taken as Python takes it.
+fn ip_network(text: &str) -> Option<(std::net::IpAddr, u32)> {
+    use std::net::IpAddr;
+    let (addr, len) = match text.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (text, None),
+    };
+    let addr: IpAddr = addr.parse().ok()?;
+    let bits = if addr.is_ipv4() { 32 } else { 128 };
+    let len = match len {
+        None => bits,
+        Some(l) if !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()) => {
+            l.parse().ok().filter(|n| *n <= bits)?
+        }
+        Some(l) => match (addr, l.parse::<IpAddr>().ok()?) {
+            (IpAddr::V4(_), IpAddr::V4(mask)) => {
+                let m = u32::from(mask);
+                if m.leading_ones() + m.trailing_zeros() != 32 {
+                    return None;
+                }
+                m.leading_ones()
+            }
+            _ => return None,
+        },
+    };
+    (masked(addr, len) == addr).then_some((addr, len))
+}
+
+/// `addr` with all but its first `len` bits cleared.
+fn masked(addr: std::net::IpAddr, len: u32) -> std::net::IpAddr {
+    use std::net::IpAddr;
+    match addr {
+        IpAddr::V4(a) => {
+            let m = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+            IpAddr::V4((u32::from(a) & m).into())
+        }
+        IpAddr::V6(a) => {
+            let m = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+            IpAddr::V6((u128::from(a) & m).into())
+        }
+    }
+}
+
+/// Whether `client` may use a temp URL restricted to `range` (`temp_url_ip_range`), as
+/// Swift decides it: an address of the network (`ip_network`, strict), no client
+/// address or a range that does not parse refused.
+pub(crate) fn ip_allowed(range: &str, client: Option<std::net::IpAddr>) -> bool {
+    let (Some((net, len)), Some(client)) = (ip_network(range), client) else {
+        return false;
+    };
+    net.is_ipv4() == client.is_ipv4() && masked(client, len) == net
+}
+
+/// Swift's answer to a temp URL restricted to addresses the client's is not among
+/// (`temp_url_ip_range`): the proxy judges it, as only it sees the client's address
+/// (the clusters see the proxy's). `None` for any other request.
+pub(super) fn ip_refusal(
+    parts: &http::request::Parts,
+) -> Option<http::Response<stackfed_http::Body>> {
+    if parts.method == Method::OPTIONS {
+        return None;
+    }
+    let q = TempUrlQuery::parse(parts.uri.query());
+    let range = q.ip_range.as_deref().filter(|r| !r.is_empty())?;
+    if q.sig.is_none() && q.expires.is_none() {
+        return None;
+    }
+    let client = parts
+        .extensions
+        .get::<stackfed_http::observe::PeerAddr>()
+        .map(|p| p.0.ip());
+    if ip_allowed(range, client) {
+        return None;
+    }
+    let head = parts.method == Method::HEAD;
+    let mut resp = crate::error::SwiftError::new(
+        http::StatusCode::UNAUTHORIZED,
+        "401 Unauthorized: Temp URL invalid\n",
+    )
+    .into_response(head);
+    let h = resp.headers_mut();
+    if head {
+        h.insert(http::header::CONTENT_LENGTH, HeaderValue::from(0));
+    }
+    h.insert(
+        http::header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Swift realm=\"unknown\""),
+    );
+    Some(resp)
+}
+
 /// The temp URL keys among an account's or container's answer headers.
 fn keys_in(
     resp: &http::Response<stackfed_http::Body>,
@@ -469,6 +561,22 @@ mod tests {
             query: q,
         };
         scope_of(&s, &keys(), &all(), NOW)
+    }
+
+    #[test]
+    fn ip_ranges_as_python_ip_network_reads_them() {
+        let ip = |s: &str| Some(s.parse().unwrap());
+        assert!(ip_allowed("127.0.0.1", ip("127.0.0.1")));
+        assert!(!ip_allowed("127.0.0.1", ip("127.0.0.2")));
+        assert!(ip_allowed("127.0.0.0/8", ip("127.0.0.2")));
+        assert!(ip_allowed("10.1.0.0/255.255.0.0", ip("10.1.2.3")));
+        assert!(!ip_allowed("10.0.0.1/8", ip("10.0.0.1")), "host bits set");
+        assert!(!ip_allowed("10.0.0.0/33", ip("10.0.0.1")));
+        assert!(!ip_allowed(" 10.0.0.1", ip("10.0.0.1")));
+        assert!(!ip_allowed("::/0", ip("127.0.0.1")), "another version");
+        assert!(ip_allowed("0.0.0.0/0", ip("1.2.3.4")));
+        assert!(ip_allowed("::1", ip("::1")));
+        assert!(!ip_allowed("127.0.0.1", None));
     }
 
     #[test]
