@@ -405,3 +405,36 @@ def test_ip_restricted_temp_urls_judge_the_clients_address(fed):
     assert ref[("target", "127.0.0.1", "other", "GET")][0] == 401
     assert ref[("sym", "127.0.0.0/8", "other", "GET")][0] == 200
     same(seen)
+
+
+def test_temp_url_reads_of_a_link_to_another_cluster_carry_tempurls_headers(fed):
+    """Through a temp URL, a link followed to another cluster answers with what Swift's
+    tempurl middleware adds and removes: `Content-Disposition` (the link's name,
+    `filename`, `inline`), `Expires`, no private `X-Object-Meta-*`."""
+    seen = []
+    for label, side in sides(fed):
+        key = uniq("akey")
+        assert side.req("POST", "", {"X-Account-Meta-Temp-URL-Key": key}).status_code == 204
+        links, data = side.container("links", "links"), side.container("data", "data")
+        assert side.req("PUT", f"{data}/target", {"X-Object-Meta-Secret": "s",
+                                                  "X-Object-Meta-Public-Ok": "p",
+                                                  "Content-Disposition": "attachment; x"},
+                        data=b"payload").status_code == 201
+        assert side.req("PUT", f"{links}/sym", {"X-Symlink-Target": f"{data}/target"},
+                        data=b"").status_code == 201
+        answers = {}
+        for extra in ("", "&inline", "&filename=a%20b%C3%A9.txt", "&inline&filename=x.txt"):
+            for method in ("GET", "HEAD"):
+                url = temp_url(side, method, f"{links}/sym", key)
+                r = requests.request(method, url + extra)
+                expires = int(url.split("temp_url_expires=")[1].split("&")[0])
+                answers[(extra, method)] = (
+                    r.status_code, r.content, r.headers.get("content-disposition"),
+                    r.headers.get("expires") == time.strftime(
+                        "%a, %d %b %Y %H:%M:%S GMT", time.gmtime(expires)),
+                    sorted(k.lower() for k in r.headers if k.lower().startswith("x-object-meta")))
+        seen.append((label, answers))
+    ref = seen[0][1]
+    assert ref[("", "GET")][:4] == (200, b"payload", "attachment; x", True)
+    assert ref[("&inline", "GET")][2] == "inline"
+    same(seen)

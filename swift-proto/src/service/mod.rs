@@ -37,6 +37,14 @@ mod seal;
 mod symlink;
 mod tempurl;
 
+/// Python's `urllib.parse.quote(text)` (`safe='/'`).
+const QUOTE_SLASH: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
+
 /// The service's private parsers, for the fuzz targets in `fuzz/` only (not an API).
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]

@@ -300,6 +300,7 @@ impl FederationService {
                 .entry(header::CONTENT_LOCATION)
                 .or_insert(v);
         }
+        super::tempurl::temp_url_answer(&call.parts, &mut resp);
         Ok(resp)
     }
 

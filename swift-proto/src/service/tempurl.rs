@@ -394,6 +394,85 @@ pub(super) fn ip_refusal(
     Some(resp)
 }
 
+/// What Swift's tempurl middleware does to a successful `GET`/`HEAD` answer it lets
+/// through, for an answer the proxy assembled from another cluster (a link's target):
+/// `X-Object-Meta-*` removed (but `X-Object-Meta-Public-*`, its default
+/// `outgoing_remove_headers`/`outgoing_allow_headers`), `Content-Disposition` from
+/// `filename`/`inline` or the object's name, and `Expires`.
+pub(super) fn temp_url_answer(
+    parts: &http::request::Parts,
+    resp: &mut http::Response<stackfed_http::Body>,
+) {
+    let get = parts.method == Method::GET || parts.method == Method::HEAD;
+    if !get || !is_temp_url(parts) || !resp.status().is_success() {
+        return;
+    }
+    let mut filename = None;
+    let mut inline = false;
+    for (k, v) in url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes()) {
+        match k.as_ref() {
+            "filename" => {
+                filename.get_or_insert_with(|| v.into_owned());
+            }
+            "inline" => inline = true,
+            _ => {}
+        }
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let expires = TempUrlQuery::parse(parts.uri.query())
+        .expires
+        .and_then(|e| normalize_expires(&e, now));
+    let h = resp.headers_mut();
+    let meta: Vec<HeaderName> = h
+        .keys()
+        .filter(|k| {
+            k.as_str().starts_with("x-object-meta-")
+                && !k.as_str().starts_with("x-object-meta-public-")
+        })
+        .cloned()
+        .collect();
+    for k in meta {
+        h.remove(k);
+    }
+    let existing = h.remove(http::header::CONTENT_DISPOSITION);
+    let format = |kind: &str, name: &str| {
+        use percent_encoding::utf8_percent_encode;
+        const LOOSE: &percent_encoding::AsciiSet = &super::QUOTE_SLASH.remove(b' ');
+        format!(
+            "{kind}; filename=\"{}\"; filename*=UTF-8''{}",
+            utf8_percent_encode(name, LOOSE),
+            utf8_percent_encode(name, super::QUOTE_SLASH)
+        )
+    };
+    let value = match (inline, filename, existing) {
+        (true, Some(f), _) => format("inline", &f),
+        (true, None, _) => "inline".to_owned(),
+        (false, Some(f), _) => format("attachment", &f),
+        (false, None, Some(v)) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
+        (false, None, None) => {
+            let path = percent_encoding::percent_decode_str(parts.uri.path()).decode_utf8_lossy();
+            let name = path
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            format("attachment", &name)
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&value.replace('\n', "%0A")) {
+        h.insert(http::header::CONTENT_DISPOSITION, v);
+    }
+    if let Some(at) = expires.and_then(|e| u64::try_from(e).ok()) {
+        let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(at);
+        if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(when)) {
+            h.insert(http::header::EXPIRES, v);
+        }
+    }
+}
+
 /// The temp URL keys among an account's or container's answer headers.
 fn keys_in(
     resp: &http::Response<stackfed_http::Body>,
