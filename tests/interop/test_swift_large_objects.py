@@ -555,3 +555,26 @@ def test_conditional_reads_of_an_slo_across_clusters_say_their_length(sides):
     assert seen[0][("GET", "none-match")]["status"] == 304
     assert seen[0][("GET", "none-match")]["content-length"] == "0"
     assert seen[1] == seen[0]
+
+
+def test_slo_in_a_versioned_container_is_listed_with_its_size_and_slo_etag(sides):
+    """A container with object versioning (`X-Versions-Enabled: true`) lists its objects
+    as links to versions: Swift lists an SLO there with the large object's size and
+    `slo_etag`, as in `?versions` (the proxy listed its stored manifest's size)."""
+    seen = []
+    for side in sides:
+        side.setup("verslist", {"X-Versions-Enabled": "true"})
+        assert side.slo().status_code == 201
+        assert side.req("PUT", f"{side.man}/plain", data=b"plain").status_code == 201
+        answers = {}
+        for query in ("format=json", "format=json&prefix=s", "format=json&marker=filler",
+                      "format=json&limit=2", "format=json&versions"):
+            listing = side.req("GET", f"{side.man}?{query}").json()
+            answers[query] = [(e["name"], e["bytes"], e.get("slo_etag"), e["content_type"],
+                               e.get("version_symlink"), e.get("is_latest"))
+                              for e in listing]
+        seen.append(answers)
+    size = sum(map(len, SEG))
+    assert ("slo", size) == seen[0]["format=json"][-1][:2]
+    assert seen[0]["format=json"][-1][2]
+    assert seen[1] == seen[0]
