@@ -438,3 +438,43 @@ def test_temp_url_reads_of_a_link_to_another_cluster_carry_tempurls_headers(fed)
     assert ref[("", "GET")][:4] == (200, b"payload", "attachment; x", True)
     assert ref[("&inline", "GET")][2] == "inline"
     same(seen)
+
+
+def test_a_static_link_across_clusters_in_a_versioned_container(fed):
+    """In a container with object versioning the current object is itself a link to its
+    version: a static link across clusters stored there reads (current, an old
+    `?version-id=`, through a temp URL) as on one cluster."""
+    seen = []
+    for label, side in sides(fed):
+        links = side.container("links", "links", {"X-Versions-Enabled": "true"})
+        data = side.container("data", "data")
+        etag = side.req("PUT", f"{data}/target", {"Content-Type": "text/x-t"},
+                        data=b"payload").headers["etag"]
+        h = {"X-Symlink-Target": f"{data}/target", "X-Symlink-Target-Etag": etag}
+        assert side.req("PUT", f"{links}/l", h, data=b"").status_code == 201
+        assert side.req("PUT", f"{links}/l", dict(h, **{"Content-Type": "text/y"}),
+                        data=b"").status_code == 201
+        versions = [e["version_id"] for e in
+                    side.req("GET", f"{links}?format=json&versions&prefix=l").json()]
+        answers = {}
+        for name, query in (("current", ""), ("old", f"?version-id={versions[-1]}")):
+            for method in ("GET", "HEAD"):
+                r = side.req(method, f"{links}/l{query}")
+                answers[(name, method)] = (
+                    r.status_code, r.content, r.headers.get("content-type"),
+                    r.headers.get("etag"),
+                    r.headers.get("x-object-version-id") in versions,
+                    (r.headers.get("content-location") or "").replace(data, "<data>")
+                    .replace(side.account, "<acct>"))
+        key = uniq("akey")
+        assert side.req("POST", "", {"X-Account-Meta-Temp-URL-Key": key}).status_code == 204
+        r = requests.get(temp_url(side, "GET", f"{links}/l", key))
+        answers["temp url"] = (r.status_code, r.content)
+        assert side.req("PUT", f"{data}/target", data=b"changed").status_code == 201
+        answers["broken"] = side.req("GET", f"{links}/l").status_code
+        seen.append((label, answers))
+    ref = seen[0][1]
+    assert ref[("current", "GET")][:2] == (200, b"payload")
+    assert ref[("old", "GET")][:2] == (200, b"payload")
+    assert ref["broken"] == 409
+    same(seen)

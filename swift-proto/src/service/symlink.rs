@@ -132,6 +132,24 @@ fn head_call(call: &Call, caller: Caller) -> Call {
     }
 }
 
+/// The request's `version-id=<id>` query parameter.
+fn path_version(call: &Call) -> Option<&str> {
+    call.parts
+        .uri
+        .query()?
+        .split('&')
+        .find(|kv| kv.starts_with("version-id="))
+}
+
+/// `path` (which may carry a query) with one more query parameter.
+fn with_query(path: &str, kv: &str) -> String {
+    if path.contains('?') {
+        format!("{path}&{kv}")
+    } else {
+        format!("{path}?{kv}")
+    }
+}
+
 /// Swift's `normalize_etag`: the value without surrounding double quotes.
 fn normalize_etag(v: &str) -> &str {
     v.strip_prefix('"')
@@ -207,18 +225,23 @@ impl FederationService {
             _ => return Ok(resp),
         }
         let head = call.parts.method == Method::HEAD;
-        let mut path = call.parts.uri.path().to_owned();
+        // The version the request reads (`?version-id=`), the cluster's to resolve.
+        let mut path = match path_version(call) {
+            Some(v) => format!("{}?{v}", call.parts.uri.path()),
+            None => call.parts.uri.path().to_owned(),
+        };
         let mut at = home.clone();
         let mut target_etag: Option<String> = None;
         let mut last: Option<String> = None;
         let mut loops = 0;
-        loop {
+        let mut version = None;
+        for _ in 0..4 * (SYMLOOP_MAX + 1) {
             let caller = self.reader_of(call, &path).await?;
             let probe = self
                 .forward(
                     self.cluster(&at)?,
                     &head_call(call, caller),
-                    &format!("{path}?symlink=get"),
+                    &with_query(&path, "symlink=get"),
                     empty(),
                 )
                 .await?;
@@ -233,13 +256,30 @@ impl FederationService {
             else {
                 break;
             };
+            // The version of the object the request reads (a versioned container's).
+            if version.is_none() {
+                version = probe.headers().get("x-object-version-id").cloned();
+            }
             let resp_etag = text("x-symlink-target-etag").or_else(|| {
                 text("content-type")
                     .as_deref()
                     .and_then(link_mark)
                     .map(|l| l.etag)
             });
+            // Object versioning's link to the current version (same container, its
+            // target `<object>?version-id=<id>`): resolved by the cluster, not counted
+            // (Swift's `symloop_extend`), not judged.
+            let version_link = target.contains("?version-id=");
             let found = resp_etag.clone().or_else(|| text("etag"));
+            if version_link {
+                path = format!(
+                    "/v1/{}/{}",
+                    path.split('/').nth(2).unwrap_or_default(),
+                    target.trim_start_matches('/')
+                );
+                target_etag = None;
+                continue;
+            }
             if let (Some(wanted), Some(found)) = (&target_etag, &found) {
                 if wanted != found {
                     return Ok(conflict(
@@ -264,7 +304,7 @@ impl FederationService {
             last = Some(next.clone());
             let Ok(SwiftPath::Object {
                 account, container, ..
-            }) = SwiftPath::parse(&next)
+            }) = SwiftPath::parse(next.split('?').next().unwrap_or_default())
             else {
                 break;
             };
@@ -299,6 +339,18 @@ impl FederationService {
             resp.headers_mut()
                 .entry(header::CONTENT_LOCATION)
                 .or_insert(v);
+        }
+        // A version read names its version; a current one of a versioned container says
+        // what the target's container says (`null` when it keeps no versions).
+        if let Some(v) = version {
+            let name = HeaderName::from_static("x-object-version-id");
+            if path_version(call).is_some() {
+                resp.headers_mut().insert(name, v);
+            } else {
+                resp.headers_mut()
+                    .entry(name)
+                    .or_insert(HeaderValue::from_static("null"));
+            }
         }
         super::tempurl::temp_url_answer(&call.parts, &mut resp);
         Ok(resp)
@@ -341,7 +393,7 @@ impl FederationService {
     /// Who reads `path` for `call`: the caller, or through a temp URL the session
     /// whose authority the URL lends to that object's container.
     async fn reader_of(&self, call: &Call, path: &str) -> Result<Caller> {
-        let lent = match SwiftPath::parse(path) {
+        let lent = match SwiftPath::parse(path.split('?').next().unwrap_or_default()) {
             Ok(SwiftPath::Object {
                 account, container, ..
             }) => match self.lent_token(call, &account, container.as_str()).await? {
