@@ -411,12 +411,14 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for FirstLine<S> {
     }
 }
 
-/// A `204` that says `Content-Length: 0` keeps saying it (hyper
-/// drops the header of a bodiless 204 whose body is known to be over, but writes it for
-/// a body that is not known to be over yet; Swift's 204s carry it).
+/// A `204` or `304` that says `Content-Length: 0` keeps saying it (hyper drops the
+/// header of a bodiless answer whose body is known to be over, but writes it for a body
+/// that is not known to be over yet; Swift's 204s and 304s carry it).
 fn keep_zero_length<B>(resp: Response<B>) -> Response<Either<B, Body>> {
-    let keep = resp.status() == http::StatusCode::NO_CONTENT
-        && resp.headers().contains_key(http::header::CONTENT_LENGTH);
+    let keep = matches!(
+        resp.status(),
+        http::StatusCode::NO_CONTENT | http::StatusCode::NOT_MODIFIED
+    ) && resp.headers().contains_key(http::header::CONTENT_LENGTH);
     resp.map(|b| {
         if keep {
             Either::Right(from_stream(
@@ -543,9 +545,13 @@ mod tests {
         let service = tower::service_fn(move |req: Request<RequestBody>| {
             let client = client.clone();
             async move {
-                if req.uri().path() == "/empty" {
+                if req.uri().path() == "/empty" || req.uri().path() == "/not-modified" {
                     let mut r = Response::new(crate::empty());
-                    *r.status_mut() = http::StatusCode::NO_CONTENT;
+                    *r.status_mut() = if req.uri().path() == "/empty" {
+                        http::StatusCode::NO_CONTENT
+                    } else {
+                        http::StatusCode::NOT_MODIFIED
+                    };
                     r.headers_mut()
                         .insert("content-length", http::HeaderValue::from(0));
                     return Ok::<_, std::convert::Infallible>(r);
@@ -590,6 +596,9 @@ mod tests {
         assert!(out.contains("\r\nX-Made-Here: 1\r\n"), "title case: {out}");
         let out = get("/empty").await;
         assert!(out.starts_with("HTTP/1.1 204"), "{out}");
+        assert!(out.contains("\r\nContent-Length: 0\r\n"), "{out}");
+        let out = get("/not-modified").await;
+        assert!(out.starts_with("HTTP/1.1 304"), "{out}");
         assert!(out.contains("\r\nContent-Length: 0\r\n"), "{out}");
         tx.send(()).unwrap();
         server.await.unwrap().unwrap();

@@ -283,3 +283,198 @@ def test_temp_urls_reach_other_containers_only_with_an_account_key(fed):
     assert ref[("dlo", "container", "hex sha256", "GET")][0] == 401
     assert ref["moved"] == (200, b"000001111122222")
     same(seen)
+
+
+# ----- chains of links across clusters ----------------------------------------------------
+
+def test_link_chains_across_clusters_count_and_check_as_on_one_cluster(fed):
+    """A chain leaving the link's cluster is walked by the proxy as Swift's middleware
+    walks it: every link counts (`symloop_max` 2: a third link or a loop is 409 "Too many
+    levels"), and a static link to a static link whose final target changed is 409."""
+    seen = []
+    for label, side in sides(fed):
+        links, data = side.container("links", "links"), side.container("data", "data")
+        third = side.container("third", "links")
+        names = (side.account, links, data, third)
+
+        def clean(text):
+            for i, n in enumerate(names):
+                text = text.replace(n, f"<{i}>")
+            return text
+
+        def read(method, path):
+            r = side.req(method, path)
+            return (r.status_code, r.content, r.headers.get("content-type"),
+                    clean(r.headers.get("content-location") or ""))
+
+        etag = side.req("PUT", f"{third}/obj", data=b"third").headers["etag"]
+        for path, h in [
+            (f"{data}/l2", {"X-Symlink-Target": f"{third}/obj", "X-Symlink-Target-Etag": etag}),
+            (f"{links}/l1", {"X-Symlink-Target": f"{data}/l2", "X-Symlink-Target-Etag": etag}),
+            (f"{links}/l1d", {"X-Symlink-Target": f"{data}/l2"}),
+            (f"{links}/h3", {"X-Symlink-Target": f"{links}/l1d"}),
+            (f"{links}/loopa", {"X-Symlink-Target": f"{data}/loopb"}),
+            (f"{data}/loopb", {"X-Symlink-Target": f"{links}/loopa"}),
+        ]:
+            assert side.req("PUT", path, h, data=b"").status_code == 201
+        answers = {}
+        for method in ("GET", "HEAD"):
+            for name in ("l1", "l1d", "h3", "loopa"):
+                answers[(method, name)] = read(method, f"{links}/{name}")
+        assert side.req("PUT", f"{third}/obj", data=b"changed").status_code == 201
+        for method in ("GET", "HEAD"):
+            answers[(method, "l1 changed")] = read(method, f"{links}/l1")
+            answers[(method, "l1d changed")] = read(method, f"{links}/l1d")
+        seen.append((label, answers))
+    ref = seen[0][1]
+    assert ref[("GET", "l1")][:2] == (200, b"third")
+    assert ref[("GET", "h3")][0] == 409 and ref[("GET", "loopa")][0] == 409
+    assert ref[("GET", "l1 changed")][0] == 409
+    same(seen)
+
+
+def test_a_post_to_a_static_link_across_clusters_keeps_it_static(fed):
+    """A POST with a new Content-Type on a static link: Swift answers 307 with
+    `X-Symlink-Target-Etag` and the link stays static (its target ETag is sysmeta)."""
+    seen = []
+    for label, side in sides(fed):
+        links, data = side.container("links", "links"), side.container("data", "data")
+        etag = side.req("PUT", f"{data}/target", data=b"payload").headers["etag"]
+        assert side.req("PUT", f"{links}/l", {"X-Symlink-Target": f"{data}/target",
+                                              "X-Symlink-Target-Etag": etag},
+                        data=b"").status_code == 201
+        answers = {}
+        r = side.req("POST", f"{links}/l", {"Content-Type": "text/x-new",
+                                            "X-Object-Meta-Color": "blue"})
+        answers["post"] = (r.status_code, r.content, r.headers.get("x-symlink-target-etag"))
+        r = side.req("HEAD", f"{links}/l?symlink=get")
+        answers["itself"] = {h: r.headers.get(h) for h in (
+            "content-type", "x-object-meta-color", "x-symlink-target-etag",
+            "x-symlink-target-bytes")}
+        answers["listing"] = [(e["content_type"], e.get("symlink_etag"), e.get("symlink_bytes"))
+                              for e in side.req("GET", f"{links}?format=json").json()]
+        assert side.req("PUT", f"{data}/target", data=b"changed").status_code == 201
+        answers["broken"] = side.req("GET", f"{links}/l").status_code
+        seen.append((label, answers))
+    ref = seen[0][1]
+    assert ref["post"][0] == 307 and ref["post"][2] and ref["broken"] == 409
+    same(seen)
+
+
+def test_ip_restricted_temp_urls_judge_the_clients_address(fed):
+    """`temp_url_ip_range`: the clusters see the proxy's address, so the proxy judges the
+    client's, as one cluster does (a client on 127.0.0.2 with a URL for 127.0.0.1: 401)."""
+    from requests.adapters import HTTPAdapter
+
+    class From2(HTTPAdapter):
+        def init_poolmanager(self, *a, **kw):
+            kw["source_address"] = ("127.0.0.2", 0)
+            super().init_poolmanager(*a, **kw)
+
+    other = requests.Session()
+    other.mount("http://", From2())
+
+    def ip_url(side, method, path, key, ip):
+        expires = int(time.time()) + 600
+        full = f"/v1/{side.account}/{path}"
+        mac = hmac.new(key.encode(), f"ip={ip}\n{method}\n{expires}\n{full}".encode(),
+                       hashlib.sha256).hexdigest()
+        return f"{side.root}{full}?temp_url_sig={mac}&temp_url_expires={expires}" \
+               f"&temp_url_ip_range={quote(ip, safe='')}"
+
+    seen = []
+    for label, side in sides(fed):
+        key = uniq("akey")
+        assert side.req("POST", "", {"X-Account-Meta-Temp-URL-Key": key}).status_code == 204
+        links, data = side.container("links", "links"), side.container("data", "data")
+        assert side.req("PUT", f"{data}/target", data=b"payload").status_code == 201
+        assert side.req("PUT", f"{links}/sym", {"X-Symlink-Target": f"{data}/target"},
+                        data=b"").status_code == 201
+        answers = {}
+        for path in (f"{data}/target", f"{links}/sym"):
+            for ip in ("127.0.0.1", "127.0.0.0/8", "127.0.0.1/8", "10.0.0.0/8"):
+                for who, client in (("same", requests), ("other", other)):
+                    for method in ("GET", "HEAD"):
+                        r = client.request(method, ip_url(side, method, path, key, ip))
+                        answers[(path.split("/")[1], ip, who, method)] = (
+                            r.status_code, r.content, r.headers.get("content-length"),
+                            r.headers.get("www-authenticate"))
+        seen.append((label, answers))
+    ref = seen[0][1]
+    assert ref[("target", "127.0.0.1", "same", "GET")][:2] == (200, b"payload")
+    assert ref[("target", "127.0.0.1", "other", "GET")][0] == 401
+    assert ref[("sym", "127.0.0.0/8", "other", "GET")][0] == 200
+    same(seen)
+
+
+def test_temp_url_reads_of_a_link_to_another_cluster_carry_tempurls_headers(fed):
+    """Through a temp URL, a link followed to another cluster answers with what Swift's
+    tempurl middleware adds and removes: `Content-Disposition` (the link's name,
+    `filename`, `inline`), `Expires`, no private `X-Object-Meta-*`."""
+    seen = []
+    for label, side in sides(fed):
+        key = uniq("akey")
+        assert side.req("POST", "", {"X-Account-Meta-Temp-URL-Key": key}).status_code == 204
+        links, data = side.container("links", "links"), side.container("data", "data")
+        assert side.req("PUT", f"{data}/target", {"X-Object-Meta-Secret": "s",
+                                                  "X-Object-Meta-Public-Ok": "p",
+                                                  "Content-Disposition": "attachment; x"},
+                        data=b"payload").status_code == 201
+        assert side.req("PUT", f"{links}/sym", {"X-Symlink-Target": f"{data}/target"},
+                        data=b"").status_code == 201
+        answers = {}
+        for extra in ("", "&inline", "&filename=a%20b%C3%A9.txt", "&inline&filename=x.txt"):
+            for method in ("GET", "HEAD"):
+                url = temp_url(side, method, f"{links}/sym", key)
+                r = requests.request(method, url + extra)
+                expires = int(url.split("temp_url_expires=")[1].split("&")[0])
+                answers[(extra, method)] = (
+                    r.status_code, r.content, r.headers.get("content-disposition"),
+                    r.headers.get("expires") == time.strftime(
+                        "%a, %d %b %Y %H:%M:%S GMT", time.gmtime(expires)),
+                    sorted(k.lower() for k in r.headers if k.lower().startswith("x-object-meta")))
+        seen.append((label, answers))
+    ref = seen[0][1]
+    assert ref[("", "GET")][:4] == (200, b"payload", "attachment; x", True)
+    assert ref[("&inline", "GET")][2] == "inline"
+    same(seen)
+
+
+def test_a_static_link_across_clusters_in_a_versioned_container(fed):
+    """In a container with object versioning the current object is itself a link to its
+    version: a static link across clusters stored there reads (current, an old
+    `?version-id=`, through a temp URL) as on one cluster."""
+    seen = []
+    for label, side in sides(fed):
+        links = side.container("links", "links", {"X-Versions-Enabled": "true"})
+        data = side.container("data", "data")
+        etag = side.req("PUT", f"{data}/target", {"Content-Type": "text/x-t"},
+                        data=b"payload").headers["etag"]
+        h = {"X-Symlink-Target": f"{data}/target", "X-Symlink-Target-Etag": etag}
+        assert side.req("PUT", f"{links}/l", h, data=b"").status_code == 201
+        assert side.req("PUT", f"{links}/l", dict(h, **{"Content-Type": "text/y"}),
+                        data=b"").status_code == 201
+        versions = [e["version_id"] for e in
+                    side.req("GET", f"{links}?format=json&versions&prefix=l").json()]
+        answers = {}
+        for name, query in (("current", ""), ("old", f"?version-id={versions[-1]}")):
+            for method in ("GET", "HEAD"):
+                r = side.req(method, f"{links}/l{query}")
+                answers[(name, method)] = (
+                    r.status_code, r.content, r.headers.get("content-type"),
+                    r.headers.get("etag"),
+                    r.headers.get("x-object-version-id") in versions,
+                    (r.headers.get("content-location") or "").replace(data, "<data>")
+                    .replace(side.account, "<acct>"))
+        key = uniq("akey")
+        assert side.req("POST", "", {"X-Account-Meta-Temp-URL-Key": key}).status_code == 204
+        r = requests.get(temp_url(side, "GET", f"{links}/l", key))
+        answers["temp url"] = (r.status_code, r.content)
+        assert side.req("PUT", f"{data}/target", data=b"changed").status_code == 201
+        answers["broken"] = side.req("GET", f"{links}/l").status_code
+        seen.append((label, answers))
+    ref = seen[0][1]
+    assert ref[("current", "GET")][:2] == (200, b"payload")
+    assert ref[("old", "GET")][:2] == (200, b"payload")
+    assert ref["broken"] == 409
+    same(seen)

@@ -82,6 +82,7 @@ impl FederationService {
                     );
                     if call.parts.method == Method::GET {
                         resp = super::large::listing_answer(resp).await?;
+                        resp = self.versioned_listing(&call, cluster, resp).await?;
                     }
                 }
                 Ok(resp)

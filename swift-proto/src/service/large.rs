@@ -49,7 +49,7 @@ use stackfed_http::range::{parse_range_value, RangeSpec};
 use stackfed_http::{empty, from_stream, full, Body, BoxError};
 
 use super::bulk::{self, Format, QUOTE};
-use super::symlink::{link_fields, link_mark, LINK_MARK};
+use super::symlink::{link_fields, link_mark, with_link_mark, LINK_MARK};
 use super::{Call, FederationService, Result};
 use crate::cluster::swift_path;
 use crate::error::SwiftError;
@@ -1073,7 +1073,8 @@ impl FederationService {
     }
 
     /// An object `POST` that sets a new `Content-Type` on a marked object keeps the
-    /// marker (as Swift's object server keeps an SLO's `swift_bytes`).
+    /// marker (as Swift's object server keeps an SLO's `swift_bytes`, and a static
+    /// link's target ETag in its sysmeta).
     pub(super) async fn keep_mark_on_post(
         &self,
         call: &mut Call,
@@ -1099,14 +1100,19 @@ impl FederationService {
                     caller: call.caller.clone(),
                     lent: call.lent.clone(),
                 },
-                &manifest_get(call, path),
+                &format!("{}&symlink=get", manifest_get(call, path)),
                 empty(),
             )
             .await?;
+        let mut kept = ct;
         if let Some(m) = marked(&head) {
-            if let Ok(v) = HeaderValue::from_str(&mark(&ct, &m)) {
-                call.parts.headers.insert(header::CONTENT_TYPE, v);
-            }
+            kept = mark(&kept, &m);
+        }
+        if let Some(link) = header_str(&head, header::CONTENT_TYPE).and_then(link_mark) {
+            kept = with_link_mark(&kept, &link);
+        }
+        if let Ok(v) = HeaderValue::from_str(&kept) {
+            call.parts.headers.insert(header::CONTENT_TYPE, v);
         }
         Ok(())
     }
@@ -1764,6 +1770,160 @@ pub(super) async fn listing_answer(resp: Response<Body>) -> Result<Response<Body
     Ok(Response::from_parts(parts, full(out)))
 }
 
+/// A JSON listing as Swift writes it (Python's `json.dumps` spacing, keys in order).
+fn json_listing(items: &[Entry]) -> String {
+    let mut out = String::from("[");
+    for (i, Entry(fields)) in items.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push('{');
+        for (j, (k, v)) in fields.iter().enumerate() {
+            if j > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(&stackfed_http::pyjson::string(k));
+            out.push_str(": ");
+            python_json(v, &mut out);
+        }
+        out.push('}');
+    }
+    out.push(']');
+    out
+}
+
+/// How many pages of a `?versions` listing one versioned listing reads at most.
+const VERSION_PAGES: usize = 8;
+
+/// The version id a versioned container's listing entry links to
+/// (`symlink_path` ending in `?version-id=<id>`, with `version_symlink`).
+fn linked_version(fields: &[(String, Value)]) -> Option<(String, String)> {
+    let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v);
+    if get("version_symlink") != Some(&Value::Bool(true)) {
+        return None;
+    }
+    let name = get("name")?.as_str()?.to_owned();
+    let id = get("symlink_path")?.as_str()?.rsplit_once("version-id=")?.1;
+    Some((name, id.to_owned()))
+}
+
+impl FederationService {
+    /// A JSON listing of a container with object versioning (`X-Versions-Enabled`):
+    /// its entries are links to versions, listed by the cluster with the size of what
+    /// it stores (a marked manifest's own) and without `slo_etag`. Swift lists a large
+    /// object's size and `slo_etag` there: taken from the container's `?versions`
+    /// listing (which names the stored versions, markers and all), read from the
+    /// request's `marker` and `prefix` on until past the listing's last name.
+    /// Other listings (`?versions`, `reverse`, XML) pass as they are.
+    pub(super) async fn versioned_listing(
+        &self,
+        call: &Call,
+        cluster: &crate::service::SwiftCluster,
+        resp: Response<Body>,
+    ) -> Result<Response<Body>> {
+        let query = call.parts.uri.query().unwrap_or_default();
+        let json = header_str(&resp, header::CONTENT_TYPE)
+            .is_some_and(|ct| ct.starts_with("application/json"));
+        let versioned =
+            header_str(&resp, "x-versions-enabled").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let skip = query.split('&').any(|kv| {
+            let k = kv.split('=').next().unwrap_or_default();
+            k == "versions" || k == "reverse" || k == "end_marker"
+        });
+        if !json || !versioned || skip {
+            return Ok(resp);
+        }
+        let (mut parts, body) = resp.into_parts();
+        let bytes = read_limited(body, MAX_LISTING)
+            .await
+            .ok_or_else(|| SwiftError::status(StatusCode::BAD_GATEWAY))?;
+        let Ok(mut items) = serde_json::from_slice::<Vec<Entry>>(&bytes) else {
+            return Ok(Response::from_parts(parts, full(bytes)));
+        };
+        let wanted: Vec<(String, String)> = items
+            .iter()
+            .filter_map(|Entry(f)| linked_version(f))
+            .collect();
+        let Some(last) = wanted.iter().map(|(n, _)| n.clone()).max() else {
+            return Ok(Response::from_parts(parts, full(bytes)));
+        };
+        let kept = |k: &str| {
+            query
+                .split('&')
+                .find(|kv| kv.starts_with(&format!("{k}=")))
+                .map(str::to_owned)
+        };
+        let path = call.parts.uri.path();
+        let mut base = String::from("format=json&versions");
+        if let Some(p) = kept("prefix") {
+            base.push('&');
+            base.push_str(&p);
+        }
+        let mut next = kept("marker").map(|m| format!("&{m}")).unwrap_or_default();
+        let mut found = std::collections::HashMap::new();
+        for _ in 0..VERSION_PAGES {
+            let page = self
+                .forward(cluster, call, &format!("{path}?{base}{next}"), empty())
+                .await?;
+            if !page.status().is_success() {
+                break;
+            }
+            let Some(raw) = read_limited(page.into_body(), MAX_LISTING).await else {
+                break;
+            };
+            let text = rewrite_listing(&raw, true).unwrap_or_else(|| raw.to_vec());
+            let Ok(versions) = serde_json::from_slice::<Vec<Entry>>(&text) else {
+                break;
+            };
+            let Some(Entry(end)) = versions.last() else {
+                break;
+            };
+            let field = |f: &[(String, Value)], k: &str| {
+                f.iter()
+                    .find(|(n, _)| n == k)
+                    .and_then(|(_, v)| v.as_str().map(str::to_owned))
+            };
+            let (end_name, end_id) = (field(end, "name"), field(end, "version_id"));
+            for Entry(f) in &versions {
+                if let (Some(n), Some(id)) = (field(f, "name"), field(f, "version_id")) {
+                    let size = f.iter().find(|(k, _)| k == "bytes").map(|(_, v)| v.clone());
+                    let slo = f
+                        .iter()
+                        .find(|(k, _)| k == "slo_etag")
+                        .map(|(_, v)| v.clone());
+                    found.insert((n, id), (size, slo));
+                }
+            }
+            match (end_name, end_id) {
+                (Some(n), Some(id)) if n < last => {
+                    let enc = |t: &str| utf8_percent_encode(t, NON_ALPHANUMERIC).to_string();
+                    next = format!("&marker={}&version_marker={}", enc(&n), enc(&id));
+                }
+                _ => break,
+            }
+        }
+        for Entry(fields) in &mut items {
+            let Some(key) = linked_version(fields) else {
+                continue;
+            };
+            let Some((size, slo)) = found.get(&key) else {
+                continue;
+            };
+            if let (Some(size), Some(b)) = (size, fields.iter_mut().find(|(k, _)| k == "bytes")) {
+                b.1 = size.clone();
+            }
+            if let Some(slo) = slo {
+                fields.push(("slo_etag".into(), slo.clone()));
+            }
+        }
+        let out = json_listing(&items);
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
+        Ok(Response::from_parts(parts, full(out)))
+    }
+}
+
 /// A container listing (JSON or XML) with the markers removed and `slo_etag` added, as
 /// Swift lists its own large objects; `None` when nothing in it is marked.
 pub(super) fn rewrite_listing(body: &[u8], json: bool) -> Option<Vec<u8>> {
@@ -1794,24 +1954,7 @@ pub(super) fn rewrite_listing(body: &[u8], json: bool) -> Option<Vec<u8>> {
                 fields.push(("slo_etag".into(), Value::String(format!("\"{etag}\""))));
             }
         }
-        let mut out = String::from("[");
-        for (i, Entry(fields)) in items.iter().enumerate() {
-            if i > 0 {
-                out.push_str(", ");
-            }
-            out.push('{');
-            for (j, (k, v)) in fields.iter().enumerate() {
-                if j > 0 {
-                    out.push_str(", ");
-                }
-                out.push_str(&stackfed_http::pyjson::string(k));
-                out.push_str(": ");
-                python_json(v, &mut out);
-            }
-            out.push('}');
-        }
-        out.push(']');
-        return Some(out.into_bytes());
+        return Some(json_listing(&items).into_bytes());
     }
     // XML: each `<content_type>…</content_type>` that carries a marker (Swift's XML
     // listings have no `slo_etag`: its slo middleware rewrites JSON only).

@@ -37,6 +37,14 @@ mod seal;
 mod symlink;
 mod tempurl;
 
+/// Python's `urllib.parse.quote(text)` (`safe='/'`).
+const QUOTE_SLASH: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
+
 /// The service's private parsers, for the fuzz targets in `fuzz/` only (not an API).
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -284,6 +292,9 @@ impl FederationService {
     /// Phases 1 to 6: parse, identify, and hand the request to its family.
     async fn process(&self, parts: Parts, body: Body) -> Result<Response<Body>> {
         let path = SwiftPath::parse_request(&parts.method, parts.uri.path())?;
+        if let Some(refused) = tempurl::ip_refusal(&parts) {
+            return Ok(refused);
+        }
         // Bulk deletes answer 200 whoever asks; each item is a request of its own.
         if let Some(account) = bulk::account_of(&path).filter(|_| bulk::is_bulk_delete(&parts)) {
             return Ok(Box::pin(self.bulk_delete(parts, body, account.clone())).await);

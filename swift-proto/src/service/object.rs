@@ -143,6 +143,9 @@ impl FederationService {
         let mut resp = self
             .forward(cluster, &call, call.path_and_query(), body)
             .await?;
+        if method == Method::POST {
+            Box::pin(self.link_post_answer(&call, &path, cluster.id(), &mut resp)).await?;
+        }
         let reads = method == Method::GET || method == Method::HEAD;
         if reads {
             symlink::link_answer(&mut resp);

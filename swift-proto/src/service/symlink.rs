@@ -22,14 +22,13 @@ use http::{header, HeaderName, HeaderValue, Method, Response, StatusCode};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use stackfed_http::{empty, Body};
 
-use super::copy::{header_account, header_path, unfollowed};
+use super::copy::{header_account, header_path};
 use super::{Call, Caller, FederationService, Result};
 use crate::error::SwiftError;
 use crate::path::SwiftPath;
 
-/// How many symlinks the proxy follows across clusters for one read (Swift's default
-/// `symloop_max`).
-const SYMLINK_HOPS: usize = 2;
+/// How many symlinks one read follows (Swift's default `symloop_max`).
+const SYMLOOP_MAX: usize = 2;
 
 /// The content-type parameter that marks a static link the proxy verifies.
 pub(super) const LINK_MARK: &str = "stackfed_link";
@@ -57,7 +56,7 @@ pub(super) fn link_mark(content_type: &str) -> Option<StaticLink> {
 }
 
 /// `content_type` with the static-link marker.
-fn with_link_mark(content_type: &str, link: &StaticLink) -> String {
+pub(super) fn with_link_mark(content_type: &str, link: &StaticLink) -> String {
     format!(
         "{content_type};{LINK_MARK}={}-{}",
         utf8_percent_encode(&link.etag, MARK_ENCODE),
@@ -133,27 +132,22 @@ fn head_call(call: &Call, caller: Caller) -> Call {
     }
 }
 
-/// The ETag Swift's middleware compares a static link's with, from a
-/// `HEAD ?symlink=get` of the link's target: a link's target ETag (a marked link's
-/// too) when the target is a static link, else the target's own ETag; `None` when the
-/// target is not there to judge (the read then answers as it does).
-fn link_etag(probe: &Response<Body>) -> Option<String> {
-    if !probe.status().is_success() {
-        return None;
+/// The request's `version-id=<id>` query parameter.
+fn path_version(call: &Call) -> Option<&str> {
+    call.parts
+        .uri
+        .query()?
+        .split('&')
+        .find(|kv| kv.starts_with("version-id="))
+}
+
+/// `path` (which may carry a query) with one more query parameter.
+fn with_query(path: &str, kv: &str) -> String {
+    if path.contains('?') {
+        format!("{path}&{kv}")
+    } else {
+        format!("{path}?{kv}")
     }
-    let h = probe.headers();
-    let text = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    if !h.contains_key("x-symlink-target") {
-        return None;
-    }
-    text("x-symlink-target-etag")
-        .or_else(|| {
-            text("content-type")
-                .as_deref()
-                .and_then(link_mark)
-                .map(|l| l.etag)
-        })
-        .or_else(|| text("etag"))
 }
 
 /// Swift's `normalize_etag`: the value without surrounding double quotes.
@@ -196,135 +190,243 @@ fn conflict(body: String, location: &str, head: bool) -> Response<Body> {
 }
 
 impl FederationService {
-    /// Follows a read's 404 (or 403) with `Content-Location` to the target's cluster, at
-    /// most [`SYMLINK_HOPS`] times. Any other answer, and `?symlink=get`, pass through
-    /// unchanged. A static link the proxy stored (marked) is checked against its
-    /// target's ETag, as Swift checks it: the target's own (a link's target ETag when
-    /// the target is a static link itself).
+    /// Follows a read's 404 (or 403) with `Content-Location` naming a container on
+    /// another cluster: the proxy walks the chain from the requested object as Swift's
+    /// middleware does (`_recursive_get_head`), one `HEAD ?symlink=get` a link on the
+    /// link's own cluster, counting every link (Swift's `symloop_max`, 409 "Too many
+    /// levels" past it, loops included), checking each static link (the cluster's own
+    /// and the ones the proxy marked) against what it reaches (409s with Swift's
+    /// bodies), then reads the last object on its cluster. Any other answer, and
+    /// `?symlink=get`, pass through unchanged.
     pub(super) async fn follow_symlink(
         &self,
         call: &Call,
         home: &ClusterId,
-        mut resp: Response<Body>,
+        resp: Response<Body>,
     ) -> Result<Response<Body>> {
         if super::copy::link_itself(&call.parts) {
             return Ok(resp);
         }
+        let Some(first) = resp
+            .headers()
+            .get(header::CONTENT_LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+        else {
+            return Ok(resp);
+        };
+        let Ok(SwiftPath::Object {
+            account, container, ..
+        }) = SwiftPath::parse(&first)
+        else {
+            return Ok(resp);
+        };
+        match self.find(&call.caller, &account, &container, false).await? {
+            Some(record) if record.cluster != *home => {}
+            _ => return Ok(resp),
+        }
         let head = call.parts.method == Method::HEAD;
+        // The version the request reads (`?version-id=`), the cluster's to resolve.
+        let mut path = match path_version(call) {
+            Some(v) => format!("{}?{v}", call.parts.uri.path()),
+            None => call.parts.uri.path().to_owned(),
+        };
         let mut at = home.clone();
-        let mut wanted = None;
-        for hop in 0..SYMLINK_HOPS {
-            let Some(target) = resp
-                .headers()
-                .get(header::CONTENT_LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-            else {
-                return Ok(resp);
+        let mut target_etag: Option<String> = None;
+        let mut last: Option<String> = None;
+        let mut loops = 0;
+        let mut version = None;
+        let mut via_version = false;
+        for _ in 0..4 * (SYMLOOP_MAX + 1) {
+            let caller = self.reader_of(call, &path).await?;
+            let probe = self
+                .forward(
+                    self.cluster(&at)?,
+                    &head_call(call, caller),
+                    &with_query(&path, "symlink=get"),
+                    empty(),
+                )
+                .await?;
+            let text = |n: &str| {
+                probe
+                    .headers()
+                    .get(n)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
             };
+            let Some(target) = text("x-symlink-target").filter(|_| probe.status().is_success())
+            else {
+                if via_version && !probe.status().is_success() {
+                    // A version only the account's owner may name (Swift's 403 to
+                    // `?version-id=` for others): the cluster resolved it, and its
+                    // answer names where the object's link leads.
+                    via_version = false;
+                    loops += 1;
+                    target_etag = None;
+                    last = Some(first.clone());
+                    path.clone_from(&first);
+                    if let Ok(SwiftPath::Object {
+                        account, container, ..
+                    }) = SwiftPath::parse(&first)
+                    {
+                        if let Some(r) =
+                            self.find(&call.caller, &account, &container, false).await?
+                        {
+                            at = r.cluster;
+                        }
+                    }
+                    continue;
+                }
+                break;
+            };
+            // The version of the object the request reads (a versioned container's).
+            if version.is_none() {
+                version = probe.headers().get("x-object-version-id").cloned();
+            }
+            let resp_etag = text("x-symlink-target-etag").or_else(|| {
+                text("content-type")
+                    .as_deref()
+                    .and_then(link_mark)
+                    .map(|l| l.etag)
+            });
+            // Object versioning's link to the current version (same container, its
+            // target `<object>?version-id=<id>`): resolved by the cluster, not counted
+            // (Swift's `symloop_extend`), not judged.
+            let version_link = target.contains("?version-id=");
+            let found = resp_etag.clone().or_else(|| text("etag"));
+            via_version = version_link;
+            if version_link {
+                path = format!(
+                    "/v1/{}/{}",
+                    path.split('/').nth(2).unwrap_or_default(),
+                    target.trim_start_matches('/')
+                );
+                target_etag = None;
+                continue;
+            }
+            if let (Some(wanted), Some(found)) = (&target_etag, &found) {
+                if wanted != found {
+                    return Ok(conflict(
+                        "X-Symlink-Target-Etag headers do not match".into(),
+                        last.as_deref().unwrap_or_default(),
+                        head,
+                    ));
+                }
+            }
+            if loops >= SYMLOOP_MAX {
+                return Ok(SwiftError::plain(
+                    StatusCode::CONFLICT,
+                    format!("Too many levels of symbolic links, maximum allowed is {SYMLOOP_MAX}"),
+                )
+                .into_response(head));
+            }
+            loops += 1;
+            let account = text("x-symlink-target-account")
+                .unwrap_or_else(|| path.split('/').nth(2).unwrap_or_default().to_owned());
+            let next = format!("/v1/{account}/{}", target.trim_start_matches('/'));
+            target_etag = resp_etag;
+            last = Some(next.clone());
             let Ok(SwiftPath::Object {
                 account, container, ..
-            }) = SwiftPath::parse(&target)
+            }) = SwiftPath::parse(next.split('?').next().unwrap_or_default())
             else {
-                return Ok(resp);
+                break;
             };
-            let Some(record) = self.find(&call.caller, &account, &container, false).await? else {
-                return Ok(resp);
-            };
-            if record.cluster == at {
-                return Ok(resp);
+            path = next;
+            if let Some(record) = self.find(&call.caller, &account, &container, false).await? {
+                at = record.cluster;
             }
-            let next = self.cluster(&record.cluster)?;
-            // Through a temp URL, the target is read with the authority the URL lends.
-            let caller = match self.lent_token(call, &account, container.as_str()).await? {
-                Some(t) => self.inner.sessions.get(&t).await?.map(Caller::Session),
-                None => None,
-            }
-            .unwrap_or_else(|| call.caller.clone());
-            if hop == 0 {
-                if let Some(etag) = self.marked_link_etag(call, home).await? {
-                    // The first object the link reaches is the one its ETag names.
-                    let probe = self
-                        .forward(
-                            next,
-                            &head_call(call, caller.clone()),
-                            &format!("{target}?symlink=get"),
-                            empty(),
-                        )
-                        .await?;
-                    match link_etag(&probe) {
-                        Some(found) if found != etag => {
-                            return Ok(etag_conflict(&found, &etag, &target, head));
-                        }
-                        Some(_) => {}
-                        None => wanted = Some(etag),
-                    }
-                }
-            }
-            let borrowed = Call {
-                parts: call.parts.clone(),
-                body: empty(),
-                caller,
-                lent: call.lent.clone(),
-            };
-            resp = self.forward(next, &borrowed, &target, empty()).await?;
-            if let Ok(v) = HeaderValue::from_str(&target) {
-                resp.headers_mut()
-                    .entry(header::CONTENT_LOCATION)
-                    .or_insert(v);
-            }
-            if !unfollowed(&resp) {
-                if let Some(wanted) = &wanted {
-                    let found = resp
-                        .headers()
-                        .get(header::ETAG)
-                        .and_then(|v| v.to_str().ok());
-                    if let Some(found) = found.filter(|f| f != wanted) {
-                        return Ok(etag_conflict(found, wanted, &target, head));
-                    }
-                }
-                return Ok(resp);
-            }
-            at = record.cluster;
         }
+        let Some(last) = last else {
+            // Not a link after all (gone since): the cluster's answer stands.
+            return Ok(resp);
+        };
+        let borrowed = Call {
+            parts: call.parts.clone(),
+            body: empty(),
+            caller: self.reader_of(call, &path).await?,
+            lent: call.lent.clone(),
+        };
+        let mut resp = self
+            .forward(self.cluster(&at)?, &borrowed, &path, empty())
+            .await?;
+        if let Some(wanted) = &target_etag {
+            let found = resp
+                .headers()
+                .get(header::ETAG)
+                .and_then(|v| v.to_str().ok());
+            if let Some(found) = found.filter(|f| f != wanted) {
+                return Ok(etag_conflict(found, wanted, &last, head));
+            }
+        }
+        if let Ok(v) = HeaderValue::from_str(&last) {
+            resp.headers_mut()
+                .entry(header::CONTENT_LOCATION)
+                .or_insert(v);
+        }
+        // A version read names its version; a current one of a versioned container says
+        // what the target's container says (`null` when it keeps no versions).
+        if let Some(v) = version {
+            let name = HeaderName::from_static("x-object-version-id");
+            if path_version(call).is_some() {
+                resp.headers_mut().insert(name, v);
+            } else {
+                resp.headers_mut()
+                    .entry(name)
+                    .or_insert(HeaderValue::from_static("null"));
+            }
+        }
+        super::tempurl::temp_url_answer(&call.parts, &mut resp);
         Ok(resp)
     }
 
-    /// The ETag named by the marker of the link the request reads (on `home`), when the
-    /// proxy stored it as a static link across clusters: a `HEAD ?symlink=get` on its
-    /// cluster, as the caller (or with the authority a temp URL lends within the link's
-    /// own container).
-    async fn marked_link_etag(&self, call: &Call, home: &ClusterId) -> Result<Option<String>> {
-        let path = call.parts.uri.path();
-        let Ok(SwiftPath::Object {
-            account, container, ..
-        }) = SwiftPath::parse(path)
-        else {
-            return Ok(None);
-        };
-        let caller = match self.lent_token(call, &account, container.as_str()).await? {
-            Some(t) => self.inner.sessions.get(&t).await?.map(Caller::Session),
-            None => None,
+    /// A `POST` the cluster answered with 307 (a link): a link the proxy marked says
+    /// its target's ETag, as Swift's middleware says a static link's.
+    pub(super) async fn link_post_answer(
+        &self,
+        call: &Call,
+        path: &str,
+        home: &ClusterId,
+        resp: &mut Response<Body>,
+    ) -> Result<()> {
+        if resp.status() != StatusCode::TEMPORARY_REDIRECT
+            || resp.headers().contains_key("x-symlink-target-etag")
+        {
+            return Ok(());
         }
-        .unwrap_or_else(|| call.caller.clone());
-        let cluster = self.cluster(home)?;
         let probe = self
             .forward(
-                cluster,
-                &head_call(call, caller),
+                self.cluster(home)?,
+                &head_call(call, call.caller.clone()),
                 &format!("{path}?symlink=get"),
                 empty(),
             )
             .await?;
-        if !probe.status().is_success() {
-            return Ok(None);
-        }
-        Ok(probe
+        let link = probe
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .and_then(link_mark)
-            .map(|l| l.etag))
+            .and_then(link_mark);
+        if let Some(v) = link.and_then(|l| HeaderValue::from_str(&l.etag).ok()) {
+            resp.headers_mut()
+                .insert(HeaderName::from_static("x-symlink-target-etag"), v);
+        }
+        Ok(())
+    }
+
+    /// Who reads `path` for `call`: the caller, or through a temp URL the session
+    /// whose authority the URL lends to that object's container.
+    async fn reader_of(&self, call: &Call, path: &str) -> Result<Caller> {
+        let lent = match SwiftPath::parse(path.split('?').next().unwrap_or_default()) {
+            Ok(SwiftPath::Object {
+                account, container, ..
+            }) => match self.lent_token(call, &account, container.as_str()).await? {
+                Some(t) => self.inner.sessions.get(&t).await?.map(Caller::Session),
+                None => None,
+            },
+            _ => None,
+        };
+        Ok(lent.unwrap_or_else(|| call.caller.clone()))
     }
 
     /// A static link (`X-Symlink-Target-Etag`) whose target's container is on another

@@ -302,6 +302,177 @@ pub(super) fn is_temp_url(parts: &http::request::Parts) -> bool {
         .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("temp_url_sig=")))
 }
 
+/// Python's `ip_network(text)` (strict: no host bits set): the network's first
+/// address and prefix length; a netmask after the `/` is taken as Python takes it.
+fn ip_network(text: &str) -> Option<(std::net::IpAddr, u32)> {
+    use std::net::IpAddr;
+    let (addr, len) = match text.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (text, None),
+    };
+    let addr: IpAddr = addr.parse().ok()?;
+    let bits = if addr.is_ipv4() { 32 } else { 128 };
+    let len = match len {
+        None => bits,
+        Some(l) if !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()) => {
+            l.parse().ok().filter(|n| *n <= bits)?
+        }
+        Some(l) => match (addr, l.parse::<IpAddr>().ok()?) {
+            (IpAddr::V4(_), IpAddr::V4(mask)) => {
+                let m = u32::from(mask);
+                if m.leading_ones() + m.trailing_zeros() != 32 {
+                    return None;
+                }
+                m.leading_ones()
+            }
+            _ => return None,
+        },
+    };
+    (masked(addr, len) == addr).then_some((addr, len))
+}
+
+/// `addr` with all but its first `len` bits cleared.
+fn masked(addr: std::net::IpAddr, len: u32) -> std::net::IpAddr {
+    use std::net::IpAddr;
+    match addr {
+        IpAddr::V4(a) => {
+            let m = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+            IpAddr::V4((u32::from(a) & m).into())
+        }
+        IpAddr::V6(a) => {
+            let m = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+            IpAddr::V6((u128::from(a) & m).into())
+        }
+    }
+}
+
+/// Whether `client` may use a temp URL restricted to `range` (`temp_url_ip_range`), as
+/// Swift decides it: an address of the network (`ip_network`, strict), no client
+/// address or a range that does not parse refused.
+pub(crate) fn ip_allowed(range: &str, client: Option<std::net::IpAddr>) -> bool {
+    let (Some((net, len)), Some(client)) = (ip_network(range), client) else {
+        return false;
+    };
+    net.is_ipv4() == client.is_ipv4() && masked(client, len) == net
+}
+
+/// Swift's answer to a temp URL restricted to addresses the client's is not among
+/// (`temp_url_ip_range`): the proxy judges it, as only it sees the client's address
+/// (the clusters see the proxy's). `None` for any other request.
+pub(super) fn ip_refusal(
+    parts: &http::request::Parts,
+) -> Option<http::Response<stackfed_http::Body>> {
+    if parts.method == Method::OPTIONS {
+        return None;
+    }
+    let q = TempUrlQuery::parse(parts.uri.query());
+    let range = q.ip_range.as_deref().filter(|r| !r.is_empty())?;
+    if q.sig.is_none() && q.expires.is_none() {
+        return None;
+    }
+    let client = parts
+        .extensions
+        .get::<stackfed_http::observe::PeerAddr>()
+        .map(|p| p.0.ip());
+    if ip_allowed(range, client) {
+        return None;
+    }
+    let head = parts.method == Method::HEAD;
+    let mut resp = crate::error::SwiftError::new(
+        http::StatusCode::UNAUTHORIZED,
+        "401 Unauthorized: Temp URL invalid\n",
+    )
+    .into_response(head);
+    let h = resp.headers_mut();
+    if head {
+        h.insert(http::header::CONTENT_LENGTH, HeaderValue::from(0));
+    }
+    h.insert(
+        http::header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Swift realm=\"unknown\""),
+    );
+    Some(resp)
+}
+
+/// What Swift's tempurl middleware does to a successful `GET`/`HEAD` answer it lets
+/// through, for an answer the proxy assembled from another cluster (a link's target):
+/// `X-Object-Meta-*` removed (but `X-Object-Meta-Public-*`, its default
+/// `outgoing_remove_headers`/`outgoing_allow_headers`), `Content-Disposition` from
+/// `filename`/`inline` or the object's name, and `Expires`.
+pub(super) fn temp_url_answer(
+    parts: &http::request::Parts,
+    resp: &mut http::Response<stackfed_http::Body>,
+) {
+    let get = parts.method == Method::GET || parts.method == Method::HEAD;
+    if !get || !is_temp_url(parts) || !resp.status().is_success() {
+        return;
+    }
+    let mut filename = None;
+    let mut inline = false;
+    for (k, v) in url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes()) {
+        match k.as_ref() {
+            "filename" => {
+                filename.get_or_insert_with(|| v.into_owned());
+            }
+            "inline" => inline = true,
+            _ => {}
+        }
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let expires = TempUrlQuery::parse(parts.uri.query())
+        .expires
+        .and_then(|e| normalize_expires(&e, now));
+    let h = resp.headers_mut();
+    let meta: Vec<HeaderName> = h
+        .keys()
+        .filter(|k| {
+            k.as_str().starts_with("x-object-meta-")
+                && !k.as_str().starts_with("x-object-meta-public-")
+        })
+        .cloned()
+        .collect();
+    for k in meta {
+        h.remove(k);
+    }
+    let existing = h.remove(http::header::CONTENT_DISPOSITION);
+    let format = |kind: &str, name: &str| {
+        use percent_encoding::utf8_percent_encode;
+        const LOOSE: &percent_encoding::AsciiSet = &super::QUOTE_SLASH.remove(b' ');
+        format!(
+            "{kind}; filename=\"{}\"; filename*=UTF-8''{}",
+            utf8_percent_encode(name, LOOSE),
+            utf8_percent_encode(name, super::QUOTE_SLASH)
+        )
+    };
+    let value = match (inline, filename, existing) {
+        (true, Some(f), _) => format("inline", &f),
+        (true, None, _) => "inline".to_owned(),
+        (false, Some(f), _) => format("attachment", &f),
+        (false, None, Some(v)) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
+        (false, None, None) => {
+            let path = percent_encoding::percent_decode_str(parts.uri.path()).decode_utf8_lossy();
+            let name = path
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            format("attachment", &name)
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&value.replace('\n', "%0A")) {
+        h.insert(http::header::CONTENT_DISPOSITION, v);
+    }
+    if let Some(at) = expires.and_then(|e| u64::try_from(e).ok()) {
+        let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(at);
+        if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(when)) {
+            h.insert(http::header::EXPIRES, v);
+        }
+    }
+}
+
 /// The temp URL keys among an account's or container's answer headers.
 fn keys_in(
     resp: &http::Response<stackfed_http::Body>,
@@ -469,6 +640,22 @@ mod tests {
             query: q,
         };
         scope_of(&s, &keys(), &all(), NOW)
+    }
+
+    #[test]
+    fn ip_ranges_as_python_ip_network_reads_them() {
+        let ip = |s: &str| Some(s.parse().unwrap());
+        assert!(ip_allowed("127.0.0.1", ip("127.0.0.1")));
+        assert!(!ip_allowed("127.0.0.1", ip("127.0.0.2")));
+        assert!(ip_allowed("127.0.0.0/8", ip("127.0.0.2")));
+        assert!(ip_allowed("10.1.0.0/255.255.0.0", ip("10.1.2.3")));
+        assert!(!ip_allowed("10.0.0.1/8", ip("10.0.0.1")), "host bits set");
+        assert!(!ip_allowed("10.0.0.0/33", ip("10.0.0.1")));
+        assert!(!ip_allowed(" 10.0.0.1", ip("10.0.0.1")));
+        assert!(!ip_allowed("::/0", ip("127.0.0.1")), "another version");
+        assert!(ip_allowed("0.0.0.0/0", ip("1.2.3.4")));
+        assert!(ip_allowed("::1", ip("::1")));
+        assert!(!ip_allowed("127.0.0.1", None));
     }
 
     #[test]
