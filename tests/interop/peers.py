@@ -29,7 +29,11 @@ VENV_BIN = ROOT / ".venv" / "bin"
 
 # The users every cluster knows (tempauth): account, user, key.
 USERS = [("test", "tester", "testing"), ("test2", "tester2", "testing2"),
-         ("fedreg", "registry", "regkey")]
+         ("fedreg", "registry", "regkey"), ("fedlist", "lister", "listing")]
+# An account only test_swift_federation.py's listing tests write to: they compare whole
+# account listings and usage, which other modules' containers (test2 is used by several)
+# would change, depending on the order the modules run in.
+LISTING_USER, LISTING_KEY = "fedlist:lister", "listing"
 # The account the Swift-backed attribute store keeps its registry in.
 REGISTRY_USER, REGISTRY_KEY = "fedreg:registry", "regkey"
 # More users every cluster knows, as Swift's functional suite (test/functional, run by

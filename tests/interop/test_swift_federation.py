@@ -199,10 +199,15 @@ def entries_of(listing):
     return [("subdir", e["subdir"]) if "subdir" in e else ("name", e["name"]) for e in listing]
 
 
+# The listing tests compare whole account listings and usage: an account of their own
+# (peers.LISTING_USER), which no other module writes to, whatever the modules' order.
+LISTING_USER, LISTING_KEY = peers.LISTING_USER, peers.LISTING_KEY
+
+
 @pytest.fixture(scope="module")
 def listing_account(clusters, proxy):
-    """Account test2, holding a set of containers spread over both clusters."""
-    fed = conn(proxy.auth_url, "test2:tester2", "testing2")
+    """An account of its own, holding a set of containers spread over both clusters."""
+    fed = conn(proxy.auth_url, LISTING_USER, LISTING_KEY)
     names = ["alpha", "logs-2024", "logs-2025", "logs.old", "photos", "zebra", "é-acute",
              "中文", "𝄞music", "a-b-c", "a0", "a.x", "Upper", "~tilde"]
     for i, n in enumerate(names):
@@ -214,7 +219,7 @@ def listing_account(clusters, proxy):
 def test_merged_listings_equal_the_union(clusters, listing_account):
     fed, names = listing_account
     # The containers really are on both clusters.
-    direct = {c: {e["name"] for e in conn(cl.auth_url, "test2:tester2", "testing2").get_account(full_listing=True)[1]}
+    direct = {c: {e["name"] for e in conn(cl.auth_url, LISTING_USER, LISTING_KEY).get_account(full_listing=True)[1]}
               for c, cl in clusters.items()}
     assert direct["east"] and direct["west"]
     assert direct["east"] | direct["west"] == set(names)
@@ -271,7 +276,7 @@ def test_listing_formats(proxy, listing_account):
     x = requests.get(url, headers={**h, "Accept": "application/xml"})
     assert x.headers["content-type"] == "application/xml; charset=utf-8"
     root = ET.fromstring(x.content)
-    assert root.tag == "account" and root.get("name") == "AUTH_test2"
+    assert root.tag == "account" and root.get("name") == f"AUTH_{LISTING_USER.split(':')[0]}"
     assert [c.findtext("name") for c in root.findall("container")] == utf8_sorted(names)
     sub = ET.fromstring(requests.get(url + "?format=xml&delimiter=-", headers=h).content)
     assert sorted(s.get("name") for s in sub.findall("subdir")) == ["a-", "logs-", "é-"]
@@ -293,7 +298,7 @@ def test_account_usage_is_summed(clusters, listing_account):
     def direct_sum():
         tot = {"x-account-container-count": 0, "x-account-object-count": 0, "x-account-bytes-used": 0}
         for c in clusters.values():
-            h = conn(c.auth_url, "test2:tester2", "testing2").head_account()
+            h = conn(c.auth_url, LISTING_USER, LISTING_KEY).head_account()
             for k in tot:
                 tot[k] += int(h[k])
         return tot
