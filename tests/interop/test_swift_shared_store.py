@@ -217,7 +217,10 @@ def test_delete_and_recreate_elsewhere_is_seen_by_a_third_proxy(trio, clusters):
         b.delete_object(name, "o")
         b.delete_container(name)
     print(f"third proxy saw the move after (s): {[round(s, 4) for s in samples]}")
-    assert max(samples) < 1.0, samples
+    # 20-40 ms when quiet (README). The claim is that the change feed, not the cache's
+    # 60 s TTL, bounds what the third proxy serves: 5 s (TTL / 12) says so with room for
+    # a loaded 2-core machine (1 s was a "within N s" check tight under load).
+    assert max(samples) < TTL / 12, samples
 
 
 def test_kill_9_during_creates_leaves_no_orphan_and_no_lost_record(workdir, clusters, proxy_binary, db, trio):
