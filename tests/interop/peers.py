@@ -1398,6 +1398,12 @@ class MariaDB:
             self.base = None
 
 
+def soak_seeds(seeds: list, ci: int = 1) -> list:
+    """The seeds a randomised fault test (kill -9 at a random moment) runs with: the first
+    `ci` of them by default (CI's time budget), all of them with STACKFED_SOAK=1."""
+    return list(seeds) if os.environ.get("STACKFED_SOAK") == "1" else list(seeds)[:ci]
+
+
 def errors_in_order(ctype, text):
     """The answer with its error entries sorted. Swift's bulk middleware deletes with
     `delete_concurrency` (2) green threads, and SLO validates a manifest's segments with
