@@ -40,6 +40,9 @@ import peers  # noqa: E402
 OUT = ROOT / "target" / "functests"
 CACHE = ROOT / ".cache" / "swift-functests"
 EXPECTED = ROOT / "tests" / "functional" / "expected-differences.txt"
+# What passes against one real cluster, recorded by a whole run (--record-reference):
+# with --reference the one cluster is not run again in full, only the differences are.
+REFERENCE = ROOT / "tests" / "functional" / "reference-passed.txt"
 VENV_PY = ROOT / ".venv" / "bin" / "python"
 
 # A whole-suite run against one cluster passes at least this many tests (815 with swift
@@ -172,6 +175,7 @@ class Run:
     auth_uri: str
     workers: int
     tests: list[str] | None = None  # node ids to run instead of the whole suite (a retry)
+    recorded: bool = False  # results read from REFERENCE, not run
     proc: peers.Proc | None = None
     started: float = 0.0
     seconds: float = 0.0
@@ -186,6 +190,8 @@ class Run:
         return OUT / f"{self.name}.log"
 
     def start(self, tree: Path, args) -> None:
+        if self.recorded:
+            return
         conf_dir = OUT / "conf"
         conf_dir.mkdir(parents=True, exist_ok=True)
         if self.workers > 1:
@@ -222,6 +228,8 @@ class Run:
             self.proc.stop()
 
     def parse(self) -> None:
+        if self.recorded:
+            return
         if not self.junit.exists():
             raise RuntimeError(f"{self.name}: pytest wrote no {self.junit} (see {self.log})")
         for case in ET.parse(self.junit).getroot().iter("testcase"):
@@ -291,15 +299,39 @@ def wait_for_runs(runs: list[Run], deadline: float) -> None:
                 f"{r.name} {time.monotonic() - r.started:.0f}s" for r in runs if not r.finished()))
 
 
-def retry_differences(runs: list[Run], tree: Path, args, deadline: float) -> list[Run]:
-    """Runs every difference again, once on each setup (one worker, at the same time)."""
+def load_reference(version: str) -> list[str] | None:
+    """The node ids REFERENCE says pass against one cluster of this swift version (None
+    when it is missing or was recorded with another version)."""
+    if not REFERENCE.exists():
+        return None
+    lines = REFERENCE.read_text().splitlines()
+    if not lines or f"swift {version}:" not in lines[0]:
+        return None
+    return [x.strip() for x in lines if x.strip() and not x.startswith("#")]
+
+
+def record_reference(version: str, solo: Run) -> None:
+    ids = sorted(n for n, (o, _) in solo.results.items() if o == "passed")
+    REFERENCE.write_text(
+        f"# swift {version}: the functional suite's tests that passed against one real cluster\n"
+        f"# (scripts/swift-functests --record-reference, {time.strftime('%Y-%m-%d')}, "
+        f"{len(ids)} of {len(solo.results)}). With --reference (.ci/run) the one cluster is run\n"
+        "# again only for the tests that fail through the proxy. Re-record after a swift upgrade.\n"
+        + "".join(f"{n}\n" for n in ids))
+    log(f"recorded {len(ids)} passing tests in {REFERENCE.relative_to(ROOT)}")
+
+
+def retry_differences(runs: list[Run], tree: Path, args, deadline: float,
+                      solo_auth=None) -> list[Run]:
+    """Runs every difference again, once on each setup (one worker, at the same time);
+    `solo_auth()` starts the one cluster when the first run only read its results."""
     solo, prox = runs
     diff = sorted(n for n, (o, _) in solo.results.items()
                   if o == "passed" and prox.results.get(n, ("missing", ""))[0] != "passed")
     if not diff:
         return []
     log(f"{len(diff)} difference(s); running them again on both setups")
-    retries = [Run(f"{r.name}-retry", r.auth_uri, 1, tests=diff) for r in runs]
+    retries = [Run(f"{r.name}-retry", r.auth_uri or solo_auth(), 1, tests=diff) for r in runs]
     for r in retries:
         r.start(tree, args)
     wait_for_runs(retries, deadline)
@@ -349,6 +381,15 @@ def main() -> int:
                     help="do not run the differences again on both setups (by default they are, "
                          "once, and a test that then fails against the one cluster too is not "
                          "counted)")
+    ap.add_argument("--reference", action="store_true",
+                    default=os.environ.get("STACKFED_FUNCTESTS_REFERENCE") == "1",
+                    help=f"take what passes against one cluster from {REFERENCE.relative_to(ROOT)} "
+                         "instead of running the whole suite there too (also "
+                         "STACKFED_FUNCTESTS_REFERENCE=1); every difference is still run again on "
+                         "a real cluster and through the proxy. Ignored for a subset (-k, tests) or "
+                         "when the file was recorded with another swift version")
+    ap.add_argument("--record-reference", action="store_true",
+                    help=f"after a whole run of both setups, write {REFERENCE.relative_to(ROOT)}")
     ap.add_argument("tests", nargs="*", help="pytest node ids relative to the suite root (default: all of "
                                                "test/functional but s3api)")
     args = ap.parse_args()
@@ -387,7 +428,18 @@ def main() -> int:
             c.start()
             return c
 
-        if "solo" in want:
+        whole = not args.k and not args.tests
+        reference = (load_reference(version)
+                     if args.reference and args.only is None and whole and not args.record_reference
+                     else None)
+        if args.reference and reference is None:
+            log(f"no usable {REFERENCE.relative_to(ROOT)} for swift {version} (or a subset): "
+                "running the one cluster too")
+        if reference is not None:
+            recorded = Run("solo", "", args.workers, recorded=True)
+            recorded.results = {n: ("passed", "") for n in reference}
+            runs.append(recorded)
+        elif "solo" in want:
             solo = cluster("solo")
             runs.append(Run("solo", solo.auth_url, args.workers))
         if "proxy" in want:
@@ -397,7 +449,8 @@ def main() -> int:
             proxy.start(binary)
             runs.append(Run("proxy", proxy.auth_url, args.workers))
         log(f"clusters up in {time.monotonic() - t0:.0f}s; running swift {version}'s functional suite: "
-            + ", ".join(f"{r.name} ({r.auth_uri}, {r.workers} worker(s))" for r in runs))
+            + ", ".join(f"{r.name} ({r.auth_uri}, {r.workers} worker(s))" if not r.recorded
+                        else f"{r.name} (recorded: {len(r.results)} passing tests)" for r in runs))
         deadline = t0 + args.budget
         for r in runs:
             r.start(tree, args)
@@ -405,7 +458,10 @@ def main() -> int:
         for r in runs:
             r.parse()
         if len(runs) == 2 and not args.no_retry:
-            retries = retry_differences(runs, tree, args, deadline)
+            retries = retry_differences(runs, tree, args, deadline,
+                                       solo_auth=lambda: cluster("solo").auth_url)
+        if args.record_reference and len(runs) == 2 and whole and not runs[0].recorded:
+            record_reference(version, runs[0])
     except OverBudget as e:
         log(f"over the budget of {args.budget}s ({e}): stopped; a test hangs or the machine is "
             f"overloaded (see {OUT.relative_to(ROOT)}/*.log)")
@@ -423,10 +479,14 @@ def main() -> int:
             c.teardown()
         shutil.rmtree(work, ignore_errors=True)
 
-    lines = [f"swift {version} functional suite ({len(next(iter(runs)).results)} tests), "
+    lines = [f"swift {version} functional suite ({max(len(r.results) for r in runs)} tests), "
              f"{args.workers} worker(s) per setup"]
     for r in runs:
         c = r.counts()
+        if r.recorded:
+            lines.append(f"{r.name:>5}: {c['passed']} passed (recorded in "
+                         f"{REFERENCE.relative_to(ROOT)}, not run again; differences are)")
+            continue
         lines.append(f"{r.name:>5}: {c['passed']} passed, {c['failed']} failed, {c['skipped']} skipped, "
                      f"{c['error']} errors in {r.seconds:.0f}s  ({r.junit.relative_to(ROOT)}, "
                      f"{r.log.relative_to(ROOT)})")
@@ -475,7 +535,6 @@ def main() -> int:
                          + ", ".join(fixed[:5]) + (" ..." if len(fixed) > 5 else ""))
         if unexpected and not args.report_only:
             status = 1
-        whole = not args.k and not args.tests
         if whole and solo.counts()["passed"] < args.min_passed:
             lines.append(f"only {solo.counts()['passed']} tests passed against the one cluster "
                          f"(at least {args.min_passed} expected): the reference setup is broken")
