@@ -1398,6 +1398,23 @@ class MariaDB:
             self.base = None
 
 
+def settled_count(count, timeout: float = 30.0, settle: float = 1.0) -> int:
+    """`count()` (requests a server's access log shows) once it is at least 1 and has not
+    changed for `settle` s. gunicorn writes a request's access-log line after the last byte
+    of the answer is sent, so a client can have its answer before the line is there."""
+    deadline = time.monotonic() + timeout
+    last = count()
+    while last < 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        last = count()
+    while True:
+        time.sleep(settle)
+        now = count()
+        if now == last or time.monotonic() > deadline:
+            return now
+        last = now
+
+
 def soak_seeds(seeds: list, ci: int = 1) -> list:
     """The seeds a randomised fault test (kill -9 at a random moment) runs with: the first
     `ci` of them by default (CI's time budget), all of them with STACKFED_SOAK=1."""
