@@ -40,7 +40,17 @@ import peers  # noqa: E402
 OUT = ROOT / "target" / "functests"
 CACHE = ROOT / ".cache" / "swift-functests"
 EXPECTED = ROOT / "tests" / "functional" / "expected-differences.txt"
+# What passes against one real cluster, recorded by a whole run (--record-reference):
+# with --reference the one cluster is not run again in full, only the differences are.
+REFERENCE = ROOT / "tests" / "functional" / "reference-passed.txt"
 VENV_PY = ROOT / ".venv" / "bin" / "python"
+
+# A whole-suite run against one cluster passes at least this many tests (815 with swift
+# 2.38.3); fewer means the reference is broken, and a comparison with it proves nothing.
+MIN_SOLO_PASSED = 800
+# More differences than this "also failing on the one cluster when run again" at once is
+# not Swift's flakiness (one or two at a time in practice) but a broken retry or cluster.
+MAX_SWIFT_FLAKY = 3
 
 # The suite's users (test/sample.conf, [func_test]); all exist on every test cluster
 # (peers.USERS and peers.EXTRA_USERS). With several workers, worker k uses accounts
@@ -165,6 +175,7 @@ class Run:
     auth_uri: str
     workers: int
     tests: list[str] | None = None  # node ids to run instead of the whole suite (a retry)
+    recorded: bool = False  # results read from REFERENCE, not run
     proc: peers.Proc | None = None
     started: float = 0.0
     seconds: float = 0.0
@@ -179,6 +190,8 @@ class Run:
         return OUT / f"{self.name}.log"
 
     def start(self, tree: Path, args) -> None:
+        if self.recorded:
+            return
         conf_dir = OUT / "conf"
         conf_dir.mkdir(parents=True, exist_ok=True)
         if self.workers > 1:
@@ -215,6 +228,8 @@ class Run:
             self.proc.stop()
 
     def parse(self) -> None:
+        if self.recorded:
+            return
         if not self.junit.exists():
             raise RuntimeError(f"{self.name}: pytest wrote no {self.junit} (see {self.log})")
         for case in ET.parse(self.junit).getroot().iter("testcase"):
@@ -265,19 +280,61 @@ def expected_differences() -> dict[str, str]:
     return out
 
 
-def retry_differences(runs: list[Run], tree: Path, args) -> list[Run]:
-    """Runs every difference again, once on each setup (one worker, at the same time)."""
+class OverBudget(Exception):
+    """The suite ran longer than --budget."""
+
+
+def wait_for_runs(runs: list[Run], deadline: float) -> None:
+    """Waits until every run has finished; stops them all past `deadline`."""
+    last = time.monotonic()
+    while not all(r.finished() for r in runs):
+        time.sleep(1)
+        if time.monotonic() > deadline:
+            for r in runs:
+                r.stop()
+            raise OverBudget("still running: " + ", ".join(r.name for r in runs if not r.finished()))
+        if time.monotonic() - last > 60:
+            last = time.monotonic()
+            log("still running: " + ", ".join(
+                f"{r.name} {time.monotonic() - r.started:.0f}s" for r in runs if not r.finished()))
+
+
+def load_reference(version: str) -> list[str] | None:
+    """The node ids REFERENCE says pass against one cluster of this swift version (None
+    when it is missing or was recorded with another version)."""
+    if not REFERENCE.exists():
+        return None
+    lines = REFERENCE.read_text().splitlines()
+    if not lines or f"swift {version}:" not in lines[0]:
+        return None
+    return [x.strip() for x in lines if x.strip() and not x.startswith("#")]
+
+
+def record_reference(version: str, solo: Run) -> None:
+    ids = sorted(n for n, (o, _) in solo.results.items() if o == "passed")
+    REFERENCE.write_text(
+        f"# swift {version}: the functional suite's tests that passed against one real cluster\n"
+        f"# (scripts/swift-functests --record-reference, {time.strftime('%Y-%m-%d')}, "
+        f"{len(ids)} of {len(solo.results)}). With --reference (.ci/run) the one cluster is run\n"
+        "# again only for the tests that fail through the proxy. Re-record after a swift upgrade.\n"
+        + "".join(f"{n}\n" for n in ids))
+    log(f"recorded {len(ids)} passing tests in {REFERENCE.relative_to(ROOT)}")
+
+
+def retry_differences(runs: list[Run], tree: Path, args, deadline: float,
+                      solo_auth=None) -> list[Run]:
+    """Runs every difference again, once on each setup (one worker, at the same time);
+    `solo_auth()` starts the one cluster when the first run only read its results."""
     solo, prox = runs
     diff = sorted(n for n, (o, _) in solo.results.items()
                   if o == "passed" and prox.results.get(n, ("missing", ""))[0] != "passed")
     if not diff:
         return []
     log(f"{len(diff)} difference(s); running them again on both setups")
-    retries = [Run(f"{r.name}-retry", r.auth_uri, 1, tests=diff) for r in runs]
+    retries = [Run(f"{r.name}-retry", r.auth_uri or solo_auth(), 1, tests=diff) for r in runs]
     for r in retries:
         r.start(tree, args)
-    while not all(r.finished() for r in retries):
-        time.sleep(1)
+    wait_for_runs(retries, deadline)
     for r in retries:
         r.parse()
     return retries
@@ -304,7 +361,18 @@ def main() -> int:
                     help="run one setup only (no comparison then)")
     ap.add_argument("--workers", type=int, default=int(os.environ.get("STACKFED_FUNCTESTS_WORKERS", "2")),
                     help="pytest-xdist workers per setup, each with its own accounts (default 2; 1 = no xdist)")
-    ap.add_argument("--timeout", type=int, default=300, help="per-test timeout in seconds (default 300)")
+    ap.add_argument("--timeout", type=int, default=120,
+                    help="per-test timeout in seconds (pytest-timeout; default 120: the slowest test "
+                         "takes about 17 s on a quiet machine)")
+    ap.add_argument("--budget", type=int,
+                    default=int(os.environ.get("STACKFED_FUNCTESTS_BUDGET", "1500")),
+                    help="seconds for the whole suite, both setups and the retries (default 1500, "
+                         "also STACKFED_FUNCTESTS_BUDGET): past it every run is stopped and the "
+                         "script fails, so hangs cannot eat a CI job's time")
+    ap.add_argument("--min-passed", type=int, default=MIN_SOLO_PASSED,
+                    help=f"a whole-suite run fails unless at least this many tests pass against the one "
+                         f"cluster (default {MIN_SOLO_PASSED}; 815 pass with swift 2.38.3): a broken "
+                         "reference would otherwise show no difference")
     ap.add_argument("--device-mib", type=int, default=4096,
                     help="size of each cluster's tmpfs device (default 4096; only what is stored uses memory)")
     ap.add_argument("--proxy-log", default=os.environ.get("RUST_LOG", "info"), help="RUST_LOG of the proxy")
@@ -313,6 +381,15 @@ def main() -> int:
                     help="do not run the differences again on both setups (by default they are, "
                          "once, and a test that then fails against the one cluster too is not "
                          "counted)")
+    ap.add_argument("--reference", action="store_true",
+                    default=os.environ.get("STACKFED_FUNCTESTS_REFERENCE") == "1",
+                    help=f"take what passes against one cluster from {REFERENCE.relative_to(ROOT)} "
+                         "instead of running the whole suite there too (also "
+                         "STACKFED_FUNCTESTS_REFERENCE=1); every difference is still run again on "
+                         "a real cluster and through the proxy. Ignored for a subset (-k, tests) or "
+                         "when the file was recorded with another swift version")
+    ap.add_argument("--record-reference", action="store_true",
+                    help=f"after a whole run of both setups, write {REFERENCE.relative_to(ROOT)}")
     ap.add_argument("tests", nargs="*", help="pytest node ids relative to the suite root (default: all of "
                                                "test/functional but s3api)")
     args = ap.parse_args()
@@ -351,7 +428,18 @@ def main() -> int:
             c.start()
             return c
 
-        if "solo" in want:
+        whole = not args.k and not args.tests
+        reference = (load_reference(version)
+                     if args.reference and args.only is None and whole and not args.record_reference
+                     else None)
+        if args.reference and reference is None:
+            log(f"no usable {REFERENCE.relative_to(ROOT)} for swift {version} (or a subset): "
+                "running the one cluster too")
+        if reference is not None:
+            recorded = Run("solo", "", args.workers, recorded=True)
+            recorded.results = {n: ("passed", "") for n in reference}
+            runs.append(recorded)
+        elif "solo" in want:
             solo = cluster("solo")
             runs.append(Run("solo", solo.auth_url, args.workers))
         if "proxy" in want:
@@ -361,20 +449,23 @@ def main() -> int:
             proxy.start(binary)
             runs.append(Run("proxy", proxy.auth_url, args.workers))
         log(f"clusters up in {time.monotonic() - t0:.0f}s; running swift {version}'s functional suite: "
-            + ", ".join(f"{r.name} ({r.auth_uri}, {r.workers} worker(s))" for r in runs))
+            + ", ".join(f"{r.name} ({r.auth_uri}, {r.workers} worker(s))" if not r.recorded
+                        else f"{r.name} (recorded: {len(r.results)} passing tests)" for r in runs))
+        deadline = t0 + args.budget
         for r in runs:
             r.start(tree, args)
-        last = time.monotonic()
-        while not all(r.finished() for r in runs):
-            time.sleep(1)
-            if time.monotonic() - last > 60:
-                last = time.monotonic()
-                log("still running: " + ", ".join(
-                    f"{r.name} {time.monotonic() - r.started:.0f}s" for r in runs if not r.finished()))
+        wait_for_runs(runs, deadline)
         for r in runs:
             r.parse()
         if len(runs) == 2 and not args.no_retry:
-            retries = retry_differences(runs, tree, args)
+            retries = retry_differences(runs, tree, args, deadline,
+                                       solo_auth=lambda: cluster("solo").auth_url)
+        if args.record_reference and len(runs) == 2 and whole and not runs[0].recorded:
+            record_reference(version, runs[0])
+    except OverBudget as e:
+        log(f"over the budget of {args.budget}s ({e}): stopped; a test hangs or the machine is "
+            f"overloaded (see {OUT.relative_to(ROOT)}/*.log)")
+        return 1
     finally:
         for r in runs + retries:
             r.stop()
@@ -388,10 +479,14 @@ def main() -> int:
             c.teardown()
         shutil.rmtree(work, ignore_errors=True)
 
-    lines = [f"swift {version} functional suite ({len(next(iter(runs)).results)} tests), "
+    lines = [f"swift {version} functional suite ({max(len(r.results) for r in runs)} tests), "
              f"{args.workers} worker(s) per setup"]
     for r in runs:
         c = r.counts()
+        if r.recorded:
+            lines.append(f"{r.name:>5}: {c['passed']} passed (recorded in "
+                         f"{REFERENCE.relative_to(ROOT)}, not run again; differences are)")
+            continue
         lines.append(f"{r.name:>5}: {c['passed']} passed, {c['failed']} failed, {c['skipped']} skipped, "
                      f"{c['error']} errors in {r.seconds:.0f}s  ({r.junit.relative_to(ROOT)}, "
                      f"{r.log.relative_to(ROOT)})")
@@ -401,11 +496,19 @@ def main() -> int:
         allowed = expected_differences()
         diff = sorted(n for n, (o, _) in solo.results.items()
                       if o == "passed" and prox.results.get(n, ("missing", ""))[0] != "passed")
-        # A difference whose test also fails against the one cluster when run again is
+        # A difference whose test also FAILS against the one cluster when run again is
         # Swift's own flakiness (listings are eventually consistent, timings vary), not ours.
+        # Only a real failure or error there counts: a test the retry did not run at all
+        # (missing from its results) or skipped stays a difference, so a broken retry
+        # cannot turn a real difference green. More than MAX_SWIFT_FLAKY at once is no
+        # flakiness either (the one cluster is broken): they all count then.
         flaky = sorted(n for n in diff if any(r.name.startswith("solo")
-                                              and r.results.get(n, ("missing",))[0] != "passed"
+                                              and r.results.get(n, ("missing",))[0] in ("failed", "error")
                                               for r in retries))
+        if len(flaky) > MAX_SWIFT_FLAKY:
+            lines.append(f"{len(flaky)} difference(s) also failed against the one cluster when run "
+                         f"again: more than {MAX_SWIFT_FLAKY} is no flakiness, all are counted")
+            flaky = []
         diff = [n for n in diff if n not in flaky]
         unexpected = [n for n in diff if n not in allowed]
         with open(OUT / "diff.txt", "w") as f:
@@ -432,6 +535,11 @@ def main() -> int:
                          + ", ".join(fixed[:5]) + (" ..." if len(fixed) > 5 else ""))
         if unexpected and not args.report_only:
             status = 1
+        if whole and solo.counts()["passed"] < args.min_passed:
+            lines.append(f"only {solo.counts()['passed']} tests passed against the one cluster "
+                         f"(at least {args.min_passed} expected): the reference setup is broken")
+            if not args.report_only:
+                status = 1
     lines.append(f"total {time.monotonic() - t0:.0f}s")
     (OUT / "summary.txt").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

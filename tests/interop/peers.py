@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import os
+import random
 import shutil
 import signal
 import socket
@@ -29,7 +30,11 @@ VENV_BIN = ROOT / ".venv" / "bin"
 
 # The users every cluster knows (tempauth): account, user, key.
 USERS = [("test", "tester", "testing"), ("test2", "tester2", "testing2"),
-         ("fedreg", "registry", "regkey")]
+         ("fedreg", "registry", "regkey"), ("fedlist", "lister", "listing")]
+# An account only test_swift_federation.py's listing tests write to: they compare whole
+# account listings and usage, which other modules' containers (test2 is used by several)
+# would change, depending on the order the modules run in.
+LISTING_USER, LISTING_KEY = "fedlist:lister", "listing"
 # The account the Swift-backed attribute store keeps its registry in.
 REGISTRY_USER, REGISTRY_KEY = "fedreg:registry", "regkey"
 # More users every cluster knows, as Swift's functional suite (test/functional, run by
@@ -64,10 +69,43 @@ sys.exit(importlib.import_module(module).main())
 """
 
 
+# Ports handed out by free_port() in this process (a port is free when handed out, and
+# stays taken until the server that got it binds it: never hand it out twice).
+_HANDED_OUT: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on, for a server about to start.
+
+    Chosen at random BELOW the kernel's ephemeral range (32768-60999 here): a port from
+    bind(0) is an ephemeral one, which the source port of any outgoing connection on the
+    machine (thousands per test run, and the other suites running beside this one) may
+    take in the moment between this check and the server's bind; a port below the range
+    is never given to an outgoing connection. Checked by binding it without SO_REUSEADDR
+    (so not even a TIME_WAIT connection holds it), and never handed out twice here."""
+    low = _ephemeral_low()
+    rnd = random.SystemRandom()
+    for _ in range(200):
+        port = rnd.randrange(20000, low) if low > 21000 else 0
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise RuntimeError("no free loopback port found")
 
 
 def wait_http(url: str, timeout: float = 30.0, ok=(200,), headers=None) -> None:
@@ -563,18 +601,29 @@ class FederationProxy:
 
     def start(self, binary: Path) -> None:
         conf = self.write_config()
-        self.port = free_port()
-        self.proc = spawn(
-            "federation-proxy",
-            [str(binary), "--config", str(conf), "--listen", f"127.0.0.1:{self.port}"],
-            self.base / "proxy.log",
-            env={"RUST_LOG": os.environ.get("RUST_LOG", "info"), **self.env},
-        )
-        try:
-            wait_http(f"{self.endpoint}/healthcheck", timeout=30)
-        except BaseException:
+        for attempt in range(3):
+            self.port = free_port()
+            self.proc = spawn(
+                "federation-proxy",
+                [str(binary), "--config", str(conf), "--listen", f"127.0.0.1:{self.port}"],
+                self.base / "proxy.log",
+                env={"RUST_LOG": os.environ.get("RUST_LOG", "info"), **self.env},
+            )
+            try:
+                wait_http(f"{self.endpoint}/healthcheck", timeout=30)
+            except BaseException:
+                died = not self.proc.alive()
+                self.stop()
+                # Another process took the port before the proxy bound it: it exited;
+                # try another port (the log says why).
+                if died and attempt < 2 and "in use" in self.log().lower():
+                    continue
+                raise
+            if self.proc.alive():
+                return
+            # Something else answered on the port while the proxy failed to bind it.
             self.stop()
-            raise
+        raise RuntimeError(f"the proxy did not start on a free port: {self.log()}")
 
     def stop(self) -> None:
         if self.proc:
@@ -1361,6 +1410,29 @@ class MariaDB:
         if self.base:
             shutil.rmtree(self.base, ignore_errors=True)
             self.base = None
+
+
+def settled_count(count, timeout: float = 30.0, settle: float = 1.0) -> int:
+    """`count()` (requests a server's access log shows) once it is at least 1 and has not
+    changed for `settle` s. gunicorn writes a request's access-log line after the last byte
+    of the answer is sent, so a client can have its answer before the line is there."""
+    deadline = time.monotonic() + timeout
+    last = count()
+    while last < 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        last = count()
+    while True:
+        time.sleep(settle)
+        now = count()
+        if now == last or time.monotonic() > deadline:
+            return now
+        last = now
+
+
+def soak_seeds(seeds: list, ci: int = 1) -> list:
+    """The seeds a randomised fault test (kill -9 at a random moment) runs with: the first
+    `ci` of them by default (CI's time budget), all of them with STACKFED_SOAK=1."""
+    return list(seeds) if os.environ.get("STACKFED_SOAK") == "1" else list(seeds)[:ci]
 
 
 def errors_in_order(ctype, text):

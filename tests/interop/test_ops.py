@@ -146,7 +146,9 @@ def access_line(log: Path, request_id: str):
     return None
 
 
-def wait_for(pred, timeout=15.0, what=""):
+def wait_for(pred, timeout=60.0, what=""):
+    """Polls until `pred()` gives something; the deadline is generous (a loaded 2-core CI
+    machine), a condition that holds returns at once."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         got = pred()
@@ -230,7 +232,7 @@ def test_access_log_lines_are_json_with_the_trans_id(ops_proxy):
     tx = r.headers["X-Trans-Id"]
     assert re.fullmatch(r"tx[0-9a-f]{21}-[0-9a-f]{10}", tx), tx
 
-    doc = wait_for(lambda: access_line(ops_proxy.base / "proxy.log", tx), 5, "the access log line")
+    doc = wait_for(lambda: access_line(ops_proxy.base / "proxy.log", tx), what="the access log line")
     assert doc["method"] == "GET" and doc["status"] == 200 and doc["bytes"] == 777, doc
     assert doc["path"].endswith("/ops-log/o") and doc["client"].startswith("127.0.0.1:"), doc
     assert doc["duration_ms"] >= 0 and doc["complete"] is True
@@ -266,10 +268,15 @@ def test_not_ready_without_an_online_cluster(workdir, bins):
                                          "--listen", f"127.0.0.1:{port}"], base / "proxy.log")
     try:
         peers.wait_http(f"http://127.0.0.1:{metrics}/livez", timeout=30)
-        started = time.monotonic()
-        peers.wait_http(f"http://127.0.0.1:{port}/healthcheck", timeout=10, ok=(503,))
-        # Offline only after probe_fall (2) failed probes, 200 ms apart.
-        assert time.monotonic() - started >= 0.1
+        # Offline only after probe_fall (2) failed probes, 200 ms apart: when the first
+        # 503 is seen, the failure counter (counted before the state changes) says 2 or
+        # more. (Timing it from /livez was flaky: on a loaded machine both probes could
+        # fail before /livez was first answered.)
+        peers.wait_http(f"http://127.0.0.1:{port}/healthcheck", timeout=60, ok=(503,))
+        failures = sample(scrape(f"http://127.0.0.1:{metrics}/metrics"),
+                          "stackfed_swift_cluster_probe_failures",
+                          "stackfed_swift_cluster_probe_failures_total", cluster="a")
+        assert failures is not None and failures >= 2, failures
         r = requests.get(f"http://127.0.0.1:{port}/healthcheck")
         assert r.status_code == 503 and "no cluster online" in r.text
     finally:
@@ -433,7 +440,7 @@ def test_edge_metrics_request_ids_and_health_while_the_central_is_down(ops_edge)
         fams = scrape(e.metrics + "/metrics")
         cached = sample(fams, "stackfed_cache_bytes_served", "stackfed_cache_bytes_served_total", source="cache")
         return fams if cached is not None and cached >= 2 * len(data) else None
-    fams = wait_for(hits, 10, "bytes served from the cache")
+    fams = wait_for(hits, what="bytes served from the cache")
     assert sample(fams, "stackfed_cache_data_requests", "stackfed_cache_data_requests_total", source="cache") >= 2
     assert sample(fams, "stackfed_cache_data_requests", "stackfed_cache_data_requests_total", source="fill") == 1
     assert sample(fams, "stackfed_cache_fills_started", "stackfed_cache_fills_started_total") == 1
@@ -442,10 +449,10 @@ def test_edge_metrics_request_ids_and_health_while_the_central_is_down(ops_edge)
                   method="GET", family="image-data", status="200") >= 3
     assert sample(fams, "stackfed_glance_central_up", "stackfed_glance_central_up") == 1
     assert wait_for(lambda: sample(scrape(e.metrics + "/metrics"), "stackfed_cache_used_bytes",
-                                   "stackfed_cache_used_bytes") == len(data), 10, "cache size gauge")
+                                   "stackfed_cache_used_bytes") == len(data), what="cache size gauge")
 
     # The access log line of the last download, by its request id.
-    doc = wait_for(lambda: access_line(e.base / "edge.log", rid), 5, "the edge's access log line")
+    doc = wait_for(lambda: access_line(e.base / "edge.log", rid), what="the edge's access log line")
     assert (doc["method"], doc["status"], doc["bytes"]) == ("GET", 200, len(data)), doc
     # A client's own id in Glance's form is kept.
     mine = "req-0123abcd-0000-4000-8000-00000000beef"
@@ -454,13 +461,14 @@ def test_edge_metrics_request_ids_and_health_while_the_central_is_down(ops_edge)
 
     central.stop()
     # Health is answered at once from what the edge knows, and stays 200: serving
-    # offline is the edge's job.
+    # offline is the edge's job. "At once": under the edge's 1 s connect timeout to the
+    # central (a few ms when quiet; 0.5 s was tight on a loaded 2-core machine).
     wait_for(lambda: requests.get(e.endpoint + "/healthcheck").json()["central"]["reachable"] is False,
-             10, "the probe to notice the central is down")
+             what="the probe to notice the central is down")
     for _ in range(5):
         t = time.monotonic()
         r = requests.get(e.endpoint + "/healthcheck", timeout=5)
-        assert r.status_code == 200 and time.monotonic() - t < 0.5
+        assert r.status_code == 200 and time.monotonic() - t < 1.0
         assert re.fullmatch(r"req-[0-9a-f-]{36}", r.headers["x-openstack-request-id"])
     assert requests.get(e.metrics + "/readyz").status_code == 200
     assert sample(scrape(e.metrics + "/metrics"), "stackfed_glance_central_up", "stackfed_glance_central_up") == 0

@@ -508,7 +508,11 @@ def test_extract_of_a_client_gone_mid_archive_leaves_no_partial_object(bulk_fed)
     c.send(body[:100_000])  # inside the second file's data, then gone
     c.close()
     f = conn(proxy.auth_url)
-    for _ in range(50):
+    # The proxy notices the client is gone and stops; wait for the first file (a generous
+    # deadline: 10 s was tight on a loaded 2-core machine), then a moment more in which
+    # the cut one must not appear.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
         try:
             names = [o["name"] for o in f.get_container(f"gone-{tag}")[1]]
         except ClientException:

@@ -37,7 +37,7 @@ def clusters_info(proxy):
     return {c["id"]: c for c in info["federation"]["clusters"]}
 
 
-def wait_for(proxy, predicate, what, timeout=20):
+def wait_for(proxy, predicate, what, timeout=60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         seen = clusters_info(proxy)

@@ -8,7 +8,6 @@ seen sooner comes from the database's change feed (PostgreSQL's notifications, t
 MariaDB store's polled change log)."""
 
 import os
-import random
 import signal
 import subprocess
 import threading
@@ -150,11 +149,14 @@ def test_concurrent_creates_at_random_proxies_leave_one_truth(trio, clusters, db
     rounds, clients = 50, 6
     names = [f"race-{uuid.uuid4().hex[:8]}-{i}" for i in range(rounds)]
     failures = []
-    for name in names:
+    for round_no, name in enumerate(names):
         barrier = threading.Barrier(clients)
 
-        def create():
-            p = random.choice(proxies)
+        # Every proxy takes part in every round (two clients each, in a rotating order):
+        # a random choice of proxies left proxy c (the one preferring west) out of a
+        # round in 9% of rounds, and could have let one preference win every race.
+        def create(k):
+            p = proxies[(k + round_no) % len(proxies)]
             try:
                 barrier.wait(timeout=10)
                 r = requests.put(f"{p.endpoint}/v1/AUTH_test/{name}",
@@ -165,7 +167,7 @@ def test_concurrent_creates_at_random_proxies_leave_one_truth(trio, clusters, db
             except Exception as e:  # noqa: BLE001 - reported below
                 failures.append((name, p.endpoint, repr(e)))
 
-        threads = [threading.Thread(target=create) for _ in range(clients)]
+        threads = [threading.Thread(target=create, args=(k,)) for k in range(clients)]
         for t in threads:
             t.start()
         for t in threads:
@@ -215,7 +217,10 @@ def test_delete_and_recreate_elsewhere_is_seen_by_a_third_proxy(trio, clusters):
         b.delete_object(name, "o")
         b.delete_container(name)
     print(f"third proxy saw the move after (s): {[round(s, 4) for s in samples]}")
-    assert max(samples) < 1.0, samples
+    # 20-40 ms when quiet (README). The claim is that the change feed, not the cache's
+    # 60 s TTL, bounds what the third proxy serves: 5 s (TTL / 12) says so with room for
+    # a loaded 2-core machine (1 s was a "within N s" check tight under load).
+    assert max(samples) < TTL / 12, samples
 
 
 def test_kill_9_during_creates_leaves_no_orphan_and_no_lost_record(workdir, clusters, proxy_binary, db, trio):
