@@ -120,6 +120,15 @@ impl Session {
         }
     }
 
+    /// The `account:user` a tempauth session logged in as (none for the proxy's
+    /// Keystone identity).
+    pub fn user(&self) -> Option<&str> {
+        match &self.login {
+            Login::Tempauth(c) => Some(c.user.as_str()),
+            Login::Keystone(_) => None,
+        }
+    }
+
     fn lease(&self, cluster: &ClusterId) -> ClusterLease {
         self.tokens
             .lock()

@@ -177,19 +177,28 @@ impl Sessions {
     }
 
     /// The live sessions' proxy tokens for `account` (their storage paths end in it),
-    /// the longest-lived first: the account's authority that Swift's tempurl middleware
-    /// lends to the subrequests of a read through a temp URL (see `tempurl.rs`).
+    /// one per user (the user's longest-lived), the longest-lived first: the account's
+    /// authority that Swift's tempurl middleware lends to the subrequests of a read
+    /// through a temp URL (see `tempurl.rs`). One per user, so that many sessions of
+    /// users who cannot read the account's keys (a user with only an ACL logging in
+    /// again and again, as Swift's functional suite does from every worker) never hide
+    /// the owner's.
     pub(super) fn tokens_for_account(&self, account: &str) -> Vec<String> {
         let table = self.by_token.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
-        let mut found: Vec<(&String, Instant)> = table
+        let mut found: Vec<(&String, &ProxySession)> = table
             .iter()
             .filter(|(_, s)| s.expires > now)
             .filter(|(_, s)| s.storage_path.rsplit('/').next() == Some(account))
-            .map(|(t, s)| (t, s.expires))
+            .map(|(t, s)| (t, s.as_ref()))
             .collect();
-        found.sort_by_key(|f| std::cmp::Reverse(f.1));
-        found.into_iter().map(|(t, _)| t.clone()).collect()
+        found.sort_by_key(|(_, s)| std::cmp::Reverse(s.expires));
+        let mut users = std::collections::HashSet::new();
+        found
+            .into_iter()
+            .filter(|(t, s)| users.insert(s.session.user().unwrap_or(t.as_str())))
+            .map(|(t, _)| t.clone())
+            .collect()
     }
 
     /// How many sessions this process holds in memory.
@@ -287,6 +296,41 @@ impl FederationService {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn session(user: &str, path: &str, secs: u64) -> Arc<ProxySession> {
+        Arc::new(ProxySession {
+            session: Session::new(Credentials {
+                user: user.to_owned(),
+                key: "k".to_owned().into(),
+            }),
+            storage_path: path.to_owned(),
+            expires: Instant::now() + Duration::from_secs(secs),
+        })
+    }
+
+    #[test]
+    fn an_accounts_tokens_are_one_per_user_longest_lived_first() {
+        let sessions = Sessions::new();
+        // The owner logged in first; a reader with an ACL logged in ten times since.
+        sessions.remember("owner".into(), session("test:tester", "/v1/AUTH_test", 100));
+        for i in 0..10 {
+            sessions.remember(
+                format!("reader{i}"),
+                session("test:tester3", "/v1/AUTH_test", 200 + i),
+            );
+        }
+        sessions.remember(
+            "other".into(),
+            session("test2:tester2", "/v1/AUTH_test2", 500),
+        );
+        sessions.remember("gone".into(), session("test:old", "/v1/AUTH_test", 0));
+        assert_eq!(
+            sessions.tokens_for_account("AUTH_test"),
+            vec!["reader9".to_owned(), "owner".to_owned()]
+        );
+        assert_eq!(sessions.tokens_for_account("AUTH_test2"), vec!["other"]);
+        assert!(sessions.tokens_for_account("AUTH_none").is_empty());
+    }
 
     #[test]
     fn tokens_are_random_and_shaped() {

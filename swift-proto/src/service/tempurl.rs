@@ -49,9 +49,9 @@ pub(crate) type LentCell = Arc<tokio::sync::OnceCell<Option<Lent>>>;
 const DEFAULT_DIGESTS: [&str; 2] = ["sha256", "sha512"];
 /// Swift's default `methods`.
 const METHODS: [&str; 5] = ["GET", "HEAD", "PUT", "POST", "DELETE"];
-/// How many of the account's live sessions are tried to read its keys (a session of a
-/// user without rights on the account cannot).
-const SESSIONS_TRIED: usize = 4;
+/// How many of the account's users (the newest live session of each) are tried to read
+/// its keys (a session of a user without rights on the account cannot).
+const SESSIONS_TRIED: usize = 8;
 
 /// A temp URL's query parameters (the first value of each, decoded as `parse_qs`).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
