@@ -301,7 +301,7 @@ mod tests {
         Arc::new(ProxySession {
             session: Session::new(Credentials {
                 user: user.to_owned(),
-                key: "k".to_owned().into(),
+                key: "k".to_owned(),
             }),
             storage_path: path.to_owned(),
             expires: Instant::now() + Duration::from_secs(secs),
