@@ -113,7 +113,8 @@ fn specificity(range: &str, offer: &str) -> Option<u8> {
     (rs == "*" && rt == ot).then_some(1)
 }
 
-fn truthy(v: &str) -> bool {
+/// Python's `config_true_value`, as Swift reads a flag such as `reverse`.
+pub(crate) fn truthy(v: &str) -> bool {
     matches!(
         v.to_ascii_lowercase().as_str(),
         "true" | "1" | "yes" | "on" | "t" | "y"
@@ -327,6 +328,50 @@ fn xml_unescape(s: &str) -> String {
         }
     }
     out.push_str(rest);
+    out
+}
+
+/// A container listing in XML as Swift's `listing_formats` renders it from the JSON
+/// listing (ElementTree's `tostring`): `<subdir name=…><name>…</name></subdir>` for a
+/// subdirectory, and each object's `name`, `hash`, `bytes`, `content_type` and
+/// `last_modified` only (so no `slo_etag` or symlink fields).
+pub fn container_xml<'a, I>(container: &str, entries: I) -> String
+where
+    I: IntoIterator<Item = &'a [(String, Value)]>,
+{
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<container name=\"");
+    out.push_str(&xml_escape(container, true));
+    out.push('"');
+    let mut empty = true;
+    for fields in entries {
+        if empty {
+            out.push('>');
+            empty = false;
+        }
+        let get = |k: &str| {
+            fields
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| value_text(v))
+        };
+        if let Some(name) = get("subdir") {
+            out.push_str("<subdir name=\"");
+            out.push_str(&xml_escape(&name, true));
+            out.push_str("\"><name>");
+            out.push_str(&xml_escape(&name, false));
+            out.push_str("</name></subdir>");
+            continue;
+        }
+        out.push_str("<object>");
+        for field in ["name", "hash", "bytes", "content_type", "last_modified"] {
+            out.push_str(&format!(
+                "<{field}>{}</{field}>",
+                xml_escape(&get(field).unwrap_or_default(), false)
+            ));
+        }
+        out.push_str("</object>");
+    }
+    out.push_str(if empty { " />" } else { "</container>" });
     out
 }
 

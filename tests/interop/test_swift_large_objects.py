@@ -557,24 +557,51 @@ def test_conditional_reads_of_an_slo_across_clusters_say_their_length(sides):
     assert seen[1] == seen[0]
 
 
+VERSION_ID = re.compile(r"\d{10}\.\d{5}")
+LAST_MODIFIED = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}")
+LISTINGS = [f"format={f}{q}" for f in ("json", "xml")
+            for q in ("", "&prefix=s", "&marker=filler", "&limit=2", "&reverse=true",
+                      "&reverse=true&marker=slo", "&reverse=true&limit=1", "&end_marker=slo",
+                      "&end_marker=z", "&reverse=true&end_marker=filler", "&versions",
+                      "&versions&reverse=true")]
+
+
+def listing_text(side, body, hashes=()):
+    """A listing's bytes with what may differ between two sides' objects masked: the
+    container names, the times, the version ids, the given hashes."""
+    text = side.anon(body)
+    for h in hashes:
+        text = text.replace(h, "<hash>")
+    return LAST_MODIFIED.sub("<time>", VERSION_ID.sub("<version>", text))
+
+
 def test_slo_in_a_versioned_container_is_listed_with_its_size_and_slo_etag(sides):
     """A container with object versioning (`X-Versions-Enabled: true`) lists its objects
     as links to versions: Swift lists an SLO there with the large object's size and
-    `slo_etag`, as in `?versions` (the proxy listed its stored manifest's size)."""
+    `slo_etag`, as in `?versions` (the proxy listed its stored manifest's size), in
+    every listing: JSON and XML, forward and `reverse`, with `marker`, `end_marker`,
+    `prefix` and `limit`. Compared byte for byte (names, times, version ids and the
+    stored manifest's hash masked)."""
     seen = []
     for side in sides:
         side.setup("verslist", {"X-Versions-Enabled": "true"})
         assert side.slo().status_code == 201
         assert side.req("PUT", f"{side.man}/plain", data=b"plain").status_code == 201
+        manifest = side.req("GET", f"{side.man}/slo?multipart-manifest=get&format=raw")
+        stored = [e["hash"] for e in side.req("GET", f"{side.man}?format=json&versions").json()
+                  if e["name"] == "slo"]
+        assert manifest.status_code == 200 and stored
         answers = {}
-        for query in ("format=json", "format=json&prefix=s", "format=json&marker=filler",
-                      "format=json&limit=2", "format=json&versions"):
-            listing = side.req("GET", f"{side.man}?{query}").json()
-            answers[query] = [(e["name"], e["bytes"], e.get("slo_etag"), e["content_type"],
-                               e.get("version_symlink"), e.get("is_latest"))
-                              for e in listing]
+        for query in LISTINGS:
+            r = side.req("GET", f"{side.man}?{query}")
+            answers[query] = (r.status_code, r.headers.get("content-type"),
+                              listing_text(side, r.content, stored))
         seen.append(answers)
     size = sum(map(len, SEG))
-    assert ("slo", size) == seen[0]["format=json"][-1][:2]
-    assert seen[0]["format=json"][-1][2]
-    assert seen[1] == seen[0]
+    listing = json.loads(seen[0]["format=json"][2])
+    assert ("slo", size) == (listing[-1]["name"], listing[-1]["bytes"])
+    assert listing[-1]["slo_etag"]
+    assert f"<bytes>{size}</bytes>" in seen[0]["format=xml"][2]
+    differ = {q: (seen[0][q], seen[1][q]) for q in LISTINGS if seen[1][q] != seen[0][q]}
+    assert not differ, "\n".join(f"{q}:\n  one cluster {a}\n  proxy       {b}"
+                                  for q, (a, b) in differ.items())

@@ -14,6 +14,7 @@ The module starts its own federation of two clusters with Swift's SAIO pipeline
 import hashlib
 import json
 import hmac
+import re
 import time
 import uuid
 from urllib.parse import quote
@@ -440,10 +441,19 @@ def test_temp_url_reads_of_a_link_to_another_cluster_carry_tempurls_headers(fed)
     same(seen)
 
 
+VERSION_ID = re.compile(r"\d{10}\.\d{5}")
+LAST_MODIFIED = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}")
+VERSIONED_LISTINGS = [f"format={f}{q}" for f in ("json", "xml")
+                      for q in ("", "&reverse=true", "&end_marker=l", "&marker=filler",
+                                "&versions")]
+
+
 def test_a_static_link_across_clusters_in_a_versioned_container(fed):
     """In a container with object versioning the current object is itself a link to its
     version: a static link across clusters stored there reads (current, an old
-    `?version-id=`, through a temp URL) as on one cluster."""
+    `?version-id=`, through a temp URL) and is listed (JSON and XML, forward and
+    reverse, `?versions`; byte for byte, times and version ids masked) as on one
+    cluster."""
     seen = []
     for label, side in sides(fed):
         links = side.container("links", "links", {"X-Versions-Enabled": "true"})
@@ -466,6 +476,11 @@ def test_a_static_link_across_clusters_in_a_versioned_container(fed):
                     r.headers.get("x-object-version-id") in versions,
                     (r.headers.get("content-location") or "").replace(data, "<data>")
                     .replace(side.account, "<acct>"))
+        for query in VERSIONED_LISTINGS:
+            r = side.req("GET", f"{links}?{query}")
+            text = r.content.decode().replace(links, "<links>").replace(data, "<data>")
+            answers[query] = (r.status_code, r.headers.get("content-type"), LAST_MODIFIED.sub(
+                "<time>", VERSION_ID.sub("<version>", text.replace(side.account, "<acct>"))))
         key = uniq("akey")
         assert side.req("POST", "", {"X-Account-Meta-Temp-URL-Key": key}).status_code == 204
         r = requests.get(temp_url(side, "GET", f"{links}/l", key))
@@ -477,4 +492,8 @@ def test_a_static_link_across_clusters_in_a_versioned_container(fed):
     assert ref[("current", "GET")][:2] == (200, b"payload")
     assert ref[("old", "GET")][:2] == (200, b"payload")
     assert ref["broken"] == 409
+    differ = {q: (seen[0][1][q], seen[1][1][q]) for q in VERSIONED_LISTINGS
+              if seen[1][1][q] != seen[0][1][q]}
+    assert not differ, "\n".join(f"{q}:\n  one cluster {a}\n  proxy       {b}"
+                                  for q, (a, b) in differ.items())
     same(seen)

@@ -81,8 +81,7 @@ impl FederationService {
                         record.cluster.as_str(),
                     );
                     if call.parts.method == Method::GET {
-                        resp = super::large::listing_answer(resp).await?;
-                        resp = self.versioned_listing(&call, cluster, resp).await?;
+                        resp = self.listing(&call, cluster, resp).await?;
                     }
                 }
                 Ok(resp)

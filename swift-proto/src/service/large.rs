@@ -1749,27 +1749,6 @@ fn guess_type(object: &str) -> &'static str {
 
 // ----- container listings ------------------------------------------------------------
 
-/// A container listing as the client gets it: a JSON or XML listing that names large
-/// objects the proxy assembles is read (bounded) and rewritten by [`rewrite_listing`];
-/// anything else streams through untouched.
-pub(super) async fn listing_answer(resp: Response<Body>) -> Result<Response<Body>> {
-    let json = match header_str(&resp, header::CONTENT_TYPE) {
-        Some(ct) if ct.starts_with("application/json") => true,
-        Some(ct) if ct.starts_with("application/xml") || ct.starts_with("text/xml") => false,
-        _ => return Ok(resp),
-    };
-    let (mut parts, body) = resp.into_parts();
-    let bytes = read_limited(body, MAX_LISTING)
-        .await
-        .ok_or_else(|| SwiftError::status(StatusCode::BAD_GATEWAY))?;
-    let out = rewrite_listing(&bytes, json).map_or(bytes, Bytes::from);
-    parts
-        .headers
-        .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
-    parts.headers.remove(header::ETAG);
-    Ok(Response::from_parts(parts, full(out)))
-}
-
 /// A JSON listing as Swift writes it (Python's `json.dumps` spacing, keys in order).
 fn json_listing(items: &[Entry]) -> String {
     let mut out = String::from("[");
@@ -1807,59 +1786,157 @@ fn linked_version(fields: &[(String, Value)]) -> Option<(String, String)> {
     Some((name, id.to_owned()))
 }
 
+/// Whether a query names a parameter (`key`, `key=` or `key=value`).
+fn has_param(query: &str, key: &str) -> bool {
+    query.split('&').any(|kv| kv.split('=').next() == Some(key))
+}
+
+/// What a listing entry of a container with object versioning shows of the version
+/// it links to, taken from that version's `?versions` entry (markers already removed):
+/// a static link's target size and ETag as `bytes` and `hash` (Swift lists the link
+/// to the version with the version's `symlink_bytes`/`symlink_etag`), else a large
+/// object's size and `slo_etag`.
+#[derive(Debug, Clone, PartialEq)]
+struct VersionShown {
+    bytes: Option<Value>,
+    hash: Option<Value>,
+    slo_etag: Option<Value>,
+}
+
+impl VersionShown {
+    fn of(fields: &[(String, Value)]) -> Self {
+        let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        match (get("symlink_etag"), get("symlink_bytes")) {
+            (Some(etag), Some(bytes)) => Self {
+                bytes: Some(bytes),
+                hash: Some(etag),
+                slo_etag: None,
+            },
+            _ => Self {
+                bytes: get("bytes"),
+                hash: None,
+                slo_etag: get("slo_etag"),
+            },
+        }
+    }
+
+    fn apply(&self, fields: &mut Vec<(String, Value)>) {
+        for (key, value) in [("bytes", &self.bytes), ("hash", &self.hash)] {
+            if let (Some(v), Some(f)) = (value, fields.iter_mut().find(|(k, _)| k == key)) {
+                f.1 = v.clone();
+            }
+        }
+        if let Some(slo) = &self.slo_etag {
+            fields.retain(|(k, _)| k != "slo_etag");
+            fields.push(("slo_etag".into(), slo.clone()));
+        }
+    }
+}
+
 impl FederationService {
-    /// A JSON listing of a container with object versioning (`X-Versions-Enabled`):
-    /// its entries are links to versions, listed by the cluster with the size of what
-    /// it stores (a marked manifest's own) and without `slo_etag`. Swift lists a large
-    /// object's size and `slo_etag` there: taken from the container's `?versions`
-    /// listing (which names the stored versions, markers and all), read from the
-    /// request's `marker` and `prefix` on until past the listing's last name.
-    /// Other listings (`?versions`, `reverse`, XML) pass as they are.
-    pub(super) async fn versioned_listing(
+    /// A container listing as the client gets it, every format and direction alike.
+    /// The proxy's markers (large objects it assembles, static links across clusters)
+    /// are removed by [`rewrite_listing`]; in a container with object versioning
+    /// (`X-Versions-Enabled`, not a `?versions` listing) each entry links to a version
+    /// and shows what that version is (see [`VersionShown`]), read from the
+    /// container's `?versions` listing. XML is rendered from the JSON listing as
+    /// Swift's `listing_formats` renders it (the same listing is asked again in JSON
+    /// when it needs rewriting). Anything else streams through untouched.
+    pub(super) async fn listing(
         &self,
         call: &Call,
         cluster: &crate::service::SwiftCluster,
         resp: Response<Body>,
     ) -> Result<Response<Body>> {
+        let xml = match header_str(&resp, header::CONTENT_TYPE) {
+            Some(ct) if ct.starts_with("application/json") => false,
+            Some(ct) if ct.starts_with("application/xml") || ct.starts_with("text/xml") => true,
+            _ => return Ok(resp),
+        };
         let query = call.parts.uri.query().unwrap_or_default();
-        let json = header_str(&resp, header::CONTENT_TYPE)
-            .is_some_and(|ct| ct.starts_with("application/json"));
-        let versioned =
-            header_str(&resp, "x-versions-enabled").is_some_and(|v| v.eq_ignore_ascii_case("true"));
-        let skip = query.split('&').any(|kv| {
-            let k = kv.split('=').next().unwrap_or_default();
-            k == "versions" || k == "reverse" || k == "end_marker"
-        });
-        if !json || !versioned || skip {
-            return Ok(resp);
-        }
+        let versioned = header_str(&resp, "x-versions-enabled")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+            && !has_param(query, "versions");
         let (mut parts, body) = resp.into_parts();
-        let bytes = read_limited(body, MAX_LISTING)
+        let original = read_limited(body, MAX_LISTING)
             .await
             .ok_or_else(|| SwiftError::status(StatusCode::BAD_GATEWAY))?;
-        let Ok(mut items) = serde_json::from_slice::<Vec<Entry>>(&bytes) else {
-            return Ok(Response::from_parts(parts, full(bytes)));
+        let marked = |b: &[u8]| {
+            std::str::from_utf8(b).is_ok_and(|t| {
+                t.contains(SLO_MARK) || t.contains(DLO_MARK) || t.contains(LINK_MARK)
+            })
         };
+        if !versioned && !marked(&original) {
+            return Ok(Response::from_parts(parts, full(original)));
+        }
+        let path = call.parts.uri.path();
+        let json = if xml {
+            let mut q: Vec<&str> = query
+                .split('&')
+                .filter(|kv| !kv.is_empty() && kv.split('=').next() != Some("format"))
+                .collect();
+            q.push("format=json");
+            let again = self
+                .forward(cluster, call, &format!("{path}?{}", q.join("&")), empty())
+                .await?;
+            if !again.status().is_success() {
+                return Ok(Response::from_parts(parts, full(original)));
+            }
+            read_limited(again.into_body(), MAX_LISTING)
+                .await
+                .ok_or_else(|| SwiftError::status(StatusCode::BAD_GATEWAY))?
+        } else {
+            original.clone()
+        };
+        let text = rewrite_listing(&json).unwrap_or_else(|| json.to_vec());
+        let Ok(mut items) = serde_json::from_slice::<Vec<Entry>>(&text) else {
+            return Ok(Response::from_parts(parts, full(original)));
+        };
+        if versioned {
+            self.show_versions(call, cluster, &mut items).await?;
+        }
+        let out = if xml {
+            let container = path.split('/').nth(3).unwrap_or_default();
+            let container = percent_decode_str(container).decode_utf8_lossy();
+            crate::listing::container_xml(&container, items.iter().map(|Entry(f)| &f[..]))
+        } else {
+            json_listing(&items)
+        };
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
+        parts.headers.remove(header::ETAG);
+        Ok(Response::from_parts(parts, full(out)))
+    }
+
+    /// The entries of a versioned container's listing that link to versions, shown as
+    /// the versions are: the `?versions` listing is read from where the listing starts
+    /// (`marker`, or `end_marker` when `reverse`; with its `prefix`) until past the
+    /// listing's last name, at most [`VERSION_PAGES`] pages.
+    async fn show_versions(
+        &self,
+        call: &Call,
+        cluster: &crate::service::SwiftCluster,
+        items: &mut [Entry],
+    ) -> Result<()> {
+        let query = call.parts.uri.query().unwrap_or_default();
         let wanted: Vec<(String, String)> = items
             .iter()
             .filter_map(|Entry(f)| linked_version(f))
             .collect();
         let Some(last) = wanted.iter().map(|(n, _)| n.clone()).max() else {
-            return Ok(Response::from_parts(parts, full(bytes)));
+            return Ok(());
         };
-        let kept = |k: &str| {
-            query
-                .split('&')
-                .find(|kv| kv.starts_with(&format!("{k}=")))
-                .map(str::to_owned)
-        };
+        let query = Some(query);
+        let reverse = query_value(query, "reverse").is_some_and(crate::listing::truthy);
+        let start = query_value(query, if reverse { "end_marker" } else { "marker" });
         let path = call.parts.uri.path();
         let mut base = String::from("format=json&versions");
-        if let Some(p) = kept("prefix") {
-            base.push('&');
-            base.push_str(&p);
+        if let Some(p) = query_value(query, "prefix") {
+            base.push_str("&prefix=");
+            base.push_str(p);
         }
-        let mut next = kept("marker").map(|m| format!("&{m}")).unwrap_or_default();
+        let mut next = start.map(|m| format!("&marker={m}")).unwrap_or_default();
         let mut found = std::collections::HashMap::new();
         for _ in 0..VERSION_PAGES {
             let page = self
@@ -1871,11 +1948,8 @@ impl FederationService {
             let Some(raw) = read_limited(page.into_body(), MAX_LISTING).await else {
                 break;
             };
-            let text = rewrite_listing(&raw, true).unwrap_or_else(|| raw.to_vec());
+            let text = rewrite_listing(&raw).unwrap_or_else(|| raw.to_vec());
             let Ok(versions) = serde_json::from_slice::<Vec<Entry>>(&text) else {
-                break;
-            };
-            let Some(Entry(end)) = versions.last() else {
                 break;
             };
             let field = |f: &[(String, Value)], k: &str| {
@@ -1883,15 +1957,13 @@ impl FederationService {
                     .find(|(n, _)| n == k)
                     .and_then(|(_, v)| v.as_str().map(str::to_owned))
             };
+            let Some(Entry(end)) = versions.last() else {
+                break;
+            };
             let (end_name, end_id) = (field(end, "name"), field(end, "version_id"));
             for Entry(f) in &versions {
                 if let (Some(n), Some(id)) = (field(f, "name"), field(f, "version_id")) {
-                    let size = f.iter().find(|(k, _)| k == "bytes").map(|(_, v)| v.clone());
-                    let slo = f
-                        .iter()
-                        .find(|(k, _)| k == "slo_etag")
-                        .map(|(_, v)| v.clone());
-                    found.insert((n, id), (size, slo));
+                    found.insert((n, id), VersionShown::of(f));
                 }
             }
             match (end_name, end_id) {
@@ -1902,87 +1974,46 @@ impl FederationService {
                 _ => break,
             }
         }
-        for Entry(fields) in &mut items {
-            let Some(key) = linked_version(fields) else {
-                continue;
-            };
-            let Some((size, slo)) = found.get(&key) else {
-                continue;
-            };
-            if let (Some(size), Some(b)) = (size, fields.iter_mut().find(|(k, _)| k == "bytes")) {
-                b.1 = size.clone();
-            }
-            if let Some(slo) = slo {
-                fields.push(("slo_etag".into(), slo.clone()));
+        for Entry(fields) in items {
+            if let Some(shown) = linked_version(fields).and_then(|key| found.get(&key)) {
+                shown.apply(fields);
             }
         }
-        let out = json_listing(&items);
-        parts
-            .headers
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
-        Ok(Response::from_parts(parts, full(out)))
+        Ok(())
     }
 }
 
-/// A container listing (JSON or XML) with the markers removed and `slo_etag` added, as
-/// Swift lists its own large objects; `None` when nothing in it is marked.
-pub(super) fn rewrite_listing(body: &[u8], json: bool) -> Option<Vec<u8>> {
+/// A JSON container listing with the markers removed and `slo_etag` (large objects)
+/// or `symlink_etag`/`symlink_bytes` (static links) added, as Swift lists its own;
+/// `None` when nothing in it is marked.
+pub(super) fn rewrite_listing(body: &[u8]) -> Option<Vec<u8>> {
     let text = std::str::from_utf8(body).ok()?;
     if !text.contains(SLO_MARK) && !text.contains(DLO_MARK) && !text.contains(LINK_MARK) {
         return None;
     }
-    if json {
-        let mut items: Vec<Entry> = serde_json::from_str(text).ok()?;
-        for Entry(fields) in &mut items {
-            let Some(at) = fields.iter().position(|(k, _)| k == "content_type") else {
-                continue;
-            };
-            let Some(ct) = fields[at].1.as_str() else {
-                continue;
-            };
-            let link = link_mark(ct);
-            let (clean, marked) = unmark(ct);
-            fields[at].1 = Value::String(clean);
-            if let Some(link) = link {
-                link_fields(fields, link);
-            }
-            let Some(marked) = marked else { continue };
-            if let Marked::Slo { etag, size } = marked {
-                if let Some(b) = fields.iter_mut().find(|(k, _)| k == "bytes") {
-                    b.1 = Value::from(size);
-                }
-                fields.push(("slo_etag".into(), Value::String(format!("\"{etag}\""))));
-            }
-        }
-        return Some(json_listing(&items).into_bytes());
-    }
-    // XML: each `<content_type>…</content_type>` that carries a marker (Swift's XML
-    // listings have no `slo_etag`: its slo middleware rewrites JSON only).
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find("<content_type>") {
-        let start = at + "<content_type>".len();
-        let Some(end) = rest[start..].find("</content_type>") else {
-            break;
+    let mut items: Vec<Entry> = serde_json::from_str(text).ok()?;
+    for Entry(fields) in &mut items {
+        let Some(at) = fields.iter().position(|(k, _)| k == "content_type") else {
+            continue;
         };
-        let ct = &rest[start..start + end];
+        let Some(ct) = fields[at].1.as_str() else {
+            continue;
+        };
+        let link = link_mark(ct);
         let (clean, marked) = unmark(ct);
-        let before = &rest[..start];
-        match (&marked, before.rfind("<bytes>")) {
-            (Some(Marked::Slo { size, .. }), Some(b)) if before[b..].contains("</bytes>") => {
-                let close = b + before[b..].find("</bytes>").unwrap_or(0);
-                out.push_str(&before[..b]);
-                let _ = write!(out, "<bytes>{size}");
-                out.push_str(&before[close..]);
-            }
-            _ => out.push_str(before),
+        fields[at].1 = Value::String(clean);
+        if let Some(link) = link {
+            link_fields(fields, link);
         }
-        out.push_str(&clean);
-        out.push_str("</content_type>");
-        rest = &rest[start + end + "</content_type>".len()..];
+        let Some(marked) = marked else { continue };
+        if let Marked::Slo { etag, size } = marked {
+            if let Some(b) = fields.iter_mut().find(|(k, _)| k == "bytes") {
+                b.1 = Value::from(size);
+            }
+            fields.push(("slo_etag".into(), Value::String(format!("\"{etag}\""))));
+        }
     }
-    out.push_str(rest);
-    Some(out.into_bytes())
+    Some(json_listing(&items).into_bytes())
 }
 
 /// A listing entry, its fields in the order the cluster wrote them.
@@ -2170,15 +2201,52 @@ mod tests {
     fn listings_lose_the_marker_and_gain_the_slo_etag() {
         let j = br#"[{"name": "m", "hash": "x", "bytes": 2, "content_type": "a/b;stackfed_slo=e-7", "last_modified": "t"}, {"subdir": "d/"}]"#;
         assert_eq!(
-            String::from_utf8(rewrite_listing(j, true).unwrap()).unwrap(),
+            String::from_utf8(rewrite_listing(j).unwrap()).unwrap(),
             r#"[{"name": "m", "hash": "x", "bytes": 7, "content_type": "a/b", "last_modified": "t", "slo_etag": "\"e\""}, {"subdir": "d/"}]"#
         );
-        assert!(rewrite_listing(b"[]", true).is_none());
-        let x = b"<object><name>m</name><hash>x</hash><bytes>2</bytes><content_type>a/b;stackfed_slo=e-7</content_type></object>";
+        assert!(rewrite_listing(b"[]").is_none());
+        let items: Vec<Entry> = serde_json::from_slice(&rewrite_listing(j).unwrap()).unwrap();
         assert_eq!(
-            String::from_utf8(rewrite_listing(x, false).unwrap()).unwrap(),
-            "<object><name>m</name><hash>x</hash><bytes>7</bytes><content_type>a/b</content_type></object>"
+            crate::listing::container_xml("c&\"", items.iter().map(|Entry(f)| &f[..])),
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<container name=\"c&amp;&quot;\"><object><name>m</name><hash>x</hash><bytes>7</bytes><content_type>a/b</content_type><last_modified>t</last_modified></object><subdir name=\"d/\"><name>d/</name></subdir></container>"
         );
+        assert_eq!(
+            crate::listing::container_xml("c", std::iter::empty()),
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<container name=\"c\" />"
+        );
+    }
+
+    /// What a versioned container lists for the version an entry links to, as Swift's
+    /// object_versioning takes it from the link to the version: a static link's
+    /// target size and ETag, a large object's size and `slo_etag`, else as stored.
+    #[test]
+    fn versions_are_shown_as_swift_shows_them() {
+        let entry = |j: &str| serde_json::from_str::<Entry>(j).unwrap().0;
+        let current = r#"{"bytes": 0, "hash": "d41d", "name": "l", "content_type": "t", "symlink_path": "/v1/a/c/l?version-id=1", "version_symlink": true}"#;
+        let shown = |version: &str| {
+            let mut f = entry(current);
+            VersionShown::of(&entry(version)).apply(&mut f);
+            json_listing(&[Entry(f)])
+        };
+        assert_eq!(
+            shown(
+                r#"{"bytes": 0, "hash": "d41d", "name": "l", "symlink_etag": "e7", "symlink_bytes": 7, "symlink_path": "/v1/a/d/t", "version_id": "1"}"#
+            ),
+            r#"[{"bytes": 7, "hash": "e7", "name": "l", "content_type": "t", "symlink_path": "/v1/a/c/l?version-id=1", "version_symlink": true}]"#
+        );
+        assert_eq!(
+            shown(
+                r#"{"bytes": 3111, "hash": "m", "name": "l", "slo_etag": "\"s\"", "version_id": "1"}"#
+            ),
+            r#"[{"bytes": 3111, "hash": "d41d", "name": "l", "content_type": "t", "symlink_path": "/v1/a/c/l?version-id=1", "version_symlink": true, "slo_etag": "\"s\""}]"#
+        );
+        assert_eq!(
+            shown(r#"{"bytes": 0, "hash": "d41d", "name": "l", "version_id": "1"}"#),
+            format!("[{current}]")
+        );
+        assert!(has_param("versions&reverse", "versions"));
+        assert!(has_param("a=1&versions=", "versions"));
+        assert!(!has_param("versionsx=1", "versions"));
     }
 
     /// A model: the bytes of a large object, and what the pieces of a range give.
