@@ -113,8 +113,7 @@ fn specificity(range: &str, offer: &str) -> Option<u8> {
     (rs == "*" && rt == ot).then_some(1)
 }
 
-/// Python's `config_true_value`, as Swift reads a flag such as `reverse`.
-pub(crate) fn truthy(v: &str) -> bool {
+fn truthy(v: &str) -> bool {
     matches!(
         v.to_ascii_lowercase().as_str(),
         "true" | "1" | "yes" | "on" | "t" | "y"

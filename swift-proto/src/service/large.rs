@@ -1910,33 +1910,35 @@ impl FederationService {
     }
 
     /// The entries of a versioned container's listing that link to versions, shown as
-    /// the versions are: the `?versions` listing is read from where the listing starts
-    /// (`marker`, or `end_marker` when `reverse`; with its `prefix`) until past the
-    /// listing's last name, at most [`VERSION_PAGES`] pages.
+    /// the versions are: the `?versions` listing (with the request's `prefix`) is read
+    /// from the first linked name's versions on (`version_marker=null`: just before
+    /// all its versions) until past the last linked name, at most [`VERSION_PAGES`]
+    /// pages, so every direction and marker reads only what the listing shows.
     async fn show_versions(
         &self,
         call: &Call,
         cluster: &crate::service::SwiftCluster,
         items: &mut [Entry],
     ) -> Result<()> {
-        let query = call.parts.uri.query().unwrap_or_default();
+        let query = call.parts.uri.query();
         let wanted: Vec<(String, String)> = items
             .iter()
             .filter_map(|Entry(f)| linked_version(f))
             .collect();
-        let Some(last) = wanted.iter().map(|(n, _)| n.clone()).max() else {
+        let (Some(first), Some(last)) = (
+            wanted.iter().map(|(n, _)| n.clone()).min(),
+            wanted.iter().map(|(n, _)| n.clone()).max(),
+        ) else {
             return Ok(());
         };
-        let query = Some(query);
-        let reverse = query_value(query, "reverse").is_some_and(crate::listing::truthy);
-        let start = query_value(query, if reverse { "end_marker" } else { "marker" });
         let path = call.parts.uri.path();
         let mut base = String::from("format=json&versions");
         if let Some(p) = query_value(query, "prefix") {
             base.push_str("&prefix=");
             base.push_str(p);
         }
-        let mut next = start.map(|m| format!("&marker={m}")).unwrap_or_default();
+        let enc = |t: &str| utf8_percent_encode(t, NON_ALPHANUMERIC).to_string();
+        let mut next = format!("&marker={}&version_marker=null", enc(&first));
         let mut found = std::collections::HashMap::new();
         for _ in 0..VERSION_PAGES {
             let page = self
@@ -1968,7 +1970,6 @@ impl FederationService {
             }
             match (end_name, end_id) {
                 (Some(n), Some(id)) if n < last => {
-                    let enc = |t: &str| utf8_percent_encode(t, NON_ALPHANUMERIC).to_string();
                     next = format!("&marker={}&version_marker={}", enc(&n), enc(&id));
                 }
                 _ => break,
