@@ -562,7 +562,8 @@ LAST_MODIFIED = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}")
 LISTINGS = [f"format={f}{q}" for f in ("json", "xml")
             for q in ("", "&prefix=s", "&marker=filler", "&limit=2", "&reverse=true",
                       "&reverse=true&marker=slo", "&reverse=true&limit=1", "&end_marker=slo",
-                      "&end_marker=z", "&reverse=true&end_marker=filler", "&versions",
+                      "&end_marker=z", "&reverse=true&end_marker=filler", "&delimiter=/",
+                      "&reverse=true&delimiter=/", "&versions",
                       "&versions&reverse=true")]
 
 
@@ -589,6 +590,8 @@ def test_slo_in_a_versioned_container_is_listed_with_its_size_and_slo_etag(sides
         assert side.slo(entries=[{"path": f"/{side.segs}/s0"}]).status_code == 201
         assert side.slo().status_code == 201
         assert side.req("PUT", f"{side.man}/plain", data=b"plain").status_code == 201
+        for name in ('q&<"é>\' t', "d/x"):  # escaped in XML; a subdir with delimiter
+            assert side.req("PUT", f"{side.man}/{quote(name)}", data=b"o").status_code == 201
         manifest = side.req("GET", f"{side.man}/slo?multipart-manifest=get&format=raw")
         stored = [e["hash"] for e in side.req("GET", f"{side.man}?format=json&versions").json()
                   if e["name"] == "slo"]
