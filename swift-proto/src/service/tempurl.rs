@@ -319,8 +319,12 @@ fn ip_network(text: &str) -> Option<(std::net::IpAddr, u32)> {
         }
         Some(l) => match (addr, l.parse::<IpAddr>().ok()?) {
             (IpAddr::V4(_), IpAddr::V4(mask)) => {
+                // A netmask (1s then 0s), else a hostmask (0s then 1s) inverted, as
+                // Python's `_prefix_from_ip_string` reads it.
+                let is_netmask = |m: u32| m.leading_ones() + m.trailing_zeros() == 32;
                 let m = u32::from(mask);
-                if m.leading_ones() + m.trailing_zeros() != 32 {
+                let m = if is_netmask(m) { m } else { !m };
+                if !is_netmask(m) {
                     return None;
                 }
                 m.leading_ones()
@@ -649,6 +653,13 @@ mod tests {
         assert!(!ip_allowed("127.0.0.1", ip("127.0.0.2")));
         assert!(ip_allowed("127.0.0.0/8", ip("127.0.0.2")));
         assert!(ip_allowed("10.1.0.0/255.255.0.0", ip("10.1.2.3")));
+        // A hostmask, as Python's ip_network('10.0.0.0/0.255.255.255') reads it (/8).
+        assert!(ip_allowed("10.0.0.0/0.255.255.255", ip("10.1.2.3")));
+        assert!(!ip_allowed("10.0.0.0/0.255.255.255", ip("11.1.2.3")));
+        assert!(
+            !ip_allowed("10.0.0.0/0.255.0.255", ip("10.1.2.3")),
+            "neither mask"
+        );
         assert!(!ip_allowed("10.0.0.1/8", ip("10.0.0.1")), "host bits set");
         assert!(!ip_allowed("10.0.0.0/33", ip("10.0.0.1")));
         assert!(!ip_allowed(" 10.0.0.1", ip("10.0.0.1")));
