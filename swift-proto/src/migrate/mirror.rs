@@ -15,6 +15,35 @@ use super::MoveError;
 /// Objects per listing page.
 const PAGE: usize = 10_000;
 
+/// One JSON listing page of a container (`path` with its query): `None` when the
+/// container is gone (404), empty when the cluster lists nothing (204 or no body).
+async fn listing_page(
+    cluster: &SwiftCluster,
+    auth: Auth<'_>,
+    path: String,
+    what: &str,
+) -> Result<Option<Vec<serde_json::Value>>, MoveError> {
+    let (parts, body) = cluster
+        .collect(
+            ClusterRequest::new(Method::GET, path),
+            auth,
+            crate::cluster::MAX_COLLECTED_BODY,
+        )
+        .await?;
+    if parts.status == StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    if !parts.status.is_success() {
+        return Err(MoveError::answer(cluster, what, parts.status));
+    }
+    if parts.status == StatusCode::NO_CONTENT || body.is_empty() {
+        return Ok(Some(Vec::new()));
+    }
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(|e| MoveError::Cluster(format!("{}: unreadable {what}: {e}", cluster.id())))
+}
+
 /// The whole listing of a container (JSON pages), reduced to [`Entry`]s, with sizes.
 pub(super) async fn list(
     cluster: &SwiftCluster,
@@ -32,25 +61,12 @@ pub(super) async fn list(
             path.push_str("&marker=");
             path.push_str(&crate::path::encode_segment(&marker, true).replace('/', "%2F"));
         }
-        let (parts, body) = cluster
-            .collect(
-                ClusterRequest::new(Method::GET, path),
-                auth,
-                crate::cluster::MAX_COLLECTED_BODY,
-            )
-            .await?;
-        if parts.status == StatusCode::NOT_FOUND {
+        let Some(items) = listing_page(cluster, auth, path, "listing").await? else {
             return Ok(None);
-        }
-        if !parts.status.is_success() {
-            return Err(MoveError::answer(cluster, "listing", parts.status));
-        }
-        if parts.status == StatusCode::NO_CONTENT || body.is_empty() {
+        };
+        if items.is_empty() {
             break;
         }
-        let items: Vec<serde_json::Value> = serde_json::from_slice(&body).map_err(|e| {
-            MoveError::Cluster(format!("{}: unreadable listing: {e}", cluster.id()))
-        })?;
         let n = items.len();
         for item in items {
             let s = |k: &str| {
@@ -352,28 +368,9 @@ pub(super) async fn versioning_refusal(
     }
     let mut path = swift_path(account, Some(container), None);
     path.push_str(&format!("?format=json&versions&limit={PAGE}"));
-    let (parts, body) = cluster
-        .collect(
-            ClusterRequest::new(Method::GET, path),
-            auth,
-            crate::cluster::MAX_COLLECTED_BODY,
-        )
-        .await?;
-    if parts.status == StatusCode::NOT_FOUND {
+    let Some(items) = listing_page(cluster, auth, path, "versions listing").await? else {
         return Ok(None);
-    }
-    if !parts.status.is_success() {
-        return Err(MoveError::answer(cluster, "versions listing", parts.status));
-    }
-    if body.is_empty() {
-        return Ok(None);
-    }
-    let items: Vec<serde_json::Value> = serde_json::from_slice(&body).map_err(|e| {
-        MoveError::Cluster(format!(
-            "{}: unreadable versions listing: {e}",
-            cluster.id()
-        ))
-    })?;
+    };
     let kept = items.iter().any(|i| {
         i.get("version_id")
             .and_then(serde_json::Value::as_str)
