@@ -454,25 +454,46 @@ mod tests {
     use crate::body::{from_stream, Body};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    #[tokio::test]
-    async fn serves_until_shutdown_and_streams() {
+    /// `service` served on a free loopback port: its address, the switch that shuts it
+    /// down, and the serving task.
+    async fn start<S, B>(
+        service: S,
+        options: ServeOptions,
+    ) -> (
+        std::net::SocketAddr,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    )
+    where
+        S: tower::Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_with(
+            listener,
+            service,
+            async {
+                let _ = rx.await;
+            },
+            options,
+        ));
+        (addr, tx, server)
+    }
+
+    #[tokio::test]
+    async fn serves_until_shutdown_and_streams() {
         let service = tower::service_fn(|_req: Request<RequestBody>| async {
             let chunks = futures::stream::iter(
                 ["a", "b", "c"].map(|s| Ok::<_, std::io::Error>(Bytes::from(s))),
             );
             Ok::<_, std::convert::Infallible>(Response::<Body>::new(from_stream(chunks)))
         });
-        let server = tokio::spawn(serve(
-            listener,
-            service,
-            async {
-                let _ = rx.await;
-            },
-            Duration::from_secs(1),
-        ));
+        let (addr, tx, server) = start(service, ServeOptions::new(Duration::from_secs(1))).await;
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             .await
@@ -495,22 +516,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_client_stalling_mid_head_is_disconnected() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let service = tower::service_fn(|_req: Request<RequestBody>| async {
             Ok::<_, std::convert::Infallible>(Response::<Body>::new(crate::empty()))
         });
         let options = ServeOptions::new(Duration::from_secs(1))
             .header_read_timeout(Duration::from_millis(300));
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve_with(
-            listener,
-            service,
-            async {
-                let _ = rx.await;
-            },
-            options,
-        ));
+        let (addr, tx, server) = start(service, options).await;
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
         let started = std::time::Instant::now();
@@ -565,17 +576,7 @@ mod tests {
                 Ok(r)
             }
         });
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(
-            listener,
-            service,
-            async {
-                let _ = rx.await;
-            },
-            Duration::from_secs(1),
-        ));
+        let (addr, tx, server) = start(service, ServeOptions::new(Duration::from_secs(1))).await;
         let get = |path: &'static str| async move {
             let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
             s.write_all(
@@ -609,18 +610,8 @@ mod tests {
         let service = tower::service_fn(|req: Request<RequestBody>| async move {
             Ok::<_, std::convert::Infallible>(Response::new(crate::full(req.uri().to_string())))
         });
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let options = ServeOptions::new(Duration::from_secs(1)).encode_raw_target(true);
-        let server = tokio::spawn(serve_with(
-            listener,
-            service,
-            async {
-                let _ = rx.await;
-            },
-            options,
-        ));
+        let (addr, tx, server) = start(service, options).await;
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         s.write_all(b"GET /v1/a/\xff\xc3\xa9?q=\xe2 HTTP/1.1\r\nHost: x\r\nX-Meta: \xc3\xa9\r\nConnection: close\r\n\r\n")
             .await
@@ -687,19 +678,9 @@ mod tests {
                 Ok::<_, std::convert::Infallible>(Response::new(crate::full(answer)))
             }
         });
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let options =
             ServeOptions::new(Duration::from_secs(1)).body_idle_timeout(Duration::from_millis(300));
-        let server = tokio::spawn(serve_with(
-            listener,
-            proxy,
-            async {
-                let _ = rx.await;
-            },
-            options,
-        ));
+        let (addr, tx, server) = start(proxy, options).await;
         let started = std::time::Instant::now();
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         s.write_all(b"PUT /o HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
@@ -746,19 +727,9 @@ mod tests {
             };
             Ok::<_, std::convert::Infallible>(Response::new(crate::full(answer)))
         });
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let options =
             ServeOptions::new(Duration::from_secs(1)).body_idle_timeout(Duration::from_millis(400));
-        let server = tokio::spawn(serve_with(
-            listener,
-            service,
-            async {
-                let _ = rx.await;
-            },
-            options,
-        ));
+        let (addr, tx, server) = start(service, options).await;
         let s = tokio::net::TcpStream::connect(addr).await.unwrap();
         let (mut r, mut w) = s.into_split();
         w.write_all(b"PUT /o HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
