@@ -410,12 +410,14 @@ impl Counters {
     }
 }
 
-#[test]
-fn a_refused_login_backs_off_instead_of_hammering_keystone() {
-    // A wrong password and a caller asking every 20 ms for 1.5 s: Keystone sees the
-    // first attempt and one after the first back-off period (1 s), not one per call.
-    let counters = Counters::default();
-    let _recorder = metrics::set_default_local_recorder(&counters);
+/// Runs `test` on a current-thread runtime with this thread's metrics counted in the
+/// [`Counters`] it is given and its log lines (INFO and up) captured: the log, as text.
+fn observed<F>(test: impl FnOnce(Arc<Counters>) -> F) -> String
+where
+    F: std::future::Future<Output = ()>,
+{
+    let counters = Arc::new(Counters::default());
+    let _recorder = metrics::set_default_local_recorder(&*counters);
     let logs = Captured::default();
     let writer = logs.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -427,7 +429,16 @@ fn a_refused_login_backs_off_instead_of_hammering_keystone() {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(async {
+    rt.block_on(test(counters.clone()));
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    text
+}
+
+#[test]
+fn a_refused_login_backs_off_instead_of_hammering_keystone() {
+    // A wrong password and a caller asking every 20 ms for 1.5 s: Keystone sees the
+    // first attempt and one after the first back-off period (1 s), not one per call.
+    let logs = observed(|counters| async move {
         let (url, ks) = fake_keystone(Duration::from_secs(3600)).await;
         ks.lock().unwrap().refuse = Some(StatusCode::UNAUTHORIZED);
         let src = source(&url, Duration::from_secs(60));
@@ -457,7 +468,6 @@ fn a_refused_login_backs_off_instead_of_hammering_keystone() {
         assert_eq!(counters.logins("test", "failed"), u64::from(attempts));
         assert_eq!(counters.logins("test", "ok"), 0);
     });
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     assert_eq!(
         logs.matches("Keystone login failed").count(),
         1,
@@ -467,20 +477,7 @@ fn a_refused_login_backs_off_instead_of_hammering_keystone() {
 
 #[test]
 fn the_back_off_doubles_to_its_cap_ends_with_a_login_and_spares_temporary_failures() {
-    let counters = Counters::default();
-    let _recorder = metrics::set_default_local_recorder(&counters);
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    let logs = observed(|counters| async move {
         let (url, ks) = fake_keystone(Duration::from_secs(3600)).await;
         ks.lock().unwrap().refuse = Some(StatusCode::UNAUTHORIZED);
         let src = source(&url, Duration::from_secs(60));
@@ -541,7 +538,6 @@ fn the_back_off_doubles_to_its_cap_ends_with_a_login_and_spares_temporary_failur
         assert_eq!(counters.logins("test", "failed"), 10);
         assert_eq!(counters.logins("test", "ok"), 1);
     });
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     // Logged: the refusal, the login, the refusal after it, the first 503; repeats not.
     assert_eq!(logs.matches("Keystone login failed").count(), 3, "{logs}");
     assert_eq!(logs.matches("logged in to Keystone").count(), 1, "{logs}");
