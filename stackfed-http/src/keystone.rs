@@ -710,12 +710,18 @@ impl TokenSource {
                 a.not_before = Some(Instant::now() + retry_in).filter(|_| !retry_in.is_zero());
                 a.refusal = Some(e.clone()).filter(|_| !retry_in.is_zero());
                 let text = e.to_string();
+                // A temporary failure is not backed off: say so rather than "0ns".
+                let retry = if retry_in.is_zero() {
+                    "with the next request".to_owned()
+                } else {
+                    format!("in {retry_in:?}")
+                };
                 if a.logged.as_deref() == Some(text.as_str()) {
-                    tracing::debug!(identity = %self.identity, error = %e, ?retry_in,
+                    tracing::debug!(identity = %self.identity, error = %e, %retry,
                         "Keystone login failed again");
                 } else {
                     tracing::warn!(identity = %self.identity, error = %e,
-                        temporary = e.is_temporary(), ?retry_in, "Keystone login failed");
+                        temporary = e.is_temporary(), %retry, "Keystone login failed");
                     a.logged = Some(text);
                 }
             }

@@ -541,6 +541,11 @@ fn the_back_off_doubles_to_its_cap_ends_with_a_login_and_spares_temporary_failur
     // Logged: the refusal, the login, the refusal after it, the first 503; repeats not.
     assert_eq!(logs.matches("Keystone login failed").count(), 3, "{logs}");
     assert_eq!(logs.matches("logged in to Keystone").count(), 1, "{logs}");
+    // A refusal names its back-off; a temporary failure (not backed off) says the next
+    // request tries again, not "0ns".
+    assert!(logs.contains("in 100ms"), "{logs}");
+    assert!(logs.contains("with the next request"), "{logs}");
+    assert!(!logs.contains("0ns"), "{logs}");
 }
 
 #[test]
