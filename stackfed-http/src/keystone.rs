@@ -749,10 +749,18 @@ impl TokenSource {
             s if s.is_server_error() => return Err(KeystoneError::Failed(s)),
             status => {
                 // Keystone's `{"error": {"message": …}}` says why (never the secret).
+                // Without it the server is probably not Keystone (an auth_url naming
+                // Swift, Glance or a web server): say so, the operator's likely mistake.
                 let detail = serde_json::from_slice::<Value>(&body)
                     .ok()
                     .and_then(|v| v["error"]["message"].as_str().map(|m| format!(": {m}")))
-                    .unwrap_or_default();
+                    .unwrap_or_else(|| {
+                        format!(
+                            ": the answer to POST {} is not Keystone's (no error document); \
+                             is auth_url a Keystone endpoint?",
+                            self.tokens_url
+                        )
+                    });
                 return Err(KeystoneError::Refused { status, detail });
             }
         }

@@ -657,3 +657,37 @@ fn credentials_from_settings_as_both_servers_give_them() {
         assert_eq!(refused(settings.clone()), message, "{settings:?}");
     }
 }
+
+#[tokio::test]
+async fn an_auth_url_that_is_not_keystone_is_named_as_the_likely_mistake() {
+    // A web server (or Swift, or Glance) at auth_url: 404 with an HTML page.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let svc = tower::service_fn(|_req: Request<stackfed_http::RequestBody>| async {
+        let mut r = Response::new(stackfed_http::full("<html><h1>Not Found</h1></html>"));
+        *r.status_mut() = StatusCode::NOT_FOUND;
+        Ok::<_, Infallible>(r)
+    });
+    tokio::spawn(stackfed_http::serve(
+        listener,
+        svc,
+        std::future::pending(),
+        Duration::from_secs(1),
+    ));
+    let url: url::Url = format!("http://{addr}/v3").parse().unwrap();
+    let e = source(&url, Duration::from_secs(60))
+        .token()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, KeystoneError::Refused { status, .. } if status == 404),
+        "{e:?}"
+    );
+    let text = e.to_string();
+    assert!(text.contains("is not Keystone's"), "{text}");
+    assert!(
+        text.contains(&format!("POST http://{addr}/v3/auth/tokens")),
+        "{text}"
+    );
+    assert!(text.contains("is auth_url a Keystone endpoint?"), "{text}");
+}
