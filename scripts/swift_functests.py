@@ -51,6 +51,17 @@ MIN_SOLO_PASSED = 800
 # More differences than this "also failing on the one cluster when run again" at once is
 # not Swift's flakiness (one or two at a time in practice) but a broken retry or cluster.
 MAX_SWIFT_FLAKY = 3
+# A difference that passes through the proxy when run again is run through the proxy
+# this many times in all; one that passes every time is intermittent (counted only
+# past MAX_INTERMITTENT at once). Under CI load Swift's container server now and then
+# answers a HEAD from its database without the updates still pending (it gives up its
+# lock after 0.1 s: pending_timeout=0.1, stale_reads_ok=True), and the suite's count
+# checks fail right after a write, more often through the proxy (two clusters, more
+# processes on the same cores) than on one cluster. A fault of the proxy that depends on
+# where random placement puts a test's containers (half the time or more) passes three
+# reruns at most once in eight, and is listed in the summary either way.
+PROXY_RERUNS = 3
+MAX_INTERMITTENT = 2
 
 # The suite's users (test/sample.conf, [func_test]); all exist on every test cluster
 # (peers.USERS and peers.EXTRA_USERS). With several workers, worker k uses accounts
@@ -337,6 +348,18 @@ def retry_differences(runs: list[Run], tree: Path, args, deadline: float,
     wait_for_runs(retries, deadline)
     for r in retries:
         r.parse()
+    # Those that passed through the proxy: again, until PROXY_RERUNS passes or a failure.
+    prox_retry = retries[1]
+    again = [n for n in diff if prox_retry.results.get(n, ("missing",))[0] == "passed"]
+    for k in range(2, PROXY_RERUNS + 1):
+        if not again:
+            break
+        r = Run(f"{prox_retry.name}{k}", prox_retry.auth_uri, 1, tests=again)
+        retries.append(r)
+        r.start(tree, args)
+        wait_for_runs([r], deadline)
+        r.parse()
+        again = [n for n in again if r.results.get(n, ("missing",))[0] == "passed"]
     return retries
 
 
@@ -423,7 +446,8 @@ def main() -> int:
 
         def cluster(name: str) -> peers.SwiftCluster:
             c = peers.SwiftCluster(name, work / name, device_mib=args.device_mib, full_pipeline=True,
-                                   extra_users=extra, extra_policies=["silver"], fallocate=False)
+                                   extra_users=extra, extra_policies=["silver"], fallocate=False,
+                                   updater_interval=60)
             clusters.append(c)
             c.start()
             return c
@@ -510,26 +534,40 @@ def main() -> int:
                          f"again: more than {MAX_SWIFT_FLAKY} is no flakiness, all are counted")
             flaky = []
         diff = [n for n in diff if n not in flaky]
-        unexpected = [n for n in diff if n not in allowed]
+        proxy_retries = [r for r in retries if r.name.startswith("proxy")]
+        intermittent = sorted(
+            n for n in diff
+            if len(proxy_retries) >= PROXY_RERUNS
+            and sum(r.results.get(n, ("missing",))[0] == "passed" for r in proxy_retries) >= PROXY_RERUNS)
+        if len(intermittent) > MAX_INTERMITTENT:
+            lines.append(f"{len(intermittent)} difference(s) passed {PROXY_RERUNS} reruns through the proxy: "
+                         f"more than {MAX_INTERMITTENT} at once is no chance, all are counted")
+            intermittent = []
+        if intermittent:
+            lines.append(f"{len(intermittent)} difference(s) failed once through the proxy and passed "
+                         f"{PROXY_RERUNS} reruns there (intermittent, not counted; see "
+                         f"{(OUT / 'diff.txt').relative_to(ROOT)}): " + ", ".join(intermittent))
+        unexpected = [n for n in diff if n not in allowed and n not in intermittent]
         with open(OUT / "diff.txt", "w") as f:
             f.write("# passed against one cluster, not through the federation proxy: "
                     "node id, outcome through the proxy, message\n")
             for n in diff:
                 o, msg = prox.results.get(n, ("missing", ""))
-                mark = f"  [expected: {allowed[n]}]" if n in allowed else ""
+                mark = (f"  [expected: {allowed[n]}]" if n in allowed
+                        else f"  [intermittent: passed {PROXY_RERUNS} reruns]" if n in intermittent else "")
                 f.write(f"{n}\t{o}\t{msg}{mark}\n")
         if flaky:
             lines.append(f"{len(flaky)} difference(s) also failed against the one cluster when run "
                          "again (Swift's own flakiness, not counted): " + ", ".join(flaky))
-        again = sorted(n for n in diff if any(r.name.startswith("proxy")
-                                              and r.results.get(n, ("missing",))[0] == "passed"
-                                              for r in retries))
+        again = sorted(n for n in diff if n not in intermittent
+                       and any(r.results.get(n, ("missing",))[0] == "passed" for r in proxy_retries))
         if again:
             lines.append(f"{len(again)} difference(s) passed through the proxy when run again "
-                         "(still counted: placement is random): " + ", ".join(again))
+                         f"but not {PROXY_RERUNS} times (still counted): " + ", ".join(again))
         fixed = sorted(n for n in allowed if n in solo.results and prox.results.get(n, ("",))[0] == "passed")
         lines.append(f"{len(diff)} test(s) pass against one cluster but not through the proxy "
-                     f"({len(unexpected)} not in {EXPECTED.relative_to(ROOT)}): {(OUT / 'diff.txt').relative_to(ROOT)}")
+                     f"({len(unexpected)} counted: neither in {EXPECTED.relative_to(ROOT)} nor "
+                     f"intermittent): {(OUT / 'diff.txt').relative_to(ROOT)}")
         if fixed:
             lines.append(f"{len(fixed)} expected difference(s) now pass; remove them from the list: "
                          + ", ".join(fixed[:5]) + (" ..." if len(fixed) > 5 else ""))
