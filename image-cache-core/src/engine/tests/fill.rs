@@ -261,6 +261,24 @@ async fn a_disk_that_fills_up_during_a_fill_cuts_nobody_off_and_is_not_refilled(
     let whole = whole.await.unwrap().unwrap();
     assert_eq!(whole.len(), up.data.len());
     assert!(whole == up.data, "bytes differ");
+    // Each client's rest was asked with a range from where it was, never the whole
+    // image again: the fill's request, the client's range on the miss (answered from
+    // the fill), and one resume per client, each from a byte past 0 to its last byte.
+    let ranges = up.ranges.lock().unwrap().clone();
+    assert_eq!(ranges[0], None, "{ranges:?}");
+    let resumes: Vec<ByteRange> = ranges[1..].iter().map(|r| r.expect("a range")).collect();
+    assert_eq!(resumes.len(), 2, "{ranges:?}");
+    let size = up.data.len() as u64;
+    assert!(
+        resumes.iter().any(|r| r.first > 0 && r.last == size - 1),
+        "{ranges:?}"
+    );
+    assert!(
+        resumes
+            .iter()
+            .any(|r| r.first >= 1000 && r.last == 2_500_000),
+        "{ranges:?}"
+    );
     assert!(cache.metadata().cache_entry(&id()).await.unwrap().is_none());
     // The disk is failing: the next request streams through, starting no fill.
     let opens = up.opens.load(Ordering::SeqCst);
