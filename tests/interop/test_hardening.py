@@ -21,6 +21,7 @@ import uuid
 import pytest
 import requests
 import swiftclient.client as swc
+from prometheus_client.parser import text_string_to_metric_families
 
 import peers
 
@@ -40,11 +41,22 @@ def bins():
 
 @pytest.fixture(scope="module")
 def slow_proxy(workdir, clusters, bins):
+    metrics = peers.free_port()
     p = peers.FederationProxy(workdir / "hardening-proxy", [clusters["east"], clusters["west"]],
-                              extra_toml=f'client_timeout = "{CLIENT_TIMEOUT}s"\n')
+                              extra_toml=(f'client_timeout = "{CLIENT_TIMEOUT}s"\n'
+                                          f'metrics_listen = "127.0.0.1:{metrics}"\n'))
+    p.metrics = metrics
     p.start(bins["swift-federation-proxy"])
     yield p
     p.stop()
+
+
+def scrape(port: int, name: str, **labels) -> float:
+    """The sum of the samples of `name` with these labels, from a real Prometheus parse."""
+    r = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+    r.raise_for_status()
+    return sum(s.value for f in text_string_to_metric_families(r.text) for s in f.samples
+               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
 
 
 def login(proxy):
@@ -133,6 +145,8 @@ def test_a_stalled_upload_is_cut_off_with_408_and_leaves_no_object(
 
     t = threading.Thread(target=others, daemon=True)
     t.start()
+    backend_errors = scrape(slow_proxy.metrics, "stackfed_swift_backend_errors_total", cluster="east")
+    body_timeouts = scrape(slow_proxy.metrics, "stackfed_swift_client_body_timeouts_total")
     try:
         answer, took, closed = stalled_put(("127.0.0.1", slow_proxy.port), path, token, framing, how)
     finally:
@@ -144,6 +158,9 @@ def test_a_stalled_upload_is_cut_off_with_408_and_leaves_no_object(
     assert CLIENT_TIMEOUT * 0.9 <= took <= CLIENT_TIMEOUT + SLACK, took
     assert len(served) >= 3 and set(served) == {200}, served
     assert slowest[0] < CLIENT_TIMEOUT, slowest
+    # The client's fault, counted as such: not a backend error of the cluster.
+    assert scrape(slow_proxy.metrics, "stackfed_swift_backend_errors_total", cluster="east") == backend_errors
+    assert scrape(slow_proxy.metrics, "stackfed_swift_client_body_timeouts_total") == body_timeouts + 1
 
     # No object, on the cluster itself or through the proxy; the container's listing on
     # the cluster does not name it.
