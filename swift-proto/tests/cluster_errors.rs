@@ -2,6 +2,7 @@
 //! request body that stalls while it is streamed to a cluster (in-process fake Swift over
 //! loopback) is the client's (408), not a backend error of the cluster; a cluster that
 //! cannot be reached is the cluster's.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
