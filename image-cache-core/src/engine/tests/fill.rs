@@ -288,3 +288,42 @@ async fn a_disk_that_fills_up_during_a_fill_cuts_nobody_off_and_is_not_refilled(
     assert_eq!(up.opens.load(Ordering::SeqCst), opens + 1);
     assert!(cache.metadata().cache_entry(&id()).await.unwrap().is_none());
 }
+
+/// The rest of a client's image after its fill failed on the disk comes with a range;
+/// the whole image is still verified (the bytes sent before hashed from the fill's
+/// blob): data that does not match its checksums never arrives complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_ranged_fallback_still_verifies_the_whole_image() {
+    let ctx = RequestContext::admin();
+    let up = Scripted::new(3 * 1024 * 1024 - 5, Visibility::Public, 1);
+    up.corrupt.store(true, Ordering::SeqCst);
+    let disk = Arc::new(FailingDisk {
+        inner: MemoryBlobStore::new(),
+        fail_create: false,
+        ok_writes: 1,
+    });
+    let cache = cache_over(up.clone(), disk, CacheConfig::default()).await;
+    let d = cache.data(&id(), None, &ctx).await.unwrap();
+    assert_eq!(d.source, DataSource::Fill);
+    let mut stream = d.stream;
+    let mut got = 0usize;
+    let mut failed = false;
+    while let Some(item) = futures::StreamExt::next(&mut stream).await {
+        match item {
+            Ok(b) => got += b.len(),
+            Err(_) => {
+                failed = true;
+                break;
+            }
+        }
+    }
+    assert!(
+        failed && got < up.data.len(),
+        "{got} bytes, failed: {failed}"
+    );
+    let ranges = up.ranges.lock().unwrap().clone();
+    assert!(
+        matches!(ranges[..], [None, Some(r)] if r.first > 0),
+        "{ranges:?}"
+    );
+}
