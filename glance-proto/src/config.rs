@@ -166,6 +166,11 @@ pub struct EdgeConfig {
     /// (default 1 s).
     #[serde(default = "default_fill_resume_backoff", with = "duration")]
     pub fill_resume_backoff: Duration,
+    /// After a fill fails on the edge's own disk (full, read-only, failing), how long
+    /// misses stream through from the central uncached before a fill is tried again
+    /// (default 60 s).
+    #[serde(default = "default_local_fault_pause", with = "duration")]
+    pub local_fault_pause: Duration,
     /// How long a client's request body (an image upload or stage forwarded to the
     /// central) may stay silent (Swift's and Glance's `client_timeout`, default 60 s):
     /// then the request is answered 408 and the upload to the central aborted.
@@ -201,6 +206,10 @@ pub struct EdgeConfig {
     /// Access log and log format: `text` (default) or `json`.
     #[serde(default)]
     pub log_format: LogFormat,
+}
+
+fn default_local_fault_pause() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_fill_resume_attempts() -> u32 {
@@ -333,7 +342,8 @@ impl EdgeConfig {
             .max_stale(self.max_stale)
             .max_bytes(self.max_cache_bytes)
             .prefetch_concurrency(self.prefetch_concurrency)
-            .resume(self.fill_resume_attempts, self.fill_resume_backoff);
+            .resume(self.fill_resume_attempts, self.fill_resume_backoff)
+            .local_fault_pause(self.local_fault_pause);
         let background = Background::new();
         let owner = background.clone();
         let spawner: Arc<dyn Spawner> = Arc::new(move |name, task| owner.spawn(name, task));

@@ -146,6 +146,33 @@ impl CacheError {
         self.origin() == ErrorSource::Internal && !matches!(self.kind(), Self::Stopped)
     }
 
+    /// A short, fixed label of what failed, for metrics and logs: `no_space` (the cache's
+    /// disk or quota is full), `disk` (another failure of the cache's image store),
+    /// `metadata`, `verification`, `upstream`, `not_found` (the image or its data is
+    /// gone), `client` (another refusal of the request), `stopped` or `internal`.
+    pub fn cause(&self) -> &'static str {
+        match self.kind() {
+            Self::Blob {
+                source: BlobError::Io(e),
+                ..
+            } if matches!(
+                e.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            ) =>
+            {
+                "no_space"
+            }
+            Self::Blob { .. } => "disk",
+            Self::Meta(_) => "metadata",
+            Self::Verification { .. } => "verification",
+            Self::Upstream(_) => "upstream",
+            Self::NotFound(_) | Self::NoData(_) => "not_found",
+            Self::Deactivated(_) | Self::BadRange { .. } | Self::List(_) => "client",
+            Self::Stopped => "stopped",
+            Self::Internal { .. } | Self::Shared(_) => "internal",
+        }
+    }
+
     /// A blob store error, with what the cache was doing.
     pub(crate) fn blob(doing: &'static str) -> impl FnOnce(BlobError) -> Self {
         move |source| Self::Blob { doing, source }
@@ -180,6 +207,11 @@ mod tests {
             e = x.source();
         }
         assert!(chain.len() >= 3, "{chain:?}");
+        assert_eq!(shared.cause(), "disk");
+        let full = CacheError::blob("writing image data")(BlobError::Io(
+            std::io::Error::from_raw_os_error(28),
+        ));
+        assert_eq!(CacheError::Shared(Arc::new(full)).cause(), "no_space");
         let down = CacheError::Upstream(UpstreamError::Timeout {
             source: "30s passed".into(),
         });

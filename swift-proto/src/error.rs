@@ -142,9 +142,7 @@ impl From<crate::cluster::ClusterError> for SwiftError {
             E::Invalid { message, .. } => Self::bad_request(message.clone()),
             // The client's body stalled while it was streamed to the cluster (Swift's
             // `client_timeout`): its fault, not the cluster's.
-            _ if stackfed_http::RequestBodyTimeout::caused(&e) => {
-                Self::status(StatusCode::REQUEST_TIMEOUT)
-            }
+            _ if e.is_client_body_timeout() => Self::status(StatusCode::REQUEST_TIMEOUT),
             _ if e.is_timeout() => Self::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 format!("cluster {} did not answer in time", e.cluster()),

@@ -379,6 +379,59 @@ async fn containers_and_objects_go_to_their_cluster_only() {
     assert_eq!(fed.holders("pinned"), ["west"]);
 }
 
+/// A record whose container its cluster does not hold (a proxy killed between recording
+/// a new container and the cluster's PUT): absent to clients, and a PUT pinned to another
+/// cluster places it afresh once no creation can still be in flight (twice the connect
+/// and response timeouts); a record whose container exists still refuses the move.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_without_its_container_is_absent_and_a_pinned_put_replaces_it() {
+    let timeouts = Timeouts {
+        connect: Duration::from_millis(200),
+        response: Duration::from_millis(800),
+        idle: Duration::from_secs(2),
+    };
+    let grace = (timeouts.connect + timeouts.response) * 2;
+    let fed = Federation::start_with(2, timeouts).await;
+    fed.login().await;
+    let pinned_put = |name: &str, pin: &str| {
+        fed.request("PUT", &Federation::path(name))
+            .header("x-container-attr-cluster", pin)
+            .send()
+    };
+    for name in ["lost", "kept"] {
+        fed.put_container(name, Some("east")).await;
+    }
+    fed.cluster("east")
+        .remove_container_direct(DEFAULT_ACCOUNT, "lost");
+    let placed = Instant::now();
+    let path = Federation::path("lost");
+    assert_eq!(
+        fed.request("HEAD", &path).send().await.status,
+        StatusCode::NOT_FOUND
+    );
+    let listed = fed
+        .request("GET", &Federation::path("?format=json"))
+        .send()
+        .await
+        .names();
+    assert!(!listed.contains(&"lost".to_owned()), "{listed:?}");
+    // Within the grace it could be another proxy's creation in flight: kept.
+    if placed.elapsed() < grace / 2 {
+        let r = pinned_put("lost", "west").await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
+    }
+    tokio::time::sleep(grace.saturating_sub(placed.elapsed()) + Duration::from_millis(100)).await;
+    let r = pinned_put("lost", "west").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    assert_eq!(fed.holders("lost"), ["west"]);
+    let r = fed.request("HEAD", &path).send().await;
+    assert_eq!(r.header("x-container-attr-cluster"), Some("west"), "{r:?}");
+    // Its container there: a pinned PUT elsewhere is still a move, refused.
+    let r = pinned_put("kept", "west").await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
+    assert_eq!(fed.holders("kept"), ["east"]);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn account_listing_merges_every_cluster_and_sums_usage() {
     let fed = Federation::start(3).await;

@@ -81,6 +81,23 @@ def _ephemeral_low() -> int:
         return 32768
 
 
+def mount_tmpfs(path: Path, mib: int) -> None:
+    """Mounts a tmpfs of `mib` MiB on `path` (created if missing): a real filesystem of
+    a known size, for capacity and disk-full tests (root only). `unmount` undoes it."""
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={mib}m", "tmpfs", str(path)],
+                   check=True, capture_output=True)
+
+
+def resize_tmpfs(path: Path, mib: int) -> None:
+    """Gives a tmpfs mounted by `mount_tmpfs` a new size, its files kept."""
+    subprocess.run(["mount", "-o", f"remount,size={mib}m", str(path)], check=True, capture_output=True)
+
+
+def unmount(path: Path) -> None:
+    subprocess.run(["umount", str(path)], check=False, capture_output=True)
+
+
 def free_port() -> int:
     """A loopback port nothing listens on, for a server about to start.
 
@@ -242,8 +259,7 @@ class SwiftCluster:
         dev = self.base / "srv" / "d1"
         dev.mkdir(parents=True)
         if self.device_mib:
-            subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.device_mib}m", "tmpfs", str(dev)],
-                           check=True, capture_output=True)
+            mount_tmpfs(dev, self.device_mib)
             self.mounted = True
         for k in ("proxy", "account", "container", "object", "memcached"):
             self.ports[k] = free_port()
@@ -494,7 +510,7 @@ interval = 1
         """Stops the cluster for good and unmounts its device."""
         self.stop()
         if self.mounted:
-            subprocess.run(["umount", str(self.base / "srv" / "d1")], check=False, capture_output=True)
+            unmount(self.base / "srv" / "d1")
             self.mounted = False
 
     def logs(self) -> str:

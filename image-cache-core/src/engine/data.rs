@@ -7,9 +7,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 
-use super::fill::Fill;
+use super::fill::{open_span, Fill};
 use super::inflight::{FillSlot, Resume};
 use super::{now_ms, ImageCache};
+use crate::blob::BlobTap;
 use crate::error::CacheError;
 use crate::hash::Verifier;
 use crate::id::ImageId;
@@ -123,8 +124,17 @@ impl ImageCache {
             Admitted::Fill(slot) => {
                 let resume: Resume = {
                     let (cache, record, ctx) = (self.clone(), piece.record.clone(), ctx.clone());
-                    Box::new(move |pos| {
-                        async move { cache.resume(&record, range, pos, &ctx).await }.boxed()
+                    let span = range.unwrap_or(ByteRange {
+                        first: 0,
+                        last: size.saturating_sub(1),
+                    });
+                    Box::new(move |pos, sent| {
+                        async move {
+                            cache
+                                .resume(&record, span, range.is_none(), pos, sent, &ctx)
+                                .await
+                        }
+                        .boxed()
                     })
                 };
                 let stream = slot
@@ -207,30 +217,57 @@ impl ImageCache {
         ))
     }
 
-    /// The rest of an image from the upstream, from byte `pos` on, for a client whose
-    /// fill failed for a reason of the cache's own: a whole image is fetched whole again
-    /// and verified as pass-through is (the bytes the client already has are skipped); a
-    /// range is fetched from `pos` on, as pass-through fetches ranges.
+    /// The rest of `span` from the upstream, from byte `pos` on, for a client whose fill
+    /// failed for a reason of the cache's own (a full or failing disk) after it was sent
+    /// the bytes before `pos`: asked with `Range: bytes=<pos>-<last>`, as a fill resumes
+    /// (`open_span`). A whole image is still verified before its last byte goes out: the
+    /// bytes the client already has are hashed from what the fill wrote (`sent`); should
+    /// they not be readable, the whole image is fetched again and its first `pos` bytes
+    /// skipped. Counted in `stackfed_cache_fill_fallbacks_total{outcome}` (`ranged`,
+    /// `restarted`: the upstream sent the image from its start, `whole`).
     async fn resume(
         &self,
         record: &ImageRecord,
-        range: Option<ByteRange>,
+        span: ByteRange,
+        whole: bool,
         pos: u64,
+        sent: Arc<dyn BlobTap>,
         ctx: &RequestContext,
     ) -> Result<ByteStream, CacheError> {
         let i = &self.inner;
         i.upstream_data_fetches.fetch_add(1, Ordering::Relaxed);
-        let rest = range.map(|r| ByteRange {
+        let rest = ByteRange {
             first: pos,
-            last: r.last,
-        });
-        let Some(data) = i.upstream.open(&record.id, rest, ctx).await? else {
+            last: span.last,
+        };
+        let fallback = |outcome: &'static str| {
+            metrics::counter!("stackfed_cache_fill_fallbacks_total", "outcome" => outcome)
+                .increment(1);
+            tracing::info!(image = %record.id, at = pos, outcome, "the rest of the image comes from the upstream");
+        };
+        let checked = match (whole, verifier(record)) {
+            (true, Ok(v)) => match hash_prefix(v, &*sent, pos, i.config.chunk_size).await {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    tracing::warn!(image = %record.id, error = %e, "the bytes already sent cannot be read back: fetching the whole image again");
+                    let Some(data) = i.upstream.open(&record.id, None, ctx).await? else {
+                        return Err(CacheError::NotFound(record.id.clone()));
+                    };
+                    let v = verifier(record)
+                        .map_err(|e| CacheError::internal("verifier", Some(e.into())))?;
+                    fallback("whole");
+                    return Ok(skip(verified(data.from(0, None)?, v, record.size), pos));
+                }
+            },
+            _ => None,
+        };
+        let Some((stream, ranged)) = open_span(&*i.upstream, &record.id, rest, ctx).await? else {
             return Err(CacheError::NotFound(record.id.clone()));
         };
-        Ok(match (rest, verifier(record)) {
-            (None, Ok(v)) => skip(verified(data.from(0, None)?, v, record.size), pos),
-            (None, Err(_)) => data.from(pos, None)?,
-            (Some(r), _) => data.from(r.first, Some(r.len()))?,
+        fallback(if ranged { "ranged" } else { "restarted" });
+        Ok(match checked {
+            Some(v) => verified(stream, v, record.size),
+            None => stream,
         })
     }
 
@@ -293,6 +330,29 @@ impl Piece {
     }
 }
 
+/// `verifier` fed the first `len` bytes of `blob`.
+async fn hash_prefix(
+    mut verifier: Verifier,
+    blob: &dyn BlobTap,
+    len: u64,
+    chunk: usize,
+) -> Result<Verifier, CacheError> {
+    while verifier.bytes() < len {
+        let want = usize::try_from(len - verifier.bytes())
+            .unwrap_or(chunk)
+            .min(chunk);
+        let piece = blob
+            .read_at(verifier.bytes(), want)
+            .await
+            .map_err(CacheError::blob("reading back image data"))?;
+        if piece.is_empty() {
+            return Err(CacheError::internal("fill data vanished", None));
+        }
+        verifier.update(&piece);
+    }
+    Ok(verifier)
+}
+
 fn verifier(record: &ImageRecord) -> Result<Verifier, crate::hash::VerifyError> {
     Verifier::new(
         record.checksum.as_deref(),
@@ -308,6 +368,8 @@ fn verified(stream: ByteStream, verifier: Verifier, size: Option<u64>) -> ByteSt
     Box::pin(futures::stream::unfold(
         state,
         move |(mut stream, mut verifier, mut held)| async move {
+            // Ended (verified, or failed): the inner stream is not polled again.
+            verifier.as_ref()?;
             loop {
                 match stream.next().await {
                     Some(Ok(chunk)) => {

@@ -59,7 +59,10 @@ impl Fill {
             Box::pin(async move {
                 let id = registration.record.id.clone();
                 if let Err(e) = self.run(&registration.cache, &registration.slot).await {
-                    tracing::warn!(image = %id, error = %e, source = %e.origin(), "fill failed");
+                    let cause = e.cause();
+                    tracing::warn!(image = %id, error = %e, source = %e.origin(), cause, "fill failed");
+                    metrics::counter!("stackfed_cache_fill_failures_total", "cause" => cause)
+                        .increment(1);
                     if e.is_local_fault() {
                         // Do not keep filling into a failing disk: stream misses
                         // through for a while (set before the waiters learn of it).
@@ -269,27 +272,17 @@ impl Resumes {
                 first: have,
                 last: size - 1,
             };
-            let answer = match upstream.open(&record.id, Some(rest), ctx).await {
-                // The range refused (not a missing image): ask for the whole again.
-                Err(e) if e.is_refusal() => upstream.open(&record.id, None, ctx).await,
-                other => other,
-            };
-            match answer {
-                Ok(Some(data)) => {
-                    let outcome = if data.first == have {
-                        "ranged"
-                    } else {
-                        "restarted"
-                    };
-                    let stream = data.from(have, Some(size - have))?;
+            match open_span(upstream, &record.id, rest, ctx).await {
+                Ok(Some((stream, ranged))) => {
+                    let outcome = if ranged { "ranged" } else { "restarted" };
                     metrics::counter!("stackfed_cache_fill_resumes_total", "outcome" => outcome)
                         .increment(1);
                     tracing::info!(image = %record.id, at = have, outcome, "image data resumed");
                     return Ok(Some(stream));
                 }
                 Ok(None) => return Err(CacheError::NotFound(record.id.clone())),
-                Err(e) if e.is_temporary() => last = e.into(),
-                Err(e) => return Err(e.into()),
+                Err(CacheError::Upstream(e)) if e.is_temporary() => last = e.into(),
+                Err(e) => return Err(e),
             }
         }
         if self.max > 0 {
@@ -298,4 +291,29 @@ impl Resumes {
         }
         Err(last)
     }
+}
+
+/// The bytes `span` of an image from the upstream, asked with `Range`: the one place a
+/// resume (of a fill that broke off, or of a client whose fill failed on this cache's
+/// own disk) asks for the rest of an image. When the upstream refuses the range (a store
+/// without random access answers 400) the whole image is asked for instead; when it
+/// answers with more than the range (HTTP allows ignoring `Range`), the bytes before
+/// `span` are skipped. With the stream, whether the upstream answered the range itself
+/// (`true`) or sent the image from its start (`false`). `None`: no such image.
+pub(crate) async fn open_span(
+    upstream: &dyn Upstream,
+    id: &crate::id::ImageId,
+    span: ByteRange,
+    ctx: &RequestContext,
+) -> Result<Option<(ByteStream, bool)>, CacheError> {
+    let answer = match upstream.open(id, Some(span), ctx).await {
+        // The range refused (not a missing image): ask for the whole again.
+        Err(e) if e.is_refusal() => upstream.open(id, None, ctx).await,
+        other => other,
+    };
+    let Some(data) = answer? else {
+        return Ok(None);
+    };
+    let ranged = data.first == span.first;
+    Ok(Some((data.from(span.first, Some(span.len()))?, ranged)))
 }

@@ -164,8 +164,11 @@ impl FillSlot {
 
 /// Where a client streaming from a fill gets the rest of its bytes, from a position on,
 /// when the fill fails for a reason of the cache's own.
-pub(crate) type Resume =
-    Box<dyn FnOnce(u64) -> BoxFuture<'static, Result<ByteStream, CacheError>> + Send>;
+/// It is given the position and the fill's blob as far as it was written (the bytes the
+/// client already has, for verifying the whole image without fetching them again).
+pub(crate) type Resume = Box<
+    dyn FnOnce(u64, Arc<dyn BlobTap>) -> BoxFuture<'static, Result<ByteStream, CacheError>> + Send,
+>;
 
 /// One client's reading of a fill.
 struct Reader {
@@ -198,7 +201,7 @@ impl Reader {
                 FillState::Failed(e) => {
                     if let (true, Some(resume)) = (e.is_local_fault(), self.resume.take()) {
                         tracing::warn!(error = %e, at = self.pos, "fill failed; the rest comes from the upstream");
-                        return match resume(self.pos).await {
+                        return match resume(self.pos, self.tap.clone()).await {
                             Ok(mut rest) => {
                                 let item = rest.next().await?;
                                 self.resumed = Some(rest);

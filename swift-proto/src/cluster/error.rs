@@ -88,8 +88,20 @@ impl ClusterError {
         }
     }
 
+    /// Whether the exchange failed because the client's own request body, streamed to
+    /// the cluster, stayed silent past the proxy's `client_timeout`
+    /// ([`RequestBodyTimeout`](stackfed_http::RequestBodyTimeout)): the client's fault,
+    /// not the cluster's (Swift answers 408).
+    pub fn is_client_body_timeout(&self) -> bool {
+        matches!(self, Self::Transport { source, .. }
+            if stackfed_http::RequestBodyTimeout::caused(&**source))
+    }
+
     /// Where the fault lies.
     pub fn origin(&self) -> Origin {
+        if self.is_client_body_timeout() {
+            return Origin::Client;
+        }
         match self {
             Self::Refused { .. } | Self::Invalid { .. } => Origin::Client,
             Self::Transport { .. }
@@ -102,6 +114,8 @@ impl ClusterError {
     /// Whether the same request may succeed later.
     pub fn is_temporary(&self) -> bool {
         match self {
+            // Only a faster client helps: the same request, as slow, fails again.
+            _ if self.is_client_body_timeout() => false,
             Self::Transport { source, .. } => source.is_temporary(),
             Self::AuthFailed { status, .. } => status.is_server_error(),
             Self::Identity { temporary, .. } => *temporary,
@@ -112,5 +126,6 @@ impl ClusterError {
     /// Whether the cluster was too slow (a gateway answers 504).
     pub fn is_timeout(&self) -> bool {
         matches!(self, Self::Transport { source, .. } if source.is_timeout())
+            && !self.is_client_body_timeout()
     }
 }

@@ -199,20 +199,32 @@ impl SwiftCluster {
 
     /// Every transport failure passes here: counted in
     /// `stackfed_swift_backend_errors_total{cluster, kind}` (`timeout`, `connect` or
-    /// `transport`).
+    /// `transport`) when the cluster is to blame. One that the client's own request body
+    /// caused (silent past `client_timeout` while it was streamed to the cluster) is the
+    /// client's: counted in `stackfed_swift_client_body_timeouts_total` instead (the
+    /// client gets 408), never against the cluster.
     fn transport(&self, source: stackfed_http::ClientError) -> ClusterError {
-        let kind = match &source {
-            e if e.is_timeout() => "timeout",
-            stackfed_http::ClientError::Connect { .. } => "connect",
-            _ => "transport",
-        };
-        metrics::counter!("stackfed_swift_backend_errors_total",
-            "cluster" => self.inner.id.to_string(), "kind" => kind)
-        .increment(1);
-        ClusterError::Transport {
+        let error = ClusterError::Transport {
             cluster: self.inner.id.clone(),
             source: Arc::new(source),
+        };
+        let kind = match &error {
+            e if e.is_client_body_timeout() => None,
+            e if e.is_timeout() => Some("timeout"),
+            ClusterError::Transport { source, .. }
+                if matches!(**source, stackfed_http::ClientError::Connect { .. }) =>
+            {
+                Some("connect")
+            }
+            _ => Some("transport"),
+        };
+        match kind {
+            Some(kind) => metrics::counter!("stackfed_swift_backend_errors_total",
+                "cluster" => self.inner.id.to_string(), "kind" => kind)
+            .increment(1),
+            None => metrics::counter!("stackfed_swift_client_body_timeouts_total").increment(1),
         }
+        error
     }
 
     /// The only place a cluster URL is formatted.

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use federation_core::attrs::{Attributes, StoreError};
+use federation_core::attrs::{Attributes, ContainerRecord, StoreError};
 use federation_core::placement::{AllOf, ClusterFilter, Offers, PlacementRequest, SameClusterAs};
 use federation_core::{AccountName, ClusterId, ContainerName, LocateError};
 use http::request::Parts;
@@ -12,6 +12,7 @@ use stackfed_http::{empty, Body};
 
 use super::info::PoliciesByCluster;
 use super::{Call, Caller, FederationService, Result};
+use crate::cluster::{swift_path, ClusterRequest};
 use crate::error::SwiftError;
 use crate::headers::{
     apply_changes, attribute_changes, insert_attributes, CLUSTER_ATTRIBUTE, CONTAINER_ATTR_PREFIX,
@@ -110,7 +111,18 @@ impl FederationService {
                 })
             })
             .transpose()?;
-        if let Some(record) = self.find(&call.caller, account, container, true).await? {
+        let existing = match self.find(&call.caller, account, container, true).await? {
+            // Pinned elsewhere than a record whose container its cluster does not hold:
+            // the record is forgotten and the container placed as if new.
+            Some(r)
+                if pin.as_ref().is_some_and(|p| *p != r.cluster)
+                    && self.forget_orphan(&call, &r).await =>
+            {
+                None
+            }
+            other => other,
+        };
+        if let Some(record) = existing {
             let (record, _inflight) = self.write_gate(account, container, None, record).await?;
             if pin.as_ref().is_some_and(|p| *p != record.cluster) {
                 return Err(conflict(format!(
@@ -178,6 +190,8 @@ impl FederationService {
             }
             return Ok(resp);
         }
+        #[cfg(debug_assertions)]
+        self.inner.pause.at("container-recorded").await;
         let result = self.forward(cluster, &call, &pq, body).await;
         let mut keep = matches!(&result, Ok(r) if r.status().is_success());
         if keep {
@@ -205,6 +219,56 @@ impl FederationService {
         }
         tracing::info!(%account, %container, cluster = %cluster.id(), created = keep, "container placed");
         result
+    }
+
+    /// Forgets `record` when its cluster answers 404 for its container and the record is
+    /// older than any creation still in flight can be: a proxy stopped (`kill -9`, a
+    /// crash) between recording a new container and the cluster's `PUT`, or before
+    /// rolling back a `PUT` the cluster refused, leaves such a record. Everything else
+    /// already treats it as absent, as one cluster treats a container never created:
+    /// `HEAD`/`GET` 404 (the cluster's answer), account listings (the clusters'), `DELETE`
+    /// 404 and forgotten, an unpinned `PUT` creates it where it was placed. Only a `PUT`
+    /// pinned to another cluster needs this, else it would be refused with 409
+    /// ("containers do not move"). Another proxy's creation in flight is never taken for
+    /// one: its record is younger than twice its cluster request's connect and response
+    /// timeouts. Whether the record was forgotten (conditional on its version).
+    async fn forget_orphan(&self, call: &Call, record: &ContainerRecord) -> bool {
+        let Ok(cluster) = self.cluster(&record.cluster) else {
+            return false;
+        };
+        let t = cluster.http().timeouts();
+        let grace = (t.connect + t.response) * 2;
+        let age = std::time::SystemTime::now()
+            .duration_since(record.placed_at())
+            .unwrap_or_default();
+        if age < grace {
+            return false;
+        }
+        let head = ClusterRequest::new(
+            Method::HEAD,
+            swift_path(&record.account, Some(record.container.as_str()), None),
+        );
+        match cluster.send(head, call.caller.auth()).await {
+            Ok(r) if r.status() == StatusCode::NOT_FOUND => {}
+            _ => return false,
+        }
+        let (account, container) = (&record.account, &record.container);
+        match self
+            .inner
+            .locator
+            .forget(account, container, Some(record.version))
+            .await
+        {
+            Ok(_) => {
+                tracing::warn!(%account, %container, cluster = %record.cluster, "forgot a record whose container its cluster does not hold (left by a proxy stopped while creating it)");
+                metrics::counter!("stackfed_swift_orphan_records_forgotten_total").increment(1);
+                true
+            }
+            Err(e) => {
+                tracing::info!(%account, %container, error = %e, "a record without its container changed meanwhile; kept");
+                false
+            }
+        }
     }
 
     async fn container_post(

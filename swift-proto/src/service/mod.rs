@@ -27,6 +27,8 @@ pub mod auth;
 mod bulk;
 mod container;
 mod copy;
+#[cfg(debug_assertions)]
+mod faults;
 mod health;
 mod info;
 mod large;
@@ -104,6 +106,8 @@ struct Inner {
     disable_path: Option<std::path::PathBuf>,
     inflight: Arc<migrate::Inflight>,
     archive_mover: std::sync::OnceLock<Arc<dyn migrate::ArchiveMover>>,
+    #[cfg(debug_assertions)]
+    pause: faults::PausePoint,
 }
 
 /// Who the request acts as, towards the clusters (phase 2).
@@ -168,6 +172,8 @@ impl FederationService {
                 disable_path: None,
                 inflight: Arc::default(),
                 archive_mover: std::sync::OnceLock::new(),
+                #[cfg(debug_assertions)]
+                pause: faults::PausePoint::from_env(),
             }),
         }
     }

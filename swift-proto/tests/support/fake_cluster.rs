@@ -330,6 +330,15 @@ impl FakeCluster {
             });
     }
 
+    /// Removes a container behind the proxy's back (as if it was never created here).
+    pub fn remove_container_direct(&self, account: &str, container: &str) {
+        self.inner
+            .lock()
+            .account(account)
+            .containers
+            .remove(container);
+    }
+
     /// Writes an object behind the proxy's back (its container is created if missing).
     pub fn put_object_direct(&self, account: &str, container: &str, object: &str, body: &[u8]) {
         self.put_container_direct(account, container);

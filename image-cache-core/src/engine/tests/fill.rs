@@ -261,6 +261,24 @@ async fn a_disk_that_fills_up_during_a_fill_cuts_nobody_off_and_is_not_refilled(
     let whole = whole.await.unwrap().unwrap();
     assert_eq!(whole.len(), up.data.len());
     assert!(whole == up.data, "bytes differ");
+    // Each client's rest was asked with a range from where it was, never the whole
+    // image again: the fill's request, the client's range on the miss (answered from
+    // the fill), and one resume per client, each from a byte past 0 to its last byte.
+    let ranges = up.ranges.lock().unwrap().clone();
+    assert_eq!(ranges[0], None, "{ranges:?}");
+    let resumes: Vec<ByteRange> = ranges[1..].iter().map(|r| r.expect("a range")).collect();
+    assert_eq!(resumes.len(), 2, "{ranges:?}");
+    let size = up.data.len() as u64;
+    assert!(
+        resumes.iter().any(|r| r.first > 0 && r.last == size - 1),
+        "{ranges:?}"
+    );
+    assert!(
+        resumes
+            .iter()
+            .any(|r| r.first >= 1000 && r.last == 2_500_000),
+        "{ranges:?}"
+    );
     assert!(cache.metadata().cache_entry(&id()).await.unwrap().is_none());
     // The disk is failing: the next request streams through, starting no fill.
     let opens = up.opens.load(Ordering::SeqCst);
@@ -269,4 +287,43 @@ async fn a_disk_that_fills_up_during_a_fill_cuts_nobody_off_and_is_not_refilled(
     assert!(body(d).await.unwrap() == up.data, "bytes differ");
     assert_eq!(up.opens.load(Ordering::SeqCst), opens + 1);
     assert!(cache.metadata().cache_entry(&id()).await.unwrap().is_none());
+}
+
+/// The rest of a client's image after its fill failed on the disk comes with a range;
+/// the whole image is still verified (the bytes sent before hashed from the fill's
+/// blob): data that does not match its checksums never arrives complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_ranged_fallback_still_verifies_the_whole_image() {
+    let ctx = RequestContext::admin();
+    let up = Scripted::new(3 * 1024 * 1024 - 5, Visibility::Public, 1);
+    up.corrupt.store(true, Ordering::SeqCst);
+    let disk = Arc::new(FailingDisk {
+        inner: MemoryBlobStore::new(),
+        fail_create: false,
+        ok_writes: 1,
+    });
+    let cache = cache_over(up.clone(), disk, CacheConfig::default()).await;
+    let d = cache.data(&id(), None, &ctx).await.unwrap();
+    assert_eq!(d.source, DataSource::Fill);
+    let mut stream = d.stream;
+    let mut got = 0usize;
+    let mut failed = false;
+    while let Some(item) = futures::StreamExt::next(&mut stream).await {
+        match item {
+            Ok(b) => got += b.len(),
+            Err(_) => {
+                failed = true;
+                break;
+            }
+        }
+    }
+    assert!(
+        failed && got < up.data.len(),
+        "{got} bytes, failed: {failed}"
+    );
+    let ranges = up.ranges.lock().unwrap().clone();
+    assert!(
+        matches!(ranges[..], [None, Some(r)] if r.first > 0),
+        "{ranges:?}"
+    );
 }

@@ -46,6 +46,8 @@ struct Scripted {
     corrupt: AtomicBool,
     down: AtomicBool,
     opens: AtomicU64,
+    /// The range each data request asked for.
+    ranges: Mutex<Vec<Option<ByteRange>>>,
     chunk_delay: Duration,
 }
 
@@ -72,6 +74,7 @@ impl Scripted {
             corrupt: AtomicBool::new(false),
             down: AtomicBool::new(false),
             opens: AtomicU64::new(0),
+            ranges: Mutex::new(Vec::new()),
             chunk_delay: Duration::from_millis(delay_ms),
         })
     }
@@ -107,6 +110,7 @@ impl Upstream for Scripted {
             return Err(down());
         }
         self.opens.fetch_add(1, Ordering::SeqCst);
+        self.ranges.lock().unwrap().push(range);
         let mut data = self.data.clone();
         if self.corrupt.load(Ordering::SeqCst) {
             data[0] ^= 1;
