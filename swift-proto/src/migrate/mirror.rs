@@ -337,19 +337,30 @@ pub(super) async fn forget_archives(
     for k in ["x-remove-versions-location", "x-remove-history-location"] {
         headers.insert(HeaderName::from_static(k), HeaderValue::from_static("x"));
     }
-    let path = swift_path(account, Some(container), None);
-    let status = cluster
-        .send(
-            ClusterRequest::new(Method::POST, path).headers(headers),
-            auth,
-        )
-        .await?
-        .status();
+    let status = container_post(cluster, auth, account, container, headers).await?;
     if status.is_success() || status == StatusCode::NOT_FOUND {
         Ok(())
     } else {
         Err(MoveError::answer(cluster, "container POST", status))
     }
+}
+
+/// A container `POST` with `headers`: its status.
+async fn container_post(
+    cluster: &SwiftCluster,
+    auth: Auth<'_>,
+    account: &AccountName,
+    container: &str,
+    headers: HeaderMap,
+) -> Result<StatusCode, MoveError> {
+    let path = swift_path(account, Some(container), None);
+    Ok(cluster
+        .send(
+            ClusterRequest::new(Method::POST, path).headers(headers),
+            auth,
+        )
+        .await?
+        .status())
 }
 
 /// A container's HEAD: its headers, `None` when it does not exist.
@@ -442,14 +453,7 @@ pub(super) async fn post_container(
     mut settings: HeaderMap,
 ) -> Result<(), MoveError> {
     settings.remove("x-storage-policy");
-    let path = swift_path(account, Some(container), None);
-    let status = to
-        .send(
-            ClusterRequest::new(Method::POST, path).headers(settings),
-            auth,
-        )
-        .await?
-        .status();
+    let status = container_post(to, auth, account, container, settings).await?;
     if status.is_success() {
         Ok(())
     } else {
