@@ -292,34 +292,34 @@ pub(super) async fn bulk_delete(
     if !parts.status.is_success() {
         return Err(MoveError::answer(cluster, "bulk delete", parts.status));
     }
-    // 200 whatever happened; the report (after heartbeat spaces) says what did.
-    let report: serde_json::Value = serde_json::from_slice(&report).map_err(|e| {
-        MoveError::Cluster(format!(
-            "{}: unreadable bulk delete report: {e}",
-            cluster.id()
-        ))
-    })?;
+    let failed = read_bulk_report(&report)
+        .map_err(|why| MoveError::Cluster(format!("{}: bulk delete {why}", cluster.id())))?;
+    if failed > 0 {
+        tracing::warn!(cluster = %cluster.id(), container, failed, "bulk delete left objects; listing again");
+    }
+    Ok(failed)
+}
+
+/// Reads Swift's bulk delete report (JSON, after the spaces Swift sends while it
+/// works; `200` whatever happened): how many names it could not delete, or why the
+/// request was refused whole (nothing deleted).
+fn read_bulk_report(report: &[u8]) -> Result<usize, String> {
+    let report: serde_json::Value =
+        serde_json::from_slice(report).map_err(|e| format!("report unreadable: {e}"))?;
     let status = report
         .get("Response Status")
         .and_then(serde_json::Value::as_str)
-        .unwrap_or("");
+        .ok_or("report without a Response Status")?;
     let failed = report
         .get("Errors")
         .and_then(serde_json::Value::as_array)
         .map_or(0, Vec::len);
     if failed == 0 && !status.starts_with('2') {
-        // Refused whole (e.g. 413 past the limit, 401): nothing was deleted.
-        return Err(MoveError::Cluster(format!(
-            "{}: bulk delete answered {status}: {}",
-            cluster.id(),
-            report
-                .get("Response Body")
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or("")
-        )));
-    }
-    if failed > 0 {
-        tracing::warn!(cluster = %cluster.id(), container, failed, status, errors = %report["Errors"], "bulk delete left objects; listing again");
+        let body = report
+            .get("Response Body")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("");
+        return Err(format!("answered {status}: {body}"));
     }
     Ok(failed)
 }
@@ -516,4 +516,36 @@ pub(super) async fn versioning_refusal(
         )));
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_bulk_report;
+
+    #[test]
+    fn bulk_reports_as_swift_writes_them() {
+        // Heartbeat spaces first, then the report (Swift 2.38's bulk middleware).
+        let ok = b"  \n{\"Number Not Found\": 1, \"Response Status\": \"200 OK\", \"Response Body\": \"\", \"Errors\": [], \"Number Deleted\": 3}";
+        assert_eq!(read_bulk_report(ok), Ok(0));
+        let some = br#"{"Response Status": "400 Bad Request", "Response Body": "", "Number Deleted": 2, "Number Not Found": 0, "Errors": [["/c/o", "409 Conflict"], ["/c/p", "503 Service Unavailable"]]}"#;
+        assert_eq!(read_bulk_report(some), Ok(2));
+        let refused = br#"{"Response Status": "413 Request Entity Too Large", "Response Body": "Maximum Bulk Deletes: 10000 per request", "Number Deleted": 0, "Number Not Found": 0, "Errors": []}"#;
+        let why = read_bulk_report(refused).unwrap_err();
+        assert!(why.contains("413") && why.contains("10000"), "{why}");
+    }
+
+    #[test]
+    fn unreadable_bulk_reports_are_errors() {
+        for bad in [
+            &b""[..],
+            b"   ",
+            b"<html><h1>Service Unavailable</h1></html>",
+            b"{\"Number Deleted\": 3",
+            b"{\"Errors\": []}",
+            b"[1, 2]",
+            b"{\"Response Status\": 200}",
+        ] {
+            assert!(read_bulk_report(bad).is_err(), "{bad:?}");
+        }
+    }
 }
