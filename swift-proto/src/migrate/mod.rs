@@ -45,7 +45,8 @@ pub struct MigrationConfig {
     pub operator_user: String,
     /// Its key.
     pub operator_key: String,
-    /// Objects copied at once, per migration.
+    /// Objects copied (and deleted from the source) at once, per migration; with
+    /// Swift's bulk delete, half as many bulk requests (each deletes two at a time).
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
     /// How long a lease lasts (renewed at a third of it; alias `lease_seconds`).
