@@ -21,7 +21,9 @@ def workdir():
 
 @pytest.fixture(scope="session")
 def clusters(workdir):
-    cs = peers.start_clusters(workdir / "swift", ["east", "west"])
+    # With the bulk middleware, as Swift's sample pipeline has it (test_swift_bulk
+    # starts its own clusters without it).
+    cs = peers.start_clusters(workdir / "swift", ["east", "west"], bulk=True)
     yield {c.name: c for c in cs}
     for c in cs:
         c.teardown()

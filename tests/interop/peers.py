@@ -211,6 +211,10 @@ class SwiftCluster:
     # The SAIO pipeline (bulk, tempurl, staticweb, quotas, etag-quoter, crossdomain,
     # ratelimit, object versioning) instead of the smaller default one.
     full_pipeline: bool = False
+    # Swift's bulk middleware (bulk delete and bulk upload) in the default pipeline, where
+    # Swift's sample proxy-server.conf has it (the migration mover empties containers
+    # with bulk deletes when /info advertises them).
+    bulk: bool = False
     # More tempauth users (account, user, key, groups); accounts of `.admin` users are
     # created at start.
     extra_users: list[tuple[str, str, str, str]] = field(default_factory=list)
@@ -290,6 +294,8 @@ log_level = WARNING
                           + [f"user_{a}_{u} = {k} {g}".rstrip()
                              for a, u, k, g in EXTRA_USERS + self.extra_users])
         pipeline = FULL_PIPELINE if self.full_pipeline else PIPELINE
+        if self.bulk and not self.full_pipeline:
+            pipeline = pipeline.replace(" listing_formats ", " listing_formats bulk ")
         if self.keystone:
             pipeline = pipeline.replace(" tempauth ", " authtoken keystoneauth ")
         ks = self.keystone
@@ -333,7 +339,10 @@ use = egg:swift#staticweb
 use = egg:swift#container_quotas
 [filter:account-quotas]
 use = egg:swift#account_quotas
-""" if self.full_pipeline else ""
+""" if self.full_pipeline else ("""
+[filter:bulk]
+use = egg:swift#bulk
+""" if self.bulk else "")
         _conf(d / "proxy-server.conf", f"""
 {common}
 bind_port = {self.ports['proxy']}
@@ -521,12 +530,13 @@ interval = 1
 
 
 def start_clusters(base: Path, names: list[str], device_mib: int = 0,
-                   full_pipeline: bool = False, keystone: "Keystone | None" = None) -> list[SwiftCluster]:
+                   full_pipeline: bool = False, keystone: "Keystone | None" = None,
+                   bulk: bool = False) -> list[SwiftCluster]:
     clusters: list[SwiftCluster] = []
     try:
         for n in names:
             c = SwiftCluster(n, base / n, device_mib=device_mib, full_pipeline=full_pipeline,
-                             keystone=keystone)
+                             keystone=keystone, bulk=bulk)
             clusters.append(c)
             c.start()
     except BaseException:

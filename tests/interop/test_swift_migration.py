@@ -128,33 +128,27 @@ def test_admin_api_needs_the_operator(mproxy):
     assert requests.get(f"{mproxy.endpoint}/healthcheck").status_code == 200
 
 
-def populate(fed, name, count, seed):
-    rnd = random.Random(seed)
-    fed.put_container(f"{name}_versions", headers={"X-Container-Attr-Cluster": "east"})
-    fed.put_container(name, headers={"X-Container-Attr-Cluster": "east",
-                                     "X-Versions-Location": f"{name}_versions",
+def populate(fed, source, name, count):
+    """The container to move, on `source`: `count` objects of 0-160 KB with metadata and
+    X-Delete-At, then an SLO, a DLO, a symlink and a versioned object. The `count`
+    objects are written on the source cluster directly (what the proxy would write
+    there: the move is under test here, not the proxy's PUT path), with retries (a
+    loaded machine's Swift answers an odd 503), and before the container names its
+    versions location (versioned_writes would GET every name before its PUT)."""
+    fed.put_container(f"{name}_versions", headers={"X-Container-Attr-Cluster": source.name})
+    fed.put_container(name, headers={"X-Container-Attr-Cluster": source.name,
                                      "X-Container-Meta-Color": "blue",
                                      "X-Container-Read": ".r:*,.rlistings"})
     fed.put_container(f"{name}_segments")
     expected = {}
-    sizes = [0, 1, 100, 4096, 65536, 300_000]
-
-    def put(i):
-        n = f"obj/{i:05d}-é"
-        body = os.urandom(rnd.choice(sizes)) if i % 7 else b"x" * (i % 50)
-        headers = {"X-Object-Meta-Index": str(i)}
-        if i % 11 == 0:
-            headers["X-Delete-At"] = str(int(time.time()) + 86400)
-        etag = fed.put_object(name, n, body, content_type=f"app/t{i % 3}", headers=headers)
-        return n, etag
 
     from concurrent.futures import ThreadPoolExecutor
-    with ThreadPoolExecutor(8) as ex:
+    with ThreadPoolExecutor(16) as ex:
         local = threading.local()
 
         def job(i):
             if not hasattr(local, "c"):
-                local.c = conn(fed.authurl)
+                local.c = swc.Connection(authurl=source.auth_url, user=USER, key=KEY, retries=5)
             n = f"obj/{i:05d}-é"
             body = (b"%d" % i) * ((i * 7919) % 40000)
             headers = {"X-Object-Meta-Index": str(i)}
@@ -164,6 +158,7 @@ def populate(fed, name, count, seed):
 
         for n, etag in ex.map(job, range(count)):
             expected[n] = etag
+    fed.post_container(name, headers={"X-Versions-Location": f"{name}_versions"})
     # SLO, DLO, symlink, versions.
     segs = []
     for k in range(2):
@@ -267,8 +262,11 @@ class ClientLoop(threading.Thread):
 def test_move_under_load(mproxy, clusters):
     fed = conn(mproxy.auth_url)
     name = uniq("mv")
-    count = int(os.environ.get("STACKFED_MIGRATION_OBJECTS", "400"))
-    expected = populate(fed, name, count, seed=1)
+    # CI's count: the issue's 2,000 (STACKFED_MIGRATION_OBJECTS=2000) take about 80 ms
+    # an object more on the shared development machine (README, Live migration figures),
+    # past what CI's time budget allows for this test (the 400-object run's time + 60 s).
+    count = int(os.environ.get("STACKFED_MIGRATION_OBJECTS", "1000"))
+    expected = populate(fed, clusters["east"], name, count)
     # Idle latency first.
     idle = ClientLoop(mproxy, name, expected, clusters=clusters)
     idle.start()
@@ -344,7 +342,11 @@ def test_move_under_load(mproxy, clusters):
     print(line)
     if FIGURES:
         with open(FIGURES, "a") as f:
-            f.write(line + "\n")
+            f.write(f"{line} (load average {os.getloadavg()[0]:.1f})\n")
+        # The proxy's whole log (the mover's phases and passes, timestamped).
+        log = mproxy.base / "proxy.log"
+        with open(FIGURES + ".proxy.log", "w") as f:
+            f.write(log.read_text(errors="replace"))
 
 
 @pytest.mark.parametrize("seed", peers.soak_seeds([1, 2, 3]))
@@ -673,10 +675,17 @@ def test_versioned_container_is_not_moved(mproxy, clusters):
         d = requests.delete(f"{url}/{name}/{v['name']}?version-id={v['version_id']}", headers=h)
         assert d.status_code in (204, 404), d.text
     fed.put_object(name, "after", b"plain")
+    # Suspended versioning (no versions left) moves with the container, as the source
+    # cluster shows it.
+    suspended = conn(clusters["east"].auth_url).head_container(name).get("x-versions-enabled")
+    assert suspended == "False", suspended
     mid = start_move(mproxy, name)
     wait_done(mproxy, mid)
     assert {n: o["hash"] for n, o in direct_objects(clusters["west"], name).items()} == {
         "after": hashlib.md5(b"plain").hexdigest()}
+    west = conn(clusters["west"].auth_url).head_container(name)
+    assert west.get("x-versions-enabled") == suspended, west
+    assert fed.head_container(name).get("x-versions-enabled") == suspended
 
 
 def test_versioning_enabled_mid_move_rolls_back(mproxy, clusters):

@@ -230,6 +230,139 @@ pub(super) async fn delete(
     Ok(resp.status())
 }
 
+/// The most names one bulk delete may carry on `cluster` (its `/info`'s
+/// `bulk_delete.max_deletes_per_request`), or `None` when it does not run Swift's bulk
+/// middleware (or `/info` did not answer: objects are then deleted one by one).
+pub(super) async fn bulk_delete_limit(cluster: &SwiftCluster) -> Option<usize> {
+    let info = match cluster.info().await {
+        Ok(info) => info,
+        Err(e) => {
+            tracing::debug!(cluster = %cluster.id(), error = %e, "no /info: deleting one by one");
+            return None;
+        }
+    };
+    let limit = info
+        .get("bulk_delete")?
+        .get("max_deletes_per_request")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(BULK_DEFAULT_MAX);
+    Some(usize::try_from(limit).unwrap_or(usize::MAX).max(1))
+}
+
+/// Swift's default `max_deletes_per_request`.
+const BULK_DEFAULT_MAX: u64 = 10_000;
+
+/// Deletes objects of one container with one bulk delete (`POST /v1/<account>?bulk-delete`,
+/// a URL-encoded `/container/object` a line, JSON report), as Swift operators empty
+/// containers. Returns how many Swift could not delete (other than already gone): the
+/// caller lists again.
+pub(super) async fn bulk_delete(
+    cluster: &SwiftCluster,
+    auth: Auth<'_>,
+    account: &AccountName,
+    container: &str,
+    names: &[String],
+) -> Result<usize, MoveError> {
+    let prefix = format!("/{}/", crate::path::encode_segment(container, false));
+    let mut body = String::new();
+    for n in names {
+        body.push_str(&prefix);
+        body.push_str(&crate::path::encode_segment(n, true));
+        body.push('\n');
+    }
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain"),
+    );
+    headers.insert(
+        http::header::ACCEPT,
+        HeaderValue::from_static("application/json"),
+    );
+    let path = format!("{}?bulk-delete", swift_path(account, None, None));
+    let (parts, report) = cluster
+        .collect(
+            ClusterRequest::new(Method::POST, path)
+                .headers(headers)
+                .body(Payload::Bytes(body.into())),
+            auth,
+            crate::cluster::MAX_COLLECTED_BODY,
+        )
+        .await?;
+    if !parts.status.is_success() {
+        return Err(MoveError::answer(cluster, "bulk delete", parts.status));
+    }
+    let failed = read_bulk_report(&report)
+        .map_err(|why| MoveError::Cluster(format!("{}: bulk delete {why}", cluster.id())))?;
+    if failed > 0 {
+        tracing::warn!(cluster = %cluster.id(), container, failed, "bulk delete left objects; listing again");
+    }
+    Ok(failed)
+}
+
+/// Reads Swift's bulk delete report (JSON, after the spaces Swift sends while it
+/// works; `200` whatever happened): how many names it could not delete, or why the
+/// request was refused whole (nothing deleted).
+fn read_bulk_report(report: &[u8]) -> Result<usize, String> {
+    let report: serde_json::Value =
+        serde_json::from_slice(report).map_err(|e| format!("report unreadable: {e}"))?;
+    let status = report
+        .get("Response Status")
+        .and_then(serde_json::Value::as_str)
+        .ok_or("report without a Response Status")?;
+    let failed = report
+        .get("Errors")
+        .and_then(serde_json::Value::as_array)
+        .map_or(0, Vec::len);
+    if failed == 0 && !status.starts_with('2') {
+        let body = report
+            .get("Response Body")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("");
+        return Err(format!("answered {status}: {body}"));
+    }
+    Ok(failed)
+}
+
+/// Removes a container's versions/history location (before it is emptied: with one,
+/// versioned_writes looks for an archived version of every object deleted, and
+/// restores it). A container already gone is fine.
+pub(super) async fn forget_archives(
+    cluster: &SwiftCluster,
+    auth: Auth<'_>,
+    account: &AccountName,
+    container: &str,
+) -> Result<(), MoveError> {
+    let mut headers = HeaderMap::new();
+    for k in ["x-remove-versions-location", "x-remove-history-location"] {
+        headers.insert(HeaderName::from_static(k), HeaderValue::from_static("x"));
+    }
+    let status = container_post(cluster, auth, account, container, headers).await?;
+    if status.is_success() || status == StatusCode::NOT_FOUND {
+        Ok(())
+    } else {
+        Err(MoveError::answer(cluster, "container POST", status))
+    }
+}
+
+/// A container `POST` with `headers`: its status.
+async fn container_post(
+    cluster: &SwiftCluster,
+    auth: Auth<'_>,
+    account: &AccountName,
+    container: &str,
+    headers: HeaderMap,
+) -> Result<StatusCode, MoveError> {
+    let path = swift_path(account, Some(container), None);
+    Ok(cluster
+        .send(
+            ClusterRequest::new(Method::POST, path).headers(headers),
+            auth,
+        )
+        .await?
+        .status())
+}
+
 /// A container's HEAD: its headers, `None` when it does not exist.
 pub(super) async fn head(
     cluster: &SwiftCluster,
@@ -249,13 +382,18 @@ pub(super) async fn head(
 }
 
 /// The headers that recreate a container's settings: metadata, ACLs, quota, storage
-/// policy; the versions/history location only when `archives` (they are restored at
-/// the switch: set earlier, the mirror's own overwrites would be archived).
+/// policy; the versions/history location and a suspended versioning
+/// (`X-Versions-Enabled: False`, on a container with no versions left: enabled, or
+/// with versions, it does not move) only when `archives` (they are restored at the
+/// switch: set earlier, the mirror's own overwrites would be archived).
 pub(super) fn settings(head: &HeaderMap, archives: bool) -> HeaderMap {
     let mut out = HeaderMap::new();
     for (name, value) in head {
         let n = name.as_str();
-        let archive = matches!(n, "x-versions-location" | "x-history-location");
+        let archive = matches!(
+            n,
+            "x-versions-location" | "x-history-location" | "x-versions-enabled"
+        );
         if n.starts_with("x-container-meta-")
             || matches!(
                 n,
@@ -315,14 +453,7 @@ pub(super) async fn post_container(
     mut settings: HeaderMap,
 ) -> Result<(), MoveError> {
     settings.remove("x-storage-policy");
-    let path = swift_path(account, Some(container), None);
-    let status = to
-        .send(
-            ClusterRequest::new(Method::POST, path).headers(settings),
-            auth,
-        )
-        .await?
-        .status();
+    let status = container_post(to, auth, account, container, settings).await?;
     if status.is_success() {
         Ok(())
     } else {
@@ -385,4 +516,36 @@ pub(super) async fn versioning_refusal(
         )));
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_bulk_report;
+
+    #[test]
+    fn bulk_reports_as_swift_writes_them() {
+        // Heartbeat spaces first, then the report (Swift 2.38's bulk middleware).
+        let ok = b"  \n{\"Number Not Found\": 1, \"Response Status\": \"200 OK\", \"Response Body\": \"\", \"Errors\": [], \"Number Deleted\": 3}";
+        assert_eq!(read_bulk_report(ok), Ok(0));
+        let some = br#"{"Response Status": "400 Bad Request", "Response Body": "", "Number Deleted": 2, "Number Not Found": 0, "Errors": [["/c/o", "409 Conflict"], ["/c/p", "503 Service Unavailable"]]}"#;
+        assert_eq!(read_bulk_report(some), Ok(2));
+        let refused = br#"{"Response Status": "413 Request Entity Too Large", "Response Body": "Maximum Bulk Deletes: 10000 per request", "Number Deleted": 0, "Number Not Found": 0, "Errors": []}"#;
+        let why = read_bulk_report(refused).unwrap_err();
+        assert!(why.contains("413") && why.contains("10000"), "{why}");
+    }
+
+    #[test]
+    fn unreadable_bulk_reports_are_errors() {
+        for bad in [
+            &b""[..],
+            b"   ",
+            b"<html><h1>Service Unavailable</h1></html>",
+            b"{\"Number Deleted\": 3",
+            b"{\"Errors\": []}",
+            b"[1, 2]",
+            b"{\"Response Status\": 200}",
+        ] {
+            assert!(read_bulk_report(bad).is_err(), "{bad:?}");
+        }
+    }
 }

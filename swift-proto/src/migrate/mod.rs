@@ -45,7 +45,8 @@ pub struct MigrationConfig {
     pub operator_user: String,
     /// Its key.
     pub operator_key: String,
-    /// Objects copied at once, per migration.
+    /// Objects copied (and deleted from the source) at once, per migration; with
+    /// Swift's bulk delete, half as many bulk requests (each deletes two at a time).
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
     /// How long a lease lasts (renewed at a third of it; alias `lease_seconds`).
@@ -102,7 +103,7 @@ fn default_archive_wait() -> Duration {
     Duration::from_secs(60)
 }
 fn default_concurrency() -> usize {
-    4
+    8
 }
 fn default_lease() -> Duration {
     Duration::from_secs(30)
@@ -1137,8 +1138,7 @@ impl Migrations {
             for c in &entry.containers {
                 let map = copied.entry(c.clone()).or_default();
                 for _ in 0..8 {
-                    let (n, _) = self.pass(entry, &account, c, map).await?;
-                    if n <= 16 {
+                    if self.pass(entry, &account, c, map).await?.steps <= 16 {
                         break;
                     }
                 }
@@ -1216,31 +1216,25 @@ impl Migrations {
             }
             for c in &entry.containers {
                 let map = copied.entry(c.clone()).or_default();
-                let gone = loop {
-                    let (n, gone) = self.pass(entry, account, c, map).await?;
-                    if n == 0 {
-                        break gone;
+                // Passes until one finds nothing to do: its listings, read after every
+                // copy of the pass before ended, are the verification.
+                let last = loop {
+                    let pass = self.pass(entry, account, c, map).await?;
+                    if pass.steps == 0 {
+                        break pass;
                     }
                     if held.elapsed() > budget {
                         return Ok(false);
                     }
                 };
                 // Verified: both listings name the same objects with the same content.
-                let s = mirror::list(from, self.auth(), account, c)
-                    .await?
-                    .unwrap_or_default()
-                    .0;
-                let d = mirror::list(to, self.auth(), account, c)
-                    .await?
-                    .unwrap_or_default()
-                    .0;
                 let key = |v: Vec<federation_core::migration::Entry>| {
                     v.into_iter()
-                        .filter(|e| !gone.contains(&e.name))
+                        .filter(|e| !last.gone.contains(&e.name))
                         .map(|e| (e.name, e.key))
                         .collect::<Vec<_>>()
                 };
-                if key(s) != key(d) {
+                if key(last.source) != key(last.dest) {
                     return Ok(false);
                 }
                 let h = mirror::head(from, self.auth(), account, c)
@@ -1331,14 +1325,15 @@ impl Migrations {
         Ok(())
     }
 
-    /// One mirror pass over a container; returns how many steps it took.
+    /// One mirror pass over a container: both listings, then the steps that make the
+    /// destination a mirror of what they show.
     async fn pass(
         &self,
         entry: &JournalEntry,
         account: &AccountName,
         c: &str,
         copied: &mut HashMap<String, String>,
-    ) -> Result<(usize, std::collections::HashSet<String>), MoveError> {
+    ) -> Result<Pass, MoveError> {
         let (from, to) = (self.cluster(&entry.from)?, self.cluster(&entry.to)?);
         let Some((source, _)) = mirror::list(from, self.auth(), account, c).await? else {
             return Err(MoveError::Fatal(format!(
@@ -1455,7 +1450,12 @@ impl Migrations {
         }
         let p = self.progress_of(&entry.id).unwrap_or_default();
         tracing::info!(id = %entry.id, container = c, steps = n, objects_done = p.objects_done, objects_total = p.objects_total, bytes_done = p.bytes_done, objects_per_s = format!("{:.1}", p.objects_per_second), eta_s = format!("{:.1}", p.eta_seconds), "mirror pass");
-        Ok((n - gone.len(), gone))
+        Ok(Pass {
+            steps: n - gone.len(),
+            gone,
+            source,
+            dest,
+        })
     }
 
     /// What this proxy knows of the clusters' usage follows the bytes it moved (until
@@ -1467,26 +1467,52 @@ impl Migrations {
         let _ = registry.update(to, |s| s.used_bytes = s.used_bytes.saturating_add(bytes));
     }
 
-    /// Empties and deletes the source container (after the switch).
+    /// Empties and deletes a container on `from` (the source after the switch, or the
+    /// destination's mirror when rolling back), without its versions/history location
+    /// first (it no longer serves clients): with Swift's bulk delete where the
+    /// cluster runs it (`concurrency / 2` requests at once: Swift deletes two names of
+    /// each at a time), else one DELETE per object, `concurrency` at a time.
     async fn clean(
         &self,
         from: &SwiftCluster,
         account: &AccountName,
         c: &str,
     ) -> Result<(), MoveError> {
+        let concurrency = self.inner.config.concurrency.max(1);
+        let bulk = mirror::bulk_delete_limit(from).await;
+        mirror::forget_archives(from, self.auth(), account, c).await?;
         for _ in 0..20 {
             let Some((objects, _)) = mirror::list(from, self.auth(), account, c).await? else {
                 return Ok(());
             };
-            futures::stream::iter(objects)
-                .map(|e| async move {
-                    mirror::delete(from, self.auth(), account, c, Some(&e.name)).await
-                })
-                .buffer_unordered(self.inner.config.concurrency.max(1))
-                .collect::<Vec<_>>()
-                .await
-                .into_iter()
-                .collect::<Result<Vec<_>, _>>()?;
+            let names: Vec<String> = objects.into_iter().map(|e| e.name).collect();
+            match bulk {
+                Some(limit) if !names.is_empty() => {
+                    let requests = (concurrency / 2).max(1);
+                    let size = names.len().div_ceil(requests).min(limit).max(1);
+                    let chunks: Vec<Vec<String>> = names.chunks(size).map(<[_]>::to_vec).collect();
+                    futures::stream::iter(chunks)
+                        .map(|chunk| async move {
+                            mirror::bulk_delete(from, self.auth(), account, c, &chunk).await
+                        })
+                        .buffer_unordered(requests)
+                        .collect::<Vec<_>>()
+                        .await
+                        .into_iter()
+                        .collect::<Result<Vec<_>, _>>()?;
+                }
+                _ => {
+                    futures::stream::iter(names)
+                        .map(|n| async move {
+                            mirror::delete(from, self.auth(), account, c, Some(&n)).await
+                        })
+                        .buffer_unordered(concurrency)
+                        .collect::<Vec<_>>()
+                        .await
+                        .into_iter()
+                        .collect::<Result<Vec<_>, _>>()?;
+                }
+            }
             let s = mirror::delete(from, self.auth(), account, c, None).await?;
             if s.is_success() || s == http::StatusCode::NOT_FOUND {
                 return Ok(());
@@ -1589,6 +1615,18 @@ fn publish(live: &HashMap<String, Live>) {
 
 /// A copy that found the source's object gone.
 const GONE: u64 = u64::MAX;
+
+/// What a mirror pass did, and the listings it read (before its steps).
+struct Pass {
+    /// Steps taken (the objects found gone at the source not counted).
+    steps: usize,
+    /// Objects the source listed but no longer had (their copies deleted).
+    gone: std::collections::HashSet<String>,
+    /// The source's listing.
+    source: Vec<federation_core::migration::Entry>,
+    /// The destination's listing.
+    dest: Vec<federation_core::migration::Entry>,
+}
 
 fn lease_ms(config: &MigrationConfig) -> u64 {
     u64::try_from(config.lease.as_millis()).unwrap_or(30_000)
