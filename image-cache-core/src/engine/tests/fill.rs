@@ -391,3 +391,41 @@ async fn clients_on_a_fallback_do_not_hold_the_failed_blob_open() {
         assert!(rest == up.data[n..], "bytes differ");
     }
 }
+
+/// The disk fills up mid-fill and the central ignores `Range` (answers every request
+/// with the whole image): each client, whole or ranged, still gets exactly its bytes,
+/// the whole one verified; the prefix the central sends again is skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fallback_from_a_central_that_ignores_range_skips_the_prefix() {
+    let ctx = RequestContext::admin();
+    let up = Scripted::new(3 * 1024 * 1024 - 5, Visibility::Public, 2);
+    up.ignore_range.store(true, Ordering::SeqCst);
+    let disk = Arc::new(FailingDisk {
+        inner: MemoryBlobStore::new(),
+        fail_create: false,
+        ok_writes: 1,
+    });
+    let cache = cache_over(up.clone(), disk, CacheConfig::default()).await;
+    let whole = cache.data(&id(), None, &ctx).await.unwrap();
+    assert_eq!(whole.source, DataSource::Fill);
+    let ranged = cache
+        .data(
+            &id(),
+            Some(RangeSpec::From {
+                first: 70_000,
+                last: Some(2_000_000),
+            }),
+            &ctx,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ranged.source, DataSource::Fill);
+    let (whole, ranged) = tokio::join!(body(whole), body(ranged));
+    assert!(whole.unwrap() == up.data, "whole bytes differ");
+    assert!(
+        ranged.unwrap() == up.data[70_000..=2_000_000],
+        "ranged bytes differ"
+    );
+    let ranges = up.ranges.lock().unwrap().clone();
+    assert_eq!(ranges.iter().flatten().count(), 2, "{ranges:?}");
+}
