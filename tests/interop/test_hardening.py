@@ -15,6 +15,7 @@ Glance, with raw sockets and real clients.
 Every container is named uniquely and removed at the end: the clusters are the session's,
 and other modules list the account."""
 
+import select
 import socket
 import threading
 import time
@@ -518,18 +519,35 @@ def test_a_slow_container_put_is_not_taken_for_an_orphan(workdir, clusters, bins
                    f"X-Auth-Token: {token}\r\nX-Container-Attr-Cluster: east\r\n"
                    f"Content-Length: {len(body)}\r\n\r\n").encode())
         start = time.monotonic()
-        # A byte a second (well within client_timeout): the body takes 9 s.
-        pinned_west = None
+        # A byte a second (well within client_timeout): the body takes 9 s. The answer is
+        # read as soon as it comes (the proxy may answer and close before the body ends;
+        # bytes sent after that could reset the connection and lose the answer).
+        pinned_west, answer, closed = None, b"", False
         for b in body:
-            try:
-                s.sendall(bytes([b]))
-            except OSError:
-                pass  # answered already and closed: the body was not needed
-            time.sleep(1.0)
+            if not answer:
+                try:
+                    s.sendall(bytes([b]))
+                except OSError:
+                    pass
+            until = time.monotonic() + 1.0
+            while time.monotonic() < until:
+                if closed:
+                    time.sleep(max(0.0, until - time.monotonic()))
+                    break
+                ready, _, _ = select.select([s], [], [], max(0.0, until - time.monotonic()))
+                if ready:
+                    try:
+                        chunk = s.recv(4096)
+                    except OSError:
+                        chunk = b""
+                    answer += chunk
+                    closed = not chunk
             if pinned_west is None and time.monotonic() - start > 7.0:
                 pinned_west = requests.put(f"{url}/{name}", timeout=30, headers={
                     "X-Auth-Token": token, "X-Container-Attr-Cluster": "west"}).status_code
-        first = s.recv(4096).decode(errors="replace").split("\r\n", 1)[0]
+        if not answer:
+            answer = s.recv(4096)
+        first = answer.decode(errors="replace").split("\r\n", 1)[0]
         s.close()
         h = {"X-Auth-Token": token}
         tokens = {n: cl.authenticate(USER, KEY) for n, cl in clusters.items()}
