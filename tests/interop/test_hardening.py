@@ -11,6 +11,9 @@ Glance, with raw sockets and real clients.
   could see, and the proxy starts again over the store. Killed exactly between a new
   container's record and the cluster's PUT (a debug build's pause point): the container
   is absent to clients (404, not listed), and a PUT creates it, pinned elsewhere too.
+- A container PUT whose client sends a body slowly, through nginx buffering request
+  bodies in front of a cluster: a PUT pinned elsewhere past the orphan grace is 409 (the
+  record is not taken for a stopped proxy's), the container on one cluster.
 
 Every container is named uniquely and removed at the end: the clusters are the session's,
 and other modules list the account."""
