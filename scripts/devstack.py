@@ -43,15 +43,20 @@ def main() -> int:
         clusters = peers.start_clusters(base / "swift", ["east", "west"])
         # The clusters start empty each run, so the proxy's records must too.
         shutil.rmtree(base / "proxy", ignore_errors=True)
+        proxy_metrics, edge_metrics = peers.free_port(), peers.free_port()
         proxy = peers.FederationProxy(
             base / "proxy", clusters,
             labels={"east": {"tier": "gold"}, "west": {"tier": "silver"}},
+            extra_toml=(f'metrics_listen = "127.0.0.1:{proxy_metrics}"\n'
+                        f'disable_path = "{base / "proxy" / "disabled"}"\n'),
         )
         proxy.start(peers.ROOT / "target" / "debug" / "swift-federation-proxy")
         print("stackfed: starting the central Glance and the edge cache", flush=True)
         central = peers.GlanceCentral(base / "glance-central")
         central.start()
-        edge = peers.GlanceEdge(base / "glance-edge", central.endpoint, freshness_seconds=30)
+        edge = peers.GlanceEdge(base / "glance-edge", central.endpoint, freshness_seconds=30,
+                                extra_toml=(f'metrics_listen = "127.0.0.1:{edge_metrics}"\n'
+                                            f'disable_path = "{base / "glance-edge" / "disabled"}"\n'))
         edge.start(peers.ROOT / "target" / "debug" / "glance-edge-cache")
         swift = f"{peers.VENV_BIN / 'swift'} -A {proxy.auth_url} -U test:tester -K testing"
         gl = f"{peers.VENV_BIN / 'glance'} --os-auth-token noauth --os-image-url"
@@ -68,6 +73,8 @@ Try:
   {swift} list
   {swift} stat                  # usage summed over both clusters
   curl -s {proxy.endpoint}/info | python3 -m json.tool
+  curl -s http://127.0.0.1:{proxy_metrics}/metrics     # Prometheus metrics (admin listener)
+  touch {base / 'proxy' / 'disabled'}      # drain: /healthcheck answers 503 until removed
 
 glance edge cache is up:
   edge      {edge.endpoint}   (log: {edge.base / 'edge.log'}, cache: {edge.cache_dir})
@@ -79,6 +86,8 @@ Try:
   {gl} {edge.endpoint} image-list
   {gl} {edge.endpoint} image-download --file /tmp/demo-copy.qcow2 <ID>
   curl -s {edge.endpoint}/healthcheck
+  curl -s http://127.0.0.1:{edge_metrics}/metrics
+  touch {base / 'glance-edge' / 'disabled'}
 
 Ctrl-C stops everything.""", flush=True)
         return watch([proxy.proc, central.proc, edge.proc] + [q for c in clusters for q in c.procs],

@@ -11,10 +11,14 @@ Glance, with raw sockets and real clients.
   could see, and the proxy starts again over the store. Killed exactly between a new
   container's record and the cluster's PUT (a debug build's pause point): the container
   is absent to clients (404, not listed), and a PUT creates it, pinned elsewhere too.
+- A container PUT whose client sends a body slowly, through nginx buffering request
+  bodies in front of a cluster: a PUT pinned elsewhere past the orphan grace is 409 (the
+  record is not taken for a stopped proxy's), the container on one cluster.
 
 Every container is named uniquely and removed at the end: the clusters are the session's,
 and other modules list the account."""
 
+import select
 import socket
 import threading
 import time
@@ -471,3 +475,101 @@ def test_kill_9_between_recording_a_container_and_its_put_leaves_it_absent(workd
         remove_containers(url, token, [pinned, unpinned])
     finally:
         p.stop()
+
+
+BUFFERING_FRONT = """user root; daemon off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log;
+events {{ worker_connections 64; }}
+http {{ access_log off;
+  client_body_temp_path {d}/nb; proxy_temp_path {d}/np; fastcgi_temp_path {d}/nf;
+  uwsgi_temp_path {d}/nu; scgi_temp_path {d}/ns;
+  server {{ listen 127.0.0.1:{port}; client_max_body_size 0;
+    location / {{ proxy_pass http://127.0.0.1:{upstream}; proxy_http_version 1.1;
+      proxy_set_header Host $http_host; }} }}
+}}
+"""
+
+
+def test_a_slow_container_put_is_not_taken_for_an_orphan(workdir, clusters, bins):
+    """A container PUT whose client sends a body slowly, to a cluster behind a front that
+    buffers request bodies (nginx's default, proxy_request_buffering on): the cluster
+    sees the PUT only once the body is whole, long after the record was made. A PUT of
+    the same container pinned to the other cluster past the orphan grace (twice connect
+    + response, 6 s here) must not forget that record as a stopped proxy's: it is 409,
+    and the container ends on one cluster, the one its record names."""
+    import shutil
+    import sqlite3
+
+    d = workdir / "buffering-front"
+    d.mkdir(parents=True, exist_ok=True)
+    port = peers.free_port()
+    east_port = int(clusters["east"].endpoint.rsplit(":", 1)[1])
+    (d / "nginx.conf").write_text(BUFFERING_FRONT.format(d=d, port=port, upstream=east_port))
+    front = peers.spawn("nginx", [shutil.which("nginx"), "-c", str(d / "nginx.conf")], d / "nginx.log")
+    p = peers.FederationProxy(
+        workdir / "slow-create-proxy", [clusters["west"]],
+        extra_toml='connect_timeout = "1s"\nresponse_timeout = "2s"\n',
+        extra_clusters=(f'[[clusters]]\nid = "east"\nendpoint = "http://127.0.0.1:{port}"\n'
+                        "capacity_bytes = 1_000_000_000_000\n"))
+    try:
+        peers.wait_http(f"http://127.0.0.1:{port}/healthcheck", timeout=15)
+        p.start(bins["swift-federation-proxy"])
+        url, token = login(p)
+        account = url.rsplit("/", 1)[1]
+        name = f"slow-create-{uuid.uuid4().hex[:8]}"
+        body = b"x" * 9
+        s = socket.create_connection(("127.0.0.1", p.port), timeout=30)
+        s.sendall((f"PUT /v1/{account}/{name} HTTP/1.1\r\nHost: 127.0.0.1:{p.port}\r\n"
+                   f"X-Auth-Token: {token}\r\nX-Container-Attr-Cluster: east\r\n"
+                   f"Content-Length: {len(body)}\r\n\r\n").encode())
+        start = time.monotonic()
+        # A byte a second (well within client_timeout): the body takes 9 s. The answer is
+        # read as soon as it comes (the proxy may answer and close before the body ends;
+        # bytes sent after that could reset the connection and lose the answer).
+        pinned_west, answer, closed = None, b"", False
+        for b in body:
+            if not answer:
+                try:
+                    s.sendall(bytes([b]))
+                except OSError:
+                    pass
+            until = time.monotonic() + 1.0
+            while time.monotonic() < until:
+                if closed:
+                    time.sleep(max(0.0, until - time.monotonic()))
+                    break
+                ready, _, _ = select.select([s], [], [], max(0.0, until - time.monotonic()))
+                if ready:
+                    try:
+                        chunk = s.recv(4096)
+                    except OSError:
+                        chunk = b""
+                    answer += chunk
+                    closed = not chunk
+            if pinned_west is None and time.monotonic() - start > 7.0:
+                pinned_west = requests.put(f"{url}/{name}", timeout=30, headers={
+                    "X-Auth-Token": token, "X-Container-Attr-Cluster": "west"}).status_code
+        if not answer:
+            answer = s.recv(4096)
+        first = answer.decode(errors="replace").split("\r\n", 1)[0]
+        s.close()
+        h = {"X-Auth-Token": token}
+        tokens = {n: cl.authenticate(USER, KEY) for n, cl in clusters.items()}
+        held = {n: requests.head(f"{tokens[n][0]}/{name}", headers={"X-Auth-Token": tokens[n][1]},
+                                 timeout=30).status_code for n in ("east", "west")}
+        db = sqlite3.connect(f"file:{p.base / 'federation.db'}?mode=ro", uri=True)
+        record = db.execute("SELECT cluster FROM containers WHERE account = ? AND container = ?",
+                            (account, name)).fetchall()
+        db.close()
+        print(f"slow create: {first}; pinned elsewhere meanwhile: {pinned_west}; on the clusters: "
+              f"{held}; record: {record}")
+        for n in ("east", "west"):
+            if held[n] in (200, 204):
+                requests.delete(f"{tokens[n][0]}/{name}", headers={"X-Auth-Token": tokens[n][1]},
+                                timeout=30)
+        requests.delete(f"{url}/{name}", headers=h, timeout=30)
+        assert first.startswith("HTTP/1.1 201"), first
+        assert pinned_west == 409, pinned_west
+        assert held == {"east": 204, "west": 404} and record == [("east",)], (held, record)
+    finally:
+        p.stop()
+        front.stop()

@@ -256,6 +256,34 @@ def test_healthcheck_drains_by_file_and_answers_at_once(ops_proxy):
     assert requests.get(ops_proxy.endpoint + "/healthcheck").status_code == 200
 
 
+def test_text_logs_in_a_file_have_no_terminal_colours(workdir, bins):
+    """Logs written to a file or journald (not a terminal) are plain text: an operator's
+    `grep 'status=503'` finds the access line (colour escapes split `status` from `=`)."""
+    for name in ("swift-federation-proxy", "glance-edge-cache"):
+        base = workdir / f"ops-plain-log-{name}"
+        base.mkdir(parents=True, exist_ok=True)
+        port = peers.free_port()
+        conf = base / "server.toml"
+        if name == "swift-federation-proxy":
+            text = ('store = { kind = "memory" }\n'
+                    + CLUSTER.replace(":1", f":{peers.free_port()}"))
+        else:
+            text = (f'central_url = "http://127.0.0.1:{peers.free_port()}"\n'
+                    f'cache_dir = "{base / "cache"}"\n')
+        conf.write_text(f'listen = "127.0.0.1:{port}"\n' + text)
+        proc = peers.spawn(name, [str(bins[name]), "--config", str(conf)], base / "server.log")
+        try:
+            peers.wait_http(f"http://127.0.0.1:{port}/healthcheck", timeout=30, ok=(200, 503))
+            deadline = time.monotonic() + 10
+            while "/healthcheck" not in (base / "server.log").read_text() and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            proc.stop()
+        log = (base / "server.log").read_text()
+        assert "\x1b[" not in log, log[:600]
+        assert re.search(r"path=/healthcheck status=(200|503)", log), log[:600]
+
+
 def test_not_ready_without_an_online_cluster(workdir, bins):
     base = workdir / "ops-unready"
     base.mkdir(parents=True, exist_ok=True)

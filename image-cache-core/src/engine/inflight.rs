@@ -151,7 +151,7 @@ impl FillSlot {
         };
         let reader = Reader {
             rx,
-            tap,
+            tap: Some(tap),
             pos: offset,
             end: offset + len,
             chunk,
@@ -173,7 +173,9 @@ pub(crate) type Resume = Box<
 /// One client's reading of a fill.
 struct Reader {
     rx: watch::Receiver<FillState>,
-    tap: Arc<dyn BlobTap>,
+    /// The fill's blob; let go once the rest comes from the upstream (a failed fill's
+    /// removed blob held open keeps its space taken until the slowest client finishes).
+    tap: Option<Arc<dyn BlobTap>>,
     /// The next byte to send.
     pos: u64,
     /// One past the last byte to send.
@@ -199,9 +201,11 @@ impl Reader {
                 FillState::Running { written } => (written, false),
                 FillState::Done { written } => (written, true),
                 FillState::Failed(e) => {
-                    if let (true, Some(resume)) = (e.is_local_fault(), self.resume.take()) {
+                    if let (true, Some(resume), Some(tap)) =
+                        (e.is_local_fault(), self.resume.take(), self.tap.take())
+                    {
                         tracing::warn!(error = %e, at = self.pos, "fill failed; the rest comes from the upstream");
-                        return match resume(self.pos, self.tap.clone()).await {
+                        return match resume(self.pos, tap).await {
                             Ok(mut rest) => {
                                 let item = rest.next().await?;
                                 self.resumed = Some(rest);
@@ -225,7 +229,10 @@ impl Reader {
                 let want = usize::try_from(available - self.pos)
                     .unwrap_or(self.chunk)
                     .min(self.chunk);
-                return match self.tap.read_at(self.pos, want).await {
+                let Some(tap) = self.tap.as_ref() else {
+                    return self.fail(std::io::Error::other("fill data let go"));
+                };
+                return match tap.read_at(self.pos, want).await {
                     Ok(b) if !b.is_empty() => {
                         self.pos += b.len() as u64;
                         Some((Ok(b), self))
@@ -251,6 +258,7 @@ impl Reader {
     fn fail(mut self, e: std::io::Error) -> Option<(std::io::Result<Bytes>, Self)> {
         self.pos = self.end;
         self.resume = None;
+        self.tap = None;
         Some((Err(e), self))
     }
 }

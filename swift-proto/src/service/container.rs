@@ -98,7 +98,19 @@ impl FederationService {
         changes: Changes,
     ) -> Result<Response<Body>> {
         let locator = &self.inner.locator;
-        let body = std::mem::replace(&mut call.body, empty());
+        // Swift ignores a container PUT's body: it is not sent on, so the cluster has the
+        // PUT at once, whatever the client's pace or a front that buffers request bodies
+        // (nginx's default) before passing them on. A record is therefore never older
+        // than the orphan grace (`forget_orphan`) while its creation is still to come.
+        drop(std::mem::replace(&mut call.body, empty()));
+        for h in [
+            http::header::CONTENT_LENGTH,
+            http::header::TRANSFER_ENCODING,
+            http::header::EXPECT,
+        ] {
+            call.parts.headers.remove(h);
+        }
+        let body = empty();
         let pq = call.path_and_query().to_owned();
         let pin = changes
             .get(CLUSTER_ATTRIBUTE)

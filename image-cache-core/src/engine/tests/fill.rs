@@ -5,8 +5,8 @@ use super::*;
 /// A blob store on a disk that fails: `create` (a read-only or full disk) or `write`
 /// (after `ok_writes` writes).
 #[derive(Debug)]
-struct FailingDisk {
-    inner: MemoryBlobStore,
+struct FailingDisk<S = MemoryBlobStore> {
+    inner: S,
     fail_create: bool,
     ok_writes: usize,
 }
@@ -41,7 +41,7 @@ impl BlobWriter for FailingWriter {
 }
 
 #[async_trait]
-impl BlobStore for FailingDisk {
+impl<S: BlobStore + std::fmt::Debug> BlobStore for FailingDisk<S> {
     async fn create(&self, id: &ImageId) -> Result<Box<dyn BlobWriter>, BlobError> {
         if self.fail_create {
             return Err(disk_error());
@@ -326,4 +326,106 @@ async fn a_ranged_fallback_still_verifies_the_whole_image() {
         matches!(ranges[..], [None, Some(r)] if r.first > 0),
         "{ranges:?}"
     );
+}
+
+/// Files under `dir` this process holds open although they were removed (space the
+/// disk cannot free: `df` full, `du` empty).
+fn removed_but_open(dir: &std::path::Path) -> Vec<String> {
+    let dir = dir.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc/self/fd")
+        .map(|fds| {
+            fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+                .map(|t| t.to_string_lossy().into_owned())
+                .filter(|t| t.starts_with(&dir) && t.ends_with("(deleted)"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A disk that filled during a fill is not kept full by the clients getting their rest
+/// from the upstream: once their fallback began, nobody holds the removed partial blob
+/// open, however slowly they read the rest (a full disk freed only when the slowest
+/// client of the fill finishes refuses every other fill meanwhile).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn clients_on_a_fallback_do_not_hold_the_failed_blob_open() {
+    let ctx = RequestContext::admin();
+    let up = Scripted::new(3 * 1024 * 1024 - 5, Visibility::Public, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let disk = Arc::new(FailingDisk {
+        inner: crate::blob::FsBlobStore::open(dir.path()).unwrap(),
+        fail_create: false,
+        ok_writes: 1,
+    });
+    let cache = cache_over(up.clone(), disk, CacheConfig::default()).await;
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        let d = cache.data(&id(), None, &ctx).await.unwrap();
+        assert_eq!(d.source, DataSource::Fill);
+        streams.push(d.stream);
+    }
+    // The clients read in turn, a piece each, until each one's rest was asked from the
+    // upstream; then they stop reading (slow clients).
+    let mut got = vec![0usize; streams.len()];
+    let resumes = || up.ranges.lock().unwrap().iter().flatten().count();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while resumes() < streams.len() {
+        assert!(std::time::Instant::now() < deadline, "{:?}", up.ranges);
+        for (s, n) in streams.iter_mut().zip(got.iter_mut()) {
+            if let Some(item) = futures::StreamExt::next(s).await {
+                *n += item.unwrap().len();
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        removed_but_open(dir.path()).is_empty(),
+        "removed blobs held open by clients on their fallback: {:?}",
+        removed_but_open(dir.path())
+    );
+    // They still get the whole image.
+    for (mut s, n) in streams.into_iter().zip(got) {
+        let mut rest = Vec::new();
+        while let Some(item) = futures::StreamExt::next(&mut s).await {
+            rest.extend_from_slice(&item.unwrap());
+        }
+        assert!(rest == up.data[n..], "bytes differ");
+    }
+}
+
+/// The disk fills up mid-fill and the central ignores `Range` (answers every request
+/// with the whole image): each client, whole or ranged, still gets exactly its bytes,
+/// the whole one verified; the prefix the central sends again is skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fallback_from_a_central_that_ignores_range_skips_the_prefix() {
+    let ctx = RequestContext::admin();
+    let up = Scripted::new(3 * 1024 * 1024 - 5, Visibility::Public, 2);
+    up.ignore_range.store(true, Ordering::SeqCst);
+    let disk = Arc::new(FailingDisk {
+        inner: MemoryBlobStore::new(),
+        fail_create: false,
+        ok_writes: 1,
+    });
+    let cache = cache_over(up.clone(), disk, CacheConfig::default()).await;
+    let whole = cache.data(&id(), None, &ctx).await.unwrap();
+    assert_eq!(whole.source, DataSource::Fill);
+    let ranged = cache
+        .data(
+            &id(),
+            Some(RangeSpec::From {
+                first: 70_000,
+                last: Some(2_000_000),
+            }),
+            &ctx,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ranged.source, DataSource::Fill);
+    let (whole, ranged) = tokio::join!(body(whole), body(ranged));
+    assert!(whole.unwrap() == up.data, "whole bytes differ");
+    assert!(
+        ranged.unwrap() == up.data[70_000..=2_000_000],
+        "ranged bytes differ"
+    );
+    let ranges = up.ranges.lock().unwrap().clone();
+    assert_eq!(ranges.iter().flatten().count(), 2, "{ranges:?}");
 }

@@ -45,6 +45,8 @@ struct Scripted {
     data: Vec<u8>,
     corrupt: AtomicBool,
     down: AtomicBool,
+    /// Answers every data request with the whole image (a store that ignores `Range`).
+    ignore_range: AtomicBool,
     opens: AtomicU64,
     /// The range each data request asked for.
     ranges: Mutex<Vec<Option<ByteRange>>>,
@@ -73,6 +75,7 @@ impl Scripted {
             data,
             corrupt: AtomicBool::new(false),
             down: AtomicBool::new(false),
+            ignore_range: AtomicBool::new(false),
             opens: AtomicU64::new(0),
             ranges: Mutex::new(Vec::new()),
             chunk_delay: Duration::from_millis(delay_ms),
@@ -111,6 +114,7 @@ impl Upstream for Scripted {
         }
         self.opens.fetch_add(1, Ordering::SeqCst);
         self.ranges.lock().unwrap().push(range);
+        let range = range.filter(|_| !self.ignore_range.load(Ordering::SeqCst));
         let mut data = self.data.clone();
         if self.corrupt.load(Ordering::SeqCst) {
             data[0] ^= 1;
