@@ -45,10 +45,100 @@ def peak_rss_mib(pid):
     return float("nan")
 
 
+def cpu_seconds(pid):
+    """User plus system CPU-seconds of a process and of its live children (a gunicorn
+    master and its workers): far less sensitive to a busy machine than wall time."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def own(p):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            return 0.0
+        # After the command: state is field 3, utime 14 and stime 15 (1-based).
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    total = own(pid)
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+                continue
+            if ppid == pid:
+                total += own(int(d.name))
+    return total
+
+
+def first_downloads(edge, central, cached_glance, edge_meta, glance_meta, rounds, size, perf=None):
+    """The first (cache-filling) download through the edge and through Glance's own
+    cache, interleaved, `rounds` times: wall time (curl) and CPU-seconds of each process
+    involved. Each round empties both caches first (their cache APIs)."""
+    out = []
+    image_id = edge_meta.rsplit("/", 1)[1]
+    glance_id = glance_meta.rsplit("/", 1)[1]
+    for _ in range(rounds):
+        row = {}
+        for side in ("edge", "glance"):
+            if side == "edge":
+                requests.delete(f"{edge.endpoint}/v2/cache/{image_id}").raise_for_status()
+                url = edge.endpoint + edge_meta + "/file"
+                procs = {"edge": edge.proc.pid, "central": central.proc.pid}
+            else:
+                requests.delete(f"{cached_glance.endpoint}/v2/cache/{glance_id}").raise_for_status()
+                url = cached_glance.endpoint + glance_meta + "/file"
+                procs = {"glance_cache": cached_glance.proc.pid}
+            time.sleep(0.5)
+            recorder = None
+            if perf and side == "edge":
+                # Where the edge's CPU goes (`perf report -i FILE`), sampled at 999 Hz.
+                recorder = subprocess.Popen(["perf", "record", "-q", "-F", "999", "-g", "-p", str(edge.proc.pid),
+                                             "-o", str(Path(perf) / f"edge-fill-{len(out)}.data")],
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                time.sleep(0.5)
+            before = {k: cpu_seconds(p) for k, p in procs.items()}
+            t = time.monotonic()
+            # The last byte's hold: from the moment all but the last byte had arrived to the
+            # end (the edge holds the last byte until the data is verified and durable).
+            received, all_but_last = 0, None
+            with requests.get(url, stream=True, timeout=300) as r:
+                assert r.status_code == 200, r.status_code
+                # (Glance's own cache sends a cache miss chunked, without a length.)
+                # read1: what has arrived, without waiting for a whole buffer (which
+                # would wait for the held byte too).
+                while chunk := r.raw.read1(1 << 20):
+                    received += len(chunk)
+                    if all_but_last is None and received >= size - 1:
+                        all_but_last = time.monotonic()
+            wall = time.monotonic() - t
+            assert received == size, (received, size)
+            row[f"{side}_last_byte_hold_s"] = time.monotonic() - all_but_last
+            if recorder:
+                time.sleep(0.5)
+                recorder.send_signal(2)
+                recorder.wait(timeout=60)
+            # Glance finishes its cache file after the last byte went out: let it.
+            time.sleep(1.0)
+            row[f"{side}_wall_s"] = wall
+            for k, p in procs.items():
+                row[f"{k}_cpu_s"] = cpu_seconds(p) - before[k]
+        print(f"  edge {row['edge_wall_s']:.2f} s wall (last byte held {row['edge_last_byte_hold_s']:.3f} s), "
+              f"{row['edge_cpu_s']:.2f} CPU-s "
+              f"(central Glance serving it {row['central_cpu_s']:.2f} CPU-s); Glance's own cache fill "
+              f"{row['glance_wall_s']:.2f} s wall, {row['glance_cache_cpu_s']:.2f} CPU-s", flush=True)
+        out.append(row)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--size-mib", type=int, default=512)
     ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--only", choices=["all", "first"], default="all",
+                    help="first: only the cache-filling download, edge vs Glance's own cache")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of --only first")
+    ap.add_argument("--perf", help="with --only first: a directory for a perf profile of each edge fill")
+    ap.add_argument("--binary", default=str(ROOT / "target" / "release" / "glance-edge-cache"))
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="stackfed-load-"))
     # The edge sits in front of a plain Glance; Glance's own cache is measured on a
@@ -62,7 +152,7 @@ def main():
         central.start()
         cached_glance.start()
         edge.central_url = central.endpoint
-        edge.start(ROOT / "target" / "release" / "glance-edge-cache")
+        edge.start(Path(args.binary))
         print(f"uploading a {args.size_mib} MiB image to the central Glance", flush=True)
         img = base / "image.raw"
         with open(img, "wb") as f:
@@ -81,6 +171,25 @@ def main():
 
         meta = f"/v2/images/{image_id}"
         requests.get(edge.endpoint + meta).raise_for_status()
+        if args.only == "first":
+            print(f"load average {os.getloadavg()}", flush=True)
+            rows = first_downloads(edge, central, cached_glance, meta, cached_meta, args.rounds,
+                                   args.size_mib << 20, args.perf)
+            print(f"load average {os.getloadavg()}", flush=True)
+            results["first"] = rows
+            med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+            spread = {k: (min(r[k] for r in rows), max(r[k] for r in rows)) for k in rows[0]}
+            print(f"\nfirst (cache-filling) {args.size_mib} MiB download, median (min-max) of {args.rounds}:")
+            for k in rows[0]:
+                print(f"  {k:22} {med[k]:7.2f} ({spread[k][0]:.2f}-{spread[k][1]:.2f})")
+            ratios = [r["edge_wall_s"] / r["glance_wall_s"] for r in rows]
+            cpu = [r["edge_cpu_s"] / r["glance_cache_cpu_s"] for r in rows]
+            print(f"  edge / Glance wall time {statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}), "
+                  f"CPU-seconds {statistics.median(cpu):.2f} ({min(cpu):.2f}-{max(cpu):.2f})")
+            out = ROOT / ".run" / "load-glance-first.json"
+            out.parent.mkdir(exist_ok=True)
+            out.write_text(json.dumps(results, indent=2))
+            return
         results["metadata_rps_edge"], e1 = wrk(edge.endpoint + meta, args.seconds)
         results["metadata_rps_glance"], e2 = wrk(central.endpoint + meta, args.seconds)
         assert e1 == 0 and e2 == 0, (e1, e2)

@@ -141,6 +141,14 @@ impl SwiftPath {
 /// Percent-encodes a path segment for a backend request (everything but unreserved
 /// characters; `/` kept when `keep_slash`, for object names).
 pub fn encode_segment(segment: &str, keep_slash: bool) -> String {
+    let mut out = String::with_capacity(segment.len());
+    push_encoded_segment(&mut out, segment, keep_slash);
+    out
+}
+
+/// [`encode_segment`], appended to `out` (no `String` of its own, no formatting
+/// machinery: this runs for every forwarded request).
+pub fn push_encoded_segment(out: &mut String, segment: &str, keep_slash: bool) {
     use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
     const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
         .remove(b'-')
@@ -148,7 +156,9 @@ pub fn encode_segment(segment: &str, keep_slash: bool) -> String {
         .remove(b'_')
         .remove(b'~');
     const OBJECT: &AsciiSet = &SEGMENT.remove(b'/');
-    utf8_percent_encode(segment, if keep_slash { OBJECT } else { SEGMENT }).to_string()
+    for piece in utf8_percent_encode(segment, if keep_slash { OBJECT } else { SEGMENT }) {
+        out.push_str(piece);
+    }
 }
 
 #[cfg(test)]
@@ -251,5 +261,25 @@ mod tests {
         let back: Vec<u8> = percent_decode_str(&enc).collect();
         assert_eq!(String::from_utf8(back).unwrap(), name);
         assert_eq!(encode_segment("a/b", false), "a%2Fb");
+    }
+
+    proptest::proptest! {
+        /// The appending encoder writes what the crate's own `Display` of the encoding
+        /// writes (the form the proxy used before), for any name.
+        #[test]
+        fn appended_encoding_is_the_crates_own(
+            prefix in "[a-z/]{0,4}",
+            segment in "\\PC{0,24}",
+            keep_slash: bool,
+        ) {
+            use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+            const SEGMENT: &AsciiSet =
+                &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+            const OBJECT: &AsciiSet = &SEGMENT.remove(b'/');
+            let set = if keep_slash { OBJECT } else { SEGMENT };
+            let mut out = prefix.clone();
+            push_encoded_segment(&mut out, &segment, keep_slash);
+            proptest::prop_assert_eq!(out, format!("{prefix}{}", utf8_percent_encode(&segment, set)));
+        }
     }
 }

@@ -17,6 +17,13 @@ use crate::upstream::ByteRange;
 
 const READ_CHUNK: usize = 256 * 1024;
 
+/// Bytes a writer lets the kernel hold dirty before it starts their writeback: each time
+/// that many more were written, a `fdatasync` runs in the background while the writer
+/// goes on (one at a time), so the commit's `fsync` finds at most about this much left
+/// to write instead of the whole blob (512 MiB took 0.4 s at the end, holding the
+/// image's last byte back that long).
+const WRITEBACK_EVERY: u64 = 32 << 20;
+
 /// A blob store in a directory:
 ///
 /// - `images/{id}`: committed, verified blobs (the file name is the validated id);
@@ -91,6 +98,8 @@ impl BlobStore for FsBlobStore {
                 std::process::id()
             )),
             written: Arc::new(AtomicU64::new(0)),
+            writeback: None,
+            written_back: 0,
         }))
     }
 
@@ -179,6 +188,43 @@ struct FsWriter {
     dest: PathBuf,
     quarantine: PathBuf,
     written: Arc<AtomicU64>,
+    /// The background `fdatasync` running, if any (see [`WRITEBACK_EVERY`]); the
+    /// commit waits for it, so its outcome is never lost.
+    writeback: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// Bytes written when the last background `fdatasync` started.
+    written_back: u64,
+}
+
+impl FsWriter {
+    /// Starts a background `fdatasync` when [`WRITEBACK_EVERY`] more bytes were written
+    /// since the last one started and none is running; reports the outcome of one that
+    /// ended (a disk that cannot write back fails the blob now, not at the commit).
+    async fn start_writeback(&mut self, written: u64) -> Result<(), BlobError> {
+        if written - self.written_back < WRITEBACK_EVERY {
+            return Ok(());
+        }
+        if let Some(running) = &self.writeback {
+            if !running.is_finished() {
+                return Ok(());
+            }
+        }
+        self.finish_writeback().await?;
+        let file = self.file.clone();
+        self.written_back = written;
+        self.writeback = Some(tokio::task::spawn_blocking(move || file.sync_data()));
+        Ok(())
+    }
+
+    /// Waits for the background `fdatasync`, if one runs.
+    async fn finish_writeback(&mut self) -> Result<(), BlobError> {
+        match self.writeback.take() {
+            None => Ok(()),
+            Some(handle) => handle
+                .await
+                .map_err(|e| BlobError::Io(std::io::Error::other(e)))?
+                .map_err(BlobError::Io),
+        }
+    }
 }
 
 struct FsTap {
@@ -194,7 +240,7 @@ impl BlobWriter for FsWriter {
         let len = data.len() as u64;
         blocking(move || file.write_all_at(&data, at)).await?;
         self.written.store(at + len, Ordering::Release);
-        Ok(())
+        self.start_writeback(at + len).await
     }
 
     fn tap(&self) -> Arc<dyn BlobTap> {
@@ -204,7 +250,8 @@ impl BlobWriter for FsWriter {
         })
     }
 
-    async fn commit(self: Box<Self>) -> Result<(), BlobError> {
+    async fn commit(mut self: Box<Self>) -> Result<(), BlobError> {
+        self.finish_writeback().await?;
         let Self {
             file, tmp, dest, ..
         } = *self;
@@ -219,7 +266,9 @@ impl BlobWriter for FsWriter {
         .await
     }
 
-    async fn abort(self: Box<Self>, quarantine: bool) -> Result<(), BlobError> {
+    async fn abort(mut self: Box<Self>, quarantine: bool) -> Result<(), BlobError> {
+        // The blob is dropped whatever the background writeback says; it ends first.
+        let _ = self.finish_writeback().await;
         let Self {
             tmp, quarantine: q, ..
         } = *self;
@@ -260,6 +309,43 @@ mod tests {
     async fn conformance() {
         let dir = tempfile::tempdir().unwrap();
         super::super::conformance::run_all(&FsBlobStore::open(dir.path()).unwrap()).await;
+    }
+
+    /// A blob longer than [`WRITEBACK_EVERY`] (background writebacks started while it
+    /// is written) commits whole and reads back byte for byte; one aborted after a
+    /// writeback started leaves nothing behind.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writeback_during_the_write_keeps_every_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsBlobStore::open(dir.path()).unwrap();
+        let id = ImageId::parse("11111111-2222-3333-4444-555555555555").unwrap();
+        let piece = |n: u64| Bytes::from(vec![(n % 251) as u8; 1 << 20]);
+        let pieces = WRITEBACK_EVERY / (1 << 20) * 2 + 3;
+        let mut w = store.create(&id).await.unwrap();
+        for n in 0..pieces {
+            w.write(piece(n)).await.unwrap();
+        }
+        w.commit().await.unwrap();
+        let read = store.open(&id, None).await.unwrap().unwrap();
+        assert_eq!(read.size, pieces << 20);
+        let mut at = 0u64;
+        let mut stream = read.stream;
+        while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+            for b in chunk.unwrap() {
+                assert_eq!(b, ((at >> 20) % 251) as u8, "byte {at}");
+                at += 1;
+            }
+        }
+        assert_eq!(at, pieces << 20);
+
+        let other = ImageId::parse("11111111-2222-3333-4444-666666666666").unwrap();
+        let mut w = store.create(&other).await.unwrap();
+        for n in 0..(WRITEBACK_EVERY >> 20) + 1 {
+            w.write(piece(n)).await.unwrap();
+        }
+        w.abort(false).await.unwrap();
+        assert!(store.open(&other, None).await.unwrap().is_none());
+        assert_eq!(store.clear_incomplete().await.unwrap(), 0);
     }
 
     #[tokio::test]

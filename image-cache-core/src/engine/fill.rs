@@ -161,6 +161,9 @@ impl Fill {
                 break;
             }
             let piece = batch.split().freeze();
+            // The next piece in one allocation (not grown by doubling, which copied
+            // every piece about twice more).
+            batch.reserve(WRITE_BATCH);
             for (tx, _) in &workers {
                 if tx.send(piece.clone()).await.is_err() {
                     let _ = writer.abort(false).await;

@@ -29,7 +29,7 @@ pub use keystone::{KeystoneAuth, KeystoneConfig, Secret};
 pub use token::{ClusterToken, Credentials, Session};
 pub use usage::Usage;
 
-use crate::path::encode_segment;
+use crate::path::push_encoded_segment;
 
 /// The largest listing, auth or info body read whole from a cluster.
 pub const MAX_COLLECTED_BODY: usize = 64 * 1024 * 1024;
@@ -125,13 +125,18 @@ impl ClusterRequest {
 
 /// The path of an account, container or object, percent-encoded (`/v1/a/c/o`).
 pub fn swift_path(account: &AccountName, container: Option<&str>, object: Option<&str>) -> String {
-    let mut p = format!("/v1/{}", encode_segment(account.as_str(), false));
+    // One allocation, sized for names without escapes.
+    let len =
+        6 + account.as_str().len() + container.map_or(0, str::len) + object.map_or(0, str::len);
+    let mut p = String::with_capacity(len);
+    p.push_str("/v1/");
+    push_encoded_segment(&mut p, account.as_str(), false);
     if let Some(c) = container {
         p.push('/');
-        p.push_str(&encode_segment(c, false));
+        push_encoded_segment(&mut p, c, false);
         if let Some(o) = object {
             p.push('/');
-            p.push_str(&encode_segment(o, true));
+            push_encoded_segment(&mut p, o, true);
         }
     }
     p

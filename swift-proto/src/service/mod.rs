@@ -388,12 +388,15 @@ impl FederationService {
 
     /// A container's cluster; 503 at once when it is offline.
     fn cluster(&self, id: &ClusterId) -> Result<&SwiftCluster> {
-        let status = self.inner.locator.registry().get(id);
+        // The state read in place: a status cloned per request (its spec's URL and
+        // labels) was an allocation or two on the hot path.
+        let snapshot = self.inner.locator.registry().snapshot();
+        let state = snapshot.iter().find(|s| s.id() == id).map(|s| s.state);
         let cluster = self.inner.clusters.get(id);
-        match (status, cluster) {
-            (Some(s), _) if s.state == ClusterState::Offline => Err(SwiftError::unavailable(
-                format!("cluster {id} holding this container is offline"),
-            )),
+        match (state, cluster) {
+            (Some(ClusterState::Offline), _) => Err(SwiftError::unavailable(format!(
+                "cluster {id} holding this container is offline"
+            ))),
             (Some(_), Some(c)) => Ok(c),
             _ => Err(SwiftError::unavailable(format!(
                 "cluster {id} is no longer configured"
@@ -422,8 +425,17 @@ impl FederationService {
         container: &ContainerName,
         fresh: bool,
     ) -> Result<Option<ContainerRecord>> {
-        let (up, _) = self.reachable();
-        let ids: Vec<ClusterId> = up.iter().map(|c| c.id().clone()).collect();
+        // The ids straight from the snapshot (the statuses are not cloned: this runs
+        // for every request).
+        let ids: Vec<ClusterId> = self
+            .inner
+            .locator
+            .registry()
+            .snapshot()
+            .iter()
+            .filter(|c| c.state != ClusterState::Offline)
+            .map(|c| c.id().clone())
+            .collect();
         let probe = Holds {
             clusters: &self.inner.clusters,
             caller,
