@@ -497,3 +497,83 @@ def test_a_static_link_across_clusters_in_a_versioned_container(fed):
     assert not differ, "\n".join(f"{q}:\n  one cluster {a}\n  proxy       {b}"
                                   for q, (a, b) in differ.items())
     same(seen)
+
+
+# ----- links across clusters to large objects ---------------------------------------------
+
+LARGE_HEADERS = ("etag", "content-length", "content-type", "x-static-large-object",
+                 "x-object-manifest", "content-range", "x-parts-count", "content-location",
+                 "x-symlink-target-etag", "x-symlink-target-bytes")
+
+
+def large_targets(side):
+    """Containers `links` (east through the proxy), `data` (west) and `segs` (east), and
+    in `data`: an SLO with its segments beside it (`slo`), one with its segments in
+    `segs` (`slo-apart`, so one only the proxy assembles), and a DLO of each kind."""
+    links, data = side.container("links", "links"), side.container("data", "data")
+    segs = side.container("segs", "links")
+    names = {"acct": side.account, "links": links, "data": data, "segs": segs}
+    for c in (data, segs):
+        for i in range(3):
+            assert side.req("PUT", f"{c}/seg{i}",
+                            data=bytes([65 + i]) * (3 + i)).status_code == 201
+    for name, c in (("slo", data), ("slo-apart", segs)):
+        manifest = [{"path": f"/{c}/seg{i}"} for i in range(3)]
+        assert side.req("PUT", f"{data}/{name}?multipart-manifest=put",
+                        data=json.dumps(manifest).encode()).status_code == 201
+    for name, c in (("dlo", data), ("dlo-apart", segs)):
+        assert side.req("PUT", f"{data}/{name}", {"X-Object-Manifest": f"{c}/seg"},
+                        data=b"").status_code == 201
+
+    def clean(value):
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        for tag, n in names.items():
+            value = value.replace(n, f"<{tag}>")
+        return value
+    return names, clean
+
+
+def large_answer(r, clean):
+    body = r.content if len(r.content) < 400 else hashlib.md5(r.content).hexdigest().encode()
+    return (r.status_code, clean(body),
+            {h: clean(r.headers[h]) for h in LARGE_HEADERS if h in r.headers})
+
+
+def test_static_links_across_clusters_to_large_objects_are_made_as_on_one_cluster(fed):
+    """A static link to an SLO names the manifest's ETag (what `?multipart-manifest=get`
+    shows, quoted or not), as Swift's test_static_link_target_slo_manifest does; the
+    large object's own ETag is refused (409). A DLO's is the manifest object's ETag.
+    The link is listed as Swift lists it (`slo_etag`, `symlink_bytes` the total)."""
+    seen = []
+    for label, side in sides(fed):
+        names, clean = large_targets(side)
+        links, data = names["links"], names["data"]
+        answers = {}
+        for target in ("slo", "slo-apart", "dlo", "dlo-apart"):
+            manifest = side.req("HEAD", f"{data}/{target}?multipart-manifest=get")
+            whole = side.req("HEAD", f"{data}/{target}")
+            if target.startswith("slo"):  # its JSON names the (per side) containers
+                names[f"{target} manifest"] = manifest.headers["etag"]
+            answers[(target, "etags")] = (clean(manifest.headers["etag"]), whole.headers["etag"])
+            for kind, etag in (("manifest", manifest.headers["etag"]),
+                               ("quoted", '"%s"' % manifest.headers["etag"].strip('"')),
+                               ("large", whole.headers["etag"]),
+                               ("large unquoted", whole.headers["etag"].strip('"'))):
+                r = side.req("PUT", f"{links}/{target}-{kind}",
+                             {"X-Symlink-Target": f"{data}/{target}",
+                              "X-Symlink-Target-Etag": etag}, data=b"")
+                answers[(target, kind)] = (r.status_code, clean(r.content))
+                r = side.req("HEAD", f"{links}/{target}-{kind}?symlink=get")
+                answers[(target, kind, "itself")] = large_answer(r, clean)
+        listing = side.req("GET", f"{links}?format=json")
+        answers["listing"] = clean(LAST_MODIFIED.sub("<time>", listing.text))
+        xml = side.req("GET", f"{links}?format=xml")
+        answers["xml"] = clean(LAST_MODIFIED.sub("<time>", xml.text))
+        seen.append((label, answers))
+    ref = seen[0][1]
+    assert ref[("slo", "manifest")][0] == 201 and ref[("slo", "large")][0] == 409
+    assert '"slo_etag"' in ref["listing"]
+    differ = {k: (seen[0][1][k], seen[1][1][k]) for k in ref if seen[1][1][k] != ref[k]}
+    assert not differ, "\n".join(f"{k}:\n  one cluster {a}\n  proxy       {b}"
+                                  for k, (a, b) in differ.items())
