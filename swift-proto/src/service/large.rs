@@ -1317,7 +1317,12 @@ impl FederationService {
             return Ok(r);
         }
         let mut status = StatusCode::OK;
-        let (first, last) = if let Some(n) = part_number(query)? {
+        // Swift's dlo middleware reads no part number: a DLO is answered whole.
+        let part = match marked {
+            Marked::Slo { .. } => part_number(query)?,
+            Marked::Dlo { .. } => None,
+        };
+        let (first, last) = if let Some(n) = part {
             let n = n as usize;
             if matches!(marked, Marked::Slo { .. }) {
                 headers.insert("x-parts-count", HeaderValue::from(parts.len()));
