@@ -1842,9 +1842,9 @@ impl FederationService {
     /// A container listing as the client gets it, every format and direction alike.
     /// The proxy's markers (large objects it assembles, static links across clusters)
     /// are removed by [`rewrite_listing`]; in a container with object versioning
-    /// (`X-Versions-Enabled`, not a `?versions` listing) each entry links to a version
-    /// and shows what that version is (see [`VersionShown`]), read from the
-    /// container's `?versions` listing. XML is rendered from the JSON listing as
+    /// (`X-Versions-Enabled`, true or suspended; not a `?versions` listing) each
+    /// entry links to a version and shows what that version is (see
+    /// [`VersionShown`]), read from the container's `?versions` listing. XML is rendered from the JSON listing as
     /// Swift's `listing_formats` renders it (the same listing is asked again in JSON
     /// when it needs rewriting). Anything else streams through untouched.
     pub(super) async fn listing(
@@ -1859,9 +1859,10 @@ impl FederationService {
             _ => return Ok(resp),
         };
         let query = call.parts.uri.query().unwrap_or_default();
-        let versioned = header_str(&resp, "x-versions-enabled")
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
-            && !has_param(query, "versions");
+        // Versioning on, or suspended (`False`): the objects written while it was on
+        // are still links to their versions, and listed as them.
+        let versioned =
+            header_str(&resp, "x-versions-enabled").is_some() && !has_param(query, "versions");
         let (mut parts, body) = resp.into_parts();
         let original = read_limited(body, MAX_LISTING)
             .await
