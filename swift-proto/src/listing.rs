@@ -338,40 +338,60 @@ pub fn container_xml<'a, I>(container: &str, entries: I) -> String
 where
     I: IntoIterator<Item = &'a [(String, Value)]>,
 {
+    let mut out = container_xml_start(container);
+    let mut empty = true;
+    for fields in entries {
+        container_xml_entry(fields, empty, &mut out);
+        empty = false;
+    }
+    out.push_str(container_xml_end(empty));
+    out
+}
+
+/// The beginning of [`container_xml`]'s document, up to the container's name.
+pub fn container_xml_start(container: &str) -> String {
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<container name=\"");
     out.push_str(&xml_escape(container, true));
     out.push('"');
-    let mut empty = true;
-    for fields in entries {
-        if empty {
-            out.push('>');
-            empty = false;
-        }
-        let get = |k: &str| {
-            fields
-                .iter()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| value_text(v))
-        };
-        if let Some(name) = get("subdir") {
-            out.push_str("<subdir name=\"");
-            out.push_str(&xml_escape(&name, true));
-            out.push_str("\"><name>");
-            out.push_str(&xml_escape(&name, false));
-            out.push_str("</name></subdir>");
-            continue;
-        }
-        out.push_str("<object>");
-        for field in ["name", "hash", "bytes", "content_type", "last_modified"] {
-            out.push_str(&format!(
-                "<{field}>{}</{field}>",
-                xml_escape(&get(field).unwrap_or_default(), false)
-            ));
-        }
-        out.push_str("</object>");
-    }
-    out.push_str(if empty { " />" } else { "</container>" });
     out
+}
+
+/// One entry of [`container_xml`] (`first`: none before it).
+pub fn container_xml_entry(fields: &[(String, Value)], first: bool, out: &mut String) {
+    if first {
+        out.push('>');
+    }
+    let get = |k: &str| {
+        fields
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| value_text(v))
+    };
+    if let Some(name) = get("subdir") {
+        out.push_str("<subdir name=\"");
+        out.push_str(&xml_escape(&name, true));
+        out.push_str("\"><name>");
+        out.push_str(&xml_escape(&name, false));
+        out.push_str("</name></subdir>");
+        return;
+    }
+    out.push_str("<object>");
+    for field in ["name", "hash", "bytes", "content_type", "last_modified"] {
+        out.push_str(&format!(
+            "<{field}>{}</{field}>",
+            xml_escape(&get(field).unwrap_or_default(), false)
+        ));
+    }
+    out.push_str("</object>");
+}
+
+/// The end of [`container_xml`]'s document (`empty`: no entry was written).
+pub fn container_xml_end(empty: bool) -> &'static str {
+    if empty {
+        " />"
+    } else {
+        "</container>"
+    }
 }
 
 fn value_text(v: &Value) -> String {

@@ -731,7 +731,7 @@ mod tests {
             ct,
             "text/plain; charset=utf-8;stackfed_link=ab%20c-1%3Bx-17"
         );
-        assert_eq!(link_mark(&ct), Some(link));
+        assert_eq!(link_mark(&ct), Some(link.clone()));
         assert_eq!(without_link_mark(&ct), "text/plain; charset=utf-8");
         assert_eq!(link_mark("text/plain"), None);
         assert_eq!(link_mark("a/b;stackfed_link=x"), None);
