@@ -228,7 +228,7 @@ def test_temp_urls_reach_other_containers_only_with_an_account_key(fed):
         links = side.container("links", "links", {"X-Container-Meta-Temp-URL-Key": ckey})
         # A UTF-8 name, sent raw in X-Object-Manifest (as Swift's own tests do).
         data = side.container("dätä", "data")
-        for i in range(3):
+        for i in range(550):
             assert side.req("PUT", f"{data}/seg/{i}", data=b"%d" % i * 5).status_code == 201
         assert side.req("PUT", f"{links}/dlo", {"X-Object-Manifest": f"{data}/seg/".encode()},
                         data=b"").status_code == 201
@@ -514,7 +514,7 @@ def large_targets(side):
     segs = side.container("segs", "links")
     names = {"acct": side.account, "links": links, "data": data, "segs": segs}
     for c in (data, segs):
-        for i in range(3):
+        for i in range(550):
             assert side.req("PUT", f"{c}/seg{i}",
                             data=bytes([65 + i]) * (3 + i)).status_code == 201
     for name, c in (("slo", data), ("slo-apart", segs)):
@@ -621,3 +621,34 @@ def test_links_across_clusters_to_large_objects_read_as_on_one_cluster(fed):
     differ = {k: (seen[0][1][k], seen[1][1][k]) for k in ref if seen[1][1][k] != ref[k]}
     assert not differ, "\n".join(f"{k}:\n  one cluster {a}\n  proxy       {b}"
                                   for k, (a, b) in differ.items())
+
+
+def test_a_listing_longer_than_a_mebibyte_streams_through_as_the_cluster_lists_it(fed):
+    """Listings past 1 MiB are streamed by the proxy entry by entry: a container of
+    550 objects with 1,000-byte names (`é` six bytes in JSON, `&` five in XML;
+    bulk-uploaded straight into its cluster), in JSON and XML, forward and reverse, reads through the proxy
+    byte for byte as from its cluster."""
+    import io
+    import tarfile
+    proxy, clusters = fed
+    via = Side(proxy.auth_url, {"links": "east"})
+    direct = Side(clusters["east"].auth_url, {})
+    name = via.container("long", "links")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for i in range(550):
+            info = tarfile.TarInfo(f"{'é' * 298}{'&' * 400}{i:04d}")
+            info.size = 1
+            tar.addfile(info, io.BytesIO(b"x"))
+    r = direct.req("PUT", f"{name}?extract-archive=tar", {"Accept": "application/json"},
+                   data=buf.getvalue())
+    assert r.status_code == 200 and r.json()["Number Files Created"] == 550, r.text[:600]
+    for query in ("format=json", "format=xml", "format=json&reverse=true",
+                  "format=xml&reverse=true"):
+        a = direct.req("GET", f"{name}?{query}")
+        b = via.req("GET", f"{name}?{query}")
+        assert len(a.content) > 1024 * 1024
+        assert (b.status_code, b.headers.get("content-type")) == (
+            a.status_code, a.headers.get("content-type"))
+        assert "content-length" not in b.headers  # streamed, not buffered
+        assert b.content == a.content, query
