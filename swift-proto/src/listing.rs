@@ -394,9 +394,14 @@ pub fn container_xml_end(empty: bool) -> &'static str {
     }
 }
 
+/// A listing field's text in XML: Python's `str()` of the JSON value, as Swift's
+/// `listing_formats` writes it (`None`, `True`, `False`).
 fn value_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
+        Value::Null => "None".into(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
         other => other.to_string(),
     }
 }
@@ -474,6 +479,25 @@ pub fn encode(format: ListingFormat, account: &str, entries: &[AccountEntry]) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn xml_fields_read_as_pythons_str() {
+        // Swift 2.38's listing_formats.container_to_xml of this entry (run on the
+        // swift package): <hash>None</hash>, <content_type>True</content_type>.
+        let fields: Vec<(String, Value)> = vec![
+            ("name".into(), "a".into()),
+            ("hash".into(), Value::Null),
+            ("bytes".into(), 1.into()),
+            ("content_type".into(), true.into()),
+            ("last_modified".into(), "x".into()),
+        ];
+        assert_eq!(
+            container_xml("c", [&fields[..]]),
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<container name=\"c\"><object>\
+             <name>a</name><hash>None</hash><bytes>1</bytes><content_type>True</content_type>\
+             <last_modified>x</last_modified></object></container>"
+        );
+    }
 
     fn item(name: &str, count: u64) -> AccountEntry {
         let mut data = Map::new();
