@@ -338,45 +338,70 @@ pub fn container_xml<'a, I>(container: &str, entries: I) -> String
 where
     I: IntoIterator<Item = &'a [(String, Value)]>,
 {
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<container name=\"");
-    out.push_str(&xml_escape(container, true));
-    out.push('"');
+    let mut out = container_xml_start(container);
     let mut empty = true;
     for fields in entries {
-        if empty {
-            out.push('>');
-            empty = false;
-        }
-        let get = |k: &str| {
-            fields
-                .iter()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| value_text(v))
-        };
-        if let Some(name) = get("subdir") {
-            out.push_str("<subdir name=\"");
-            out.push_str(&xml_escape(&name, true));
-            out.push_str("\"><name>");
-            out.push_str(&xml_escape(&name, false));
-            out.push_str("</name></subdir>");
-            continue;
-        }
-        out.push_str("<object>");
-        for field in ["name", "hash", "bytes", "content_type", "last_modified"] {
-            out.push_str(&format!(
-                "<{field}>{}</{field}>",
-                xml_escape(&get(field).unwrap_or_default(), false)
-            ));
-        }
-        out.push_str("</object>");
+        container_xml_entry(fields, empty, &mut out);
+        empty = false;
     }
-    out.push_str(if empty { " />" } else { "</container>" });
+    out.push_str(container_xml_end(empty));
     out
 }
 
+/// The beginning of [`container_xml`]'s document, up to the container's name.
+pub fn container_xml_start(container: &str) -> String {
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<container name=\"");
+    out.push_str(&xml_escape(container, true));
+    out.push('"');
+    out
+}
+
+/// One entry of [`container_xml`] (`first`: none before it).
+pub fn container_xml_entry(fields: &[(String, Value)], first: bool, out: &mut String) {
+    if first {
+        out.push('>');
+    }
+    let get = |k: &str| {
+        fields
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| value_text(v))
+    };
+    if let Some(name) = get("subdir") {
+        out.push_str("<subdir name=\"");
+        out.push_str(&xml_escape(&name, true));
+        out.push_str("\"><name>");
+        out.push_str(&xml_escape(&name, false));
+        out.push_str("</name></subdir>");
+        return;
+    }
+    out.push_str("<object>");
+    for field in ["name", "hash", "bytes", "content_type", "last_modified"] {
+        out.push_str(&format!(
+            "<{field}>{}</{field}>",
+            xml_escape(&get(field).unwrap_or_default(), false)
+        ));
+    }
+    out.push_str("</object>");
+}
+
+/// The end of [`container_xml`]'s document (`empty`: no entry was written).
+pub fn container_xml_end(empty: bool) -> &'static str {
+    if empty {
+        " />"
+    } else {
+        "</container>"
+    }
+}
+
+/// A listing field's text in XML: Python's `str()` of the JSON value, as Swift's
+/// `listing_formats` writes it (`None`, `True`, `False`).
 fn value_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
+        Value::Null => "None".into(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
         other => other.to_string(),
     }
 }
@@ -454,6 +479,25 @@ pub fn encode(format: ListingFormat, account: &str, entries: &[AccountEntry]) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn xml_fields_read_as_pythons_str() {
+        // Swift 2.38's listing_formats.container_to_xml of this entry (run on the
+        // swift package): <hash>None</hash>, <content_type>True</content_type>.
+        let fields: Vec<(String, Value)> = vec![
+            ("name".into(), "a".into()),
+            ("hash".into(), Value::Null),
+            ("bytes".into(), 1.into()),
+            ("content_type".into(), true.into()),
+            ("last_modified".into(), "x".into()),
+        ];
+        assert_eq!(
+            container_xml("c", [&fields[..]]),
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<container name=\"c\"><object>\
+             <name>a</name><hash>None</hash><bytes>1</bytes><content_type>True</content_type>\
+             <last_modified>x</last_modified></object></container>"
+        );
+    }
 
     fn item(name: &str, count: u64) -> AccountEntry {
         let mut data = Map::new();

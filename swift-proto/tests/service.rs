@@ -2726,3 +2726,50 @@ async fn a_missing_segment_elsewhere_is_swifts_400() {
         .object(DEFAULT_ACCOUNT, "m", "big")
         .is_none());
 }
+
+/// A container listing longer than any buffer the proxy keeps streams through, its
+/// marked entries rewritten on the way. (Swift's own limits make such listings valid:
+/// 10,000 entries of 1,024-byte names of 3-byte characters are over 20 MB of JSON; here
+/// 3,000 names of control characters, six bytes each escaped, make 18 MB. Past 16 MiB
+/// they were answered 502.)
+#[tokio::test]
+async fn a_listing_longer_than_any_buffer_streams_through_rewritten() {
+    let fed = Federation::start(1).await;
+    fed.login().await;
+    fed.put_container("big", Some("east")).await;
+    let east = fed.cluster("east");
+    let names: Vec<String> = (0..3000)
+        .map(|i| format!("{}{i:04}", "\u{1}".repeat(1020)))
+        .collect();
+    for n in &names {
+        east.put_object_direct(DEFAULT_ACCOUNT, "big", n, b"x");
+    }
+    east.set_content_type_direct(
+        DEFAULT_ACCOUNT,
+        "big",
+        &names[1500],
+        "text/plain;stackfed_slo=0123abcd-12345",
+    );
+    let list = fed
+        .request("GET", &p("big?format=json&limit=3000"))
+        .send()
+        .await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert_eq!(list.header("content-length"), None);
+    let entries = list.json();
+    let entries = entries.as_array().unwrap();
+    assert_eq!(entries.len(), 3000);
+    assert_eq!(entries[1500]["bytes"], 12345);
+    assert_eq!(entries[1500]["content_type"], "text/plain");
+    assert_eq!(entries[1500]["slo_etag"], "\"0123abcd\"");
+    assert!(list.body.len() > 16 * 1024 * 1024, "{}", list.body.len());
+    // Every other entry as the cluster lists it.
+    for (i, (e, name)) in entries.iter().zip(&names).enumerate() {
+        assert_eq!(e["name"], name.as_str(), "entry {i}");
+        if i != 1500 {
+            assert_eq!(e["bytes"], 1, "entry {i}");
+            assert_eq!(e["content_type"], "application/octet-stream", "entry {i}");
+            assert!(e.get("slo_etag").is_none(), "entry {i}");
+        }
+    }
+}

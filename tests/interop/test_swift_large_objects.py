@@ -610,3 +610,35 @@ def test_slo_in_a_versioned_container_is_listed_with_its_size_and_slo_etag(sides
     differ = {q: (seen[0][q], seen[1][q]) for q in LISTINGS if seen[1][q] != seen[0][q]}
     assert not differ, "\n".join(f"{q}:\n  one cluster {a}\n  proxy       {b}"
                                   for q, (a, b) in differ.items())
+
+
+def test_slo_in_a_container_whose_versioning_is_suspended_is_listed_as_swift_lists_it(sides):
+    """Versioning suspended (`X-Versions-Enabled: false` after `true`, versions kept):
+    the objects written while it was on are still links to their versions, and Swift
+    still lists them as their versions (an SLO with its size and `slo_etag`); one
+    written since is a plain object again."""
+    seen = []
+    for side in sides:
+        side.setup("suspended", {"X-Versions-Enabled": "true"})
+        assert side.slo().status_code == 201
+        assert side.req("POST", side.man, {"X-Versions-Enabled": "false"}).status_code == 204
+        assert side.slo("later", entries=[{"path": f"/{side.segs}/s1"}]).status_code == 201
+        stored = [e["hash"] for e in side.req("GET", f"{side.man}?format=json&versions").json()
+                  if e["name"] in ("slo", "later")]
+        stored += [side.req("HEAD", f"{side.man}/{n}?multipart-manifest=get").headers["etag"]
+                   for n in ("slo", "later")]
+        answers = {}
+        for query in ("format=json", "format=xml", "format=json&reverse=true",
+                      "format=json&versions"):
+            r = side.req("GET", f"{side.man}?{query}")
+            answers[query] = (r.status_code, r.headers.get("x-versions-enabled"),
+                              listing_text(side, r.content, stored))
+        drop_versions(side, side.man)
+        seen.append(answers)
+    listing = json.loads(seen[0]["format=json"][2])
+    assert [(e["name"], e["bytes"]) for e in listing] == [
+        ("filler", 1), ("later", len(SEG[1])), ("slo", sum(map(len, SEG)))]
+    assert seen[0]["format=json"][1] == "False"
+    differ = {q: (seen[0][q], seen[1][q]) for q in seen[0] if seen[1][q] != seen[0][q]}
+    assert not differ, "\n".join(f"{q}:\n  one cluster {a}\n  proxy       {b}"
+                                  for q, (a, b) in differ.items())

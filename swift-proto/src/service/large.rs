@@ -67,9 +67,20 @@ pub(super) const MAX_MANIFEST: usize = 8 * 1024 * 1024;
 const MAX_DEPTH: u8 = 10;
 /// Swift's `CONTAINER_LISTING_LIMIT`: a DLO listing of this many entries is a page.
 const LISTING_LIMIT: usize = 10_000;
-/// The largest container listing the proxy rewrites (Swift's slo middleware: 1 MiB... it
-/// uses `MAX_CONTAINER_LISTING_CONTENT_LENGTH`; listings are at most 10,000 entries).
+/// The largest `?versions` page the proxy reads to show a versioned listing's entries.
 const MAX_LISTING: usize = 16 * 1024 * 1024;
+/// How much of a container listing is read whole (and rewritten at once when it must
+/// be); a longer one is streamed entry by entry. No fixed cap fits Swift's listings:
+/// 10,000 entries (`CONTAINER_LISTING_LIMIT`) of 1,024-byte names
+/// (`MAX_OBJECT_NAME_LENGTH`) of 3-byte characters are over 20 MB of JSON (each
+/// character `\uXXXX`), and more in XML.
+const WHOLE_LISTING: usize = 1024 * 1024;
+/// The most one entry of a streamed listing may take (a 1,024-byte name is at most
+/// 6 KiB escaped, a content type one 8 KiB header line, twice that escaped).
+const MAX_ENTRY: usize = 256 * 1024;
+/// Entries of a streamed listing rewritten together (and shown as the versions they
+/// link to, in a versioned container).
+const LISTING_BATCH: usize = 500;
 /// `quote(value, safe='')` for the DLO marker.
 const MARK_ENCODE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_');
 
@@ -1317,7 +1328,12 @@ impl FederationService {
             return Ok(r);
         }
         let mut status = StatusCode::OK;
-        let (first, last) = if let Some(n) = part_number(query)? {
+        // Swift's dlo middleware reads no part number: a DLO is answered whole.
+        let part = match marked {
+            Marked::Slo { .. } => part_number(query)?,
+            Marked::Dlo { .. } => None,
+        };
+        let (first, last) = if let Some(n) = part {
             let n = n as usize;
             if matches!(marked, Marked::Slo { .. }) {
                 headers.insert("x-parts-count", HeaderValue::from(parts.len()));
@@ -1756,19 +1772,24 @@ fn json_listing(items: &[Entry]) -> String {
         if i > 0 {
             out.push_str(", ");
         }
-        out.push('{');
-        for (j, (k, v)) in fields.iter().enumerate() {
-            if j > 0 {
-                out.push_str(", ");
-            }
-            out.push_str(&stackfed_http::pyjson::string(k));
-            out.push_str(": ");
-            python_json(v, &mut out);
-        }
-        out.push('}');
+        json_entry(fields, &mut out);
     }
     out.push(']');
     out
+}
+
+/// One entry of a JSON listing, as Python's `json.dumps` writes it.
+fn json_entry(fields: &[(String, Value)], out: &mut String) {
+    out.push('{');
+    for (j, (k, v)) in fields.iter().enumerate() {
+        if j > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&stackfed_http::pyjson::string(k));
+        out.push_str(": ");
+        python_json(v, out);
+    }
+    out.push('}');
 }
 
 /// How many pages of a `?versions` listing one versioned listing reads at most.
@@ -1837,9 +1858,9 @@ impl FederationService {
     /// A container listing as the client gets it, every format and direction alike.
     /// The proxy's markers (large objects it assembles, static links across clusters)
     /// are removed by [`rewrite_listing`]; in a container with object versioning
-    /// (`X-Versions-Enabled`, not a `?versions` listing) each entry links to a version
-    /// and shows what that version is (see [`VersionShown`]), read from the
-    /// container's `?versions` listing. XML is rendered from the JSON listing as
+    /// (`X-Versions-Enabled`, true or suspended; not a `?versions` listing) each
+    /// entry links to a version and shows what that version is (see
+    /// [`VersionShown`]), read from the container's `?versions` listing. XML is rendered from the JSON listing as
     /// Swift's `listing_formats` renders it (the same listing is asked again in JSON
     /// when it needs rewriting). Anything else streams through untouched.
     pub(super) async fn listing(
@@ -1854,13 +1875,29 @@ impl FederationService {
             _ => return Ok(resp),
         };
         let query = call.parts.uri.query().unwrap_or_default();
-        let versioned = header_str(&resp, "x-versions-enabled")
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
-            && !has_param(query, "versions");
-        let (mut parts, body) = resp.into_parts();
-        let original = read_limited(body, MAX_LISTING)
-            .await
-            .ok_or_else(|| SwiftError::status(StatusCode::BAD_GATEWAY))?;
+        // Versioning on, or suspended (`False`): the objects written while it was on
+        // are still links to their versions, and listed as them.
+        let versioned =
+            header_str(&resp, "x-versions-enabled").is_some() && !has_param(query, "versions");
+        let (mut parts, mut body) = resp.into_parts();
+        let mut head = bytes::BytesMut::new();
+        while head.len() <= WHOLE_LISTING {
+            match body.frame().await {
+                None => break,
+                Some(Err(_)) => return Err(SwiftError::status(StatusCode::BAD_GATEWAY)),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        head.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+        if head.len() > WHOLE_LISTING {
+            return self
+                .listing_stream(call, cluster, parts, (head.freeze(), body), xml, versioned)
+                .await;
+        }
+        let original = head.freeze();
         let marked = |b: &[u8]| {
             std::str::from_utf8(b).is_ok_and(|t| {
                 t.contains(SLO_MARK) || t.contains(DLO_MARK) || t.contains(LINK_MARK)
@@ -1880,6 +1917,10 @@ impl FederationService {
                 .forward(cluster, call, &format!("{path}?{}", q.join("&")), empty())
                 .await?;
             if !again.status().is_success() {
+                // Never the proxy's markers: the original only when it has none.
+                if marked(&original) {
+                    return Err(SwiftError::status(StatusCode::BAD_GATEWAY));
+                }
                 return Ok(Response::from_parts(parts, full(original)));
             }
             read_limited(again.into_body(), MAX_LISTING)
@@ -1907,6 +1948,82 @@ impl FederationService {
             .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
         parts.headers.remove(header::ETAG);
         Ok(Response::from_parts(parts, full(out)))
+    }
+
+    /// A listing longer than [`WHOLE_LISTING`], streamed: its entries pass as they come
+    /// ([`LISTING_BATCH`] at a time), the marked ones rewritten, a versioned
+    /// container's shown as their versions, XML rendered from the JSON listing (asked
+    /// again). Memory stays bounded by a batch whatever the listing's length.
+    async fn listing_stream(
+        &self,
+        call: &Call,
+        cluster: &crate::service::SwiftCluster,
+        mut parts: http::response::Parts,
+        (head, rest): (Bytes, Body),
+        xml: bool,
+        versioned: bool,
+    ) -> Result<Response<Body>> {
+        let path = call.parts.uri.path();
+        let (body, first, name) = if xml {
+            drop(rest);
+            let query = call.parts.uri.query().unwrap_or_default();
+            let mut q: Vec<&str> = query
+                .split('&')
+                .filter(|kv| !kv.is_empty() && kv.split('=').next() != Some("format"))
+                .collect();
+            q.push("format=json");
+            let again = self
+                .forward(cluster, call, &format!("{path}?{}", q.join("&")), empty())
+                .await?;
+            if !again.status().is_success() {
+                return Err(SwiftError::status(StatusCode::BAD_GATEWAY));
+            }
+            let container = path.split('/').nth(3).unwrap_or_default();
+            let container = percent_decode_str(container)
+                .decode_utf8_lossy()
+                .into_owned();
+            (again.into_body(), Bytes::new(), Some(container))
+        } else {
+            (rest, head, None)
+        };
+        let mut split = EntrySplitter::default();
+        let mut ready = Vec::new();
+        split
+            .push(&first, &mut ready)
+            .map_err(|()| SwiftError::status(StatusCode::BAD_GATEWAY))?;
+        let state = StreamedListing {
+            service: self.clone(),
+            call: Call {
+                parts: call.parts.clone(),
+                body: empty(),
+                caller: call.caller.clone(),
+                lent: call.lent.clone(),
+            },
+            cluster: cluster.id().clone(),
+            body,
+            split,
+            ready,
+            xml: name,
+            versioned,
+            written: 0,
+            ended: false,
+        };
+        let stream = futures::stream::unfold(state, |mut st| async move {
+            match st.next_piece().await {
+                Ok(Some(piece)) => Some((Ok::<_, BoxError>(piece), st)),
+                Ok(None) => None,
+                Err(e) => {
+                    // Past the status line: the answer is cut, as a broken backend's.
+                    st.written = usize::MAX;
+                    st.ended = true;
+                    st.ready.clear();
+                    Some((Err(BoxError::from(format!("listing: {e:?}"))), st))
+                }
+            }
+        });
+        parts.headers.remove(header::CONTENT_LENGTH);
+        parts.headers.remove(header::ETAG);
+        Ok(Response::from_parts(parts, from_stream(stream)))
     }
 
     /// The entries of a versioned container's listing that link to versions, shown as
@@ -1994,27 +2111,192 @@ pub(super) fn rewrite_listing(body: &[u8]) -> Option<Vec<u8>> {
     }
     let mut items: Vec<Entry> = serde_json::from_str(text).ok()?;
     for Entry(fields) in &mut items {
-        let Some(at) = fields.iter().position(|(k, _)| k == "content_type") else {
-            continue;
-        };
-        let Some(ct) = fields[at].1.as_str() else {
-            continue;
-        };
-        let link = link_mark(ct);
-        let (clean, marked) = unmark(ct);
-        fields[at].1 = Value::String(clean);
-        if let Some(link) = link {
-            link_fields(fields, link);
-        }
-        let Some(marked) = marked else { continue };
-        if let Marked::Slo { etag, size } = marked {
-            if let Some(b) = fields.iter_mut().find(|(k, _)| k == "bytes") {
-                b.1 = Value::from(size);
-            }
-            fields.push(("slo_etag".into(), Value::String(format!("\"{etag}\""))));
-        }
+        rewrite_entry(fields);
     }
     Some(json_listing(&items).into_bytes())
+}
+
+/// One listing entry with the marker removed and what Swift lists added (see
+/// [`rewrite_listing`]).
+fn rewrite_entry(fields: &mut Vec<(String, Value)>) {
+    let Some(at) = fields.iter().position(|(k, _)| k == "content_type") else {
+        return;
+    };
+    let Some(ct) = fields[at].1.as_str() else {
+        return;
+    };
+    let link = link_mark(ct);
+    let (clean, marked) = unmark(ct);
+    fields[at].1 = Value::String(clean);
+    if let Some(link) = link {
+        link_fields(fields, link);
+    }
+    if let Some(Marked::Slo { etag, size }) = marked {
+        if let Some(b) = fields.iter_mut().find(|(k, _)| k == "bytes") {
+            b.1 = Value::from(size);
+        }
+        fields.push(("slo_etag".into(), Value::String(format!("\"{etag}\""))));
+    }
+}
+
+/// Whether a listing's bytes hold one of the proxy's markers.
+fn has_marker(b: &[u8]) -> bool {
+    let has = |m: &str| b.windows(m.len()).any(|w| w == m.as_bytes());
+    has(SLO_MARK) || has(DLO_MARK) || has(LINK_MARK)
+}
+
+/// Splits a JSON container listing (an array of flat objects) into its entries'
+/// bytes as they arrive.
+#[derive(Default)]
+struct EntrySplitter {
+    pending: Vec<u8>,
+    scanned: usize,
+    start: Option<usize>,
+    depth: u32,
+    in_string: bool,
+    escaped: bool,
+}
+
+impl EntrySplitter {
+    /// Takes the next bytes, adding every entry they complete to `out`. `Err` for
+    /// what no listing is (an entry past [`MAX_ENTRY`], a brace out of place).
+    fn push(&mut self, data: &[u8], out: &mut Vec<Bytes>) -> std::result::Result<(), ()> {
+        self.pending.extend_from_slice(data);
+        for i in self.scanned..self.pending.len() {
+            let b = self.pending[i];
+            if self.in_string {
+                if self.escaped {
+                    self.escaped = false;
+                } else if b == b'\\' {
+                    self.escaped = true;
+                } else if b == b'"' {
+                    self.in_string = false;
+                }
+                continue;
+            }
+            match b {
+                b'"' => self.in_string = true,
+                b'{' => {
+                    if self.depth == 0 {
+                        self.start = Some(i);
+                    }
+                    self.depth += 1;
+                }
+                b'}' => {
+                    self.depth = self.depth.checked_sub(1).ok_or(())?;
+                    if self.depth == 0 {
+                        let start = self.start.take().ok_or(())?;
+                        out.push(Bytes::copy_from_slice(&self.pending[start..=i]));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let keep = self.start.unwrap_or(self.pending.len());
+        self.pending.drain(..keep);
+        if self.start.is_some() {
+            self.start = Some(0);
+        }
+        self.scanned = self.pending.len();
+        if self.pending.len() > MAX_ENTRY {
+            return Err(());
+        }
+        Ok(())
+    }
+}
+
+/// A container listing streamed entry by entry (see [`FederationService::listing`]).
+struct StreamedListing {
+    service: FederationService,
+    call: Call,
+    cluster: ClusterId,
+    body: Body,
+    split: EntrySplitter,
+    ready: Vec<Bytes>,
+    /// The container's name when the answer is XML (rendered from the JSON listing).
+    xml: Option<String>,
+    versioned: bool,
+    written: usize,
+    ended: bool,
+}
+
+impl StreamedListing {
+    /// The next piece of the answer: up to [`LISTING_BATCH`] entries, rewritten.
+    async fn next_piece(&mut self) -> Result<Option<Bytes>> {
+        if self.ended && self.ready.is_empty() && self.written == usize::MAX {
+            return Ok(None);
+        }
+        while self.ready.len() < LISTING_BATCH && !self.ended {
+            match self.body.frame().await {
+                None => self.ended = true,
+                Some(Err(_)) => return Err(SwiftError::status(StatusCode::BAD_GATEWAY)),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.split
+                            .push(&data, &mut self.ready)
+                            .map_err(|()| SwiftError::status(StatusCode::BAD_GATEWAY))?;
+                    }
+                }
+            }
+        }
+        let raw = std::mem::take(&mut self.ready);
+        let mut out = String::new();
+        if self.written == 0 {
+            match &self.xml {
+                Some(name) => out.push_str(&crate::listing::container_xml_start(name)),
+                None => out.push('['),
+            }
+        }
+        let rewrite = self.versioned || self.xml.is_some();
+        let mut entries = Vec::with_capacity(raw.len());
+        for r in raw {
+            if rewrite || has_marker(&r) {
+                let Ok(Entry(mut fields)) = serde_json::from_slice::<Entry>(&r) else {
+                    return Err(SwiftError::status(StatusCode::BAD_GATEWAY));
+                };
+                rewrite_entry(&mut fields);
+                entries.push(Err(Entry(fields)));
+            } else {
+                entries.push(Ok(r));
+            }
+        }
+        if self.versioned {
+            let mut items: Vec<Entry> = entries
+                .into_iter()
+                .filter_map(std::result::Result::err)
+                .collect();
+            let cluster = self.service.cluster(&self.cluster)?;
+            self.service
+                .show_versions(&self.call, cluster, &mut items)
+                .await?;
+            entries = items.into_iter().map(Err).collect();
+        }
+        for e in entries {
+            match (&self.xml, e) {
+                (Some(_), Err(Entry(fields))) => {
+                    crate::listing::container_xml_entry(&fields, self.written == 0, &mut out);
+                }
+                (_, e) => {
+                    if self.written > 0 {
+                        out.push_str(", ");
+                    }
+                    match e {
+                        Ok(raw) => out.push_str(&String::from_utf8_lossy(&raw)),
+                        Err(Entry(fields)) => json_entry(&fields, &mut out),
+                    }
+                }
+            }
+            self.written += 1;
+        }
+        if self.ended {
+            match &self.xml {
+                Some(_) => out.push_str(crate::listing::container_xml_end(self.written == 0)),
+                None => out.push(']'),
+            }
+            self.written = usize::MAX;
+        }
+        Ok(Some(Bytes::from(out)))
+    }
 }
 
 /// A listing entry, its fields in the order the cluster wrote them.
@@ -2301,6 +2583,32 @@ mod tests {
             let (x, y) = (u64::from(a) % len, u64::from(b) % len);
             let (first, last) = (x.min(y), x.max(y));
             prop_assert_eq!(assemble(&parts, first, last), whole[first as usize..=last as usize].to_vec());
+        }
+
+        /// A JSON listing cut anywhere, in any pieces, splits into the entries
+        /// `serde_json` reads from it whole (names with quotes, braces, backslashes).
+        #[test]
+        fn listings_split_into_their_entries_wherever_cut(
+            names in proptest::collection::vec("[a-z{}\\[\\]\"\\\\/, \u{1}é]{0,12}", 0..8),
+            cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..10),
+        ) {
+            let items: Vec<Value> = names
+                .iter()
+                .map(|n| serde_json::json!({"name": n, "hash": "x", "bytes": 1, "subdir": null}))
+                .collect();
+            let text = serde_json::to_string(&Value::Array(items.clone())).unwrap();
+            let bytes = text.as_bytes();
+            let mut at: Vec<usize> = cuts.iter().map(|c| c.index(bytes.len() + 1)).collect();
+            at.push(0);
+            at.push(bytes.len());
+            at.sort_unstable();
+            let mut split = EntrySplitter::default();
+            let mut out = Vec::new();
+            for w in at.windows(2) {
+                prop_assert!(split.push(&bytes[w[0]..w[1]], &mut out).is_ok());
+            }
+            let got: Vec<Value> = out.iter().map(|e| serde_json::from_slice(e).unwrap()).collect();
+            prop_assert_eq!(got, items);
         }
 
         #[test]

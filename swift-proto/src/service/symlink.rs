@@ -17,6 +17,8 @@
 //! (`X-Symlink-Target-Etag`, `X-Symlink-Target-Bytes`; `symlink_etag`,
 //! `symlink_bytes`), the marker removed.
 
+use std::fmt::Write as _;
+
 use federation_core::{AccountName, ClusterId};
 use http::{header, HeaderName, HeaderValue, Method, Response, StatusCode};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -32,36 +34,57 @@ const SYMLOOP_MAX: usize = 2;
 
 /// The content-type parameter that marks a static link the proxy verifies.
 pub(super) const LINK_MARK: &str = "stackfed_link";
+/// The content-type parameter beside it when the target is an SLO: the large
+/// object's ETag (listed as `slo_etag`, as Swift lists a static link to an SLO).
+const LINK_SLO_MARK: &str = "stackfed_link_slo";
 /// How the marker's ETag is encoded (`quote(value, safe='')`).
 const MARK_ENCODE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_');
 
 /// What the marker of a static link across clusters records: the target's ETag (as
-/// the client gave it, unquoted) and size when the link was made.
+/// the client gave it, unquoted: for a large object its manifest's) and size (for an
+/// SLO the large object's) when the link was made, and for an SLO its ETag as Swift
+/// lists it (`slo_etag`, quoted).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct StaticLink {
     pub(super) etag: String,
     pub(super) bytes: u64,
+    pub(super) slo_etag: Option<String>,
+}
+
+/// The value of a content-type parameter `key`, percent-decoded.
+fn mark_param<'a>(content_type: &'a str, key: &str) -> Option<&'a str> {
+    content_type
+        .split(';')
+        .skip(1)
+        .find_map(|p| p.trim().strip_prefix(key)?.strip_prefix('='))
 }
 
 /// The static-link marker of a content type, if it carries one.
 pub(super) fn link_mark(content_type: &str) -> Option<StaticLink> {
-    content_type.split(';').skip(1).find_map(|p| {
-        let v = p.trim().strip_prefix(LINK_MARK)?.strip_prefix('=')?;
-        let (etag, bytes) = v.rsplit_once('-')?;
-        Some(StaticLink {
-            etag: percent_decode_str(etag).decode_utf8().ok()?.into_owned(),
-            bytes: bytes.parse().ok()?,
-        })
+    let decode = |v: &str| Some(percent_decode_str(v).decode_utf8().ok()?.into_owned());
+    let (etag, bytes) = mark_param(content_type, LINK_MARK)?.rsplit_once('-')?;
+    Some(StaticLink {
+        etag: decode(etag)?,
+        bytes: bytes.parse().ok()?,
+        slo_etag: mark_param(content_type, LINK_SLO_MARK).and_then(decode),
     })
 }
 
 /// `content_type` with the static-link marker.
 pub(super) fn with_link_mark(content_type: &str, link: &StaticLink) -> String {
-    format!(
+    let mut marked = format!(
         "{content_type};{LINK_MARK}={}-{}",
         utf8_percent_encode(&link.etag, MARK_ENCODE),
         link.bytes
-    )
+    );
+    if let Some(slo) = &link.slo_etag {
+        let _ = write!(
+            marked,
+            ";{LINK_SLO_MARK}={}",
+            utf8_percent_encode(slo, MARK_ENCODE)
+        );
+    }
+    marked
 }
 
 /// `content_type` without the static-link marker.
@@ -109,12 +132,16 @@ pub(super) fn link_answer(resp: &mut Response<Body>) {
 }
 
 /// A listing entry's fields for a marked link, as Swift lists a static link:
-/// `symlink_etag` and `symlink_bytes` before the `symlink_path` the cluster lists.
+/// `symlink_etag` and `symlink_bytes` before the `symlink_path` the cluster lists,
+/// and for a link to an SLO its `slo_etag` after it.
 pub(super) fn link_fields(fields: &mut Vec<(String, serde_json::Value)>, link: StaticLink) {
     let at = fields
         .iter()
         .position(|(k, _)| k == "symlink_path")
         .unwrap_or(fields.len());
+    if let Some(slo) = link.slo_etag {
+        fields.insert((at + 1).min(fields.len()), ("slo_etag".into(), slo.into()));
+    }
     fields.insert(at, ("symlink_bytes".into(), link.bytes.into()));
     fields.insert(at, ("symlink_etag".into(), link.etag.into()));
 }
@@ -237,13 +264,16 @@ impl FederationService {
         let mut loops = 0;
         let mut version = None;
         let mut via_version = false;
+        // The last object's own answer (a large object's manifest as stored: what a
+        // static link's ETag names, as Swift's middleware sees it behind `slo`/`dlo`).
+        let mut end = None;
         for _ in 0..4 * (SYMLOOP_MAX + 1) {
             let caller = self.reader_of(call, &path).await?;
             let probe = self
                 .forward(
                     self.cluster(&at)?,
                     &head_call(call, caller),
-                    &with_query(&path, "symlink=get"),
+                    &with_query(&path, "symlink=get&multipart-manifest=get"),
                     empty(),
                 )
                 .await?;
@@ -277,6 +307,7 @@ impl FederationService {
                     }
                     continue;
                 }
+                end = Some(probe);
                 break;
             };
             // The version of the object the request reads (a versioned container's).
@@ -341,19 +372,84 @@ impl FederationService {
             // Not a link after all (gone since): the cluster's answer stands.
             return Ok(resp);
         };
+        // The last object is read with the client's query, as Swift's subrequest keeps
+        // it (the parameters the large-object middlewares read; a temp URL's own stay
+        // behind, the proxy judged them).
+        let kept: Vec<&str> = call
+            .parts
+            .uri
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .filter(|kv| {
+                matches!(
+                    kv.split('=').next(),
+                    Some("multipart-manifest" | "format" | "part-number")
+                )
+            })
+            .collect();
+        let read = if kept.is_empty() {
+            path.clone()
+        } else {
+            with_query(&path, &kept.join("&"))
+        };
+        let mut parts = call.parts.clone();
+        if let Ok(uri) = read.parse() {
+            parts.uri = uri;
+        }
         let borrowed = Call {
-            parts: call.parts.clone(),
+            parts,
             body: empty(),
             caller: self.reader_of(call, &path).await?,
             lent: call.lent.clone(),
         };
-        let mut resp = self
-            .forward(self.cluster(&at)?, &borrowed, &path, empty())
-            .await?;
-        if let Some(wanted) = &target_etag {
-            let found = resp
+        let end = end.filter(|e| e.status().is_success());
+        if let (Some(wanted), Some(end)) = (&target_etag, &end) {
+            let found = end
                 .headers()
                 .get(header::ETAG)
+                .and_then(|v| v.to_str().ok());
+            if let Some(found) = found.filter(|f| f != wanted) {
+                return Ok(etag_conflict(found, wanted, &last, head));
+            }
+        }
+        let checked = end.is_some();
+        let target = path.split('?').next().unwrap_or_default();
+        let marked = end.as_ref().and_then(super::large::marked);
+        let target_account = match SwiftPath::parse(target) {
+            Ok(SwiftPath::Object { account, .. }) => Some(account),
+            _ => None,
+        };
+        let mut resp = match (marked, target_account) {
+            // A large object the proxy assembles: answered as it answers one read
+            // directly (the manifest's own answer serves `?multipart-manifest=get`).
+            (Some(m), Some(account)) => {
+                let at = super::large::ObjectHome {
+                    account: &account,
+                    path: target,
+                    home: &at,
+                };
+                let manifest_get = super::large::manifest_query(&borrowed, "get");
+                let (first, probed) = match end {
+                    Some(end) if head || !manifest_get => (end, true),
+                    _ => (
+                        self.forward(self.cluster(at.home)?, &borrowed, &read, empty())
+                            .await?,
+                        false,
+                    ),
+                };
+                Box::pin(self.large_answer(&borrowed, at, first, m, probed)).await?
+            }
+            _ => {
+                self.forward(self.cluster(&at)?, &borrowed, &read, empty())
+                    .await?
+            }
+        };
+        if let (Some(wanted), false) = (&target_etag, checked) {
+            let found = resp
+                .headers()
+                .get("x-manifest-etag")
+                .or_else(|| resp.headers().get(header::ETAG))
                 .and_then(|v| v.to_str().ok());
             if let Some(found) = found.filter(|f| f != wanted) {
                 return Ok(etag_conflict(found, wanted, &last, head));
@@ -504,6 +600,7 @@ impl FederationService {
             &StaticLink {
                 etag,
                 bytes: target.bytes,
+                slo_etag: target.slo_etag,
             },
         );
         let h = &mut call.parts.headers;
@@ -519,6 +616,11 @@ impl FederationService {
     /// does (a static link as target is followed, a dynamic one is not): its content
     /// type and size, or Swift's refusal. `None` when the answer is not one the
     /// middleware would judge (left to the cluster).
+    ///
+    /// Swift's symlink middleware sits behind `slo` and `dlo` in the pipeline: it sees
+    /// a large object's manifest as stored, so the ETag a link names is the manifest's
+    /// (`?multipart-manifest=get`), and for an SLO its size is the large object's
+    /// (`X-Object-Sysmeta-Slo-Size`) and its listing entry carries `slo_etag`.
     async fn static_target(
         &self,
         path: &str,
@@ -529,11 +631,12 @@ impl FederationService {
         let mut link = self
             .subrequest(
                 Method::HEAD,
-                &format!("{path}?symlink=get"),
+                &format!("{path}?symlink=get&multipart-manifest=get"),
                 auth.clone(),
                 0,
             )
             .await;
+        let mut whole = path.to_owned();
         let value = |r: &Response<Body>, n: &str| {
             r.headers()
                 .get(n)
@@ -550,7 +653,16 @@ impl FederationService {
                         false,
                     ))));
                 }
-                link = self.subrequest(Method::HEAD, path, auth, 0).await;
+                link = self
+                    .subrequest(
+                        Method::HEAD,
+                        &format!("{path}?multipart-manifest=get"),
+                        auth.clone(),
+                        0,
+                    )
+                    .await;
+            } else {
+                whole = format!("{path}?symlink=get");
             }
         }
         let status = link.status();
@@ -568,14 +680,30 @@ impl FederationService {
         if let Some(found) = found.filter(|f| f != etag) {
             return Ok(Some(Err(etag_conflict(&found, etag, location, false))));
         }
-        let bytes = value(&link, "content-length")
+        let mut bytes = value(&link, "content-length")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        let content_type =
+        let mut content_type =
             value(&link, "content-type").unwrap_or_else(|| "application/octet-stream".into());
+        // An SLO: its size, ETag and type as a large object (what its sysmeta and
+        // stored type say in Swift; its manifest is shown as JSON).
+        let mut slo_etag = None;
+        let slo =
+            value(&link, "x-static-large-object").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        if slo && !whole.contains("symlink=get") {
+            let large = self.subrequest(Method::HEAD, &whole, auth, 0).await;
+            if large.status().is_success() {
+                slo_etag = value(&large, "etag").map(|e| format!("\"{}\"", normalize_etag(&e)));
+                bytes = value(&large, "content-length")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(bytes);
+                content_type = value(&large, "content-type").unwrap_or(content_type);
+            }
+        }
         Ok(Some(Ok(Target {
             content_type: without_link_mark(&content_type),
             bytes,
+            slo_etag,
         })))
     }
 }
@@ -584,6 +712,7 @@ impl FederationService {
 struct Target {
     content_type: String,
     bytes: u64,
+    slo_etag: Option<String>,
 }
 
 #[cfg(test)]
@@ -595,16 +724,28 @@ mod tests {
         let link = StaticLink {
             etag: "ab c-1;x".into(),
             bytes: 17,
+            slo_etag: None,
         };
         let ct = with_link_mark("text/plain; charset=utf-8", &link);
         assert_eq!(
             ct,
             "text/plain; charset=utf-8;stackfed_link=ab%20c-1%3Bx-17"
         );
-        assert_eq!(link_mark(&ct), Some(link));
+        assert_eq!(link_mark(&ct), Some(link.clone()));
         assert_eq!(without_link_mark(&ct), "text/plain; charset=utf-8");
         assert_eq!(link_mark("text/plain"), None);
         assert_eq!(link_mark("a/b;stackfed_link=x"), None);
+        let slo = StaticLink {
+            slo_etag: Some("\"0123abc\"".into()),
+            ..link
+        };
+        let ct = with_link_mark("text/plain", &slo);
+        assert_eq!(
+            ct,
+            "text/plain;stackfed_link=ab%20c-1%3Bx-17;stackfed_link_slo=%220123abc%22"
+        );
+        assert_eq!(link_mark(&ct), Some(slo));
+        assert_eq!(without_link_mark(&ct), "text/plain");
     }
 
     #[test]

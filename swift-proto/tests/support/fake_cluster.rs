@@ -358,6 +358,17 @@ impl FakeCluster {
         }
     }
 
+    /// Changes an object's `Content-Type` behind the proxy's back.
+    pub fn set_content_type_direct(&self, account: &str, container: &str, object: &str, ct: &str) {
+        let mut s = self.inner.lock();
+        if let Some(o) = s
+            .container_mut(account, container)
+            .and_then(|c| c.objects.get_mut(object))
+        {
+            o.content_type = ct.to_owned();
+        }
+    }
+
     /// Whether the container exists here.
     pub fn has_container(&self, account: &str, container: &str) -> bool {
         self.inner.lock().container(account, container).is_some()
