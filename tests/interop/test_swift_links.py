@@ -228,7 +228,7 @@ def test_temp_urls_reach_other_containers_only_with_an_account_key(fed):
         links = side.container("links", "links", {"X-Container-Meta-Temp-URL-Key": ckey})
         # A UTF-8 name, sent raw in X-Object-Manifest (as Swift's own tests do).
         data = side.container("dätä", "data")
-        for i in range(550):
+        for i in range(3):
             assert side.req("PUT", f"{data}/seg/{i}", data=b"%d" % i * 5).status_code == 201
         assert side.req("PUT", f"{links}/dlo", {"X-Object-Manifest": f"{data}/seg/".encode()},
                         data=b"").status_code == 201
@@ -514,7 +514,7 @@ def large_targets(side):
     segs = side.container("segs", "links")
     names = {"acct": side.account, "links": links, "data": data, "segs": segs}
     for c in (data, segs):
-        for i in range(550):
+        for i in range(3):
             assert side.req("PUT", f"{c}/seg{i}",
                             data=bytes([65 + i]) * (3 + i)).status_code == 201
     for name, c in (("slo", data), ("slo-apart", segs)):
