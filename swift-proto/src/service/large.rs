@@ -1780,8 +1780,13 @@ fn json_listing(items: &[Entry]) -> String {
 
 /// One entry of a JSON listing, as Python's `json.dumps` writes it.
 fn json_entry(fields: &[(String, Value)], out: &mut String) {
+    json_object(fields.iter().map(|(k, v)| (k.as_str(), v)), out);
+}
+
+/// A JSON object from its members in order, as Python's `json.dumps` writes it.
+fn json_object<'a>(members: impl Iterator<Item = (&'a str, &'a Value)>, out: &mut String) {
     out.push('{');
-    for (j, (k, v)) in fields.iter().enumerate() {
+    for (j, (k, v)) in members.enumerate() {
         if j > 0 {
             out.push_str(", ");
         }
@@ -2339,18 +2344,7 @@ fn python_json(v: &Value, out: &mut String) {
             }
             out.push(']');
         }
-        Value::Object(m) => {
-            out.push('{');
-            for (i, (k, x)) in m.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                out.push_str(&stackfed_http::pyjson::string(k));
-                out.push_str(": ");
-                python_json(x, out);
-            }
-            out.push('}');
-        }
+        Value::Object(m) => json_object(m.iter().map(|(k, x)| (k.as_str(), x)), out),
         other => out.push_str(&other.to_string()),
     }
 }
