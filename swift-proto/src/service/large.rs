@@ -1778,6 +1778,16 @@ fn json_listing(items: &[Entry]) -> String {
     out
 }
 
+/// The same listing asked as JSON: the query with any `format` replaced by `format=json`.
+fn as_json_listing(path: &str, query: &str) -> String {
+    let mut q: Vec<&str> = query
+        .split('&')
+        .filter(|kv| !kv.is_empty() && kv.split('=').next() != Some("format"))
+        .collect();
+    q.push("format=json");
+    format!("{path}?{}", q.join("&"))
+}
+
 /// One entry of a JSON listing, as Python's `json.dumps` writes it.
 fn json_entry(fields: &[(String, Value)], out: &mut String) {
     json_object(fields.iter().map(|(k, v)| (k.as_str(), v)), out);
@@ -1913,13 +1923,8 @@ impl FederationService {
         }
         let path = call.parts.uri.path();
         let json = if xml {
-            let mut q: Vec<&str> = query
-                .split('&')
-                .filter(|kv| !kv.is_empty() && kv.split('=').next() != Some("format"))
-                .collect();
-            q.push("format=json");
             let again = self
-                .forward(cluster, call, &format!("{path}?{}", q.join("&")), empty())
+                .forward(cluster, call, &as_json_listing(path, query), empty())
                 .await?;
             if !again.status().is_success() {
                 // Never the proxy's markers: the original only when it has none.
@@ -1972,13 +1977,8 @@ impl FederationService {
         let (body, first, name) = if xml {
             drop(rest);
             let query = call.parts.uri.query().unwrap_or_default();
-            let mut q: Vec<&str> = query
-                .split('&')
-                .filter(|kv| !kv.is_empty() && kv.split('=').next() != Some("format"))
-                .collect();
-            q.push("format=json");
             let again = self
-                .forward(cluster, call, &format!("{path}?{}", q.join("&")), empty())
+                .forward(cluster, call, &as_json_listing(path, query), empty())
                 .await?;
             if !again.status().is_success() {
                 return Err(SwiftError::status(StatusCode::BAD_GATEWAY));
