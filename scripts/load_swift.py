@@ -59,12 +59,15 @@ def start_nginx(d: Path, servers: str) -> peers.Proc:
     return peers.spawn("nginx", [shutil.which("nginx"), "-c", str(d / "nginx.conf")], d / "nginx.log")
 
 
-def nginx_reverse_proxy(d: Path, upstream_port: int) -> tuple[peers.Proc, int]:
-    """nginx as a keep-alive reverse proxy in front of one backend."""
+def nginx_reverse_proxy(d: Path, upstream_port: int, access_log: bool = False) -> tuple[peers.Proc, int]:
+    """nginx as a keep-alive reverse proxy in front of one backend; with `access_log`,
+    it writes a line per request to a file (its default `combined` format), as the
+    federation proxy always does."""
     port = peers.free_port()
+    log = f"access_log {d}/access.log;" if access_log else ""
     return start_nginx(d, f"""
   upstream backend {{ server 127.0.0.1:{upstream_port}; keepalive 32; }}
-  server {{ listen 127.0.0.1:{port};
+  server {{ listen 127.0.0.1:{port}; {log}
     location / {{ proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}
 """), port
 
@@ -230,6 +233,8 @@ def main():
     ap.add_argument("--large-mib", type=int, default=1024, help="size of the large object")
     ap.add_argument("--uploads", type=int, default=64, help="concurrent uploads for the RSS row")
     ap.add_argument("--upload-mib", type=int, default=1024, help="size of each upload for the RSS row")
+    ap.add_argument("--nginx-access-log", action="store_true",
+                    help="the nginx reverse proxy logs each request to a file, as the proxy does")
     ap.add_argument("--binary", default=str(ROOT / "target" / "release" / "swift-federation-proxy"))
     ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
     args = ap.parse_args()
@@ -256,7 +261,7 @@ def main():
             requests.put(f"{purl}/bench/small", headers=ph, data=b"x" * 1024).raise_for_status()
 
         if "small" in only:
-            nginx, nport = nginx_reverse_proxy(base / "nginx", east.ports["proxy"])
+            nginx, nport = nginx_reverse_proxy(base / "nginx", east.ports["proxy"], args.nginx_access_log)
             nurl = eurl.replace(f":{east.ports['proxy']}", f":{nport}")
             peers.wait_http(f"{nurl}/bench/small", timeout=10, headers=eh)
             compare(r, "", (("direct", eurl, etoken), ("nginx", nurl, etoken), ("proxy", purl, ptoken)),
@@ -293,7 +298,7 @@ def main():
             fast_proxy.start(binary)
             fpurl, fptoken = (lambda h: (h["X-Storage-Url"], h["X-Auth-Token"]))(
                 requests.get(fast_proxy.auth_url, headers=login).headers)
-            fnginx, fnport = nginx_reverse_proxy(base / "fast-nginx", fport)
+            fnginx, fnport = nginx_reverse_proxy(base / "fast-nginx", fport, args.nginx_access_log)
             fnurl = f"http://127.0.0.1:{fnport}/v1/AUTH_test"
             peers.wait_http(f"{fnurl}/bench/small", timeout=10)
             assert requests.get(f"{fpurl}/bench/small", headers={"X-Auth-Token": fptoken}).content == b"x" * 1024
