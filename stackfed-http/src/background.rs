@@ -115,12 +115,16 @@ mod tests {
                 }
             },
         );
-        tokio::time::sleep(Duration::from_millis(60)).await;
+        // Until it has run twice (a fixed sleep failed once on a loaded machine).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while runs.load(Ordering::SeqCst) < 2 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         assert_eq!(bg.running(), 1);
         bg.shutdown().await;
         assert_eq!(bg.running(), 0);
         let seen = runs.load(Ordering::SeqCst);
-        assert!(seen >= 2, "ran {seen} times");
+        assert!(seen >= 2, "ran {seen} times in 10 s");
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(runs.load(Ordering::SeqCst), seen, "no run after shutdown");
         bg.spawn("late", std::future::pending());
