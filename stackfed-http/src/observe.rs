@@ -19,6 +19,7 @@
 //! `family` comes from the protocol's classifier (`account`, `object`, `image-data`…),
 //! and unknown methods count as `OTHER`, so label values stay few.
 
+use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -190,7 +191,13 @@ impl Drop for Entry {
         metrics::counter!("stackfed_http_response_bytes_total",
             "service" => self.cfg.service, "family" => self.family)
         .increment(self.bytes);
-        let client = self.client.map(|c| c.to_string());
+        // The address written on the stack (an `Ipv6` one with its port is at most 47
+        // bytes), not into a `String` per request.
+        let mut client = Text::<64>::new();
+        let client = match self.client {
+            Some(c) if fmt::write(&mut client, format_args!("{c}")).is_ok() => client.as_str(),
+            _ => "-",
+        };
         tracing::info!(
             target: "access",
             request_id = %self.request_id,
@@ -199,13 +206,45 @@ impl Drop for Entry {
             status = self.status,
             bytes = self.bytes,
             duration_ms = (self.started.elapsed().as_secs_f64() * 1000.0 * 10.0).round() / 10.0,
-            client = client.as_deref().unwrap_or("-"),
+            client = client,
             complete = self.finished,
             "{} {} {}",
             self.method,
             self.path,
             self.status,
         );
+    }
+}
+
+/// Text of at most `N` bytes written into a buffer on the stack.
+struct Text<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> Text<N> {
+    fn new() -> Self {
+        Self {
+            buf: [0; N],
+            len: 0,
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        // Only whole `str`s are copied in.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
+impl<const N: usize> fmt::Write for Text<N> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        self.buf
+            .get_mut(self.len..end)
+            .ok_or(fmt::Error)?
+            .copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }
 
