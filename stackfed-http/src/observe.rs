@@ -99,6 +99,34 @@ fn method_label(m: &Method) -> &'static str {
     }
 }
 
+/// The three digits of every status from 100 to 599, in order.
+static STATUS_DIGITS: [u8; 1500] = {
+    let mut digits = [0; 1500];
+    let mut i = 0;
+    while i < 500 {
+        let code = i + 100;
+        digits[3 * i] = b'0' + (code / 100) as u8;
+        digits[3 * i + 1] = b'0' + (code / 10 % 10) as u8;
+        digits[3 * i + 2] = b'0' + (code % 10) as u8;
+        i += 1;
+    }
+    digits
+};
+
+/// A status as a label value, without a `String` per request for the usual ones.
+fn status_label(status: u16) -> metrics::SharedString {
+    match status {
+        100..=599 => {
+            let at = 3 * usize::from(status - 100);
+            match std::str::from_utf8(&STATUS_DIGITS[at..at + 3]) {
+                Ok(digits) => metrics::SharedString::const_str(digits),
+                Err(_) => status.to_string().into(),
+            }
+        }
+        _ => status.to_string().into(),
+    }
+}
+
 impl<S, ReqB, B> tower::Service<Request<ReqB>> for AccessLog<S>
 where
     S: tower::Service<Request<ReqB>, Response = Response<B>> + Clone + Send + 'static,
@@ -130,7 +158,7 @@ where
             let m = method_label(&method);
             metrics::counter!("stackfed_http_requests_total",
                 "service" => cfg.service, "method" => m, "family" => family,
-                "status" => status.to_string())
+                "status" => status_label(status))
             .increment(1);
             metrics::histogram!("stackfed_http_request_duration_seconds",
                 "service" => cfg.service, "method" => m, "family" => family)
@@ -303,6 +331,13 @@ mod tests {
     use super::*;
     use http_body_util::BodyExt;
     use tower::{Layer, ServiceExt};
+
+    #[test]
+    fn status_labels_are_the_codes() {
+        for status in [0, 99, 100, 200, 404, 499, 599, 600, 999, u16::MAX] {
+            assert_eq!(&*status_label(status), status.to_string(), "{status}");
+        }
+    }
 
     #[tokio::test]
     async fn counts_and_passes_the_body_unchanged() {
