@@ -141,6 +141,12 @@ def main():
     ap.add_argument("--connections", type=int, default=1)
     ap.add_argument("--binary", default=str(ROOT / "target" / "release" / "swift-federation-proxy"))
     ap.add_argument("--nginx", action="store_true", help="also count nginx as a reverse proxy (1 worker)")
+    ap.add_argument("--floor", nargs="?", const=str(ROOT / "target" / "release" / "examples" / "floor_proxy"),
+                    help="also count the floor: stackfed-http's example floor_proxy (the same libraries, no "
+                         "federation work; build it with `cargo build --release -p stackfed-http --example "
+                         "floor_proxy`), at this path")
+    ap.add_argument("--floor-variants", action="store_true",
+                    help="with --floor, also count it with --current-thread and with --no-pool")
     ap.add_argument("--out", default=str(ROOT / ".run" / "profile-swift"))
     ap.add_argument("--dump-instr", action="store_true", help="per-instruction costs (for objdump)")
     ap.add_argument("--top", type=int, default=25, help="functions shown (inclusive) per method")
@@ -180,6 +186,16 @@ def main():
             results["nginx"] = profile(
                 "nginx", [shutil.which("nginx"), "-c", str(conf)], nport, "/v1/AUTH_test/bench/small", "x",
                 outdir, args, f"http://127.0.0.1:{nport}/v1/AUTH_test/bench/small")
+        if args.floor:
+            variants = [("floor", [])]
+            if args.floor_variants:
+                variants += [("floor-1thread", ["--current-thread"]), ("floor-nopool", ["--no-pool"])]
+            for name, extra in variants:
+                port = peers.free_port()
+                results[name] = profile(
+                    name, [args.floor, f"127.0.0.1:{port}", f"127.0.0.1:{fport}", *extra], port,
+                    "/v1/AUTH_test/bench/small", "x", outdir, args,
+                    f"http://127.0.0.1:{port}/v1/AUTH_test/bench/small")
     finally:
         if fast:
             fast.stop()
@@ -189,10 +205,11 @@ def main():
           f"method over {args.connections} connection(s), 1 KiB object, fast fake backend)")
     for who, figures in results.items():
         for method, (ir, elapsed, final) in figures.items():
-            print(f"  {who:6} {method:5} {ir:10,.0f}   ({elapsed:.1f} s under valgrind; {final})")
-    if "nginx" in results:
-        for method in ("GET", "HEAD"):
-            print(f"  proxy / nginx {method}: {results['proxy'][method][0] / results['nginx'][method][0]:.2f}")
+            print(f"  {who:13} {method:5} {ir:10,.0f}   ({elapsed:.1f} s under valgrind; {final})")
+    for peer in ("nginx", "floor"):
+        if peer in results:
+            for method in ("GET", "HEAD"):
+                print(f"  proxy / {peer} {method}: {results['proxy'][method][0] / results[peer][method][0]:.2f}")
     for method, (_, _, final) in results["proxy"].items():
         print(f"\nproxy {method}, inclusive, top {args.top} (callgrind_annotate --inclusive=yes {final}):")
         ann = subprocess.run(["callgrind_annotate", "--inclusive=yes", str(final)],

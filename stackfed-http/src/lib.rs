@@ -43,6 +43,7 @@ pub mod client;
 pub mod config;
 pub mod headers;
 pub mod keystone;
+pub mod logfmt;
 pub mod observe;
 pub mod pyjson;
 pub mod range;

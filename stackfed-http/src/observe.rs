@@ -19,6 +19,7 @@
 //! `family` comes from the protocol's classifier (`account`, `object`, `image-data`…),
 //! and unknown methods count as `OTHER`, so label values stay few.
 
+use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -98,6 +99,34 @@ fn method_label(m: &Method) -> &'static str {
     }
 }
 
+/// The three digits of every status from 100 to 599, in order.
+static STATUS_DIGITS: [u8; 1500] = {
+    let mut digits = [0; 1500];
+    let mut i = 0;
+    while i < 500 {
+        let code = i + 100;
+        digits[3 * i] = b'0' + (code / 100) as u8;
+        digits[3 * i + 1] = b'0' + (code / 10 % 10) as u8;
+        digits[3 * i + 2] = b'0' + (code % 10) as u8;
+        i += 1;
+    }
+    digits
+};
+
+/// A status as a label value, without a `String` per request for the usual ones.
+fn status_label(status: u16) -> metrics::SharedString {
+    match status {
+        100..=599 => {
+            let at = 3 * usize::from(status - 100);
+            match std::str::from_utf8(&STATUS_DIGITS[at..at + 3]) {
+                Ok(digits) => metrics::SharedString::const_str(digits),
+                Err(_) => status.to_string().into(),
+            }
+        }
+        _ => status.to_string().into(),
+    }
+}
+
 impl<S, ReqB, B> tower::Service<Request<ReqB>> for AccessLog<S>
 where
     S: tower::Service<Request<ReqB>, Response = Response<B>> + Clone + Send + 'static,
@@ -129,7 +158,7 @@ where
             let m = method_label(&method);
             metrics::counter!("stackfed_http_requests_total",
                 "service" => cfg.service, "method" => m, "family" => family,
-                "status" => status.to_string())
+                "status" => status_label(status))
             .increment(1);
             metrics::histogram!("stackfed_http_request_duration_seconds",
                 "service" => cfg.service, "method" => m, "family" => family)
@@ -190,7 +219,13 @@ impl Drop for Entry {
         metrics::counter!("stackfed_http_response_bytes_total",
             "service" => self.cfg.service, "family" => self.family)
         .increment(self.bytes);
-        let client = self.client.map(|c| c.to_string());
+        // The address written on the stack (an `Ipv6` one with its port is at most 47
+        // bytes), not into a `String` per request.
+        let mut client = Text::<64>::new();
+        let client = match self.client {
+            Some(c) if fmt::write(&mut client, format_args!("{c}")).is_ok() => client.as_str(),
+            _ => "-",
+        };
         tracing::info!(
             target: "access",
             request_id = %self.request_id,
@@ -199,13 +234,45 @@ impl Drop for Entry {
             status = self.status,
             bytes = self.bytes,
             duration_ms = (self.started.elapsed().as_secs_f64() * 1000.0 * 10.0).round() / 10.0,
-            client = client.as_deref().unwrap_or("-"),
+            client = client,
             complete = self.finished,
             "{} {} {}",
             self.method,
             self.path,
             self.status,
         );
+    }
+}
+
+/// Text of at most `N` bytes written into a buffer on the stack.
+struct Text<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> Text<N> {
+    fn new() -> Self {
+        Self {
+            buf: [0; N],
+            len: 0,
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        // Only whole `str`s are copied in.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
+impl<const N: usize> fmt::Write for Text<N> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        self.buf
+            .get_mut(self.len..end)
+            .ok_or(fmt::Error)?
+            .copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }
 
@@ -264,6 +331,13 @@ mod tests {
     use super::*;
     use http_body_util::BodyExt;
     use tower::{Layer, ServiceExt};
+
+    #[test]
+    fn status_labels_are_the_codes() {
+        for status in [0, 99, 100, 200, 404, 499, 599, 600, 999, u16::MAX] {
+            assert_eq!(&*status_label(status), status.to_string(), "{status}");
+        }
+    }
 
     #[tokio::test]
     async fn counts_and_passes_the_body_unchanged() {
