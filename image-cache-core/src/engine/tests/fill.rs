@@ -1,6 +1,7 @@
 //! Fills: single flight, verification and quarantine, and where a failed fill's fault lies.
 
 use super::*;
+use crate::hash::VerifyPolicy;
 
 /// A blob store on a disk that fails: `create` (a read-only or full disk) or `write`
 /// (after `ok_writes` writes).
@@ -174,6 +175,53 @@ async fn corrupted_data_is_quarantined_and_never_served() {
     up.corrupt.store(false, Ordering::SeqCst);
     let d = cache.data(&id(), None, &ctx).await.unwrap();
     assert!(body(d).await.unwrap() == up.data, "bytes differ");
+}
+
+/// Which checksums a fill verifies (`verify`): under `strongest` the multihash alone when
+/// the image has one, as glanceclient, so a wrong MD5 beside a right SHA-512 is cached;
+/// under `all` that image is refused. Without a multihash the MD5 still decides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_verify_policy_chooses_the_checked_hashes() {
+    let ctx = RequestContext::admin();
+    for (policy, cached) in [(VerifyPolicy::Strongest, true), (VerifyPolicy::All, false)] {
+        let up = Scripted::new(300_000, Visibility::Public, 0);
+        if let Some(r) = up.record.lock().unwrap().as_mut() {
+            r.checksum = Some("0".repeat(32));
+        }
+        let cache = cache_over(
+            up.clone(),
+            Arc::new(MemoryBlobStore::new()),
+            CacheConfig::default().verify(policy),
+        )
+        .await;
+        let served = body(cache.data(&id(), None, &ctx).await.unwrap()).await;
+        assert_eq!(served.is_ok(), cached, "{policy:?}");
+        if let Ok(b) = served {
+            assert!(b == up.data, "bytes differ");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let entry = cache.metadata().cache_entry(&id()).await.unwrap();
+        assert_eq!(entry.is_some(), cached, "{policy:?}");
+    }
+    // No multihash: corrupt data fails on its MD5 under either policy.
+    for policy in [VerifyPolicy::Strongest, VerifyPolicy::All] {
+        let up = Scripted::new(300_000, Visibility::Public, 0);
+        if let Some(r) = up.record.lock().unwrap().as_mut() {
+            r.os_hash_algo = None;
+            r.os_hash_value = None;
+        }
+        up.corrupt.store(true, Ordering::SeqCst);
+        let cache = cache_over(
+            up.clone(),
+            Arc::new(MemoryBlobStore::new()),
+            CacheConfig::default().verify(policy),
+        )
+        .await;
+        let served = body(cache.data(&id(), None, &ctx).await.unwrap()).await;
+        assert!(served.is_err(), "{policy:?}: corrupt data served complete");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(cache.metadata().cache_entry(&id()).await.unwrap().is_none());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
