@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use image_cache_core::blob::FsBlobStore;
 use image_cache_core::engine::{CacheConfig, ImageCache, Reconciled, Spawner};
-use image_cache_core::meta::SqliteMetadataStore;
 use image_cache_core::hash::VerifyPolicy;
+use image_cache_core::meta::SqliteMetadataStore;
 use image_cache_core::upstream::RequestContext;
 use image_cache_core::ImageId;
 use serde::Deserialize;

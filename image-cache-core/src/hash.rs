@@ -136,7 +136,12 @@ impl Verifier {
             Multi::Sha384(_) => "sha384",
             Multi::Sha512(_) => "sha512",
         });
-        self.md5.as_ref().map(|_| "md5").into_iter().chain(multi).collect()
+        self.md5
+            .as_ref()
+            .map(|_| "md5")
+            .into_iter()
+            .chain(multi)
+            .collect()
     }
 
     /// Feeds bytes.
@@ -250,8 +255,8 @@ mod tests {
     #[test]
     fn verifies_md5_and_multihash() {
         for policy in POLICIES {
-            let mut v = Verifier::new(Some(MD5_ABC), Some("sha512"), Some(SHA512_ABC), policy)
-                .unwrap();
+            let mut v =
+                Verifier::new(Some(MD5_ABC), Some("sha512"), Some(SHA512_ABC), policy).unwrap();
             v.update(b"a");
             v.update(b"bc");
             assert_eq!(v.finish(Some(3)), Ok(()));
@@ -272,7 +277,13 @@ mod tests {
     #[test]
     fn a_multihash_mismatch_always_fails() {
         for policy in POLICIES {
-            let r = check(Some(MD5_ABC), Some("sha512"), Some(SHA512_ABC), policy, b"abd");
+            let r = check(
+                Some(MD5_ABC),
+                Some("sha512"),
+                Some(SHA512_ABC),
+                policy,
+                b"abd",
+            );
             assert_eq!(mismatch_of(r).as_deref(), Some("sha512"), "{policy:?}");
             // The data matches the MD5 but not the multihash: still refused.
             let forged = "0".repeat(128);
@@ -300,11 +311,21 @@ mod tests {
             b"abc",
         );
         assert_eq!(mismatch_of(all).as_deref(), Some("md5"));
-        let v = Verifier::new(Some(MD5_ABC), Some("sha512"), Some(SHA512_ABC), VerifyPolicy::Strongest)
-            .unwrap();
+        let v = Verifier::new(
+            Some(MD5_ABC),
+            Some("sha512"),
+            Some(SHA512_ABC),
+            VerifyPolicy::Strongest,
+        )
+        .unwrap();
         assert_eq!(v.algorithms(), ["sha512"]);
-        let v = Verifier::new(Some(MD5_ABC), Some("sha512"), Some(SHA512_ABC), VerifyPolicy::All)
-            .unwrap();
+        let v = Verifier::new(
+            Some(MD5_ABC),
+            Some("sha512"),
+            Some(SHA512_ABC),
+            VerifyPolicy::All,
+        )
+        .unwrap();
         assert_eq!(v.algorithms(), ["md5", "sha512"]);
     }
 
@@ -322,7 +343,11 @@ mod tests {
                 assert_eq!(v.algorithms(), ["md5"]);
                 assert_eq!(check(Some(MD5_ABC), algo, value, policy, b"abc"), Ok(()));
                 let r = check(Some(WRONG_MD5), algo, value, policy, b"abc");
-                assert_eq!(mismatch_of(r).as_deref(), Some("md5"), "{policy:?} {algo:?}");
+                assert_eq!(
+                    mismatch_of(r).as_deref(),
+                    Some("md5"),
+                    "{policy:?} {algo:?}"
+                );
             }
         }
     }
@@ -336,7 +361,10 @@ mod tests {
         }
         let parse = |s: &str| serde_json::from_str::<C>(s).map(|c| c.verify);
         assert_eq!(parse("{}").unwrap(), VerifyPolicy::Strongest);
-        assert_eq!(parse(r#"{"verify":"strongest"}"#).unwrap(), VerifyPolicy::Strongest);
+        assert_eq!(
+            parse(r#"{"verify":"strongest"}"#).unwrap(),
+            VerifyPolicy::Strongest
+        );
         assert_eq!(parse(r#"{"verify":"all"}"#).unwrap(), VerifyPolicy::All);
         assert!(parse(r#"{"verify":"none"}"#).is_err());
     }
