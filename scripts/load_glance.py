@@ -185,10 +185,10 @@ def main():
             print(f"load average {os.getloadavg()}", flush=True)
             results["first"] = rows
             med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
-            spread = {k: (min(r[k] for r in rows), max(r[k] for r in rows)) for k in rows[0]}
+            lo_hi = {k: (min(r[k] for r in rows), max(r[k] for r in rows)) for k in rows[0]}
             print(f"\nfirst (cache-filling) {args.size_mib} MiB download, median (min-max) of {args.rounds}:")
             for k in rows[0]:
-                print(f"  {k:22} {med[k]:7.2f} ({spread[k][0]:.2f}-{spread[k][1]:.2f})")
+                print(f"  {k:22} {med[k]:7.2f} ({lo_hi[k][0]:.2f}-{lo_hi[k][1]:.2f})")
             ratios = [r["edge_wall_s"] / r["glance_wall_s"] for r in rows]
             cpu = [r["edge_cpu_s"] / r["glance_cache_cpu_s"] for r in rows]
             print(f"  edge / Glance wall time {statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}), "
@@ -261,6 +261,9 @@ http {{ access_log off; sendfile on; tcp_nopush on;
         cached_glance.stop()
         shutil.rmtree(base, ignore_errors=True)
 
+    out = ROOT / ".run" / "load-glance.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
     r = results
     med = statistics.median
     rows = [
@@ -278,9 +281,6 @@ http {{ access_log off; sendfile on; tcp_nopush on;
           f"CPU-seconds): edge {r['first_download_s_edge']:.2f} s, Glance's own cache {r['first_download_s_glance']:.2f} s")
     print(f"edge peak RSS: {r['edge_peak_rss_mib_before']:.1f} MiB before, "
           f"{r['edge_peak_rss_mib_8_downloads']:.1f} MiB after 8 concurrent {r['image_mib']} MiB downloads")
-    out = ROOT / ".run" / "load-glance.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
     print(f"(written to {out})")
 
 
