@@ -187,6 +187,9 @@ fn fill(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
     g.bench_function(BenchmarkId::new("SHA-512", "64 MiB"), |b| {
         b.iter(|| sha2::Sha512::digest(&data))
     });
+    g.bench_function(BenchmarkId::new("SHA-512 (ring)", "64 MiB"), |b| {
+        b.iter(|| ring::digest::digest(&ring::digest::SHA512, &data))
+    });
     g.finish();
 
     let mut record = ImageRecord::new(id(1), Visibility::Public);

@@ -38,6 +38,12 @@ def download_mb_s(url, runs=3):
     return statistics.median(speeds)
 
 
+def spread(values):
+    """Median (min–max) of `values`."""
+    v = sorted(values)
+    return f"{statistics.median(v):.2f} ({v[0]:.2f}–{v[-1]:.2f})"
+
+
 def peak_rss_mib(pid):
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -136,7 +142,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--only", choices=["all", "first"], default="all",
                     help="first: only the cache-filling download, edge vs Glance's own cache")
-    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of --only first")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="interleaved rounds: of each comparison (metadata GET, cached download) or of --only first")
     ap.add_argument("--perf", help="with --only first: a directory for a perf profile of each edge fill")
     ap.add_argument("--binary", default=str(ROOT / "target" / "release" / "glance-edge-cache"))
     args = ap.parse_args()
@@ -178,10 +185,10 @@ def main():
             print(f"load average {os.getloadavg()}", flush=True)
             results["first"] = rows
             med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
-            spread = {k: (min(r[k] for r in rows), max(r[k] for r in rows)) for k in rows[0]}
+            lo_hi = {k: (min(r[k] for r in rows), max(r[k] for r in rows)) for k in rows[0]}
             print(f"\nfirst (cache-filling) {args.size_mib} MiB download, median (min-max) of {args.rounds}:")
             for k in rows[0]:
-                print(f"  {k:22} {med[k]:7.2f} ({spread[k][0]:.2f}-{spread[k][1]:.2f})")
+                print(f"  {k:22} {med[k]:7.2f} ({lo_hi[k][0]:.2f}-{lo_hi[k][1]:.2f})")
             ratios = [r["edge_wall_s"] / r["glance_wall_s"] for r in rows]
             cpu = [r["edge_cpu_s"] / r["glance_cache_cpu_s"] for r in rows]
             print(f"  edge / Glance wall time {statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}), "
@@ -190,9 +197,15 @@ def main():
             out.parent.mkdir(exist_ok=True)
             out.write_text(json.dumps(results, indent=2))
             return
-        results["metadata_rps_edge"], e1 = wrk(edge.endpoint + meta, args.seconds)
-        results["metadata_rps_glance"], e2 = wrk(central.endpoint + meta, args.seconds)
-        assert e1 == 0 and e2 == 0, (e1, e2)
+        print(f"load average {os.getloadavg()}", flush=True)
+        results["rounds"] = args.rounds
+        results["metadata_rps_edge"], results["metadata_rps_glance"] = [], []
+        for _ in range(args.rounds):
+            # Interleaved: each round's ratio compares the two under the same load.
+            for side, endpoint in (("edge", edge.endpoint), ("glance", central.endpoint)):
+                rps, errors = wrk(endpoint + meta, args.seconds)
+                assert errors == 0, (side, errors)
+                results[f"metadata_rps_{side}"].append(rps)
 
         # Warm both caches (the first download fills them), then measure cached reads.
         t = time.time()
@@ -220,9 +233,15 @@ http {{ access_log off; sendfile on; tcp_nopush on;
         nginx = peers.spawn("nginx", [shutil.which("nginx"), "-c", str(base / "nginx.conf")], base / "nginx.log")
         peers.wait_http(f"http://127.0.0.1:{nport}/image.raw", timeout=10)
 
-        results["download_mb_s_edge"] = download_mb_s(edge.endpoint + meta + "/file")
-        results["download_mb_s_glance_cache"] = download_mb_s(cached_glance.endpoint + cached_meta + "/file")
-        results["download_mb_s_nginx"] = download_mb_s(f"http://127.0.0.1:{nport}/image.raw")
+        sides = (("edge", edge.endpoint + meta + "/file"),
+                 ("glance_cache", cached_glance.endpoint + cached_meta + "/file"),
+                 ("nginx", f"http://127.0.0.1:{nport}/image.raw"))
+        for side, _ in sides:
+            results[f"download_mb_s_{side}"] = []
+        for _ in range(args.rounds):
+            for side, url in sides:
+                results[f"download_mb_s_{side}"].append(download_mb_s(url, runs=1))
+        print(f"load average {os.getloadavg()}", flush=True)
 
         rss_before = peak_rss_mib(edge.proc.pid)
         threads = [threading.Thread(target=lambda: download_mb_s(edge.endpoint + meta + "/file", runs=1))
@@ -242,23 +261,26 @@ http {{ access_log off; sendfile on; tcp_nopush on;
         cached_glance.stop()
         shutil.rmtree(base, ignore_errors=True)
 
+    out = ROOT / ".run" / "load-glance.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
     r = results
+    med = statistics.median
     rows = [
         ("metadata GET /v2/images/{id} (req/s, wrk 16 conns)", r["metadata_rps_edge"], r["metadata_rps_glance"], None),
         (f"cached {r['image_mib']} MiB download (MB/s)", r["download_mb_s_edge"], r["download_mb_s_glance_cache"],
          r["download_mb_s_nginx"]),
     ]
-    print(f"\n{'measure':58} {'edge':>10} {'glance':>10} {'nginx':>10} {'edge/glance':>12}")
+    print(f"\n(medians of {r['rounds']} interleaved rounds; ratios: median (min–max) of the per-round ratios)")
+    print(f"{'measure':52} {'edge':>8} {'glance':>8} {'nginx':>8} {'edge/glance':>19} {'edge/nginx':>19}")
     for name, e, g, n in rows:
-        print(f"{name:58} {e:10.1f} {g:10.1f} {(f'{n:.1f}' if n else '-'):>10} {e / g:12.2f}")
-    print(f"edge vs nginx on the cached download: {r['download_mb_s_edge'] / r['download_mb_s_nginx']:.2f}")
-    print(f"first (uncached) {r['image_mib']} MiB download, filling the cache: edge {r['first_download_s_edge']:.2f} s, "
-          f"Glance's own cache {r['first_download_s_glance']:.2f} s")
+        print(f"{name:52} {med(e):8.1f} {med(g):8.1f} {(f'{med(n):.1f}' if n else '-'):>8} "
+              f"{spread([a / b for a, b in zip(e, g)]):>19} "
+              f"{(spread([a / b for a, b in zip(e, n)]) if n else '-'):>19}")
+    print(f"first (uncached) {r['image_mib']} MiB download, filling the cache (one run; --only first for rounds and "
+          f"CPU-seconds): edge {r['first_download_s_edge']:.2f} s, Glance's own cache {r['first_download_s_glance']:.2f} s")
     print(f"edge peak RSS: {r['edge_peak_rss_mib_before']:.1f} MiB before, "
           f"{r['edge_peak_rss_mib_8_downloads']:.1f} MiB after 8 concurrent {r['image_mib']} MiB downloads")
-    out = ROOT / ".run" / "load-glance.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
     print(f"(written to {out})")
 
 

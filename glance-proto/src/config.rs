@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use image_cache_core::blob::FsBlobStore;
 use image_cache_core::engine::{CacheConfig, ImageCache, Reconciled, Spawner};
+use image_cache_core::hash::VerifyPolicy;
 use image_cache_core::meta::SqliteMetadataStore;
 use image_cache_core::upstream::RequestContext;
 use image_cache_core::ImageId;
@@ -171,6 +172,12 @@ pub struct EdgeConfig {
     /// (default 60 s).
     #[serde(default = "default_local_fault_pause", with = "duration")]
     pub local_fault_pause: Duration,
+    /// Which checksums image data is verified against before it is cached or its last
+    /// byte sent: `strongest` (default; glanceclient's rule: the image's `os_hash_value`
+    /// with `os_hash_algo` when it has one of a known algorithm, else its MD5
+    /// `checksum`) or `all` (both).
+    #[serde(default)]
+    pub verify: VerifyPolicy,
     /// How long a client's request body (an image upload or stage forwarded to the
     /// central) may stay silent (Swift's and Glance's `client_timeout`, default 60 s):
     /// then the request is answered 408 and the upload to the central aborted.
@@ -343,7 +350,8 @@ impl EdgeConfig {
             .max_bytes(self.max_cache_bytes)
             .prefetch_concurrency(self.prefetch_concurrency)
             .resume(self.fill_resume_attempts, self.fill_resume_backoff)
-            .local_fault_pause(self.local_fault_pause);
+            .local_fault_pause(self.local_fault_pause)
+            .verify(self.verify);
         let background = Background::new();
         let owner = background.clone();
         let spawner: Arc<dyn Spawner> = Arc::new(move |name, task| owner.spawn(name, task));

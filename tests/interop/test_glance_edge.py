@@ -354,3 +354,81 @@ def test_prefetch_from_the_configuration(workdir, central, images, edge_binary):
             central.start()
     finally:
         e.stop()
+
+
+def fetch(url: str) -> tuple[bool, bytes]:
+    """GETs `url` whole: whether the body arrived complete (200, every byte its
+    Content-Length announced, the connection not cut), and what arrived."""
+    got = b""
+    try:
+        with requests.get(url, stream=True, timeout=60) as r:
+            if r.status_code != 200:
+                return False, got
+            for piece in r.iter_content(256 * 1024):
+                got += piece
+            return len(got) == int(r.headers["Content-Length"]), got
+    except requests.exceptions.RequestException:
+        return False, got
+
+
+def test_verification_follows_glanceclient(workdir, central, edge, edge_binary, tmp_path):
+    """The edge checks the strongest hash an image names, as glanceclient does (the real
+    client is the reference here): an image whose MD5 `checksum` is wrong (written into
+    the central's own database) but whose SHA-512 multihash is right downloads with
+    glanceclient and through the edge, and is cached; an edge configured with
+    `verify = "all"` refuses it. Data corrupted in the central's file store fails both
+    glanceclient and the edge, which never sends it complete nor caches it."""
+    import sqlite3
+
+    data = os.urandom(2 * 1024 * 1024 + 123)
+    src = tmp_path / "verify.raw"
+    src.write_bytes(data)
+    md5_wrong = upload(central.endpoint, src, "verify-md5-wrong", "raw")
+    corrupt = upload(central.endpoint, src, "verify-corrupt", "raw")
+    strict = peers.GlanceEdge(workdir / "glance-edge-verify-all", central.endpoint,
+                              extra_toml='verify = "all"\n')
+    try:
+        db = sqlite3.connect(central.base / "glance.sqlite")
+        with db:
+            db.execute("UPDATE images SET checksum = ? WHERE id = ?", ("0" * 32, md5_wrong))
+        db.close()
+        shown = requests.get(f"{central.endpoint}/v2/images/{md5_wrong}").json()
+        assert shown["checksum"] == "0" * 32 and shown["os_hash_algo"] == "sha512"
+        assert shown["os_hash_value"] == hashlib.sha512(data).hexdigest()
+        stored = central.base / "images" / corrupt
+        blob = bytearray(stored.read_bytes())
+        blob[len(blob) // 2] ^= 0xFF
+        stored.write_bytes(bytes(blob))
+
+        # The reference: glanceclient checks the multihash alone.
+        out = tmp_path / "from-central"
+        glance(central.endpoint, "image-download", "--file", str(out), md5_wrong)
+        assert out.read_bytes() == data
+        refused = glance(central.endpoint, "image-download", "--file", str(tmp_path / "x"), corrupt, check=False)
+        assert refused.returncode != 0, refused.stdout
+        assert "corrupt" in (refused.stdout + refused.stderr).lower(), refused.stderr
+
+        # The edge (verify = "strongest", the default) serves and caches the first.
+        out = tmp_path / "from-edge"
+        glance(edge.endpoint, "image-download", "--file", str(out), md5_wrong)
+        assert out.read_bytes() == data
+        assert (edge.cache_dir / "blobs" / "images" / md5_wrong).exists()
+        assert fetch(f"{edge.endpoint}/v2/images/{md5_wrong}/file") == (True, data)
+        # ... and never the corrupt one: the connection fails before the last bytes.
+        complete, got = fetch(f"{edge.endpoint}/v2/images/{corrupt}/file")
+        assert not complete and len(got) < len(data), edge.log()
+        refused = glance(edge.endpoint, "image-download", "--file", str(tmp_path / "y"), corrupt, check=False)
+        assert refused.returncode != 0, refused.stdout
+        assert not (edge.cache_dir / "blobs" / "images" / corrupt).exists()
+        assert "sha512 mismatch" in edge.log()
+
+        # An edge that checks every hash refuses the wrong MD5.
+        strict.start(edge_binary)
+        complete, got = fetch(f"{strict.endpoint}/v2/images/{md5_wrong}/file")
+        assert not complete and len(got) < len(data), strict.log()
+        assert not (strict.cache_dir / "blobs" / "images" / md5_wrong).exists()
+        assert "md5 mismatch" in strict.log()
+    finally:
+        strict.stop()
+        for i in (md5_wrong, corrupt):
+            requests.delete(f"{central.endpoint}/v2/images/{i}")

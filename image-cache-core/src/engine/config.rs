@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::hash::VerifyPolicy;
+
 /// How the cache treats time, space and concurrency.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -31,6 +33,9 @@ pub struct CacheConfig {
     /// The wait before the first resume of a fill; it doubles with each further
     /// attempt in a row.
     pub resume_backoff: Duration,
+    /// Which of the checksums an image names its data is verified against (by default
+    /// the strongest, as glanceclient).
+    pub verify: VerifyPolicy,
 }
 
 impl Default for CacheConfig {
@@ -44,6 +49,7 @@ impl Default for CacheConfig {
             local_fault_pause: Duration::from_secs(60),
             resume_attempts: 3,
             resume_backoff: Duration::from_secs(1),
+            verify: VerifyPolicy::Strongest,
         }
     }
 }
@@ -78,6 +84,12 @@ impl CacheConfig {
     pub fn resume(mut self, attempts: u32, backoff: Duration) -> Self {
         self.resume_attempts = attempts;
         self.resume_backoff = backoff;
+        self
+    }
+
+    /// Sets which checksums image data is verified against.
+    pub fn verify(mut self, policy: VerifyPolicy) -> Self {
+        self.verify = policy;
         self
     }
 

@@ -12,7 +12,7 @@ use super::inflight::{FillSlot, Resume};
 use super::{now_ms, ImageCache};
 use crate::blob::BlobTap;
 use crate::error::CacheError;
-use crate::hash::Verifier;
+use crate::hash::{Verifier, VerifyPolicy};
 use crate::id::ImageId;
 use crate::record::{ImageRecord, ImageStatus};
 use crate::upstream::{skip, ByteRange, ByteStream, RangeSpec, RequestContext};
@@ -173,7 +173,7 @@ impl ImageCache {
             tracing::info!(image = %record.id, "not cached: a fill just failed on this cache's own storage");
             return Ok(Admitted::Bypass);
         }
-        let verifier = match verifier(record) {
+        let verifier = match verifier(record, i.config.verify) {
             Ok(v) => v,
             Err(e) => {
                 tracing::info!(image = %record.id, reason = %e, "not cached: its data cannot be verified");
@@ -245,7 +245,7 @@ impl ImageCache {
                 .increment(1);
             tracing::info!(image = %record.id, at = pos, outcome, "the rest of the image comes from the upstream");
         };
-        let checked = match (whole, verifier(record)) {
+        let checked = match (whole, verifier(record, i.config.verify)) {
             (true, Ok(v)) => match hash_prefix(v, &*sent, pos, i.config.chunk_size).await {
                 Ok(v) => Some(v),
                 Err(e) => {
@@ -253,7 +253,7 @@ impl ImageCache {
                     let Some(data) = i.upstream.open(&record.id, None, ctx).await? else {
                         return Err(CacheError::NotFound(record.id.clone()));
                     };
-                    let v = verifier(record)
+                    let v = verifier(record, i.config.verify)
                         .map_err(|e| CacheError::internal("verifier", Some(e.into())))?;
                     fallback("whole");
                     return Ok(skip(verified(data.from(0, None)?, v, record.size), pos));
@@ -284,7 +284,7 @@ impl ImageCache {
             return Err(CacheError::NotFound(piece.record.id.clone()));
         };
         // An upstream may answer a range with the whole image: only the range is sent.
-        let stream = match (piece.range, verifier(&piece.record)) {
+        let stream = match (piece.range, verifier(&piece.record, i.config.verify)) {
             (None, Ok(v)) => verified(data.from(0, None)?, v, piece.record.size),
             (None, Err(_)) => data.from(0, None)?,
             (Some(r), _) => data.from(r.first, Some(r.len()))?,
@@ -353,11 +353,17 @@ async fn hash_prefix(
     Ok(verifier)
 }
 
-fn verifier(record: &ImageRecord) -> Result<Verifier, crate::hash::VerifyError> {
+/// The verifier of `record`'s data under `policy`; an error when nothing it names can
+/// be checked (then the data streams through uncached).
+fn verifier(
+    record: &ImageRecord,
+    policy: VerifyPolicy,
+) -> Result<Verifier, crate::hash::VerifyError> {
     Verifier::new(
         record.checksum.as_deref(),
         record.os_hash_algo.as_deref(),
         record.os_hash_value.as_deref(),
+        policy,
     )
 }
 

@@ -102,9 +102,10 @@ impl Fill {
         let mut stream = data.stream;
         let mut written = 0u64;
         // Network frames are small: gather them into pieces of `WRITE_BATCH` bytes. Each
-        // piece goes to the blob while the MD5 and the multihash are computed on two
-        // blocking workers in parallel, so reading, writing and hashing overlap. (The
-        // workers end when their channel closes, so they never outlive the fill.)
+        // piece goes to the blob while the checked hash (or, under `verify = "all"`, the
+        // MD5 and the multihash in parallel) is computed on a blocking worker, so
+        // reading, writing and hashing overlap. (The workers end when their channel
+        // closes, so they never outlive the fill.)
         let (md5, multi) = verifier.split();
         let workers: Vec<_> = [md5, multi]
             .into_iter()

@@ -1,6 +1,7 @@
 //! Fills: single flight, verification and quarantine, and where a failed fill's fault lies.
 
 use super::*;
+use crate::hash::VerifyPolicy;
 
 /// A blob store on a disk that fails: `create` (a read-only or full disk) or `write`
 /// (after `ok_writes` writes).
@@ -174,6 +175,45 @@ async fn corrupted_data_is_quarantined_and_never_served() {
     up.corrupt.store(false, Ordering::SeqCst);
     let d = cache.data(&id(), None, &ctx).await.unwrap();
     assert!(body(d).await.unwrap() == up.data, "bytes differ");
+}
+
+/// Which checksums a fill verifies (`verify`): under `strongest` the multihash alone when
+/// the image has one, as glanceclient, so a wrong MD5 beside a right SHA-512 is cached;
+/// under `all` that image is refused. Without a multihash the MD5 still decides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_verify_policy_chooses_the_checked_hashes() {
+    // One image, its record edited, its data corrupted or not, filled under `policy`:
+    // whether it is served complete (and then right) and cached.
+    async fn fill(policy: VerifyPolicy, corrupt: bool, edit: fn(&mut ImageRecord)) -> bool {
+        let up = Scripted::new(300_000, Visibility::Public, 0);
+        if let Some(r) = up.record.lock().unwrap().as_mut() {
+            edit(r);
+        }
+        up.corrupt.store(corrupt, Ordering::SeqCst);
+        let config = CacheConfig::default().verify(policy);
+        let cache = cache_over(up.clone(), Arc::new(MemoryBlobStore::new()), config).await;
+        let ctx = RequestContext::admin();
+        let served = body(cache.data(&id(), None, &ctx).await.unwrap()).await;
+        if let Ok(b) = &served {
+            assert!(*b == up.data, "bytes differ");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let entry = cache.metadata().cache_entry(&id()).await.unwrap();
+        assert_eq!(entry.is_some(), served.is_ok(), "{policy:?}");
+        served.is_ok()
+    }
+    let wrong_md5 = |r: &mut ImageRecord| r.checksum = Some("0".repeat(32));
+    assert!(fill(VerifyPolicy::Strongest, false, wrong_md5).await);
+    assert!(!fill(VerifyPolicy::All, false, wrong_md5).await);
+    // No multihash: corrupt data fails on its MD5 under either policy.
+    let md5_only = |r: &mut ImageRecord| {
+        r.os_hash_algo = None;
+        r.os_hash_value = None;
+    };
+    for policy in [VerifyPolicy::Strongest, VerifyPolicy::All] {
+        assert!(!fill(policy, true, md5_only).await, "{policy:?}");
+        assert!(fill(policy, false, md5_only).await, "{policy:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
