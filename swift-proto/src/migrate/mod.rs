@@ -447,12 +447,77 @@ impl Migrations {
         locator
             .store()
             .create_if_absent(
-                NewContainer::new(Self::journal_account(), name, to).attributes(attrs),
+                NewContainer::new(Self::journal_account(), name.clone(), to).attributes(attrs),
             )
             .await?;
+        // Claim the containers (compare-and-set on each record, refused when another
+        // migration's mark is there): of concurrent requests for one container,
+        // exactly one migration runs. A refused request leaves no journal entry.
+        if let Err(e) = self.claim_marks(account, &entry).await {
+            let _ = self.unmark_own(account, &entry).await;
+            if let Err(d) = locator
+                .store()
+                .delete(&Self::journal_account(), &name, None)
+                .await
+            {
+                tracing::warn!(%id, error = %d, "could not remove a refused migration's journal entry");
+                let _ = self
+                    .finish(
+                        &id,
+                        JournalState::Failed {
+                            reason: e.to_string(),
+                        },
+                    )
+                    .await;
+            }
+            return Err(e);
+        }
         tracing::info!(%id, %account, containers = ?entry.containers, from = %entry.from, to = %entry.to, "migration started");
         self.spawn(entry);
         Ok(id)
+    }
+
+    /// Marks every container of a new migration as copying, refused (nothing marked)
+    /// when one of them already carries another migration's mark.
+    async fn claim_marks(
+        &self,
+        account: &AccountName,
+        entry: &JournalEntry,
+    ) -> Result<(), MoveError> {
+        let m = MoveMark {
+            id: entry.id.clone(),
+            from: entry.from.clone(),
+            to: entry.to.clone(),
+            phase: Phase::Copying,
+        };
+        for c in &entry.containers {
+            let rec = self.mark(account, c, Some(&m)).await?;
+            if rec.cluster != entry.from {
+                return Err(MoveError::Fatal(format!(
+                    "container {c} is no longer on {}",
+                    entry.from
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes this migration's own marks (a refused start).
+    async fn unmark_own(
+        &self,
+        account: &AccountName,
+        entry: &JournalEntry,
+    ) -> Result<(), MoveError> {
+        for c in &entry.containers {
+            if self
+                .record(account, c)
+                .await?
+                .is_some_and(|r| MoveMark::of(&r).is_some_and(|m| m.id == entry.id))
+            {
+                self.mark(account, c, None).await?;
+            }
+        }
+        Ok(())
     }
 
     /// The containers of `account` on the clusters `on` accepts that are not moving,
@@ -1010,7 +1075,8 @@ impl Migrations {
         Ok(self.inner.locator.locate_fresh(account, &name).await?)
     }
 
-    /// Sets (or with `None` removes) the mark on a container's record, compare-and-set.
+    /// Sets (or with `None` removes) the mark on a container's record, compare-and-set;
+    /// setting is refused when another migration's mark is there.
     async fn mark(
         &self,
         account: &AccountName,
@@ -1027,6 +1093,14 @@ impl Migrations {
                 .ok_or_else(|| {
                     MoveError::Fatal(format!("container {c} was deleted while it moved"))
                 })?;
+            if let (Some(m), Some(other)) = (mark, MoveMark::of(&rec)) {
+                if other.id != m.id {
+                    return Err(MoveError::Fatal(format!(
+                        "already moving (migration {})",
+                        other.id
+                    )));
+                }
+            }
             let mut attrs = rec.attributes.clone();
             match mark {
                 Some(m) => attrs.insert(MIGRATION_ATTRIBUTE.into(), m.to_value()),
