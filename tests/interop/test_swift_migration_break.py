@@ -4,8 +4,9 @@ concurrent duplicate requests, odd names and content, against two real Swift clu
 Shares the module-scoped migration proxy of test_swift_migration.py (its fixture and
 helpers, imported); every expected value is what a real cluster answers directly."""
 
-import hashlib
+import json
 import threading
+import time
 
 import pytest
 import requests
@@ -13,11 +14,9 @@ from swiftclient.exceptions import ClientException
 
 from test_swift_migration import (  # noqa: F401 (mproxy is a fixture)
     admin_token,
-    cancel,
     conn,
     direct_objects,
     fill_container,
-    migration,
     mproxy,
     uniq,
     wait_done,
@@ -65,7 +64,7 @@ def test_concurrent_duplicate_starts_run_one_migration(mproxy, clusters):
         t.join()
     codes = sorted(c for c, _ in answers)
     assert codes == [202] + [409] * 7, answers
-    mid = next(__import__("json").loads(t)["id"] for c, t in answers if c == 202)
+    mid = next(json.loads(t)["id"] for c, t in answers if c == 202)
     wait_done(mproxy, mid)
     entries = journal_for(mproxy, name)
     # The refused requests left no journal entry behind (nothing to resume, nothing
@@ -76,3 +75,56 @@ def test_concurrent_duplicate_starts_run_one_migration(mproxy, clusters):
     with pytest.raises(ClientException) as e:
         conn(clusters["east"].auth_url).head_container(name)
     assert e.value.http_status == 404
+
+
+def test_drain_of_an_unknown_cluster_is_refused(mproxy):
+    """A typo in the cluster name is not a drain of nothing (202, no migrations, and an
+    operator who believes the cluster is empty): 409 naming the cluster, as a move to
+    an unknown cluster answers."""
+    r = requests.post(f"{mproxy.endpoint}/federation/v1/drains",
+                      headers={"X-Auth-Token": admin_token(mproxy)},
+                      json={"account": "AUTH_test", "cluster": "esat"}, timeout=30)
+    assert r.status_code == 409, r.text
+    assert "esat" in r.json()["error"]
+    r = post_move(mproxy, {"account": "AUTH_test", "container": "whatever", "to": "esat"})
+    assert r.status_code == 409, r.text
+
+
+def test_drain_keeps_new_containers_off_the_cluster(mproxy, clusters):
+    """Containers a client creates while the account is drained from east are placed
+    on the other cluster (east is draining for that account), so that when the drain
+    ends, east holds none of the account's containers. Before: 15 of 37 created during
+    a drain landed on east and stayed there."""
+    fed = conn(mproxy.auth_url, "test2:tester2", "testing2")
+    east = conn(clusters["east"].auth_url, "test2:tester2", "testing2")
+    tag = uniq("dk")
+    old = [f"{tag}-old-{i}" for i in range(6)]
+    for n in old:
+        fed.put_container(n, headers={"X-Container-Attr-Cluster": "east"})
+        for j in range(10):
+            fed.put_object(n, f"o{j}", b"x" * 100)
+    r = requests.post(f"{mproxy.endpoint}/federation/v1/drains",
+                      headers={"X-Auth-Token": admin_token(mproxy)},
+                      json={"account": "AUTH_test2", "cluster": "east", "concurrency": 2},
+                      timeout=30)
+    assert r.status_code == 202, r.text
+    new = []
+
+    def on_east():
+        _, listing = east.get_account(full_listing=True)
+        return [c["name"] for c in listing if c["name"].startswith(tag)]
+
+    deadline = time.time() + 120
+    while time.time() < deadline and [n for n in on_east() if n in old]:
+        n = f"{tag}-new-{len(new)}"
+        fed.put_container(n)
+        fed.put_object(n, "a", n.encode())
+        new.append(n)
+    assert len(new) >= 10, "the drain ended before the client could create containers"
+    assert on_east() == []
+    west = conn(clusters["west"].auth_url, "test2:tester2", "testing2")
+    for n in new:
+        assert fed.head_container(n)["x-container-attr-cluster"] == "west"
+        assert west.get_object(n, "a")[1] == n.encode()
+    for n in old:
+        assert fed.head_container(n)["x-container-attr-cluster"] == "west"

@@ -222,6 +222,7 @@ struct Inner {
     locator: Arc<Locator>,
     clusters: crate::cluster::Clusters,
     inflight: Arc<Inflight>,
+    drains: Arc<crate::service::migrate::Drains>,
     operator: Session,
     config: MigrationConfig,
     settle: Duration,
@@ -259,6 +260,7 @@ impl Migrations {
                 locator: service.locator().clone(),
                 clusters: service.clusters().clone(),
                 inflight: service.inflight().clone(),
+                drains: service.drains().clone(),
                 operator,
                 settle,
                 owner: format!("proxy-{}", random_hex(6)),
@@ -574,9 +576,13 @@ impl Migrations {
         cluster: &ClusterId,
         concurrency: usize,
     ) -> Result<Vec<String>, MoveError> {
+        // An unknown cluster (a typo) is refused, not "drained" of nothing.
+        self.cluster(cluster)?;
         let this = self.clone();
         let account = account.clone();
-        let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+        // From here no new container of the account is placed on the cluster (until
+        // the drain ends): else it would end with the cluster still holding some.
+        let guard = self.inner.drains.begin(&account, cluster);
         let mut ids = Vec::new();
         let mut queue = Vec::new();
         for (record, _) in self.groups_on(&account, |c| c == cluster).await? {
@@ -586,24 +592,53 @@ impl Migrations {
         }
         let drained = cluster.clone();
         self.inner.background.spawn("drain", async move {
-            futures::stream::iter(queue)
-                .for_each_concurrent(None, |(planned, name)| {
-                    let (this, account, sem, drained) = (this.clone(), account.clone(), sem.clone(), drained.clone());
-                    async move {
-                        let Ok(_permit) = sem.acquire().await else { return };
-                        let to = this.choose_other(&account, &name, &drained);
-                        if let Err(e) = this
-                            .move_and_wait(&account, &name, to, |id| this.alias(&planned, id))
-                            .await
-                        {
-                            tracing::warn!(%account, container = %name, error = %e, "drain: could not start a move");
-                        }
+            let _guard = guard;
+            this.drain_queue(&account, &drained, concurrency, queue).await;
+            // Containers created before the guard took effect but recorded after the
+            // listing (or a `_segments` container placed next to its base while the
+            // base still waited): moved too, until none is left.
+            for _ in 0..4 {
+                let late = match this.groups_on(&account, |c| c == &drained).await {
+                    Ok(late) => late,
+                    Err(e) => {
+                        tracing::warn!(%account, cluster = %drained, error = %e, "drain: could not list the account again");
+                        break;
                     }
-                })
-                .await;
+                };
+                if late.is_empty() {
+                    break;
+                }
+                let queue = late
+                    .into_iter()
+                    .map(|(r, _)| (format!("m{}-{}", now_ms(), random_hex(4)), r.container))
+                    .collect();
+                this.drain_queue(&account, &drained, concurrency, queue).await;
+            }
             tracing::info!(cluster = %drained, "drain finished");
         });
         Ok(ids)
+    }
+
+    /// Moves the containers of `queue` off `drained`, `concurrency` at a time (each
+    /// with its planned id as an alias of its migration's).
+    async fn drain_queue(
+        &self,
+        account: &AccountName,
+        drained: &ClusterId,
+        concurrency: usize,
+        queue: Vec<(String, ContainerName)>,
+    ) {
+        futures::stream::iter(queue)
+            .for_each_concurrent(concurrency.max(1), |(planned, name)| async move {
+                let to = self.choose_other(account, &name, drained);
+                if let Err(e) = self
+                    .move_and_wait(account, &name, to, |id| self.alias(&planned, id))
+                    .await
+                {
+                    tracing::warn!(%account, container = %name, error = %e, "drain: could not start a move");
+                }
+            })
+            .await;
     }
 
     /// Starts a move and waits for it to end (done, failed or cancelled); `started`

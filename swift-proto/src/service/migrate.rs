@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use federation_core::attrs::ContainerRecord;
 use federation_core::migration::{MoveMark, WriteRoute};
-use federation_core::{AccountName, ContainerName};
+use federation_core::placement::{ClusterFilter, PlacementRequest};
+use federation_core::{AccountName, ClusterId, ClusterStatus, ContainerName, Unfit};
 
 use super::{FederationService, Result};
 use crate::error::SwiftError;
@@ -28,6 +29,94 @@ pub trait ArchiveMover: Send + Sync + std::fmt::Debug {
         container: &'a ContainerName,
         to: &'a federation_core::ClusterId,
     ) -> futures::future::BoxFuture<'a, std::result::Result<(), String>>;
+}
+
+/// The clusters being drained of an account's containers, in this process: while a
+/// drain runs, a new container of that account is not placed there (else the drain
+/// would end with the cluster still holding containers of the account).
+#[derive(Debug, Default)]
+pub struct Drains {
+    running: Mutex<HashMap<(String, ClusterId), usize>>,
+}
+
+/// One running drain; the cluster takes new containers of the account again when the
+/// last guard for it is dropped.
+#[derive(Debug)]
+pub struct DrainGuard {
+    drains: Arc<Drains>,
+    key: (String, ClusterId),
+}
+
+impl Drop for DrainGuard {
+    fn drop(&mut self) {
+        let mut running = self
+            .drains
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = running.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                running.remove(&self.key);
+            }
+        }
+    }
+}
+
+impl Drains {
+    /// Starts keeping new containers of `account` off `cluster`, until the guard is
+    /// dropped.
+    pub fn begin(self: &Arc<Self>, account: &AccountName, cluster: &ClusterId) -> DrainGuard {
+        let key = (account.as_str().to_owned(), cluster.clone());
+        *self
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key.clone())
+            .or_default() += 1;
+        DrainGuard {
+            drains: self.clone(),
+            key,
+        }
+    }
+
+    /// A placement filter refusing the clusters `account` is being drained from, if
+    /// any.
+    pub fn filter(&self, account: &AccountName) -> Option<DrainFilter> {
+        let clusters: Vec<ClusterId> = self
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .filter(|(a, _)| a == account.as_str())
+            .map(|(_, c)| c.clone())
+            .collect();
+        (!clusters.is_empty()).then_some(DrainFilter { clusters })
+    }
+}
+
+/// Refuses the clusters an account is being drained from ([`Unfit::Draining`]).
+#[derive(Debug)]
+pub struct DrainFilter {
+    clusters: Vec<ClusterId>,
+}
+
+impl ClusterFilter for DrainFilter {
+    fn check(
+        &self,
+        _: &PlacementRequest,
+        cluster: &ClusterStatus,
+    ) -> std::result::Result<(), Unfit> {
+        if self.clusters.contains(cluster.id()) {
+            Err(Unfit::Draining)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "the account is being drained from the cluster"
+    }
 }
 
 /// How often a held write reads the record again.

@@ -105,6 +105,7 @@ struct Inner {
     readiness: Option<crate::cluster::health::Readiness>,
     disable_path: Option<std::path::PathBuf>,
     inflight: Arc<migrate::Inflight>,
+    drains: Arc<migrate::Drains>,
     archive_mover: std::sync::OnceLock<Arc<dyn migrate::ArchiveMover>>,
     #[cfg(debug_assertions)]
     pause: faults::PausePoint,
@@ -171,6 +172,7 @@ impl FederationService {
                 readiness: None,
                 disable_path: None,
                 inflight: Arc::default(),
+                drains: Arc::default(),
                 archive_mover: std::sync::OnceLock::new(),
                 #[cfg(debug_assertions)]
                 pause: faults::PausePoint::from_env(),
@@ -228,6 +230,12 @@ impl FederationService {
     /// Client writes in flight to moving containers (shared with the mover).
     pub fn inflight(&self) -> &Arc<migrate::Inflight> {
         &self.inner.inflight
+    }
+
+    /// The (account, cluster) pairs being drained: new containers of the account are
+    /// not placed there (shared with the mover).
+    pub fn drains(&self) -> &Arc<migrate::Drains> {
+        &self.inner.drains
     }
 
     /// Lets a client's `X-Versions-Location`/`X-History-Location` on an existing
