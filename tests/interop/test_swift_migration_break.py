@@ -128,3 +128,67 @@ def test_drain_keeps_new_containers_off_the_cluster(mproxy, clusters):
         assert west.get_object(n, "a")[1] == n.encode()
     for n in old:
         assert fed.head_container(n)["x-container-attr-cluster"] == "west"
+
+
+def large_objects_apart(fed, tag):
+    """A container on east whose DLO and SLO have their segments in another container
+    on east (not `<name>_segments`: it does not move with it)."""
+    m, s = f"{tag}-m", f"{tag}-s"
+    fed.put_container(m, headers={"X-Container-Attr-Cluster": "east"})
+    fed.put_container(s, headers={"X-Container-Attr-Cluster": "east"})
+    for i in range(2):
+        fed.put_object(s, f"seg{i}", bytes([65 + i]) * 10)
+    fed.put_object(m, "dlo", b"", headers={"X-Object-Manifest": f"{s}/seg"})
+    fed.put_object(m, "plain", b"p")
+    return m, s
+
+
+def test_dlo_whose_segments_stay_behind_still_reads(mproxy, clusters):
+    """A DLO is copied as its manifest; its segments' container stays on east. On one
+    real cluster the DLO reads as its segments (20 bytes); the destination would look
+    for them in a container of its own. Before: after the move the DLO answered 404.
+    Now the mover writes it as a DLO the proxy assembles: the same bytes and headers."""
+    fed = conn(mproxy.auth_url)
+    m, s = large_objects_apart(fed, uniq("dloapart"))
+    east = conn(clusters["east"].auth_url)
+    want_body = east.get_object(m, "dlo")[1]
+    assert want_body == b"A" * 10 + b"B" * 10
+    want = {k: v for k, v in east.head_object(m, "dlo").items()
+            if k in ("x-object-manifest", "content-type", "content-length", "etag")}
+    wait_done(mproxy, json.loads(post_move(mproxy, {"account": "AUTH_test", "container": m,
+                                                    "to": "west"}).text)["id"])
+    assert fed.head_container(m)["x-container-attr-cluster"] == "west"
+    assert fed.get_object(m, "dlo")[1] == want_body
+    got = {k: v for k, v in fed.head_object(m, "dlo").items() if k in want}
+    assert got == want
+    listing = {o["name"]: (o["bytes"], o["content_type"]) for o in fed.get_container(m)[1]}
+    assert listing["dlo"] == (0, want["content-type"])
+
+
+def test_slo_whose_segments_stay_behind_fails_cleanly(mproxy, clusters):
+    """An SLO with its segments in a container that stays on east: the destination
+    refuses the manifest (400, segments 404). Before: the migration retried that PUT
+    forever (`running`, error repeated). Now it fails with the reason, rolled back:
+    the record on east, the SLO readable, no copy on west."""
+    fed = conn(mproxy.auth_url)
+    m, s = large_objects_apart(fed, uniq("sloapart"))
+    fed.put_object(m, "slo", json.dumps([{"path": f"/{s}/seg{i}"} for i in range(2)]),
+                   query_string="multipart-manifest=put")
+    mid = json.loads(post_move(mproxy, {"account": "AUTH_test", "container": m,
+                                        "to": "west"}).text)["id"]
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        r = requests.get(f"{mproxy.endpoint}/federation/v1/migrations/{mid}",
+                         headers={"X-Auth-Token": admin_token(mproxy)}, timeout=10).json()
+        if r["entry"]["state"] != "running":
+            break
+        time.sleep(0.3)
+    assert "failed" in r["entry"]["state"], r
+    assert "SLO" in r["entry"]["state"]["failed"]["reason"], r
+    assert fed.head_container(m)["x-container-attr-cluster"] == "east"
+    assert fed.get_object(m, "slo")[1] == b"A" * 10 + b"B" * 10
+    with pytest.raises(ClientException) as e:
+        conn(clusters["west"].auth_url).head_container(m)
+    assert e.value.http_status == 404
+    fed.put_object(m, "after", b"x")
+    assert conn(clusters["east"].auth_url).head_object(m, "after")["content-length"] == "1"

@@ -1493,7 +1493,15 @@ impl Migrations {
             async move {
                 match a {
                     Action::Copy(n) => {
-                        let r = mirror::copy_object(from, to, self.auth(), account, c, &n).await;
+                        let r = mirror::copy_object(
+                            from,
+                            to,
+                            self.auth(),
+                            account,
+                            (c, &entry.containers),
+                            &n,
+                        )
+                        .await;
                         let r = match r {
                             Ok(mirror::Copied::Bytes(b)) => {
                                 metrics::counter!("stackfed_migration_objects_copied_total")

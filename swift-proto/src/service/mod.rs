@@ -157,6 +157,22 @@ impl Call {
     }
 }
 
+/// For the mover: `content_type` marked as a DLO the proxy assembles (its segments in
+/// `manifest`, `container/prefix`, live on another cluster than the manifest).
+pub(crate) fn federated_dlo_type(content_type: &str, manifest: &str) -> String {
+    large::mark(
+        content_type,
+        &large::Marked::Dlo {
+            manifest: manifest.to_owned(),
+        },
+    )
+}
+
+/// For the mover: a listed content type without the proxy's marker (what a client sees).
+pub(crate) fn unmarked_type(content_type: &str) -> String {
+    large::unmark(content_type).0
+}
+
 impl FederationService {
     /// A service over `clusters`, whose states and capacities `locator`'s registry
     /// holds.
