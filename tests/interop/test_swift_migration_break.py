@@ -192,3 +192,27 @@ def test_slo_whose_segments_stay_behind_fails_cleanly(mproxy, clusters):
     assert e.value.http_status == 404
     fed.put_object(m, "after", b"x")
     assert conn(clusters["east"].auth_url).head_object(m, "after")["content-length"] == "1"
+
+
+def test_segments_container_alone_is_refused(mproxy, clusters):
+    """`photos_segments` asked to move alone while `photos` shares its cluster: on one
+    real cluster the SLO reads; moved alone, it answered 409 (Swift's SLO middleware
+    on east finds no segments). Refused with 409 naming the base; moving the base
+    takes both, and the SLO still reads."""
+    fed = conn(mproxy.auth_url)
+    base = uniq("segalone")
+    fed.put_container(base, headers={"X-Container-Attr-Cluster": "east"})
+    fed.put_container(f"{base}_segments")
+    fed.put_object(f"{base}_segments", "s1", b"abc")
+    fed.put_object(base, "slo", json.dumps([{"path": f"/{base}_segments/s1"}]),
+                   query_string="multipart-manifest=put")
+    r = post_move(mproxy, {"account": "AUTH_test", "container": f"{base}_segments", "to": "west"})
+    assert r.status_code == 409, r.text
+    assert base in r.json()["error"]
+    assert fed.get_object(base, "slo")[1] == b"abc"
+    r = post_move(mproxy, {"account": "AUTH_test", "container": base, "to": "west"})
+    assert r.status_code == 202, r.text
+    wait_done(mproxy, r.json()["id"])
+    for n in (base, f"{base}_segments"):
+        assert fed.head_container(n)["x-container-attr-cluster"] == "west"
+    assert fed.get_object(base, "slo")[1] == b"abc"

@@ -393,6 +393,24 @@ impl Migrations {
         if to == record.cluster {
             return Err(MoveError::Fatal(format!("container is already on {to}")));
         }
+        // A `_segments` container moves with its base: alone, the base's SLOs and DLOs
+        // (which its cluster resolves itself) would answer 409 and 404.
+        if let Some(base) = container
+            .as_str()
+            .strip_suffix("_segments")
+            .and_then(|b| ContainerName::new(b).ok())
+        {
+            if locator
+                .locate_fresh(account, &base)
+                .await?
+                .is_some_and(|b| b.cluster == record.cluster)
+            {
+                return Err(MoveError::Fatal(format!(
+                    "{container} moves with {base} (its large objects' segments, on the same \
+                     cluster); move {base}"
+                )));
+            }
+        }
         let dest = self.cluster(&to)?;
         if locator
             .registry()
