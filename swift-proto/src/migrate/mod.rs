@@ -743,12 +743,7 @@ impl Migrations {
         if e > 0.0 {
             p.objects_per_second = p.objects_done as f64 / e;
             p.bytes_per_second = p.bytes_done as f64 / e;
-            let left = p.objects_total.saturating_sub(p.objects_done) as f64;
-            p.eta_seconds = if p.objects_per_second > 0.0 {
-                left / p.objects_per_second
-            } else {
-                0.0
-            };
+            p.eta_seconds = eta_seconds(&p);
         }
         Some(p)
     }
@@ -1746,6 +1741,52 @@ fn publish(live: &HashMap<String, Live>) {
     metrics::gauge!("stackfed_migration_objects", "of" => "total").set(ot as f64);
     metrics::gauge!("stackfed_migration_bytes", "of" => "done").set(bd as f64);
     metrics::gauge!("stackfed_migration_bytes", "of" => "total").set(bt as f64);
+}
+
+/// Seconds left to the end of the first pass, at the rate so far: only while copying
+/// (a migration past it, done or failed shows 0, also when some objects were found
+/// already copied and never counted: a copy interrupted by a cluster that went down).
+fn eta_seconds(p: &Progress) -> f64 {
+    let left = p.objects_total.saturating_sub(p.objects_done) as f64;
+    if p.phase == "copying" && p.objects_per_second > 0.0 {
+        left / p.objects_per_second
+    } else {
+        0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eta_is_zero_once_past_copying() {
+        let mut p = Progress {
+            phase: "copying".into(),
+            objects_total: 150,
+            objects_done: 145,
+            objects_per_second: 5.0,
+            ..Progress::default()
+        };
+        assert!((eta_seconds(&p) - 1.0).abs() < 1e-9);
+        for phase in [
+            "switching",
+            "cleaning",
+            "done",
+            "failed",
+            "cancelled",
+            "waiting",
+        ] {
+            p.phase = phase.into();
+            assert_eq!(eta_seconds(&p), 0.0, "{phase}");
+        }
+        p.phase = "copying".into();
+        p.objects_per_second = 0.0;
+        assert_eq!(eta_seconds(&p), 0.0);
+        p.objects_per_second = 5.0;
+        p.objects_done = 400; // re-copies of objects written during the move
+        assert_eq!(eta_seconds(&p), 0.0);
+    }
 }
 
 /// A copy that found the source's object gone.
