@@ -216,3 +216,65 @@ def test_segments_container_alone_is_refused(mproxy, clusters):
     for n in (base, f"{base}_segments"):
         assert fed.head_container(n)["x-container-attr-cluster"] == "west"
     assert fed.get_object(base, "slo")[1] == b"abc"
+
+
+def test_switch_completes_while_clients_keep_writing(mproxy, clusters):
+    """Three clients overwrite one object each, and POST metadata to another, without
+    pause while the container moves. The switch holds their writes and must verify
+    anyway: before, a held write named its object for the mover's re-check at every
+    50 ms poll, so each verification pass had something to copy, every switch gave up
+    after holding writes for max_hold/2 (10 s), and the move never ended while writes
+    went on (7 attempts in 100 s). Then, as on one cluster, the last acknowledged write
+    of each name wins."""
+    fed = conn(mproxy.auth_url)
+    name = uniq("hot")
+    fill_container(fed, name, 60)
+    mid = json.loads(post_move(mproxy, {"account": "AUTH_test", "container": name,
+                                        "to": "west"}).text)["id"]
+    stop = threading.Event()
+    last, meta, slowest, errors = {}, {}, [0.0], []
+
+    def writer(k):
+        c = conn(mproxy.auth_url)
+        n = 0
+        try:
+            while not stop.is_set():
+                body = f"{k}-{n}".encode()
+                t0 = time.time()
+                c.put_object(name, f"hot{k}", body)
+                last[k] = body
+                c.post_object(name, f"o{k:04d}", headers={"X-Object-Meta-N": str(n)})
+                meta[f"o{k:04d}"] = str(n)
+                slowest[0] = max(slowest[0], time.time() - t0)
+                n += 1
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        done = None
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            r = requests.get(f"{mproxy.endpoint}/federation/v1/migrations/{mid}",
+                             headers={"X-Auth-Token": admin_token(mproxy)}, timeout=10).json()
+            if r["entry"]["state"] != "running":
+                done = r
+                break
+            time.sleep(0.3)
+        time.sleep(1)  # writes go on to the destination after the switch
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert errors == []
+    assert done is not None and done["entry"]["state"] == "done", \
+        f"the move did not end while clients wrote: {r}"
+    assert slowest[0] < 10, slowest
+    west = conn(clusters["west"].auth_url)
+    for k, body in last.items():
+        assert west.get_object(name, f"hot{k}")[1] == body
+        assert fed.get_object(name, f"hot{k}")[1] == body
+    for o, n in meta.items():
+        assert west.head_object(name, o)["x-object-meta-n"] == n

@@ -1755,6 +1755,29 @@ fn eta_seconds(p: &Progress) -> f64 {
     }
 }
 
+/// A copy that found the source's object gone.
+const GONE: u64 = u64::MAX;
+
+/// What a mirror pass did, and the listings it read (before its steps).
+struct Pass {
+    /// Steps taken (the objects found gone at the source not counted).
+    steps: usize,
+    /// Objects the source listed but no longer had (their copies deleted).
+    gone: std::collections::HashSet<String>,
+    /// The source's listing.
+    source: Vec<federation_core::migration::Entry>,
+    /// The destination's listing.
+    dest: Vec<federation_core::migration::Entry>,
+}
+
+fn lease_ms(config: &MigrationConfig) -> u64 {
+    u64::try_from(config.lease.as_millis()).unwrap_or(30_000)
+}
+
+fn read_entry(rec: &ContainerRecord) -> Option<JournalEntry> {
+    serde_json::from_str(rec.attributes.get(JOURNAL_ATTRIBUTE)?).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1787,27 +1810,4 @@ mod tests {
         p.objects_done = 400; // re-copies of objects written during the move
         assert_eq!(eta_seconds(&p), 0.0);
     }
-}
-
-/// A copy that found the source's object gone.
-const GONE: u64 = u64::MAX;
-
-/// What a mirror pass did, and the listings it read (before its steps).
-struct Pass {
-    /// Steps taken (the objects found gone at the source not counted).
-    steps: usize,
-    /// Objects the source listed but no longer had (their copies deleted).
-    gone: std::collections::HashSet<String>,
-    /// The source's listing.
-    source: Vec<federation_core::migration::Entry>,
-    /// The destination's listing.
-    dest: Vec<federation_core::migration::Entry>,
-}
-
-fn lease_ms(config: &MigrationConfig) -> u64 {
-    u64::try_from(config.lease.as_millis()).unwrap_or(30_000)
-}
-
-fn read_entry(rec: &ContainerRecord) -> Option<JournalEntry> {
-    serde_json::from_str(rec.attributes.get(JOURNAL_ATTRIBUTE)?).ok()
 }

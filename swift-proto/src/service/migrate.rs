@@ -200,7 +200,6 @@ impl Inflight {
             .entry(key.clone())
             .or_insert(0) += 1;
         let object = object.map(str::to_owned);
-        self.touch(&key, object.as_ref());
         InflightGuard {
             table: self.clone(),
             key,
@@ -260,8 +259,15 @@ impl FederationService {
             };
             let route = MoveMark::of(&now).map_or(WriteRoute::Proceed, |m| m.write_route(&now));
             if route == WriteRoute::Proceed {
+                // Only a write that goes on names its object for the mover's re-check
+                // (now and when it ends): a held one has written nothing, and naming it
+                // at every poll gave each verification pass of the switch something to
+                // copy, so the switch never verified while any write waited.
+                table.touch(&guard.key, guard.object.as_ref());
                 return Ok((now, Some(guard)));
             }
+            let mut guard = guard;
+            guard.object = None;
             drop(guard);
             if Instant::now() >= deadline {
                 return Err(SwiftError::unavailable(
