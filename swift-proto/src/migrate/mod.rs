@@ -504,12 +504,7 @@ impl Migrations {
         account: &AccountName,
         entry: &JournalEntry,
     ) -> Result<(), MoveError> {
-        let m = MoveMark {
-            id: entry.id.clone(),
-            from: entry.from.clone(),
-            to: entry.to.clone(),
-            phase: Phase::Copying,
-        };
+        let m = entry_mark(entry, Phase::Copying);
         for c in &entry.containers {
             let rec = self.mark(account, c, Some(&m)).await?;
             if rec.cluster != entry.from {
@@ -1175,12 +1170,7 @@ impl Migrations {
         let account =
             AccountName::new(entry.account.clone()).map_err(|e| MoveError::Fatal(e.to_string()))?;
         let (from, to) = (self.cluster(&entry.from)?, self.cluster(&entry.to)?);
-        let mark = |phase| MoveMark {
-            id: entry.id.clone(),
-            from: entry.from.clone(),
-            to: entry.to.clone(),
-            phase,
-        };
+        let mark = |phase| entry_mark(entry, phase);
         // Where are we? The slowest container decides.
         let mut phase = Phase::Cleaning;
         for c in &entry.containers {
@@ -1314,12 +1304,7 @@ impl Migrations {
         copied: &mut HashMap<String, HashMap<String, String>>,
     ) -> Result<(), MoveError> {
         let (from, to) = (self.cluster(&entry.from)?, self.cluster(&entry.to)?);
-        let mark = |phase| MoveMark {
-            id: entry.id.clone(),
-            from: entry.from.clone(),
-            to: entry.to.clone(),
-            phase,
-        };
+        let mark = |phase| entry_mark(entry, phase);
         self.set(&entry.id, |p| p.phase = "switching".into());
         let held = Instant::now();
         for c in &entry.containers {
@@ -1429,12 +1414,7 @@ impl Migrations {
     }
 
     async fn unhold(&self, entry: &JournalEntry, account: &AccountName) -> Result<(), MoveError> {
-        let m = MoveMark {
-            id: entry.id.clone(),
-            from: entry.from.clone(),
-            to: entry.to.clone(),
-            phase: Phase::Copying,
-        };
+        let m = entry_mark(entry, Phase::Copying);
         for c in &entry.containers {
             if self
                 .record(account, c)
@@ -1768,6 +1748,16 @@ struct Pass {
     source: Vec<federation_core::migration::Entry>,
     /// The destination's listing.
     dest: Vec<federation_core::migration::Entry>,
+}
+
+/// The mark a migration puts on its containers' records in `phase`.
+fn entry_mark(entry: &JournalEntry, phase: Phase) -> MoveMark {
+    MoveMark {
+        id: entry.id.clone(),
+        from: entry.from.clone(),
+        to: entry.to.clone(),
+        phase,
+    }
 }
 
 fn lease_ms(config: &MigrationConfig) -> u64 {

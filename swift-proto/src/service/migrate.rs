@@ -54,12 +54,7 @@ impl Drop for DrainGuard {
             .running
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(n) = running.get_mut(&self.key) {
-            *n -= 1;
-            if *n == 0 {
-                running.remove(&self.key);
-            }
-        }
+        release(&mut running, &self.key);
     }
 }
 
@@ -116,6 +111,16 @@ impl ClusterFilter for DrainFilter {
 
     fn name(&self) -> &'static str {
         "the account is being drained from the cluster"
+    }
+}
+
+/// One holder of `key` fewer in a table of counts (the key gone at zero).
+fn release<K: Eq + std::hash::Hash>(counts: &mut HashMap<K, usize>, key: &K) {
+    if let Some(n) = counts.get_mut(key) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            counts.remove(key);
+        }
     }
 }
 
@@ -225,12 +230,7 @@ impl Drop for InflightGuard {
             .counts
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(n) = counts.get_mut(&self.key) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                counts.remove(&self.key);
-            }
-        }
+        release(&mut counts, &self.key);
     }
 }
 
