@@ -253,6 +253,19 @@ impl Locator {
                 }),
             }
         }
+        // A pinned cluster a filter refused: that reason, not "no cluster named" (the
+        // policy never sees it).
+        if let Some(r) = request
+            .pin
+            .as_ref()
+            .and_then(|p| refused.iter().find(|r| &r.cluster == p))
+        {
+            return Err(PlacementError::PinRefused {
+                cluster: r.cluster.clone(),
+                reason: r.reason.clone(),
+            }
+            .into());
+        }
         let cluster = match self.policy.place(&request, &candidates) {
             Err(PlacementError::NoFit { rejections }) => {
                 refused.extend(rejections);
@@ -401,7 +414,7 @@ mod tests {
     use super::*;
     use crate::attrs::CreateOutcome;
     use crate::attrs::MemoryStore;
-    use crate::cluster::{ClusterSpec, ClusterState};
+    use crate::cluster::{ClusterSpec, ClusterState, ClusterStatus, Unfit};
     use crate::placement::{AccountAffinity, MostFree};
     use async_trait::async_trait;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -584,6 +597,46 @@ mod tests {
             .unwrap();
         assert!(!q.created);
         assert_eq!(q.record, p.record);
+    }
+
+    #[tokio::test]
+    async fn a_pin_refused_by_a_filter_says_why() {
+        #[derive(Debug)]
+        struct NotA;
+        impl crate::placement::ClusterFilter for NotA {
+            fn check(&self, _: &PlacementRequest, c: &ClusterStatus) -> Result<(), Unfit> {
+                if c.id().as_str() == "a" {
+                    Err(Unfit::Draining)
+                } else {
+                    Ok(())
+                }
+            }
+            fn name(&self) -> &'static str {
+                "not a"
+            }
+        }
+        let loc = Locator::new(
+            Arc::new(MemoryStore::new()),
+            registry(&["a", "b"]),
+            Arc::new(crate::placement::Pin),
+        );
+        let (a, c) = names("c");
+        let err = loc
+            .place_filtered(
+                PlacementRequest::new(a, c).pin(ClusterId::new("a").unwrap()),
+                Attributes::new(),
+                Some(&NotA),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                LocateError::Placement(PlacementError::PinRefused { cluster, reason: Unfit::Draining })
+                    if cluster.as_str() == "a"
+            ),
+            "{err:?}"
+        );
     }
 
     #[tokio::test]

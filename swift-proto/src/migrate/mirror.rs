@@ -88,7 +88,10 @@ pub(super) async fn list(
             let etag = Some(s("slo_etag"))
                 .filter(|e| !e.is_empty())
                 .unwrap_or_else(|| s("hash"));
-            let key = format!("{etag}|{bytes}|{}|{}", s("content_type"), s("symlink_path"));
+            // A DLO the mover wrote as the proxy's (its segments stay on another
+            // cluster) is listed with the proxy's marker: compared as clients see it.
+            let content_type = crate::service::unmarked_type(&s("content_type"));
+            let key = format!("{etag}|{bytes}|{content_type}|{}", s("symlink_path"));
             sizes.insert(name.clone(), bytes);
             marker.clone_from(&name);
             out.push(Entry {
@@ -131,12 +134,18 @@ pub(super) enum Copied {
 /// Copies one object, streamed: data and ETag, content headers, user metadata,
 /// `X-Delete-At`; an SLO as its manifest (`multipart-manifest=get&format=raw`, then
 /// `put`), a DLO as its manifest object, a symlink as a link (`symlink=get`).
+///
+/// A DLO whose segments' container is not one of `moving` stays apart from them: it is
+/// written as a DLO the proxy assembles (the marker in its content type, no
+/// `X-Object-Manifest`, which the destination would resolve in a container of its own,
+/// answering 404). An SLO whose segments the destination does not hold is refused
+/// (its manifest PUT answers 400): the move is rolled back with the reason.
 pub(super) async fn copy_object(
     from: &SwiftCluster,
     to: &SwiftCluster,
     auth: Auth<'_>,
     account: &AccountName,
-    container: &str,
+    (container, moving): (&str, &[String]),
     name: &str,
 ) -> Result<Copied, MoveError> {
     let path = swift_path(account, Some(container), Some(name));
@@ -168,6 +177,29 @@ pub(super) async fn copy_object(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
+    let apart = h
+        .get("x-object-manifest")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            percent_encoding::percent_decode_str(v)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .filter(|m| {
+            let c = m.split_once('/').map_or(m.as_str(), |(c, _)| c);
+            !moving.iter().any(|g| g == c)
+        });
+    if let Some(manifest) = &apart {
+        out.remove("x-object-manifest");
+        let t = h
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/octet-stream");
+        let marked = crate::service::federated_dlo_type(t, manifest);
+        let v = HeaderValue::from_str(&marked)
+            .map_err(|e| MoveError::Fatal(format!("DLO {name}: {e}")))?;
+        out.insert(http::header::CONTENT_TYPE, v);
+    }
     let slo = h
         .get("x-static-large-object")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
@@ -204,13 +236,28 @@ pub(super) async fn copy_object(
         .await?;
     let status = put.status();
     let (_, body) = put.into_parts();
-    let _ = to.http().read_body(body, 64 * 1024).await;
+    let said = to
+        .http()
+        .read_body(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
     if status.is_success() {
         return Ok(Copied::Bytes(if slo { 0 } else { length }));
     }
     // An X-Delete-At that has passed meanwhile: the object is expiring at the source.
     if status == StatusCode::BAD_REQUEST && h.contains_key("x-delete-at") {
         return Ok(Copied::Gone);
+    }
+    // Retrying will not bring the segments: the move cannot keep this SLO readable.
+    if status == StatusCode::BAD_REQUEST && slo {
+        let said = String::from_utf8_lossy(&said[..said.len().min(300)]).into_owned();
+        return Err(MoveError::Refused(format!(
+            "object {name} is an SLO whose segments {} does not hold (they are in a \
+             container that does not move with {container}); {} said: {}",
+            to.id(),
+            to.id(),
+            said.trim()
+        )));
     }
     Err(MoveError::answer(to, "object PUT", status))
 }

@@ -222,6 +222,7 @@ struct Inner {
     locator: Arc<Locator>,
     clusters: crate::cluster::Clusters,
     inflight: Arc<Inflight>,
+    drains: Arc<crate::service::migrate::Drains>,
     operator: Session,
     config: MigrationConfig,
     settle: Duration,
@@ -259,6 +260,7 @@ impl Migrations {
                 locator: service.locator().clone(),
                 clusters: service.clusters().clone(),
                 inflight: service.inflight().clone(),
+                drains: service.drains().clone(),
                 operator,
                 settle,
                 owner: format!("proxy-{}", random_hex(6)),
@@ -391,6 +393,24 @@ impl Migrations {
         if to == record.cluster {
             return Err(MoveError::Fatal(format!("container is already on {to}")));
         }
+        // A `_segments` container moves with its base: alone, the base's SLOs and DLOs
+        // (which its cluster resolves itself) would answer 409 and 404.
+        if let Some(base) = container
+            .as_str()
+            .strip_suffix("_segments")
+            .and_then(|b| ContainerName::new(b).ok())
+        {
+            if locator
+                .locate_fresh(account, &base)
+                .await?
+                .is_some_and(|b| b.cluster == record.cluster)
+            {
+                return Err(MoveError::Fatal(format!(
+                    "{container} moves with {base} (its large objects' segments, on the same \
+                     cluster); move {base}"
+                )));
+            }
+        }
         let dest = self.cluster(&to)?;
         if locator
             .registry()
@@ -447,12 +467,72 @@ impl Migrations {
         locator
             .store()
             .create_if_absent(
-                NewContainer::new(Self::journal_account(), name, to).attributes(attrs),
+                NewContainer::new(Self::journal_account(), name.clone(), to).attributes(attrs),
             )
             .await?;
+        // Claim the containers (compare-and-set on each record, refused when another
+        // migration's mark is there): of concurrent requests for one container,
+        // exactly one migration runs. A refused request leaves no journal entry.
+        if let Err(e) = self.claim_marks(account, &entry).await {
+            let _ = self.unmark_own(account, &entry).await;
+            if let Err(d) = locator
+                .store()
+                .delete(&Self::journal_account(), &name, None)
+                .await
+            {
+                tracing::warn!(%id, error = %d, "could not remove a refused migration's journal entry");
+                let _ = self
+                    .finish(
+                        &id,
+                        JournalState::Failed {
+                            reason: e.to_string(),
+                        },
+                    )
+                    .await;
+            }
+            return Err(e);
+        }
         tracing::info!(%id, %account, containers = ?entry.containers, from = %entry.from, to = %entry.to, "migration started");
         self.spawn(entry);
         Ok(id)
+    }
+
+    /// Marks every container of a new migration as copying, refused (nothing marked)
+    /// when one of them already carries another migration's mark.
+    async fn claim_marks(
+        &self,
+        account: &AccountName,
+        entry: &JournalEntry,
+    ) -> Result<(), MoveError> {
+        let m = entry_mark(entry, Phase::Copying);
+        for c in &entry.containers {
+            let rec = self.mark(account, c, Some(&m)).await?;
+            if rec.cluster != entry.from {
+                return Err(MoveError::Fatal(format!(
+                    "container {c} is no longer on {}",
+                    entry.from
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes this migration's own marks (a refused start).
+    async fn unmark_own(
+        &self,
+        account: &AccountName,
+        entry: &JournalEntry,
+    ) -> Result<(), MoveError> {
+        for c in &entry.containers {
+            if self
+                .record(account, c)
+                .await?
+                .is_some_and(|r| MoveMark::of(&r).is_some_and(|m| m.id == entry.id))
+            {
+                self.mark(account, c, None).await?;
+            }
+        }
+        Ok(())
     }
 
     /// The containers of `account` on the clusters `on` accepts that are not moving,
@@ -509,9 +589,13 @@ impl Migrations {
         cluster: &ClusterId,
         concurrency: usize,
     ) -> Result<Vec<String>, MoveError> {
+        // An unknown cluster (a typo) is refused, not "drained" of nothing.
+        self.cluster(cluster)?;
         let this = self.clone();
         let account = account.clone();
-        let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+        // From here no new container of the account is placed on the cluster (until
+        // the drain ends): else it would end with the cluster still holding some.
+        let guard = self.inner.drains.begin(&account, cluster);
         let mut ids = Vec::new();
         let mut queue = Vec::new();
         for (record, _) in self.groups_on(&account, |c| c == cluster).await? {
@@ -521,24 +605,53 @@ impl Migrations {
         }
         let drained = cluster.clone();
         self.inner.background.spawn("drain", async move {
-            futures::stream::iter(queue)
-                .for_each_concurrent(None, |(planned, name)| {
-                    let (this, account, sem, drained) = (this.clone(), account.clone(), sem.clone(), drained.clone());
-                    async move {
-                        let Ok(_permit) = sem.acquire().await else { return };
-                        let to = this.choose_other(&account, &name, &drained);
-                        if let Err(e) = this
-                            .move_and_wait(&account, &name, to, |id| this.alias(&planned, id))
-                            .await
-                        {
-                            tracing::warn!(%account, container = %name, error = %e, "drain: could not start a move");
-                        }
+            let _guard = guard;
+            this.drain_queue(&account, &drained, concurrency, queue).await;
+            // Containers created before the guard took effect but recorded after the
+            // listing (or a `_segments` container placed next to its base while the
+            // base still waited): moved too, until none is left.
+            for _ in 0..4 {
+                let late = match this.groups_on(&account, |c| c == &drained).await {
+                    Ok(late) => late,
+                    Err(e) => {
+                        tracing::warn!(%account, cluster = %drained, error = %e, "drain: could not list the account again");
+                        break;
                     }
-                })
-                .await;
+                };
+                if late.is_empty() {
+                    break;
+                }
+                let queue = late
+                    .into_iter()
+                    .map(|(r, _)| (format!("m{}-{}", now_ms(), random_hex(4)), r.container))
+                    .collect();
+                this.drain_queue(&account, &drained, concurrency, queue).await;
+            }
             tracing::info!(cluster = %drained, "drain finished");
         });
         Ok(ids)
+    }
+
+    /// Moves the containers of `queue` off `drained`, `concurrency` at a time (each
+    /// with its planned id as an alias of its migration's).
+    async fn drain_queue(
+        &self,
+        account: &AccountName,
+        drained: &ClusterId,
+        concurrency: usize,
+        queue: Vec<(String, ContainerName)>,
+    ) {
+        futures::stream::iter(queue)
+            .for_each_concurrent(concurrency.max(1), |(planned, name)| async move {
+                let to = self.choose_other(account, &name, drained);
+                if let Err(e) = self
+                    .move_and_wait(account, &name, to, |id| self.alias(&planned, id))
+                    .await
+                {
+                    tracing::warn!(%account, container = %name, error = %e, "drain: could not start a move");
+                }
+            })
+            .await;
     }
 
     /// Starts a move and waits for it to end (done, failed or cancelled); `started`
@@ -625,12 +738,7 @@ impl Migrations {
         if e > 0.0 {
             p.objects_per_second = p.objects_done as f64 / e;
             p.bytes_per_second = p.bytes_done as f64 / e;
-            let left = p.objects_total.saturating_sub(p.objects_done) as f64;
-            p.eta_seconds = if p.objects_per_second > 0.0 {
-                left / p.objects_per_second
-            } else {
-                0.0
-            };
+            p.eta_seconds = eta_seconds(&p);
         }
         Some(p)
     }
@@ -1010,7 +1118,8 @@ impl Migrations {
         Ok(self.inner.locator.locate_fresh(account, &name).await?)
     }
 
-    /// Sets (or with `None` removes) the mark on a container's record, compare-and-set.
+    /// Sets (or with `None` removes) the mark on a container's record, compare-and-set;
+    /// setting is refused when another migration's mark is there.
     async fn mark(
         &self,
         account: &AccountName,
@@ -1027,6 +1136,14 @@ impl Migrations {
                 .ok_or_else(|| {
                     MoveError::Fatal(format!("container {c} was deleted while it moved"))
                 })?;
+            if let (Some(m), Some(other)) = (mark, MoveMark::of(&rec)) {
+                if other.id != m.id {
+                    return Err(MoveError::Fatal(format!(
+                        "already moving (migration {})",
+                        other.id
+                    )));
+                }
+            }
             let mut attrs = rec.attributes.clone();
             match mark {
                 Some(m) => attrs.insert(MIGRATION_ATTRIBUTE.into(), m.to_value()),
@@ -1053,12 +1170,7 @@ impl Migrations {
         let account =
             AccountName::new(entry.account.clone()).map_err(|e| MoveError::Fatal(e.to_string()))?;
         let (from, to) = (self.cluster(&entry.from)?, self.cluster(&entry.to)?);
-        let mark = |phase| MoveMark {
-            id: entry.id.clone(),
-            from: entry.from.clone(),
-            to: entry.to.clone(),
-            phase,
-        };
+        let mark = |phase| entry_mark(entry, phase);
         // Where are we? The slowest container decides.
         let mut phase = Phase::Cleaning;
         for c in &entry.containers {
@@ -1192,12 +1304,7 @@ impl Migrations {
         copied: &mut HashMap<String, HashMap<String, String>>,
     ) -> Result<(), MoveError> {
         let (from, to) = (self.cluster(&entry.from)?, self.cluster(&entry.to)?);
-        let mark = |phase| MoveMark {
-            id: entry.id.clone(),
-            from: entry.from.clone(),
-            to: entry.to.clone(),
-            phase,
-        };
+        let mark = |phase| entry_mark(entry, phase);
         self.set(&entry.id, |p| p.phase = "switching".into());
         let held = Instant::now();
         for c in &entry.containers {
@@ -1307,12 +1414,7 @@ impl Migrations {
     }
 
     async fn unhold(&self, entry: &JournalEntry, account: &AccountName) -> Result<(), MoveError> {
-        let m = MoveMark {
-            id: entry.id.clone(),
-            from: entry.from.clone(),
-            to: entry.to.clone(),
-            phase: Phase::Copying,
-        };
+        let m = entry_mark(entry, Phase::Copying);
         for c in &entry.containers {
             if self
                 .record(account, c)
@@ -1384,7 +1486,15 @@ impl Migrations {
             async move {
                 match a {
                     Action::Copy(n) => {
-                        let r = mirror::copy_object(from, to, self.auth(), account, c, &n).await;
+                        let r = mirror::copy_object(
+                            from,
+                            to,
+                            self.auth(),
+                            account,
+                            (c, &entry.containers),
+                            &n,
+                        )
+                        .await;
                         let r = match r {
                             Ok(mirror::Copied::Bytes(b)) => {
                                 metrics::counter!("stackfed_migration_objects_copied_total")
@@ -1613,6 +1723,18 @@ fn publish(live: &HashMap<String, Live>) {
     metrics::gauge!("stackfed_migration_bytes", "of" => "total").set(bt as f64);
 }
 
+/// Seconds left to the end of the first pass, at the rate so far: only while copying
+/// (a migration past it, done or failed shows 0, also when some objects were found
+/// already copied and never counted: a copy interrupted by a cluster that went down).
+fn eta_seconds(p: &Progress) -> f64 {
+    let left = p.objects_total.saturating_sub(p.objects_done) as f64;
+    if p.phase == "copying" && p.objects_per_second > 0.0 {
+        left / p.objects_per_second
+    } else {
+        0.0
+    }
+}
+
 /// A copy that found the source's object gone.
 const GONE: u64 = u64::MAX;
 
@@ -1628,10 +1750,54 @@ struct Pass {
     dest: Vec<federation_core::migration::Entry>,
 }
 
+/// The mark a migration puts on its containers' records in `phase`.
+fn entry_mark(entry: &JournalEntry, phase: Phase) -> MoveMark {
+    MoveMark {
+        id: entry.id.clone(),
+        from: entry.from.clone(),
+        to: entry.to.clone(),
+        phase,
+    }
+}
+
 fn lease_ms(config: &MigrationConfig) -> u64 {
     u64::try_from(config.lease.as_millis()).unwrap_or(30_000)
 }
 
 fn read_entry(rec: &ContainerRecord) -> Option<JournalEntry> {
     serde_json::from_str(rec.attributes.get(JOURNAL_ATTRIBUTE)?).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eta_is_zero_once_past_copying() {
+        let mut p = Progress {
+            phase: "copying".into(),
+            objects_total: 150,
+            objects_done: 145,
+            objects_per_second: 5.0,
+            ..Progress::default()
+        };
+        assert!((eta_seconds(&p) - 1.0).abs() < 1e-9);
+        for phase in [
+            "switching",
+            "cleaning",
+            "done",
+            "failed",
+            "cancelled",
+            "waiting",
+        ] {
+            p.phase = phase.into();
+            assert_eq!(eta_seconds(&p), 0.0, "{phase}");
+        }
+        p.phase = "copying".into();
+        p.objects_per_second = 0.0;
+        assert_eq!(eta_seconds(&p), 0.0);
+        p.objects_per_second = 5.0;
+        p.objects_done = 400; // re-copies of objects written during the move
+        assert_eq!(eta_seconds(&p), 0.0);
+    }
 }

@@ -170,12 +170,21 @@ impl FederationService {
         let related = self
             .related_cluster(&call, account, container, pin.as_ref())
             .await?;
+        // A related container goes where its base is (a drain moves it afterwards);
+        // any other new container stays off a cluster its account is drained from.
+        let draining = related
+            .is_none()
+            .then(|| self.inner.drains.filter(account))
+            .flatten();
         let mut filters: Vec<&dyn ClusterFilter> = Vec::new();
         if let Some(p) = &policy {
             filters.push(p);
         }
         if let Some(r) = &related {
             filters.push(r);
+        }
+        if let Some(d) = &draining {
+            filters.push(d);
         }
         let all = AllOf(filters);
         let placement = locator

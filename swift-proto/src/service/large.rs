@@ -142,7 +142,7 @@ pub(super) fn unmark(content_type: &str) -> (String, Option<Marked>) {
 /// `content_type` with the marker. (Not with `swift_bytes`, as Swift's own SLOs: a real
 /// Swift 2.38 refuses `swift_*` parameters from clients, "Invalid Content-Type, swift_*
 /// is not a valid parameter name.")
-fn mark(content_type: &str, marked: &Marked) -> String {
+pub(super) fn mark(content_type: &str, marked: &Marked) -> String {
     match marked {
         Marked::Slo { etag, size } => {
             format!("{content_type};{SLO_MARK}={etag}-{size}")

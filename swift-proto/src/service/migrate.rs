@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use federation_core::attrs::ContainerRecord;
 use federation_core::migration::{MoveMark, WriteRoute};
-use federation_core::{AccountName, ContainerName};
+use federation_core::placement::{ClusterFilter, PlacementRequest};
+use federation_core::{AccountName, ClusterId, ClusterStatus, ContainerName, Unfit};
 
 use super::{FederationService, Result};
 use crate::error::SwiftError;
@@ -28,6 +29,99 @@ pub trait ArchiveMover: Send + Sync + std::fmt::Debug {
         container: &'a ContainerName,
         to: &'a federation_core::ClusterId,
     ) -> futures::future::BoxFuture<'a, std::result::Result<(), String>>;
+}
+
+/// The clusters being drained of an account's containers, in this process: while a
+/// drain runs, a new container of that account is not placed there (else the drain
+/// would end with the cluster still holding containers of the account).
+#[derive(Debug, Default)]
+pub struct Drains {
+    running: Mutex<HashMap<(String, ClusterId), usize>>,
+}
+
+/// One running drain; the cluster takes new containers of the account again when the
+/// last guard for it is dropped.
+#[derive(Debug)]
+pub struct DrainGuard {
+    drains: Arc<Drains>,
+    key: (String, ClusterId),
+}
+
+impl Drop for DrainGuard {
+    fn drop(&mut self) {
+        let mut running = self
+            .drains
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        release(&mut running, &self.key);
+    }
+}
+
+impl Drains {
+    /// Starts keeping new containers of `account` off `cluster`, until the guard is
+    /// dropped.
+    pub fn begin(self: &Arc<Self>, account: &AccountName, cluster: &ClusterId) -> DrainGuard {
+        let key = (account.as_str().to_owned(), cluster.clone());
+        *self
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key.clone())
+            .or_default() += 1;
+        DrainGuard {
+            drains: self.clone(),
+            key,
+        }
+    }
+
+    /// A placement filter refusing the clusters `account` is being drained from, if
+    /// any.
+    pub fn filter(&self, account: &AccountName) -> Option<DrainFilter> {
+        let clusters: Vec<ClusterId> = self
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .filter(|(a, _)| a == account.as_str())
+            .map(|(_, c)| c.clone())
+            .collect();
+        (!clusters.is_empty()).then_some(DrainFilter { clusters })
+    }
+}
+
+/// Refuses the clusters an account is being drained from ([`Unfit::Draining`]).
+#[derive(Debug)]
+pub struct DrainFilter {
+    clusters: Vec<ClusterId>,
+}
+
+impl ClusterFilter for DrainFilter {
+    fn check(
+        &self,
+        _: &PlacementRequest,
+        cluster: &ClusterStatus,
+    ) -> std::result::Result<(), Unfit> {
+        if self.clusters.contains(cluster.id()) {
+            Err(Unfit::Draining)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "the account is being drained from the cluster"
+    }
+}
+
+/// One holder of `key` fewer in a table of counts (the key gone at zero).
+fn release<K: Eq + std::hash::Hash>(counts: &mut HashMap<K, usize>, key: &K) {
+    if let Some(n) = counts.get_mut(key) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            counts.remove(key);
+        }
+    }
 }
 
 /// How often a held write reads the record again.
@@ -111,7 +205,6 @@ impl Inflight {
             .entry(key.clone())
             .or_insert(0) += 1;
         let object = object.map(str::to_owned);
-        self.touch(&key, object.as_ref());
         InflightGuard {
             table: self.clone(),
             key,
@@ -137,12 +230,7 @@ impl Drop for InflightGuard {
             .counts
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(n) = counts.get_mut(&self.key) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                counts.remove(&self.key);
-            }
-        }
+        release(&mut counts, &self.key);
     }
 }
 
@@ -171,8 +259,15 @@ impl FederationService {
             };
             let route = MoveMark::of(&now).map_or(WriteRoute::Proceed, |m| m.write_route(&now));
             if route == WriteRoute::Proceed {
+                // Only a write that goes on names its object for the mover's re-check
+                // (now and when it ends): a held one has written nothing, and naming it
+                // at every poll gave each verification pass of the switch something to
+                // copy, so the switch never verified while any write waited.
+                table.touch(&guard.key, guard.object.as_ref());
                 return Ok((now, Some(guard)));
             }
+            let mut guard = guard;
+            guard.object = None;
             drop(guard);
             if Instant::now() >= deadline {
                 return Err(SwiftError::unavailable(

@@ -105,6 +105,7 @@ struct Inner {
     readiness: Option<crate::cluster::health::Readiness>,
     disable_path: Option<std::path::PathBuf>,
     inflight: Arc<migrate::Inflight>,
+    drains: Arc<migrate::Drains>,
     archive_mover: std::sync::OnceLock<Arc<dyn migrate::ArchiveMover>>,
     #[cfg(debug_assertions)]
     pause: faults::PausePoint,
@@ -156,6 +157,22 @@ impl Call {
     }
 }
 
+/// For the mover: `content_type` marked as a DLO the proxy assembles (its segments in
+/// `manifest`, `container/prefix`, live on another cluster than the manifest).
+pub(crate) fn federated_dlo_type(content_type: &str, manifest: &str) -> String {
+    large::mark(
+        content_type,
+        &large::Marked::Dlo {
+            manifest: manifest.to_owned(),
+        },
+    )
+}
+
+/// For the mover: a listed content type without the proxy's marker (what a client sees).
+pub(crate) fn unmarked_type(content_type: &str) -> String {
+    large::unmark(content_type).0
+}
+
 impl FederationService {
     /// A service over `clusters`, whose states and capacities `locator`'s registry
     /// holds.
@@ -171,6 +188,7 @@ impl FederationService {
                 readiness: None,
                 disable_path: None,
                 inflight: Arc::default(),
+                drains: Arc::default(),
                 archive_mover: std::sync::OnceLock::new(),
                 #[cfg(debug_assertions)]
                 pause: faults::PausePoint::from_env(),
@@ -228,6 +246,12 @@ impl FederationService {
     /// Client writes in flight to moving containers (shared with the mover).
     pub fn inflight(&self) -> &Arc<migrate::Inflight> {
         &self.inner.inflight
+    }
+
+    /// The (account, cluster) pairs being drained: new containers of the account are
+    /// not placed there (shared with the mover).
+    pub fn drains(&self) -> &Arc<migrate::Drains> {
+        &self.inner.drains
     }
 
     /// Lets a client's `X-Versions-Location`/`X-History-Location` on an existing
