@@ -1,16 +1,21 @@
 //! The federation proxy's per-request hot path: parsing and validating the path, the
 //! transaction id, the request-line check, stripping an answer's hop-by-hop headers,
-//! reading attribute headers, and account listings both ways.
+//! reading attribute headers, account listings both ways, and a merged account listing
+//! (issue 13: two clusters' answers decoded, merged and encoded).
 //!
 //! Run with `cargo bench --bench swift_proto`.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use http::{HeaderMap, HeaderValue};
-use stackfed::federation_core::listing::ListingEntry;
+use stackfed::federation_core::listing::{
+    merge_page, ListingEntry, ListingQuery, ListingSource, SourceError,
+};
 use stackfed::http::headers::strip_hop_by_hop;
 use stackfed::swift_proto::headers::{attribute_changes, request_target};
-use stackfed::swift_proto::listing::{decode_json, encode, parse_query, ListingFormat};
+use stackfed::swift_proto::listing::{
+    decode_json, encode, parse_query, AccountEntry, ContainerInfo, ListingFormat,
+};
 use stackfed::swift_proto::path::SwiftPath;
 use stackfed::swift_proto::service::new_trans_id;
 
@@ -103,6 +108,52 @@ fn benches(c: &mut Criterion) {
         b.iter(|| encode(ListingFormat::Xml("application/xml"), "AUTH_test", &entries).unwrap())
     });
     g.finish();
+
+    // Issue 13's merged listing: two clusters' JSON answers of 100 containers each,
+    // decoded, merged into one page and encoded for the client (the proxy's own work
+    // between the clusters' answers and its response).
+    let answer = |cluster: &str| {
+        let page: Vec<_> = entries
+            .iter()
+            .take(100)
+            .map(|e| match e {
+                ListingEntry::Item { name, data } => ListingEntry::Item {
+                    name: format!("{name}-{cluster}"),
+                    data: data.clone(),
+                },
+                other => other.clone(),
+            })
+            .collect();
+        encode(ListingFormat::Json, "AUTH_test", &page).unwrap()
+    };
+    let answers = [answer("east"), answer("west")];
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut g = c.benchmark_group("merged account listing, 2 x 100 containers");
+    g.throughput(Throughput::Elements(200));
+    g.bench_function("decode both, merge, encode json", |b| {
+        b.to_async(&rt).iter(|| async {
+            let mut sources: Vec<_> = answers.iter().map(|a| Answer(a.as_slice())).collect();
+            let page = merge_page(&mut sources, &ListingQuery::new())
+                .await
+                .unwrap();
+            encode(ListingFormat::Json, "AUTH_test", &page).unwrap()
+        })
+    });
+    g.finish();
+}
+
+/// A cluster's JSON account listing, decoded when the merge asks for it.
+struct Answer<'a>(&'a [u8]);
+
+#[async_trait::async_trait]
+impl ListingSource for Answer<'_> {
+    type Item = ContainerInfo;
+
+    async fn fetch(&mut self, _: &ListingQuery) -> Result<Vec<AccountEntry>, SourceError> {
+        Ok(decode_json(self.0)?)
+    }
 }
 
 criterion_group!(swift_proto, benches);

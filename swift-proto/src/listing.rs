@@ -406,6 +406,41 @@ fn value_text(v: &Value) -> String {
     }
 }
 
+/// An account listing entry as its JSON object: `{"subdir": …}`, or the entry's
+/// details with `name` in its place among their keys (byte order, as the
+/// `serde_json::Map` the entry was decoded into orders them; a `name` among the
+/// details wins, as it did when the object was assembled as a `Map`).
+struct JsonEntry<'a>(&'a AccountEntry);
+
+impl serde::Serialize for JsonEntry<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self.0 {
+            ListingEntry::Subdir { name } => {
+                let mut m = ser.serialize_map(Some(1))?;
+                m.serialize_entry("subdir", name)?;
+                m.end()
+            }
+            ListingEntry::Item { name, data } => {
+                let own_name = !data.contains_key("name");
+                let mut m = ser.serialize_map(Some(data.len() + usize::from(own_name)))?;
+                let mut pending = own_name.then_some(name);
+                for (k, v) in data {
+                    if let Some(n) = pending.filter(|_| k.as_str() > "name") {
+                        m.serialize_entry("name", n)?;
+                        pending = None;
+                    }
+                    m.serialize_entry(k, v)?;
+                }
+                if let Some(n) = pending {
+                    m.serialize_entry("name", n)?;
+                }
+                m.end()
+            }
+        }
+    }
+}
+
 /// Encodes an account listing in `format`, as Swift's `listing_formats` does. Returns
 /// `None` where Swift answers 204 (an empty plain-text listing).
 pub fn encode(format: ListingFormat, account: &str, entries: &[AccountEntry]) -> Option<Vec<u8>> {
@@ -422,24 +457,10 @@ pub fn encode(format: ListingFormat, account: &str, entries: &[AccountEntry]) ->
             Some(out.into_bytes())
         }
         ListingFormat::Json => {
-            let items: Vec<Value> = entries
-                .iter()
-                .map(|e| match e {
-                    ListingEntry::Subdir { name } => {
-                        let mut m = Map::new();
-                        m.insert("subdir".into(), Value::String(name.clone()));
-                        Value::Object(m)
-                    }
-                    ListingEntry::Item { name, data } => {
-                        let mut m = Map::new();
-                        m.insert("name".into(), Value::String(name.clone()));
-                        for (k, v) in data {
-                            m.insert(k.clone(), v.clone());
-                        }
-                        Value::Object(m)
-                    }
-                })
-                .collect();
+            // Each entry written in place, as the `{"name": …, …data}` object it was
+            // decoded from (keys in byte order, as a `Map` keeps them): no copy of the
+            // page into `Value`s first.
+            let items: Vec<JsonEntry<'_>> = entries.iter().map(JsonEntry).collect();
             serde_json::to_vec(&items).ok()
         }
         ListingFormat::Xml(_) => {
@@ -479,6 +500,7 @@ pub fn encode(format: ListingFormat, account: &str, entries: &[AccountEntry]) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn xml_fields_read_as_pythons_str() {
@@ -578,6 +600,82 @@ mod tests {
         }
         assert_eq!(parse_query(Some("delimiter=")).unwrap().0.delimiter, None);
         assert_eq!(parse_query(Some("limit=10000")).unwrap().0.limit, 10000);
+    }
+
+    /// The JSON encoding as it was built before (each entry copied into a `Value`
+    /// object): the model the in-place writer must match byte for byte.
+    fn json_through_values(entries: &[AccountEntry]) -> Vec<u8> {
+        let items: Vec<Value> = entries
+            .iter()
+            .map(|e| {
+                let mut m = Map::new();
+                match e {
+                    ListingEntry::Subdir { name } => {
+                        m.insert("subdir".into(), Value::String(name.clone()));
+                    }
+                    ListingEntry::Item { name, data } => {
+                        m.insert("name".into(), Value::String(name.clone()));
+                        for (k, v) in data {
+                            m.insert(k.clone(), v.clone());
+                        }
+                    }
+                }
+                Value::Object(m)
+            })
+            .collect();
+        serde_json::to_vec(&items).unwrap()
+    }
+
+    fn any_value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            "\\PC{0,12}".prop_map(Value::from),
+        ]
+    }
+
+    fn any_entry() -> impl Strategy<Value = AccountEntry> {
+        // Keys around "name" in byte order (and "name" itself, which a decoded entry
+        // never has but a built one may).
+        let key = prop_oneof![
+            Just("bytes".to_owned()),
+            Just("count".to_owned()),
+            Just("last_modified".to_owned()),
+            Just("name".to_owned()),
+            Just("n".to_owned()),
+            Just("namf".to_owned()),
+            Just("storage_policy".to_owned()),
+            "\\PC{0,8}",
+        ];
+        prop_oneof![
+            "\\PC{0,16}".prop_map(|name| ListingEntry::Subdir { name }),
+            (
+                "\\PC{0,16}",
+                proptest::collection::btree_map(key, any_value(), 0..6)
+            )
+                .prop_map(|(name, data)| ListingEntry::Item {
+                    name,
+                    data: data.into_iter().collect(),
+                }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn json_written_in_place_is_the_value_encoding(
+            entries in proptest::collection::vec(any_entry(), 0..8)
+        ) {
+            let json = encode(ListingFormat::Json, "AUTH_t", &entries).unwrap();
+            prop_assert_eq!(
+                String::from_utf8(json).unwrap(),
+                String::from_utf8(json_through_values(&entries)).unwrap()
+            );
+        }
     }
 
     #[test]
