@@ -696,12 +696,14 @@ impl Migrations {
             .get(&Self::journal_account(), &name)
             .await?
         else {
-            if let Some(p) = self.progress_of(id) {
-                return Ok(Some(serde_json::json!({ "progress": p })));
-            }
-            // A drain's planned id: its migration once started (also after a restart,
-            // from the saved drain), else queued.
-            return match self.planned_migration(id).await? {
+            // A drain's planned id: its migration once started (known here, or from
+            // the saved drain after a restart), else queued.
+            let started = match self.progress_of(id) {
+                Some(p) if p.id == id => return Ok(Some(serde_json::json!({ "progress": p }))),
+                Some(p) => Some(Some(p.id)),
+                None => self.planned_migration(id).await?,
+            };
+            return match started {
                 Some(Some(mid)) if mid != id => Box::pin(self.get(&mid)).await,
                 Some(_) => Ok(Some(
                     serde_json::json!({ "entry": null, "progress": null, "phase": "queued" }),
