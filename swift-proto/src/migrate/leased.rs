@@ -199,6 +199,11 @@ impl Migrations {
                 () = work => {}
                 lost = renew => {
                     tracing::info!(%id, kind = T::KIND, error = %lost, "left to another proxy");
+                    // What it shows is the holder's (as saved) from now on.
+                    T::table(&this.inner)
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .remove(&id);
                     return;
                 }
             }
