@@ -15,7 +15,9 @@
 //!   the destination's copy is deleted, the journal says `cancelled`); 409 once the
 //!   switch is committed (move it back with a new migration), 404 for no such id;
 //! - `POST /federation/v1/drains` `{"account", "cluster", "concurrency"?}`: 202
-//!   `{"migrations": [ids]}`;
+//!   `{"id", "migrations": [planned ids]}` (see [`super::drain`]); `GET
+//!   /federation/v1/drains[/{id}]` shows each drain's state and moves; a planned id
+//!   answers `GET …/migrations/{planned}` for its migration once started;
 //! - `POST /federation/v1/rebalances` `{"fill_target", "accounts", "concurrency"?}`:
 //!   202 `{"id"}` (see [`super::rebalance`]); `fill_target` a fraction (`0.8`) or a
 //!   percentage string (`"80%"`); `GET /federation/v1/rebalances[/{id}]`.
@@ -215,9 +217,9 @@ impl AdminService {
                     .start_drain(&account, &cluster, concurrency)
                     .await
                 {
-                    Ok(ids) => json(
+                    Ok((id, ids)) => json(
                         StatusCode::ACCEPTED,
-                        &serde_json::json!({ "migrations": ids }),
+                        &serde_json::json!({ "id": id, "migrations": ids }),
                     ),
                     Err(e) => move_error(&e),
                 }
@@ -280,6 +282,19 @@ impl AdminService {
                 match self.migrations.rebalance(id).await {
                     Ok(Some(r)) => json(StatusCode::OK, &serde_json::json!(r)),
                     Ok(None) => error(StatusCode::NOT_FOUND, "no such rebalance"),
+                    Err(e) => move_error(&e),
+                }
+            }
+            (&Method::GET, ["federation", "v1", "drains"]) => {
+                match self.migrations.drain_list().await {
+                    Ok(all) => json(StatusCode::OK, &serde_json::json!({ "drains": all })),
+                    Err(e) => move_error(&e),
+                }
+            }
+            (&Method::GET, ["federation", "v1", "drains", id]) => {
+                match self.migrations.drain(id).await {
+                    Ok(Some(d)) => json(StatusCode::OK, &serde_json::json!(d)),
+                    Ok(None) => error(StatusCode::NOT_FOUND, "no such drain"),
                     Err(e) => move_error(&e),
                 }
             }

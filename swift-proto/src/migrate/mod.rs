@@ -8,10 +8,13 @@
 //! that takes over migrations whose lease expired (a proxy that died mid-move).
 
 mod admin;
+mod drain;
+mod leased;
 mod mirror;
 mod rebalance;
 
 pub use admin::AdminService;
+pub use drain::{Drain, DrainMove};
 pub use rebalance::{Rebalance, RebalanceRequest};
 
 use std::collections::HashMap;
@@ -229,6 +232,7 @@ struct Inner {
     owner: String,
     live: Mutex<HashMap<String, Live>>,
     rebalances: Mutex<HashMap<String, Rebalance>>,
+    drain_jobs: Mutex<HashMap<String, Drain>>,
     background: Background,
 }
 
@@ -266,6 +270,7 @@ impl Migrations {
                 owner: format!("proxy-{}", random_hex(6)),
                 live: Mutex::new(HashMap::new()),
                 rebalances: Mutex::new(HashMap::new()),
+                drain_jobs: Mutex::new(HashMap::new()),
                 background: background.clone(),
                 config,
             }),
@@ -580,80 +585,6 @@ impl Migrations {
         Ok(out)
     }
 
-    /// Moves every container of `account` on `cluster` elsewhere, `concurrency` at a
-    /// time; returns the migrations' ids (containers that move with another count
-    /// under it).
-    pub async fn start_drain(
-        &self,
-        account: &AccountName,
-        cluster: &ClusterId,
-        concurrency: usize,
-    ) -> Result<Vec<String>, MoveError> {
-        // An unknown cluster (a typo) is refused, not "drained" of nothing.
-        self.cluster(cluster)?;
-        let this = self.clone();
-        let account = account.clone();
-        // From here no new container of the account is placed on the cluster (until
-        // the drain ends): else it would end with the cluster still holding some.
-        let guard = self.inner.drains.begin(&account, cluster);
-        let mut ids = Vec::new();
-        let mut queue = Vec::new();
-        for (record, _) in self.groups_on(&account, |c| c == cluster).await? {
-            let id = format!("m{}-{}", now_ms(), random_hex(4));
-            ids.push(id.clone());
-            queue.push((id, record.container));
-        }
-        let drained = cluster.clone();
-        self.inner.background.spawn("drain", async move {
-            let _guard = guard;
-            this.drain_queue(&account, &drained, concurrency, queue).await;
-            // Containers created before the guard took effect but recorded after the
-            // listing (or a `_segments` container placed next to its base while the
-            // base still waited): moved too, until none is left.
-            for _ in 0..4 {
-                let late = match this.groups_on(&account, |c| c == &drained).await {
-                    Ok(late) => late,
-                    Err(e) => {
-                        tracing::warn!(%account, cluster = %drained, error = %e, "drain: could not list the account again");
-                        break;
-                    }
-                };
-                if late.is_empty() {
-                    break;
-                }
-                let queue = late
-                    .into_iter()
-                    .map(|(r, _)| (format!("m{}-{}", now_ms(), random_hex(4)), r.container))
-                    .collect();
-                this.drain_queue(&account, &drained, concurrency, queue).await;
-            }
-            tracing::info!(cluster = %drained, "drain finished");
-        });
-        Ok(ids)
-    }
-
-    /// Moves the containers of `queue` off `drained`, `concurrency` at a time (each
-    /// with its planned id as an alias of its migration's).
-    async fn drain_queue(
-        &self,
-        account: &AccountName,
-        drained: &ClusterId,
-        concurrency: usize,
-        queue: Vec<(String, ContainerName)>,
-    ) {
-        futures::stream::iter(queue)
-            .for_each_concurrent(concurrency.max(1), |(planned, name)| async move {
-                let to = self.choose_other(account, &name, drained);
-                if let Err(e) = self
-                    .move_and_wait(account, &name, to, |id| self.alias(&planned, id))
-                    .await
-                {
-                    tracing::warn!(%account, container = %name, error = %e, "drain: could not start a move");
-                }
-            })
-            .await;
-    }
-
     /// Starts a move and waits for it to end (done, failed or cancelled); `started`
     /// sees its id first. Returns the last progress.
     async fn move_and_wait(
@@ -765,9 +696,20 @@ impl Migrations {
             .get(&Self::journal_account(), &name)
             .await?
         else {
-            return Ok(self
-                .progress_of(id)
-                .map(|p| serde_json::json!({ "progress": p })));
+            // A drain's planned id: its migration once started (known here, or from
+            // the saved drain after a restart), else queued.
+            let started = match self.progress_of(id) {
+                Some(p) if p.id == id => return Ok(Some(serde_json::json!({ "progress": p }))),
+                Some(p) => Some(Some(p.id)),
+                None => self.planned_migration(id).await?,
+            };
+            return match started {
+                Some(Some(mid)) if mid != id => Box::pin(self.get(&mid)).await,
+                Some(_) => Ok(Some(
+                    serde_json::json!({ "entry": null, "progress": null, "phase": "queued" }),
+                )),
+                None => Ok(None),
+            };
         };
         let entry = read_entry(&rec);
         let progress = self.progress_of(id).map(|mut p| {
@@ -822,7 +764,10 @@ impl Migrations {
     /// running here: this proxy restarted with the same owner id, which it never does).
     async fn resume_once(&self) -> Result<(), MoveError> {
         let now = now_ms();
-        for (_, entry) in self.journal().await? {
+        let records = self.journal_records().await?;
+        // Saved drains keep new containers off their cluster on every proxy.
+        self.inner.drains.set_saved(drain::running_drains(&records));
+        for entry in records.iter().filter_map(read_entry) {
             let running_here = self
                 .inner
                 .live
@@ -841,7 +786,8 @@ impl Migrations {
             tracing::info!(id = %entry.id, previous_owner = %entry.owner, "resuming a migration");
             self.spawn(entry);
         }
-        self.resume_rebalances().await
+        self.resume_rebalances(&records).await?;
+        self.resume_drains(&records).await
     }
 
     fn set(&self, id: &str, f: impl FnOnce(&mut Progress)) {

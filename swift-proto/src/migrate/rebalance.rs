@@ -12,10 +12,11 @@
 //! why: nothing left there fits anywhere). A container whose move failed is not tried
 //! again by the same rebalance.
 //!
-//! Restart-safe: the rebalance's state (request, usage before, moves) is saved in the
-//! attribute store next to the migrations' journal (a record of the journal account
-//! named by its id, attribute `@rebalance`) with a lease, as migrations are;
-//! it is saved whenever it renews its lease (a third of the lease) and when it ends.
+//! Restart-safe (see [`super::leased`]): the rebalance's state (request, usage before,
+//! moves) is saved in the attribute store next to the migrations' journal (a record of
+//! the journal account named by its id, attribute `@rebalance`) with a lease, as
+//! migrations are; it is saved whenever it renews its lease (a third of the lease)
+//! and when it ends.
 //! A proxy killed mid-rebalance leaves the lease to expire; the resume loop of any
 //! proxy with `[migration]` (the same one restarted included) takes it over: the
 //! moves it had started resume as journaled migrations on their own, every container
@@ -24,10 +25,10 @@
 //! rebalance started (configured, not measured since) is first adjusted by the moves
 //! journaled done, which the killed proxy had counted in its memory only.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::PoisonError;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
 
-use federation_core::attrs::{now_ms, Attributes, ContainerRecord, NewContainer, StoreError};
+use federation_core::attrs::{now_ms, ContainerRecord};
 use federation_core::migration::JournalState;
 use federation_core::migration::{plan_rebalance, Candidate, FillTarget};
 use federation_core::placement::PlacementRequest;
@@ -35,30 +36,38 @@ use federation_core::{AccountName, ClusterId, ClusterState, ContainerName};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::{lease_ms, mirror, random_hex, Migrations, MoveError};
+use super::leased::Job;
+use super::{mirror, random_hex, Inner, Migrations, MoveError};
 use crate::cluster::SwiftCluster;
 
-/// The attribute of a journal-account record that holds a saved rebalance.
-const REBALANCE_ATTRIBUTE: &str = "@rebalance";
-
-/// A rebalance as saved in the attribute store.
+/// A rebalance as saved in the attribute store (attribute `@rebalance`, with the lease).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Saved {
+pub(super) struct RebalanceJob {
     rebalance: Rebalance,
     concurrency: usize,
     /// Each cluster's used bytes when it started.
     before: BTreeMap<String, u64>,
-    owner: String,
-    lease_until_ms: u64,
     /// When it started (a migration of one of its containers journaled since then is
     /// one of its moves, even when it was killed before saving the move's id).
     #[serde(default)]
     started_ms: u64,
 }
 
-impl Saved {
-    fn of(rec: &ContainerRecord) -> Option<Self> {
-        serde_json::from_str(rec.attributes.get(REBALANCE_ATTRIBUTE)?).ok()
+impl Job for RebalanceJob {
+    const ATTRIBUTE: &'static str = "@rebalance";
+    const KIND: &'static str = "rebalance";
+    type Shown = Rebalance;
+    fn shown(&self) -> &Rebalance {
+        &self.rebalance
+    }
+    fn shown_mut(&mut self) -> &mut Rebalance {
+        &mut self.rebalance
+    }
+    fn running(shown: &Rebalance) -> bool {
+        shown.state == "running"
+    }
+    fn table(inner: &Inner) -> &Mutex<HashMap<String, Rebalance>> {
+        &inner.rebalances
     }
 }
 
@@ -160,37 +169,13 @@ impl Migrations {
             clusters: Vec::new(),
             moves: Vec::new(),
         };
-        let saved = Saved {
-            rebalance: state.clone(),
+        let job = RebalanceJob {
+            rebalance: state,
             concurrency: request.concurrency,
             before: before.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
-            owner: self.inner.owner.clone(),
-            lease_until_ms: now_ms() + lease_ms(&self.inner.config),
             started_ms: now_ms(),
         };
-        let name = ContainerName::new(id.clone()).map_err(|e| MoveError::Fatal(e.to_string()))?;
-        let home = before
-            .keys()
-            .next()
-            .cloned()
-            .ok_or_else(|| MoveError::Fatal("no clusters".into()))?;
-        let mut attrs = Attributes::new();
-        attrs.insert(
-            REBALANCE_ATTRIBUTE.into(),
-            serde_json::to_string(&saved).unwrap_or_default(),
-        );
-        self.inner
-            .locator
-            .store()
-            .create_if_absent(
-                NewContainer::new(Self::journal_account(), name, home).attributes(attrs),
-            )
-            .await?;
-        self.inner
-            .rebalances
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(id.clone(), state);
+        self.create_job(&id, job).await?;
         self.run_rebalance(id.clone(), request, before, None);
         Ok(id)
     }
@@ -202,154 +187,57 @@ impl Migrations {
         id: String,
         request: RebalanceRequest,
         before: BTreeMap<ClusterId, u64>,
-        resumed: Option<Saved>,
+        resumed: Option<RebalanceJob>,
     ) {
         let this = self.clone();
-        self.inner.background.spawn("rebalance", async move {
-            let renew_every = this.inner.config.lease / 3;
-            let renew = async {
-                loop {
-                    tokio::time::sleep(renew_every).await;
-                    if let Err(e) = this.save_rebalance(&id, false).await {
-                        if matches!(e, MoveError::LeaseLost(_)) {
-                            return e;
-                        }
-                        tracing::warn!(%id, error = %e, "could not save a rebalance; retrying");
+        let work = {
+            let id = id.clone();
+            async move {
+                let rounds = async {
+                    let mut tried = HashSet::new();
+                    if let Some(saved) = &resumed {
+                        // Its moves are journaled migrations that resume on their own:
+                        // wait for them, so that the rounds plan from their outcome.
+                        this.await_moves(&id, saved, &before, request.target)
+                            .await?;
+                        this.restore_usage(saved, &before).await;
+                        tried = this
+                            .memory_rebalance(&id)
+                            .map(|r| r.moves)
+                            .unwrap_or_default()
+                            .iter()
+                            .map(|m| (m.account.clone(), m.container.clone()))
+                            .collect();
                     }
-                }
-            };
-            let rounds = async {
-                let mut tried = HashSet::new();
-                if let Some(saved) = &resumed {
-                    // Its moves are journaled migrations that resume on their own:
-                    // wait for them, so that the rounds plan from their outcome.
-                    this.await_moves(&id, saved, &before, request.target).await?;
-                    this.restore_usage(saved, &before).await;
-                    tried = this
-                        .memory_rebalance(&id)
-                        .map(|r| r.moves)
-                        .unwrap_or_default()
-                        .iter()
-                        .map(|m| (m.account.clone(), m.container.clone()))
-                        .collect();
-                }
-                this.rebalance_rounds(&id, &request, &before, tried).await
-            };
-            let end = tokio::select! {
-                end = rounds => end,
-                lost = renew => {
-                    tracing::info!(%id, error = %lost, "rebalance left to another proxy");
-                    return;
-                }
-            };
-            let (state, reason) = match end {
-                Ok(None) => ("done", None),
-                Ok(Some(why)) => ("stopped", Some(why)),
-                Err(e) => ("stopped", Some(e.to_string())),
-            };
-            tracing::info!(%id, state, reason = reason.as_deref().unwrap_or(""), "rebalance finished");
-            this.update_rebalance(&id, &before, request.target, |r| {
-                r.state = state.into();
-                r.reason = reason;
-            });
-            for _ in 0..8 {
-                match this.save_rebalance(&id, true).await {
-                    Ok(()) | Err(MoveError::LeaseLost(_)) => break,
-                    Err(e) => {
-                        tracing::warn!(%id, error = %e, "could not save a finished rebalance; retrying");
-                        tokio::time::sleep(renew_every).await;
-                    }
-                }
+                    this.rebalance_rounds(&id, &request, &before, tried).await
+                };
+                let (state, reason) = match rounds.await {
+                    Ok(None) => ("done", None),
+                    Ok(Some(why)) => ("stopped", Some(why)),
+                    Err(e) => ("stopped", Some(e.to_string())),
+                };
+                tracing::info!(%id, state, reason = reason.as_deref().unwrap_or(""), "rebalance finished");
+                this.update_rebalance(&id, &before, request.target, |r| {
+                    r.state = state.into();
+                    r.reason = reason;
+                });
             }
-        });
-    }
-
-    /// Writes this proxy's state of a rebalance to the store (compare-and-set) and
-    /// renews its lease; refused when another proxy holds it.
-    async fn save_rebalance(&self, id: &str, last: bool) -> Result<(), MoveError> {
-        let name = ContainerName::new(id).map_err(|e| MoveError::Fatal(e.to_string()))?;
-        let store = self.inner.locator.store();
-        let Some(state) = self.memory_rebalance(id) else {
-            return Err(MoveError::LeaseLost("not running here".into()));
         };
-        for _ in 0..16 {
-            let rec = store
-                .get(&Self::journal_account(), &name)
-                .await?
-                .ok_or_else(|| MoveError::LeaseLost("rebalance record gone".into()))?;
-            let mut saved = Saved::of(&rec)
-                .ok_or_else(|| MoveError::Fatal("unreadable rebalance record".into()))?;
-            if saved.owner != self.inner.owner && saved.lease_until_ms >= now_ms() {
-                return Err(MoveError::LeaseLost(format!("held by {}", saved.owner)));
-            }
-            saved.rebalance = state.clone();
-            saved.owner.clone_from(&self.inner.owner);
-            saved.lease_until_ms = if last {
-                now_ms()
-            } else {
-                now_ms() + lease_ms(&self.inner.config)
-            };
-            let mut attrs = rec.attributes.clone();
-            attrs.insert(
-                REBALANCE_ATTRIBUTE.into(),
-                serde_json::to_string(&saved).unwrap_or_default(),
-            );
-            match store
-                .update_attributes(&Self::journal_account(), &name, rec.version, attrs)
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(MoveError::Store("rebalance record kept changing".into()))
+        self.run_leased::<RebalanceJob>(id, work);
     }
 
-    /// The saved rebalances.
-    async fn saved_rebalances(&self) -> Result<Vec<(ContainerRecord, Saved)>, MoveError> {
-        Ok(self
-            .journal_records()
-            .await?
-            .into_iter()
-            .filter_map(|r| Saved::of(&r).map(|s| (r, s)))
-            .collect())
+    /// Writes this proxy's state of a rebalance to the store and renews its lease.
+    async fn save_rebalance(&self, id: &str) -> Result<(), MoveError> {
+        self.save_job::<RebalanceJob>(id, false).await
     }
 
     /// Takes over running rebalances whose lease expired (a proxy died mid-way):
     /// claimed by compare-and-set, then run from a new round.
-    pub(super) async fn resume_rebalances(&self) -> Result<(), MoveError> {
-        let now = now_ms();
-        for (rec, saved) in self.saved_rebalances().await? {
-            let id = saved.rebalance.id.clone();
-            if saved.rebalance.state != "running"
-                || saved.lease_until_ms >= now
-                || self
-                    .memory_rebalance(&id)
-                    .is_some_and(|r| r.state == "running")
-            {
-                continue;
-            }
-            // Claim: the record as read, owner and lease ours.
-            let mut claimed = saved.clone();
-            claimed.owner.clone_from(&self.inner.owner);
-            claimed.lease_until_ms = now + lease_ms(&self.inner.config);
-            let mut attrs = rec.attributes.clone();
-            attrs.insert(
-                REBALANCE_ATTRIBUTE.into(),
-                serde_json::to_string(&claimed).unwrap_or_default(),
-            );
-            match self
-                .inner
-                .locator
-                .store()
-                .update_attributes(&Self::journal_account(), &rec.container, rec.version, attrs)
-                .await
-            {
-                Ok(_) => {}
-                Err(StoreError::Conflict { .. }) => continue, // another proxy took it
-                Err(e) => return Err(e.into()),
-            }
+    pub(super) async fn resume_rebalances(
+        &self,
+        records: &[ContainerRecord],
+    ) -> Result<(), MoveError> {
+        for (id, saved) in self.claim_expired::<RebalanceJob>(records).await? {
             let (Ok(target), Ok(accounts)) = (
                 FillTarget::new(saved.rebalance.fill_target),
                 saved
@@ -367,14 +255,7 @@ impl Migrations {
                 .iter()
                 .filter_map(|(k, v)| ClusterId::new(k.clone()).ok().map(|k| (k, *v)))
                 .collect();
-            tracing::info!(%id, previous_owner = %saved.owner, moves = saved.rebalance.moves.len(), "resuming a rebalance");
-            let mut state = saved.rebalance.clone();
-            state.reason = None;
-            self.inner
-                .rebalances
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(id.clone(), state);
+            self.update_memory::<RebalanceJob>(&id, |r| r.reason = None);
             self.run_rebalance(
                 id,
                 RebalanceRequest {
@@ -394,7 +275,7 @@ impl Migrations {
     async fn await_moves(
         &self,
         id: &str,
-        saved: &Saved,
+        saved: &RebalanceJob,
         before: &BTreeMap<ClusterId, u64>,
         target: FillTarget,
     ) -> Result<(), MoveError> {
@@ -470,7 +351,7 @@ impl Migrations {
     /// A cluster's usage that still reads what it did when the rebalance started (not
     /// measured since: configured) follows the moves journaled done, which the proxy
     /// that ran them had counted in its memory only.
-    async fn restore_usage(&self, saved: &Saved, before: &BTreeMap<ClusterId, u64>) {
+    async fn restore_usage(&self, saved: &RebalanceJob, before: &BTreeMap<ClusterId, u64>) {
         let Ok(journal) = self.journal().await else {
             return;
         };
@@ -520,50 +401,18 @@ impl Migrations {
     }
 
     fn memory_rebalance(&self, id: &str) -> Option<Rebalance> {
-        self.inner
-            .rebalances
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(id)
-            .cloned()
+        self.memory::<RebalanceJob>(id)
     }
 
     /// A rebalance's state: this proxy's, else as saved (run or finished by another
     /// proxy, or before a restart).
     pub async fn rebalance(&self, id: &str) -> Result<Option<Rebalance>, MoveError> {
-        if let Some(r) = self.memory_rebalance(id) {
-            return Ok(Some(r));
-        }
-        let Ok(name) = ContainerName::new(id) else {
-            return Ok(None);
-        };
-        let rec = self
-            .inner
-            .locator
-            .store()
-            .get(&Self::journal_account(), &name)
-            .await?;
-        Ok(rec.as_ref().and_then(Saved::of).map(|s| s.rebalance))
+        self.job::<RebalanceJob>(id).await
     }
 
     /// Every rebalance: as saved, with this proxy's newer state of those it runs.
     pub async fn rebalances(&self) -> Result<Vec<Rebalance>, MoveError> {
-        let mut all: BTreeMap<String, Rebalance> = self
-            .saved_rebalances()
-            .await?
-            .into_iter()
-            .map(|(_, s)| (s.rebalance.id.clone(), s.rebalance))
-            .collect();
-        for r in self
-            .inner
-            .rebalances
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-        {
-            all.insert(r.id.clone(), r.clone());
-        }
-        Ok(all.into_values().collect())
+        self.jobs::<RebalanceJob>().await
     }
 
     fn update_rebalance(
@@ -588,15 +437,10 @@ impl Migrations {
                 over: target.over(s.used_bytes, s.spec.capacity_bytes),
             })
             .collect();
-        let mut all = self
-            .inner
-            .rebalances
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(r) = all.get_mut(id) {
+        self.update_memory::<RebalanceJob>(id, |r| {
             r.clusters = clusters;
             f(r);
-        }
+        });
     }
 
     /// Runs rounds until done (`None`) or stopped (`Some(why)`).
@@ -678,7 +522,7 @@ impl Migrations {
             }
             // Saved before any move starts: a proxy killed from here on leaves the
             // plan to the one that resumes it.
-            match self.save_rebalance(id, false).await {
+            match self.save_rebalance(id).await {
                 Ok(()) => {}
                 Err(e @ MoveError::LeaseLost(_)) => return Err(e),
                 Err(e) => tracing::warn!(%id, error = %e, "could not save a rebalance's plan"),
@@ -753,5 +597,28 @@ impl Migrations {
             }
         }
         Ok(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::leased::Leased;
+    use super::*;
+
+    #[test]
+    fn a_rebalance_saved_before_the_lease_was_shared_reads_back() {
+        // The shape saved by earlier versions: the lease's fields beside the job's.
+        let old = serde_json::json!({
+            "rebalance": {"id": "r1", "fill_target": 0.5, "accounts": ["AUTH_a"],
+                          "state": "running", "reason": null, "rounds": 1,
+                          "clusters": [], "moves": []},
+            "concurrency": 2, "before": {"east": 7}, "owner": "proxy-1",
+            "lease_until_ms": 100, "started_ms": 5,
+        });
+        let s: Leased<RebalanceJob> = serde_json::from_value(old.clone()).unwrap();
+        assert_eq!(s.owner, "proxy-1");
+        assert_eq!(s.job.before.get("east"), Some(&7));
+        assert!(s.claimable(101) && !s.claimable(100));
+        assert_eq!(serde_json::to_value(&s).unwrap(), old);
     }
 }

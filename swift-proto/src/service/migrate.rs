@@ -31,12 +31,15 @@ pub trait ArchiveMover: Send + Sync + std::fmt::Debug {
     ) -> futures::future::BoxFuture<'a, std::result::Result<(), String>>;
 }
 
-/// The clusters being drained of an account's containers, in this process: while a
-/// drain runs, a new container of that account is not placed there (else the drain
-/// would end with the cluster still holding containers of the account).
+/// The clusters being drained of an account's containers: while a drain runs, a new
+/// container of that account is not placed there (else the drain would end with the
+/// cluster still holding containers of the account). The drains this process runs,
+/// and the drains saved as running in the attribute store (by any proxy sharing it,
+/// as last seen by the migrations' resume loop).
 #[derive(Debug, Default)]
 pub struct Drains {
     running: Mutex<HashMap<(String, ClusterId), usize>>,
+    saved: Mutex<HashSet<(String, ClusterId)>>,
 }
 
 /// One running drain; the cluster takes new containers of the account again when the
@@ -75,10 +78,19 @@ impl Drains {
         }
     }
 
+    /// The drains saved as running in the attribute store, as read now (replaces what
+    /// was read before).
+    pub fn set_saved(&self, drains: impl IntoIterator<Item = (AccountName, ClusterId)>) {
+        *self.saved.lock().unwrap_or_else(PoisonError::into_inner) = drains
+            .into_iter()
+            .map(|(a, c)| (a.as_str().to_owned(), c))
+            .collect();
+    }
+
     /// A placement filter refusing the clusters `account` is being drained from, if
     /// any.
     pub fn filter(&self, account: &AccountName) -> Option<DrainFilter> {
-        let clusters: Vec<ClusterId> = self
+        let mut clusters: Vec<ClusterId> = self
             .running
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -86,6 +98,16 @@ impl Drains {
             .filter(|(a, _)| a == account.as_str())
             .map(|(_, c)| c.clone())
             .collect();
+        for (a, c) in self
+            .saved
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            if a == account.as_str() && !clusters.contains(c) {
+                clusters.push(c.clone());
+            }
+        }
         (!clusters.is_empty()).then_some(DrainFilter { clusters })
     }
 }
@@ -276,5 +298,33 @@ impl FederationService {
             }
             tokio::time::sleep(HOLD_POLL).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saved_drains_join_this_process_drains_until_read_again() {
+        let drains = Arc::new(Drains::default());
+        let a = AccountName::new("AUTH_a").unwrap();
+        let b = AccountName::new("AUTH_b").unwrap();
+        let east = ClusterId::new("east").unwrap();
+        let west = ClusterId::new("west").unwrap();
+        assert!(drains.filter(&a).is_none());
+        let guard = drains.begin(&a, &east);
+        drains.set_saved([(a.clone(), east.clone()), (a.clone(), west.clone())]);
+        assert_eq!(
+            drains.filter(&a).unwrap().clusters,
+            vec![east.clone(), west.clone()]
+        );
+        assert!(drains.filter(&b).is_none());
+        // The saved ones end when the store no longer says running; this one's guard
+        // still holds east.
+        drains.set_saved([]);
+        assert_eq!(drains.filter(&a).unwrap().clusters, vec![east]);
+        drop(guard);
+        assert!(drains.filter(&a).is_none());
     }
 }
