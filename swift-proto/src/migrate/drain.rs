@@ -195,9 +195,37 @@ impl Migrations {
     ) -> Result<(String, Vec<String>), MoveError> {
         // An unknown cluster (a typo) is refused, not "drained" of nothing.
         self.cluster(cluster)?;
+        // A drain of the same cluster already running (here, saved by another proxy,
+        // or saved by a proxy that died and not resumed yet) is the one drain of it.
+        if let Some(d) = self.drain_list().await?.into_iter().find(|d| {
+            DrainJob::running(d) && d.account == account.as_str() && d.cluster == cluster.as_str()
+        }) {
+            return Err(MoveError::Refused(format!(
+                "drain {} of {cluster} for {account} is already running",
+                d.id
+            )));
+        }
         // From here no new container of the account is placed on the cluster (until
         // the drain ends): else it would end with the cluster still holding some.
-        let guard = self.inner.drains.begin(account, cluster);
+        let guard = self
+            .inner
+            .drains
+            .try_begin(account, cluster)
+            .ok_or_else(|| {
+                MoveError::Refused(format!("{account} is already being drained from {cluster}"))
+            })?;
+        // Somewhere to go: a cluster the account is being drained from is none (two
+        // drains towards each other would move the containers back and forth).
+        let draining = self.inner.drains.draining(account);
+        let snapshot = self.inner.locator.registry().snapshot();
+        if !snapshot
+            .iter()
+            .any(|c| c.id() != cluster && !draining.contains(c.id()))
+        {
+            return Err(MoveError::Refused(format!(
+                "no cluster to move {account}'s containers to: every other one is being drained"
+            )));
+        }
         let id = format!("d{}-{}", now_ms(), random_hex(4));
         let left = self.left_on(account, cluster).await?;
         let mut moves = Vec::new();
@@ -318,9 +346,13 @@ impl Migrations {
                         }
                     });
                 };
-                let to = self.choose_other(account, &name, drained);
+                let Some(to) = self.choose_other(account, &name, drained) else {
+                    tracing::warn!(%id, %account, container = %name, "drain: no cluster to move to");
+                    set(&|m| "not-started".clone_into(&mut m.phase));
+                    return;
+                };
                 let r = self
-                    .move_and_wait(account, &name, to, |mid| {
+                    .move_and_wait(account, &name, Some(to), |mid| {
                         self.alias(&planned, mid);
                         set(&|m| {
                             m.migration = Some(mid.to_owned());

@@ -616,8 +616,13 @@ impl Migrations {
         name: &ContainerName,
         not: &ClusterId,
     ) -> Option<ClusterId> {
+        // Nor a cluster the account is being drained from (another drain's).
+        let draining = self.inner.drains.draining(account);
         let snapshot = self.inner.locator.registry().snapshot();
-        let others: Vec<_> = snapshot.iter().filter(|c| c.id() != not).collect();
+        let others: Vec<_> = snapshot
+            .iter()
+            .filter(|c| c.id() != not && !draining.contains(c.id()))
+            .collect();
         self.inner
             .locator
             .policy()
@@ -959,7 +964,18 @@ impl Migrations {
             .await?
             .is_none()
         {
-            return Ok(None);
+            // A drain's planned id (all its POST answered) stands for its migration.
+            let started = match self.progress_of(id) {
+                Some(p) if p.id != id => Some(Some(p.id)),
+                _ => self.planned_migration(id).await?,
+            };
+            return match started {
+                Some(Some(mid)) if mid != id => Box::pin(self.cancel(&mid)).await,
+                Some(_) => Err(MoveError::Refused(format!(
+                    "{id} is a drain's move not started yet: nothing to cancel"
+                ))),
+                None => Ok(None),
+            };
         }
         let entry = self
             .update_entry(id, |entry| match entry.cancel() {

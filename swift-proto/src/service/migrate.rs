@@ -78,6 +78,25 @@ impl Drains {
         }
     }
 
+    /// Like [`Drains::begin`], unless this process already drains `cluster` of
+    /// `account` (then `None`: a second drain of it would only race the first).
+    pub fn try_begin(
+        self: &Arc<Self>,
+        account: &AccountName,
+        cluster: &ClusterId,
+    ) -> Option<DrainGuard> {
+        let key = (account.as_str().to_owned(), cluster.clone());
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        if running.contains_key(&key) {
+            return None;
+        }
+        running.insert(key.clone(), 1);
+        Some(DrainGuard {
+            drains: self.clone(),
+            key,
+        })
+    }
+
     /// The drains saved as running in the attribute store, as read now (replaces what
     /// was read before).
     pub fn set_saved(&self, drains: impl IntoIterator<Item = (AccountName, ClusterId)>) {
@@ -90,6 +109,13 @@ impl Drains {
     /// A placement filter refusing the clusters `account` is being drained from, if
     /// any.
     pub fn filter(&self, account: &AccountName) -> Option<DrainFilter> {
+        let clusters = self.draining(account);
+        (!clusters.is_empty()).then_some(DrainFilter { clusters })
+    }
+
+    /// The clusters `account` is being drained from (by this process, or saved as
+    /// running).
+    pub fn draining(&self, account: &AccountName) -> Vec<ClusterId> {
         let mut clusters: Vec<ClusterId> = self
             .running
             .lock()
@@ -108,7 +134,7 @@ impl Drains {
                 clusters.push(c.clone());
             }
         }
-        (!clusters.is_empty()).then_some(DrainFilter { clusters })
+        clusters
     }
 }
 
