@@ -292,3 +292,31 @@ def test_drain_resumed_without_its_cluster_in_the_config(dproxy, clusters, proxy
         assert len(where) == 1, (n, where)
         _, listing = direct(clusters, where[0]).get_container(n, full_listing=True)
         assert len(listing) == 20, (n, where)
+
+
+def test_drain_when_the_only_other_cluster_is_full(workdir, clusters, proxy_binary):
+    """The only other cluster is full (as configured): the drain does not hang and does
+    not overfill it; it ends `stopped` with a reason, its containers still on east with
+    every object."""
+    p = peers.FederationProxy(workdir / f"drain-full-{uuid.uuid4().hex[:4]}",
+                              list(clusters.values()), extra_toml=migration_toml(),
+                              usage={"west": (10_000_000, 10_000_000)})
+    p.start(proxy_binary)
+    try:
+        tag = uuid.uuid4().hex[:6]
+        names = [f"fu-{tag}-{i}" for i in range(2)]
+        populate(p, names)
+        r = post_drain(p)
+        if r.status_code == 409:  # refused up front: as good
+            assert "west" in r.text or "cluster" in r.text, r.text
+        else:
+            assert r.status_code == 202, r.text
+            over = wait_drain_over(p, r.json()["id"], timeout=45)
+            assert over["state"] == "stopped", json.dumps(over, indent=1) + p.log()
+            # The reason says why: nowhere to go.
+            assert "no cluster to move to" in over["reason"], over
+            assert all(m["phase"] == "not-started" and m["error"] for m in over["moves"]), over
+        assert on_cluster(clusters, "east", names) == set(names)
+        assert not on_cluster(clusters, "west", names)
+    finally:
+        p.stop()

@@ -67,8 +67,12 @@ pub struct DrainMove {
     /// The migration's id, once started.
     pub migration: Option<String>,
     /// `queued`, then the migration's phase (`copying`, …, `done`, `failed`,
-    /// `cancelled`), or `not-started` (never started: gone from the cluster).
+    /// `cancelled`), or `not-started` (never started: gone from the cluster, or see
+    /// `error`).
     pub phase: String,
+    /// Why its last try did not start (no cluster to move to, a refusal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A drain as saved in the attribute store (attribute `@drain`, with the lease).
@@ -138,6 +142,7 @@ fn queue_left(
                     planned: planned.clone(),
                     migration: None,
                     phase: "queued".into(),
+                    error: None,
                 });
                 planned
             }
@@ -301,14 +306,22 @@ impl Migrations {
                     end = None;
                     break;
                 }
-                end = Some(format!(
-                    "{} containers still on the cluster after {MAX_ROUNDS} rounds",
-                    left.len()
-                ));
                 queue = Vec::new();
+                let mut why = None;
                 this.update_memory::<DrainJob>(id, |d| {
+                    why = d
+                        .moves
+                        .iter()
+                        .rev()
+                        .find(|m| left.contains(&m.container) && m.error.is_some())
+                        .and_then(|m| m.error.clone());
                     queue = queue_left(&mut d.moves, &left, planned_id);
                 });
+                end = Some(format!(
+                    "{} containers still on the cluster after {MAX_ROUNDS} rounds{}",
+                    left.len(),
+                    why.map(|w| format!(" (last: {w})")).unwrap_or_default()
+                ));
             }
             tracing::info!(%id, %account, cluster = %drained, reason = end.as_deref().unwrap_or(""), "drain finished");
             this.update_memory::<DrainJob>(id, |d| {
@@ -348,7 +361,10 @@ impl Migrations {
                 };
                 let Some(to) = self.choose_other(account, &name, drained) else {
                     tracing::warn!(%id, %account, container = %name, "drain: no cluster to move to");
-                    set(&|m| "not-started".clone_into(&mut m.phase));
+                    set(&|m| {
+                        "not-started".clone_into(&mut m.phase);
+                        m.error = Some("no cluster to move to".into());
+                    });
                     return;
                 };
                 let r = self
@@ -357,6 +373,7 @@ impl Migrations {
                         set(&|m| {
                             m.migration = Some(mid.to_owned());
                             "copying".clone_into(&mut m.phase);
+                            m.error = None;
                         });
                     })
                     .await;
@@ -364,7 +381,10 @@ impl Migrations {
                     Ok(p) => set(&|m| m.phase.clone_from(&p.phase)),
                     Err(e) => {
                         tracing::warn!(%id, %account, container = %name, error = %e, "drain: could not start a move");
-                        set(&|m| "not-started".clone_into(&mut m.phase));
+                        set(&|m| {
+                            "not-started".clone_into(&mut m.phase);
+                            m.error = Some(e.to_string());
+                        });
                     }
                 }
             })
@@ -466,6 +486,7 @@ mod tests {
             planned: planned.into(),
             migration: migration.map(Into::into),
             phase: phase.into(),
+            error: None,
         }
     }
 

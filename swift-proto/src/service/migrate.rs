@@ -353,4 +353,29 @@ mod tests {
         drop(guard);
         assert!(drains.filter(&a).is_none());
     }
+
+    #[test]
+    fn one_drain_of_a_cluster_per_account_in_this_process() {
+        let drains = Arc::new(Drains::default());
+        let a = AccountName::new("AUTH_a").unwrap();
+        let b = AccountName::new("AUTH_b").unwrap();
+        let east = ClusterId::new("east").unwrap();
+        let west = ClusterId::new("west").unwrap();
+        let first = drains.try_begin(&a, &east).unwrap();
+        assert!(drains.try_begin(&a, &east).is_none());
+        // Another cluster, another account: their own drains.
+        let other = drains.try_begin(&a, &west).unwrap();
+        let _b = drains.try_begin(&b, &east).unwrap();
+        let mut both = drains.draining(&a);
+        both.sort_by(|x, y| x.as_str().cmp(y.as_str()));
+        assert_eq!(both, vec![east.clone(), west.clone()]);
+        drop(other);
+        assert_eq!(drains.draining(&a), vec![east.clone()]);
+        // A resumed drain (begin) also holds it.
+        drop(first);
+        let resumed = drains.begin(&a, &east);
+        assert!(drains.try_begin(&a, &east).is_none());
+        drop(resumed);
+        assert!(drains.try_begin(&a, &east).is_some());
+    }
 }
