@@ -186,6 +186,9 @@ def test_kill9_right_after_the_202(dproxy, clusters, proxy_binary):
     r = post_drain(dproxy, concurrency=2)
     assert r.status_code == 202, r.text
     kill9_and_restart(dproxy, proxy_binary)
+    # The saved drain, resumed or not yet, is the one drain of east: a new one is refused.
+    again = post_drain(dproxy)
+    assert again.status_code == 409 and r.json()["id"] in again.text, again.text
     done = wait_drain_over(dproxy, r.json()["id"])
     assert done["state"] == "done", json.dumps(done, indent=1) + dproxy.log()
     assert_drained(dproxy, clusters, want)
