@@ -273,14 +273,19 @@ def test_cluster_takes_new_containers_after_the_drain(dproxy, clusters, proxy_bi
 
 
 def test_drain_resumed_without_its_cluster_in_the_config(dproxy, clusters, proxy_binary):
-    """A drain killed mid-way, and the proxy restarted with a configuration that no
+    """A drain killed mid-copy, and the proxy restarted with a configuration that no
     longer names the drained cluster: the drain stops with a reason naming the cluster
-    (no hang, no crash), the proxy keeps serving, and no object is lost."""
+    (no hang, no crash) and the proxy keeps serving every object from where its record
+    says. With the cluster configured again, a new drain of it moves everything (the
+    partial copy left on the destination included) and ends done."""
     tag = uuid.uuid4().hex[:6]
-    names = [f"rc-{tag}-{i}" for i in range(4)]
-    populate(dproxy, names, objects=20)
+    names = [f"rc-{tag}-{i}" for i in range(2)]
+    want = populate(dproxy, names, objects=40)
     r = post_drain(dproxy, concurrency=1)
     assert r.status_code == 202, r.text
+    deadline = time.time() + 30
+    while time.time() < deadline and not on_cluster(clusters, "west", names):
+        time.sleep(0.05)
     dproxy.proc.stop(sig=signal.SIGKILL)
     dproxy.proc = None
     dproxy.clusters = [clusters["west"]]
@@ -289,12 +294,34 @@ def test_drain_resumed_without_its_cluster_in_the_config(dproxy, clusters, proxy
     assert over["state"] == "stopped", json.dumps(over, indent=1) + dproxy.log()
     assert "east" in (over["reason"] or ""), over
     assert requests.get(f"{dproxy.endpoint}/healthcheck", timeout=5).status_code == 200
-    # Every container on exactly one cluster, its objects all there.
+    # Nothing lost: every container whole on east, where its record still says.
     for n in names:
-        where = [c for c in ("east", "west") if n in on_cluster(clusters, c, [n])]
-        assert len(where) == 1, (n, where)
-        _, listing = direct(clusters, where[0]).get_container(n, full_listing=True)
-        assert len(listing) == 20, (n, where)
+        _, listing = direct(clusters, "east").get_container(n, full_listing=True)
+        assert len(listing) == 40, n
+    # East configured again, a new drain: the container whose migration failed for the
+    # missing cluster is still marked as moving (a failed migration keeps its marks);
+    # the drain must not call itself done while it is still on east: it stops naming
+    # the stuck migration, and moves the rest.
+    stuck = [e for e in migrations_of(dproxy, names) if "failed" in json.dumps(e["state"])]
+    dproxy.stop()
+    dproxy.clusters = list(clusters.values())
+    dproxy.start(proxy_binary)
+    again = post_drain(dproxy, concurrency=2)
+    assert again.status_code == 202, again.text
+    over = wait_drain_over(dproxy, again.json()["id"])
+    fed = conn(dproxy.auth_url, USER, KEY)
+    for n in names:
+        where = fed.head_container(n)["x-container-attr-cluster"]
+        listed = {o["name"]: o["hash"]
+                  for o in direct(clusters, where).get_container(n, full_listing=True)[1]}
+        assert listed == {o: e for (c, o), e in want.items() if c == n}, n
+    still = on_cluster(clusters, "east", names)
+    if still:
+        assert over["state"] == "stopped", json.dumps(over, indent=1)
+        assert stuck and all(e["id"] in over["reason"] for e in stuck), (over, stuck)
+        assert still == {c for e in stuck for c in e["containers"]}, (still, stuck)
+    else:
+        assert over["state"] == "done", json.dumps(over, indent=1)
 
 
 def test_drain_when_the_only_other_cluster_is_full(workdir, clusters, proxy_binary):

@@ -232,7 +232,7 @@ impl Migrations {
             )));
         }
         let id = format!("d{}-{}", now_ms(), random_hex(4));
-        let left = self.left_on(account, cluster).await?;
+        let left = self.left_on(account, cluster, false).await?;
         let mut moves = Vec::new();
         let queue = queue_left(&mut moves, &left, planned_id);
         let job = DrainJob {
@@ -253,15 +253,16 @@ impl Migrations {
         Ok((id, planned))
     }
 
-    /// The containers of `account` on `cluster` not moving now (bases first; one per
-    /// group).
+    /// The containers of `account` on `cluster` not moving now, or also those marked
+    /// as moving (`with_marked`; bases first; one per group).
     async fn left_on(
         &self,
         account: &AccountName,
         cluster: &ClusterId,
+        with_marked: bool,
     ) -> Result<Vec<String>, MoveError> {
         Ok(self
-            .groups_on(account, |c| c == cluster)
+            .groups_on(account, |c| c == cluster, with_marked)
             .await?
             .into_iter()
             .map(|(r, _)| r.container.as_str().to_owned())
@@ -293,8 +294,11 @@ impl Migrations {
                     .await;
                 // Containers created before the guard took effect but recorded after
                 // the listing, a `_segments` container placed next to its base while
-                // the base still waited, a failed move: moved too.
-                let left = match this.left_on(&account, &drained).await {
+                // the base still waited, a failed move: moved too. No migration off the
+                // cluster is active now: one still marked as moving is stuck (a
+                // migration that failed without rolling back) and is left too (its
+                // move is refused, and the drain stops naming it, not `done`).
+                let left = match this.left_on(&account, &drained, true).await {
                     Ok(left) => left,
                     Err(e) => {
                         tracing::warn!(%id, error = %e, "drain: could not list the account again");

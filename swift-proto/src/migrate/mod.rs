@@ -546,6 +546,7 @@ impl Migrations {
         &self,
         account: &AccountName,
         on: impl Fn(&ClusterId) -> bool,
+        with_marked: bool,
     ) -> Result<Vec<(ContainerRecord, Vec<String>)>, MoveError> {
         let mut names = Vec::new();
         let mut marker: Option<String> = None;
@@ -559,7 +560,7 @@ impl Migrations {
             let n = page.len();
             for r in page {
                 marker = Some(r.container.as_str().to_owned());
-                if on(&r.cluster) && MoveMark::of(&r).is_none() {
+                if on(&r.cluster) && (with_marked || MoveMark::of(&r).is_none()) {
                     names.push(r.container);
                 }
             }

@@ -467,7 +467,7 @@ impl Migrations {
             }
             let mut candidates = Vec::new();
             for account in &request.accounts {
-                for (record, group) in self.groups_on(account, |c| over.contains(c)).await? {
+                for (record, group) in self.groups_on(account, |c| over.contains(c), false).await? {
                     let key = (
                         account.as_str().to_owned(),
                         record.container.as_str().to_owned(),
