@@ -854,6 +854,13 @@ impl Migrations {
                                 tokio::time::sleep(backoff).await;
                                 continue;
                             }
+                        } else if let Err(undo) = this.undo(&id).await {
+                            // A fatal failure rolls back what it can, once: the marks
+                            // (writes go on to the source) and the destination's copy
+                            // (e.g. the source cluster left the configuration mid-move:
+                            // the container stays where its record says, not stuck
+                            // "already moving"). A switched container is never undone.
+                            tracing::warn!(%id, error = %undo, "could not roll back a failed migration");
                         }
                         let why = e.to_string();
                         metrics::counter!("stackfed_migration_failures_total", "kind" => "fatal")
