@@ -848,18 +848,18 @@ impl Migrations {
                         tracing::info!(%id, "migration cancelled; rolling back");
                     }
                     Err(e @ (MoveError::Fatal(_) | MoveError::Refused(_))) => {
-                        if matches!(e, MoveError::Refused(_)) {
-                            if let Err(undo) = this.undo(&id).await {
+                        // Rolled back as far as it can be: the marks (writes go on
+                        // to the source) and the destination's copy; a switched
+                        // container never. A refused migration retries its rollback;
+                        // a fatal one tries once (e.g. the source cluster left the
+                        // configuration mid-move: the container stays where its
+                        // record says, not stuck "already moving").
+                        if let Err(undo) = this.undo(&id).await {
+                            if matches!(e, MoveError::Refused(_)) {
                                 tracing::warn!(%id, error = %undo, "could not roll back a refused migration; retrying");
                                 tokio::time::sleep(backoff).await;
                                 continue;
                             }
-                        } else if let Err(undo) = this.undo(&id).await {
-                            // A fatal failure rolls back what it can, once: the marks
-                            // (writes go on to the source) and the destination's copy
-                            // (e.g. the source cluster left the configuration mid-move:
-                            // the container stays where its record says, not stuck
-                            // "already moving"). A switched container is never undone.
                             tracing::warn!(%id, error = %undo, "could not roll back a failed migration");
                         }
                         let why = e.to_string();
