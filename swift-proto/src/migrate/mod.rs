@@ -205,6 +205,30 @@ pub struct Progress {
 struct Live {
     progress: Progress,
     started: Instant,
+    /// When its phase became final (`done`, `failed`, `cancelled`): the clock of its
+    /// elapsed time and rates stops there.
+    ended: Option<Instant>,
+}
+
+impl Live {
+    /// Time from the start to the end, or to now while it runs.
+    fn elapsed(&self) -> Duration {
+        self.ended
+            .unwrap_or_else(Instant::now)
+            .saturating_duration_since(self.started)
+    }
+
+    /// Stops the clock once the phase is final (the first time only).
+    fn end_if_over(&mut self) {
+        if self.ended.is_none()
+            && matches!(
+                self.progress.phase.as_str(),
+                "done" | "failed" | "cancelled"
+            )
+        {
+            self.ended = Some(Instant::now());
+        }
+    }
 }
 
 /// The migrations this proxy runs and knows about. Cheap to clone.
@@ -644,6 +668,7 @@ impl Migrations {
             let copy = Live {
                 progress: l.progress.clone(),
                 started: l.started,
+                ended: l.ended,
             };
             live.insert(
                 format!("alias:{planned}"),
@@ -653,6 +678,7 @@ impl Migrations {
                         ..copy.progress
                     },
                     started: copy.started,
+                    ended: copy.ended,
                 },
             );
         }
@@ -670,7 +696,7 @@ impl Migrations {
                 .and_then(|a| live.get(&a.progress.id))
         })?;
         let mut p = l.progress.clone();
-        let e = l.started.elapsed().as_secs_f64();
+        let e = l.elapsed().as_secs_f64();
         p.elapsed_seconds = e;
         if e > 0.0 {
             p.objects_per_second = p.objects_done as f64 / e;
@@ -804,6 +830,7 @@ impl Migrations {
             .unwrap_or_else(PoisonError::into_inner);
         if let Some(l) = live.get_mut(id) {
             f(&mut l.progress);
+            l.end_if_over();
         }
         publish(&live);
     }
@@ -828,6 +855,7 @@ impl Migrations {
                         ..Progress::default()
                     },
                     started: Instant::now(),
+                    ended: None,
                 },
             );
         }
@@ -1741,6 +1769,30 @@ fn read_entry(rec: &ContainerRecord) -> Option<JournalEntry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_clock_stops_when_the_phase_is_final() {
+        // A done migration kept counting: elapsed_seconds grew and objects/s fell on
+        // every GET after the end (fresh-user review, 2026-12-01).
+        let mut l = Live {
+            progress: Progress {
+                phase: "copying".into(),
+                ..Progress::default()
+            },
+            started: Instant::now(),
+            ended: None,
+        };
+        l.end_if_over();
+        assert!(l.ended.is_none(), "still copying");
+        l.progress.phase = "done".into();
+        l.end_if_over();
+        let first = l.elapsed();
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(l.elapsed(), first, "the clock stopped at the end");
+        let ended = l.ended;
+        l.end_if_over();
+        assert_eq!(l.ended, ended, "the first end stays");
+    }
 
     #[test]
     fn eta_is_zero_once_past_copying() {
