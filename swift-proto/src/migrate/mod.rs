@@ -1024,7 +1024,13 @@ impl Migrations {
             })
             .await?;
         tracing::info!(%id, "migration cancel asked");
-        self.set(id, |p| p.phase = "cancelling".into());
+        // Unless its run already saw the cancel and rolled back: a final phase stays
+        // (overwriting "cancelled" left the running gauge at 1 for good).
+        self.set(id, |p| {
+            if !matches!(p.phase.as_str(), "done" | "failed" | "cancelled") {
+                p.phase = "cancelling".into();
+            }
+        });
         Ok(Some(entry))
     }
 
