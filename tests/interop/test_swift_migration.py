@@ -443,6 +443,12 @@ def test_cancel_rolls_back_before_the_switch(mproxy, clusters):
     done = wait_done(mproxy, mid, state="cancelled")
     assert done["progress"]["phase"] == "cancelled"
     assert cancel(mproxy, mid).status_code == 202  # again: nothing to do, not an error
+    # ... and it leaves the ended migration as it is (the second cancel used to turn its
+    # phase back to "cancelling": stackfed_migrations_running stayed 1 for good).
+    assert migration(mproxy, mid)["progress"]["phase"] == "cancelled"
+    from test_ops import sample, scrape
+    running = sample(scrape(mproxy.metrics), "stackfed_migrations_running", "stackfed_migrations_running")
+    assert (running or 0.0) == 0, running
     assert_rolled_back(mproxy, clusters, name, {**want})
     # After the switch a cancel is refused; an unknown id is 404.
     small = uniq("cy")
