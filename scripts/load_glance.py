@@ -78,15 +78,20 @@ def cpu_seconds(pid):
 
 def first_downloads(edge, central, cached_glance, edge_meta, glance_meta, rounds, size, perf=None):
     """The first (cache-filling) download through the edge and through Glance's own
-    cache, interleaved, `rounds` times: wall time (curl) and CPU-seconds of each process
-    involved. Each round empties both caches first (their cache APIs)."""
+    cache, interleaved with a plain download straight from the edge's central (the
+    edge's source: the edge cannot hand out bytes faster than the central hands them
+    to it), `rounds` times: wall time and CPU-seconds of each process involved. Each
+    round empties both caches first (their cache APIs)."""
     out = []
     image_id = edge_meta.rsplit("/", 1)[1]
     glance_id = glance_meta.rsplit("/", 1)[1]
     for _ in range(rounds):
         row = {}
-        for side in ("edge", "glance"):
-            if side == "edge":
+        for side in ("edge", "glance", "source"):
+            if side == "source":
+                url = central.endpoint + edge_meta + "/file"
+                procs = {"central_direct": central.proc.pid}
+            elif side == "edge":
                 requests.delete(f"{edge.endpoint}/v2/cache/{image_id}").raise_for_status()
                 url = edge.endpoint + edge_meta + "/file"
                 procs = {"edge": edge.proc.pid, "central": central.proc.pid}
@@ -131,7 +136,8 @@ def first_downloads(edge, central, cached_glance, edge_meta, glance_meta, rounds
         print(f"  edge {row['edge_wall_s']:.2f} s wall (last byte held {row['edge_last_byte_hold_s']:.3f} s), "
               f"{row['edge_cpu_s']:.2f} CPU-s "
               f"(central Glance serving it {row['central_cpu_s']:.2f} CPU-s); Glance's own cache fill "
-              f"{row['glance_wall_s']:.2f} s wall, {row['glance_cache_cpu_s']:.2f} CPU-s", flush=True)
+              f"{row['glance_wall_s']:.2f} s wall, {row['glance_cache_cpu_s']:.2f} CPU-s; "
+              f"straight from the central {row['source_wall_s']:.2f} s wall", flush=True)
         out.append(row)
     return out
 
@@ -193,6 +199,11 @@ def main():
             cpu = [r["edge_cpu_s"] / r["glance_cache_cpu_s"] for r in rows]
             print(f"  edge / Glance wall time {statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}), "
                   f"CPU-seconds {statistics.median(cpu):.2f} ({min(cpu):.2f}-{max(cpu):.2f})")
+            src = [r["source_wall_s"] / r["glance_wall_s"] for r in rows]
+            via = [r["edge_wall_s"] / r["source_wall_s"] for r in rows]
+            print(f"  the edge's source (straight from the central) / Glance's own cache fill "
+                  f"{statistics.median(src):.2f} ({min(src):.2f}-{max(src):.2f}); "
+                  f"edge / its source {statistics.median(via):.2f} ({min(via):.2f}-{max(via):.2f})")
             out = ROOT / ".run" / "load-glance-first.json"
             out.parent.mkdir(exist_ok=True)
             out.write_text(json.dumps(results, indent=2))
