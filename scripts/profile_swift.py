@@ -147,6 +147,9 @@ def main():
                          "floor_proxy`), at this path")
     ap.add_argument("--floor-variants", action="store_true",
                     help="with --floor, also count it with --current-thread and with --no-pool")
+    ap.add_argument("--floor-options", action="store_true",
+                    help="with --floor, also count it with the hyper options the proxy sets for Swift: "
+                         "--swift-slots (201 request header slots), --keep-case (header case kept), both")
     ap.add_argument("--out", default=str(ROOT / ".run" / "profile-swift"))
     ap.add_argument("--dump-instr", action="store_true", help="per-instruction costs (for objdump)")
     ap.add_argument("--top", type=int, default=25, help="functions shown (inclusive) per method")
@@ -190,6 +193,9 @@ def main():
             variants = [("floor", [])]
             if args.floor_variants:
                 variants += [("floor-1thread", ["--current-thread"]), ("floor-nopool", ["--no-pool"])]
+            if args.floor_options:
+                variants += [("floor-slots", ["--swift-slots"]), ("floor-case", ["--keep-case"]),
+                             ("floor-both", ["--swift-slots", "--keep-case"])]
             for name, extra in variants:
                 port = peers.free_port()
                 results[name] = profile(

@@ -7,12 +7,18 @@
 //! libraries cost before any federation work.
 //!
 //! ```text
-//! cargo run --release -p stackfed-http --example floor_proxy -- LISTEN UPSTREAM [--current-thread] [--no-pool]
+//! cargo run --release -p stackfed-http --example floor_proxy -- LISTEN UPSTREAM [--current-thread] [--no-pool] [--swift-slots] [--keep-case]
 //! ```
 //!
 //! `--current-thread` runs Tokio's single-threaded scheduler; `--no-pool` replaces the
 //! pooled client by one `hyper::client::conn::http1` connection to the upstream per
 //! client connection (requests on it in turn, as a keep-alive client sends them).
+//! The hyper options the federation proxy sets for Swift, each alone, to count what it
+//! costs: `--swift-slots` lets a request carry as many headers as Swift's proxy reads
+//! (`max_headers(201)`, hyper then allocates and fills that many slots per request
+//! instead of 100 on the stack); `--keep-case` keeps the answer's header names as the
+//! upstream spelled them (`preserve_header_case` on the client and the server, and
+//! `title_case_headers` for names without a recorded spelling).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -33,7 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let flag = |name: &str| args.iter().any(|a| a == name);
     let mut addrs = args.iter().filter(|a| !a.starts_with("--"));
-    let usage = "usage: floor_proxy LISTEN UPSTREAM [--current-thread] [--no-pool]";
+    let usage = "usage: floor_proxy LISTEN UPSTREAM [--current-thread] [--no-pool] [--swift-slots] [--keep-case]";
     let listen: SocketAddr = addrs.next().ok_or(usage)?.parse()?;
     let upstream: SocketAddr = addrs.next().ok_or(usage)?.parse()?;
     let runtime = if flag("--current-thread") {
@@ -45,19 +51,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .enable_all()
             .build()?
     };
-    runtime.block_on(serve(listen, upstream, !flag("--no-pool")))
+    let options = Options {
+        pooled: !flag("--no-pool"),
+        swift_slots: flag("--swift-slots"),
+        keep_case: flag("--keep-case"),
+    };
+    runtime.block_on(serve(listen, upstream, options))
+}
+
+/// What the command line asked for.
+#[derive(Clone, Copy)]
+struct Options {
+    pooled: bool,
+    swift_slots: bool,
+    keep_case: bool,
 }
 
 async fn serve(
     listen: SocketAddr,
     upstream: SocketAddr,
-    pooled: bool,
+    options: Options,
 ) -> Result<(), Box<dyn std::error::Error>> {
+    let pooled = options.pooled;
     let listener = TcpListener::bind(listen).await?;
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    let client: Client<HttpConnector, Incoming> =
-        Client::builder(TokioExecutor::new()).build(connector);
+    let client: Client<HttpConnector, Incoming> = Client::builder(TokioExecutor::new())
+        .http1_preserve_header_case(options.keep_case)
+        .build(connector);
     let base = Arc::new(format!("http://{upstream}"));
     loop {
         let (stream, _) = listener.accept().await?;
@@ -85,10 +106,16 @@ async fn serve(
                     }))
                 }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let mut server = hyper::server::conn::http1::Builder::new();
+            server.keep_alive(true);
+            if options.swift_slots {
+                // `swift_proto::headers::MAX_REQUEST_HEADERS`.
+                server.max_headers(201);
+            }
+            if options.keep_case {
+                server.preserve_header_case(true).title_case_headers(true);
+            }
+            let _ = server.serve_connection(TokioIo::new(stream), service).await;
         });
     }
 }

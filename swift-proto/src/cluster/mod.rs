@@ -237,8 +237,9 @@ impl SwiftCluster {
         let mut s = String::with_capacity(base.len() + path_and_query.len());
         s.push_str(base);
         s.push_str(path_and_query);
-        s.parse()
-            .map_err(|_| format!("not a valid path: {path_and_query}"))
+        // From the `String` itself: its buffer becomes the URI's bytes (`parse` on a
+        // `&str` copied them into another allocation).
+        Uri::try_from(s).map_err(|_| format!("not a valid path: {path_and_query}"))
     }
 
     /// The token to send; `refused`: the one the cluster answered 401 to.

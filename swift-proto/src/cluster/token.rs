@@ -90,7 +90,8 @@ enum Login {
 #[derive(Debug)]
 pub struct Session {
     login: Login,
-    tokens: Mutex<HashMap<ClusterId, ClusterLease>>,
+    /// Foldhash, randomly seeded: looked up for every request.
+    tokens: Mutex<HashMap<ClusterId, ClusterLease, foldhash::fast::RandomState>>,
 }
 
 impl Session {
@@ -116,7 +117,7 @@ impl Session {
     pub fn keystone(auth: Arc<KeystoneAuth>) -> Self {
         Self {
             login: Login::Keystone(auth),
-            tokens: Mutex::new(HashMap::new()),
+            tokens: Mutex::default(),
         }
     }
 
@@ -130,12 +131,12 @@ impl Session {
     }
 
     fn lease(&self, cluster: &ClusterId) -> ClusterLease {
-        self.tokens
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(cluster.clone())
-            .or_default()
-            .clone()
+        let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
+        // Looked up first: the id is cloned (a `String`) only for a lease not yet made.
+        if let Some(lease) = tokens.get(cluster) {
+            return lease.clone();
+        }
+        tokens.entry(cluster.clone()).or_default().clone()
     }
 
     /// Drops the token held for `cluster` if it is still `refused` (a cluster refused it

@@ -61,8 +61,10 @@ pub fn family(_method: &Method, path: &str) -> &'static str {
     else {
         return "other";
     };
-    let mut parts = rest.splitn(3, '/');
-    match (parts.next(), parts.next(), parts.next()) {
+    let mut buf = [""; 3];
+    let n = crate::path::split_slashes(rest, &mut buf);
+    let part = |i: usize| (i < n).then(|| buf[i]);
+    match (part(0), part(1), part(2)) {
         (Some(a), None | Some(""), None) if !a.is_empty() => "account",
         (Some(a), Some(c), None | Some("")) if !a.is_empty() && !c.is_empty() => "container",
         (Some(a), Some(c), Some(_)) if !a.is_empty() && !c.is_empty() => "object",

@@ -97,8 +97,9 @@ pub(super) enum Marked {
     Dlo { manifest: String },
 }
 
-/// A content type without the marker (and `swift_bytes`), and the marker, if any.
-pub(super) fn unmark(content_type: &str) -> (String, Option<Marked>) {
+/// The proxy's marker in `content_type`, if any (what [`unmark`] returns second, without
+/// building the cleaned type).
+fn mark_of(content_type: &str) -> Option<Marked> {
     let mut marked = None;
     for p in content_type.split(';').skip(1) {
         let p = p.trim();
@@ -119,6 +120,12 @@ pub(super) fn unmark(content_type: &str) -> (String, Option<Marked>) {
             }
         }
     }
+    marked
+}
+
+/// A content type without the marker (and `swift_bytes`), and the marker, if any.
+pub(super) fn unmark(content_type: &str) -> (String, Option<Marked>) {
+    let marked = mark_of(content_type);
     if marked.is_none() && !content_type.contains(LINK_MARK) {
         return (content_type.to_owned(), None);
     }
@@ -171,7 +178,8 @@ pub(super) fn carries_mark(headers: &HeaderMap) -> bool {
 /// The marker of an answer's content type.
 pub(super) fn marked(resp: &Response<Body>) -> Option<Marked> {
     let ct = resp.headers().get(header::CONTENT_TYPE)?.to_str().ok()?;
-    unmark(ct).1
+    // The marker alone: the cleaned type `unmark` builds was a `String` per GET, dropped.
+    mark_of(ct)
 }
 
 /// A query parameter's value, as sent (still encoded).
