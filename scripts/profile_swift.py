@@ -106,21 +106,22 @@ def dumps(outdir: Path, pid: int) -> list[Path]:
     return sorted(files, key=lambda p: int(p.suffix.lstrip(".")))
 
 
-def profile(name, argv, port, path, token, outdir, args, ready):
+def profile(name, argv, port, path, token, outdir, args, ready, methods=("GET", "HEAD"), env=None):
     """Runs `argv` (a server listening on `port`) under callgrind and counts the
-    instructions of exactly `args.requests` GETs, then as many HEADs."""
+    instructions of exactly `args.requests` requests of each of `methods` (GETs, then as
+    many HEADs by default)."""
     vg = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={outdir}/callgrind.%p",
           "--collect-jumps=no", f"--dump-instr={'yes' if args.dump_instr else 'no'}"]
-    proc = peers.spawn(name, vg + argv, outdir / f"{name}.log")
+    proc = peers.spawn(name, vg + argv, outdir / f"{name}.log", env=env)
     try:
         peers.wait_http(ready, timeout=120)
         token = token() if callable(token) else token
         # Warm up (logins, the locator's cache, pooled connections), then count from zero.
-        for method in ("GET", "HEAD"):
+        for method in methods:
             load(port, path, token, method, 50, args.connections)
         control(proc.pid, "--zero")
         figures = {}
-        for method in ("GET", "HEAD"):
+        for method in methods:
             started = time.monotonic()
             load(port, path, token, method, args.requests, args.connections)
             elapsed = time.monotonic() - started
@@ -211,12 +212,24 @@ def main():
             for method in ("GET", "HEAD"):
                 print(f"  proxy / {peer} {method}: {results['proxy'][method][0] / results[peer][method][0]:.2f}")
     for method, (_, _, final) in results["proxy"].items():
-        print(f"\nproxy {method}, inclusive, top {args.top} (callgrind_annotate --inclusive=yes {final}):")
-        ann = subprocess.run(["callgrind_annotate", "--inclusive=yes", str(final)],
-                             capture_output=True, text=True, check=True).stdout.splitlines()
-        start = next((i for i, line in enumerate(ann) if "file:function" in line), 0)
-        for line in ann[start + 2:start + 2 + args.top]:
-            print("  " + line[:160])
+        print_top(f"proxy {method}", final, args.top)
+
+
+def print_top(title: str, final: Path, top: int, inclusive: bool = True) -> None:
+    """The `top` functions of a callgrind file, by inclusive or by self cost."""
+    kind = "yes" if inclusive else "no"
+    print(f"\n{title}, {'inclusive' if inclusive else 'self'}, top {top} "
+          f"(callgrind_annotate --inclusive={kind} {final}):")
+    ann = subprocess.run(["callgrind_annotate", f"--inclusive={kind}", "--threshold=100", str(final)],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    start = next((i for i, line in enumerate(ann) if "file:function" in line), 0)
+    lines = ann[start + 2:]
+    if not inclusive:
+        # Without --separate-threads, callgrind books the threads' start-up frames (the
+        # runtime's worker loop) at nearly all of the total even by self cost: skipped.
+        lines = [x for x in lines if "%)" in x and float(x.split("(")[1].split("%")[0]) < 50]
+    for line in lines[:top]:
+        print("  " + line[:160])
 
 
 if __name__ == "__main__":

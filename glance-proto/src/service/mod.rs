@@ -335,7 +335,11 @@ impl EdgeService {
 
 /// A JSON answer (marked stale when the central could not confirm it).
 fn json_response(status: StatusCode, doc: &Value, stale: bool) -> Response<Body> {
-    let text = doc.to_string();
+    json_bytes_response(status, Bytes::from(doc.to_string()), stale)
+}
+
+/// A JSON answer already encoded (marked stale when the central could not confirm it).
+fn json_bytes_response(status: StatusCode, text: Bytes, stale: bool) -> Response<Body> {
     let len = text.len();
     let mut r = Response::new(full(text));
     *r.status_mut() = status;
