@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT / "tests" / "interop"))
 sys.path.insert(0, str(ROOT / "scripts"))
 import peers  # noqa: E402
 from load_swift import NGINX_HEAD  # noqa: E402
-from profile_swift import print_top, profile  # noqa: E402
+from profile_swift import callgrind_args, fresh_outdir, print_top, profile  # noqa: E402
 
 # An image as a Glance user makes one (the `glance image-create` fields and a few custom
 # properties); the central fills in the rest (checksums, size, dates, os_* fields).
@@ -28,18 +28,12 @@ IMAGE = {"name": "cirros-0.6.2-x86_64", "disk_format": "raw", "container_format"
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--requests", type=int, default=2000, help="metadata GETs counted per server")
-    ap.add_argument("--connections", type=int, default=1)
+    callgrind_args(ap, "profile-glance", "metadata GETs counted per server")
     ap.add_argument("--binary", default=str(ROOT / "target" / "release" / "glance-edge-cache"))
     ap.add_argument("--baseline", help="also count this edge binary (e.g. main's release build) in the same run")
     ap.add_argument("--no-nginx", action="store_true", help="skip nginx serving the same bytes as a static file")
-    ap.add_argument("--out", default=str(ROOT / ".run" / "profile-glance"))
-    ap.add_argument("--dump-instr", action="store_true", help="per-instruction costs (for objdump)")
-    ap.add_argument("--top", type=int, default=25, help="functions shown, inclusive and self")
     args = ap.parse_args()
-    outdir = Path(args.out)
-    shutil.rmtree(outdir, ignore_errors=True)
-    outdir.mkdir(parents=True)
+    outdir = fresh_outdir(args)
     base = Path(tempfile.mkdtemp(prefix="stackfed-profile-glance-"))
     central = peers.GlanceCentral(base / "central", workers=1)
     results = {}

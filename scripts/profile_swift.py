@@ -136,10 +136,27 @@ def profile(name, argv, port, path, token, outdir, args, ready, methods=("GET", 
         proc.stop()
 
 
+def callgrind_args(ap: argparse.ArgumentParser, name: str, requests_help: str) -> None:
+    """The options every profile takes: how many requests over how many connections,
+    where the callgrind files go (.run/NAME), and what is shown."""
+    ap.add_argument("--requests", type=int, default=2000, help=requests_help)
+    ap.add_argument("--connections", type=int, default=1)
+    ap.add_argument("--out", default=str(ROOT / ".run" / name))
+    ap.add_argument("--dump-instr", action="store_true", help="per-instruction costs (for objdump)")
+    ap.add_argument("--top", type=int, default=25, help="functions shown")
+
+
+def fresh_outdir(args) -> Path:
+    """`args.out`, emptied."""
+    outdir = Path(args.out)
+    shutil.rmtree(outdir, ignore_errors=True)
+    outdir.mkdir(parents=True)
+    return outdir
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--requests", type=int, default=2000, help="requests per method")
-    ap.add_argument("--connections", type=int, default=1)
+    callgrind_args(ap, "profile-swift", "requests per method")
     ap.add_argument("--binary", default=str(ROOT / "target" / "release" / "swift-federation-proxy"))
     ap.add_argument("--nginx", action="store_true", help="also count nginx as a reverse proxy (1 worker)")
     ap.add_argument("--floor", nargs="?", const=str(ROOT / "target" / "release" / "examples" / "floor_proxy"),
@@ -148,13 +165,8 @@ def main():
                          "floor_proxy`), at this path")
     ap.add_argument("--floor-variants", action="store_true",
                     help="with --floor, also count it with --current-thread and with --no-pool")
-    ap.add_argument("--out", default=str(ROOT / ".run" / "profile-swift"))
-    ap.add_argument("--dump-instr", action="store_true", help="per-instruction costs (for objdump)")
-    ap.add_argument("--top", type=int, default=25, help="functions shown (inclusive) per method")
     args = ap.parse_args()
-    outdir = Path(args.out)
-    shutil.rmtree(outdir, ignore_errors=True)
-    outdir.mkdir(parents=True)
+    outdir = fresh_outdir(args)
     base = Path(tempfile.mkdtemp(prefix="stackfed-profile-swift-"))
     fast = None
     results = {}
