@@ -103,7 +103,11 @@ fn assert_answers(resp: &Response<Bytes>, record: &ImageRecord) -> Result<(), Te
 
 /// Shows the image twice (the second from the cached version), then lets a listing
 /// record `changed` and shows it again: every answer is the current encoder's.
-async fn shows_then_changes(first: ImageRecord, changed: ImageRecord) -> Result<(), TestCaseError> {
+async fn shows_then_changes(
+    first: ImageRecord,
+    changed: ImageRecord,
+    recent_records: usize,
+) -> Result<(), TestCaseError> {
     let background = Background::new();
     let owner = background.clone();
     let spawner: Arc<dyn Spawner> = Arc::new(move |name, task| owner.spawn(name, task));
@@ -112,7 +116,9 @@ async fn shows_then_changes(first: ImageRecord, changed: ImageRecord) -> Result<
         central.clone(),
         Arc::new(SqliteMetadataStore::in_memory().unwrap()),
         Arc::new(MemoryBlobStore::new()),
-        CacheConfig::default().freshness(Duration::from_secs(3600)),
+        CacheConfig::default()
+            .freshness(Duration::from_secs(3600))
+            .recent_records(recent_records),
         spawner,
     )
     .await
@@ -199,7 +205,24 @@ fn a_real_glance_record_is_answered_as_before_and_its_change_is_seen() {
         .properties
         .insert("name".into(), Value::from("renamed"));
     changed.updated_at = "2026-11-22T04:00:00Z".into();
-    rt.block_on(shows_then_changes(first, changed)).unwrap();
+    // Kept in memory (the default), and with `recent_records = 0`: every read from the store.
+    for recent_records in [4096, 0] {
+        rt.block_on(shows_then_changes(
+            first.clone(),
+            changed.clone(),
+            recent_records,
+        ))
+        .unwrap();
+    }
+    let config = |extra: &str| {
+        glance_proto::config::EdgeConfig::from_toml(&format!(
+            "central_url = \"http://127.0.0.1:9\"\ncache_dir = \"/nonexistent\"\n{extra}"
+        ))
+        .unwrap()
+        .recent_records
+    };
+    assert_eq!(config(""), 4096);
+    assert_eq!(config("recent_records = 0"), 0);
 }
 
 proptest! {
@@ -208,6 +231,6 @@ proptest! {
     #[test]
     fn any_record_is_answered_as_the_encoder_writes_it(first in record(), changed in record()) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(shows_then_changes(first, changed))?;
+        rt.block_on(shows_then_changes(first, changed, 4096))?;
     }
 }
