@@ -115,7 +115,9 @@ fn dur_ms(d: Duration) -> u64 {
 impl ImageCache {
     /// Opens the cache over its stores and reconciles them (after a crash nothing partial
     /// or unverified is servable, and metadata and blobs agree), then starts the prefetch
-    /// workers on `spawner`, which also runs every fill.
+    /// workers on `spawner`, which also runs every fill. Up to `config.recent_records`
+    /// image records are kept in memory in front of `meta` ([`RecentRecords`]): the cache
+    /// must be the only writer of `meta`'s records.
     pub async fn open(
         upstream: Arc<dyn Upstream>,
         meta: Arc<dyn MetadataStore>,
