@@ -106,21 +106,22 @@ def dumps(outdir: Path, pid: int) -> list[Path]:
     return sorted(files, key=lambda p: int(p.suffix.lstrip(".")))
 
 
-def profile(name, argv, port, path, token, outdir, args, ready):
+def profile(name, argv, port, path, token, outdir, args, ready, methods=("GET", "HEAD"), env=None):
     """Runs `argv` (a server listening on `port`) under callgrind and counts the
-    instructions of exactly `args.requests` GETs, then as many HEADs."""
+    instructions of exactly `args.requests` requests of each of `methods` (GETs, then as
+    many HEADs by default)."""
     vg = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={outdir}/callgrind.%p",
           "--collect-jumps=no", f"--dump-instr={'yes' if args.dump_instr else 'no'}"]
-    proc = peers.spawn(name, vg + argv, outdir / f"{name}.log")
+    proc = peers.spawn(name, vg + argv, outdir / f"{name}.log", env=env)
     try:
         peers.wait_http(ready, timeout=120)
         token = token() if callable(token) else token
         # Warm up (logins, the locator's cache, pooled connections), then count from zero.
-        for method in ("GET", "HEAD"):
+        for method in methods:
             load(port, path, token, method, 50, args.connections)
         control(proc.pid, "--zero")
         figures = {}
-        for method in ("GET", "HEAD"):
+        for method in methods:
             started = time.monotonic()
             load(port, path, token, method, args.requests, args.connections)
             elapsed = time.monotonic() - started
@@ -135,10 +136,27 @@ def profile(name, argv, port, path, token, outdir, args, ready):
         proc.stop()
 
 
+def callgrind_args(ap: argparse.ArgumentParser, name: str, requests_help: str) -> None:
+    """The options every profile takes: how many requests over how many connections,
+    where the callgrind files go (.run/NAME), and what is shown."""
+    ap.add_argument("--requests", type=int, default=2000, help=requests_help)
+    ap.add_argument("--connections", type=int, default=1)
+    ap.add_argument("--out", default=str(ROOT / ".run" / name))
+    ap.add_argument("--dump-instr", action="store_true", help="per-instruction costs (for objdump)")
+    ap.add_argument("--top", type=int, default=25, help="functions shown")
+
+
+def fresh_outdir(args) -> Path:
+    """`args.out`, emptied."""
+    outdir = Path(args.out)
+    shutil.rmtree(outdir, ignore_errors=True)
+    outdir.mkdir(parents=True)
+    return outdir
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--requests", type=int, default=2000, help="requests per method")
-    ap.add_argument("--connections", type=int, default=1)
+    callgrind_args(ap, "profile-swift", "requests per method")
     ap.add_argument("--binary", default=str(ROOT / "target" / "release" / "swift-federation-proxy"))
     ap.add_argument("--nginx", action="store_true", help="also count nginx as a reverse proxy (1 worker)")
     ap.add_argument("--floor", nargs="?", const=str(ROOT / "target" / "release" / "examples" / "floor_proxy"),
@@ -150,13 +168,8 @@ def main():
     ap.add_argument("--floor-options", action="store_true",
                     help="with --floor, also count it with the hyper options the proxy sets for Swift: "
                          "--swift-slots (201 request header slots), --keep-case (header case kept), both")
-    ap.add_argument("--out", default=str(ROOT / ".run" / "profile-swift"))
-    ap.add_argument("--dump-instr", action="store_true", help="per-instruction costs (for objdump)")
-    ap.add_argument("--top", type=int, default=25, help="functions shown (inclusive) per method")
     args = ap.parse_args()
-    outdir = Path(args.out)
-    shutil.rmtree(outdir, ignore_errors=True)
-    outdir.mkdir(parents=True)
+    outdir = fresh_outdir(args)
     base = Path(tempfile.mkdtemp(prefix="stackfed-profile-swift-"))
     fast = None
     results = {}
@@ -217,12 +230,24 @@ def main():
             for method in ("GET", "HEAD"):
                 print(f"  proxy / {peer} {method}: {results['proxy'][method][0] / results[peer][method][0]:.2f}")
     for method, (_, _, final) in results["proxy"].items():
-        print(f"\nproxy {method}, inclusive, top {args.top} (callgrind_annotate --inclusive=yes {final}):")
-        ann = subprocess.run(["callgrind_annotate", "--inclusive=yes", str(final)],
-                             capture_output=True, text=True, check=True).stdout.splitlines()
-        start = next((i for i, line in enumerate(ann) if "file:function" in line), 0)
-        for line in ann[start + 2:start + 2 + args.top]:
-            print("  " + line[:160])
+        print_top(f"proxy {method}", final, args.top)
+
+
+def print_top(title: str, final: Path, top: int, inclusive: bool = True) -> None:
+    """The `top` functions of a callgrind file, by inclusive or by self cost."""
+    kind = "yes" if inclusive else "no"
+    print(f"\n{title}, {'inclusive' if inclusive else 'self'}, top {top} "
+          f"(callgrind_annotate --inclusive={kind} {final}):")
+    ann = subprocess.run(["callgrind_annotate", f"--inclusive={kind}", "--threshold=100", str(final)],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    start = next((i for i, line in enumerate(ann) if "file:function" in line), 0)
+    lines = ann[start + 2:]
+    if not inclusive:
+        # Without --separate-threads, callgrind books the threads' start-up frames (the
+        # runtime's worker loop) at nearly all of the total even by self cost: skipped.
+        lines = [x for x in lines if "%)" in x and float(x.split("(")[1].split("%")[0]) < 50]
+    for line in lines[:top]:
+        print("  " + line[:160])
 
 
 if __name__ == "__main__":

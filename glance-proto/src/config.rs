@@ -191,6 +191,11 @@ pub struct EdgeConfig {
     /// How many prefetches run at once.
     #[serde(default = "default_prefetch_concurrency")]
     pub prefetch_concurrency: usize,
+    /// How many image records the edge keeps in memory in front of its metadata database
+    /// (the most recently read or written; each version encoded once and served to every
+    /// caller allowed to see it). 0 keeps none.
+    #[serde(default = "default_recent_records")]
+    pub recent_records: usize,
     /// Images to fetch into the cache at start: `{ id = "…" }` or
     /// `{ properties = { visibility = "public", os_distro = "ubuntu" } }`.
     #[serde(default)]
@@ -228,6 +233,10 @@ fn default_fill_resume_backoff() -> Duration {
 
 fn default_prefetch_concurrency() -> usize {
     2
+}
+
+fn default_recent_records() -> usize {
+    CacheConfig::default().recent_records
 }
 
 /// What to prefetch at start.
@@ -349,6 +358,7 @@ impl EdgeConfig {
             .max_stale(self.max_stale)
             .max_bytes(self.max_cache_bytes)
             .prefetch_concurrency(self.prefetch_concurrency)
+            .recent_records(self.recent_records)
             .resume(self.fill_resume_attempts, self.fill_resume_backoff)
             .local_fault_pause(self.local_fault_pause)
             .verify(self.verify);

@@ -75,6 +75,12 @@ pub fn to_json(r: &ImageRecord) -> Value {
     Value::Object(m)
 }
 
+/// An image's answer body as the edge sends it: [`to_json`] encoded (compact, keys in
+/// order), the same bytes for every caller allowed to see the image.
+pub fn encode_image(r: &ImageRecord) -> bytes::Bytes {
+    bytes::Bytes::from(to_json(r).to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -845,7 +845,8 @@ class GlanceEdge:
     def cache_dir(self) -> Path:
         return self.base / "cache"
 
-    def start(self, binary: Path) -> None:
+    def write_config(self) -> Path:
+        """Writes the edge's configuration file (choosing a port if none is set)."""
         self.base.mkdir(parents=True, exist_ok=True)
         if not self.port:
             self.port = free_port()
@@ -860,6 +861,10 @@ class GlanceEdge:
             + (f"max_cache_bytes = {self.max_cache_bytes}\n" if self.max_cache_bytes else "")
             + self.extra_toml
         )
+        return conf
+
+    def start(self, binary: Path) -> None:
+        conf = self.write_config()
         self.proc = spawn("glance-edge", [str(binary), "--config", str(conf)], self.base / "edge.log",
                           env={"RUST_LOG": os.environ.get("RUST_LOG", "info")})
         try:

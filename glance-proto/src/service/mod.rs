@@ -79,27 +79,13 @@ fn is_request_id(v: &[u8]) -> bool {
         })
 }
 
-/// A new request id in Glance's form: `req-` and a random (version 4) UUID.
+/// A new request id in Glance's form: `req-` and a random (version 4) UUID (from a
+/// thread-local generator seeded by the system: no system call per request).
 fn new_request_id() -> HeaderValue {
-    use std::fmt::Write as _;
-    let mut b = [0u8; 16];
-    if getrandom::fill(&mut b).is_err() {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        b = t.to_le_bytes();
-    }
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let mut s = String::with_capacity(40);
-    s.push_str("req-");
-    for (i, x) in b.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            s.push('-');
-        }
-        let _ = write!(s, "{x:02x}");
-    }
-    HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("req-unknown"))
+    let mut s = [0u8; 40];
+    s[..4].copy_from_slice(b"req-");
+    uuid::Uuid::new_v4().hyphenated().encode_lower(&mut s[4..]);
+    HeaderValue::from_bytes(&s).unwrap_or_else(|_| HeaderValue::from_static("req-unknown"))
 }
 
 /// The family of a Glance request, for the access log and the metrics: `healthcheck`,
@@ -335,7 +321,11 @@ impl EdgeService {
 
 /// A JSON answer (marked stale when the central could not confirm it).
 fn json_response(status: StatusCode, doc: &Value, stale: bool) -> Response<Body> {
-    let text = doc.to_string();
+    json_bytes_response(status, Bytes::from(doc.to_string()), stale)
+}
+
+/// A JSON answer already encoded (marked stale when the central could not confirm it).
+fn json_bytes_response(status: StatusCode, text: Bytes, stale: bool) -> Response<Body> {
     let len = text.len();
     let mut r = Response::new(full(text));
     *r.status_mut() = status;

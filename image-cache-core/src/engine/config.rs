@@ -36,6 +36,10 @@ pub struct CacheConfig {
     /// Which of the checksums an image names its data is verified against (by default
     /// the strongest, as glanceclient).
     pub verify: VerifyPolicy,
+    /// How many image records are kept in memory in front of the metadata store (the
+    /// most recently read or written; each version encoded once for every caller).
+    /// 0 keeps none.
+    pub recent_records: usize,
 }
 
 impl Default for CacheConfig {
@@ -50,6 +54,7 @@ impl Default for CacheConfig {
             resume_attempts: 3,
             resume_backoff: Duration::from_secs(1),
             verify: VerifyPolicy::Strongest,
+            recent_records: 4096,
         }
     }
 }
@@ -96,6 +101,12 @@ impl CacheConfig {
     /// Sets how many prefetches run at once (at least 1).
     pub fn prefetch_concurrency(mut self, n: usize) -> Self {
         self.prefetch_concurrency = n.max(1);
+        self
+    }
+
+    /// Sets how many image records are kept in memory (0: none).
+    pub fn recent_records(mut self, n: usize) -> Self {
+        self.recent_records = n;
         self
     }
 }

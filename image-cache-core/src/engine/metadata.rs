@@ -10,7 +10,7 @@ use crate::blob::BlobStore;
 use crate::error::CacheError;
 use crate::id::ImageId;
 use crate::list::{ListQuery, Page};
-use crate::meta::MetadataStore;
+use crate::meta::{MetadataStore, RecentRecords, RecordVersion};
 use crate::record::ImageRecord;
 use crate::upstream::{RequestContext, Upstream, UpstreamError};
 
@@ -18,7 +18,7 @@ use crate::upstream::{RequestContext, Upstream, UpstreamError};
 #[derive(Debug)]
 pub(crate) struct ReadThrough {
     upstream: Arc<dyn Upstream>,
-    meta: Arc<dyn MetadataStore>,
+    meta: Arc<RecentRecords>,
     blobs: Arc<dyn BlobStore>,
     freshness_ms: u64,
     stale: ServeStale,
@@ -27,7 +27,7 @@ pub(crate) struct ReadThrough {
 impl ReadThrough {
     pub(crate) fn new(
         upstream: Arc<dyn Upstream>,
-        meta: Arc<dyn MetadataStore>,
+        meta: Arc<RecentRecords>,
         blobs: Arc<dyn BlobStore>,
         freshness: std::time::Duration,
         stale: ServeStale,
@@ -43,15 +43,16 @@ impl ReadThrough {
 
     /// One image's metadata: from the cache while fresh (and the caller may see it on
     /// cached metadata alone), else from the upstream (recorded); when the upstream gives
-    /// no answer, the cached copy if the serve-stale rule allows it.
+    /// no answer, the cached copy if the serve-stale rule allows it. A version read from
+    /// the cache is the one every request shares (see [`RecentRecords`]).
     pub(crate) async fn image(
         &self,
         id: &ImageId,
         ctx: &RequestContext,
-    ) -> Result<Served<ImageRecord>, CacheError> {
+    ) -> Result<Served<Arc<RecordVersion>>, CacheError> {
         // A store that cannot be read must not keep the central's answer from the
         // caller: it is asked as if nothing were cached.
-        let (cached, unreadable) = match self.meta.get(id).await {
+        let (cached, unreadable) = match self.meta.get_version(id).await {
             Ok(c) => (c, None),
             Err(e) => {
                 tracing::warn!(image = %id, error = %e, "could not read the cached image");
@@ -60,8 +61,10 @@ impl ReadThrough {
         };
         let now = now_ms();
         if let Some(c) = &cached {
-            if now.saturating_sub(c.fetched_at_ms) < self.freshness_ms && ctx.may_see(&c.record) {
-                return Ok(Served::fresh(c.record.clone()));
+            if now.saturating_sub(c.fetched_at_ms) < self.freshness_ms
+                && ctx.may_see(c.version.record())
+            {
+                return Ok(Served::fresh(c.version.clone()));
             }
         }
         match self.upstream.get(id, ctx).await {
@@ -83,7 +86,8 @@ impl ReadThrough {
                 if !authoritative {
                     if let Some(c) = &cached {
                         let mut members: Vec<String> = c
-                            .record
+                            .version
+                            .record()
                             .members
                             .iter()
                             .filter(|m| Some(m.as_str()) != ctx.project_id.as_deref())
@@ -98,11 +102,14 @@ impl ReadThrough {
                 // The central answered: a store that cannot keep it is logged, not
                 // the caller's failure (as for listings).
                 if unreadable.is_none() {
-                    if let Err(e) = self.meta.put(&record, now).await {
-                        tracing::warn!(image = %id, error = %e, "could not record the image");
+                    match self.meta.put_version(&record, now).await {
+                        Ok(kept) => return Ok(Served::fresh(kept.version)),
+                        Err(e) => {
+                            tracing::warn!(image = %id, error = %e, "could not record the image")
+                        }
                     }
                 }
-                Ok(Served::fresh(record))
+                Ok(Served::fresh(Arc::new(RecordVersion::new(record))))
             }
             Ok(None) => {
                 // For an admin, "not found" means deleted; for others it may only mean
@@ -120,8 +127,12 @@ impl ReadThrough {
             Err(e) if !self.stale.applies(&e) => Err(e.into()),
             Err(e) => match cached {
                 // Not visible on cached metadata alone: as if it did not exist.
-                Some(c) if !ctx.may_see(&c.record) => Err(CacheError::NotFound(id.clone())),
-                Some(c) if self.stale.servable(&c, now) => Ok(Served::stale(c.record)),
+                Some(c) if !ctx.may_see(c.version.record()) => {
+                    Err(CacheError::NotFound(id.clone()))
+                }
+                Some(c) if self.stale.servable_at(c.fetched_at_ms, now) => {
+                    Ok(Served::stale(c.version))
+                }
                 // Without the central, the unreadable store is why there is no answer.
                 _ => Err(unreadable.map_or_else(|| e.into(), CacheError::from)),
             },

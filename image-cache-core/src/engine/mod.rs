@@ -31,7 +31,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::blob::BlobStore;
 use crate::id::ImageId;
 use crate::list::{ListQuery, Page};
-use crate::meta::{CacheEntry, MetadataStore};
+use crate::meta::{CacheEntry, MetadataStore, RecentRecords, RecordVersion};
 use crate::record::ImageRecord;
 use crate::upstream::{RequestContext, Upstream};
 
@@ -115,7 +115,9 @@ fn dur_ms(d: Duration) -> u64 {
 impl ImageCache {
     /// Opens the cache over its stores and reconciles them (after a crash nothing partial
     /// or unverified is servable, and metadata and blobs agree), then starts the prefetch
-    /// workers on `spawner`, which also runs every fill.
+    /// workers on `spawner`, which also runs every fill. Up to `config.recent_records`
+    /// image records are kept in memory in front of `meta` ([`RecentRecords`]): the cache
+    /// must be the only writer of `meta`'s records.
     pub async fn open(
         upstream: Arc<dyn Upstream>,
         meta: Arc<dyn MetadataStore>,
@@ -124,9 +126,11 @@ impl ImageCache {
         spawner: Arc<dyn Spawner>,
     ) -> Result<(Self, Reconciled), CacheError> {
         let report = Reconciled::run(&*meta, &*blobs).await?;
+        let recent = Arc::new(RecentRecords::new(meta, config.recent_records));
+        let meta: Arc<dyn MetadataStore> = recent.clone();
         let records = ReadThrough::new(
             upstream.clone(),
-            meta.clone(),
+            recent,
             blobs.clone(),
             config.freshness,
             ServeStale::new(config.max_stale),
@@ -172,6 +176,20 @@ impl ImageCache {
         id: &ImageId,
         ctx: &RequestContext,
     ) -> Result<Served<ImageRecord>, CacheError> {
+        let served = self.image_version(id, ctx).await?;
+        Ok(Served {
+            value: served.value.record().clone(),
+            stale: served.stale,
+        })
+    }
+
+    /// As [`image`](Self::image), but the record's version itself, shared with every
+    /// request that reads it (and its wire encoding, made once per version): no copy.
+    pub async fn image_version(
+        &self,
+        id: &ImageId,
+        ctx: &RequestContext,
+    ) -> Result<Served<Arc<RecordVersion>>, CacheError> {
         self.inner.records.image(id, ctx).await
     }
 

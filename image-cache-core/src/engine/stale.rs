@@ -28,9 +28,14 @@ impl ServeStale {
         !error.is_refusal()
     }
 
-    /// Whether `stored`, last confirmed by the upstream at `fetched_at_ms`, may still be
-    /// served at `now_ms` (marked stale).
+    /// Whether `stored` may still be served at `now_ms` (marked stale).
     pub(crate) fn servable(&self, stored: &StoredRecord, now_ms: u64) -> bool {
-        now_ms.saturating_sub(stored.fetched_at_ms) <= self.max_stale_ms
+        self.servable_at(stored.fetched_at_ms, now_ms)
+    }
+
+    /// Whether a record last confirmed by the upstream at `fetched_at_ms` may still be
+    /// served at `now_ms` (marked stale).
+    pub(crate) fn servable_at(&self, fetched_at_ms: u64, now_ms: u64) -> bool {
+        now_ms.saturating_sub(fetched_at_ms) <= self.max_stale_ms
     }
 }

@@ -3,10 +3,12 @@
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod memory;
+mod recent;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
 pub use memory::MemoryMetadataStore;
+pub use recent::{RecentRecords, RecordVersion, StoredVersion};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteMetadataStore;
 
