@@ -2773,3 +2773,100 @@ async fn a_listing_longer_than_any_buffer_streams_through_rewritten() {
         }
     }
 }
+
+// ----- the operator's admin API (`/federation/v1/...`) ------------------------------------
+
+const OPERATOR: &str = "test:tester";
+
+/// The admin API over `service` (operator: the fake's own user), and its background.
+fn admin_over(
+    service: &swift_proto::FederationService,
+) -> (
+    swift_proto::migrate::AdminService,
+    swift_proto::migrate::Migrations,
+    stackfed_http::Background,
+) {
+    let config: swift_proto::migrate::MigrationConfig = serde_json::from_value(serde_json::json!({
+        "operator_user": OPERATOR, "operator_key": DEFAULT_KEY,
+        "lease": "3s", "settle": "100ms", "resume_interval": "1h",
+    }))
+    .unwrap();
+    let background = stackfed_http::Background::new();
+    let migrations = swift_proto::migrate::Migrations::start(
+        service,
+        config,
+        Duration::from_millis(100),
+        &background,
+    );
+    (
+        swift_proto::migrate::AdminService::new(service.clone(), migrations.clone()),
+        migrations,
+        background,
+    )
+}
+
+/// One admin request: (status, headers, JSON body or null).
+async fn admin_call(
+    admin: &swift_proto::migrate::AdminService,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (StatusCode, HeaderMap, serde_json::Value) {
+    let mut req = Request::builder()
+        .method(Method::from_bytes(method.as_bytes()).unwrap())
+        .uri(path);
+    if let Some(t) = token {
+        req = req.header("x-auth-token", t);
+    }
+    if path.ends_with("/auth") {
+        req = req
+            .header("x-auth-user", OPERATOR)
+            .header("x-auth-key", DEFAULT_KEY);
+    }
+    let reply = admin
+        .handle(
+            req.body(http_body_util::Full::new(Bytes::from(body.to_owned())))
+                .unwrap(),
+        )
+        .await;
+    let (parts, body) = reply.into_parts();
+    let bytes = http_body_util::BodyExt::collect(body)
+        .await
+        .unwrap()
+        .to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    (parts.status, parts.headers, json)
+}
+
+async fn operator_token(admin: &swift_proto::migrate::AdminService) -> String {
+    let (status, headers, _) = admin_call(admin, "GET", "/federation/v1/auth", None, "").await;
+    assert_eq!(status, StatusCode::OK);
+    headers["x-auth-token"].to_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn moving_a_missing_container_is_not_found() {
+    let fed = Federation::start(2).await;
+    let (admin, _, background) = admin_over(&fed.service);
+    let token = operator_token(&admin).await;
+    let (status, headers, body) = admin_call(
+        &admin,
+        "POST",
+        "/federation/v1/migrations",
+        Some(&token),
+        r#"{"account": "AUTH_test", "container": "no-such-container", "to": "west"}"#,
+    )
+    .await;
+    // As Swift answers for a missing container; in the admin API's JSON format.
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(headers["content-type"], "application/json");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-container"),
+        "{body}"
+    );
+    background.shutdown().await;
+}

@@ -7,7 +7,9 @@
 //!
 //! - `GET /federation/v1/auth` with `X-Auth-User`/`X-Auth-Key` of the configured
 //!   operator: `X-Auth-Token` for the rest (an hour);
-//! - `POST /federation/v1/migrations` `{"account", "container", "to"?}`: 202 `{"id"}`;
+//! - `POST /federation/v1/migrations` `{"account", "container", "to"?}`: 202 `{"id"}`
+//!   (404 for a container not in the account, as Swift answers; 409 when it cannot
+//!   move);
 //! - `GET /federation/v1/migrations`, `GET /federation/v1/migrations/{id}`: the journal
 //!   entry and the progress (objects and bytes done/total, rate, ETA);
 //! - `DELETE /federation/v1/migrations/{id}` (or `POST …/{id}/cancel`): cancels a
@@ -108,6 +110,7 @@ fn error(status: StatusCode, message: &str) -> Response<Body> {
 fn move_error(e: &MoveError) -> Response<Body> {
     match e {
         MoveError::Fatal(m) | MoveError::Refused(m) => error(StatusCode::CONFLICT, m),
+        MoveError::NotFound(m) => error(StatusCode::NOT_FOUND, m),
         other => error(StatusCode::SERVICE_UNAVAILABLE, &other.to_string()),
     }
 }

@@ -134,6 +134,10 @@ pub enum MoveError {
     /// Cannot go on (recorded in the journal).
     #[error("{0}")]
     Fatal(String),
+    /// What the operator named does not exist (a container not in the account): 404,
+    /// as Swift answers for a missing container.
+    #[error("{0}")]
+    NotFound(String),
     /// An operator cancelled the migration: stop working, roll back.
     #[error("cancelled")]
     Cancelled,
@@ -395,7 +399,7 @@ impl Migrations {
         let record = locator
             .locate_fresh(account, container)
             .await?
-            .ok_or_else(|| MoveError::Fatal(format!("no container {container} in {account}")))?;
+            .ok_or_else(|| MoveError::NotFound(format!("no container {container} in {account}")))?;
         if let Some(m) = MoveMark::of(&record) {
             return Err(MoveError::Fatal(format!(
                 "already moving (migration {})",
