@@ -2870,3 +2870,54 @@ async fn moving_a_missing_container_is_not_found() {
     );
     background.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_admin_path_answers_other_methods_with_405_and_allow() {
+    let fed = Federation::start(2).await;
+    let (admin, _, background) = admin_over(&fed.service);
+    let token = operator_token(&admin).await;
+    let paths: [(&str, &[&str]); 8] = [
+        ("/federation/v1/auth", &["GET"]),
+        ("/federation/v1/migrations", &["GET", "POST"]),
+        ("/federation/v1/migrations/m1-x", &["GET", "DELETE"]),
+        ("/federation/v1/migrations/m1-x/cancel", &["POST"]),
+        ("/federation/v1/drains", &["GET", "POST"]),
+        ("/federation/v1/drains/d1-x", &["GET"]),
+        ("/federation/v1/rebalances", &["GET", "POST"]),
+        ("/federation/v1/rebalances/r1-x", &["GET"]),
+    ];
+    for (path, allowed) in paths {
+        for method in [
+            "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "COPY",
+        ] {
+            for (with_token, slash) in [(Some(token.as_str()), ""), (None, "/")] {
+                let path = format!("{path}{slash}");
+                let (status, headers, body) =
+                    admin_call(&admin, method, &path, with_token, "{}").await;
+                if allowed.contains(&method) {
+                    assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+                    assert!(headers.get("allow").is_none(), "{method} {path}");
+                } else {
+                    assert_eq!(
+                        status,
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        "{method} {path}: {body}"
+                    );
+                    assert_eq!(headers["allow"], allowed.join(", "), "{method} {path}");
+                    assert_eq!(headers["content-type"], "application/json");
+                    assert!(body["error"].is_string(), "{method} {path}: {body}");
+                }
+            }
+        }
+    }
+    // A path the admin API does not have stays 404.
+    for path in [
+        "/federation/v1/nothing",
+        "/federation/v1/drains/d1/x",
+        "/federation/v2/drains",
+    ] {
+        let (status, _, _) = admin_call(&admin, "PUT", path, Some(&token), "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+    }
+    background.shutdown().await;
+}

@@ -133,6 +133,12 @@ def test_drain_api_refuses_bad_requests_and_ids(dproxy):
         assert r.status_code == 400, (body, r.status_code, r.text)
     r = post_drain(dproxy, cluster="north")
     assert r.status_code == 409, r.text
+    # A method the path does not answer: 405 naming those it does, in JSON.
+    for method, path, allow in (("PUT", "", "GET, POST"), ("DELETE", "", "GET, POST"),
+                                ("PUT", "/d1-x", "GET"), ("POST", "/d1-x", "GET")):
+        r = drains_api(dproxy, method, path, json={})
+        assert r.status_code == 405, (method, path, r.status_code, r.text)
+        assert r.headers["Allow"] == allow and r.json()["error"], (method, path, r.headers)
     assert drains_api(dproxy, "GET").json() == {"drains": []}
 
 

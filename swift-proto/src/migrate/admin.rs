@@ -23,6 +23,9 @@
 //! - `POST /federation/v1/rebalances` `{"fill_target", "accounts", "concurrency"?}`:
 //!   202 `{"id"}` (see [`super::rebalance`]); `fill_target` a fraction (`0.8`) or a
 //!   percentage string (`"80%"`); `GET /federation/v1/rebalances[/{id}]`.
+//!
+//! Errors are JSON `{"error": "…"}`. A method a known path does not answer is 405 with
+//! an `Allow` header naming those it does; a path the API does not have is 404.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -107,6 +110,34 @@ fn error(status: StatusCode, message: &str) -> Response<Body> {
     json(status, &serde_json::json!({ "error": message }))
 }
 
+/// The methods a known admin path answers (its `Allow` header), or `None` for a path
+/// the admin API does not have.
+fn allowed(segments: &[&str]) -> Option<&'static str> {
+    match segments {
+        ["federation", "v1", "auth"] | ["federation", "v1", "drains" | "rebalances", _] => {
+            Some("GET")
+        }
+        ["federation", "v1", "migrations" | "drains" | "rebalances"] => Some("GET, POST"),
+        ["federation", "v1", "migrations", _] => Some("GET, DELETE"),
+        ["federation", "v1", "migrations", _, "cancel"] => Some("POST"),
+        _ => None,
+    }
+}
+
+/// 405 for a method `allow` does not list (none when it does).
+fn method_not_allowed(method: &Method, allow: &'static str) -> Option<Response<Body>> {
+    if allow.split(", ").any(|m| m == method.as_str()) {
+        return None;
+    }
+    let mut r = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &format!("{method} is not allowed here (allowed: {allow})"),
+    );
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    Some(r)
+}
+
 fn move_error(e: &MoveError) -> Response<Body> {
     match e {
         MoveError::Fatal(m) | MoveError::Refused(m) => error(StatusCode::CONFLICT, m),
@@ -136,6 +167,13 @@ impl AdminService {
         }
         let (parts, body) = req.into_parts();
         let path = parts.uri.path().trim_end_matches('/').to_owned();
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        // A known path asked with a method it does not answer: 405 naming those it does
+        // (before the token: the API's shape is no secret, and nothing is read).
+        let allow = allowed(&segments);
+        if let Some(r) = allow.and_then(|a| method_not_allowed(&parts.method, a)) {
+            return r;
+        }
         if path == "/federation/v1/auth" {
             let get = |k: &str| {
                 parts
@@ -179,7 +217,6 @@ impl AdminService {
             Ok(b) => b,
             Err(r) => return r,
         };
-        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         match (&parts.method, segments.as_slice()) {
             (&Method::POST, ["federation", "v1", "migrations"]) => {
                 let req: MoveRequest = match serde_json::from_slice(&body) {
