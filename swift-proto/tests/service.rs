@@ -2921,3 +2921,52 @@ async fn every_admin_path_answers_other_methods_with_405_and_allow() {
     }
     background.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_proxies_asked_to_drain_one_cluster_at_once_start_one_drain() {
+    for round in 0..3 {
+        let fed = Federation::start(2).await;
+        fed.login().await;
+        fed.put_container(&format!("held-{round}"), Some("east"))
+            .await;
+        // Two proxies sharing one attribute store, each with its own admin API.
+        let (a, _, bg_a) = admin_over(&fed.service);
+        let (b, _, bg_b) = admin_over(&fed.another_proxy());
+        let (ta, tb) = (operator_token(&a).await, operator_token(&b).await);
+        let body = r#"{"account": "AUTH_test", "cluster": "east", "concurrency": 1}"#;
+        let (ra, rb) = tokio::join!(
+            admin_call(&a, "POST", "/federation/v1/drains", Some(&ta), body),
+            admin_call(&b, "POST", "/federation/v1/drains", Some(&tb), body),
+        );
+        let mut statuses = [ra.0, rb.0];
+        statuses.sort();
+        assert_eq!(
+            statuses,
+            [StatusCode::ACCEPTED, StatusCode::CONFLICT],
+            "round {round}: {} / {}",
+            ra.2,
+            rb.2
+        );
+        let (won, lost) = if ra.0 == StatusCode::ACCEPTED {
+            (ra.2, rb.2)
+        } else {
+            (rb.2, ra.2)
+        };
+        let id = won["id"].as_str().unwrap();
+        // The loser names the drain that runs.
+        assert!(lost["error"].as_str().unwrap().contains(id), "{lost}");
+        for (admin, token) in [(&a, &ta), (&b, &tb)] {
+            let (_, _, all) =
+                admin_call(admin, "GET", "/federation/v1/drains", Some(token), "").await;
+            let ids: Vec<&str> = all["drains"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["id"].as_str().unwrap())
+                .collect();
+            assert_eq!(ids, [id], "round {round}");
+        }
+        bg_a.shutdown().await;
+        bg_b.shutdown().await;
+    }
+}

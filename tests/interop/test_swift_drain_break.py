@@ -10,6 +10,7 @@ containers again once the drain is over."""
 import json
 import os
 import signal
+import threading
 import time
 import uuid
 
@@ -255,6 +256,59 @@ def test_cancelled_move_of_a_drain(dproxy, clusters):
         listed = {o["name"]: o["hash"]
                   for o in direct(clusters, "west").get_container(n, full_listing=True)[1]}
         assert listed == {o: e for (c, o), e in want.items() if c == n}, n
+
+
+def test_two_proxies_sharing_a_store_asked_at_once_start_one_drain(workdir, clusters, proxy_binary):
+    """Two proxies over one SQLite attribute store file, each asked to drain the same
+    (account, cluster) at the same instant: starting a drain is a compare-and-set on the
+    store, so one answers 202 and the other 409 naming the winner's drain; both list that
+    one drain only, and every container moves once. Three rounds."""
+    base = workdir / f"drain-two-{uuid.uuid4().hex[:4]}"
+    base.mkdir(parents=True)
+    store = f'{{ kind = "sqlite", path = "{base / "shared.db"}" }}'
+    proxies = [peers.FederationProxy(base / f"p{i}", list(clusters.values()), store=store,
+                                     extra_toml=migration_toml()) for i in range(2)]
+    try:
+        for p in proxies:
+            p.start(proxy_binary)
+        tokens = [admin_token(p) for p in proxies]
+        for rnd in range(3):
+            tag = uuid.uuid4().hex[:6]
+            want = populate(proxies[0], [f"tp-{tag}-{i}" for i in range(3)])
+            barrier = threading.Barrier(2)
+            answers = [None, None]
+
+            def fire(i):
+                barrier.wait()
+                answers[i] = requests.post(
+                    f"{proxies[i].endpoint}/federation/v1/drains",
+                    headers={"X-Auth-Token": tokens[i]}, timeout=30,
+                    json={"account": ACCOUNT, "cluster": "east", "concurrency": 2})
+
+            threads = [threading.Thread(target=fire, args=(i,)) for i in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            codes = sorted(r.status_code for r in answers)
+            assert codes == [202, 409], (rnd, [(r.status_code, r.text) for r in answers])
+            won = next(i for i, r in enumerate(answers) if r.status_code == 202)
+            did = answers[won].json()["id"]
+            assert did in answers[1 - won].json()["error"], answers[1 - won].text
+            done = wait_drain_over(proxies[won], did)
+            assert done["state"] == "done", done
+            for p in proxies:
+                running = [d["id"] for d in drains_api(p, "GET").json()["drains"]
+                           if d["state"] == "running"]
+                assert running == [], (rnd, running)
+            assert_drained(proxies[won], clusters, want)
+            time.sleep(1.5)  # the other proxy's resume loop sees the drain over
+        # One drain per round was ever saved, as both proxies see it.
+        for p in proxies:
+            assert len(drains_api(p, "GET").json()["drains"]) == 3, p.log()
+    finally:
+        for p in proxies:
+            p.stop()
 
 
 def test_cluster_takes_new_containers_after_the_drain(dproxy, clusters, proxy_binary):
