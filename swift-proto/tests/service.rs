@@ -2970,3 +2970,31 @@ async fn two_proxies_asked_to_drain_one_cluster_at_once_start_one_drain() {
         bg_b.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_migration_the_admin_api_says_it_is_not_enabled() {
+    let fed = Federation::start(2).await;
+    let admin = swift_proto::migrate::AdminService::disabled(fed.service.clone());
+    for (method, path) in [
+        ("GET", "/federation/v1/drains"),
+        ("GET", "/federation/v1/auth"),
+        ("POST", "/federation/v1/migrations"),
+        ("PUT", "/federation/v1/drains"),
+        ("GET", "/federation/v1/nothing"),
+    ] {
+        let (status, headers, body) = admin_call(&admin, method, path, Some("x"), "{}").await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_IMPLEMENTED,
+            "{method} {path}: {body}"
+        );
+        assert_eq!(headers["content-type"], "application/json");
+        assert!(
+            body["error"].as_str().unwrap().contains("[migration]"),
+            "{body}"
+        );
+    }
+    // Swift's own paths are the proxy's, as before.
+    let (status, _, _) = admin_call(&admin, "GET", "/healthcheck", None, "").await;
+    assert_eq!(status, StatusCode::OK);
+}

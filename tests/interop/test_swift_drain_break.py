@@ -19,7 +19,7 @@ import requests
 from swiftclient.exceptions import ClientException
 
 import peers
-from test_swift_migration import admin_token, conn, migration_toml
+from test_swift_migration import OPERATOR, OPERATOR_KEY, admin_token, conn, migration_toml
 
 USER, KEY, ACCOUNT = "test2:tester2", "testing2", "AUTH_test2"
 
@@ -405,3 +405,36 @@ def test_drain_when_the_only_other_cluster_is_full(workdir, clusters, proxy_bina
         assert not on_cluster(clusters, "west", names)
     finally:
         p.stop()
+
+
+def test_a_proxy_without_migration_says_the_admin_api_is_not_enabled(workdir, clusters, proxy_binary):
+    """A proxy without [migration] sharing the store with one that has it: its admin paths
+    answer 501 in the admin API's JSON saying migration is not enabled here (it has no
+    operator credentials to open the API with), never a Swift error; the drains saved in
+    the shared store are listed by the proxy with [migration]."""
+    base = workdir / f"drain-off-{uuid.uuid4().hex[:4]}"
+    base.mkdir(parents=True)
+    store = f'{{ kind = "sqlite", path = "{base / "shared.db"}" }}'
+    on = peers.FederationProxy(base / "on", list(clusters.values()), store=store,
+                               extra_toml=migration_toml())
+    off = peers.FederationProxy(base / "off", list(clusters.values()), store=store)
+    try:
+        on.start(proxy_binary)
+        off.start(proxy_binary)
+        r = post_drain(on, cluster="east")
+        assert r.status_code == 202, r.text
+        did = r.json()["id"]
+        assert wait_drain_over(on, did)["state"] == "done"
+        assert [d["id"] for d in drains_api(on, "GET").json()["drains"]] == [did]
+        for method, path in (("GET", "/federation/v1/drains"), ("GET", f"/federation/v1/drains/{did}"),
+                             ("GET", "/federation/v1/auth"), ("POST", "/federation/v1/drains")):
+            r = requests.request(method, f"{off.endpoint}{path}", timeout=10,
+                                 headers={"X-Auth-User": OPERATOR, "X-Auth-Key": OPERATOR_KEY})
+            assert r.status_code == 501, (method, path, r.status_code, r.text)
+            assert r.headers["Content-Type"] == "application/json", r.headers
+            assert "[migration]" in r.json()["error"], r.text
+        # Swift's paths are served as before.
+        assert requests.get(f"{off.endpoint}/healthcheck", timeout=10).status_code == 200
+    finally:
+        off.stop()
+        on.stop()
