@@ -2868,6 +2868,17 @@ async fn moving_a_missing_container_is_not_found() {
             .contains("no-such-container"),
         "{body}"
     );
+    // A destination that is not configured is named first (409), whatever the container.
+    let (status, _, body) = admin_call(
+        &admin,
+        "POST",
+        "/federation/v1/migrations",
+        Some(&token),
+        r#"{"account": "AUTH_test", "container": "no-such-container", "to": "esat"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("esat"), "{body}");
     background.shutdown().await;
 }
 

@@ -395,6 +395,11 @@ impl Migrations {
         container: &ContainerName,
         to: Option<ClusterId>,
     ) -> Result<String, MoveError> {
+        // A destination not configured (a typo) is the request's fault whatever the
+        // container: 409 naming it, before the container's 404.
+        if let Some(t) = &to {
+            self.cluster(t)?;
+        }
         let locator = &self.inner.locator;
         let record = locator
             .locate_fresh(account, container)
