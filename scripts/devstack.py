@@ -12,12 +12,20 @@ sys.path.insert(0, str(ROOT / "tests" / "interop"))
 import peers  # noqa: E402
 
 
+# Live container migration and its admin API (`./scripts/run --migration`): the operator
+# is the clusters' tempauth reseller admin (tests/interop/peers.py). The README shows it.
+MIGRATION_TOML = 'migration = { operator_user = "admin:admin", operator_key = "admin" }\n'
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description="Two real Swift clusters and the federation proxy.")
     ap.add_argument("--keystone", action="store_true",
                     help="everything behind a real Keystone: the clusters with authtoken + "
                          "keystoneauth, the proxy and the edge in Keystone mode, a Keystone-"
                          "protected central Glance, the proxy and the edge in the catalog")
+    ap.add_argument("--migration", action="store_true",
+                    help="enable live container migration ([migration], operator admin:admin) "
+                         "and its admin API /federation/v1/... on the proxy (off by default)")
     ap.add_argument("--dir", default=str(ROOT / ".run"), help="state directory (default .run/)")
     ap.add_argument("--for-seconds", type=float, default=0,
                     help="stop by itself after this many seconds (0: run until Ctrl-C)")
@@ -48,16 +56,17 @@ def main() -> int:
             base / "proxy", clusters,
             labels={"east": {"tier": "gold"}, "west": {"tier": "silver"}},
             extra_toml=(f'metrics_listen = "127.0.0.1:{proxy_metrics}"\n'
-                        f'disable_path = "{base / "proxy" / "disabled"}"\n'),
+                        f'disable_path = "{base / "proxy" / "disabled"}"\n'
+                        + (MIGRATION_TOML if args.migration else "")),
         )
-        proxy.start(peers.ROOT / "target" / "debug" / "swift-federation-proxy")
+        proxy.start(peers.built("swift-federation-proxy"))
         print("stackfed: starting the central Glance and the edge cache", flush=True)
         central = peers.GlanceCentral(base / "glance-central")
         central.start()
         edge = peers.GlanceEdge(base / "glance-edge", central.endpoint, freshness_seconds=30,
                                 extra_toml=(f'metrics_listen = "127.0.0.1:{edge_metrics}"\n'
                                             f'disable_path = "{base / "glance-edge" / "disabled"}"\n'))
-        edge.start(peers.ROOT / "target" / "debug" / "glance-edge-cache")
+        edge.start(peers.built("glance-edge-cache"))
         swift = f"{peers.VENV_BIN / 'swift'} -A {proxy.auth_url} -U test:tester -K testing"
         gl = f"{peers.VENV_BIN / 'glance'} --os-auth-token noauth --os-image-url"
         print(f"""
@@ -75,6 +84,7 @@ Try:
   curl -s {proxy.endpoint}/info | python3 -m json.tool
   curl -s http://127.0.0.1:{proxy_metrics}/metrics     # Prometheus metrics (admin listener)
   touch {base / 'proxy' / 'disabled'}      # drain: /healthcheck answers 503 until removed
+{migration_hint(proxy) if args.migration else "  (live migration is off: ./scripts/run --migration turns it on)"}
 
 glance edge cache is up:
   edge      {edge.endpoint}   (log: {edge.base / 'edge.log'}, cache: {edge.cache_dir})
@@ -101,6 +111,12 @@ Ctrl-C stops everything.""", flush=True)
             c.stop()
         if keystone:
             keystone.stop()
+
+
+def migration_hint(proxy) -> str:
+    """The admin API's commands to try (live migration on)."""
+    return (f"  cargo run --example federation-migrate -- --proxy {proxy.endpoint} --user admin:admin "
+            "--key admin move AUTH_test reports --wait   # live move to the other cluster")
 
 
 def watch(procs, stopping, for_seconds: float) -> int:
@@ -135,7 +151,7 @@ def run_keystone(base: Path, keystone, stopping, for_seconds: float) -> int:
                        % keystone.auth_url),
             env={"STACKFED_KEYSTONE_PASSWORD": keystone.users["stackfed"].password},
         )
-        proxy.start(peers.ROOT / "target" / "debug" / "swift-federation-proxy")
+        proxy.start(peers.built("swift-federation-proxy"))
         keystone.add_endpoint("object-store", "swift", f"{proxy.endpoint}/v1/AUTH_%(project_id)s")
         print("stackfed: starting the central Glance and the edge cache behind Keystone", flush=True)
         shutil.rmtree(base / "glance-central-ks", ignore_errors=True)
@@ -152,7 +168,7 @@ def run_keystone(base: Path, keystone, stopping, for_seconds: float) -> int:
                                     f'auth_url = "{keystone.auth_url}"\n'
                                     'username = "stackfed-edge"\n'
                                     f'password_file = "{password}"\n'))
-        edge.start(peers.ROOT / "target" / "debug" / "glance-edge-cache")
+        edge.start(peers.built("glance-edge-cache"))
         keystone.add_endpoint("image", "glance-edge-1", edge.endpoint, region="Edge1")
         env = " ".join(f"{k}={v}" for k, v in keystone.os_env("alice").items())
         osc = peers.VENV_BIN / "openstack"

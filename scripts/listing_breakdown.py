@@ -139,7 +139,7 @@ def swift_times(log: Path):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--binary", default=str(ROOT / "target" / "release" / "swift-federation-proxy"))
+    ap.add_argument("--binary", default=str(peers.built("swift-federation-proxy", "release")))
     ap.add_argument("--binary-b", help="a second build: its proxy over both clusters is measured as proxy2b")
     ap.add_argument("--containers", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=250)

@@ -151,7 +151,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3,
                     help="interleaved rounds: of each comparison (metadata GET, cached download) or of --only first")
     ap.add_argument("--perf", help="with --only first: a directory for a perf profile of each edge fill")
-    ap.add_argument("--binary", default=str(ROOT / "target" / "release" / "glance-edge-cache"))
+    ap.add_argument("--binary", default=str(peers.built("glance-edge-cache", "release")))
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="stackfed-load-"))
     # The edge sits in front of a plain Glance; Glance's own cache is measured on a

@@ -235,7 +235,7 @@ def main():
     ap.add_argument("--upload-mib", type=int, default=1024, help="size of each upload for the RSS row")
     ap.add_argument("--nginx-access-log", action="store_true",
                     help="the nginx reverse proxy logs each request to a file, as the proxy does")
-    ap.add_argument("--binary", default=str(ROOT / "target" / "release" / "swift-federation-proxy"))
+    ap.add_argument("--binary", default=str(peers.built("swift-federation-proxy", "release")))
     ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
     args = ap.parse_args()
     only = set(args.only.split(","))

@@ -29,7 +29,7 @@ IMAGE = {"name": "cirros-0.6.2-x86_64", "disk_format": "raw", "container_format"
 def main():
     ap = argparse.ArgumentParser()
     callgrind_args(ap, "profile-glance", "metadata GETs counted per server")
-    ap.add_argument("--binary", default=str(ROOT / "target" / "release" / "glance-edge-cache"))
+    ap.add_argument("--binary", default=str(peers.built("glance-edge-cache", "release")))
     ap.add_argument("--baseline", help="also count this edge binary (e.g. main's release build) in the same run")
     ap.add_argument("--no-nginx", action="store_true", help="skip nginx serving the same bytes as a static file")
     args = ap.parse_args()

@@ -157,9 +157,9 @@ def fresh_outdir(args) -> Path:
 def main():
     ap = argparse.ArgumentParser()
     callgrind_args(ap, "profile-swift", "requests per method")
-    ap.add_argument("--binary", default=str(ROOT / "target" / "release" / "swift-federation-proxy"))
+    ap.add_argument("--binary", default=str(peers.built("swift-federation-proxy", "release")))
     ap.add_argument("--nginx", action="store_true", help="also count nginx as a reverse proxy (1 worker)")
-    ap.add_argument("--floor", nargs="?", const=str(ROOT / "target" / "release" / "examples" / "floor_proxy"),
+    ap.add_argument("--floor", nargs="?", const=str(peers.built("examples/floor_proxy", "release")),
                     help="also count the floor: stackfed-http's example floor_proxy (the same libraries, no "
                          "federation work; build it with `cargo build --release -p stackfed-http --example "
                          "floor_proxy`), at this path")

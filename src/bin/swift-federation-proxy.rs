@@ -63,23 +63,19 @@ async fn run(args: common::ServerArgs, mut config: ProxyConfig) -> Result<(), St
         http::HeaderName::from_static("x-trans-id"),
     );
     let shutdown = stackfed::http::shutdown_signal();
-    let served = match config.migration.clone() {
-        // Live migration and the operator's admin API (`/federation/v1/...`).
+    // Live migration and the operator's admin API (`/federation/v1/...`); without
+    // `[migration]` the admin paths answer 501 saying it is not enabled.
+    let admin = match config.migration.clone() {
         Some(m) => {
             let migrations = Migrations::start(&service, m, config.cache_ttl, &background);
-            let admin = AdminService::new(service, migrations);
-            let admin = tower::ServiceBuilder::new()
-                .layer(access_log)
-                .service(admin);
-            stackfed::http::serve_with(listener, admin, shutdown, options).await
+            AdminService::new(service, migrations)
         }
-        None => {
-            let service = tower::ServiceBuilder::new()
-                .layer(access_log)
-                .service(service);
-            stackfed::http::serve_with(listener, service, shutdown, options).await
-        }
+        None => AdminService::disabled(service),
     };
+    let admin = tower::ServiceBuilder::new()
+        .layer(access_log)
+        .service(admin);
+    let served = stackfed::http::serve_with(listener, admin, shutdown, options).await;
     background.shutdown().await;
     served.map_err(|e| e.to_string())?;
     tracing::info!("stopped");

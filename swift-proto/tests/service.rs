@@ -2773,3 +2773,239 @@ async fn a_listing_longer_than_any_buffer_streams_through_rewritten() {
         }
     }
 }
+
+// ----- the operator's admin API (`/federation/v1/...`) ------------------------------------
+
+const OPERATOR: &str = "test:tester";
+
+/// The admin API over `service` (operator: the fake's own user), and its background.
+fn admin_over(
+    service: &swift_proto::FederationService,
+) -> (
+    swift_proto::migrate::AdminService,
+    swift_proto::migrate::Migrations,
+    stackfed_http::Background,
+) {
+    let config: swift_proto::migrate::MigrationConfig = serde_json::from_value(serde_json::json!({
+        "operator_user": OPERATOR, "operator_key": DEFAULT_KEY,
+        "lease": "3s", "settle": "100ms", "resume_interval": "1h",
+    }))
+    .unwrap();
+    let background = stackfed_http::Background::new();
+    let migrations = swift_proto::migrate::Migrations::start(
+        service,
+        config,
+        Duration::from_millis(100),
+        &background,
+    );
+    (
+        swift_proto::migrate::AdminService::new(service.clone(), migrations.clone()),
+        migrations,
+        background,
+    )
+}
+
+/// One admin request: (status, headers, JSON body or null).
+async fn admin_call(
+    admin: &swift_proto::migrate::AdminService,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (StatusCode, HeaderMap, serde_json::Value) {
+    let mut req = Request::builder()
+        .method(Method::from_bytes(method.as_bytes()).unwrap())
+        .uri(path);
+    if let Some(t) = token {
+        req = req.header("x-auth-token", t);
+    }
+    if path.ends_with("/auth") {
+        req = req
+            .header("x-auth-user", OPERATOR)
+            .header("x-auth-key", DEFAULT_KEY);
+    }
+    let reply = admin
+        .handle(
+            req.body(http_body_util::Full::new(Bytes::from(body.to_owned())))
+                .unwrap(),
+        )
+        .await;
+    let (parts, body) = reply.into_parts();
+    let bytes = http_body_util::BodyExt::collect(body)
+        .await
+        .unwrap()
+        .to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    (parts.status, parts.headers, json)
+}
+
+async fn operator_token(admin: &swift_proto::migrate::AdminService) -> String {
+    let (status, headers, _) = admin_call(admin, "GET", "/federation/v1/auth", None, "").await;
+    assert_eq!(status, StatusCode::OK);
+    headers["x-auth-token"].to_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn moving_a_missing_container_is_not_found() {
+    let fed = Federation::start(2).await;
+    let (admin, _, background) = admin_over(&fed.service);
+    let token = operator_token(&admin).await;
+    let (status, headers, body) = admin_call(
+        &admin,
+        "POST",
+        "/federation/v1/migrations",
+        Some(&token),
+        r#"{"account": "AUTH_test", "container": "no-such-container", "to": "west"}"#,
+    )
+    .await;
+    // As Swift answers for a missing container; in the admin API's JSON format.
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(headers["content-type"], "application/json");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-container"),
+        "{body}"
+    );
+    // A destination that is not configured is named first (409), whatever the container.
+    let (status, _, body) = admin_call(
+        &admin,
+        "POST",
+        "/federation/v1/migrations",
+        Some(&token),
+        r#"{"account": "AUTH_test", "container": "no-such-container", "to": "esat"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("esat"), "{body}");
+    background.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_admin_path_answers_other_methods_with_405_and_allow() {
+    let fed = Federation::start(2).await;
+    let (admin, _, background) = admin_over(&fed.service);
+    let token = operator_token(&admin).await;
+    let paths: [(&str, &[&str]); 8] = [
+        ("/federation/v1/auth", &["GET"]),
+        ("/federation/v1/migrations", &["GET", "POST"]),
+        ("/federation/v1/migrations/m1-x", &["GET", "DELETE"]),
+        ("/federation/v1/migrations/m1-x/cancel", &["POST"]),
+        ("/federation/v1/drains", &["GET", "POST"]),
+        ("/federation/v1/drains/d1-x", &["GET"]),
+        ("/federation/v1/rebalances", &["GET", "POST"]),
+        ("/federation/v1/rebalances/r1-x", &["GET"]),
+    ];
+    for (path, allowed) in paths {
+        for method in [
+            "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "COPY",
+        ] {
+            for (with_token, slash) in [(Some(token.as_str()), ""), (None, "/")] {
+                let path = format!("{path}{slash}");
+                let (status, headers, body) =
+                    admin_call(&admin, method, &path, with_token, "{}").await;
+                if allowed.contains(&method) {
+                    assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+                    assert!(headers.get("allow").is_none(), "{method} {path}");
+                } else {
+                    assert_eq!(
+                        status,
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        "{method} {path}: {body}"
+                    );
+                    assert_eq!(headers["allow"], allowed.join(", "), "{method} {path}");
+                    assert_eq!(headers["content-type"], "application/json");
+                    assert!(body["error"].is_string(), "{method} {path}: {body}");
+                }
+            }
+        }
+    }
+    // A path the admin API does not have stays 404.
+    for path in [
+        "/federation/v1/nothing",
+        "/federation/v1/drains/d1/x",
+        "/federation/v2/drains",
+    ] {
+        let (status, _, _) = admin_call(&admin, "PUT", path, Some(&token), "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+    }
+    background.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_proxies_asked_to_drain_one_cluster_at_once_start_one_drain() {
+    for round in 0..3 {
+        let fed = Federation::start(2).await;
+        fed.login().await;
+        fed.put_container(&format!("held-{round}"), Some("east"))
+            .await;
+        // Two proxies sharing one attribute store, each with its own admin API.
+        let (a, _, bg_a) = admin_over(&fed.service);
+        let (b, _, bg_b) = admin_over(&fed.another_proxy());
+        let (ta, tb) = (operator_token(&a).await, operator_token(&b).await);
+        let body = r#"{"account": "AUTH_test", "cluster": "east", "concurrency": 1}"#;
+        let (ra, rb) = tokio::join!(
+            admin_call(&a, "POST", "/federation/v1/drains", Some(&ta), body),
+            admin_call(&b, "POST", "/federation/v1/drains", Some(&tb), body),
+        );
+        let mut statuses = [ra.0, rb.0];
+        statuses.sort();
+        assert_eq!(
+            statuses,
+            [StatusCode::ACCEPTED, StatusCode::CONFLICT],
+            "round {round}: {} / {}",
+            ra.2,
+            rb.2
+        );
+        let (won, lost) = if ra.0 == StatusCode::ACCEPTED {
+            (ra.2, rb.2)
+        } else {
+            (rb.2, ra.2)
+        };
+        let id = won["id"].as_str().unwrap();
+        // The loser names the drain that runs.
+        assert!(lost["error"].as_str().unwrap().contains(id), "{lost}");
+        for (admin, token) in [(&a, &ta), (&b, &tb)] {
+            let (_, _, all) =
+                admin_call(admin, "GET", "/federation/v1/drains", Some(token), "").await;
+            let ids: Vec<&str> = all["drains"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["id"].as_str().unwrap())
+                .collect();
+            assert_eq!(ids, [id], "round {round}");
+        }
+        bg_a.shutdown().await;
+        bg_b.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_migration_the_admin_api_says_it_is_not_enabled() {
+    let fed = Federation::start(2).await;
+    let admin = swift_proto::migrate::AdminService::disabled(fed.service.clone());
+    for (method, path) in [
+        ("GET", "/federation/v1/drains"),
+        ("GET", "/federation/v1/auth"),
+        ("POST", "/federation/v1/migrations"),
+        ("PUT", "/federation/v1/drains"),
+        ("GET", "/federation/v1/nothing"),
+    ] {
+        let (status, headers, body) = admin_call(&admin, method, path, Some("x"), "{}").await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_IMPLEMENTED,
+            "{method} {path}: {body}"
+        );
+        assert_eq!(headers["content-type"], "application/json");
+        assert!(
+            body["error"].as_str().unwrap().contains("[migration]"),
+            "{body}"
+        );
+    }
+    // Swift's own paths are the proxy's, as before.
+    let (status, _, _) = admin_call(&admin, "GET", "/healthcheck", None, "").await;
+    assert_eq!(status, StatusCode::OK);
+}

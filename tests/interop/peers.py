@@ -561,13 +561,20 @@ if __name__ == "__main__":
             c.stop()
 
 
+def built(name: str, profile: str = "debug") -> Path:
+    """Where cargo puts one of the workspace's binaries: under $CARGO_TARGET_DIR when
+    set (relative to the workspace root, where the scripts run cargo), else target/."""
+    target = os.environ.get("CARGO_TARGET_DIR")
+    return (ROOT / target if target else ROOT / "target") / profile / name
+
+
 def cargo_bin(name: str) -> Path:
     """Builds one of the workspace's binaries (debug profile) and returns its path."""
     subprocess.run(
         ["cargo", "build", "--quiet", "--locked", "--bin", name],
         cwd=ROOT, check=True,
     )
-    path = ROOT / "target" / "debug" / name
+    path = built(name)
     if not path.exists():
         raise RuntimeError(f"{path} was not built")
     return path

@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -540,3 +541,36 @@ def test_edge_reaches_an_https_central_with_a_test_ca(workdir, bins, ops_edge):
     finally:
         e.stop()
         proc.stop()
+
+
+def test_scripts_find_the_binaries_under_cargo_target_dir(monkeypatch, tmp_path):
+    """scripts/run (devstack.py), the load and profile scripts and this suite start the
+    binaries where cargo put them: under $CARGO_TARGET_DIR when set (a relative one from
+    the workspace root, where the scripts run cargo), else target/."""
+    name = "swift-federation-proxy"
+    monkeypatch.delenv("CARGO_TARGET_DIR", raising=False)
+    assert peers.built(name) == peers.ROOT / "target" / "debug" / name
+    monkeypatch.setenv("CARGO_TARGET_DIR", str(tmp_path))
+    assert peers.built(name) == tmp_path / "debug" / name
+    assert peers.built(name, "release") == tmp_path / "release" / name
+    monkeypatch.setenv("CARGO_TARGET_DIR", "elsewhere")
+    assert peers.built(name) == peers.ROOT / "elsewhere" / "debug" / name
+    # No script builds a binary's path by itself.
+    for script in ("devstack.py", "load_swift.py", "load_glance.py", "profile_swift.py",
+                   "listing_breakdown.py"):
+        text = (peers.ROOT / "scripts" / script).read_text()
+        assert '"target" / "debug"' not in text and '"target" / "release"' not in text, script
+        assert "peers.built(" in text, script
+
+
+def test_the_readmes_migration_line_is_what_scripts_run_migration_uses(tmp_path, bins):
+    """The README's line that enables live migration is devstack's (`./scripts/run
+    --migration`), and the proxy accepts it."""
+    sys.path.insert(0, str(peers.ROOT / "scripts"))
+    import devstack
+    readme = (peers.ROOT / "README.md").read_text()
+    assert f"```toml\n{devstack.MIGRATION_TOML}```" in readme
+    conf = tmp_path / "proxy.toml"
+    conf.write_text(devstack.MIGRATION_TOML + CLUSTER)
+    r = run(bins["swift-federation-proxy"], conf, "--check-config")
+    assert r.returncode == 0 and "is valid" in r.stdout, r.stderr

@@ -10,6 +10,7 @@ containers again once the drain is over."""
 import json
 import os
 import signal
+import threading
 import time
 import uuid
 
@@ -18,7 +19,7 @@ import requests
 from swiftclient.exceptions import ClientException
 
 import peers
-from test_swift_migration import admin_token, conn, migration_toml
+from test_swift_migration import OPERATOR, OPERATOR_KEY, admin_token, conn, migration_toml
 
 USER, KEY, ACCOUNT = "test2:tester2", "testing2", "AUTH_test2"
 
@@ -133,6 +134,12 @@ def test_drain_api_refuses_bad_requests_and_ids(dproxy):
         assert r.status_code == 400, (body, r.status_code, r.text)
     r = post_drain(dproxy, cluster="north")
     assert r.status_code == 409, r.text
+    # A method the path does not answer: 405 naming those it does, in JSON.
+    for method, path, allow in (("PUT", "", "GET, POST"), ("DELETE", "", "GET, POST"),
+                                ("PUT", "/d1-x", "GET"), ("POST", "/d1-x", "GET")):
+        r = drains_api(dproxy, method, path, json={})
+        assert r.status_code == 405, (method, path, r.status_code, r.text)
+        assert r.headers["Allow"] == allow and r.json()["error"], (method, path, r.headers)
     assert drains_api(dproxy, "GET").json() == {"drains": []}
 
 
@@ -251,6 +258,59 @@ def test_cancelled_move_of_a_drain(dproxy, clusters):
         assert listed == {o: e for (c, o), e in want.items() if c == n}, n
 
 
+def test_two_proxies_sharing_a_store_asked_at_once_start_one_drain(workdir, clusters, proxy_binary):
+    """Two proxies over one SQLite attribute store file, each asked to drain the same
+    (account, cluster) at the same instant: starting a drain is a compare-and-set on the
+    store, so one answers 202 and the other 409 naming the winner's drain; both list that
+    one drain only, and every container moves once. Three rounds."""
+    base = workdir / f"drain-two-{uuid.uuid4().hex[:4]}"
+    base.mkdir(parents=True)
+    store = f'{{ kind = "sqlite", path = "{base / "shared.db"}" }}'
+    proxies = [peers.FederationProxy(base / f"p{i}", list(clusters.values()), store=store,
+                                     extra_toml=migration_toml()) for i in range(2)]
+    try:
+        for p in proxies:
+            p.start(proxy_binary)
+        tokens = [admin_token(p) for p in proxies]
+        for rnd in range(3):
+            tag = uuid.uuid4().hex[:6]
+            want = populate(proxies[0], [f"tp-{tag}-{i}" for i in range(3)])
+            barrier = threading.Barrier(2)
+            answers = [None, None]
+
+            def fire(i):
+                barrier.wait()
+                answers[i] = requests.post(
+                    f"{proxies[i].endpoint}/federation/v1/drains",
+                    headers={"X-Auth-Token": tokens[i]}, timeout=30,
+                    json={"account": ACCOUNT, "cluster": "east", "concurrency": 2})
+
+            threads = [threading.Thread(target=fire, args=(i,)) for i in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            codes = sorted(r.status_code for r in answers)
+            assert codes == [202, 409], (rnd, [(r.status_code, r.text) for r in answers])
+            won = next(i for i, r in enumerate(answers) if r.status_code == 202)
+            did = answers[won].json()["id"]
+            assert did in answers[1 - won].json()["error"], answers[1 - won].text
+            done = wait_drain_over(proxies[won], did)
+            assert done["state"] == "done", done
+            for p in proxies:
+                running = [d["id"] for d in drains_api(p, "GET").json()["drains"]
+                           if d["state"] == "running"]
+                assert running == [], (rnd, running)
+            assert_drained(proxies[won], clusters, want)
+            time.sleep(1.5)  # the other proxy's resume loop sees the drain over
+        # One drain per round was ever saved, as both proxies see it.
+        for p in proxies:
+            assert len(drains_api(p, "GET").json()["drains"]) == 3, p.log()
+    finally:
+        for p in proxies:
+            p.stop()
+
+
 def test_cluster_takes_new_containers_after_the_drain(dproxy, clusters, proxy_binary):
     """The no-new-placement guard ends with the drain: afterwards (and after a restart)
     new containers of the account are placed on the drained cluster again."""
@@ -345,3 +405,36 @@ def test_drain_when_the_only_other_cluster_is_full(workdir, clusters, proxy_bina
         assert not on_cluster(clusters, "west", names)
     finally:
         p.stop()
+
+
+def test_a_proxy_without_migration_says_the_admin_api_is_not_enabled(workdir, clusters, proxy_binary):
+    """A proxy without [migration] sharing the store with one that has it: its admin paths
+    answer 501 in the admin API's JSON saying migration is not enabled here (it has no
+    operator credentials to open the API with), never a Swift error; the drains saved in
+    the shared store are listed by the proxy with [migration]."""
+    base = workdir / f"drain-off-{uuid.uuid4().hex[:4]}"
+    base.mkdir(parents=True)
+    store = f'{{ kind = "sqlite", path = "{base / "shared.db"}" }}'
+    on = peers.FederationProxy(base / "on", list(clusters.values()), store=store,
+                               extra_toml=migration_toml())
+    off = peers.FederationProxy(base / "off", list(clusters.values()), store=store)
+    try:
+        on.start(proxy_binary)
+        off.start(proxy_binary)
+        r = post_drain(on, cluster="east")
+        assert r.status_code == 202, r.text
+        did = r.json()["id"]
+        assert wait_drain_over(on, did)["state"] == "done"
+        assert [d["id"] for d in drains_api(on, "GET").json()["drains"]] == [did]
+        for method, path in (("GET", "/federation/v1/drains"), ("GET", f"/federation/v1/drains/{did}"),
+                             ("GET", "/federation/v1/auth"), ("POST", "/federation/v1/drains")):
+            r = requests.request(method, f"{off.endpoint}{path}", timeout=10,
+                                 headers={"X-Auth-User": OPERATOR, "X-Auth-Key": OPERATOR_KEY})
+            assert r.status_code == 501, (method, path, r.status_code, r.text)
+            assert r.headers["Content-Type"] == "application/json", r.headers
+            assert "[migration]" in r.json()["error"], r.text
+        # Swift's paths are served as before.
+        assert requests.get(f"{off.endpoint}/healthcheck", timeout=10).status_code == 200
+    finally:
+        off.stop()
+        on.stop()

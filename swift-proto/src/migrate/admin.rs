@@ -7,7 +7,9 @@
 //!
 //! - `GET /federation/v1/auth` with `X-Auth-User`/`X-Auth-Key` of the configured
 //!   operator: `X-Auth-Token` for the rest (an hour);
-//! - `POST /federation/v1/migrations` `{"account", "container", "to"?}`: 202 `{"id"}`;
+//! - `POST /federation/v1/migrations` `{"account", "container", "to"?}`: 202 `{"id"}`
+//!   (404 for a container not in the account, as Swift answers; 409 when it cannot
+//!   move);
 //! - `GET /federation/v1/migrations`, `GET /federation/v1/migrations/{id}`: the journal
 //!   entry and the progress (objects and bytes done/total, rate, ETA);
 //! - `DELETE /federation/v1/migrations/{id}` (or `POST …/{id}/cancel`): cancels a
@@ -21,6 +23,12 @@
 //! - `POST /federation/v1/rebalances` `{"fill_target", "accounts", "concurrency"?}`:
 //!   202 `{"id"}` (see [`super::rebalance`]); `fill_target` a fraction (`0.8`) or a
 //!   percentage string (`"80%"`); `GET /federation/v1/rebalances[/{id}]`.
+//!
+//! On a proxy without `[migration]` every admin path answers 501 saying so (its
+//! configuration holds no operator credentials to open the API with).
+//!
+//! Errors are JSON `{"error": "…"}`. A method a known path does not answer is 405 with
+//! an `Allow` header naming those it does; a path the API does not have is 404.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -47,7 +55,8 @@ const MAX_REQUEST: usize = 64 * 1024;
 #[derive(Debug, Clone)]
 pub struct AdminService {
     proxy: FederationService,
-    migrations: Migrations,
+    /// `None` on a proxy without `[migration]`: every admin path answers 501.
+    migrations: Option<Migrations>,
     tokens: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
@@ -78,6 +87,11 @@ struct RebalanceBody {
     concurrency: Option<usize>,
 }
 
+/// What every admin path answers on a proxy without `[migration]`.
+const DISABLED: &str = "live migration is not enabled on this proxy (its configuration has \
+    no [migration] section): the admin API (migrations, drains, rebalances, also those \
+    saved by other proxies sharing the store) is served by the proxies with one";
+
 /// Most migrations a drain or rebalance runs at once.
 const MAX_CONCURRENCY: usize = 64;
 
@@ -105,9 +119,38 @@ fn error(status: StatusCode, message: &str) -> Response<Body> {
     json(status, &serde_json::json!({ "error": message }))
 }
 
+/// The methods a known admin path answers (its `Allow` header), or `None` for a path
+/// the admin API does not have.
+fn allowed(segments: &[&str]) -> Option<&'static str> {
+    match segments {
+        ["federation", "v1", "auth"] | ["federation", "v1", "drains" | "rebalances", _] => {
+            Some("GET")
+        }
+        ["federation", "v1", "migrations" | "drains" | "rebalances"] => Some("GET, POST"),
+        ["federation", "v1", "migrations", _] => Some("GET, DELETE"),
+        ["federation", "v1", "migrations", _, "cancel"] => Some("POST"),
+        _ => None,
+    }
+}
+
+/// 405 for a method `allow` does not list (none when it does).
+fn method_not_allowed(method: &Method, allow: &'static str) -> Option<Response<Body>> {
+    if allow.split(", ").any(|m| m == method.as_str()) {
+        return None;
+    }
+    let mut r = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &format!("{method} is not allowed here (allowed: {allow})"),
+    );
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    Some(r)
+}
+
 fn move_error(e: &MoveError) -> Response<Body> {
     match e {
         MoveError::Fatal(m) | MoveError::Refused(m) => error(StatusCode::CONFLICT, m),
+        MoveError::NotFound(m) => error(StatusCode::NOT_FOUND, m),
         other => error(StatusCode::SERVICE_UNAVAILABLE, &other.to_string()),
     }
 }
@@ -117,7 +160,19 @@ impl AdminService {
     pub fn new(proxy: FederationService, migrations: Migrations) -> Self {
         Self {
             proxy,
-            migrations,
+            migrations: Some(migrations),
+            tokens: Arc::default(),
+        }
+    }
+
+    /// `proxy` on a proxy without `[migration]`: every admin path answers 501 saying
+    /// so (there are no operator credentials to open the API with; the migrations,
+    /// drains and rebalances saved in a shared store are shown by the proxies with
+    /// `[migration]`).
+    pub fn disabled(proxy: FederationService) -> Self {
+        Self {
+            proxy,
+            migrations: None,
             tokens: Arc::default(),
         }
     }
@@ -131,8 +186,18 @@ impl AdminService {
         if !req.uri().path().starts_with(PREFIX) {
             return self.proxy.handle(req).await;
         }
+        let Some(migrations) = &self.migrations else {
+            return error(StatusCode::NOT_IMPLEMENTED, DISABLED);
+        };
         let (parts, body) = req.into_parts();
         let path = parts.uri.path().trim_end_matches('/').to_owned();
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        // A known path asked with a method it does not answer: 405 naming those it does
+        // (before the token: the API's shape is no secret, and nothing is read).
+        let allow = allowed(&segments);
+        if let Some(r) = allow.and_then(|a| method_not_allowed(&parts.method, a)) {
+            return r;
+        }
         if path == "/federation/v1/auth" {
             let get = |k: &str| {
                 parts
@@ -141,10 +206,7 @@ impl AdminService {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("")
             };
-            if !self
-                .migrations
-                .is_operator(get("x-auth-user"), get("x-auth-key"))
-            {
+            if !migrations.is_operator(get("x-auth-user"), get("x-auth-key")) {
                 return error(StatusCode::UNAUTHORIZED, "not the operator");
             }
             let token = format!("FED_tk{}", random_hex(16));
@@ -176,7 +238,6 @@ impl AdminService {
             Ok(b) => b,
             Err(r) => return r,
         };
-        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         match (&parts.method, segments.as_slice()) {
             (&Method::POST, ["federation", "v1", "migrations"]) => {
                 let req: MoveRequest = match serde_json::from_slice(&body) {
@@ -193,7 +254,7 @@ impl AdminService {
                     Ok(t) => t,
                     Err(_) => return error(StatusCode::BAD_REQUEST, "invalid cluster name"),
                 };
-                match self.migrations.start_move(&account, &container, to).await {
+                match migrations.start_move(&account, &container, to).await {
                     Ok(id) => json(StatusCode::ACCEPTED, &serde_json::json!({ "id": id })),
                     Err(e) => move_error(&e),
                 }
@@ -212,8 +273,7 @@ impl AdminService {
                     Ok(c) => c,
                     Err(e) => return error(StatusCode::BAD_REQUEST, &e),
                 };
-                match self
-                    .migrations
+                match migrations
                     .start_drain(&account, &cluster, concurrency)
                     .await
                 {
@@ -226,7 +286,7 @@ impl AdminService {
             }
             (&Method::DELETE, ["federation", "v1", "migrations", id])
             | (&Method::POST, ["federation", "v1", "migrations", id, "cancel"]) => {
-                match self.migrations.cancel(id).await {
+                match migrations.cancel(id).await {
                     Ok(Some(entry)) => json(
                         StatusCode::ACCEPTED,
                         &serde_json::json!({ "id": entry.id, "state": entry.state }),
@@ -259,8 +319,7 @@ impl AdminService {
                     Ok(c) => c,
                     Err(e) => return error(StatusCode::BAD_REQUEST, &e),
                 };
-                match self
-                    .migrations
+                match migrations
                     .start_rebalance(RebalanceRequest {
                         target,
                         accounts,
@@ -273,39 +332,35 @@ impl AdminService {
                 }
             }
             (&Method::GET, ["federation", "v1", "rebalances"]) => {
-                match self.migrations.rebalances().await {
+                match migrations.rebalances().await {
                     Ok(all) => json(StatusCode::OK, &serde_json::json!({ "rebalances": all })),
                     Err(e) => move_error(&e),
                 }
             }
             (&Method::GET, ["federation", "v1", "rebalances", id]) => {
-                match self.migrations.rebalance(id).await {
+                match migrations.rebalance(id).await {
                     Ok(Some(r)) => json(StatusCode::OK, &serde_json::json!(r)),
                     Ok(None) => error(StatusCode::NOT_FOUND, "no such rebalance"),
                     Err(e) => move_error(&e),
                 }
             }
-            (&Method::GET, ["federation", "v1", "drains"]) => {
-                match self.migrations.drain_list().await {
-                    Ok(all) => json(StatusCode::OK, &serde_json::json!({ "drains": all })),
-                    Err(e) => move_error(&e),
-                }
-            }
+            (&Method::GET, ["federation", "v1", "drains"]) => match migrations.drain_list().await {
+                Ok(all) => json(StatusCode::OK, &serde_json::json!({ "drains": all })),
+                Err(e) => move_error(&e),
+            },
             (&Method::GET, ["federation", "v1", "drains", id]) => {
-                match self.migrations.drain(id).await {
+                match migrations.drain(id).await {
                     Ok(Some(d)) => json(StatusCode::OK, &serde_json::json!(d)),
                     Ok(None) => error(StatusCode::NOT_FOUND, "no such drain"),
                     Err(e) => move_error(&e),
                 }
             }
-            (&Method::GET, ["federation", "v1", "migrations"]) => {
-                match self.migrations.list().await {
-                    Ok(all) => json(StatusCode::OK, &serde_json::json!({ "migrations": all })),
-                    Err(e) => move_error(&e),
-                }
-            }
+            (&Method::GET, ["federation", "v1", "migrations"]) => match migrations.list().await {
+                Ok(all) => json(StatusCode::OK, &serde_json::json!({ "migrations": all })),
+                Err(e) => move_error(&e),
+            },
             (&Method::GET, ["federation", "v1", "migrations", id]) => {
-                match self.migrations.get(id).await {
+                match migrations.get(id).await {
                     Ok(Some(v)) => json(StatusCode::OK, &v),
                     Ok(None) => error(StatusCode::NOT_FOUND, "no such migration"),
                     Err(e) => move_error(&e),

@@ -19,19 +19,28 @@
 //! what is still there is what is left. Every saved drain still running also keeps
 //! new containers off the cluster on the other proxies that share the store (seen by
 //! their resume loop).
+//!
+//! One drain of an (account, cluster) at a time among every proxy sharing the store:
+//! starting one is a compare-and-set on its slot record (attribute `@drain-slot`,
+//! named by a digest of the two), which names the drain holding it; the slot is free
+//! again once that drain is no longer running (or, never saved, a minute after it was
+//! claimed). Of two proxies asked at once, one starts the drain, the other answers
+//! 409 naming it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use federation_core::attrs::{now_ms, ContainerRecord};
+use federation_core::attrs::{
+    now_ms, Attributes, ContainerRecord, CreateOutcome, NewContainer, StoreError,
+};
 use federation_core::migration::{JournalEntry, JournalState};
 use federation_core::{AccountName, ClusterId, ContainerName};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::leased::{Job, Leased};
-use super::{random_hex, Inner, Migrations, MoveError};
+use super::{lease_ms, random_hex, Inner, Migrations, MoveError};
 use crate::service::migrate::DrainGuard;
 
 /// Most listings of what is left a drain runs after its first.
@@ -100,6 +109,48 @@ impl Job for DrainJob {
     fn table(inner: &Inner) -> &Mutex<HashMap<String, Drain>> {
         &inner.drain_jobs
     }
+}
+
+/// How long a claimed drain slot whose drain is not saved yet stays held (at least):
+/// its proxy is listing the cluster; one that died meanwhile frees it after this.
+const STARTING_WINDOW_MS: u64 = 60_000;
+
+/// Which drain holds an (account, cluster): a record of the journal account (attribute
+/// `@drain-slot`), changed only by compare-and-set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct DrainSlot {
+    account: String,
+    cluster: String,
+    /// The drain's id.
+    drain: String,
+    /// When it was claimed, milliseconds since the Unix epoch.
+    since_ms: u64,
+}
+
+impl DrainSlot {
+    const ATTRIBUTE: &'static str = "@drain-slot";
+
+    fn of(rec: &ContainerRecord) -> Option<Self> {
+        serde_json::from_str(rec.attributes.get(Self::ATTRIBUTE)?).ok()
+    }
+
+    fn attributes(&self) -> Attributes {
+        let mut a = Attributes::new();
+        a.insert(
+            Self::ATTRIBUTE.into(),
+            serde_json::to_string(self).unwrap_or_default(),
+        );
+        a
+    }
+}
+
+/// The slot record's name: a digest of (account, cluster), so that any account name
+/// fits in a container name.
+fn slot_name(account: &AccountName, cluster: &ClusterId) -> Result<ContainerName, MoveError> {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("{account}\n{cluster}"));
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    ContainerName::new(format!("drain-slot-{hex}")).map_err(|e| MoveError::Fatal(e.to_string()))
 }
 
 /// The (account, cluster) of every saved drain still running.
@@ -232,12 +283,47 @@ impl Migrations {
             )));
         }
         let id = format!("d{}-{}", now_ms(), random_hex(4));
+        // The one drain of (account, cluster) among every proxy sharing the store: a
+        // compare-and-set on its slot record (the check above reads, then writes; two
+        // proxies asked at once would both pass it).
+        let slot = self.claim_drain_slot(account, cluster, &id).await?;
+        match self.create_drain(account, cluster, concurrency, &id).await {
+            Ok((job, queue)) => {
+                let planned = queue.iter().map(|(p, _)| p.clone()).collect();
+                self.run_drain(job, guard, queue);
+                Ok((id, planned))
+            }
+            Err(e) => {
+                // Not started: the slot is free again (else it would be held until
+                // the "starting" window ends).
+                if let Err(undo) = self
+                    .inner
+                    .locator
+                    .store()
+                    .delete(&Self::journal_account(), &slot.0, Some(slot.1))
+                    .await
+                {
+                    tracing::warn!(%id, error = %undo, "drain: could not free its slot");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Lists what is left on `cluster` and saves the new drain `id` (leased here).
+    async fn create_drain(
+        &self,
+        account: &AccountName,
+        cluster: &ClusterId,
+        concurrency: usize,
+        id: &str,
+    ) -> Result<(DrainJob, Vec<(String, String)>), MoveError> {
         let left = self.left_on(account, cluster, false).await?;
         let mut moves = Vec::new();
         let queue = queue_left(&mut moves, &left, planned_id);
         let job = DrainJob {
             drain: Drain {
-                id: id.clone(),
+                id: id.to_owned(),
                 account: account.as_str().to_owned(),
                 cluster: cluster.to_string(),
                 concurrency,
@@ -247,10 +333,73 @@ impl Migrations {
             },
             started_ms: now_ms(),
         };
-        self.create_job(&id, job.clone()).await?;
-        let planned = queue.iter().map(|(p, _)| p.clone()).collect();
-        self.run_drain(job, guard, queue);
-        Ok((id, planned))
+        self.create_job(id, job.clone()).await?;
+        Ok((job, queue))
+    }
+
+    /// Takes the slot of (account, cluster) for drain `id` by compare-and-set on its
+    /// record (created if absent): of proxies asking at once, one wins; the others, and
+    /// any later one while the drain runs (or is still being started), are refused
+    /// naming it. Returns the slot record's name and version.
+    async fn claim_drain_slot(
+        &self,
+        account: &AccountName,
+        cluster: &ClusterId,
+        id: &str,
+    ) -> Result<(ContainerName, u64), MoveError> {
+        let store = self.inner.locator.store();
+        let journal = Self::journal_account();
+        let name = slot_name(account, cluster)?;
+        let ours = DrainSlot {
+            account: account.as_str().to_owned(),
+            cluster: cluster.to_string(),
+            drain: id.to_owned(),
+            since_ms: now_ms(),
+        };
+        for _ in 0..16 {
+            let rec = match store.get(&journal, &name).await? {
+                Some(r) => r,
+                None => {
+                    let new =
+                        NewContainer::new(journal.clone(), name.clone(), self.journal_home()?)
+                            .attributes(ours.attributes());
+                    match store.create_if_absent(new).await? {
+                        CreateOutcome::Created(r) => return Ok((name, r.version)),
+                        CreateOutcome::Existing(r) => r,
+                    }
+                }
+            };
+            if let Some(held) = DrainSlot::of(&rec) {
+                if self.slot_held(&held).await? {
+                    return Err(MoveError::Refused(format!(
+                        "drain {} of {cluster} for {account} is already running",
+                        held.drain
+                    )));
+                }
+            }
+            match store
+                .update_attributes(&journal, &name, rec.version, ours.attributes())
+                .await
+            {
+                Ok(r) => return Ok((name, r.version)),
+                Err(StoreError::Conflict { .. }) => continue, // read again: who won?
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(MoveError::Store("the drain slot kept changing".into()))
+    }
+
+    /// Whether a slot still holds its drain: running (here, elsewhere, or saved by a
+    /// proxy that died and not resumed yet), or not saved yet but claimed within the
+    /// "starting" window (its proxy is listing the cluster).
+    async fn slot_held(&self, held: &DrainSlot) -> Result<bool, MoveError> {
+        Ok(match self.drain(&held.drain).await? {
+            Some(d) => DrainJob::running(&d),
+            None => {
+                let window = lease_ms(&self.inner.config).max(STARTING_WINDOW_MS);
+                held.since_ms.saturating_add(window) > now_ms()
+            }
+        })
     }
 
     /// The containers of `account` on `cluster` not moving now, or also those marked

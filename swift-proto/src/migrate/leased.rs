@@ -15,7 +15,7 @@ use std::future::Future;
 use std::sync::{Mutex, PoisonError};
 
 use federation_core::attrs::{now_ms, Attributes, ContainerRecord, NewContainer, StoreError};
-use federation_core::ContainerName;
+use federation_core::{ClusterId, ContainerName};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -99,17 +99,22 @@ impl Migrations {
             .insert(id.to_owned(), shown);
     }
 
-    /// Saves a new job, leased to this proxy, and remembers its shown state.
-    pub(super) async fn create_job<T: Job>(&self, id: &str, job: T) -> Result<(), MoveError> {
-        let name = ContainerName::new(id).map_err(|e| MoveError::Fatal(e.to_string()))?;
-        let home = self
-            .inner
+    /// The cluster a new record of the journal account names (the first configured:
+    /// the record is the store's alone, no container exists for it).
+    pub(super) fn journal_home(&self) -> Result<ClusterId, MoveError> {
+        self.inner
             .locator
             .registry()
             .snapshot()
             .first()
             .map(|s| s.id().clone())
-            .ok_or_else(|| MoveError::Fatal("no clusters".into()))?;
+            .ok_or_else(|| MoveError::Fatal("no clusters".into()))
+    }
+
+    /// Saves a new job, leased to this proxy, and remembers its shown state.
+    pub(super) async fn create_job<T: Job>(&self, id: &str, job: T) -> Result<(), MoveError> {
+        let name = ContainerName::new(id).map_err(|e| MoveError::Fatal(e.to_string()))?;
+        let home = self.journal_home()?;
         let shown = job.shown().clone();
         let saved = Leased {
             job,

@@ -134,6 +134,10 @@ pub enum MoveError {
     /// Cannot go on (recorded in the journal).
     #[error("{0}")]
     Fatal(String),
+    /// What the operator named does not exist (a container not in the account): 404,
+    /// as Swift answers for a missing container.
+    #[error("{0}")]
+    NotFound(String),
     /// An operator cancelled the migration: stop working, roll back.
     #[error("cancelled")]
     Cancelled,
@@ -391,11 +395,16 @@ impl Migrations {
         container: &ContainerName,
         to: Option<ClusterId>,
     ) -> Result<String, MoveError> {
+        // A destination not configured (a typo) is the request's fault whatever the
+        // container: 409 naming it, before the container's 404.
+        if let Some(t) = &to {
+            self.cluster(t)?;
+        }
         let locator = &self.inner.locator;
         let record = locator
             .locate_fresh(account, container)
             .await?
-            .ok_or_else(|| MoveError::Fatal(format!("no container {container} in {account}")))?;
+            .ok_or_else(|| MoveError::NotFound(format!("no container {container} in {account}")))?;
         if let Some(m) = MoveMark::of(&record) {
             return Err(MoveError::Fatal(format!(
                 "already moving (migration {})",

@@ -105,6 +105,21 @@ impl Federation {
         }
     }
 
+    /// Another proxy over the same clusters and the same attribute store (as two
+    /// proxy processes sharing one database), with its own caches and guards.
+    pub fn another_proxy(&self) -> FederationService {
+        let locator = Locator::new(
+            self.service.locator().store().clone(),
+            self.service.locator().registry().clone(),
+            PolicyConfig::default().build().into(),
+        );
+        FederationService::new(
+            Arc::new(locator),
+            self.service.clusters().clone(),
+            AuthMode::Tempauth,
+        )
+    }
+
     /// A health probe over the proxy's clusters, as `config::build` starts one (run it
     /// with `probe_once`).
     pub fn health_probe(&self) -> HealthProbe {
