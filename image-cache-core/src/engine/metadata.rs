@@ -119,7 +119,7 @@ impl ReadThrough {
                         tracing::warn!(image = %id, error = %e, "could not forget a deleted image");
                     }
                 } else if unreadable.is_none() {
-                    self.unlearn(cached.as_ref(), ctx).await;
+                    self.unlearn(cached.as_ref(), ctx, true).await;
                 }
                 Err(CacheError::NotFound(id.clone()))
             }
@@ -127,7 +127,7 @@ impl ReadThrough {
                 status: 403 | 404, ..
             }) => {
                 if !ctx.is_admin && unreadable.is_none() {
-                    self.unlearn(cached.as_ref(), ctx).await;
+                    self.unlearn(cached.as_ref(), ctx, false).await;
                 }
                 Err(CacheError::NotFound(id.clone()))
             }
@@ -150,8 +150,11 @@ impl ReadThrough {
     /// cache learned no longer holds for this caller. Its membership of a shared image is
     /// dropped (the other members and the owner keep theirs, fresh as they were); any
     /// other reason (a public or community image made private, an owner's image gone)
-    /// must be confirmed by the central again before the record is served to anyone.
-    async fn unlearn(&self, cached: Option<&StoredVersion>, ctx: &RequestContext) {
+    /// must be confirmed by the central again before the record is served to anyone —
+    /// only when the central said "not found" (`not_found`): a refusal (403, e.g. a token
+    /// without a project) says nothing about the image, and must not let any caller
+    /// take it from the others offline.
+    async fn unlearn(&self, cached: Option<&StoredVersion>, ctx: &RequestContext, not_found: bool) {
         let Some(c) = cached.filter(|c| ctx.may_see(c.version.record())) else {
             return;
         };
@@ -166,7 +169,8 @@ impl ReadThrough {
                 record.members.retain(|m| m != p);
                 c.fetched_at_ms
             }
-            None => 0,
+            None if not_found => 0,
+            None => return,
         };
         if let Err(e) = self.meta.put(&record, fetched_at_ms).await {
             tracing::warn!(image = %record.id, error = %e, "could not record a refusal");
