@@ -438,3 +438,28 @@ def test_a_proxy_without_migration_says_the_admin_api_is_not_enabled(workdir, cl
     finally:
         off.stop()
         on.stop()
+
+
+def test_an_operator_token_works_on_every_proxy_sharing_the_store(workdir, clusters, proxy_binary):
+    """Behind a load balancer the operator logs in at one proxy and is sent to another:
+    the token works on every proxy with the same operator, and a token altered in any
+    way is refused."""
+    base = workdir / f"token-two-{uuid.uuid4().hex[:4]}"
+    base.mkdir(parents=True)
+    store = f'{{ kind = "sqlite", path = "{base / "shared.db"}" }}'
+    proxies = [peers.FederationProxy(base / f"p{i}", list(clusters.values()), store=store,
+                                     extra_toml=migration_toml()) for i in range(2)]
+    try:
+        for p in proxies:
+            p.start(proxy_binary)
+        token = admin_token(proxies[0])
+        for p in proxies:
+            r = requests.get(f"{p.endpoint}/federation/v1/drains", headers={"X-Auth-Token": token})
+            assert r.status_code == 200, (p.endpoint, r.status_code, r.text)
+        flipped = token[:-1] + ("0" if token[-1] != "0" else "1")
+        for bad in (flipped, token + "0", token[:-2], "FED_tk", "", token.replace("FED_tk", "FED_tk9")):
+            r = requests.get(f"{proxies[1].endpoint}/federation/v1/drains", headers={"X-Auth-Token": bad})
+            assert r.status_code == 401, (bad, r.status_code)
+    finally:
+        for p in proxies:
+            p.stop()
