@@ -36,6 +36,11 @@ pub struct GlanceError {
 struct Extra {
     /// Headers the answer carries besides the body's (`Content-Range` on a 416).
     headers: HeaderMap,
+    /// webob's title for the status when it is not the status's reason phrase (its 416
+    /// is "Request Range Not Satisfiable").
+    title: Option<&'static str>,
+    /// webob's `detail`, written after the explanation (the message).
+    detail: Option<String>,
 }
 
 impl GlanceError {
@@ -124,13 +129,34 @@ impl GlanceError {
         self
     }
 
+    /// A 416 as Glance answers it: webob's title and explanation, and Glance's `detail`.
+    pub(crate) fn range_not_satisfiable(detail: impl Into<String>) -> Self {
+        let mut e = Self::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            "The Range requested is not available.",
+        );
+        let extra = e.extra.get_or_insert_default();
+        extra.title = Some("Request Range Not Satisfiable");
+        extra.detail = Some(detail.into());
+        e
+    }
+
     /// The response, in the format the request's `Accept` header prefers.
     pub fn into_response(self, request_headers: &HeaderMap) -> Response<Body> {
-        let Extra { headers } = self.extra.map(|e| *e).unwrap_or_default();
+        let Extra {
+            headers,
+            title,
+            detail,
+        } = self.extra.map(|e| *e).unwrap_or_default();
         let mut r = if self.status == StatusCode::NO_CONTENT {
             Response::new(empty())
         } else {
-            negotiated(self.status, &self.message, request_headers)
+            let page = Page {
+                title,
+                explanation: &self.message,
+                detail: detail.as_deref().unwrap_or(""),
+            };
+            page.negotiated(self.status, request_headers)
         };
         *r.status_mut() = self.status;
         for (k, v) in &headers {
@@ -217,47 +243,73 @@ fn strip_markup(s: &str) -> String {
         .join(" ")
 }
 
+#[cfg(test)]
 fn negotiated(status: StatusCode, message: &str, request_headers: &HeaderMap) -> Response<Body> {
-    let accept = request_headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let title = status.canonical_reason().unwrap_or("Error");
-    let code = format!("{} {title}", status.as_u16());
-    let choice = negotiate(accept);
-    let (ctype, body) = if choice == Some("application/json") {
-        (
-            "application/json",
-            // webob's `json_body`, byte for byte: Python's `json.dumps` of the page's
-            // message (with the template's `<br /><br />` and blank lines), code, title.
-            format!(
-                "{{\"message\": {}, \"code\": {}, \"title\": {}}}",
-                stackfed_http::pyjson::string(&format!("{message}<br /><br />\n\n\n")),
-                stackfed_http::pyjson::string(&code),
-                stackfed_http::pyjson::string(title)
-            ),
-        )
-    } else if choice == Some("text/html") {
-        (
+    Page {
+        title: None,
+        explanation: message,
+        detail: "",
+    }
+    .negotiated(status, request_headers)
+}
+
+/// What webob's error page says: a title (the status's reason phrase unless given), the
+/// explanation, and a detail (often empty).
+struct Page<'a> {
+    title: Option<&'static str>,
+    explanation: &'a str,
+    detail: &'a str,
+}
+
+impl Page<'_> {
+    /// The page in the format `Accept` chooses, as webob renders it.
+    fn negotiated(&self, status: StatusCode, request_headers: &HeaderMap) -> Response<Body> {
+        let page = self;
+        let (message, detail) = (page.explanation, page.detail);
+        let accept = request_headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let title = page
+            .title
+            .unwrap_or_else(|| status.canonical_reason().unwrap_or("Error"));
+        let code = format!("{} {title}", status.as_u16());
+        let choice = negotiate(accept);
+        let (ctype, body) = if choice == Some("application/json") {
+            (
+                "application/json",
+                // webob's `json_body`, byte for byte: Python's `json.dumps` of the page's
+                // message (with the template's `<br /><br />` and blank lines), code, title.
+                format!(
+                    "{{\"message\": {}, \"code\": {}, \"title\": {}}}",
+                    stackfed_http::pyjson::string(&format!("{message}<br /><br />\n{detail}\n\n")),
+                    stackfed_http::pyjson::string(&code),
+                    stackfed_http::pyjson::string(title)
+                ),
+            )
+        } else if choice == Some("text/html") {
+            (
             "text/html; charset=UTF-8",
             format!(
-                "<html>\n <head>\n  <title>{code}</title>\n </head>\n <body>\n  <h1>{code}</h1>\n  {}<br /><br />\n\n\n\n </body>\n</html>",
-                html_escape(message)
+                "<html>\n <head>\n  <title>{code}</title>\n </head>\n <body>\n  <h1>{code}</h1>\n  {}<br /><br />\n{}\n\n\n </body>\n</html>",
+                html_escape(message),
+                html_escape(detail)
             ),
         )
-    } else {
-        (
-            "text/plain; charset=UTF-8",
-            format!("{code}\n\n{message}\n\n   "),
-        )
-    };
-    let len = body.len();
-    let mut r = Response::new(full(body));
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
-    r.headers_mut()
-        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    r
+        } else {
+            (
+                "text/plain; charset=UTF-8",
+                format!("{code}\n\n{message}\n\n {detail}  "),
+            )
+        };
+        let len = body.len();
+        let mut r = Response::new(full(body));
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+        r.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        r
+    }
 }
 
 /// What webob answers an error with for this `Accept`: its `acceptable_offers` over
@@ -330,10 +382,11 @@ impl From<CacheError> for GlanceError {
                 StatusCode::FORBIDDEN,
                 "The requested image has been deactivated. Image data download is forbidden.",
             ),
-            CacheError::BadRange { size } => Self::new(
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                "Requested range not satisfiable",
-            )
+            CacheError::BadRange { size } => Self::range_not_satisfiable(format!(
+                "Invalid start position in Range header. Start position MUST be in the \
+                 inclusive range [0, {}].",
+                i128::from(*size) - 1
+            ))
             .with_header(
                 header::CONTENT_RANGE,
                 stackfed_http::range::unsatisfied_range(*size),

@@ -42,8 +42,12 @@ pub fn parse_range(headers: &HeaderMap) -> Result<Option<RangeSpec>, Unsupported
 
 /// Parses the value of a `Range` header (see [`parse_range`]).
 pub fn parse_range_value(value: &str) -> Result<Option<RangeSpec>, UnsupportedRange> {
-    let Some(spec) = value.trim().strip_prefix("bytes=") else {
-        return Ok(None);
+    // The unit is case-insensitive (RFC 9110 §14.1): Glance (webob) and Swift (swob)
+    // both serve `Bytes=0-9`.
+    let value = value.trim();
+    let spec = match value.get(..6) {
+        Some(unit) if unit.eq_ignore_ascii_case("bytes=") => &value[6..],
+        _ => return Ok(None),
     };
     if spec.contains(',') {
         return Err(UnsupportedRange);
@@ -53,21 +57,28 @@ pub fn parse_range_value(value: &str) -> Result<Option<RangeSpec>, UnsupportedRa
     };
     let (a, b) = (a.trim(), b.trim());
     Ok(match (a.is_empty(), b.is_empty()) {
-        (true, false) => b.parse().ok().map(RangeSpec::Suffix),
-        (false, true) => a
-            .parse()
-            .ok()
-            .map(|first| RangeSpec::From { first, last: None }),
-        (false, false) => match (a.parse::<u64>(), b.parse::<u64>()) {
-            (Ok(first), Ok(last)) if first <= last => Some(RangeSpec::From {
+        (true, false) => position(b).map(RangeSpec::Suffix),
+        (false, true) => position(a).map(|first| RangeSpec::From { first, last: None }),
+        (false, false) => match (position(a), position(b)) {
+            (Some(first), Some(last)) if first <= last => Some(RangeSpec::From {
                 first,
                 last: Some(last),
             }),
-            (Ok(_), Ok(_)) => return Err(UnsupportedRange),
+            (Some(_), Some(_)) => return Err(UnsupportedRange),
             _ => None,
         },
         (true, true) => None,
     })
+}
+
+/// A position or length: digits only (no sign); one past `u64::MAX` is as far as any
+/// size, so it saturates (a last position beyond the end is clamped, a first one is
+/// unsatisfiable).
+fn position(digits: &str) -> Option<u64> {
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(digits.parse().unwrap_or(u64::MAX))
 }
 
 /// `Content-Range: bytes first-last/size` of a 206.
@@ -150,6 +161,29 @@ mod tests {
         assert_eq!(p("bytes=9-1"), Err(UnsupportedRange));
         assert_eq!(p("items=0-1"), Ok(None));
         assert_eq!(p("bytes=x-y"), Ok(None));
+        assert_eq!(p("Bytes=-5"), Ok(Some(RangeSpec::Suffix(5))));
+        assert_eq!(p("BYTES=-5"), Ok(Some(RangeSpec::Suffix(5))));
+        assert_eq!(p("bytes=+1-2"), Ok(None));
+        assert_eq!(p("bytes=-+2"), Ok(None));
+        assert_eq!(p("byteséé"), Ok(None));
+        assert_eq!(
+            p("bytes=0-18446744073709551616"),
+            Ok(Some(RangeSpec::From {
+                first: 0,
+                last: Some(u64::MAX)
+            }))
+        );
+        assert_eq!(
+            p("bytes=99999999999999999999-"),
+            Ok(Some(RangeSpec::From {
+                first: u64::MAX,
+                last: None
+            }))
+        );
+        assert_eq!(
+            p("bytes=-99999999999999999999"),
+            Ok(Some(RangeSpec::Suffix(u64::MAX)))
+        );
         assert_eq!(parse_range(&HeaderMap::new()), Ok(None));
         assert_eq!(content_range(0, 9, 100), "bytes 0-9/100");
         assert_eq!(unsatisfied_range(100), "bytes */100");

@@ -104,3 +104,43 @@ def test_cross_project_reads_are_refused_online_and_offline(edge, central, world
         assert requests.get(edge.endpoint + "/v2/images").status_code == 401
     finally:
         central.start()
+
+
+def _shared_with_b(central, name):
+    img = make(central, A, name, "shared", os.urandom(64 * 1024))
+    assert requests.post(f"{central.endpoint}/v2/images/{img}/members", json={"member": "projB"}, headers=A).status_code == 200
+    r = requests.put(f"{central.endpoint}/v2/images/{img}/members/projB", json={"status": "accepted"}, headers=B)
+    assert r.status_code == 200, r.text
+    return img
+
+
+def test_a_member_removed_is_not_shown_to_it_offline(edge, central):
+    # Two ways the edge learns that projB is no longer a member: the central answers
+    # projB's own show 404 (membership removed at the central), and the removal goes
+    # through the edge itself, after which an admin's show is recorded. Either way, once
+    # the central is offline, projB must get what real Glance answers it: 404.
+    direct = _shared_with_b(central, "removed-at-the-central")
+    through = _shared_with_b(central, "removed-through-the-edge")
+    for img in (direct, through):
+        assert requests.get(f"{edge.endpoint}/v2/images/{img}", headers=B).status_code == 200
+        assert requests.get(f"{edge.endpoint}/v2/images/{img}/file", headers=B).status_code == 200
+    assert requests.delete(f"{central.endpoint}/v2/images/{direct}/members/projB", headers=A).status_code == 204
+    assert requests.get(f"{edge.endpoint}/v2/images/{direct}", headers=B).status_code == 404
+    assert requests.delete(f"{edge.endpoint}/v2/images/{through}/members/projB", headers=A).status_code == 204
+    # An admin sees every member at the central (none is left here).
+    r = requests.get(f"{central.endpoint}/v2/images/{through}/members", headers=ADMIN)
+    assert r.status_code == 200 and r.json()["members"] == [], r.text
+    assert requests.get(f"{edge.endpoint}/v2/images/{through}", headers=ADMIN).status_code == 200
+    for img in (direct, through):
+        assert requests.get(f"{central.endpoint}/v2/images/{img}", headers=B).status_code == 404
+    central.stop()
+    try:
+        for img in (direct, through):
+            show = requests.get(f"{edge.endpoint}/v2/images/{img}", headers=B)
+            down = requests.get(f"{edge.endpoint}/v2/images/{img}/file", headers=B)
+            listed = {i["id"] for i in requests.get(edge.endpoint + "/v2/images", headers=B).json()["images"]}
+            assert (show.status_code, down.status_code, img in listed) == (404, 404, False), img == direct
+            # The owner still has it.
+            assert requests.get(f"{edge.endpoint}/v2/images/{img}", headers=A).status_code == 200
+    finally:
+        central.start()

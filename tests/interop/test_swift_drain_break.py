@@ -7,6 +7,7 @@ are one, a drain towards the only other cluster while that one drains is refused
 drain API answers unknown and malformed ids with a 4xx, and the cluster takes new
 containers again once the drain is over."""
 
+import contextlib
 import json
 import os
 import signal
@@ -258,12 +259,10 @@ def test_cancelled_move_of_a_drain(dproxy, clusters):
         assert listed == {o: e for (c, o), e in want.items() if c == n}, n
 
 
-def test_two_proxies_sharing_a_store_asked_at_once_start_one_drain(workdir, clusters, proxy_binary):
-    """Two proxies over one SQLite attribute store file, each asked to drain the same
-    (account, cluster) at the same instant: starting a drain is a compare-and-set on the
-    store, so one answers 202 and the other 409 naming the winner's drain; both list that
-    one drain only, and every container moves once. Three rounds."""
-    base = workdir / f"drain-two-{uuid.uuid4().hex[:4]}"
+@contextlib.contextmanager
+def two_proxies_sharing_a_store(base, clusters, proxy_binary):
+    """Two proxies with [migration] over one SQLite attribute store file, started;
+    stopped on leaving."""
     base.mkdir(parents=True)
     store = f'{{ kind = "sqlite", path = "{base / "shared.db"}" }}'
     proxies = [peers.FederationProxy(base / f"p{i}", list(clusters.values()), store=store,
@@ -271,6 +270,19 @@ def test_two_proxies_sharing_a_store_asked_at_once_start_one_drain(workdir, clus
     try:
         for p in proxies:
             p.start(proxy_binary)
+        yield proxies
+    finally:
+        for p in proxies:
+            p.stop()
+
+
+def test_two_proxies_sharing_a_store_asked_at_once_start_one_drain(workdir, clusters, proxy_binary):
+    """Two proxies over one SQLite attribute store file, each asked to drain the same
+    (account, cluster) at the same instant: starting a drain is a compare-and-set on the
+    store, so one answers 202 and the other 409 naming the winner's drain; both list that
+    one drain only, and every container moves once. Three rounds."""
+    with two_proxies_sharing_a_store(workdir / f"drain-two-{uuid.uuid4().hex[:4]}", clusters,
+                                     proxy_binary) as proxies:
         tokens = [admin_token(p) for p in proxies]
         for rnd in range(3):
             tag = uuid.uuid4().hex[:6]
@@ -306,9 +318,6 @@ def test_two_proxies_sharing_a_store_asked_at_once_start_one_drain(workdir, clus
         # One drain per round was ever saved, as both proxies see it.
         for p in proxies:
             assert len(drains_api(p, "GET").json()["drains"]) == 3, p.log()
-    finally:
-        for p in proxies:
-            p.stop()
 
 
 def test_cluster_takes_new_containers_after_the_drain(dproxy, clusters, proxy_binary):
@@ -438,3 +447,19 @@ def test_a_proxy_without_migration_says_the_admin_api_is_not_enabled(workdir, cl
     finally:
         off.stop()
         on.stop()
+
+
+def test_an_operator_token_works_on_every_proxy_sharing_the_store(workdir, clusters, proxy_binary):
+    """Behind a load balancer the operator logs in at one proxy and is sent to another:
+    the token works on every proxy with the same operator, and a token altered in any
+    way is refused."""
+    with two_proxies_sharing_a_store(workdir / f"token-two-{uuid.uuid4().hex[:4]}", clusters,
+                                     proxy_binary) as proxies:
+        token = admin_token(proxies[0])
+        for p in proxies:
+            r = requests.get(f"{p.endpoint}/federation/v1/drains", headers={"X-Auth-Token": token})
+            assert r.status_code == 200, (p.endpoint, r.status_code, r.text)
+        flipped = token[:-1] + ("0" if token[-1] != "0" else "1")
+        for bad in (flipped, token + "0", token[:-2], "FED_tk", "", token.replace("FED_tk", "FED_tk9")):
+            r = requests.get(f"{proxies[1].endpoint}/federation/v1/drains", headers={"X-Auth-Token": bad})
+            assert r.status_code == 401, (bad, r.status_code)

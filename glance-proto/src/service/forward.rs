@@ -64,8 +64,15 @@ impl EdgeService {
         let Some(id) = ImageId::parse(rest.split('/').next().unwrap_or("")) else {
             return;
         };
+        let mut parts_of = rest.split('/').skip(1);
+        let member = match (parts_of.next(), parts_of.next(), parts_of.next()) {
+            (Some("members"), Some(m), None) if !m.is_empty() => Some(m),
+            _ => None,
+        };
         let result = if parts.method == Method::DELETE && !rest.contains('/') {
             self.inner.cache.forget(&id).await
+        } else if let Some(m) = member {
+            self.inner.cache.expire_member(&id, m).await
         } else {
             self.inner.cache.expire(&id).await
         };

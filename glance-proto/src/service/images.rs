@@ -57,10 +57,19 @@ impl EdgeService {
         }
         let range = range::parse_range(&parts.headers)
             .map_err(|_| {
-                GlanceError::new(
-                    StatusCode::RANGE_NOT_SATISFIABLE,
-                    "Multiple or inverted ranges are not supported",
-                )
+                let several = parts
+                    .headers
+                    .get(header::RANGE)
+                    .is_some_and(|v| v.as_bytes().contains(&b','));
+                if several {
+                    // Glance's words (glance/api/v2/image_data.py).
+                    GlanceError::bad_request(
+                        "Requests with multiple ranges are not supported in Glance. You may \
+                         make multiple single-range requests instead.",
+                    )
+                } else {
+                    GlanceError::range_not_satisfiable("Invalid Range header.")
+                }
             })?
             .map(|r| match r {
                 WireRange::From { first, last } => RangeSpec::From { first, last },

@@ -10,7 +10,7 @@ use crate::blob::BlobStore;
 use crate::error::CacheError;
 use crate::id::ImageId;
 use crate::list::{ListQuery, Page};
-use crate::meta::{MetadataStore, RecentRecords, RecordVersion};
+use crate::meta::{MetadataStore, RecentRecords, RecordVersion, StoredVersion};
 use crate::record::ImageRecord;
 use crate::upstream::{RequestContext, Upstream, UpstreamError};
 
@@ -118,12 +118,19 @@ impl ReadThrough {
                     if let Err(e) = self.forget(id).await {
                         tracing::warn!(image = %id, error = %e, "could not forget a deleted image");
                     }
+                } else if unreadable.is_none() {
+                    self.unlearn(cached.as_ref(), ctx, true).await;
                 }
                 Err(CacheError::NotFound(id.clone()))
             }
             Err(UpstreamError::Refused {
                 status: 403 | 404, ..
-            }) => Err(CacheError::NotFound(id.clone())),
+            }) => {
+                if !ctx.is_admin && unreadable.is_none() {
+                    self.unlearn(cached.as_ref(), ctx, false).await;
+                }
+                Err(CacheError::NotFound(id.clone()))
+            }
             Err(e) if !self.stale.applies(&e) => Err(e.into()),
             Err(e) => match cached {
                 // Not visible on cached metadata alone: as if it did not exist.
@@ -136,6 +143,37 @@ impl ReadThrough {
                 // Without the central, the unreadable store is why there is no answer.
                 _ => Err(unreadable.map_or_else(|| e.into(), CacheError::from)),
             },
+        }
+    }
+
+    /// The central refused a caller an image that the cached record lets it see: what the
+    /// cache learned no longer holds for this caller. Its membership of a shared image is
+    /// dropped (the other members and the owner keep theirs, fresh as they were); any
+    /// other reason (a public or community image made private, an owner's image gone)
+    /// must be confirmed by the central again before the record is served to anyone —
+    /// only when the central said "not found" (`not_found`): a refusal (403, e.g. a token
+    /// without a project) says nothing about the image, and must not let any caller
+    /// take it from the others offline.
+    async fn unlearn(&self, cached: Option<&StoredVersion>, ctx: &RequestContext, not_found: bool) {
+        let Some(c) = cached.filter(|c| ctx.may_see(c.version.record())) else {
+            return;
+        };
+        let mut record = c.version.record().clone();
+        let member = ctx.project_id.as_deref().filter(|p| {
+            record.visibility == crate::record::Visibility::Shared
+                && record.owner.as_deref() != Some(*p)
+                && record.members.iter().any(|m| m == p)
+        });
+        let fetched_at_ms = match member {
+            Some(p) => {
+                record.members.retain(|m| m != p);
+                c.fetched_at_ms
+            }
+            None if not_found => 0,
+            None => return,
+        };
+        if let Err(e) = self.meta.put(&record, fetched_at_ms).await {
+            tracing::warn!(image = %record.id, error = %e, "could not record a refusal");
         }
     }
 
@@ -231,9 +269,18 @@ impl ReadThrough {
             .map_err(CacheError::blob("removing a deleted image's data"))
     }
 
-    /// Marks an image's metadata as needing confirmation before it is served fresh again.
-    pub(crate) async fn expire(&self, id: &ImageId) -> Result<(), CacheError> {
-        if let Some(s) = self.meta.get(id).await? {
+    /// Marks an image's metadata as needing confirmation before it is served fresh again,
+    /// without `member` among the projects known to have accepted it (when given: a
+    /// write changed that membership).
+    pub(crate) async fn expire(
+        &self,
+        id: &ImageId,
+        member: Option<&str>,
+    ) -> Result<(), CacheError> {
+        if let Some(mut s) = self.meta.get(id).await? {
+            if let Some(m) = member {
+                s.record.members.retain(|k| k != m);
+            }
             self.meta.put(&s.record, 0).await?;
         }
         Ok(())

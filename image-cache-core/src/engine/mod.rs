@@ -212,7 +212,14 @@ impl ImageCache {
     /// Marks an image's cached metadata as needing confirmation by the upstream before it
     /// is served fresh again (after a write went through to the upstream).
     pub async fn expire(&self, id: &ImageId) -> Result<(), CacheError> {
-        self.inner.records.expire(id).await
+        self.inner.records.expire(id, None).await
+    }
+
+    /// As [`expire`](Self::expire), after a write changed `member`'s membership of the
+    /// image: that project is no longer counted among those who accepted it until the
+    /// upstream says so again.
+    pub async fn expire_member(&self, id: &ImageId, member: &str) -> Result<(), CacheError> {
+        self.inner.records.expire(id, Some(member)).await
     }
 
     /// The images whose data is cached.

@@ -30,10 +30,8 @@
 //! Errors are JSON `{"error": "…"}`. A method a known path does not answer is 405 with
 //! an `Allow` header naming those it does; a path the API does not have is 404.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use federation_core::migration::FillTarget;
@@ -57,7 +55,6 @@ pub struct AdminService {
     proxy: FederationService,
     /// `None` on a proxy without `[migration]`: every admin path answers 501.
     migrations: Option<Migrations>,
-    tokens: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
 #[derive(Deserialize)]
@@ -161,7 +158,6 @@ impl AdminService {
         Self {
             proxy,
             migrations: Some(migrations),
-            tokens: Arc::default(),
         }
     }
 
@@ -173,7 +169,6 @@ impl AdminService {
         Self {
             proxy,
             migrations: None,
-            tokens: Arc::default(),
         }
     }
 
@@ -209,11 +204,9 @@ impl AdminService {
             if !migrations.is_operator(get("x-auth-user"), get("x-auth-key")) {
                 return error(StatusCode::UNAUTHORIZED, "not the operator");
             }
-            let token = format!("FED_tk{}", random_hex(16));
-            let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
-            let now = Instant::now();
-            tokens.retain(|_, t| *t > now);
-            tokens.insert(token.clone(), now + TOKEN_LIFETIME);
+            let Some(token) = issue_token(migrations.operator_credentials(), unix_secs()) else {
+                return error(StatusCode::INTERNAL_SERVER_ERROR, "cannot sign a token");
+            };
             let mut r = json(StatusCode::OK, &serde_json::json!({}));
             if let Ok(v) = HeaderValue::from_str(&token) {
                 r.headers_mut().insert("x-auth-token", v);
@@ -224,13 +217,7 @@ impl AdminService {
             .headers
             .get("x-auth-token")
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|t| {
-                self.tokens
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .get(t)
-                    .is_some_and(|until| *until > Instant::now())
-            });
+            .is_some_and(|t| token_is_valid(migrations.operator_credentials(), t, unix_secs()));
         if !authorized {
             return error(StatusCode::UNAUTHORIZED, "an operator token is needed");
         }
@@ -371,6 +358,64 @@ impl AdminService {
     }
 }
 
+type TokenMac = hmac::Hmac<sha2::Sha256>;
+
+/// Seconds since the Unix epoch.
+fn unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The signature of a token's `body` (its expiry and nonce) with the operator's
+/// credentials: every proxy configured with the same operator checks it, so a token
+/// issued by one works on all of them (several proxies behind a load balancer).
+fn token_mac((user, key): (&str, &str), body: &str) -> Option<TokenMac> {
+    use hmac::{KeyInit, Mac};
+    let mut secret = Vec::with_capacity(user.len() + key.len() + 1);
+    secret.extend_from_slice(user.as_bytes());
+    secret.push(0);
+    secret.extend_from_slice(key.as_bytes());
+    // HMAC takes a key of any length: this never fails.
+    let mut mac = TokenMac::new_from_slice(&secret).ok()?;
+    mac.update(b"stackfed operator token\0");
+    mac.update(body.as_bytes());
+    Some(mac)
+}
+
+/// A token valid for [`TOKEN_LIFETIME`] from `now`: `FED_tk<expiry>_<nonce>_<signature>`.
+fn issue_token(operator: (&str, &str), now: u64) -> Option<String> {
+    use hmac::Mac;
+    let body = format!("{}_{}", now + TOKEN_LIFETIME.as_secs(), random_hex(8));
+    let tag = token_mac(operator, &body)?.finalize().into_bytes();
+    let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+    Some(format!("FED_tk{body}_{hex}"))
+}
+
+/// Whether `token` was issued with this operator's credentials and has not expired.
+fn token_is_valid(operator: (&str, &str), token: &str, now: u64) -> bool {
+    use hmac::Mac;
+    let Some((body, hex)) = token
+        .strip_prefix("FED_tk")
+        .and_then(|t| t.rsplit_once('_'))
+    else {
+        return false;
+    };
+    let Some(until) = body
+        .split_once('_')
+        .and_then(|(u, _)| u.parse::<u64>().ok())
+    else {
+        return false;
+    };
+    if until <= now || hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return false;
+    }
+    let tag: Vec<u8> = (0..32)
+        .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+        .collect();
+    token_mac(operator, body).is_some_and(|m| m.verify_slice(&tag).is_ok())
+}
+
 async fn read<B>(body: B) -> Result<Bytes, Response<Body>>
 where
     B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
@@ -413,5 +458,35 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let svc = self.clone();
         Box::pin(async move { Ok(svc.handle(req).await) })
+    }
+}
+
+#[cfg(test)]
+mod token_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_token_is_valid_with_the_same_operator_until_it_expires() {
+        let op = ("admin:admin", "admin");
+        let t = issue_token(op, 1_000).unwrap();
+        assert!(token_is_valid(op, &t, 1_000));
+        assert!(token_is_valid(op, &t, 1_000 + TOKEN_LIFETIME.as_secs() - 1));
+        assert!(!token_is_valid(op, &t, 1_000 + TOKEN_LIFETIME.as_secs()));
+        assert!(!token_is_valid(("admin:admin", "other"), &t, 1_000));
+        assert!(!token_is_valid(("admin:other", "admin"), &t, 1_000));
+        // A later expiry written into a token voids its signature.
+        let (_, rest) = t.split_at("FED_tk".len());
+        let later = format!("FED_tk9{rest}");
+        assert!(!token_is_valid(op, &later, 1_000));
+        for bad in ["", "FED_tk", "FED_tk_", "FED_tk1_2_3", &t[..t.len() - 1]] {
+            assert!(!token_is_valid(op, bad, 1_000), "{bad}");
+        }
+        assert_ne!(
+            t,
+            issue_token(op, 1_000).unwrap(),
+            "each token has its own nonce"
+        );
     }
 }

@@ -326,6 +326,12 @@ impl Migrations {
             & eq(key.as_bytes(), c.operator_key.as_bytes())
     }
 
+    /// The operator's user and key (what its admin API tokens are signed with).
+    pub(crate) fn operator_credentials(&self) -> (&str, &str) {
+        let c = &self.inner.config;
+        (&c.operator_user, &c.operator_key)
+    }
+
     fn auth(&self) -> Auth<'_> {
         Auth::Session(&self.inner.operator)
     }
